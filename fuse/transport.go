@@ -1,0 +1,42 @@
+package fuse
+
+import "github.com/fastfsd/fastfsd/fs"
+
+// This file is the contract between the engine and the transports that feed
+// it (dataplane/fusedev, dataplane/uring, dataplane/virtiofs). The engine
+// knows nothing of fds, rings or guest memory: a transport hands it a
+// Request whose In holds one FUSE request and gets back the reply in Out.
+
+// Request is the working set of one FUSE request. It belongs to exactly one
+// worker, which reuses it for every request it serves (it is that worker's
+// arena: the steady state allocates nothing). Make one with
+// Server.NewRequest.
+//
+// Per request the transport sets In (and Src/Dst when it moves data itself),
+// calls Server.Handle, then sends the reply and, for READ with Dst set, the
+// data Dst holds.
+type Request struct {
+	// In is the request as received: fuse_in_header, the op's arguments
+	// and, for WRITE, the payload unless Src is set. A view into the
+	// transport's buffer or guest memory, valid until the reply is sent;
+	// the engine reads every header field once and validates lengths
+	// before use.
+	In []byte
+
+	// Src, when non-nil, is the WRITE payload kept out of In (a pipe the
+	// transport spliced from /dev/fuse, or guest descriptors). In then ends
+	// after fuse_write_in. Nil: the payload follows fuse_write_in in In.
+	Src fs.Source
+
+	// Dst, when non-nil, receives READ data (splice into a pipe, preadv
+	// into guest memory); the transport sends it after Out[:n]. Nil: the
+	// engine puts READ data in Out right after the out header.
+	Dst fs.Sink
+
+	// Out is the reply buffer, allocated by NewRequest with room for the
+	// largest reply the negotiated limits allow. The transport may replace
+	// it by a buffer at least as large.
+	Out []byte
+
+	req request // engine scratch: decoded header, fs.Context, out structs
+}
