@@ -1,0 +1,121 @@
+package dataplane
+
+import (
+	"errors"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestWorkerPinnedAndThreadExits(t *testing.T) {
+	topo, err := ReadTopology()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpu := topo.Allowed[len(topo.Allowed)-1].ID
+	var before unix.CPUSet
+	unix.SchedGetaffinity(0, &before)
+
+	var tid int
+	var got unix.CPUSet
+	w := Start(cpu, func() error {
+		tid = unix.Gettid()
+		if err := unix.SchedGetaffinity(0, &got); err != nil {
+			return err
+		}
+		time.Sleep(time.Millisecond) // may be rescheduled: must stay on the same thread
+		if unix.Gettid() != tid {
+			return errors.New("worker moved to another thread")
+		}
+		return nil
+	})
+	if err := w.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if got.Count() != 1 || !got.IsSet(cpu) {
+		t.Fatalf("worker affinity has %d CPUs (set %v), want only CPU %d", got.Count(), got.IsSet(cpu), cpu)
+	}
+	// The locked thread must die with the goroutine so its mask never
+	// leaks to other goroutines. The one exception is the process's main
+	// thread, which the runtime wedges (parks for ever) instead of exiting.
+	if tid == os.Getpid() {
+		t.Logf("worker ran on the main thread, which the runtime parks instead of exiting")
+		return
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		if _, err := os.Stat("/proc/self/task/" + strconv.Itoa(tid)); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("worker thread %d still alive after its function returned", tid)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestWorkerBadCPU(t *testing.T) {
+	ran := false
+	w := Start(4095, func() error { ran = true; return nil })
+	if err := w.Wait(); err == nil || ran {
+		t.Fatalf("pinning to CPU 4095: err %v, ran %v; want an error and fn not run", err, ran)
+	}
+}
+
+func TestWorkerError(t *testing.T) {
+	want := errors.New("boom")
+	if err := Start(-1, func() error { return want }).Wait(); err != want {
+		t.Fatalf("Wait = %v, want %v", err, want)
+	}
+}
+
+func TestPlan(t *testing.T) {
+	// Two cores with two threads each, numbered as Linux does on x86
+	// (siblings are N apart).
+	topo := Topology{Allowed: []CPU{{0, 0, 0}, {1, 1, 0}, {2, 0, 0}, {3, 1, 0}}}
+	for _, tc := range []struct {
+		n    int
+		want []int
+	}{
+		{0, []int{0, 1, 2, 3}},
+		{2, []int{0, 1}},
+		{3, []int{0, 1, 2}},
+		{6, []int{0, 1, 2, 3, 0, 1}},
+	} {
+		got := topo.Plan(tc.n)
+		if len(got) != len(tc.want) {
+			t.Errorf("Plan(%d) = %v, want %v", tc.n, got, tc.want)
+			continue
+		}
+		for i := range got {
+			if got[i] != tc.want[i] {
+				t.Errorf("Plan(%d) = %v, want %v", tc.n, got, tc.want)
+				break
+			}
+		}
+	}
+	// Adjacent siblings (0,1 on core 0): spread first.
+	topo = Topology{Allowed: []CPU{{0, 0, 0}, {1, 0, 0}, {2, 1, 0}, {3, 1, 0}}}
+	if got := topo.Plan(2); got[0] != 0 || got[1] != 2 {
+		t.Errorf("Plan(2) with adjacent siblings = %v, want [0 2]", got)
+	}
+	if (Topology{}).Plan(3) != nil {
+		t.Errorf("Plan on no CPUs not nil")
+	}
+}
+
+func TestReadTopology(t *testing.T) {
+	topo, err := ReadTopology()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var set unix.CPUSet
+	unix.SchedGetaffinity(0, &set)
+	if len(topo.Allowed) != set.Count() {
+		t.Fatalf("Allowed has %d CPUs, affinity mask %d", len(topo.Allowed), set.Count())
+	}
+	t.Logf("%q, %d threads/core, allowed %v", topo.Brand, topo.ThreadsPerCore, topo.Allowed)
+}
