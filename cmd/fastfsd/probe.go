@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/fastfsd/fastfsd/perf/probe"
+)
+
+func init() {
+	register(&command{
+		name:    "probe",
+		summary: "time FUSE round trips in the kernel (eBPF) and a daemon's syscalls",
+		run:     runProbe,
+	})
+}
+
+func runProbe(args []string) error {
+	fl := flag.NewFlagSet("fastfsd probe", flag.ContinueOnError)
+	duration := fl.Duration("duration", 0, "how long to measure; 0 runs until Ctrl-C (SIGINT/SIGTERM)")
+	mount := fl.String("mount", "", "only time requests of the FUSE filesystem mounted here")
+	conn := fl.Uint("conn", 0, "only time requests of this FUSE connection (the mount's st_dev, as in /sys/fs/fuse/connections); 0 = all")
+	pid := fl.Int("pid", 0, "also time this process's system calls by number (e.g. fastfsd's pid)")
+	mode := fl.String("mode", "auto", "how to time FUSE requests: auto (tracepoints if the kernel has fuse:fuse_request_send, else kprobes), tracepoint, kprobe, off")
+	asJSON := fl.Bool("json", false, "print the result as JSON instead of tables and histograms")
+	pin := fl.Bool("pin", false, "pin programs, maps and links under "+probe.DefaultPinDir+" while running, for bpftool")
+	fl.Usage = func() {
+		fmt.Fprintf(fl.Output(), `usage: fastfsd probe [flags]
+
+Attaches eBPF programs that time every FUSE request's kernel round trip
+(from queueing to reply) per opcode, and optionally a process's system
+calls, then prints count, mean, p50/p90/p99, max and a log2 histogram per
+opcode. Needs root. Runs on the host and inside a guest.
+
+flags:
+`)
+		fl.PrintDefaults()
+	}
+	if err := fl.Parse(args); err != nil {
+		return err
+	}
+	if fl.NArg() != 0 {
+		return fmt.Errorf("unexpected argument %q; see fastfsd probe --help", fl.Arg(0))
+	}
+	opts := probe.Options{Conn: uint32(*conn), Pid: *pid}
+	switch *mode {
+	case "auto":
+	case "tracepoint", "kprobe", "off":
+		opts.Mode = probe.Mode(*mode)
+	default:
+		return fmt.Errorf("--mode %q: want auto, tracepoint, kprobe or off", *mode)
+	}
+	if *mount != "" {
+		if *conn != 0 {
+			return errors.New("give --mount or --conn, not both")
+		}
+		c, err := probe.ConnOf(*mount)
+		if err != nil {
+			return err
+		}
+		opts.Conn = c
+	}
+	if *pin {
+		opts.PinDir = probe.DefaultPinDir
+	}
+	p, err := probe.Attach(opts)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if *duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *duration)
+		defer cancel()
+	}
+	if !*asJSON {
+		fmt.Fprintf(os.Stderr, "fastfsd probe: timing FUSE requests (%s mode)%s; Ctrl-C to stop\n", p.Mode(),
+			map[bool]string{true: fmt.Sprintf(" and pid %d's syscalls", *pid), false: ""}[*pid != 0])
+	}
+	start := time.Now()
+	<-ctx.Done()
+	s, err := p.Snapshot()
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			Seconds float64 `json:"seconds"`
+			*probe.Snapshot
+		}{time.Since(start).Seconds(), s})
+	}
+	fmt.Printf("measured for %.1fs\n", time.Since(start).Seconds())
+	s.WriteText(os.Stdout)
+	return nil
+}

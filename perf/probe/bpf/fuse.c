@@ -1,0 +1,274 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+//
+// fastfs request round-trip probes. Compiled by bpf2go (see gen.go); the
+// generated objects are committed so building fastfsd needs no clang.
+//
+// Two pairs of programs time every FUSE request from the moment the kernel
+// queues it for the daemon to the moment the reply ends it, keyed by
+// (connection, unique):
+//   - tracepoints fuse:fuse_request_send / fuse:fuse_request_end (Linux 6.15+);
+//   - kprobes on the functions around them, for kernels without the
+//     tracepoints (CO-RE against the fuse module's BTF).
+// A third pair, on the raw syscall tracepoints, times the system calls of one
+// process (the daemon) by syscall number.
+//
+// Every map is named so that `bpftool map dump name fuse_hist` reads it.
+
+#include "common.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define HIST_SLOTS 64	// log2 buckets of nanoseconds
+#define MAX_OPS 64	// FUSE opcodes; anything >= 63 (CUSE_INIT) lands in 63
+#define MAX_SYSCALLS 512
+
+// Set by the loader before load (0 = no filter).
+const volatile __u32 filter_conn = 0;	// FUSE connection (st_dev of the mount)
+const volatile __u32 filter_tgid = 0;	// daemon pid for the syscall programs
+
+struct req_key {
+	__u32 conn;
+	__u32 pad;
+	__u64 unique;
+};
+
+struct req_val {
+	__u64 start_ns;
+	__u32 opcode;
+	__u32 pad;
+};
+
+// Per-op summary; the histogram lives in fuse_hist.
+struct op_stats {
+	__u64 count;
+	__u64 sum_ns;
+	__u64 max_ns;
+	__u64 errors;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct req_key);
+	__type(value, struct req_val);
+} fuse_inflight SEC(".maps");
+
+// fuse_hist[op*HIST_SLOTS + slot] counts requests of opcode op whose round
+// trip took [2^slot, 2^(slot+1)) ns.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_OPS * HIST_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} fuse_hist SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_OPS);
+	__type(key, __u32);
+	__type(value, struct op_stats);
+} fuse_stats SEC(".maps");
+
+struct sys_val {
+	__u64 start_ns;
+	__u32 nr;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);	// tid
+	__type(value, struct sys_val);
+} sys_inflight SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_SYSCALLS * HIST_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} sys_hist SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_SYSCALLS);
+	__type(key, __u32);
+	__type(value, struct op_stats);
+} sys_stats SEC(".maps");
+
+static __always_inline __u32 log2_slot(__u64 v)
+{
+	__u32 r = 0;
+	// Unrolled binary search; v < 2^64.
+	if (v >> 32) { v >>= 32; r += 32; }
+	if (v >> 16) { v >>= 16; r += 16; }
+	if (v >> 8)  { v >>= 8;  r += 8; }
+	if (v >> 4)  { v >>= 4;  r += 4; }
+	if (v >> 2)  { v >>= 2;  r += 2; }
+	if (v >> 1)  { r += 1; }
+	return r;
+}
+
+static __always_inline void account(void *hist, void *stats, __u32 idx, __u64 delta, int err)
+{
+	__u32 key = idx * HIST_SLOTS + log2_slot(delta);
+	__u64 *cnt = bpf_map_lookup_elem(hist, &key);
+	if (cnt)
+		__sync_fetch_and_add(cnt, 1);
+	struct op_stats *st = bpf_map_lookup_elem(stats, &idx);
+	if (!st)
+		return;
+	__sync_fetch_and_add(&st->count, 1);
+	__sync_fetch_and_add(&st->sum_ns, delta);
+	if (err)
+		__sync_fetch_and_add(&st->errors, 1);
+	// A racy max is fine: a lost update can only lose a concurrent,
+	// equally large sample on another CPU.
+	if (delta > st->max_ns)
+		st->max_ns = delta;
+}
+
+static __always_inline void req_start(__u32 conn, __u64 unique, __u32 opcode)
+{
+	if (filter_conn && conn != filter_conn)
+		return;
+	struct req_key k = { .conn = conn, .unique = unique };
+	struct req_val v = { .start_ns = bpf_ktime_get_ns(), .opcode = opcode };
+	bpf_map_update_elem(&fuse_inflight, &k, &v, BPF_ANY);
+}
+
+static __always_inline void req_end(__u32 conn, __u64 unique, int err)
+{
+	if (filter_conn && conn != filter_conn)
+		return;
+	struct req_key k = { .conn = conn, .unique = unique };
+	struct req_val *v = bpf_map_lookup_elem(&fuse_inflight, &k);
+	if (!v)
+		return;
+	__u64 delta = bpf_ktime_get_ns() - v->start_ns;
+	__u32 op = v->opcode < MAX_OPS ? v->opcode : MAX_OPS - 1;
+	bpf_map_delete_elem(&fuse_inflight, &k);
+	account(&fuse_hist, &fuse_stats, op, delta, err);
+}
+
+// Layouts from /sys/kernel/tracing/events/fuse/*/format (Linux 6.18).
+struct tp_fuse_request_send {
+	__u64 common;
+	__u32 connection;	// dev_t
+	__u32 pad;
+	__u64 unique;
+	__u32 opcode;
+	__u32 len;
+};
+
+struct tp_fuse_request_end {
+	__u64 common;
+	__u32 connection;
+	__u32 pad;
+	__u64 unique;
+	__u32 len;
+	__s32 error;
+};
+
+SEC("tracepoint/fuse/fuse_request_send")
+int fuse_send_tp(struct tp_fuse_request_send *ctx)
+{
+	req_start(ctx->connection, ctx->unique, ctx->opcode);
+	return 0;
+}
+
+SEC("tracepoint/fuse/fuse_request_end")
+int fuse_end_tp(struct tp_fuse_request_end *ctx)
+{
+	req_end(ctx->connection, ctx->unique, ctx->error != 0);
+	return 0;
+}
+
+// Kprobe fallback. Minimal local views of the kernel's private fuse structs;
+// preserve_access_index lets CO-RE find the real offsets in the running
+// kernel's (or fuse module's) BTF.
+struct fuse_in_header___fastfs {
+	__u32 len;
+	__u32 opcode;
+	__u64 unique;
+} __attribute__((preserve_access_index));
+
+struct fuse_out_header___fastfs {
+	__u32 len;
+	__s32 error;
+	__u64 unique;
+} __attribute__((preserve_access_index));
+
+struct fuse_conn___fastfs {
+	__u32 dev;
+} __attribute__((preserve_access_index));
+
+struct fuse_mount___fastfs {
+	struct fuse_conn___fastfs *fc;
+} __attribute__((preserve_access_index));
+
+struct fuse_req___fastfs {
+	struct {
+		struct fuse_in_header___fastfs h;
+	} in;
+	struct {
+		struct fuse_out_header___fastfs h;
+	} out;
+	struct fuse_mount___fastfs *fm;
+} __attribute__((preserve_access_index));
+
+static __always_inline __u32 req_conn(struct fuse_req___fastfs *req)
+{
+	struct fuse_mount___fastfs *fm = BPF_CORE_READ(req, fm);
+	if (!fm)
+		return 0;
+	return BPF_CORE_READ(fm, fc, dev);
+}
+
+// Queued for the daemon: (struct fuse_iqueue *fiq, struct fuse_req *req).
+// The loader attaches this to whichever of fuse_dev_queue_req,
+// virtio_fs_send_req, … the kernel has.
+SEC("kprobe/fuse_dev_queue_req")
+int BPF_KPROBE(fuse_send_kp, void *fiq, struct fuse_req___fastfs *req)
+{
+	req_start(req_conn(req), BPF_CORE_READ(req, in.h.unique), BPF_CORE_READ(req, in.h.opcode));
+	return 0;
+}
+
+SEC("kprobe/fuse_request_end")
+int BPF_KPROBE(fuse_end_kp, struct fuse_req___fastfs *req)
+{
+	req_end(req_conn(req), BPF_CORE_READ(req, in.h.unique), BPF_CORE_READ(req, out.h.error) != 0);
+	return 0;
+}
+
+// Raw syscall tracepoints: args[1] of sys_enter is the syscall number,
+// args[1] of sys_exit the return value.
+SEC("raw_tracepoint/sys_enter")
+int sys_enter_rtp(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if ((__u32)(id >> 32) != filter_tgid)
+		return 0;
+	__u32 tid = (__u32)id;
+	struct sys_val v = { .start_ns = bpf_ktime_get_ns(), .nr = (__u32)ctx->args[1] };
+	bpf_map_update_elem(&sys_inflight, &tid, &v, BPF_ANY);
+	return 0;
+}
+
+SEC("raw_tracepoint/sys_exit")
+int sys_exit_rtp(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if ((__u32)(id >> 32) != filter_tgid)
+		return 0;
+	__u32 tid = (__u32)id;
+	struct sys_val *v = bpf_map_lookup_elem(&sys_inflight, &tid);
+	if (!v)
+		return 0;
+	__u64 delta = bpf_ktime_get_ns() - v->start_ns;
+	__u32 nr = v->nr < MAX_SYSCALLS ? v->nr : MAX_SYSCALLS - 1;
+	bpf_map_delete_elem(&sys_inflight, &tid);
+	account(&sys_hist, &sys_stats, nr, delta, (long)ctx->args[1] < 0);
+	return 0;
+}
