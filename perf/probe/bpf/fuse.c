@@ -8,7 +8,8 @@
 // (connection, unique):
 //   - tracepoints fuse:fuse_request_send / fuse:fuse_request_end (Linux 6.15+);
 //   - kprobes on the functions around them, for kernels without the
-//     tracepoints (CO-RE against the fuse module's BTF).
+//     tracepoints (CO-RE against the kernel's or the fuse module's BTF),
+//     keyed by (connection, request address).
 // A third pair, on the raw syscall tracepoints, times the system calls of one
 // process (the daemon) by syscall number.
 //
@@ -227,18 +228,21 @@ static __always_inline __u32 req_conn(struct fuse_req___fastfs *req)
 
 // Queued for the daemon: (struct fuse_iqueue *fiq, struct fuse_req *req).
 // The loader attaches this to whichever of fuse_dev_queue_req,
-// virtio_fs_send_req, … the kernel has.
+// virtio_fs_send_req, … the kernel has. Before 6.15 those functions assign
+// req->in.h.unique themselves, so at entry it is not known yet: the kprobe
+// pair keys requests by the fuse_req's address instead, which is stable from
+// queueing to fuse_request_end and unique while the request lives.
 SEC("kprobe/fuse_dev_queue_req")
 int BPF_KPROBE(fuse_send_kp, void *fiq, struct fuse_req___fastfs *req)
 {
-	req_start(req_conn(req), BPF_CORE_READ(req, in.h.unique), BPF_CORE_READ(req, in.h.opcode));
+	req_start(req_conn(req), (__u64)req, BPF_CORE_READ(req, in.h.opcode));
 	return 0;
 }
 
 SEC("kprobe/fuse_request_end")
 int BPF_KPROBE(fuse_end_kp, struct fuse_req___fastfs *req)
 {
-	req_end(req_conn(req), BPF_CORE_READ(req, in.h.unique), BPF_CORE_READ(req, out.h.error) != 0);
+	req_end(req_conn(req), (__u64)req, BPF_CORE_READ(req, out.h.error) != 0);
 	return 0;
 }
 
