@@ -54,7 +54,9 @@ func (s *Side) Err(name string, err error) bool {
 
 // Must records err like Err and aborts this side's run if it is not nil.
 func (s *Side) Must(name string, err error) {
-	s.t.Helper()
+	if s.t != nil {
+		s.t.Helper()
+	}
 	if !s.Err(name, err) {
 		s.Fatalf("%s: %v", name, err)
 	}
@@ -63,6 +65,12 @@ func (s *Side) Must(name string, err error) {
 // Checkf fails the test (naming this side) unless ok: a fact that holds
 // on any POSIX filesystem, whatever the reference says.
 func (s *Side) Checkf(ok bool, format string, args ...any) bool {
+	if s.t == nil { // in a child: the parent reports it
+		if !ok {
+			s.log = append(s.log, step{"!check", fmt.Sprintf(format, args...)})
+		}
+		return ok
+	}
 	s.t.Helper()
 	if !ok {
 		s.t.Errorf("[%s %s] "+format, append([]any{s.Name, s.Root}, args...)...)
@@ -73,6 +81,10 @@ func (s *Side) Checkf(ok bool, format string, args ...any) bool {
 // Fatalf fails the test and ends this side's run (the other side still
 // runs, and the records up to here are compared).
 func (s *Side) Fatalf(format string, args ...any) {
+	if s.t == nil { // in a child: the parent reports it
+		s.log = append(s.log, step{"!check", "fatal: " + fmt.Sprintf(format, args...)})
+		panic(sideAbort{})
+	}
 	s.t.Helper()
 	s.t.Errorf("[%s %s] fatal: "+format, append([]any{s.Name, s.Root}, args...)...)
 	panic(sideAbort{})
@@ -258,6 +270,12 @@ func compareLogs(t *testing.T, ref, mnt []step) {
 	t.Helper()
 	const maxDiffs = 15
 	diffs := 0
+	t.Logf("comparing %d recorded steps with the reference's %d", len(mnt), len(ref))
+	if os.Getenv("POSIXTEST_DUMP") == "1" { // debugging a case: show the reference's record
+		for i, st := range ref {
+			t.Logf("  %3d %s: %s", i, st.name, st.val)
+		}
+	}
 	for i := 0; i < len(ref) || i < len(mnt); i++ {
 		switch {
 		case i >= len(mnt):
