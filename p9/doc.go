@@ -1,0 +1,94 @@
+// Package p9 is the 9P2000.L door of fastfs: the wire format of every
+// 9P2000.L message and a server that maps a client's fids onto the inodes
+// and handles of an fs.FileSystem.
+//
+// The reference for the protocol is shared/ref/9p2000L.md (diod's
+// protocol.md, Linux net/9p and fs/9p, QEMU hw/9pfs).
+//
+// # Import rules
+//
+// p9 imports fs and the standard library only: never fuse, ring,
+// vhostuser or golang.org/x/sys/unix. The only system calls it makes are
+// pread(2)/pwrite(2) through package syscall, in the Sink and Source it
+// hands to the filesystem.
+//
+// # Codec
+//
+// Every message type has a struct (Tversion … Rremove) whose strings and
+// payloads are []byte views into the buffer it was decoded from. Decoders
+// never panic: fields are read through a decoder with a sticky overflow
+// flag checked once per message; a field running past the end, trailing
+// bytes, a string holding NUL, or a Twalk of more than MaxWalkElem names
+// make the message malformed (ErrMalformed). Encoders write into a buffer
+// whose capacity is the negotiated msize and never grow it, so no reply can
+// exceed msize. Decode / Encode / DecodeBody are the API for tests, fuzzing
+// and clients; the server decodes each T message with its concrete type on
+// the stack.
+//
+// # Server
+//
+// Per connection, one reader goroutine reads messages and a bounded pool of
+// workers (Options.MaxRequests) serves them concurrently, replies written
+// whole in any order (tags pair them). The reader answers Tversion and
+// Tflush itself, so a pool full of blocked requests can still be flushed:
+//
+//   - Tversion resets the session: it interrupts and waits for every
+//     request in flight, clunks every fid, then agrees msize = min(client,
+//     Options.MaxMsize) (at least MinMsize, else Rlerror EINVAL) and
+//     "9P2000.L" for any version string that is "9P2000.L" or starts with
+//     "9P2000.L." (so gVisor-style "9P2000.L.Google.N" clients get plain
+//     .L); anything else gets "unknown" and every later request EPROTO
+//     until a Tversion succeeds.
+//   - Tflush sets the fs.Context interrupt flag of the request it names
+//     and answers Rflush only after that request's reply was written (or at
+//     once if the tag is not in flight); never Rlerror.
+//
+// A size field below 7 or above msize, a malformed Tflush/Tversion, or a
+// tag reused while in flight make the framing untrustworthy: the connection
+// is dropped. Any other malformed message gets Rlerror EINVAL; an unknown
+// type or a 9P2000-only message (Topen, Tcreate, Tstat, Twstat) EOPNOTSUPP;
+// Tauth EOPNOTSUPP (attach with afid = NOFID). A panic while serving a
+// request is recovered into Rlerror EIO and the connection keeps serving.
+//
+// # Fids
+//
+// Fids are per connection: unknown fid → EBADF; a newfid already in use →
+// EBADF; more than Options.MaxFids → EMFILE. Twalk with no names clones;
+// a walk failing at the first name is Rlerror, at a later name a short
+// Rwalk with newfid not created. An opened fid (Tlopen, Tlcreate) or an
+// xattr fid cannot be walked or opened again (EBADF). Each fid points at a
+// node holding one lookup count of its inode and a reference on its parent
+// node, so ".." is answered from the chain and never climbs above the
+// fid's attach root (see node). Tclunk and Tremove free the fid (Tremove
+// even when the unlink fails); the last reference Releases the open handle
+// and Forgets the inode. When a connection ends, every request in flight
+// is interrupted and waited for and every fid is freed.
+//
+// Tattach's aname selects the tree: "" or "/" is the filesystem's root,
+// any other path (relative to it, without "..") is walked and becomes the
+// attach root, which ".." never leaves. n_uname is the caller's uid for
+// the filesystem (NONUNAME: 0 for uname "root", else 65534); creating
+// messages carry their gid. Permission checks are the client's, as with
+// the Linux client's default access=client mode: the server does not check
+// permissions itself.
+//
+// Names: a name that is empty or holds '/' is EINVAL; creating "." or ".."
+// is EEXIST, removing or renaming them EINVAL; in Twalk "." stays and ".."
+// goes up.
+//
+// # Hot path
+//
+// Tread, Twrite, Tgetattr, Twalk and Tclunk allocate nothing per request in
+// the steady state: each connection has MaxRequests request slots whose
+// receive and reply buffers grow to at most msize and are reused. Tread
+// hands the filesystem a Sink that preads into the reply buffer right after
+// the Rread header; Twrite hands it a Source whose bytes are the payload in
+// the receive buffer; Treaddir encodes dirents straight into the reply.
+// Memory per connection is bounded by MaxRequests × 2 × msize.
+//
+// # Concurrency
+//
+// A Server may serve any number of listeners and connections. Lock order:
+// fid.mu, then conn.wmu, then conn.mu. fs methods are called without
+// conn.mu held, except Forget (a counter decrement).
+package p9

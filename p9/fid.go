@@ -1,0 +1,220 @@
+package p9
+
+import (
+	"sync"
+	"syscall"
+
+	"github.com/fastfsd/fastfsd/fs"
+)
+
+// node is one fs inode as a connection sees it, with the path it was
+// reached by. Nodes form a tree per connection: each holds a reference on
+// its parent, so ".." is answered from the chain without asking the
+// filesystem, and the attach root is never walked above.
+//
+// A node made by Lookup holds exactly one lookup count of ino, returned by
+// one Forget(ino, 1) when its last reference goes. Attach roots of the
+// whole tree hold none (fs.RootInode is never looked up nor forgotten).
+//
+// Limitation: the chain records the path at walk time. A rename done
+// through another fid, another connection or on the host leaves ".." of a
+// moved node pointing at its old parent; Trename through the node's own fid
+// updates it.
+type node struct {
+	ino    fs.Inode
+	mode   uint32 // S_IFMT and permission bits at lookup time
+	forget bool   // holds one lookup count (see above)
+
+	// Guarded by conn.mu.
+	parent *node  // nil for an attach root
+	name   []byte // name in parent (a copy); nil for an attach root
+	refs   int32  // fids (as their node or their root) + child nodes
+}
+
+func (n *node) isDir() bool { return n.mode&syscall.S_IFMT == syscall.S_IFDIR }
+
+// fidState is what a fid can be used for.
+type fidState uint8
+
+const (
+	fidWalked     fidState = iota // names a file; may be walked, opened, …
+	fidOpenFile                   // Tlopen/Tlcreate of a non-directory: fh is valid
+	fidOpenDir                    // Tlopen of a directory: fh is valid
+	fidXattrRead                  // Txattrwalk's newfid: reads come from xattr
+	fidXattrWrite                 // Txattrcreate: writes collect in xattr until clunk
+)
+
+// fid is one client fid. The table holds one reference; every request
+// using the fid holds one more for its duration, so a Tclunk racing with a
+// Tread frees the fid only when the read is done: Release of the handle and
+// the node's Forget happen when the last reference goes.
+type fid struct {
+	id   uint32
+	uid  uint32
+	root *node // the attach root: ".." never goes above it
+	refs int32 // guarded by conn.mu
+
+	mu sync.Mutex
+	// Guarded by mu.
+	n      *node
+	state  fidState
+	fh     fs.Handle
+	xattr  []byte // fidXattrRead: the value or list; fidXattrWrite: the buffer (len = attr_size)
+	xname  []byte // fidXattrWrite: the name (a copy)
+	xflags uint32 // fidXattrWrite: setxattr flags
+	xlen   int    // fidXattrWrite: bytes written so far (the highest end offset)
+}
+
+// snapshot returns what a request needs of f, read under f.mu.
+func (f *fid) snapshot() (n *node, st fidState, fh fs.Handle) {
+	f.mu.Lock()
+	n, st, fh = f.n, f.state, f.fh
+	f.mu.Unlock()
+	return
+}
+
+// getFid returns the fid with a request reference, or nil.
+func (c *conn) getFid(id uint32) *fid {
+	c.mu.Lock()
+	f := c.fids[id]
+	if f != nil {
+		f.refs++
+	}
+	c.mu.Unlock()
+	return f
+}
+
+// putFid drops a reference; the last one releases the fid's resources.
+func (c *conn) putFid(f *fid) {
+	c.mu.Lock()
+	f.refs--
+	last := f.refs == 0
+	c.mu.Unlock()
+	if last {
+		c.releaseFid(f)
+	}
+}
+
+// releaseFid frees a fid nobody references any more.
+func (c *conn) releaseFid(f *fid) {
+	f.mu.Lock()
+	n, st, fh := f.n, f.state, f.fh
+	f.n = nil
+	f.xattr, f.xname = nil, nil
+	f.mu.Unlock()
+	if n != nil {
+		ctx := fs.Context{Caller: fs.Caller{Uid: f.uid, Gid: nobody}}
+		switch st {
+		case fidOpenFile:
+			c.s.fs.Release(&ctx, n.ino, fh, 0)
+		case fidOpenDir:
+			c.s.fs.ReleaseDir(&ctx, n.ino, fh)
+		}
+	}
+	c.mu.Lock()
+	c.nfids--
+	c.unrefLocked(n)
+	c.unrefLocked(f.root)
+	c.mu.Unlock()
+}
+
+// addFid inserts a new fid holding the table's reference, n and root
+// already referenced by the caller (the references pass to the fid). It
+// fails with EBADF if id is in use and EMFILE past the per-connection limit;
+// then the caller still owns its references.
+func (c *conn) addFid(id uint32, uid uint32, root, n *node, st fidState, fh fs.Handle) (*fid, fs.Errno) {
+	if id == NoFid {
+		return nil, syscall.EBADF
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.fids[id]; ok {
+		return nil, syscall.EBADF
+	}
+	if c.nfids >= c.s.opts.MaxFids {
+		return nil, syscall.EMFILE
+	}
+	f := &fid{id: id, uid: uid, root: root, refs: 1, n: n, state: st, fh: fh}
+	c.fids[id] = f
+	c.nfids++
+	return f, 0
+}
+
+// fidInUse reports whether id names a fid now.
+func (c *conn) fidInUse(id uint32) bool {
+	c.mu.Lock()
+	_, ok := c.fids[id]
+	c.mu.Unlock()
+	return ok
+}
+
+// removeFid takes id out of the table and returns it with the table's
+// reference, which the caller drops with putFid.
+func (c *conn) removeFid(id uint32) *fid {
+	c.mu.Lock()
+	f := c.fids[id]
+	delete(c.fids, id)
+	c.mu.Unlock()
+	return f
+}
+
+// refNode adds a reference to n.
+func (c *conn) refNode(n *node) {
+	c.mu.Lock()
+	n.refs++
+	c.mu.Unlock()
+}
+
+// unrefNode drops a reference to n.
+func (c *conn) unrefNode(n *node) {
+	c.mu.Lock()
+	c.unrefLocked(n)
+	c.mu.Unlock()
+}
+
+// unrefLocked drops a reference to n and, when it was the last, Forgets
+// its inode and drops its reference on its parent, up the chain.
+//
+// Preconditions: c.mu is held. fs.Forget is called under it: Forget is a
+// counter decrement in every filesystem and never calls back into p9.
+func (c *conn) unrefLocked(n *node) {
+	for n != nil {
+		n.refs--
+		if n.refs > 0 {
+			return
+		}
+		if n.forget {
+			c.s.fs.Forget(n.ino, 1)
+		}
+		parent := n.parent
+		n.parent = nil
+		n = parent
+	}
+}
+
+// newChild makes the node for a name found in parent (its Entry raised a
+// lookup count that the node now owns) with one reference for the caller.
+func (c *conn) newChild(parent *node, name []byte, e *fs.Entry) *node {
+	n := &node{ino: e.Ino, mode: e.Attr.Mode, forget: true, name: append([]byte(nil), name...), refs: 1}
+	c.mu.Lock()
+	n.parent = parent
+	parent.refs++
+	c.mu.Unlock()
+	return n
+}
+
+// clunkAll frees every fid (Tversion, connection teardown). No request is
+// in flight when it runs, so every fid holds only the table's reference.
+func (c *conn) clunkAll() {
+	c.mu.Lock()
+	fids := make([]*fid, 0, len(c.fids))
+	for id, f := range c.fids {
+		fids = append(fids, f)
+		delete(c.fids, id)
+	}
+	c.mu.Unlock()
+	for _, f := range fids {
+		c.commitXattr(f)
+		c.putFid(f)
+	}
+}

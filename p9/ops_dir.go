@@ -1,0 +1,575 @@
+package p9
+
+import (
+	"math"
+	"syscall"
+
+	"github.com/fastfsd/fastfsd/fs"
+)
+
+// dirFid returns fid id with a request reference if it names a directory
+// that is not opened (the parent of Tlcreate, Tmkdir, …), else an errno.
+func (c *conn) dirFid(id uint32) (*fid, *node, fs.Errno) {
+	f := c.getFid(id)
+	if f == nil {
+		return nil, nil, eBadf
+	}
+	n, st, _ := f.snapshot()
+	if n == nil || st == fidXattrRead || st == fidXattrWrite {
+		c.putFid(f)
+		return nil, nil, eBadf
+	}
+	if !n.isDir() {
+		c.putFid(f)
+		return nil, nil, eNotdir
+	}
+	return f, n, 0
+}
+
+// replyQID answers Tsymlink, Tmknod, Tmkdir: the new entry's QID. The
+// lookup count the Entry raised is returned at once, since no fid holds it.
+func (c *conn) replyQID(r *request, t MsgType, e *fs.Entry) fs.Errno {
+	q := qidOf(&e.Attr, e.Ino)
+	if e.Ino != 0 {
+		c.s.fs.Forget(e.Ino, 1)
+	}
+	enc := r.begin(t, 20)
+	enc.qid(&q)
+	return 0
+}
+
+// lcreate creates and opens name in the directory of fid; on success fid
+// refers to the new, opened file.
+func (c *conn) lcreate(r *request, body []byte) fs.Errno {
+	var m Tlcreate
+	if !decodeInto(body, &m) {
+		return eInval
+	}
+	if e := checkName(m.Name, true); e != 0 {
+		return e
+	}
+	flags, e := hostOpenFlags(m.Flags)
+	if e != 0 {
+		return e
+	}
+	if m.Flags&DotlExcl != 0 {
+		flags |= syscall.O_EXCL
+	}
+	flags |= syscall.O_CREAT
+	f, dir, e := c.dirFid(m.Fid)
+	if e != 0 {
+		return e
+	}
+	defer c.putFid(f)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.state != fidWalked || f.n != dir {
+		return eBadf
+	}
+	var ent fs.Entry
+	var out fs.OpenOut
+	ctx := r.ctxFor(f, m.Gid)
+	if e := c.s.fs.Create(ctx, dir.ino, m.Name, m.Mode&07777|syscall.S_IFREG, flags, &ent, &out); e != 0 {
+		return e
+	}
+	if ent.Ino == 0 {
+		c.s.fs.Release(ctx, 0, out.Handle, 0)
+		return syscall.EIO
+	}
+	child := c.newChild(dir, m.Name, &ent)
+	f.n, f.state, f.fh = child, fidOpenFile, out.Handle
+	c.unrefNode(dir) // the fid's reference moves to child; child holds dir
+	enc := r.begin(MsgRlcreate, 24)
+	q := qidOf(&ent.Attr, ent.Ino)
+	enc.qid(&q)
+	enc.u32(0)
+	return 0
+}
+
+func (c *conn) symlink(r *request, body []byte) fs.Errno {
+	var m Tsymlink
+	if !decodeInto(body, &m) {
+		return eInval
+	}
+	if e := checkName(m.Name, true); e != 0 {
+		return e
+	}
+	if len(m.Target) == 0 {
+		return eNoent // as symlink(2) with an empty target
+	}
+	f, dir, e := c.dirFid(m.Fid)
+	if e != 0 {
+		return e
+	}
+	defer c.putFid(f)
+	var ent fs.Entry
+	if e := c.s.fs.Symlink(r.ctxFor(f, m.Gid), dir.ino, m.Name, m.Target, &ent); e != 0 {
+		return e
+	}
+	return c.replyQID(r, MsgRsymlink, &ent)
+}
+
+// mknod: the mode carries the file type; the device number is encoded as
+// Linux's new_encode_dev, as fs.Attr.Rdev and FUSE carry it.
+func (c *conn) mknod(r *request, body []byte) fs.Errno {
+	var m Tmknod
+	if !decodeInto(body, &m) {
+		return eInval
+	}
+	if e := checkName(m.Name, true); e != 0 {
+		return e
+	}
+	f, dir, e := c.dirFid(m.Dfid)
+	if e != 0 {
+		return e
+	}
+	defer c.putFid(f)
+	rdev := m.Minor&0xff | m.Major<<8 | (m.Minor&^0xff)<<12
+	var ent fs.Entry
+	if e := c.s.fs.Mknod(r.ctxFor(f, m.Gid), dir.ino, m.Name, m.Mode, rdev, &ent); e != 0 {
+		return e
+	}
+	return c.replyQID(r, MsgRmknod, &ent)
+}
+
+func (c *conn) mkdir(r *request, body []byte) fs.Errno {
+	var m Tmkdir
+	if !decodeInto(body, &m) {
+		return eInval
+	}
+	if e := checkName(m.Name, true); e != 0 {
+		return e
+	}
+	f, dir, e := c.dirFid(m.Dfid)
+	if e != 0 {
+		return e
+	}
+	defer c.putFid(f)
+	var ent fs.Entry
+	if e := c.s.fs.Mkdir(r.ctxFor(f, m.Gid), dir.ino, m.Name, m.Mode&07777, &ent); e != 0 {
+		return e
+	}
+	return c.replyQID(r, MsgRmkdir, &ent)
+}
+
+// link makes dfid/name a hard link to the file of fid.
+func (c *conn) link(r *request, body []byte) fs.Errno {
+	var m Tlink
+	if !decodeInto(body, &m) {
+		return eInval
+	}
+	if e := checkName(m.Name, true); e != 0 {
+		return e
+	}
+	df, dir, e := c.dirFid(m.Dfid)
+	if e != 0 {
+		return e
+	}
+	defer c.putFid(df)
+	f := c.getFid(m.Fid)
+	if f == nil {
+		return eBadf
+	}
+	defer c.putFid(f)
+	n, _, _ := f.snapshot()
+	if n == nil {
+		return eBadf
+	}
+	var ent fs.Entry
+	if e := c.s.fs.Link(r.ctxFor(df, nobody), n.ino, dir.ino, m.Name, &ent); e != 0 {
+		return e
+	}
+	if ent.Ino != 0 {
+		c.s.fs.Forget(ent.Ino, 1)
+	}
+	r.begin(MsgRlink, HeaderSize)
+	return 0
+}
+
+// rename moves the file of fid to dfid/name; fid follows it (its ".."
+// becomes dfid's node).
+func (c *conn) rename(r *request, body []byte) fs.Errno {
+	var m Trename
+	if !decodeInto(body, &m) {
+		return eInval
+	}
+	if e := checkName(m.Name, false); e != 0 {
+		return e
+	}
+	df, dir, e := c.dirFid(m.Dfid)
+	if e != 0 {
+		return e
+	}
+	defer c.putFid(df)
+	f := c.getFid(m.Fid)
+	if f == nil {
+		return eBadf
+	}
+	defer c.putFid(f)
+	n, _, _ := f.snapshot()
+	if n == nil {
+		return eBadf
+	}
+	c.mu.Lock()
+	parent, name := n.parent, n.name
+	if parent == nil || n == f.root {
+		c.mu.Unlock()
+		return eBusy
+	}
+	parent.refs++
+	c.mu.Unlock()
+	defer c.unrefNode(parent)
+	if e := c.s.fs.Rename(r.ctxFor(f, nobody), parent.ino, name, dir.ino, m.Name, 0); e != 0 {
+		return e
+	}
+	newName := append([]byte(nil), m.Name...)
+	c.mu.Lock()
+	if n.parent == parent {
+		dir.refs++
+		n.parent, n.name = dir, newName
+		c.unrefLocked(parent) // the reference n held; ours is dropped by the defer
+	}
+	c.mu.Unlock()
+	r.begin(MsgRrename, HeaderSize)
+	return 0
+}
+
+func (c *conn) renameat(r *request, body []byte) fs.Errno {
+	var m Trenameat
+	if !decodeInto(body, &m) {
+		return eInval
+	}
+	if e := checkName(m.OldName, false); e != 0 {
+		return e
+	}
+	if e := checkName(m.NewName, false); e != 0 {
+		return e
+	}
+	of, odir, e := c.dirFid(m.OldDirFid)
+	if e != 0 {
+		return e
+	}
+	defer c.putFid(of)
+	nf, ndir, e := c.dirFid(m.NewDirFid)
+	if e != 0 {
+		return e
+	}
+	defer c.putFid(nf)
+	if e := c.s.fs.Rename(r.ctxFor(of, nobody), odir.ino, m.OldName, ndir.ino, m.NewName, 0); e != 0 {
+		return e
+	}
+	r.begin(MsgRrenameat, HeaderSize)
+	return 0
+}
+
+// unlinkat: flags is 0 (unlink) or AT_REMOVEDIR (rmdir); other bits EINVAL.
+func (c *conn) unlinkat(r *request, body []byte) fs.Errno {
+	var m Tunlinkat
+	if !decodeInto(body, &m) {
+		return eInval
+	}
+	if m.Flags&^AtRemoveDir != 0 {
+		return eInval
+	}
+	if e := checkName(m.Name, false); e != 0 {
+		return e
+	}
+	f, dir, e := c.dirFid(m.DirFid)
+	if e != 0 {
+		return e
+	}
+	defer c.putFid(f)
+	ctx := r.ctxFor(f, nobody)
+	if m.Flags&AtRemoveDir != 0 {
+		e = c.s.fs.Rmdir(ctx, dir.ino, m.Name)
+	} else {
+		e = c.s.fs.Unlink(ctx, dir.ino, m.Name)
+	}
+	if e != 0 {
+		return e
+	}
+	r.begin(MsgRunlinkat, HeaderSize)
+	return 0
+}
+
+// readlink: the filesystem writes the target straight into the reply.
+func (c *conn) readlink(r *request, body []byte) fs.Errno {
+	var m Treadlink
+	if !decodeInto(body, &m) {
+		return eInval
+	}
+	f := c.getFid(m.Fid)
+	if f == nil {
+		return eBadf
+	}
+	defer c.putFid(f)
+	n, _, _ := f.snapshot()
+	if n == nil {
+		return eBadf
+	}
+	const pathMax = 4096
+	enc := r.begin(MsgRreadlink, HeaderSize+2+pathMax)
+	room := min(pathMax, cap(enc.buf)-HeaderSize-2)
+	buf := enc.buf[HeaderSize+2 : HeaderSize+2+room]
+	k, e := c.s.fs.Readlink(r.ctxFor(f, nobody), n.ino, buf)
+	if e != 0 {
+		return e
+	}
+	if k < 0 || k > len(buf) {
+		return syscall.EIO
+	}
+	enc.u16(uint16(k))
+	enc.grow(k)
+	return 0
+}
+
+// --- xattrs --------------------------------------------------------------
+
+// xattrwalk makes newfid a read-only fid over the value of xattr name of
+// fid's file (or, for an empty name, the NUL-separated name list), fetched
+// now; Rxattrwalk carries its size.
+func (c *conn) xattrwalk(r *request, body []byte) fs.Errno {
+	var m Txattrwalk
+	if !decodeInto(body, &m) {
+		return eInval
+	}
+	f := c.getFid(m.Fid)
+	if f == nil {
+		return eBadf
+	}
+	defer c.putFid(f)
+	n, st, _ := f.snapshot()
+	if n == nil || st == fidXattrRead || st == fidXattrWrite {
+		return eBadf
+	}
+	if m.Newfid == m.Fid || c.fidInUse(m.Newfid) {
+		return eBadf
+	}
+	ctx := r.ctxFor(f, nobody)
+	get := func(dst []byte) (int, fs.Errno) {
+		if len(m.Name) == 0 {
+			return c.s.fs.ListXattr(ctx, n.ino, dst)
+		}
+		return c.s.fs.GetXattr(ctx, n.ino, m.Name, dst)
+	}
+	var val []byte
+	for try := 0; ; try++ {
+		size, e := get(nil)
+		if e != 0 {
+			return e
+		}
+		if size < 0 || size > XattrSizeMax {
+			return e2big
+		}
+		if size == 0 {
+			val = []byte{}
+			break
+		}
+		buf := make([]byte, size)
+		k, e := get(buf)
+		if e == eRange && try < 3 {
+			continue // grew in between
+		}
+		if e != 0 {
+			return e
+		}
+		if k < 0 || k > size {
+			return syscall.EIO
+		}
+		val = buf[:k]
+		break
+	}
+	c.refNode(n)
+	c.refNode(f.root)
+	nf, e := c.addFid(m.Newfid, f.uid, f.root, n, fidXattrRead, 0)
+	if e != 0 {
+		c.unrefNode(n)
+		c.unrefNode(f.root)
+		return e
+	}
+	nf.mu.Lock()
+	nf.xattr = val
+	nf.mu.Unlock()
+	enc := r.begin(MsgRxattrwalk, 15)
+	enc.u64(uint64(len(val)))
+	return 0
+}
+
+// xattrcreate turns fid into a fid collecting the value of xattr name by
+// Twrite; Tclunk sets it (see commitXattr).
+func (c *conn) xattrcreate(r *request, body []byte) fs.Errno {
+	var m Txattrcreate
+	if !decodeInto(body, &m) {
+		return eInval
+	}
+	if len(m.Name) == 0 {
+		return eInval
+	}
+	if m.Flags&^(XattrCreate|XattrReplace) != 0 {
+		return eInval
+	}
+	if m.AttrSize > XattrSizeMax {
+		return e2big
+	}
+	f := c.getFid(m.Fid)
+	if f == nil {
+		return eBadf
+	}
+	defer c.putFid(f)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.state != fidWalked || f.n == nil {
+		return eBadf
+	}
+	f.state = fidXattrWrite
+	f.xname = append([]byte(nil), m.Name...)
+	f.xattr = make([]byte, m.AttrSize)
+	f.xflags = m.Flags
+	f.xlen = 0
+	r.begin(MsgRxattrcreate, HeaderSize)
+	return 0
+}
+
+// commitXattr sets the attribute collected by a Txattrcreate fid, at its
+// clunk. Fewer bytes written than announced is EINVAL (as QEMU). A zero
+// size with XATTR_REPLACE is how Linux sends removexattr.
+func (c *conn) commitXattr(f *fid) fs.Errno {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.state != fidXattrWrite || f.n == nil {
+		return 0
+	}
+	f.state = fidWalked
+	ctx := fs.Context{Caller: fs.Caller{Uid: f.uid, Gid: nobody}}
+	if f.xlen != len(f.xattr) {
+		return eInval
+	}
+	if len(f.xattr) == 0 && f.xflags&XattrReplace != 0 {
+		return c.s.fs.RemoveXattr(&ctx, f.n.ino, f.xname)
+	}
+	return c.s.fs.SetXattr(&ctx, f.n.ino, f.xname, f.xattr, f.xflags)
+}
+
+// --- locks ---------------------------------------------------------------
+
+// lockOwner identifies a lock owner from the client's client_id (its node
+// name) and proc_id: FNV-1a over both.
+func lockOwner(client []byte, proc uint32) uint64 {
+	h := uint64(14695981039346656037)
+	for _, b := range client {
+		h = (h ^ uint64(b)) * 1099511628211
+	}
+	for i := 0; i < 4; i++ {
+		h = (h ^ uint64(proc>>(8*i)&0xff)) * 1099511628211
+	}
+	return h
+}
+
+// lockRange converts start/length (0 = to end of file) into fs.Lock's
+// inclusive range.
+func lockRange(start, length uint64) (uint64, uint64, fs.Errno) {
+	if length == 0 {
+		return start, math.MaxUint64, 0
+	}
+	if start+length-1 < start {
+		return 0, 0, eInval
+	}
+	return start, start + length - 1, 0
+}
+
+func lockType(t uint8) (uint32, fs.Errno) {
+	switch t {
+	case LockTypeRdlck:
+		return syscall.F_RDLCK, 0
+	case LockTypeWrlck:
+		return syscall.F_WRLCK, 0
+	case LockTypeUnlck:
+		return syscall.F_UNLCK, 0
+	}
+	return 0, eInval
+}
+
+// lock never blocks (the protocol asks it not to): a busy lock is status
+// BLOCKED, and the Linux client retries a blocking request itself.
+func (c *conn) lock(r *request, body []byte) fs.Errno {
+	var m Tlock
+	if !decodeInto(body, &m) {
+		return eInval
+	}
+	typ, e := lockType(m.LockType)
+	if e != 0 {
+		return e
+	}
+	start, end, e := lockRange(m.Start, m.Length)
+	if e != 0 {
+		return e
+	}
+	f := c.getFid(m.Fid)
+	if f == nil {
+		return eBadf
+	}
+	defer c.putFid(f)
+	n, st, fh := f.snapshot()
+	if st != fidOpenFile && st != fidOpenDir {
+		return eBadf
+	}
+	lk := fs.Lock{Start: start, End: end, Type: typ, Pid: m.ProcID}
+	status := LockSuccess
+	e = c.s.fs.SetLk(r.ctxFor(f, nobody), n.ino, fh, lockOwner(m.ClientID, m.ProcID), &lk, false, false)
+	switch e {
+	case 0:
+	case syscall.EAGAIN, syscall.EACCES:
+		status = LockBlocked
+	default:
+		return e
+	}
+	enc := r.begin(MsgRlock, 8)
+	enc.u8(status)
+	return 0
+}
+
+// getlock reports the first conflicting lock, or the request with type
+// UNLCK if there is none. client_id is echoed: the owner's is not known.
+func (c *conn) getlock(r *request, body []byte) fs.Errno {
+	var m Tgetlock
+	if !decodeInto(body, &m) {
+		return eInval
+	}
+	typ, e := lockType(m.LockType)
+	if e != 0 {
+		return e
+	}
+	start, end, e := lockRange(m.Start, m.Length)
+	if e != 0 {
+		return e
+	}
+	f := c.getFid(m.Fid)
+	if f == nil {
+		return eBadf
+	}
+	defer c.putFid(f)
+	n, st, fh := f.snapshot()
+	if st != fidOpenFile && st != fidOpenDir {
+		return eBadf
+	}
+	lk := fs.Lock{Start: start, End: end, Type: typ, Pid: m.ProcID}
+	var out fs.Lock
+	if e := c.s.fs.GetLk(r.ctxFor(f, nobody), n.ino, fh, lockOwner(m.ClientID, m.ProcID), &lk, &out); e != 0 {
+		return e
+	}
+	rg := Rgetlock{LockType: LockTypeUnlck, Start: m.Start, Length: m.Length, ProcID: m.ProcID, ClientID: m.ClientID}
+	switch out.Type {
+	case syscall.F_RDLCK, syscall.F_WRLCK:
+		rg.LockType = LockTypeRdlck
+		if out.Type == syscall.F_WRLCK {
+			rg.LockType = LockTypeWrlck
+		}
+		rg.Start, rg.ProcID = out.Start, out.Pid
+		rg.Length = 0
+		if out.End != math.MaxUint64 && out.End != math.MaxInt64 && out.End >= out.Start {
+			rg.Length = out.End - out.Start + 1
+		}
+	}
+	rg.encode(r.begin(MsgRgetlock, 30+len(rg.ClientID)))
+	return 0
+}

@@ -1,0 +1,560 @@
+package p9
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/fastfsd/fastfsd/fs"
+)
+
+// Defaults of Options.
+const (
+	DefaultMaxMsize    = 1 << 20 // the Linux tcp/unix transport's maximum
+	DefaultMaxConns    = 64
+	DefaultMaxFids     = 1 << 16
+	DefaultMaxRequests = 16
+	// MinMsize is the smallest msize the server accepts in Tversion: every
+	// fixed-size reply and a Twalk of MaxWalkElem short names fit in it.
+	MinMsize = 512
+)
+
+// nobody is the uid and gid of a request whose user is unknown.
+const nobody = 65534
+
+// Options configure a Server. The zero value means the defaults.
+type Options struct {
+	// MaxMsize caps the msize negotiated in Tversion (default 1 MiB).
+	MaxMsize uint32
+	// MaxConns bounds concurrent connections; one more is accepted and
+	// closed at once (default 64).
+	MaxConns int
+	// MaxFids bounds the fids of one connection; Tattach/Twalk/Txattrwalk
+	// beyond it fail with EMFILE (default 65536).
+	MaxFids int
+	// MaxRequests bounds the requests of one connection served at once;
+	// the connection's reader stops reading until one finishes. Each holds
+	// buffers of up to 2×msize (default 16).
+	MaxRequests int
+	// Logf logs connection-level events (never per request). Default
+	// log.Printf.
+	Logf func(format string, args ...any)
+}
+
+// Server serves an fs.FileSystem over 9P2000.L. See the package comment.
+type Server struct {
+	fs   fs.FileSystem
+	opts Options
+
+	initOnce sync.Once
+	initErr  fs.Errno
+	nextConn atomic.Uint64
+
+	mu sync.Mutex
+	// Guarded by mu.
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	closed    bool
+
+	connWG sync.WaitGroup // running connections
+}
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = errors.New("p9: server closed")
+
+// NewServer returns a server of fsys. opts may be nil. fsys.Init is called
+// before the first connection is served; Destroy by Close/Shutdown.
+func NewServer(fsys fs.FileSystem, opts *Options) *Server {
+	s := &Server{fs: fsys, listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}}
+	if opts != nil {
+		s.opts = *opts
+	}
+	if s.opts.MaxMsize == 0 {
+		s.opts.MaxMsize = DefaultMaxMsize
+	}
+	if s.opts.MaxMsize < MinMsize {
+		s.opts.MaxMsize = MinMsize
+	}
+	if s.opts.MaxConns <= 0 {
+		s.opts.MaxConns = DefaultMaxConns
+	}
+	if s.opts.MaxFids <= 0 {
+		s.opts.MaxFids = DefaultMaxFids
+	}
+	if s.opts.MaxRequests <= 0 {
+		s.opts.MaxRequests = DefaultMaxRequests
+	}
+	if s.opts.Logf == nil {
+		s.opts.Logf = log.Printf
+	}
+	return s
+}
+
+func (s *Server) init() fs.Errno {
+	s.initOnce.Do(func() {
+		var ctx fs.Context
+		s.initErr = s.fs.Init(&ctx, &fs.InitInfo{})
+	})
+	return s.initErr
+}
+
+// Serve accepts connections on l and serves each in its own goroutine until
+// l fails or the server is shut down (then it returns ErrServerClosed).
+// Connections beyond MaxConns are closed at once.
+func (s *Server) Serve(l net.Listener) error {
+	if e := s.init(); e != 0 {
+		return fmt.Errorf("p9: filesystem init: %w", e)
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+	var backoff time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.opts.Logf("p9: accept: %v; retrying in %v", err, backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		c, err := s.newConn(nc)
+		if err != nil {
+			s.opts.Logf("p9: %v: refusing %v", err, nc.RemoteAddr())
+			nc.Close()
+			continue
+		}
+		go c.serve()
+	}
+}
+
+// ServeConn serves one connection until it closes, and closes it.
+func (s *Server) ServeConn(nc net.Conn) error {
+	if e := s.init(); e != 0 {
+		nc.Close()
+		return fmt.Errorf("p9: filesystem init: %w", e)
+	}
+	c, err := s.newConn(nc)
+	if err != nil {
+		nc.Close()
+		return err
+	}
+	return c.serve()
+}
+
+var errTooManyConns = errors.New("p9: too many connections")
+
+func (s *Server) newConn(nc net.Conn) (*conn, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrServerClosed
+	}
+	if len(s.conns) >= s.opts.MaxConns {
+		return nil, errTooManyConns
+	}
+	c := &conn{
+		s:        s,
+		nc:       nc,
+		id:       s.nextConn.Add(1),
+		br:       bufio.NewReaderSize(nc, 64<<10),
+		fids:     map[uint32]*fid{},
+		inflight: map[uint16]*request{},
+		free:     make(chan *request, s.opts.MaxRequests),
+		work:     make(chan *request, s.opts.MaxRequests),
+	}
+	c.msize.Store(s.opts.MaxMsize)
+	for range s.opts.MaxRequests {
+		r := &request{c: c}
+		r.ctx.SetInterruptFlag(&r.intr)
+		c.free <- r
+	}
+	s.conns[c] = struct{}{}
+	s.connWG.Add(1)
+	return c, nil
+}
+
+// Shutdown stops accepting, lets every connection finish the requests it
+// is serving (reading no new ones), closes them and calls the filesystem's
+// Destroy. If ctx ends first, it closes what remains as Close does.
+func (s *Server) Shutdown(ctx context.Context) error {
+	conns := s.stop()
+	for _, c := range conns {
+		c.draining.Store(true)
+		c.nc.SetReadDeadline(time.Now())
+	}
+	done := make(chan struct{})
+	go func() { s.connWG.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+		for _, c := range conns {
+			c.nc.Close()
+		}
+		<-done
+	}
+	s.fs.Destroy()
+	return err
+}
+
+// Close closes the listeners and every connection at once (in-flight
+// requests are interrupted), waits for their teardown and calls Destroy.
+func (s *Server) Close() error {
+	for _, c := range s.stop() {
+		c.nc.Close()
+	}
+	s.connWG.Wait()
+	s.fs.Destroy()
+	return nil
+}
+
+func (s *Server) stop() []*conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	for l := range s.listeners {
+		l.Close()
+	}
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	return conns
+}
+
+// conn is one client connection.
+//
+// Goroutines: one reader (serve) reads messages, answers Tversion and
+// Tflush itself, and hands every other request to one of MaxRequests
+// workers, each of which runs a request to completion and writes its reply.
+// Replies are written whole, one Write under wmu each.
+type conn struct {
+	s  *Server
+	nc net.Conn
+	id uint64
+	br *bufio.Reader // reader goroutine only
+
+	// msize is the negotiated message size. Written only by the reader in
+	// Tversion while no request is in flight; read by workers.
+	msize     atomic.Uint32
+	versioned atomic.Bool // a Tversion succeeded (9P2000.L was agreed)
+	draining  atomic.Bool // Shutdown: stop reading, finish what runs
+
+	// wmu serializes writes to nc, and orders a reply before the Rflush of
+	// a Tflush naming it (lock order: wmu before mu).
+	wmu  sync.Mutex
+	wbuf [16]byte // guarded by wmu: small replies of the reader (Rflush, Rlerror)
+
+	mu sync.Mutex
+	// Guarded by mu.
+	fids     map[uint32]*fid
+	nfids    int
+	inflight map[uint16]*request // tag → request whose reply is not yet written
+
+	free chan *request // idle request slots
+	work chan *request // slots holding a request for a worker
+	busy sync.WaitGroup
+}
+
+// request is one request slot, reused: it owns its buffers, which grow to
+// at most msize and stay, so the steady state allocates nothing.
+type request struct {
+	c    *conn
+	hdr  Header
+	in   []byte // body: in[:hdr.Size-HeaderSize]
+	out  []byte // reply, cap ≤ msize while in use
+	e    encoder
+	intr atomic.Bool // set by Tflush, Tversion or teardown
+	ctx  fs.Context
+
+	// Guarded by c.mu: tags of Tflush requests to answer after this reply.
+	flushers []uint16
+
+	sink  readSink
+	src   writeSource
+	dsink dirSink
+}
+
+func (c *conn) logf(format string, args ...any) {
+	c.s.opts.Logf("p9: conn %d (%v): "+format, append([]any{c.id, c.nc.RemoteAddr()}, args...)...)
+}
+
+// serve is the reader goroutine; it returns when the connection ends,
+// after every request finished and every fid was freed.
+func (c *conn) serve() (err error) {
+	defer func() {
+		// Teardown: interrupt what runs unless draining, wait for it, free
+		// every fid (Release handles, Forget inodes), close.
+		if !c.draining.Load() {
+			c.interruptAll()
+		}
+		close(c.work)
+		c.busy.Wait()
+		c.clunkAll()
+		c.nc.Close()
+		c.s.mu.Lock()
+		delete(c.s.conns, c)
+		c.s.mu.Unlock()
+		c.s.connWG.Done()
+	}()
+	for range c.s.opts.MaxRequests {
+		go c.worker()
+	}
+	var hb [HeaderSize]byte
+	for {
+		if _, err := io.ReadFull(c.br, hb[:]); err != nil {
+			if err == io.EOF || c.draining.Load() {
+				return nil
+			}
+			return err
+		}
+		h, err := ParseHeader(hb[:], c.msize.Load())
+		if err != nil {
+			// The framing cannot be trusted any more: drop the connection.
+			c.logf("%v (size %d, type %v); closing", err, h.Size, h.Type)
+			return err
+		}
+		n := int(h.Size) - HeaderSize
+		switch h.Type {
+		case MsgTflush:
+			var b [2]byte
+			if n != 2 {
+				c.logf("Tflush of size %d; closing", h.Size)
+				return ErrMalformed
+			}
+			if _, err := io.ReadFull(c.br, b[:]); err != nil {
+				return err
+			}
+			c.flush(h.Tag, binary.LittleEndian.Uint16(b[:]))
+			continue
+		case MsgTversion:
+			body := make([]byte, n)
+			if _, err := io.ReadFull(c.br, body); err != nil {
+				return err
+			}
+			if err := c.version(h.Tag, body); err != nil {
+				return err
+			}
+			continue
+		}
+		r := <-c.free
+		if cap(r.in) < n {
+			r.in = make([]byte, n)
+		}
+		r.in = r.in[:n]
+		if _, err := io.ReadFull(c.br, r.in); err != nil {
+			c.free <- r
+			return err
+		}
+		r.hdr = h
+		c.mu.Lock()
+		if _, dup := c.inflight[h.Tag]; dup {
+			c.mu.Unlock()
+			c.free <- r
+			c.logf("tag %d reused while in flight; closing", h.Tag)
+			return ErrMalformed
+		}
+		c.inflight[h.Tag] = r
+		c.mu.Unlock()
+		c.busy.Add(1)
+		c.work <- r
+	}
+}
+
+func (c *conn) worker() {
+	for r := range c.work {
+		c.run(r)
+	}
+}
+
+// run serves one request and writes its reply. A panic in the filesystem
+// or here becomes EIO for this request; the connection keeps serving.
+func (c *conn) run(r *request) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.logf("panic serving %v tag %d: %v\n%s", r.hdr.Type, r.hdr.Tag, p, debug.Stack())
+			r.rlerror(syscall.EIO)
+		}
+		c.reply(r)
+	}()
+	r.ctx.Caller = fs.Caller{Uid: nobody, Gid: nobody}
+	r.ctx.Unique = uint64(r.hdr.Tag)
+	var e fs.Errno
+	if !c.versioned.Load() {
+		e = syscall.EPROTO // Tversion must come first
+	} else {
+		e = c.dispatch(r)
+	}
+	if e == 0 && !r.e.finish() {
+		c.logf("%v reply overflowed msize", r.hdr.Type)
+		e = syscall.EIO
+	}
+	if e != 0 {
+		r.rlerror(e)
+	}
+}
+
+// begin starts the reply of r as type t in a buffer of at least need bytes
+// (capped at msize) and returns its encoder.
+func (r *request) begin(t MsgType, need int) *encoder {
+	msize := int(r.c.msize.Load())
+	need = min(max(need, 256), msize)
+	if cap(r.out) < need {
+		r.out = make([]byte, 0, max(need, min(4096, msize)))
+	}
+	r.e = encoder{buf: r.out[:0:min(cap(r.out), msize)]}
+	r.e.header(t, r.hdr.Tag)
+	return &r.e
+}
+
+func (r *request) rlerror(e fs.Errno) {
+	if e == 0 {
+		e = syscall.EIO
+	}
+	enc := r.begin(MsgRlerror, 11)
+	enc.u32(uint32(e))
+	enc.finish()
+}
+
+// reply writes r's reply, then the Rflush of every Tflush waiting for it,
+// and recycles the slot.
+func (c *conn) reply(r *request) {
+	c.wmu.Lock()
+	c.write(r.e.buf)
+	c.mu.Lock()
+	delete(c.inflight, r.hdr.Tag)
+	fl := r.flushers
+	r.flushers = r.flushers[:0]
+	c.mu.Unlock()
+	for _, tag := range fl {
+		c.writeRflushLocked(tag)
+	}
+	c.wmu.Unlock()
+	r.intr.Store(false)
+	r.e = encoder{}
+	c.free <- r
+	c.busy.Done()
+}
+
+// write writes one whole message. A failed write kills the connection:
+// closing nc ends the reader, which tears everything down.
+//
+// Preconditions: c.wmu is held.
+func (c *conn) write(b []byte) {
+	if _, err := c.nc.Write(b); err != nil {
+		c.nc.Close()
+	}
+}
+
+// writeRflushLocked writes Rflush for tag. Preconditions: c.wmu is held.
+func (c *conn) writeRflushLocked(tag uint16) {
+	e := encoder{buf: c.wbuf[:0]}
+	e.header(MsgRflush, tag)
+	e.finish()
+	c.write(e.buf)
+}
+
+// flush answers Tflush (reader goroutine). The request it names is asked
+// to stop; Rflush goes out after that request's reply (run's reply writes
+// it), or at once if oldtag is not in flight. Per the protocol, Tflush is
+// always answered with Rflush, never Rlerror.
+func (c *conn) flush(tag, oldtag uint16) {
+	c.mu.Lock()
+	if r, ok := c.inflight[oldtag]; ok && oldtag != tag {
+		r.intr.Store(true)
+		r.flushers = append(r.flushers, tag)
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	c.wmu.Lock()
+	c.writeRflushLocked(tag)
+	c.wmu.Unlock()
+}
+
+// interruptAll sets the interrupt flag of every request in flight.
+func (c *conn) interruptAll() {
+	c.mu.Lock()
+	for _, r := range c.inflight {
+		r.intr.Store(true)
+	}
+	c.mu.Unlock()
+}
+
+// version answers Tversion (reader goroutine): it resets the session —
+// outstanding requests are interrupted and waited for, every fid is
+// clunked — and agrees on msize and the protocol.
+func (c *conn) version(tag uint16, body []byte) error {
+	var m Tversion
+	d := decoder{buf: body}
+	m.decode(&d)
+	if !d.done() {
+		c.logf("malformed Tversion; closing")
+		return ErrMalformed
+	}
+	c.interruptAll()
+	c.busy.Wait()
+	c.clunkAll()
+
+	rv := Rversion{Msize: min(m.Msize, c.s.opts.MaxMsize), Version: []byte(Version)}
+	ok := string(m.Version) == Version || len(m.Version) > len(Version) && string(m.Version[:len(Version)+1]) == Version+"."
+	if !ok {
+		rv.Version = []byte(VersionUnknown)
+	}
+	c.versioned.Store(false)
+	var buf [64]byte
+	if m.Msize < MinMsize {
+		// Too small for our replies: refuse the session.
+		e := encoder{buf: buf[:0]}
+		e.header(MsgRlerror, tag)
+		e.u32(uint32(syscall.EINVAL))
+		e.finish()
+		c.wmu.Lock()
+		c.write(e.buf)
+		c.wmu.Unlock()
+		return nil
+	}
+	if ok {
+		c.msize.Store(rv.Msize)
+		c.versioned.Store(true)
+	}
+	e := encoder{buf: buf[:0]}
+	e.header(MsgRversion, tag)
+	rv.encode(&e)
+	e.finish()
+	c.wmu.Lock()
+	c.write(e.buf)
+	c.wmu.Unlock()
+	return nil
+}
