@@ -1,0 +1,87 @@
+// Command fastfs-bench runs the side-by-side benchmark on the host: the fio
+// suite and the metadata tests on a native tmpfs directory, through
+// `fastfsd mount` of a tmpfs directory, and through the go-fuse loopback
+// peer, alternating them round by round, and prints medians with ratios to
+// native. `make bench` builds the binaries and runs it.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+
+	"github.com/fastfsd/fastfsd/perf/bench"
+	"golang.org/x/sys/unix"
+)
+
+func main() {
+	fastfsd := flag.String("fastfsd", "bin/fastfsd", "the fastfsd binary")
+	fastfsdArgs := flag.String("fastfsd-flags", "", "extra flags for fastfsd mount (e.g. --passthrough=false)")
+	gofuse := flag.String("gofuse", "bin/peers/loopback", "go-fuse's loopback binary (make peers); empty to skip the peer")
+	work := flag.String("work", "/tmp/fastfs-bench", "working directory (tmpfs mounts go under it)")
+	out := flag.String("out", "out/bench", "where to write bench.json, bench.svg and bench.txt")
+	rounds := flag.Int("rounds", 3, "alternated rounds per job (medians over them)")
+	size := flag.String("size", "256M", "fio file size per job")
+	rt := flag.String("runtime", "4s", "fio time per job and round")
+	files := flag.Int("files", 10000, "files for the create/stat/unlink test")
+	jobs := flag.Int("jobs", runtime.NumCPU(), "jobs for the N-job random read")
+	only := flag.String("only", "", "run only jobs whose name contains this")
+	flag.Parse()
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "fastfs-bench: needs root (it mounts tmpfs and FUSE filesystems); run with sudo")
+		os.Exit(1)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	// Every subject's backing store is its own tmpfs, so all are measured
+	// against memory alike.
+	src := func(name string) string {
+		d := filepath.Join(*work, "src-"+name)
+		os.MkdirAll(d, 0o755)
+		if err := unix.Mount("tmpfs", d, "tmpfs", 0, "size=8g,mode=0755"); err != nil {
+			fmt.Fprintf(os.Stderr, "fastfs-bench: mount tmpfs on %s: %v\n", d, err)
+			os.Exit(1)
+		}
+		return d
+	}
+	subjects := []bench.Subject{bench.Tmpfs("native", filepath.Join(*work, "native"))}
+	fsrc := src("fastfsd")
+	defer unix.Unmount(fsrc, unix.MNT_DETACH)
+	argv := []string{*fastfsd, "mount", "--source", fsrc}
+	if *fastfsdArgs != "" {
+		argv = append(argv, splitFields(*fastfsdArgs)...)
+	}
+	subjects = append(subjects, bench.FUSEDaemon("fastfsd", filepath.Join(*work, "mnt-fastfsd"), append(argv, filepath.Join(*work, "mnt-fastfsd"))...))
+	if *gofuse != "" {
+		gsrc := src("gofuse")
+		defer unix.Unmount(gsrc, unix.MNT_DETACH)
+		gmnt := filepath.Join(*work, "mnt-gofuse")
+		subjects = append(subjects, bench.FUSEDaemon("go-fuse", gmnt, *gofuse, "-q", "-directmount", gmnt, gsrc))
+	}
+	var suite []bench.Job
+	for _, j := range bench.Suite(*size, *rt, *jobs, *files) {
+		if *only == "" || contains(j.Name, *only) {
+			suite = append(suite, j)
+		}
+	}
+	res, err := bench.Run(ctx, bench.Config{Subjects: subjects, Jobs: suite, Rounds: *rounds, Log: os.Stderr})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "fastfs-bench: %v\n", err)
+		os.Exit(1)
+	}
+	if err := bench.WriteAll(res, *out, os.Stdout); err != nil {
+		fmt.Fprintf(os.Stderr, "fastfs-bench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+func splitFields(s string) []string { return strings.Fields(s) }
