@@ -1,0 +1,92 @@
+// Package passthrough exports a host directory as an fs.FileSystem, the way
+// virtiofsd and libfuse's passthrough_hp do.
+//
+// # Inodes and handles
+//
+// Each inode the client knows is held as an O_PATH|O_NOFOLLOW file
+// descriptor, keyed by the host's (st_dev, st_ino) so that two names of one
+// file (hard links) are one inode. Inode IDs come from a 64-bit counter and
+// are never reused; Entry.Generation is fixed per FS instance, so an ID a
+// client remembers from an earlier daemon cannot alias a new inode. An inode
+// lives while its lookup count (raised by every Entry returned, lowered by
+// Forget) is above zero or a request or open handle still uses it; its fd
+// is closed only after both are gone, so a Forget racing a request never
+// makes that request use a closed (or reused) fd. The root is fs.RootInode
+// and is never forgotten.
+//
+// Handles are fds opened for I/O by reopening the inode's O_PATH fd through
+// /proc/self/fd (opened once at New), as virtiofsd does. Read and Write go
+// from a handle's fd straight to the transport's Sink and Source (preadv
+// into guest memory, splice), never through a Go buffer.
+//
+// # Security model: containment
+//
+// The client is not trusted (a VM guest may send any request). Every access
+// is relative to an inode fd with an *at call and a single-component name:
+// a name containing '/' or NUL is EINVAL, one longer than 255 bytes
+// ENAMETOOLONG, "." and ".." are handled explicitly (".." of the root is the
+// root; ".." elsewhere is accepted only if it is still beneath the root).
+// Names are resolved with openat2(RESOLVE_BENEATH|RESOLVE_NO_MAGICLINKS) and
+// O_NOFOLLOW, so no symlink on the host is ever followed by the daemon: a
+// symlink is an inode like any other whose target the client reads with
+// Readlink and resolves itself, within its own view. A symlink swapped in
+// between a lookup and an open is therefore harmless. Reopening an inode
+// through /proc/self/fd is refused for symlinks (ELOOP) and for special
+// files (EBADF: opening a FIFO or device would block or reach a device).
+//
+// # Security model: identity and permissions
+//
+// Requests that create an inode (Create, Mknod, Mkdir, Symlink, Tmpfile)
+// run with the caller's fsuid and fsgid (ctx.Uid, ctx.Gid) on a locked OS
+// thread, so the new inode belongs to the caller and setgid directories
+// work as the host kernel does them. All other requests run as the daemon.
+// Link keeps the daemon's identity: it creates no inode, and linkat through
+// an fd needs CAP_DAC_READ_SEARCH, which an fsuid switch drops.
+//
+// Permission checks are the client kernel's job: the /dev/fuse transport
+// mounts with default_permissions and virtio-fs guests mount with it too.
+// Only the client knows the caller's supplementary groups (they are not in
+// the request), so checking again here — or running every request under
+// the caller's fsuid — would wrongly refuse access granted through a
+// supplementary group. For the same reason the creating requests keep
+// CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH while they run under the
+// caller's fsuid: the switch decides ownership, not permission. A client
+// without such checks (a 9P server serving untrusted users) must check
+// before it calls in. Access answers ACCESS from the mode bits, the
+// caller's uid and gid, and root's rules.
+//
+// The identity switch needs CAP_SETUID/CAP_SETGID; a daemon that is not
+// root creates everything as itself.
+//
+// # umask
+//
+// The client kernel has already applied the caller's umask to the mode of
+// every creating request, so New sets the process umask to 0 (umask is
+// process-wide: the daemon must not create files elsewhere expecting one).
+//
+// # suid and sgid (HANDLE_KILLPRIV_V2)
+//
+// The daemon runs with CAP_FSETID, so the host kernel does not clear suid
+// and sgid on its writes. When asked (fs.WriteKillSuidGid, fs.SetKillSuidGid,
+// fs.OpenKillSuidGid) the FS clears S_ISUID, and S_ISGID if the file is
+// group-executable, before the write or truncate. chown clears them on the
+// host regardless of capabilities.
+//
+// # Locks
+//
+// POSIX record locks are open file description (OFD) locks on one fd per
+// (inode, lock owner), as virtiofsd does: locks of different owners
+// conflict, locks of one owner merge. Flush of an owner drops that fd, and
+// with it the owner's locks. A waiting SetLk polls with backoff so that an
+// interrupted request returns EINTR instead of blocking a worker forever.
+// flock(2) locks are taken on the handle's fd.
+//
+// # Concurrency
+//
+// Every method may be called from any goroutine at once. The inode and
+// handle tables are sharded; GetAttr, Read and Write take only a shard's
+// read lock and an atomic reference, and allocate nothing; Lookup of a known
+// inode takes one shard mutex and allocates nothing.
+//
+// Imports: fs, internal/sys and golang.org/x/sys/unix; never a transport.
+package passthrough

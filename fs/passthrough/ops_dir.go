@@ -1,0 +1,176 @@
+package passthrough
+
+import (
+	"encoding/binary"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fastfsd/fastfsd/fs"
+)
+
+// dirBufSize is the getdents64 buffer of one directory handle.
+const dirBufSize = 8192
+
+// dirStream is the state of one open directory: the entries getdents64
+// returned that the client has not consumed yet.
+//
+// Invariant: when valid, the host fd's position is just past buf[:end],
+// and buf[pos:end] are the entries that follow cookie next (the d_off of
+// the last entry handed to the client, 0 at the start).
+type dirStream struct {
+	mu sync.Mutex
+	// +checklocks:mu
+	buf []byte
+	// +checklocks:mu
+	pos, end int
+	// +checklocks:mu
+	next uint64
+	// +checklocks:mu
+	valid bool
+}
+
+// OpenDir opens the directory for reading with its own fd, so that each
+// handle has its own position.
+func (f *FS) OpenDir(ctx *fs.Context, ino fs.Inode, flags uint32, out *fs.OpenOut) fs.Errno {
+	in, e := f.getDir(ino)
+	if e != 0 {
+		return e
+	}
+	fd, e := f.reopen(in, unix.O_RDONLY|unix.O_DIRECTORY)
+	if e != 0 {
+		f.inodes.put(in)
+		return e
+	}
+	h := &handle{fd: fd, in: in, flags: unix.O_RDONLY | unix.O_DIRECTORY, dir: &dirStream{buf: make([]byte, dirBufSize)}}
+	out.Handle = f.handles.add(h)
+	if f.opts.Cache == CacheAlways {
+		out.Flags = fs.OpenKeepCache | fs.OpenCacheDir
+	}
+	return fs.OK
+}
+
+// ReleaseDir closes the directory handle.
+func (f *FS) ReleaseDir(ctx *fs.Context, ino fs.Inode, fh fs.Handle) fs.Errno {
+	return f.Release(ctx, ino, fh, 0)
+}
+
+// FsyncDir is fsync(2) or fdatasync(2) on the directory handle.
+func (f *FS) FsyncDir(ctx *fs.Context, ino fs.Inode, fh fs.Handle, datasync bool) fs.Errno {
+	return f.Fsync(ctx, ino, fh, datasync)
+}
+
+// getdents64 record layout (linux_dirent64).
+const (
+	direntIno    = 0
+	direntOff    = 8
+	direntReclen = 16
+	direntType   = 18
+	direntName   = 19
+)
+
+// ReadDir hands dst the entries after cookie off. Cookies are the host's
+// d_off values, so they stay valid across calls, handles and
+// telldir/seekdir as far as the host filesystem keeps them valid. With
+// dst.Plus(), every entry but "." and ".." is looked up (raising its
+// lookup count) and the lookup is undone if dst does not take the entry.
+func (f *FS) ReadDir(ctx *fs.Context, ino fs.Inode, fh fs.Handle, off uint64, dst fs.DirSink) fs.Errno {
+	h, e := f.getHandle(fh)
+	if e != 0 {
+		return e
+	}
+	defer f.putHandle(h)
+	d := h.dir
+	if d == nil {
+		return syscall.ENOTDIR
+	}
+	if off > 1<<63-1 {
+		return syscall.EINVAL
+	}
+	plus := dst.Plus()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.valid || off != d.next {
+		d.valid = false
+		if _, err := unix.Seek(h.fd, int64(off), unix.SEEK_SET); err != nil {
+			return errno(err)
+		}
+		d.pos, d.end, d.next, d.valid = 0, 0, off, true
+	}
+	added := 0
+	for {
+		if d.pos >= d.end {
+			n, err := unix.Getdents(h.fd, d.buf)
+			if err != nil {
+				d.valid = false // position unknown: seek on the next call
+				if added > 0 {
+					return fs.OK
+				}
+				return errno(err)
+			}
+			if n <= 0 {
+				return fs.OK // end of directory
+			}
+			d.pos, d.end = 0, n
+		}
+		rec := d.buf[d.pos:d.end]
+		if len(rec) < direntName+1 {
+			d.valid = false
+			return syscall.EIO
+		}
+		reclen := int(binary.NativeEndian.Uint16(rec[direntReclen:]))
+		if reclen < direntName+1 || reclen > len(rec) {
+			d.valid = false
+			return syscall.EIO
+		}
+		rec = rec[:reclen]
+		name := rec[direntName:]
+		nameLen := 0
+		for nameLen < len(name) && name[nameLen] != 0 {
+			nameLen++
+		}
+		if nameLen == len(name) { // no NUL inside the record
+			d.valid = false
+			return syscall.EIO
+		}
+		ent := fs.DirEntry{
+			Ino:  binary.NativeEndian.Uint64(rec[direntIno:]),
+			Off:  binary.NativeEndian.Uint64(rec[direntOff:]),
+			Type: uint32(rec[direntType]),
+			Name: name[:nameLen],
+		}
+		var entry *fs.Entry
+		var plusEntry fs.Entry
+		if plus && !isDotOrDotDot(ent.Name) {
+			// The name is NUL-terminated in the buffer: pass it as is.
+			if e := f.lookupName(h.in, ent.Name, &name[0], &plusEntry); e != 0 {
+				if e != syscall.ENOENT {
+					if added > 0 {
+						return fs.OK // report the rest on the next call
+					}
+					return e
+				}
+				// Removed since getdents: skip it, as a later getdents
+				// would have.
+				d.pos += reclen
+				d.next = ent.Off
+				continue
+			}
+			entry = &plusEntry
+		}
+		if !dst.Add(ent, entry) {
+			if entry != nil {
+				f.inodes.forget(entry.Ino, 1)
+			}
+			return fs.OK
+		}
+		added++
+		d.pos += reclen
+		d.next = ent.Off
+	}
+}
+
+func isDotOrDotDot(name []byte) bool {
+	return len(name) == 1 && name[0] == '.' || len(name) == 2 && name[0] == '.' && name[1] == '.'
+}

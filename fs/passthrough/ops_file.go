@@ -1,0 +1,331 @@
+package passthrough
+
+import (
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fastfsd/fastfsd/fs"
+)
+
+// openFlags turns the client's open(2) flags into the flags the host file
+// is opened with.
+func (f *FS) hostOpenFlags(flags uint32) (int, fs.Errno) {
+	fl := int(flags)
+	acc := fl & unix.O_ACCMODE
+	if f.opts.ReadOnly && (acc != unix.O_RDONLY || fl&unix.O_TRUNC != 0) {
+		return 0, syscall.EROFS
+	}
+	if f.writeback.Load() {
+		// With the writeback cache the kernel reads pages to fill partial
+		// writes, even on write-only opens, and it appends by itself (it
+		// knows the size and sends explicit offsets): as virtiofsd does,
+		// open read-write and without O_APPEND.
+		if acc == unix.O_WRONLY {
+			fl = fl&^unix.O_ACCMODE | unix.O_RDWR
+		}
+		fl &^= unix.O_APPEND
+	}
+	fl &^= unix.O_CREAT | unix.O_EXCL | unix.O_NOCTTY | unix.O_NOFOLLOW
+	return fl, fs.OK
+}
+
+// fileOpenOut fills the answer to Open, Create and Tmpfile.
+func (f *FS) fileOpenOut(h *handle, id fs.Handle, out *fs.OpenOut) {
+	out.Handle = id
+	out.Flags = f.openFlags
+	if f.opts.Passthrough && h.in.typ == unix.S_IFREG {
+		// The client does I/O on the backing file itself; direct I/O
+		// would only get in the way of that.
+		out.Flags = out.Flags&^fs.OpenDirectIO | fs.OpenPassthrough
+		out.PassthroughFd = h.fd
+	}
+}
+
+// Open opens the inode for I/O.
+func (f *FS) Open(ctx *fs.Context, ino fs.Inode, flags, openFlags uint32, out *fs.OpenOut) fs.Errno {
+	fl, e := f.hostOpenFlags(flags)
+	if e != 0 {
+		return e
+	}
+	in, e := f.getInode(ino)
+	if e != 0 {
+		return e
+	}
+	fd, e := f.reopen(in, fl)
+	if e != 0 {
+		f.inodes.put(in)
+		return e
+	}
+	if openFlags&fs.OpenKillSuidGid != 0 && fl&unix.O_TRUNC != 0 {
+		if e := killSuidGid(fd); e != 0 {
+			unix.Close(fd)
+			f.inodes.put(in)
+			return e
+		}
+	}
+	h := &handle{fd: fd, in: in, flags: fl} // takes over the reference on in
+	f.fileOpenOut(h, f.handles.add(h), out)
+	return fs.OK
+}
+
+// Create creates (or opens, without O_EXCL) name in parent as the caller
+// and opens it. The name is resolved beneath parent and never followed if
+// it is a symlink (ELOOP).
+func (f *FS) Create(ctx *fs.Context, parent fs.Inode, name []byte, mode, flags uint32, out *fs.Entry, open *fs.OpenOut) fs.Errno {
+	if e := checkNewName(name, syscall.EISDIR, syscall.EISDIR); e != 0 {
+		return e
+	}
+	if e := f.readOnly(); e != 0 {
+		return e
+	}
+	fl, e := f.hostOpenFlags(flags)
+	if e != 0 {
+		return e
+	}
+	if flags&unix.O_EXCL != 0 {
+		fl |= unix.O_EXCL
+	}
+	dir, e := f.getDir(parent)
+	if e != 0 {
+		return e
+	}
+	defer f.inodes.put(dir)
+	fd := -1
+	e = f.asCaller(ctx, func() error {
+		var e fs.Errno
+		fd, e = openBeneath(dir, name, fl|unix.O_CREAT|unix.O_NOFOLLOW, mode&07777)
+		if e != 0 {
+			return e
+		}
+		return nil
+	})
+	if e != 0 {
+		return e
+	}
+	return f.openedNew(fd, fl, out, open)
+}
+
+// openedNew registers a file just created and opened as fd (Create,
+// Tmpfile): it adds the inode (an O_PATH reopen of fd, so exactly the file
+// opened) and a handle owning fd.
+func (f *FS) openedNew(fd, fl int, out *fs.Entry, open *fs.OpenOut) fs.Errno {
+	pfd, err := unix.Openat(f.procFd, procName(fd), unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		unix.Close(fd)
+		return errno(err)
+	}
+	if e := f.addFd(pfd, out); e != 0 {
+		unix.Close(fd)
+		return e
+	}
+	in := f.inodes.get(out.Ino)
+	if in == nil { // forgotten by a confused client already
+		unix.Close(fd)
+		return syscall.ESTALE
+	}
+	h := &handle{fd: fd, in: in, flags: fl}
+	f.fileOpenOut(h, f.handles.add(h), open)
+	return fs.OK
+}
+
+// Tmpfile creates an unnamed regular file in parent (O_TMPFILE) as the
+// caller and opens it.
+func (f *FS) Tmpfile(ctx *fs.Context, parent fs.Inode, mode, flags uint32, out *fs.Entry, open *fs.OpenOut) fs.Errno {
+	if e := f.readOnly(); e != 0 {
+		return e
+	}
+	fl, e := f.hostOpenFlags(flags &^ unix.O_TMPFILE)
+	if e != 0 {
+		return e
+	}
+	if fl&unix.O_ACCMODE == unix.O_RDONLY {
+		return syscall.EINVAL // as open(2): O_TMPFILE needs write access
+	}
+	if flags&unix.O_EXCL != 0 {
+		fl |= unix.O_EXCL // never linkable
+	}
+	dir, e := f.getDir(parent)
+	if e != 0 {
+		return e
+	}
+	defer f.inodes.put(dir)
+	fd := -1
+	e = f.asCaller(ctx, func() error {
+		var err error
+		fd, err = unix.Openat(dir.fd, ".", fl|unix.O_TMPFILE|unix.O_CLOEXEC, mode&07777)
+		return err
+	})
+	if e != 0 {
+		return e
+	}
+	return f.openedNew(fd, fl, out, open)
+}
+
+// Read hands the handle's fd to dst, which moves the bytes to the client
+// without a copy. One ReadFrom: a short count means end of file, as
+// pread(2) on a regular file. Allocation-free.
+func (f *FS) Read(ctx *fs.Context, ino fs.Inode, fh fs.Handle, off int64, size uint32, dst fs.Sink) fs.Errno {
+	if off < 0 {
+		return syscall.EINVAL
+	}
+	h := f.handles.get(fh)
+	if h == nil {
+		return syscall.EBADF
+	}
+	n := int(size)
+	if c := dst.Cap(); n > c {
+		n = c
+	}
+	var e fs.Errno
+	if n > 0 {
+		_, e = dst.ReadFrom(h.fd, off, n)
+	}
+	f.putHandle(h)
+	return e
+}
+
+// Write drains src into the handle's fd at off. Allocation-free.
+func (f *FS) Write(ctx *fs.Context, ino fs.Inode, fh fs.Handle, off int64, src fs.Source, flags uint32) (uint32, fs.Errno) {
+	if off < 0 {
+		return 0, syscall.EINVAL
+	}
+	h := f.handles.get(fh)
+	if h == nil {
+		return 0, syscall.EBADF
+	}
+	defer f.putHandle(h)
+	if flags&fs.WriteKillSuidGid != 0 {
+		if e := killSuidGid(h.fd); e != 0 {
+			return 0, e
+		}
+	}
+	n, e := src.WriteTo(h.fd, off)
+	if n < 0 {
+		n = 0
+	}
+	return uint32(n), e
+}
+
+// Flush is called at every close(2) of the client's file: it closes a
+// duplicate of the fd (what close-to-open filesystems act on) and drops
+// lockOwner's POSIX locks on the inode, as closing any fd of a file drops
+// the closing process's locks.
+func (f *FS) Flush(ctx *fs.Context, ino fs.Inode, fh fs.Handle, lockOwner uint64) fs.Errno {
+	h, e := f.getHandle(fh)
+	if e != 0 {
+		return e
+	}
+	defer f.putHandle(h)
+	f.dropLockOwner(h.in, lockOwner)
+	nfd, err := unix.Dup(h.fd)
+	if err != nil {
+		return errno(err)
+	}
+	return errno(unix.Close(nfd))
+}
+
+// Fsync is fsync(2) or fdatasync(2) on the handle.
+func (f *FS) Fsync(ctx *fs.Context, ino fs.Inode, fh fs.Handle, datasync bool) fs.Errno {
+	h, e := f.getHandle(fh)
+	if e != 0 {
+		return e
+	}
+	defer f.putHandle(h)
+	if datasync {
+		return errno(ignoringEINTR(func() error { return unix.Fdatasync(h.fd) }))
+	}
+	return errno(ignoringEINTR(func() error { return unix.Fsync(h.fd) }))
+}
+
+// Release closes the handle (when the last request using it is done).
+func (f *FS) Release(ctx *fs.Context, ino fs.Inode, fh fs.Handle, flags uint32) fs.Errno {
+	h := f.handles.remove(fh)
+	if h == nil {
+		return syscall.EBADF
+	}
+	f.putHandle(h)
+	return fs.OK
+}
+
+// Fallocate is fallocate(2) on the handle (all modes: keep size, punch
+// hole, zero range, …; the host says which it supports).
+func (f *FS) Fallocate(ctx *fs.Context, ino fs.Inode, fh fs.Handle, off, length uint64, mode uint32) fs.Errno {
+	if off > 1<<63-1 || length > 1<<63-1 {
+		return syscall.EINVAL
+	}
+	if e := f.readOnly(); e != 0 {
+		return e
+	}
+	h, e := f.getHandle(fh)
+	if e != 0 {
+		return e
+	}
+	defer f.putHandle(h)
+	return errno(ignoringEINTR(func() error { return unix.Fallocate(h.fd, mode, int64(off), int64(length)) }))
+}
+
+// Lseek answers SEEK_DATA and SEEK_HOLE (and SET/CUR/END, harmlessly: the
+// handle's position is used by nothing else).
+func (f *FS) Lseek(ctx *fs.Context, ino fs.Inode, fh fs.Handle, off int64, whence uint32) (int64, fs.Errno) {
+	if whence > unix.SEEK_HOLE {
+		return 0, syscall.EINVAL
+	}
+	h, e := f.getHandle(fh)
+	if e != 0 {
+		return 0, e
+	}
+	defer f.putHandle(h)
+	r, err := unix.Seek(h.fd, off, int(whence))
+	if err != nil {
+		return 0, errno(err)
+	}
+	return r, fs.OK
+}
+
+// CopyFileRange is copy_file_range(2) between two handles.
+func (f *FS) CopyFileRange(ctx *fs.Context, inIno fs.Inode, inFh fs.Handle, inOff int64, outIno fs.Inode, outFh fs.Handle, outOff int64, length uint64, flags uint64) (uint64, fs.Errno) {
+	if flags != 0 || inOff < 0 || outOff < 0 {
+		return 0, syscall.EINVAL
+	}
+	if e := f.readOnly(); e != 0 {
+		return 0, e
+	}
+	hi, e := f.getHandle(inFh)
+	if e != 0 {
+		return 0, e
+	}
+	defer f.putHandle(hi)
+	ho, e := f.getHandle(outFh)
+	if e != 0 {
+		return 0, e
+	}
+	defer f.putHandle(ho)
+	const maxLen = 1 << 30 // the kernel caps one call lower anyway (MAX_RW_COUNT)
+	if length > maxLen {
+		length = maxLen
+	}
+	n, err := unix.CopyFileRange(hi.fd, &inOff, ho.fd, &outOff, int(length), 0)
+	if err != nil {
+		return 0, errno(err)
+	}
+	return uint64(n), fs.OK
+}
+
+// MapFd returns the handle's fd for a DAX mapping. The fd stays owned by
+// the FS and open until Release. Without a valid handle there is no fd to
+// map (inode fds are O_PATH): EBADF.
+func (f *FS) MapFd(ctx *fs.Context, ino fs.Inode, fh fs.Handle, writable bool) (int, fs.Errno) {
+	h, e := f.getHandle(fh)
+	if e != 0 {
+		return -1, e
+	}
+	defer f.putHandle(h)
+	if h.in.typ != unix.S_IFREG {
+		return -1, syscall.ENODEV
+	}
+	if writable && h.flags&unix.O_ACCMODE == unix.O_RDONLY {
+		return -1, syscall.EACCES
+	}
+	return h.fd, fs.OK
+}

@@ -1,0 +1,160 @@
+package passthrough
+
+import (
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fastfsd/fastfsd/fs"
+	"github.com/fastfsd/fastfsd/internal/sys"
+)
+
+// Extended attributes go through /proc/self/fd/N paths: O_PATH fds refuse
+// the f*xattr calls, and resolving the magic link lands on the inode the
+// fd holds — for a symlink the symlink itself, never its target — without
+// opening it (so FIFOs and devices are safe too).
+
+// Limits of the xattr system calls (XATTR_NAME_MAX, XATTR_SIZE_MAX).
+const (
+	xattrNameMax = 255
+	xattrSizeMax = 1 << 16
+)
+
+// procPath is "/proc/self/fd/N" NUL-terminated, built on the stack.
+type procPath [32]byte
+
+func (p *procPath) set(fd int) *byte {
+	n := copy(p[:], "/proc/self/fd/")
+	var d [20]byte
+	i := len(d)
+	for v := uint(fd); ; v /= 10 {
+		i--
+		d[i] = byte('0' + v%10)
+		if v < 10 {
+			break
+		}
+	}
+	n += copy(p[n:], d[i:])
+	p[n] = 0
+	return &p[0]
+}
+
+func (p *procPath) String() string {
+	for i, c := range p {
+		if c == 0 {
+			return string(p[:i])
+		}
+	}
+	return string(p[:])
+}
+
+// xattrName is a NUL-terminated xattr name, built on the stack.
+type xattrName [xattrNameMax + 1]byte
+
+func (x *xattrName) set(name []byte) (*byte, fs.Errno) {
+	if len(name) == 0 {
+		return nil, syscall.ERANGE // as getxattr(2) with ""
+	}
+	if len(name) > xattrNameMax {
+		return nil, syscall.ERANGE
+	}
+	for _, c := range name {
+		if c == 0 {
+			return nil, syscall.EINVAL
+		}
+	}
+	n := copy(x[:], name)
+	x[n] = 0
+	return &x[0], fs.OK
+}
+
+// SetXattr sets name to value (flags: XATTR_CREATE, XATTR_REPLACE).
+func (f *FS) SetXattr(ctx *fs.Context, ino fs.Inode, name, value []byte, flags uint32) fs.Errno {
+	if !f.opts.Xattr {
+		return syscall.ENOSYS
+	}
+	if flags&^(unix.XATTR_CREATE|unix.XATTR_REPLACE) != 0 {
+		return syscall.EINVAL
+	}
+	if len(value) > xattrSizeMax {
+		return syscall.E2BIG
+	}
+	var xn xattrName
+	if _, e := xn.set(name); e != 0 {
+		return e
+	}
+	if e := f.readOnly(); e != 0 {
+		return e
+	}
+	in, e := f.getInode(ino)
+	if e != 0 {
+		return e
+	}
+	defer f.inodes.put(in)
+	var p procPath
+	p.set(in.fd)
+	return errno(unix.Setxattr(p.String(), string(name), value, int(flags)))
+}
+
+// GetXattr copies name's value to dst, or returns its size if dst is
+// empty; ERANGE if dst is too small. Allocation-free.
+func (f *FS) GetXattr(ctx *fs.Context, ino fs.Inode, name []byte, dst []byte) (int, fs.Errno) {
+	if !f.opts.Xattr {
+		return 0, syscall.ENOSYS
+	}
+	var xn xattrName
+	cn, e := xn.set(name)
+	if e != 0 {
+		return 0, e
+	}
+	in, e := f.getInode(ino)
+	if e != 0 {
+		return 0, e
+	}
+	var p procPath
+	n, e := sys.Getxattr(p.set(in.fd), cn, dst)
+	f.inodes.put(in)
+	return n, e
+}
+
+// ListXattr copies the NUL-separated list of names to dst, or returns
+// its size if dst is empty; ERANGE if dst is too small.
+func (f *FS) ListXattr(ctx *fs.Context, ino fs.Inode, dst []byte) (int, fs.Errno) {
+	if !f.opts.Xattr {
+		return 0, syscall.ENOSYS
+	}
+	in, e := f.getInode(ino)
+	if e != 0 {
+		return 0, e
+	}
+	defer f.inodes.put(in)
+	var p procPath
+	p.set(in.fd)
+	n, err := unix.Listxattr(p.String(), dst)
+	if err != nil {
+		return 0, errno(err)
+	}
+	return n, fs.OK
+}
+
+// RemoveXattr removes name.
+func (f *FS) RemoveXattr(ctx *fs.Context, ino fs.Inode, name []byte) fs.Errno {
+	if !f.opts.Xattr {
+		return syscall.ENOSYS
+	}
+	var xn xattrName
+	if _, e := xn.set(name); e != 0 {
+		return e
+	}
+	if e := f.readOnly(); e != 0 {
+		return e
+	}
+	in, e := f.getInode(ino)
+	if e != 0 {
+		return e
+	}
+	defer f.inodes.put(in)
+	var p procPath
+	p.set(in.fd)
+	return errno(unix.Removexattr(p.String(), string(name)))
+}

@@ -1,0 +1,71 @@
+package passthrough
+
+import (
+	"fmt"
+	"time"
+)
+
+// CacheMode says how long the client may cache names, attributes and data,
+// with the meaning virtiofsd gives its --cache option.
+type CacheMode int
+
+const (
+	// CacheAuto lets the client cache names and attributes for one second
+	// and keep file data cached until the file changes (close-to-open).
+	CacheAuto CacheMode = iota
+	// CacheAlways lets the client cache names and attributes for a day and
+	// keep file data and directory listings across opens. Use it when only
+	// this client changes the directory.
+	CacheAlways
+	// CacheNever disables caching: zero timeouts and direct I/O on every
+	// open, so every change on the host is seen at once.
+	CacheNever
+)
+
+// String returns the name ParseCacheMode accepts.
+func (m CacheMode) String() string {
+	switch m {
+	case CacheAuto:
+		return "auto"
+	case CacheAlways:
+		return "always"
+	case CacheNever:
+		return "never"
+	}
+	return fmt.Sprintf("CacheMode(%d)", int(m))
+}
+
+// ParseCacheMode parses "auto", "always" or "never".
+func ParseCacheMode(s string) (CacheMode, error) {
+	switch s {
+	case "auto", "":
+		return CacheAuto, nil
+	case "always":
+		return CacheAlways, nil
+	case "never", "none":
+		return CacheNever, nil
+	}
+	return 0, fmt.Errorf("passthrough: cache mode %q: want auto, always or never", s)
+}
+
+// Timeouts of each cache mode.
+const (
+	autoTimeout   = time.Second
+	alwaysTimeout = 24 * time.Hour
+)
+
+// Options configure New. The zero value is CacheAuto, xattrs off, no FUSE
+// passthrough, read-write.
+type Options struct {
+	// Cache sets entry and attribute timeouts and the open flags.
+	Cache CacheMode
+	// Xattr enables the extended-attribute methods. Off, they answer
+	// ENOSYS and the client stops asking (and stops sending a
+	// security.capability GETXATTR before every write).
+	Xattr bool
+	// Passthrough makes Open and Create of regular files ask for FUSE
+	// passthrough (fs.OpenPassthrough with the opened fd).
+	Passthrough bool
+	// ReadOnly refuses every change with EROFS.
+	ReadOnly bool
+}

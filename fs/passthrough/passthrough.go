@@ -1,0 +1,337 @@
+package passthrough
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fastfsd/fastfsd/fs"
+)
+
+// FS is a host directory served as an fs.FileSystem. Create it with New;
+// all methods may be called concurrently.
+type FS struct {
+	fs.Base // nothing is left to it; it keeps FS an fs.FileSystem if the API grows
+
+	opts Options
+	// gen is Entry.Generation for every inode of this instance.
+	gen uint64
+	// procFd is /proc/self/fd, opened O_PATH at New. Immutable.
+	procFd int
+	root   *inode
+
+	inodes  inodeTable
+	handles handleTable
+
+	// entryTimeout, attrTimeout and openFlags follow opts.Cache. Immutable.
+	entryTimeout time.Duration
+	attrTimeout  time.Duration
+	openFlags    uint32
+
+	// writeback is InitInfo.Writeback: reads may arrive on O_WRONLY opens.
+	writeback atomic.Bool
+
+	// switchIDs: the daemon can change its fsuid/fsgid (it is root).
+	// daemonUid/Gid are what it restores. Immutable.
+	switchIDs bool
+	daemonUid int
+	daemonGid int
+}
+
+var (
+	_ fs.FileSystem = (*FS)(nil)
+	_ fs.Mapper     = (*FS)(nil)
+)
+
+// New exports the directory root. It opens root O_PATH and /proc/self/fd,
+// and sets the process umask to 0 (see the package comment). Close the FS
+// to release its fds.
+func New(root string, opts Options) (*FS, error) {
+	switch opts.Cache {
+	case CacheAuto, CacheAlways, CacheNever:
+	default:
+		return nil, fmt.Errorf("passthrough: %v: unknown cache mode; use ParseCacheMode", opts.Cache)
+	}
+	rootFd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("passthrough: open root %q: %w; it must be an existing directory", root, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(rootFd, &st); err != nil {
+		unix.Close(rootFd)
+		return nil, fmt.Errorf("passthrough: stat root %q: %w", root, err)
+	}
+	procFd, err := unix.Open("/proc/self/fd", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		unix.Close(rootFd)
+		return nil, fmt.Errorf("passthrough: open /proc/self/fd: %w; mount procfs (mount -t proc proc /proc)", err)
+	}
+	// The client kernel applied the caller's umask to every mode it sends
+	// (see the package comment); a non-zero daemon umask would apply a
+	// second, wrong one.
+	unix.Umask(0)
+
+	f := &FS{
+		opts:      opts,
+		gen:       uint64(time.Now().UnixNano()),
+		procFd:    procFd,
+		switchIDs: os.Geteuid() == 0,
+		daemonUid: os.Geteuid(),
+		daemonGid: os.Getegid(),
+	}
+	f.inodes.init()
+	f.handles.init()
+	f.root = f.inodes.insertRoot(rootFd, &st)
+	switch opts.Cache {
+	case CacheAuto:
+		f.entryTimeout, f.attrTimeout = autoTimeout, autoTimeout
+	case CacheAlways:
+		f.entryTimeout, f.attrTimeout = alwaysTimeout, alwaysTimeout
+		f.openFlags = fs.OpenKeepCache
+	case CacheNever:
+		f.openFlags = fs.OpenDirectIO
+	}
+	return f, nil
+}
+
+// Close releases every fd the FS holds. No method may be called after it.
+func (f *FS) Close() error {
+	for _, h := range f.handles.removeAll() {
+		f.putHandle(h)
+	}
+	f.inodes.drop(false)
+	return unix.Close(f.procFd)
+}
+
+// Init records what the client and transport agreed on.
+func (f *FS) Init(ctx *fs.Context, info *fs.InitInfo) fs.Errno {
+	f.writeback.Store(info.Writeback)
+	return fs.OK
+}
+
+// Destroy closes every handle and forgets every inode but the root: the
+// client is gone and will not forget them. The FS stays usable for a new
+// client (a virtio-fs guest that reboots).
+func (f *FS) Destroy() {
+	for _, h := range f.handles.removeAll() {
+		f.putHandle(h)
+	}
+	f.inodes.drop(true)
+}
+
+// errno converts an error from x/sys/unix to an Errno, EIO if it is none.
+func errno(err error) fs.Errno {
+	if err == nil {
+		return fs.OK
+	}
+	if e, ok := err.(syscall.Errno); ok {
+		return e
+	}
+	return syscall.EIO
+}
+
+// ignoringEINTR retries fn while it fails with EINTR. The Go runtime
+// interrupts system calls with signals (preemption, SIGURG); a slow call
+// on a network filesystem may see EINTR that no client asked for.
+func ignoringEINTR(fn func() error) error {
+	for {
+		err := fn()
+		if err != syscall.EINTR {
+			return err
+		}
+	}
+}
+
+// Name checks.
+
+// maxName is NAME_MAX.
+const maxName = 255
+
+// nameKind classifies a name from a request.
+type nameKind int
+
+const (
+	nameNormal nameKind = iota
+	nameDot
+	nameDotDot
+)
+
+// checkName validates a single path component from the client.
+func checkName(name []byte) (nameKind, fs.Errno) {
+	if len(name) == 0 {
+		return 0, syscall.ENOENT
+	}
+	if len(name) > maxName {
+		return 0, syscall.ENAMETOOLONG
+	}
+	for _, c := range name {
+		if c == '/' || c == 0 {
+			return 0, syscall.EINVAL
+		}
+	}
+	if name[0] == '.' {
+		if len(name) == 1 {
+			return nameDot, fs.OK
+		}
+		if len(name) == 2 && name[1] == '.' {
+			return nameDotDot, fs.OK
+		}
+	}
+	return nameNormal, fs.OK
+}
+
+// cname is a NUL-terminated copy of a checked name, built on the stack.
+type cname [maxName + 1]byte
+
+func (c *cname) set(name []byte) *byte {
+	n := copy(c[:maxName], name)
+	c[n] = 0
+	return &c[0]
+}
+
+// checkNewName validates the name of an entry to create, remove or rename
+// to. "." and ".." get the errno the host kernel gives each operation for
+// them (errDot, errDotDot), without a system call that could reach above
+// the root.
+func checkNewName(name []byte, errDot, errDotDot fs.Errno) fs.Errno {
+	k, e := checkName(name)
+	if e != 0 {
+		return e
+	}
+	switch k {
+	case nameDot:
+		return errDot
+	case nameDotDot:
+		return errDotDot
+	}
+	return fs.OK
+}
+
+// fillAttr converts a stat to an fs.Attr.
+func fillAttr(a *fs.Attr, st *unix.Stat_t) {
+	a.Ino = st.Ino
+	a.Size = uint64(st.Size)
+	a.Blocks = uint64(st.Blocks)
+	a.Atime = uint64(st.Atim.Sec)
+	a.Mtime = uint64(st.Mtim.Sec)
+	a.Ctime = uint64(st.Ctim.Sec)
+	a.AtimeNsec = uint32(st.Atim.Nsec)
+	a.MtimeNsec = uint32(st.Mtim.Nsec)
+	a.CtimeNsec = uint32(st.Ctim.Nsec)
+	a.Mode = st.Mode
+	a.Nlink = uint32(st.Nlink)
+	a.Uid = st.Uid
+	a.Gid = st.Gid
+	a.Rdev = uint32(st.Rdev)
+	a.Blksize = uint32(st.Blksize)
+}
+
+func (f *FS) fillEntry(out *fs.Entry, id fs.Inode, st *unix.Stat_t) {
+	out.Ino = id
+	out.Generation = f.gen
+	out.EntryTimeout = f.entryTimeout
+	out.AttrTimeout = f.attrTimeout
+	fillAttr(&out.Attr, st)
+}
+
+// Reopening.
+
+// procName is "N" for fd N, the name of its magic link in f.procFd.
+func procName(fd int) string { return strconv.Itoa(fd) }
+
+// reopen opens the inode for I/O through /proc/self/fd. Symlinks are
+// refused (ELOOP): the magic link would land on the symlink, and opening
+// it would follow it on the host. FIFOs, sockets and devices are refused
+// (EBADF): opening them blocks or reaches a device; the client handles
+// special files itself.
+func (f *FS) reopen(in *inode, flags int) (int, fs.Errno) {
+	switch in.typ {
+	case unix.S_IFREG, unix.S_IFDIR:
+	case unix.S_IFLNK:
+		return -1, syscall.ELOOP
+	default:
+		return -1, syscall.EBADF
+	}
+	// O_NOFOLLOW would refuse the magic link itself; O_CREAT and O_EXCL
+	// make no sense on an existing inode; O_NOCTTY is moot for files.
+	flags &^= unix.O_NOFOLLOW | unix.O_CREAT | unix.O_EXCL | unix.O_NOCTTY
+	var fd int
+	err := ignoringEINTR(func() (err error) {
+		fd, err = unix.Openat(f.procFd, procName(in.fd), flags|unix.O_CLOEXEC, 0)
+		return err
+	})
+	if err != nil {
+		return -1, errno(err)
+	}
+	return fd, fs.OK
+}
+
+// openBeneath opens name (a checked, normal name) in directory dir with
+// how, never resolving outside dir nor through a magic link.
+func openBeneath(dir *inode, name []byte, flags int, mode uint32) (int, fs.Errno) {
+	how := unix.OpenHow{
+		Flags:   uint64(flags | unix.O_CLOEXEC),
+		Mode:    uint64(mode),
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS,
+	}
+	var fd int
+	err := ignoringEINTR(func() (err error) {
+		fd, err = unix.Openat2(dir.fd, string(name), &how)
+		return err
+	})
+	if err != nil {
+		return -1, errno(err)
+	}
+	return fd, fs.OK
+}
+
+// getInode resolves an ID; ESTALE if the client names an inode it has
+// forgotten (or never had).
+func (f *FS) getInode(id fs.Inode) (*inode, fs.Errno) {
+	in := f.inodes.get(id)
+	if in == nil {
+		return nil, syscall.ESTALE
+	}
+	return in, fs.OK
+}
+
+// getDir is getInode for an inode that must be a directory.
+func (f *FS) getDir(id fs.Inode) (*inode, fs.Errno) {
+	in, e := f.getInode(id)
+	if e != 0 {
+		return nil, e
+	}
+	if !in.isDir() {
+		f.inodes.put(in)
+		return nil, syscall.ENOTDIR
+	}
+	return in, fs.OK
+}
+
+func (f *FS) getHandle(fh fs.Handle) (*handle, fs.Errno) {
+	h := f.handles.get(fh)
+	if h == nil {
+		return nil, syscall.EBADF
+	}
+	return h, fs.OK
+}
+
+func (f *FS) putHandle(h *handle) {
+	if h.refs.Add(-1) == 0 {
+		unix.Close(h.fd)
+		f.inodes.put(h.in)
+	}
+}
+
+// readOnly reports EROFS if the FS refuses changes.
+func (f *FS) readOnly() fs.Errno {
+	if f.opts.ReadOnly {
+		return syscall.EROFS
+	}
+	return fs.OK
+}

@@ -1,0 +1,356 @@
+package passthrough
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fastfsd/fastfsd/fs"
+)
+
+// nShards is the number of shards of the inode and handle tables: enough
+// that workers on different CPUs rarely meet on one lock.
+const nShards = 64
+
+// cacheLinePad keeps shards on separate cache lines.
+type cacheLinePad struct{ _ [64]byte }
+
+// inodeKey is a host inode's identity.
+type inodeKey struct {
+	dev, ino uint64
+}
+
+func keyOf(st *unix.Stat_t) inodeKey { return inodeKey{dev: st.Dev, ino: st.Ino} }
+
+// inode is one host inode the client may name.
+//
+// Lifetime: refs counts one reference for the table (held while the inode
+// is in the table, i.e. while nlookup > 0 or it is the root) plus one per
+// request or handle using it. The fd is closed when refs reaches 0, which
+// can happen only after the inode left the table, so no new reference can
+// be taken then.
+type inode struct {
+	id  fs.Inode
+	key inodeKey
+	// fd is an O_PATH|O_NOFOLLOW fd; valid while refs > 0. Immutable.
+	fd int
+	// typ is the S_IFMT bits; a host inode never changes type. Immutable.
+	typ uint32
+
+	refs atomic.Int64
+
+	// nlookup is the client's lookup count. +checklocks:keyShard.mu of
+	// this inode's key shard.
+	nlookup uint64
+
+	lockMu sync.Mutex
+	// lockFds holds the fd that carries the OFD locks of each lock owner.
+	// +checklocks:lockMu
+	lockFds map[uint64]int
+}
+
+func (in *inode) isDir() bool     { return in.typ == unix.S_IFDIR }
+func (in *inode) isSymlink() bool { return in.typ == unix.S_IFLNK }
+
+// release closes the inode's fds. Called once, when refs reaches 0.
+func (in *inode) release() {
+	in.lockMu.Lock()
+	for _, fd := range in.lockFds {
+		unix.Close(fd)
+	}
+	in.lockFds = nil
+	in.lockMu.Unlock()
+	unix.Close(in.fd)
+}
+
+type idShard struct {
+	mu sync.RWMutex
+	// +checklocks:mu
+	m map[fs.Inode]*inode
+	_ cacheLinePad
+}
+
+type keyShard struct {
+	mu sync.Mutex
+	// +checklocks:mu
+	m map[inodeKey]*inode
+	_ cacheLinePad
+}
+
+// inodeTable maps IDs and host keys to inodes. Lock order: a keyShard's mu
+// before an idShard's mu.
+type inodeTable struct {
+	ids  [nShards]idShard
+	keys [nShards]keyShard
+	// next is the last ID handed out; IDs are never reused.
+	next atomic.Uint64
+}
+
+func (t *inodeTable) init() {
+	for i := range t.ids {
+		t.ids[i].m = make(map[fs.Inode]*inode)
+		t.keys[i].m = make(map[inodeKey]*inode)
+	}
+	t.next.Store(uint64(fs.RootInode))
+}
+
+func (t *inodeTable) idShard(id fs.Inode) *idShard { return &t.ids[uint64(id)%nShards] }
+
+func (t *inodeTable) keyShard(k inodeKey) *keyShard {
+	h := k.ino*0x9e3779b97f4a7c15 ^ k.dev
+	return &t.keys[(h>>32)%nShards]
+}
+
+// get returns the inode with the given ID with a reference the caller
+// must drop with put, or nil if the ID is unknown.
+func (t *inodeTable) get(id fs.Inode) *inode {
+	s := t.idShard(id)
+	s.mu.RLock()
+	in := s.m[id]
+	if in != nil {
+		// The table's own reference is held while in is in s.m, so
+		// refs > 0 here and the fd is open.
+		in.refs.Add(1)
+	}
+	s.mu.RUnlock()
+	return in
+}
+
+// put drops a reference taken by get, refByKey or insert.
+func (t *inodeTable) put(in *inode) {
+	if in.refs.Add(-1) == 0 {
+		in.release()
+	}
+}
+
+// lookupKey raises the lookup count of the inode with key k, if the table
+// has it, and returns its ID.
+func (t *inodeTable) lookupKey(k inodeKey) (fs.Inode, bool) {
+	s := t.keyShard(k)
+	s.mu.Lock()
+	in := s.m[k]
+	if in != nil {
+		in.nlookup++
+	}
+	s.mu.Unlock()
+	if in == nil {
+		return 0, false
+	}
+	return in.id, true
+}
+
+// insert adds the inode (fd, st) with lookup count 1, or raises the count
+// of the inode the table already has for st's key and closes fd. It takes
+// ownership of fd either way.
+func (t *inodeTable) insert(fd int, st *unix.Stat_t) fs.Inode {
+	k := keyOf(st)
+	s := t.keyShard(k)
+	s.mu.Lock()
+	if in := s.m[k]; in != nil {
+		in.nlookup++
+		s.mu.Unlock()
+		unix.Close(fd)
+		return in.id
+	}
+	in := &inode{
+		id:      fs.Inode(t.next.Add(1)),
+		key:     k,
+		fd:      fd,
+		typ:     st.Mode & unix.S_IFMT,
+		nlookup: 1,
+	}
+	in.refs.Store(1) // the table's
+	s.m[k] = in
+	is := t.idShard(in.id)
+	is.mu.Lock()
+	is.m[in.id] = in
+	is.mu.Unlock()
+	s.mu.Unlock()
+	return in.id
+}
+
+// insertRoot adds the root with ID fs.RootInode.
+func (t *inodeTable) insertRoot(fd int, st *unix.Stat_t) *inode {
+	in := &inode{id: fs.RootInode, key: keyOf(st), fd: fd, typ: st.Mode & unix.S_IFMT, nlookup: 1}
+	in.refs.Store(1)
+	t.keyShard(in.key).m[in.key] = in
+	t.idShard(in.id).m[in.id] = in
+	return in
+}
+
+// forget lowers id's lookup count by n and removes the inode at zero. The
+// root is never removed. Unknown IDs are ignored: a client may forget an
+// ID twice, and must not be able to hurt the daemon by doing so.
+func (t *inodeTable) forget(id fs.Inode, n uint64) {
+	if id == fs.RootInode {
+		return
+	}
+	in := t.get(id)
+	if in == nil {
+		return
+	}
+	s := t.keyShard(in.key)
+	s.mu.Lock()
+	removed := false
+	if s.m[in.key] == in { // not removed by a racing forget
+		if n >= in.nlookup {
+			in.nlookup = 0
+			delete(s.m, in.key)
+			is := t.idShard(id)
+			is.mu.Lock()
+			delete(is.m, id)
+			is.mu.Unlock()
+			removed = true
+		} else {
+			in.nlookup -= n
+		}
+	}
+	s.mu.Unlock()
+	if removed {
+		t.put(in) // the table's reference
+	}
+	t.put(in)
+}
+
+// drop forgets every inode but the root (Destroy, Close).
+func (t *inodeTable) drop(keepRoot bool) {
+	for i := range t.keys {
+		s := &t.keys[i]
+		s.mu.Lock()
+		var victims []*inode
+		for k, in := range s.m {
+			if keepRoot && in.id == fs.RootInode {
+				continue
+			}
+			delete(s.m, k)
+			is := t.idShard(in.id)
+			is.mu.Lock()
+			delete(is.m, in.id)
+			is.mu.Unlock()
+			victims = append(victims, in)
+		}
+		s.mu.Unlock()
+		for _, in := range victims {
+			t.put(in)
+		}
+	}
+}
+
+// count reports the number of inodes in the table (tests).
+func (t *inodeTable) count() int {
+	n := 0
+	for i := range t.ids {
+		s := &t.ids[i]
+		s.mu.RLock()
+		n += len(s.m)
+		s.mu.RUnlock()
+	}
+	return n
+}
+
+// nlookupOf reports id's lookup count, or 0 if unknown (tests).
+func (t *inodeTable) nlookupOf(id fs.Inode) uint64 {
+	in := t.get(id)
+	if in == nil {
+		return 0
+	}
+	defer t.put(in)
+	s := t.keyShard(in.key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return in.nlookup
+}
+
+// handle is an open file or directory.
+type handle struct {
+	// fd is opened for I/O; valid while refs > 0. Immutable.
+	fd int
+	// in is the inode opened, with a reference held until release.
+	in *inode
+	// flags are the open(2) flags fd was opened with.
+	flags int
+	refs  atomic.Int64
+	// dir is the directory stream of an OpenDir handle, nil for files.
+	dir *dirStream
+}
+
+type handleShard struct {
+	mu sync.RWMutex
+	// +checklocks:mu
+	m map[fs.Handle]*handle
+	_ cacheLinePad
+}
+
+// handleTable maps handle IDs to handles; IDs are never reused.
+type handleTable struct {
+	shards [nShards]handleShard
+	next   atomic.Uint64
+}
+
+func (t *handleTable) init() {
+	for i := range t.shards {
+		t.shards[i].m = make(map[fs.Handle]*handle)
+	}
+}
+
+func (t *handleTable) shard(id fs.Handle) *handleShard { return &t.shards[uint64(id)%nShards] }
+
+// add registers h (refs 1, the table's) and returns its ID.
+func (t *handleTable) add(h *handle) fs.Handle {
+	h.refs.Store(1)
+	id := fs.Handle(t.next.Add(1))
+	s := t.shard(id)
+	s.mu.Lock()
+	s.m[id] = h
+	s.mu.Unlock()
+	return id
+}
+
+// get returns the handle with a reference, or nil.
+func (t *handleTable) get(id fs.Handle) *handle {
+	s := t.shard(id)
+	s.mu.RLock()
+	h := s.m[id]
+	if h != nil {
+		h.refs.Add(1)
+	}
+	s.mu.RUnlock()
+	return h
+}
+
+// remove takes id out of the table and returns it with the table's
+// reference, which the caller drops with put; nil if unknown.
+func (t *handleTable) remove(id fs.Handle) *handle {
+	s := t.shard(id)
+	s.mu.Lock()
+	h := s.m[id]
+	delete(s.m, id)
+	s.mu.Unlock()
+	return h
+}
+
+func (t *handleTable) count() int {
+	n := 0
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.RLock()
+		n += len(s.m)
+		s.mu.RUnlock()
+	}
+	return n
+}
+
+func (t *handleTable) removeAll() []*handle {
+	var hs []*handle
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		for id, h := range s.m {
+			hs = append(hs, h)
+			delete(s.m, id)
+		}
+		s.mu.Unlock()
+	}
+	return hs
+}
