@@ -8,6 +8,7 @@ import (
 	"net"
 	"runtime/debug"
 
+	"github.com/fastfsd/fastfsd/mem"
 	"golang.org/x/sys/unix"
 )
 
@@ -19,9 +20,6 @@ const offeredProtocol = 1<<VHOST_USER_PROTOCOL_F_MQ |
 	1<<VHOST_USER_PROTOCOL_F_RESET_DEVICE |
 	1<<VHOST_USER_PROTOCOL_F_MEM_SLOTS |
 	1<<VHOST_USER_PROTOCOL_F_STATUS
-
-// DefaultMaxMemSlots is what GET_MAX_MEM_SLOTS answers by default.
-const DefaultMaxMemSlots = 32
 
 // Backend serves the vhost-user protocol for one Device, one front-end
 // connection at a time.
@@ -68,7 +66,7 @@ type session struct {
 	owner      bool
 	status     uint64
 	vrings     []vring
-	mem        *memory
+	mem        *mem.Memory
 	backendReq int // SET_BACKEND_REQ_FD socket, -1: none
 }
 
@@ -81,7 +79,7 @@ type session struct {
 // device is reset, and every fd and mapping of the session is released; c is
 // closed.
 func (b *Backend) Serve(c *net.UnixConn) (err error) {
-	s := &session{b: b, c: newConn(c), log: b.Log, backendReq: -1}
+	s := &session{b: b, c: newConn(c), log: b.Log, backendReq: -1, mem: mem.NewMemory()}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -321,11 +319,11 @@ func (s *session) apply(m Message, rbuf []byte) ([]byte, error) {
 		if a.Desc%16 != 0 || a.Avail%2 != 0 || a.Used%4 != 0 {
 			return nil, invalid(r, "ring %d: misaligned ring (desc %#x, avail %#x, used %#x)", a.Index, a.Desc, a.Avail, a.Used)
 		}
-		if s.mem == nil || s.mem.empty() {
+		if s.memEmpty() {
 			return nil, invalid(r, "ring %d: no memory table yet", a.Index)
 		}
 		for _, x := range [...]uint64{a.Desc, a.Avail, a.Used} {
-			if _, ok := s.mem.userToGuest(x, 1); !ok {
+			if _, ok := s.mem.Table().UserToGuest(x); !ok {
 				return nil, invalid(r, "ring %d: address %#x is in no memory region", a.Index, x)
 			}
 		}
@@ -456,14 +454,11 @@ func (s *session) reconfigure(i int, change func(*vring)) {
 // areas lie in guest memory.
 func (s *session) maybeStart(i int) {
 	v := &s.vrings[i]
-	if v.running || !v.enabled || !v.kickSet || !v.hasAddr || v.num == 0 || s.mem == nil || s.mem.empty() {
+	if v.running || !v.enabled || !v.kickSet || !v.hasAddr || v.num == 0 || s.memEmpty() {
 		return
 	}
-	n := uint64(v.num)
-	desc, ok1 := s.mem.userToGuest(v.addr.Desc, 16*n)
-	avail, ok2 := s.mem.userToGuest(v.addr.Avail, 6+2*n)
-	used, ok3 := s.mem.userToGuest(v.addr.Used, 6+8*n)
-	if !ok1 || !ok2 || !ok3 {
+	desc, avail, used, ok := s.ringAreas(v)
+	if !ok {
 		s.log.Warn("vhostuser: not starting ring: its areas are not inside guest memory", "ring", i,
 			"desc", v.addr.Desc, "avail", v.addr.Avail, "used", v.addr.Used, "num", v.num)
 		s.signalErr(v)
@@ -472,7 +467,7 @@ func (s *session) maybeStart(i int) {
 	q := &Queue{
 		Index: i, Size: int(v.num), Desc: desc, Avail: avail, Used: used,
 		NextAvail: v.base, Features: s.features, Kick: v.kick, Call: v.call, Err: v.err,
-		Memory: s.mem.live(),
+		Memory: s.mem,
 	}
 	if err := s.b.dev.StartQueue(q); err != nil {
 		s.log.Warn("vhostuser: device refused to start ring", "ring", i, "err", err)
@@ -520,10 +515,7 @@ func (s *session) teardown() int {
 	}
 	s.resetDevice()
 	closeFd(&s.backendReq)
-	if s.mem != nil {
-		s.mem.close()
-		s.mem = nil
-	}
+	s.closeMemory()
 	s.c.closeFds()
 	return running
 }

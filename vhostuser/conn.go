@@ -43,8 +43,11 @@ func (c *conn) readFull(b []byte, atStart bool) error {
 		}
 		got += n
 		if err != nil {
-			if errors.Is(err, io.EOF) && !(atStart && got == 0) {
-				err = io.ErrUnexpectedEOF
+			if errors.Is(err, io.EOF) {
+				if atStart && got == 0 {
+					return io.EOF
+				}
+				return io.ErrUnexpectedEOF
 			}
 			return err
 		}

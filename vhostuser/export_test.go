@@ -1,0 +1,5 @@
+package vhostuser_test
+
+import "encoding/binary"
+
+var le = binary.LittleEndian
