@@ -265,4 +265,3 @@ func escapeRace(t *testing.T, env Env) {
 		t.Errorf("ESCAPE: outside the export, changed through the mount: %s", c)
 	}
 }
-
