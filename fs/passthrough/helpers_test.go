@@ -19,10 +19,10 @@ type bufSink struct {
 	n   int
 }
 
-func newSink(size int) *bufSink      { return &bufSink{buf: make([]byte, size)} }
-func (s *bufSink) Cap() int          { return len(s.buf) - s.n }
-func (s *bufSink) Len() int          { return s.n }
-func (s *bufSink) Bytes() []byte     { return s.buf[:s.n] }
+func newSink(size int) *bufSink  { return &bufSink{buf: make([]byte, size)} }
+func (s *bufSink) Cap() int      { return len(s.buf) - s.n }
+func (s *bufSink) Len() int      { return s.n }
+func (s *bufSink) Bytes() []byte { return s.buf[:s.n] }
 func (s *bufSink) Append(p []byte) int {
 	c := copy(s.buf[s.n:], p)
 	s.n += c
