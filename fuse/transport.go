@@ -29,13 +29,14 @@ type Request struct {
 	Src fs.Source
 
 	// Dst, when non-nil, receives READ data (splice into a pipe, preadv
-	// into guest memory); the transport sends it after Out[:n]. Nil: the
-	// engine puts READ data in Out right after the out header.
+	// into guest memory); the transport sends DataLen() bytes of it after
+	// Out[:n] (the reply header's len counts them; 0 after an error).
+	// Nil: the engine puts READ data in Out right after the out header.
 	Dst fs.Sink
 
 	// Out is the reply buffer, allocated by NewRequest with room for the
-	// largest reply the negotiated limits allow. The transport may replace
-	// it by a buffer at least as large.
+	// largest reply the negotiated limits allow (Server.OutSize). The
+	// transport may replace it by a buffer at least as large.
 	Out []byte
 
 	req request // engine scratch: decoded header, fs.Context, out structs
