@@ -23,9 +23,9 @@ func TestContainment(t *testing.T) {
 	root := join(base, "root")
 	os.Mkdir(root, 0o755)
 	writeFile(t, join(base, "sibling"), "SIBLING", 0o644)
-	os.Symlink(join(outside, "secret"), join(root, "abs"))  // absolute symlink
-	os.Symlink("../sibling", join(root, "rel"))             // relative, escaping
-	os.Symlink(outside, join(root, "dirlink"))              // to a directory outside
+	os.Symlink(join(outside, "secret"), join(root, "abs")) // absolute symlink
+	os.Symlink("../sibling", join(root, "rel"))            // relative, escaping
+	os.Symlink(outside, join(root, "dirlink"))             // to a directory outside
 	os.Symlink("/proc/self/root/etc", join(root, "magic")) // through a magic link
 	f, err := New(root, Options{Xattr: true})
 	if err != nil {
