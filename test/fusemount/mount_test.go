@@ -1,0 +1,291 @@
+package fusemount
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fastfsd/fastfsd/internal/posixtest"
+	"github.com/fastfsd/fastfsd/internal/testutil"
+	"golang.org/x/sys/unix"
+)
+
+func TestMain(m *testing.M) { posixtest.Main(m) }
+
+// buildFastfsd builds ./cmd/fastfsd once per test binary run.
+var (
+	buildOnce sync.Once
+	buildBin  string
+	buildErr  error
+	buildDir  string
+)
+
+func fastfsd(t *testing.T) string {
+	t.Helper()
+	testutil.RequireCommand(t, "go")
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "fastfsd-bin-")
+		if buildErr != nil {
+			return
+		}
+		buildBin = filepath.Join(buildDir, "fastfsd")
+		cmd := exec.Command("go", "build", "-o", buildBin, "github.com/fastfsd/fastfsd/cmd/fastfsd")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build ./cmd/fastfsd: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildBin
+}
+
+// mountInfo returns the fstype of the mount at mnt in /proc/self/mountinfo
+// (the last one, if stacked), or "".
+func mountInfo(t *testing.T, mnt string) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fstype := ""
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 10 || unescapeMount(f[4]) != mnt {
+			continue
+		}
+		for i, x := range f {
+			if x == "-" && i+1 < len(f) {
+				fstype = f[i+1]
+			}
+		}
+	}
+	return fstype
+}
+
+// unescapeMount undoes mountinfo's octal escapes (\040 for space, …).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var c int
+			if _, err := fmt.Sscanf(s[i+1:i+4], "%3o", &c); err == nil {
+				b.WriteByte(byte(c))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// mount is one running "fastfsd mount".
+type mount struct {
+	top, export, mnt, ref, outside string
+	cmd                            *exec.Cmd
+	out                            *lockedBuffer
+	exited                         chan struct{}
+	waitErr                        error
+	// exitExpected: the test itself ended fastfsd and checked how.
+	exitExpected bool
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// startMount mounts a fresh export with fastfsd and the given flags, and
+// waits until the kernel shows the FUSE mount: it watches
+// /proc/self/mountinfo with poll (the kernel signals every change of the
+// mount table) rather than sleeping, and gives up if fastfsd exits.
+func startMount(t *testing.T, flags ...string) *mount {
+	t.Helper()
+	testutil.RequireRoot(t)
+	testutil.RequireDevFuse(t)
+	bin := fastfsd(t)
+	top := t.TempDir()
+	// uid 1000 (the non-root section) must reach the mount and the twin.
+	for _, d := range []string{filepath.Dir(top), top} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := &mount{
+		top: top,
+		// The export sits deeper than the mount point, so that a
+		// relative symlink means different places through each.
+		export:  filepath.Join(top, "backing", "export"),
+		mnt:     filepath.Join(top, "mnt"),
+		ref:     filepath.Join(top, "backing", "ref"),
+		outside: filepath.Join(top, "backing", "outside"),
+		out:     &lockedBuffer{},
+		exited:  make(chan struct{}),
+	}
+	for _, d := range []string{m.export, m.mnt, m.ref, m.outside} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	args := append([]string{"mount", "--source", m.export, "--allow-other"}, flags...)
+	args = append(args, m.mnt)
+	m.cmd = exec.Command(bin, args...)
+	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
+	if err := m.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", bin, err)
+	}
+	go func() {
+		m.waitErr = m.cmd.Wait()
+		close(m.exited)
+	}()
+	t.Cleanup(func() { m.stop(t) })
+
+	mi, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mi.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if fst := mountInfo(t, m.mnt); strings.HasPrefix(fst, "fuse") {
+			var a, b unix.Stat_t
+			if err := unix.Stat(m.mnt, &a); err != nil {
+				t.Fatalf("stat of the fresh mount %s: %v\nfastfsd output:\n%s", m.mnt, err, m.out.String())
+			}
+			unix.Stat(top, &b)
+			if a.Dev == b.Dev {
+				t.Fatalf("mountinfo lists %s as %s but its st_dev is that of its parent", m.mnt, fst)
+			}
+			t.Logf("fastfsd %s: mounted (%s)", strings.Join(flags, " "), fst)
+			return m
+		}
+		select {
+		case <-m.exited:
+			t.Fatalf("fastfsd %s exited before mounting: %v\noutput:\n%s", strings.Join(args, " "), m.waitErr, m.out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s is not a FUSE mount 30 s after starting fastfsd\noutput:\n%s", m.mnt, m.out.String())
+		}
+		// Wake on a mount table change; the timeout only bounds how
+		// late we notice fastfsd exiting.
+		fds := []unix.PollFd{{Fd: int32(mi.Fd()), Events: unix.POLLPRI}}
+		unix.Poll(fds, 100)
+		mi.Seek(0, 0)
+		mi.Read(make([]byte, 1<<16)) // re-arm
+	}
+}
+
+// stop ends fastfsd with SIGTERM (which must unmount), and fails the test
+// if it does not exit cleanly within 20 s or leaves the mount behind.
+func (m *mount) stop(t *testing.T) {
+	select {
+	case <-m.exited:
+		if !m.exitExpected {
+			t.Errorf("fastfsd exited while the test was running: %v\noutput:\n%s", m.waitErr, m.out.String())
+		}
+	default:
+		m.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-m.exited:
+			if m.waitErr != nil {
+				t.Errorf("fastfsd exited with %v after SIGTERM; output:\n%s", m.waitErr, tail(m.out.String(), 4000))
+			}
+		case <-time.After(20 * time.Second):
+			m.cmd.Process.Kill()
+			<-m.exited
+			t.Errorf("fastfsd did not exit within 20 s of SIGTERM; output:\n%s", tail(m.out.String(), 4000))
+		}
+	}
+	if out := m.out.String(); strings.Contains(out, "panic") || strings.Contains(out, "DATA RACE") {
+		t.Errorf("fastfsd output reports a panic or race:\n%s", tail(out, 8000))
+	}
+	if fst := mountInfo(t, m.mnt); fst != "" {
+		t.Errorf("%s is still mounted (%s) after fastfsd exited; detaching it", m.mnt, fst)
+		unix.Unmount(m.mnt, unix.MNT_DETACH)
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+// door is one fastfsd configuration under test.
+type door struct {
+	name  string
+	flags []string
+	lacks map[posixtest.Cap]string
+}
+
+var doors = []door{
+	{name: "cache=auto", flags: []string{"--cache=auto"}},
+	{name: "cache=auto,passthrough=off", flags: []string{"--cache=auto", "--passthrough=false"}},
+	{name: "cache=never", flags: []string{"--cache=never"}},
+	{name: "cache=always", flags: []string{"--cache=always"}},
+}
+
+// TestPosix runs the whole conformance suite through the mount in each
+// configuration.
+func TestPosix(t *testing.T) {
+	for _, d := range doors {
+		t.Run(d.name, func(t *testing.T) {
+			m := startMount(t, d.flags...)
+			env := posixtest.Env{
+				Dir:     m.mnt,
+				Ref:     m.ref,
+				Backing: m.export,
+				Outside: m.outside,
+				Lacks:   d.lacks,
+			}
+			if testing.Short() {
+				env.FioJobMiB, env.TarFiles = 16, 500
+			}
+			posixtest.Run(t, env)
+		})
+	}
+}
+
+// TestUnmountByUmount: an external umount ends fastfsd with status 0.
+func TestUnmountByUmount(t *testing.T) {
+	m := startMount(t)
+	if err := unix.Unmount(m.mnt, 0); err != nil {
+		t.Fatalf("umount %s: %v", m.mnt, err)
+	}
+	select {
+	case <-m.exited:
+		if m.waitErr != nil {
+			t.Errorf("fastfsd exited with %v after umount; output:\n%s", m.waitErr, m.out.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Errorf("fastfsd still running 20 s after umount; output:\n%s", m.out.String())
+	}
+	m.exitExpected = true
+}
