@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 )
 
@@ -45,6 +46,10 @@ func usage() {
 }
 
 func main() {
+	if filepath.Base(os.Args[0]) == "virtiofsd" {
+		// virtiofsd compatibility (see below): no subcommand in argv.
+		os.Args = append([]string{os.Args[0], "virtiofs"}, os.Args[1:]...)
+	}
 	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
 		usage()
 		if len(os.Args) < 2 {

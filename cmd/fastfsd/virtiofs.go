@@ -1,0 +1,489 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"os/user"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/fastfsd/fastfsd/dataplane/virtiofs"
+	"github.com/fastfsd/fastfsd/fs/passthrough"
+	"github.com/fastfsd/fastfsd/fuse"
+	"github.com/fastfsd/fastfsd/vhostuser"
+)
+
+func init() {
+	register(&command{
+		name:    "virtiofs",
+		summary: "serve a directory to VMs as a vhost-user-fs back-end (virtiofsd drop-in)",
+		run:     runVirtiofs,
+	})
+}
+
+const virtiofsUsage = `usage: fastfsd virtiofs --socket-path PATH --shared-dir DIR [flags]
+       virtiofsd --socket-path=PATH -o source=DIR[,cache=auto|always|none] [flags]
+
+Serves DIR to a VM's virtio-fs driver through a VMM (QEMU -device
+vhost-user-fs-pci, Cloud Hypervisor --fs) over the vhost-user socket PATH.
+QEMU needs shared guest memory (-object memory-backend-memfd,share=on and
+-numa node,memdev=…). The guest mounts it with: mount -t virtiofs TAG /mnt
+(TAG is QEMU's -device vhost-user-fs-pci,tag=…).
+
+Like virtiofsd it serves one front-end connection and exits when the
+front-end disconnects (status 0 after an orderly stop), or on SIGTERM/SIGINT.
+Flags take --flag=value or --flag value. Invoked as "virtiofsd" (a link or
+copy of the binary) it behaves as "fastfsd virtiofs".
+
+flags:
+  --socket-path PATH        vhost-user socket to listen on (created; a stale one is replaced)
+  --fd N                    inherited listening socket instead of --socket-path (libvirt)
+  --socket-group GROUP      group owning the socket (mode 0660)
+  --shared-dir DIR          directory to serve (also -o source=DIR)
+  --tag TAG                 tag in the device config space (VMMs that read it; QEMU sets its own)
+  --cache auto|always|never client caching (also -o cache=…; none = never)
+  --num-request-queues N    request queues offered (default: CPUs, at most 16)
+  --thread-pool-size N      accepted; each queue has its own worker thread, no pool
+  --xattr / --no-xattr      serve extended attributes (default off, as virtiofsd)
+  --writeback               client write-back cache
+  --posix-lock              serve POSIX and flock locks
+  --no-killpriv-v2          do not offer HANDLE_KILLPRIV_V2
+  --cpus LIST               pin queue workers to these CPUs (e.g. 0,1)
+  --busy-poll DURATION      poll rings this long before sleeping (e.g. 50us)
+  --keep-listening          accept a new front-end after one disconnects
+  --sandbox none            no sandbox (chroot/namespace: accepted with a warning; containment is openat2 RESOLVE_IN_ROOT)
+  --log-level LEVEL         error, warn, info (default), debug
+  --print-capabilities      print the vhost-user back-end capabilities (JSON) and exit
+  -o OPT[,OPT…]             virtiofsd options: source, cache, xattr, no_xattr, writeback,
+                            no_writeback, posix_lock, no_posix_lock, flock, no_flock,
+                            killpriv_v2, no_killpriv_v2, log_level, sandbox, debug
+  -d                        debug logging (as -o debug)
+`
+
+// capabilities is what --print-capabilities prints: the vhost-user back-end
+// description libvirt reads (docs/interop/vhost-user.json in QEMU). Same as
+// the C virtiofsd: no migration, no separate-options.
+const capabilities = "{\n  \"type\": \"fs\"\n}\n"
+
+type virtiofsConfig struct {
+	socketPath  string
+	fd          int
+	socketGroup string
+	dir         string
+	tag         string
+	cache       passthrough.CacheMode
+	queues      int
+	xattr       bool
+	writeback   bool
+	locks       bool
+	noKillpriv  bool
+	cpus        []int
+	busyPoll    time.Duration
+	keep        bool
+	level       slog.Level
+	printCaps   bool
+	help        bool
+}
+
+// harmless are virtiofsd flags (C and Rust) we accept and ignore, with a
+// warning; the value says whether the flag takes an argument.
+var harmless = map[string]bool{
+	"f": false, "foreground": false, "syslog": false, "daemonize": false,
+	"rlimit-nofile": true, "seccomp": true, "modcaps": true, "xattrmap": true,
+	"announce-submounts": false, "inode-file-handles": true, "allow-direct-io": false,
+	"killpriv-v2": false, "security-label": false, "posix-acl": false,
+	"readdirplus": false, "no-readdirplus": false, "preserve-noatime": false,
+	"allow-mmap": false, "no-announce-submounts": false, "migration-mode": true,
+	"migration-on-error": true, "migration-verify-handles": false,
+	"migration-confirm-paths": false, "translate-uid": true, "translate-gid": true,
+	"uid-map": true, "gid-map": true, "V": false, "version": false,
+}
+
+// harmlessOpts are -o options accepted with a warning.
+var harmlessOpts = map[string]bool{
+	"timeout": true, "max_idle_threads": true, "xattrmap": true, "modcaps": true,
+	"readdirplus": true, "no_readdirplus": true, "allow_direct_io": true,
+	"no_allow_direct_io": true, "announce_submounts": true, "posix_acl": true,
+	"no_posix_acl": true, "security_label": true, "no_security_label": true,
+	"allow_root": true,
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(s) {
+	case "error", "err", "off":
+		return slog.LevelError, nil
+	case "warn", "warning":
+		return slog.LevelWarn, nil
+	case "info", "":
+		return slog.LevelInfo, nil
+	case "debug", "trace":
+		return slog.LevelDebug, nil
+	}
+	return 0, fmt.Errorf("log level %q: want error, warn, info or debug", s)
+}
+
+// parseVirtiofsArgs parses the virtiofsd-compatible command line. Warnings
+// name accepted-but-ignored flags.
+func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
+	c := &virtiofsConfig{fd: -1, tag: "fastfs", queues: min(max(runtime.NumCPU(), 1), 16), level: slog.LevelInfo}
+	var warns []string
+	applyOpt := func(o string) error {
+		k, v, hasV := strings.Cut(o, "=")
+		switch k {
+		case "source":
+			c.dir = v
+		case "cache":
+			m, err := passthrough.ParseCacheMode(v)
+			if err != nil {
+				return fmt.Errorf("-o cache=%s: want auto, always or none", v)
+			}
+			c.cache = m
+		case "xattr":
+			c.xattr = true
+		case "no_xattr":
+			c.xattr = false
+		case "writeback":
+			c.writeback = true
+		case "no_writeback":
+			c.writeback = false
+		case "posix_lock", "flock":
+			c.locks = true
+		case "no_posix_lock", "no_flock":
+			c.locks = false
+		case "killpriv_v2":
+			c.noKillpriv = false
+		case "no_killpriv_v2":
+			c.noKillpriv = true
+		case "log_level":
+			l, err := parseLevel(v)
+			if err != nil {
+				return fmt.Errorf("-o %w", err)
+			}
+			c.level = l
+		case "debug":
+			c.level = slog.LevelDebug
+		case "sandbox":
+			if v != "none" {
+				warns = append(warns, fmt.Sprintf("-o sandbox=%s: no sandbox is set up; the shared directory is contained by openat2(RESOLVE_IN_ROOT)", v))
+			}
+		default:
+			if harmlessOpts[k] {
+				warns = append(warns, fmt.Sprintf("-o %s: ignored", o))
+				return nil
+			}
+			_ = hasV
+			return fmt.Errorf("-o %s: unknown option (see fastfsd virtiofs --help)", o)
+		}
+		return nil
+	}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			if i+1 < len(args) {
+				return nil, nil, fmt.Errorf("unexpected argument %q", args[i+1])
+			}
+			break
+		}
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			return nil, nil, fmt.Errorf("unexpected argument %q: flags only (the directory is --shared-dir DIR or -o source=DIR)", a)
+		}
+		name := strings.TrimLeft(a, "-")
+		val, hasVal := "", false
+		if k, v, ok := strings.Cut(name, "="); ok {
+			name, val, hasVal = k, v, true
+		}
+		// value fetches the flag's argument: after '=' or the next arg.
+		value := func() (string, error) {
+			if hasVal {
+				return val, nil
+			}
+			if i+1 >= len(args) {
+				return "", fmt.Errorf("%s needs a value", a)
+			}
+			i++
+			return args[i], nil
+		}
+		noValue := func() error {
+			if hasVal {
+				return fmt.Errorf("%s takes no value", a)
+			}
+			return nil
+		}
+		var err error
+		var v string
+		switch name {
+		case "h", "help":
+			c.help = true
+		case "print-capabilities":
+			err = noValue()
+			c.printCaps = true
+		case "socket-path":
+			c.socketPath, err = value()
+		case "fd":
+			if v, err = value(); err == nil {
+				c.fd, err = strconv.Atoi(v)
+				if err != nil || c.fd < 0 {
+					err = fmt.Errorf("--fd %q: want a file descriptor number", v)
+				}
+			}
+		case "socket-group":
+			c.socketGroup, err = value()
+		case "shared-dir", "source":
+			c.dir, err = value()
+		case "tag":
+			if c.tag, err = value(); err == nil && (c.tag == "" || len(c.tag) > virtiofs.TagSize) {
+				err = fmt.Errorf("--tag %q: want 1 to %d bytes", c.tag, virtiofs.TagSize)
+			}
+		case "cache":
+			if v, err = value(); err == nil {
+				if v == "metadata" {
+					warns = append(warns, "--cache=metadata: served as auto")
+					v = "auto"
+				}
+				c.cache, err = passthrough.ParseCacheMode(v)
+				if err != nil {
+					err = fmt.Errorf("--cache %q: want auto, always or never", v)
+				}
+			}
+		case "num-request-queues":
+			if v, err = value(); err == nil {
+				c.queues, err = strconv.Atoi(v)
+				if err != nil || c.queues < 1 || c.queues > 254 {
+					err = fmt.Errorf("--num-request-queues %q: want 1 to 254", v)
+				}
+			}
+		case "thread-pool-size":
+			if v, err = value(); err == nil {
+				if _, err = strconv.Atoi(v); err != nil {
+					err = fmt.Errorf("--thread-pool-size %q: want a number", v)
+				} else {
+					warns = append(warns, "--thread-pool-size: ignored; each queue has its own worker thread")
+				}
+			}
+		case "xattr":
+			err = noValue()
+			c.xattr = true
+		case "no-xattr":
+			err = noValue()
+			c.xattr = false
+		case "writeback":
+			err = noValue()
+			c.writeback = true
+		case "posix-lock":
+			err = noValue()
+			c.locks = true
+		case "no-killpriv-v2":
+			err = noValue()
+			c.noKillpriv = true
+		case "cpus":
+			if v, err = value(); err == nil {
+				for _, f := range strings.Split(v, ",") {
+					n, e := strconv.Atoi(strings.TrimSpace(f))
+					if e != nil || n < 0 {
+						err = fmt.Errorf("--cpus %q: want a comma-separated list of CPU numbers", v)
+						break
+					}
+					c.cpus = append(c.cpus, n)
+				}
+			}
+		case "busy-poll":
+			if v, err = value(); err == nil {
+				c.busyPoll, err = time.ParseDuration(v)
+				if err != nil || c.busyPoll < 0 || c.busyPoll > time.Second {
+					err = fmt.Errorf("--busy-poll %q: want a duration up to 1s, e.g. 50us", v)
+				}
+			}
+		case "keep-listening":
+			err = noValue()
+			c.keep = true
+		case "sandbox":
+			if v, err = value(); err == nil && v != "none" {
+				warns = append(warns, fmt.Sprintf("--sandbox=%s: no sandbox is set up; the shared directory is contained by openat2(RESOLVE_IN_ROOT)", v))
+			}
+		case "log-level":
+			if v, err = value(); err == nil {
+				c.level, err = parseLevel(v)
+			}
+		case "d":
+			c.level = slog.LevelDebug
+		case "o":
+			if v, err = value(); err == nil {
+				for _, o := range strings.Split(v, ",") {
+					if o == "" {
+						continue
+					}
+					if err = applyOpt(o); err != nil {
+						break
+					}
+				}
+			}
+		default:
+			takes, ok := harmless[name]
+			if !ok {
+				return nil, nil, fmt.Errorf("unknown flag %s (see fastfsd virtiofs --help)", a)
+			}
+			if takes && !hasVal {
+				if _, err = value(); err != nil {
+					break
+				}
+			}
+			warns = append(warns, fmt.Sprintf("%s: ignored", a))
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	if c.help || c.printCaps {
+		return c, warns, nil
+	}
+	if c.dir == "" {
+		return nil, nil, errors.New("no shared directory: pass --shared-dir DIR (or -o source=DIR)")
+	}
+	if (c.socketPath == "") == (c.fd < 0) {
+		return nil, nil, errors.New("pass exactly one of --socket-path PATH and --fd N: where the VMM connects")
+	}
+	if c.writeback && c.cache == passthrough.CacheNever {
+		warns = append(warns, "--writeback with cache=never: write-back turned off")
+		c.writeback = false
+	}
+	return c, warns, nil
+}
+
+func runVirtiofs(args []string) error {
+	c, warns, err := parseVirtiofsArgs(args)
+	if err != nil {
+		return err
+	}
+	if c.help {
+		fmt.Fprint(os.Stderr, virtiofsUsage)
+		return nil
+	}
+	if c.printCaps {
+		_, err := io.WriteString(os.Stdout, capabilities)
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: c.level}))
+	for _, w := range warns {
+		log.Warn("virtiofs: " + w)
+	}
+	fsys, err := passthrough.New(c.dir, passthrough.Options{Cache: c.cache, Xattr: c.xattr})
+	if err != nil {
+		return fmt.Errorf("%w; check --shared-dir", err)
+	}
+	defer fsys.Close()
+	dev, err := virtiofs.New(fsys, virtiofs.Options{
+		Tag: c.tag, RequestQueues: c.queues, CPUs: c.cpus, BusyPoll: c.busyPoll, Log: log,
+		Fuse: fuse.Options{Writeback: c.writeback, Locks: c.locks, NoKillPrivV2: c.noKillpriv},
+	})
+	if err != nil {
+		return err
+	}
+	var ln *net.UnixListener
+	if c.fd >= 0 {
+		ln, err = vhostuser.FileListener(c.fd)
+	} else {
+		ln, err = vhostuser.Listen(c.socketPath)
+	}
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	if c.socketPath != "" {
+		if err := socketPerms(c.socketPath, c.socketGroup); err != nil {
+			return err
+		}
+	}
+	b := vhostuser.NewBackend(dev)
+	b.Log = log
+	if c.level <= slog.LevelDebug {
+		b.OnMessage = func(h vhostuser.Header) {
+			log.Debug("vhostuser: message", "request", h.Request.String(), "flags", h.Flags, "size", h.Size)
+		}
+	}
+
+	// SIGTERM/SIGINT: stop accepting and drop the connection; Serve stops
+	// every ring and returns.
+	var mu sync.Mutex
+	var cur *net.UnixConn
+	stopping := false
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		s := <-sig
+		log.Info("virtiofs: stopping", "signal", s.String())
+		mu.Lock()
+		stopping = true
+		if cur != nil {
+			cur.Close()
+		}
+		mu.Unlock()
+		ln.Close()
+	}()
+
+	where := c.socketPath
+	if where == "" {
+		where = "fd " + strconv.Itoa(c.fd)
+	}
+	log.Info("virtiofs: waiting for the front-end", "socket", where, "shared-dir", c.dir, "request-queues", c.queues)
+	for {
+		conn, err := ln.AcceptUnix()
+		if err != nil {
+			mu.Lock()
+			s := stopping
+			mu.Unlock()
+			if s {
+				return nil
+			}
+			return fmt.Errorf("accept on %s: %w", where, err)
+		}
+		mu.Lock()
+		cur = conn
+		mu.Unlock()
+		log.Info("virtiofs: front-end connected")
+		err = b.Serve(conn)
+		mu.Lock()
+		cur = nil
+		s := stopping
+		mu.Unlock()
+		switch {
+		case s:
+			return nil
+		case errors.Is(err, vhostuser.ErrClosed):
+			log.Info("virtiofs: front-end disconnected", "reason", err)
+		default:
+			log.Warn("virtiofs: session ended", "err", err)
+		}
+		if !c.keep {
+			if errors.Is(err, vhostuser.ErrClosed) || errors.Is(err, vhostuser.ErrDisconnected) {
+				return nil // virtiofsd exits 0 when the front-end goes away
+			}
+			return err
+		}
+	}
+}
+
+// socketPerms makes the socket group-accessible to group (virtiofsd
+// --socket-group), or leaves it as created.
+func socketPerms(path, group string) error {
+	if group == "" {
+		return nil
+	}
+	g, err := user.LookupGroup(group)
+	if err != nil {
+		return fmt.Errorf("--socket-group %s: %w", group, err)
+	}
+	gid, _ := strconv.Atoi(g.Gid)
+	if err := os.Chown(path, -1, gid); err != nil {
+		return fmt.Errorf("--socket-group %s: %w", group, err)
+	}
+	return os.Chmod(path, 0o660)
+}

@@ -1,0 +1,178 @@
+package virtiofs
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fastfsd/fastfsd/dataplane"
+	"github.com/fastfsd/fastfsd/fs"
+	"github.com/fastfsd/fastfsd/fuse"
+	"github.com/fastfsd/fastfsd/ring"
+	"github.com/fastfsd/fastfsd/vhostuser"
+	"golang.org/x/sys/unix"
+)
+
+// TagSize is the size of the tag field in the config space.
+const TagSize = 36
+
+// ConfigSize is the size of struct virtio_fs_config without the
+// notification field (Linux uapi virtio_fs.h): tag[36], le32
+// num_request_queues.
+const ConfigSize = TagSize + 4
+
+// Options configure a Device.
+type Options struct {
+	// Tag is the mount tag the guest mounts by (1 to 36 bytes).
+	Tag string
+	// RequestQueues is the number of request queues (≥ 1; default 1). The
+	// device has one more, the hiprio queue 0.
+	RequestQueues int
+	// MaxQueueSize is the largest ring size accepted (default and maximum
+	// ring.MaxSize).
+	MaxQueueSize int
+	// Fuse are the engine options; a new engine is made per driver session.
+	Fuse fuse.Options
+	// CPUs pins queue i's worker to CPUs[i % len(CPUs)]; nil: workers are
+	// locked to their own threads but not pinned.
+	CPUs []int
+	// BusyPoll keeps a worker polling its ring this long after it ran dry
+	// before it sleeps on the kick eventfd (0: sleep at once).
+	BusyPoll time.Duration
+	// Log gets session events and dropped requests; nil: slog.Default().
+	Log *slog.Logger
+}
+
+// Device is the virtio-fs device: a vhostuser.Device serving an
+// fs.FileSystem through the FUSE engine. Queue 0 is hiprio, queues 1..N
+// carry requests; each started queue has one worker of its own.
+type Device struct {
+	fsys   fs.FileSystem
+	opts   Options
+	log    *slog.Logger
+	config [ConfigSize]byte
+
+	// mu guards the fields below. vhostuser calls Start/Stop/Reset from one
+	// goroutine; workers read srv through their own copy, taken at start.
+	mu      sync.Mutex
+	srv     *fuse.Server
+	workers []*worker // by queue index; nil when stopped
+	// destroyed is set by a worker that served DESTROY in this session.
+	destroyed atomic.Bool
+}
+
+// New returns a device serving fsys.
+func New(fsys fs.FileSystem, opts Options) (*Device, error) {
+	if opts.Tag == "" || len(opts.Tag) > TagSize {
+		return nil, fmt.Errorf("virtiofs: tag %q: must be 1 to %d bytes", opts.Tag, TagSize)
+	}
+	if opts.RequestQueues == 0 {
+		opts.RequestQueues = 1
+	}
+	if opts.RequestQueues < 1 || opts.RequestQueues > 254 {
+		return nil, fmt.Errorf("virtiofs: %d request queues: must be 1 to 254", opts.RequestQueues)
+	}
+	if opts.MaxQueueSize == 0 || opts.MaxQueueSize > ring.MaxSize {
+		opts.MaxQueueSize = ring.MaxSize
+	}
+	if opts.MaxQueueSize&(opts.MaxQueueSize-1) != 0 {
+		return nil, fmt.Errorf("virtiofs: max queue size %d is not a power of two", opts.MaxQueueSize)
+	}
+	d := &Device{fsys: fsys, opts: opts, log: opts.Log}
+	if d.log == nil {
+		d.log = slog.Default()
+	}
+	copy(d.config[:TagSize], opts.Tag)
+	binary.LittleEndian.PutUint32(d.config[TagSize:], uint32(opts.RequestQueues))
+	d.workers = make([]*worker, 1+opts.RequestQueues)
+	d.srv = fuse.NewServer(fsys, opts.Fuse)
+	return d, nil
+}
+
+var _ vhostuser.Device = (*Device)(nil)
+
+// Features offers VERSION_1 (virtio-fs is modern-only), EVENT_IDX and
+// INDIRECT_DESC, all three implemented by package ring.
+func (d *Device) Features() uint64 {
+	return ring.FeatureVersion1 | ring.FeatureEventIdx | ring.FeatureIndirectDesc
+}
+
+// QueueCount is hiprio + the request queues.
+func (d *Device) QueueCount() int { return len(d.workers) }
+
+// MaxQueueSize is Options.MaxQueueSize.
+func (d *Device) MaxQueueSize() int { return d.opts.MaxQueueSize }
+
+// Config is struct virtio_fs_config.
+func (d *Device) Config() []byte { return d.config[:] }
+
+// StartQueue builds the ring over guest memory and starts its worker.
+func (d *Device) StartQueue(q *vhostuser.Queue) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if q.Index < 0 || q.Index >= len(d.workers) || d.workers[q.Index] != nil {
+		return fmt.Errorf("virtiofs: queue %d: bad index or already running", q.Index)
+	}
+	rq, err := ring.New(q.Memory.Table(), ring.Config{
+		Size: uint32(q.Size), Desc: q.Desc, Avail: q.Avail, Used: q.Used,
+		Features: q.Features, Base: q.NextAvail,
+	})
+	if err != nil {
+		return fmt.Errorf("virtiofs: queue %d: %w", q.Index, err)
+	}
+	stop, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return fmt.Errorf("virtiofs: queue %d: eventfd: %w", q.Index, err)
+	}
+	w := newWorker(d, q, rq, d.srv, stop)
+	cpu := -1
+	if len(d.opts.CPUs) > 0 {
+		cpu = d.opts.CPUs[q.Index%len(d.opts.CPUs)]
+	}
+	w.dw = dataplane.Start(cpu, w.run)
+	d.workers[q.Index] = w
+	return nil
+}
+
+// StopQueue stops the worker and returns the ring's next avail index. The
+// worker finishes the request it is serving (requests run to completion),
+// so none is in flight when it returns.
+func (d *Device) StopQueue(index int) uint16 {
+	d.mu.Lock()
+	w := d.workers[index]
+	d.workers[index] = nil
+	d.mu.Unlock()
+	if w == nil {
+		return 0
+	}
+	var one [8]byte
+	binary.LittleEndian.PutUint64(one[:], 1)
+	w.stopping.Store(true)
+	signal(w.stop, &one)
+	if err := w.dw.Wait(); err != nil {
+		d.log.Warn("virtiofs: queue worker failed", "queue", index, "err", err)
+	}
+	unix.Close(w.stop)
+	w.reader.Close()
+	return w.q.Base()
+}
+
+// Reset ends the FUSE session: the next driver (a rebooted guest) starts
+// with INIT on a fresh engine. If the old session never sent DESTROY, the
+// filesystem is told now, so it drops the old session's inodes and handles.
+func (d *Device) Reset() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, ok := d.srv.Agreed(); ok && !d.destroyed.Load() {
+		d.fsys.Destroy()
+	}
+	d.srv = fuse.NewServer(d.fsys, d.opts.Fuse)
+	d.destroyed.Store(false)
+}
+
+// errStopped ends a worker normally.
+var errStopped = errors.New("virtiofs: queue stopped")

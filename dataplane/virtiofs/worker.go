@@ -1,0 +1,256 @@
+package virtiofs
+
+import (
+	"encoding/binary"
+	"sync/atomic"
+	"time"
+
+	"github.com/fastfsd/fastfsd/dataplane"
+	"github.com/fastfsd/fastfsd/fuse"
+	"github.com/fastfsd/fastfsd/fuse/abi"
+	"github.com/fastfsd/fastfsd/mem"
+	"github.com/fastfsd/fastfsd/ring"
+	"github.com/fastfsd/fastfsd/vhostuser"
+	"golang.org/x/sys/unix"
+)
+
+// inBufSize bounds the request bytes copied out of guest memory for one
+// request (header and arguments; WRITE data stays in guest memory). The
+// largest non-WRITE request Linux sends is SETXATTR: a name and a value of
+// up to XATTR_SIZE_MAX (64 KiB).
+const inBufSize = abi.InHeaderSize + 1<<17
+
+// worker serves one virtqueue to completion on its own locked (and
+// optionally pinned) thread. Everything here is owned by the worker's
+// goroutine, except stop (written by StopQueue) and the fields StopQueue
+// reads after the worker has exited (q, reader).
+type worker struct {
+	d      *Device
+	index  int
+	q      *ring.Queue
+	reader *mem.Reader
+	srv    *fuse.Server
+	kick   int // -1: the front-end asked for polling
+	call   int // -1: no notifications
+	errFd  int
+	stop   int // eventfd StopQueue signals, to wake a sleeping worker
+	// stopping is set by StopQueue before it signals stop, and checked
+	// between requests so a busy ring cannot delay GET_VRING_BASE.
+	stopping atomic.Bool
+	dw       *dataplane.Worker
+
+	req   *fuse.Request
+	chain ring.Chain
+	sink  guestSink
+	src   guestSource
+	iov   [ring.MaxBuffers]unix.Iovec
+	in    [inBufSize]byte
+	one   [8]byte // eventfd increment
+	scr   [8]byte // eventfd read scratch
+	pfd   [2]unix.PollFd
+
+	// Counters, read only after the worker stopped (tests) or racily for
+	// logs.
+	served, badChains uint64
+}
+
+func newWorker(d *Device, q *vhostuser.Queue, rq *ring.Queue, srv *fuse.Server, stop int) *worker {
+	w := &worker{d: d, index: q.Index, q: rq, srv: srv, kick: q.Kick, call: q.Call, errFd: q.Err, stop: stop}
+	// The reader is created here and used only by the worker from now on.
+	w.reader = q.Memory.NewReader()
+	w.req = srv.NewRequest()
+	w.sink.iov = &w.iov
+	w.src.iov = &w.iov
+	binary.LittleEndian.PutUint64(w.one[:], 1)
+	w.pfd[0] = unix.PollFd{Fd: int32(stop), Events: unix.POLLIN}
+	w.pfd[1] = unix.PollFd{Fd: int32(q.Kick), Events: unix.POLLIN}
+	return w
+}
+
+// run is the worker loop (ring.Queue's documented kick-driven loop). It
+// returns errStopped when StopQueue asks, or nil after a broken ring, once
+// StopQueue asks.
+func (w *worker) run() error {
+	defer w.reader.Exit()
+	for {
+		t := w.reader.Enter()
+		if t != w.q.Table() {
+			// Guest memory changed; vhostuser restarts a ring whose areas
+			// moved, so this re-translation fails only for a ring the
+			// front-end broke.
+			if err := w.q.SetMemory(t); err != nil {
+				w.d.log.Warn("virtiofs: ring no longer in guest memory; stopping it", "queue", w.index, "err", err)
+				return w.broken()
+			}
+		}
+		if w.drainRing() {
+			return errStopped
+		}
+		if err := w.q.Err(); err != nil {
+			w.d.log.Warn("virtiofs: driver broke the ring; stopping it", "queue", w.index, "err", err)
+			return w.broken()
+		}
+		if w.d.opts.BusyPoll > 0 && w.poll() {
+			continue
+		}
+		if w.q.EnableNotify() {
+			continue
+		}
+		w.reader.Exit() // quiescent: hold no view of guest memory while asleep
+		if w.sleep() {
+			return errStopped
+		}
+		w.q.DisableNotify()
+	}
+}
+
+// drainRing serves every available chain, publishing after each so a slow
+// request does not hold back the completions before it. It reports whether
+// StopQueue asked the worker to stop.
+func (w *worker) drainRing() bool {
+	for {
+		if w.stopping.Load() {
+			return true
+		}
+		ok, err := w.q.Pop(&w.chain)
+		if !ok {
+			return false
+		}
+		var n uint32
+		if err != nil {
+			w.badChains++
+			if w.badChains <= 10 {
+				w.d.log.Warn("virtiofs: refused descriptor chain", "queue", w.index, "head", w.chain.Head, "err", err)
+			}
+		} else {
+			n = w.serve()
+			w.served++
+		}
+		w.q.Push(w.chain.Head, n)
+		if w.q.Publish() && w.call >= 0 {
+			signal(w.call, &w.one)
+		}
+	}
+}
+
+// poll spins on the ring for BusyPoll; true if work arrived.
+func (w *worker) poll() bool {
+	deadline := time.Now().Add(w.d.opts.BusyPoll)
+	for time.Now().Before(deadline) {
+		if w.q.EnableNotify() {
+			return true
+		}
+		if w.stopRequested() {
+			return false
+		}
+	}
+	return false
+}
+
+func (w *worker) stopRequested() bool { return w.stopping.Load() }
+
+// sleep waits for a kick or a stop; true means stop.
+func (w *worker) sleep() bool {
+	p := w.pfd[:2]
+	timeout := -1
+	if w.kick < 0 {
+		p = w.pfd[:1] // polling mode: no kick fd, look again every ms
+		timeout = 1
+	}
+	for {
+		n, err := unix.Poll(p, timeout)
+		if err == unix.EINTR {
+			continue
+		}
+		if w.pfd[0].Revents != 0 {
+			return true
+		}
+		if n > 0 && len(p) > 1 && p[1].Revents != 0 {
+			drain(w.kick, &w.scr)
+		}
+		return false
+	}
+}
+
+// broken signals the error eventfd and waits for StopQueue.
+func (w *worker) broken() error {
+	w.reader.Exit()
+	if w.errFd >= 0 {
+		signal(w.errFd, &w.one)
+	}
+	for {
+		if _, err := unix.Poll(w.pfd[:1], -1); err != unix.EINTR {
+			return nil
+		}
+	}
+}
+
+// serve runs the FUSE request in w.chain and returns the bytes written to
+// its writable part (the used length).
+//
+// The readable part is fuse_in_header + arguments (+ WRITE payload). Header
+// and arguments are copied into the worker's buffer: guest memory can
+// change under us, and the engine and the filesystem must see names and
+// lengths that stay what was validated. The WRITE payload is not copied: it
+// is pwritev'd from guest memory (guestSource). The reply header and
+// arguments are built in the engine's Out and copied to the writable part;
+// READ data is preadv'd straight into the guest after the 16-byte header
+// (guestSink).
+func (w *worker) serve() uint32 {
+	c := &w.chain
+	r := w.req
+	rlen := c.ReadableLen()
+	if rlen < abi.InHeaderSize {
+		return 0 // not even a header: nothing to answer
+	}
+	if c.ReadAt(w.in[:abi.InHeaderSize], 0) != abi.InHeaderSize {
+		return 0
+	}
+	op := abi.Opcode(binary.LittleEndian.Uint32(w.in[4:8]))
+	unique := binary.LittleEndian.Uint64(w.in[8:16])
+	inLen := rlen
+	r.Src, r.Dst = nil, nil
+	if op == abi.OpWrite && rlen >= abi.InHeaderSize+abi.WriteInSize {
+		inLen = abi.InHeaderSize + abi.WriteInSize
+		w.src.reset(c.Readable(), inLen, int(rlen-inLen))
+		r.Src = &w.src
+	}
+	wlen := c.WritableLen()
+	if inLen > uint64(len(w.in)) {
+		return w.errReply(unique, unix.E2BIG, wlen)
+	}
+	c.ReadAt(w.in[abi.InHeaderSize:inLen], abi.InHeaderSize)
+	r.In = w.in[:inLen]
+	if op == abi.OpRead && wlen > abi.OutHeaderSize {
+		w.sink.reset(c.Writable(), abi.OutHeaderSize, int(min(wlen-abi.OutHeaderSize, 1<<31)))
+		r.Dst = &w.sink
+	}
+	n := w.srv.Handle(r)
+	if op == abi.OpDestroy {
+		w.d.destroyed.Store(true)
+	}
+	if n == 0 {
+		return 0
+	}
+	data := r.DataLen()
+	if uint64(n)+uint64(data) > wlen {
+		// The driver gave less room than the reply needs (Linux never
+		// does); answer EIO if at least the header fits.
+		return w.errReply(unique, unix.EIO, wlen)
+	}
+	c.WriteAt(r.Out[:n], 0)
+	return uint32(n + data)
+}
+
+// errReply writes a header-only error reply, if it fits.
+func (w *worker) errReply(unique uint64, e unix.Errno, wlen uint64) uint32 {
+	if wlen < abi.OutHeaderSize {
+		return 0
+	}
+	var h [abi.OutHeaderSize]byte
+	binary.LittleEndian.PutUint32(h[0:], abi.OutHeaderSize)
+	binary.LittleEndian.PutUint32(h[4:], uint32(-int32(e)))
+	binary.LittleEndian.PutUint64(h[8:], unique)
+	w.chain.WriteAt(h[:], 0)
+	return abi.OutHeaderSize
+}
