@@ -143,6 +143,9 @@ func qidOf(a *fs.Attr, ino fs.Inode) QID {
 
 // ctxFor sets r's caller from a fid's user and a gid (nobody if unknown).
 func (r *request) ctxFor(f *fid, gid uint32) *fs.Context {
+	if gid == NoUid { // (gid_t)-1: not given
+		gid = nobody
+	}
 	r.ctx.Caller = fs.Caller{Uid: f.uid, Gid: gid}
 	return &r.ctx
 }
@@ -740,7 +743,11 @@ func (c *conn) statfs(r *request, body []byte) fs.Errno {
 
 func (c *conn) fsync(r *request, body []byte) fs.Errno {
 	var m Tfsync
-	if !decodeInto(body, &m) {
+	if len(body) == 4 {
+		// gVisor-derived clients (hugelgupf/p9) send Tfsync without
+		// datasync; Linux sends both. Accept the short form as fsync.
+		m.Fid = uint32(body[0]) | uint32(body[1])<<8 | uint32(body[2])<<16 | uint32(body[3])<<24
+	} else if !decodeInto(body, &m) {
 		return eInval
 	}
 	f := c.getFid(m.Fid)

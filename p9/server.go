@@ -450,13 +450,17 @@ func (r *request) rlerror(e fs.Errno) {
 // reply writes r's reply, then the Rflush of every Tflush waiting for it,
 // and recycles the slot.
 func (c *conn) reply(r *request) {
+	// The tag leaves the in-flight table before the reply is written (the
+	// client may reuse it as soon as it reads the reply), but under wmu: a
+	// Tflush that no longer finds it waits for wmu, so its Rflush still
+	// follows this reply.
 	c.wmu.Lock()
-	c.write(r.e.buf)
 	c.mu.Lock()
 	delete(c.inflight, r.hdr.Tag)
 	fl := r.flushers
 	r.flushers = r.flushers[:0]
 	c.mu.Unlock()
+	c.write(r.e.buf)
 	for _, tag := range fl {
 		c.writeRflushLocked(tag)
 	}
