@@ -32,6 +32,8 @@ func main() {
 	files := flag.Int("files", 10000, "files for the create/stat/unlink test")
 	jobs := flag.Int("jobs", runtime.NumCPU(), "jobs for the N-job random read")
 	only := flag.String("only", "", "run only jobs whose name contains this")
+	flames := flag.String("flamegraphs", "", "instead of comparing, profile fastfsd under each job and write flame graphs into this directory")
+	pprofAddr := flag.String("pprof-addr", "127.0.0.1:6061", "where fastfsd serves pprof for -flamegraphs")
 	flag.Parse()
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "fastfs-bench: needs root (it mounts tmpfs and FUSE filesystems); run with sudo")
@@ -70,6 +72,15 @@ func main() {
 		if *only == "" || contains(j.Name, *only) {
 			suite = append(suite, j)
 		}
+	}
+	if *flames != "" {
+		fsub := bench.FUSEDaemon("fastfsd", filepath.Join(*work, "mnt-fastfsd"),
+			append(append(argv, "--pprof", *pprofAddr), filepath.Join(*work, "mnt-fastfsd"))...)
+		if err := bench.FlameGraphs(ctx, fsub, *pprofAddr, suite, *flames, os.Stderr); err != nil {
+			fmt.Fprintf(os.Stderr, "fastfs-bench: %v\n", err)
+			os.Exit(1)
+		}
+		return
 	}
 	res, err := bench.Run(ctx, bench.Config{Subjects: subjects, Jobs: suite, Rounds: *rounds, Log: os.Stderr})
 	if err != nil {
