@@ -268,31 +268,36 @@ func runSide(t *testing.T, s *Side, body func(s *Side)) (ok bool) {
 // compareLogs reports where the mount's record departs from the reference.
 func compareLogs(t *testing.T, ref, mnt []step) {
 	t.Helper()
-	const maxDiffs = 15
-	diffs := 0
 	t.Logf("comparing %d recorded steps with the reference's %d", len(mnt), len(ref))
 	if os.Getenv("POSIXTEST_DUMP") == "1" { // debugging a case: show the reference's record
 		for i, st := range ref {
 			t.Logf("  %3d %s: %s", i, st.name, st.val)
 		}
 	}
+	for _, d := range diffLogs(ref, mnt) {
+		t.Error(d)
+	}
+}
+
+// diffLogs lists the differences between two records: every differing
+// value (up to a limit), or the first place where the runs diverged.
+func diffLogs(ref, mnt []step) []string {
+	const maxDiffs = 15
+	var out []string
 	for i := 0; i < len(ref) || i < len(mnt); i++ {
 		switch {
 		case i >= len(mnt):
-			t.Errorf("step %d %q: missing on the mount (its run stopped early); reference got %q", i, ref[i].name, ref[i].val)
-			return
+			return append(out, fmt.Sprintf("step %d %q: missing on the mount (its run stopped early); reference got %q", i, ref[i].name, ref[i].val))
 		case i >= len(ref):
-			t.Errorf("step %d %q: the mount recorded more steps than the reference (got %q)", i, mnt[i].name, mnt[i].val)
-			return
+			return append(out, fmt.Sprintf("step %d %q: the mount recorded more steps than the reference (got %q)", i, mnt[i].name, mnt[i].val))
 		case ref[i].name != mnt[i].name:
-			t.Errorf("step %d: the runs diverged: mount at %q, reference at %q", i, mnt[i].name, ref[i].name)
-			return
+			return append(out, fmt.Sprintf("step %d: the runs diverged: mount at %q, reference at %q", i, mnt[i].name, ref[i].name))
 		case ref[i].val != mnt[i].val:
-			t.Errorf("%s: mount got %q, reference (native) got %q", ref[i].name, mnt[i].val, ref[i].val)
-			if diffs++; diffs == maxDiffs {
-				t.Errorf("stopping after %d differences", maxDiffs)
-				return
+			out = append(out, fmt.Sprintf("%s: mount got %q, reference (native) got %q", ref[i].name, mnt[i].val, ref[i].val))
+			if len(out) == maxDiffs {
+				return append(out, fmt.Sprintf("stopping after %d differences", maxDiffs))
 			}
 		}
 	}
+	return out
 }
