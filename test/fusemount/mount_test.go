@@ -37,7 +37,11 @@ func fastfsd(t *testing.T) string {
 			return
 		}
 		buildBin = filepath.Join(buildDir, "fastfsd")
-		cmd := exec.Command("go", "build", "-o", buildBin, "github.com/fastfsd/fastfsd/cmd/fastfsd")
+		args := []string{"build", "-o", buildBin}
+		if raceBuild {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, "github.com/fastfsd/fastfsd/cmd/fastfsd")...)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build ./cmd/fastfsd: %v\n%s", err, out)
 		}
@@ -248,6 +252,7 @@ type door struct {
 var doors = []door{
 	{name: "cache=auto", flags: []string{"--cache=auto"}},
 	{name: "cache=auto,passthrough=off", flags: []string{"--cache=auto", "--passthrough=false"}},
+	{name: "cache=auto,passthrough=off,splice=on", flags: []string{"--cache=auto", "--passthrough=false", "--splice=on"}},
 	{name: "cache=never", flags: []string{"--cache=never"}},
 	{name: "cache=always", flags: []string{"--cache=always"}},
 }
@@ -288,4 +293,37 @@ func TestUnmountByUmount(t *testing.T) {
 		t.Errorf("fastfsd still running 20 s after umount; output:\n%s", m.out.String())
 	}
 	m.exitExpected = true
+}
+
+// TestCacheNeverCoherent: with --cache=never every read and stat goes to
+// the export, so a change made directly on the backing directory shows
+// through the mount at once (no timeouts involved, so no waiting).
+func TestCacheNeverCoherent(t *testing.T) {
+	m := startMount(t, "--cache=never")
+	back, front := filepath.Join(m.export, "f"), filepath.Join(m.mnt, "f")
+	if err := os.WriteFile(front, []byte("written through the mount"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i, content := range []string{"changed on the backing side", "shorter", "", "grown again on the backing side, longer than before"} {
+		if err := os.WriteFile(back, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(front)
+		if err != nil || string(got) != content {
+			t.Errorf("change %d: read through the mount %q (%v), backing has %q", i, got, err, content)
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(front, &st); err != nil || st.Size != int64(len(content)) {
+			t.Errorf("change %d: stat through the mount: size %d (%v), backing has %d", i, st.Size, err, len(content))
+		}
+	}
+	// New and removed names show at once too.
+	os.WriteFile(filepath.Join(m.export, "new"), []byte("x"), 0o644)
+	if _, err := os.Stat(filepath.Join(m.mnt, "new")); err != nil {
+		t.Errorf("a file created on the backing side is not visible through the mount: %v", err)
+	}
+	os.Remove(filepath.Join(m.export, "new"))
+	if _, err := os.Stat(filepath.Join(m.mnt, "new")); err == nil {
+		t.Errorf("a file removed on the backing side is still visible through the mount")
+	}
 }

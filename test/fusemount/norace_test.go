@@ -1,0 +1,5 @@
+//go:build !race
+
+package fusemount
+
+const raceBuild = false
