@@ -73,18 +73,12 @@ func newWorker(d *Device, q *vhostuser.Queue, rq *ring.Queue, srv *fuse.Server, 
 func (w *worker) run() error {
 	defer w.reader.Exit()
 	for {
-		t := w.reader.Enter()
-		if t != w.q.Table() {
-			// Guest memory changed; vhostuser restarts a ring whose areas
-			// moved, so this re-translation fails only for a ring the
-			// front-end broke.
-			if err := w.q.SetMemory(t); err != nil {
-				w.d.log.Warn("virtiofs: ring no longer in guest memory; stopping it", "queue", w.index, "err", err)
-				return w.broken()
-			}
-		}
-		if w.drainRing() {
+		stop, ok := w.drainRing()
+		if stop {
 			return errStopped
+		}
+		if !ok {
+			return w.broken()
 		}
 		if err := w.q.Err(); err != nil {
 			w.d.log.Warn("virtiofs: driver broke the ring; stopping it", "queue", w.index, "err", err)
@@ -100,21 +94,48 @@ func (w *worker) run() error {
 		if w.sleep() {
 			return errStopped
 		}
+		// Online again before touching the ring: the table may have been
+		// replaced (and the old one unmapped) while we slept.
+		if !w.enter() {
+			return w.broken()
+		}
 		w.q.DisableNotify()
 	}
 }
 
+// enter passes a quiescent point of guest memory before each request (an
+// atomic load and store: cheap), so a memory update never waits for a busy
+// queue to drain, and re-translates the ring if the table changed. It
+// reports false if the ring is no longer in guest memory.
+func (w *worker) enter() bool {
+	t := w.reader.Enter()
+	if t == w.q.Table() {
+		return true
+	}
+	// vhostuser restarts a ring whose areas moved, so this fails only for
+	// a ring the front-end broke.
+	if err := w.q.SetMemory(t); err != nil {
+		w.d.log.Warn("virtiofs: ring no longer in guest memory; stopping it", "queue", w.index, "err", err)
+		return false
+	}
+	return true
+}
+
 // drainRing serves every available chain, publishing after each so a slow
-// request does not hold back the completions before it. It reports whether
-// StopQueue asked the worker to stop.
-func (w *worker) drainRing() bool {
+// request does not hold back the completions before it. It returns with
+// stop set when StopQueue asked the worker to stop, and ok false when the
+// ring left guest memory. It leaves the reader online.
+func (w *worker) drainRing() (stop, ok bool) {
 	for {
 		if w.stopping.Load() {
-			return true
+			return true, true
 		}
-		ok, err := w.q.Pop(&w.chain)
-		if !ok {
-			return false
+		if !w.enter() {
+			return false, false
+		}
+		got, err := w.q.Pop(&w.chain)
+		if !got {
+			return false, true
 		}
 		var n uint32
 		if err != nil {
@@ -137,6 +158,9 @@ func (w *worker) drainRing() bool {
 func (w *worker) poll() bool {
 	deadline := time.Now().Add(w.d.opts.BusyPoll)
 	for time.Now().Before(deadline) {
+		if !w.enter() {
+			return true // drainRing sees the failure and stops the ring
+		}
 		if w.q.EnableNotify() {
 			return true
 		}

@@ -1,0 +1,528 @@
+package virtiofs_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fastfsd/fastfsd/dataplane/virtiofs"
+	"github.com/fastfsd/fastfsd/fs/passthrough"
+	"github.com/fastfsd/fastfsd/fuse/abi"
+	"github.com/fastfsd/fastfsd/ring/ringtest"
+	"github.com/fastfsd/fastfsd/vhostuser"
+	vt "github.com/fastfsd/fastfsd/vhostuser/vhostusertest"
+	"golang.org/x/sys/unix"
+)
+
+type logBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuf) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
+func (l *logBuf) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+// daemon is a back-end serving a temp dir, accepting connections like
+// fastfsd virtiofs --keep-listening.
+type daemon struct {
+	t    *testing.T
+	dir  string
+	dev  *virtiofs.Device
+	b    *vhostuser.Backend
+	log  *logBuf
+	errs chan error
+}
+
+func newDaemon(t *testing.T, queues int) *daemon {
+	t.Helper()
+	d := &daemon{t: t, dir: t.TempDir(), log: &logBuf{}, errs: make(chan error, 16)}
+	fsys, err := passthrough.New(d.dir, passthrough.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fsys.Close() })
+	lg := slog.New(slog.NewTextHandler(d.log, nil))
+	d.dev, err = virtiofs.New(fsys, virtiofs.Options{Tag: "myfs", RequestQueues: queues, Log: lg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.b = vhostuser.NewBackend(d.dev)
+	d.b.Log = lg
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", d.log)
+		}
+	})
+	return d
+}
+
+// connect starts a session and returns its front-end.
+func (d *daemon) connect() *vt.Frontend {
+	f, c, err := vt.Pair()
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	go func() { d.errs <- d.b.Serve(c) }()
+	d.t.Cleanup(func() { f.Close() })
+	return f
+}
+
+func (d *daemon) guest(c vt.GuestConfig) *vt.Guest {
+	d.t.Helper()
+	g, err := vt.NewGuest(d.connect(), c)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	d.t.Cleanup(g.Close)
+	return g
+}
+
+func (d *daemon) sessionEnd() error {
+	select {
+	case err := <-d.errs:
+		return err
+	case <-time.After(10 * time.Second):
+		d.t.Fatal("session did not end")
+		return nil
+	}
+}
+
+// FUSE request builders.
+
+var unique atomic.Uint64
+
+func inHeader(op abi.Opcode, node uint64, argLen int) []byte {
+	b := make([]byte, abi.InHeaderSize)
+	h := abi.InHeader{Len: uint32(abi.InHeaderSize + argLen), Opcode: op, Unique: unique.Add(2), NodeID: node, UID: 0, GID: 0, PID: 1}
+	h.Marshal(b)
+	return b
+}
+
+type fuseReply struct {
+	hdr  abi.OutHeader
+	args []byte
+}
+
+func parseReply(t *testing.T, b []byte) fuseReply {
+	t.Helper()
+	var r fuseReply
+	if !r.hdr.Unmarshal(b) {
+		t.Fatalf("reply of %d bytes has no header", len(b))
+	}
+	if int(r.hdr.Len) != len(b) {
+		t.Fatalf("reply header len %d, used length %d", r.hdr.Len, len(b))
+	}
+	r.args = b[abi.OutHeaderSize:]
+	return r
+}
+
+// call sends one request on q and checks the reply has no error.
+func call(t *testing.T, q *vt.GuestQueue, b vt.Buffers) fuseReply {
+	t.Helper()
+	out, err := q.Submit(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := parseReply(t, out)
+	if r.hdr.Error != 0 {
+		t.Fatalf("request failed: %v", unix.Errno(-r.hdr.Error))
+	}
+	return r
+}
+
+func initReq() vt.Buffers {
+	in := abi.InitIn{Major: abi.KernelVersion, Minor: abi.KernelMinorVersion, MaxReadahead: 128 << 10,
+		Flags: uint32(abi.InitMaxPages | abi.InitBigWrites | abi.InitAsyncRead | abi.InitExt)}
+	a := make([]byte, 64)
+	in.Marshal(a)
+	return vt.Buffers{In: [][]byte{inHeader(abi.OpInit, 0, 64), a}, Out: []int{abi.OutHeaderSize + abi.InitOutSize}}
+}
+
+func createReq(name string) vt.Buffers {
+	a := make([]byte, abi.CreateInSize+len(name)+1)
+	(&abi.CreateIn{Flags: unix.O_RDWR | unix.O_CREAT, Mode: 0o644}).Marshal(a)
+	copy(a[abi.CreateInSize:], name)
+	return vt.Buffers{In: [][]byte{inHeader(abi.OpCreate, 1, len(a)), a},
+		Out: []int{abi.OutHeaderSize + abi.EntryOutSize + abi.OpenOutSize}}
+}
+
+func writeReq(node, fh uint64, off uint64, data []byte, pieces int) vt.Buffers {
+	a := make([]byte, abi.WriteInSize)
+	(&abi.WriteIn{Fh: fh, Offset: off, Size: uint32(len(data))}).Marshal(a)
+	in := [][]byte{inHeader(abi.OpWrite, node, abi.WriteInSize+len(data)), a}
+	step := (len(data) + pieces - 1) / pieces
+	for i := 0; i < len(data); i += step {
+		in = append(in, data[i:min(i+step, len(data))])
+	}
+	return vt.Buffers{In: in, Out: []int{abi.OutHeaderSize + abi.WriteOutSize}}
+}
+
+func readReq(node, fh uint64, off uint64, size int, pages int) vt.Buffers {
+	a := make([]byte, abi.ReadInSize)
+	(&abi.ReadIn{Fh: fh, Offset: off, Size: uint32(size)}).Marshal(a)
+	out := []int{abi.OutHeaderSize}
+	step := (size + pages - 1) / pages
+	for i := 0; i < size; i += step {
+		out = append(out, min(step, size-i))
+	}
+	return vt.Buffers{In: [][]byte{inHeader(abi.OpRead, node, abi.ReadInSize), a}, Out: out}
+}
+
+func getattrReq(node uint64) vt.Buffers {
+	a := make([]byte, abi.GetattrInSize)
+	// Linux puts header and arguments in one buffer: do that here.
+	return vt.Buffers{In: [][]byte{append(inHeader(abi.OpGetattr, node, len(a)), a...)}, Out: []int{abi.OutHeaderSize + abi.AttrOutSize}}
+}
+
+func forgetReq(node, n uint64) vt.Buffers {
+	a := make([]byte, abi.ForgetInSize)
+	(&abi.ForgetIn{Nlookup: n}).Marshal(a)
+	return vt.Buffers{In: [][]byte{append(inHeader(abi.OpForget, node, len(a)), a...)}}
+}
+
+// session: INIT, then CREATE "name"; returns node and fh.
+func session(t *testing.T, g *vt.Guest, name string) (node, fh uint64) {
+	t.Helper()
+	q := g.Queues[1]
+	r := call(t, q, initReq())
+	var io abi.InitOut
+	if !io.Unmarshal(r.args) || io.Major != 7 {
+		t.Fatalf("INIT reply %x", r.args)
+	}
+	r = call(t, q, createReq(name))
+	var e abi.EntryOut
+	var o abi.OpenOut
+	if !e.Unmarshal(r.args) || !o.Unmarshal(r.args[abi.EntryOutSize:]) {
+		t.Fatalf("CREATE reply %x", r.args)
+	}
+	return e.NodeID, o.Fh
+}
+
+func pattern(n int, seed byte) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7) + seed
+	}
+	return b
+}
+
+func TestReadWrite(t *testing.T) {
+	d := newDaemon(t, 2)
+	g := d.guest(vt.GuestConfig{})
+	if len(g.Queues) != 3 {
+		t.Fatalf("%d queues, want 3", len(g.Queues))
+	}
+	node, fh := session(t, g, "f")
+	data := pattern(3*4096+100, 1)
+	for _, tc := range []struct {
+		name     string
+		pieces   int
+		indirect bool
+	}{{"one piece", 1, false}, {"four pieces", 4, false}, {"indirect", 3, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			q := g.Queues[1+len(tc.name)%2]
+			w := writeReq(node, fh, 0, data, tc.pieces)
+			w.Indirect = tc.indirect
+			r := call(t, q, w)
+			var wo abi.WriteOut
+			if !wo.Unmarshal(r.args) || wo.Size != uint32(len(data)) {
+				t.Fatalf("WRITE reply %x", r.args)
+			}
+			got, err := os.ReadFile(filepath.Join(d.dir, "f"))
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("host file: %d bytes, %v; want the %d written", len(got), err, len(data))
+			}
+			rr := readReq(node, fh, 0, len(data)+500, tc.pieces+1)
+			rr.Indirect = tc.indirect
+			r = call(t, q, rr)
+			if !bytes.Equal(r.args, data) {
+				t.Fatalf("READ returned %d bytes, want %d equal to the file", len(r.args), len(data))
+			}
+			// Overwrite from the host, read back through the guest.
+			os.WriteFile(filepath.Join(d.dir, "f"), pattern(len(data), 9), 0o644)
+			r = call(t, q, readReq(node, fh, 100, 4096, 2))
+			if !bytes.Equal(r.args, pattern(len(data), 9)[100:100+4096]) {
+				t.Fatalf("READ at 100 wrong")
+			}
+		})
+	}
+	// hiprio: FORGET has no reply and completes with used length 0.
+	out, err := g.Queues[0].Submit(forgetReq(node, 1))
+	if err != nil || len(out) != 0 {
+		t.Fatalf("FORGET on hiprio: %x, %v", out, err)
+	}
+	if _, err := g.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	g.F.Close()
+	if err := d.sessionEnd(); !errors.Is(err, vhostuser.ErrClosed) {
+		t.Fatalf("session ended with %v, want ErrClosed", err)
+	}
+}
+
+// TestStopSequence checks GET_VRING_BASE reports how far each ring got and
+// that a restart from there continues.
+func TestStopSequence(t *testing.T) {
+	d := newDaemon(t, 1)
+	g := d.guest(vt.GuestConfig{})
+	session(t, g, "f")
+	for i := 0; i < 5; i++ {
+		call(t, g.Queues[1], getattrReq(1))
+	}
+	bases, err := g.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bases[0] != 0 || bases[1] != 7 {
+		t.Fatalf("GET_VRING_BASE = %v, want [0 7]", bases)
+	}
+	// Restart queue 1 at its base (as QEMU does on resume): a new kick fd.
+	k, _ := vt.NewEventfd()
+	if err := g.F.SetVringFd(vhostuser.VHOST_USER_SET_VRING_KICK, 1, k); err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(g.Queues[1].Ev.Kick)
+	g.Queues[1].Ev.Kick = k
+	call(t, g.Queues[1], getattrReq(1))
+}
+
+// TestHostileChains forges broken chains; each is completed with length 0
+// and the queue goes on serving.
+func TestHostileChains(t *testing.T) {
+	d := newDaemon(t, 1)
+	g := d.guest(vt.GuestConfig{Size: 16})
+	session(t, g, "f")
+	q := g.Queues[1]
+	base := q.Data
+	for _, tc := range []struct {
+		name  string
+		forge func() uint16 // writes descriptors, returns head
+	}{
+		{"loop", func() uint16 {
+			q.D.WriteDesc(10, ringtest.Desc{Addr: base, Len: 64, Flags: ringtest.FlagNext, Next: 11})
+			q.D.WriteDesc(11, ringtest.Desc{Addr: base, Len: 64, Flags: ringtest.FlagNext, Next: 10})
+			return 10
+		}},
+		{"address outside memory", func() uint16 {
+			q.D.WriteDesc(10, ringtest.Desc{Addr: 1 << 40, Len: 64})
+			return 10
+		}},
+		{"address wraps", func() uint16 {
+			q.D.WriteDesc(10, ringtest.Desc{Addr: ^uint64(0) - 10, Len: 64})
+			return 10
+		}},
+		{"next out of range", func() uint16 {
+			q.D.WriteDesc(10, ringtest.Desc{Addr: base, Len: 64, Flags: ringtest.FlagNext, Next: 999})
+			return 10
+		}},
+		{"huge length", func() uint16 {
+			q.D.WriteDesc(10, ringtest.Desc{Addr: base, Len: 0xffffffff})
+			return 10
+		}},
+		{"readable after writable", func() uint16 {
+			q.D.WriteDesc(10, ringtest.Desc{Addr: base, Len: 64, Flags: ringtest.FlagNext | ringtest.FlagWrite, Next: 11})
+			q.D.WriteDesc(11, ringtest.Desc{Addr: base + 64, Len: 64})
+			return 10
+		}},
+		{"indirect inside indirect", func() uint16 {
+			q.D.WriteTable(base+4096, []ringtest.Desc{{Addr: base + 8192, Len: 32, Flags: ringtest.FlagIndirect}})
+			q.D.WriteDesc(10, ringtest.Desc{Addr: base + 4096, Len: 16, Flags: ringtest.FlagIndirect})
+			return 10
+		}},
+		{"indirect table misaligned length", func() uint16 {
+			q.D.WriteDesc(10, ringtest.Desc{Addr: base + 4096, Len: 17, Flags: ringtest.FlagIndirect})
+			return 10
+		}},
+		{"indirect with next", func() uint16 {
+			q.D.WriteDesc(10, ringtest.Desc{Addr: base + 4096, Len: 16, Flags: ringtest.FlagIndirect | ringtest.FlagNext, Next: 11})
+			return 10
+		}},
+		{"short header", func() uint16 {
+			q.D.WriteDesc(10, ringtest.Desc{Addr: base, Len: 20})
+			return 10
+		}},
+		{"header lies about length", func() uint16 {
+			h := inHeader(abi.OpGetattr, 1, 5000)
+			copy(q.Mem(base, 40), h)
+			q.D.WriteDesc(10, ringtest.Desc{Addr: base, Len: 56, Flags: ringtest.FlagNext, Next: 11})
+			q.D.WriteDesc(11, ringtest.Desc{Addr: base + 4096, Len: 200, Flags: ringtest.FlagWrite})
+			return 10
+		}},
+		{"write payload shorter than header says", func() uint16 {
+			w := writeReq(2, 0, 0, make([]byte, 100), 1)
+			h := w.In[0]
+			copy(q.Mem(base, 40), h)
+			copy(q.Mem(base+40, 40), w.In[1])
+			q.D.WriteDesc(10, ringtest.Desc{Addr: base, Len: 80 + 10, Flags: ringtest.FlagNext, Next: 11})
+			q.D.WriteDesc(11, ringtest.Desc{Addr: base + 4096, Len: 24, Flags: ringtest.FlagWrite})
+			return 10
+		}},
+		{"reply does not fit", func() uint16 {
+			b := getattrReq(1)
+			copy(q.Mem(base, uint64(len(b.In[0]))), b.In[0])
+			q.D.WriteDesc(10, ringtest.Desc{Addr: base, Len: uint32(len(b.In[0])), Flags: ringtest.FlagNext, Next: 11})
+			q.D.WriteDesc(11, ringtest.Desc{Addr: base + 4096, Len: 20, Flags: ringtest.FlagWrite})
+			return 10
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			head := tc.forge()
+			q.D.PutAvail(head)
+			q.Kick()
+			id, n, err := q.Wait()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if id != head {
+				t.Fatalf("used id %d, want %d", id, head)
+			}
+			if n != 0 && n != abi.OutHeaderSize {
+				t.Fatalf("used length %d for a hostile chain", n)
+			}
+			if n == abi.OutHeaderSize {
+				var h abi.OutHeader
+				h.Unmarshal(q.Mem(base+4096, 16))
+				if h.Error == 0 {
+					t.Fatalf("hostile request answered with success")
+				}
+			}
+			// The queue still serves.
+			call(t, q, getattrReq(1))
+		})
+	}
+}
+
+// TestBrokenRing corrupts avail.idx: the ring stops (error eventfd
+// signalled), GET_VRING_BASE still answers, and a new connection works.
+func TestBrokenRing(t *testing.T) {
+	d := newDaemon(t, 1)
+	g := d.guest(vt.GuestConfig{Size: 16})
+	errFd, _ := vt.NewEventfd()
+	defer unix.Close(errFd)
+	if err := g.F.SetVringFd(vhostuser.VHOST_USER_SET_VRING_ERR, 1, errFd); err != nil {
+		t.Fatal(err)
+	}
+	session(t, g, "f")
+	q := g.Queues[1]
+	q.D.SetAvailIdx(q.D.UsedIdx() + 100)
+	vt.Kick(q.Ev.Kick)
+	if ok, err := vt.WaitCall(errFd, 5000); !ok || err != nil {
+		t.Fatalf("error eventfd not signalled: %v", err)
+	}
+	if _, err := g.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	g.F.Close()
+	d.sessionEnd()
+	// A new VM connects and mounts again.
+	g2 := d.guest(vt.GuestConfig{})
+	session(t, g2, "g")
+	call(t, g2.Queues[1], getattrReq(1))
+}
+
+// TestDisconnectMidRequest drops the connection with requests queued and a
+// message half sent; the next connection gets a fresh FUSE session.
+func TestDisconnectMidRequest(t *testing.T) {
+	d := newDaemon(t, 2)
+	for round := 0; round < 3; round++ {
+		g := d.guest(vt.GuestConfig{})
+		node, fh := session(t, g, fmt.Sprintf("f%d", round))
+		q := g.Queues[1]
+		for i := 0; i < 8; i++ {
+			b := writeReq(node, fh, uint64(i)*4096, pattern(4096, byte(i)), 2)
+			q.Add(b)
+		}
+		q.Kick()
+		g.F.SendRaw([]byte{2, 0, 0, 0, 1, 0, 0, 0, 8, 0, 0, 0, 1})
+		g.F.Close()
+		if err := d.sessionEnd(); !errors.Is(err, vhostuser.ErrDisconnected) {
+			t.Fatalf("round %d: session ended with %v, want ErrDisconnected", round, err)
+		}
+	}
+	g := d.guest(vt.GuestConfig{})
+	node, fh := session(t, g, "last")
+	r := call(t, g.Queues[2], writeReq(node, fh, 0, []byte("hello"), 1))
+	if len(r.args) != abi.WriteOutSize {
+		t.Fatal("WRITE after reconnects failed")
+	}
+}
+
+// TestMemoryUpdatesUnderLoad adds and removes a memory region while
+// requests flow on two queues.
+func TestMemoryUpdatesUnderLoad(t *testing.T) {
+	d := newDaemon(t, 2)
+	g := d.guest(vt.GuestConfig{})
+	node, fh := session(t, g, "f")
+	extra := vt.Region{GuestAddr: 1 << 32, Size: 1 << 20, UserAddr: vt.UserBase + 1<<32}
+	if err := g.Mem.Add(extra); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var served [2]atomic.Int64
+	errs := make(chan error, 2)
+	for i := 0; i < 2; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			q := g.Queues[1+i]
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				var b vt.Buffers
+				if i == 0 {
+					b = getattrReq(1)
+				} else {
+					b = writeReq(node, fh, 0, pattern(8192, 3), 2)
+				}
+				out, err := q.Submit(b)
+				if err != nil {
+					errs <- err
+					return
+				}
+				var h abi.OutHeader
+				if !h.Unmarshal(out) || h.Error != 0 {
+					errs <- fmt.Errorf("queue %d: reply %x", 1+i, out)
+					return
+				}
+				served[i].Add(1)
+			}
+		}(i)
+	}
+	fd := int(g.Mem.Files[1].Fd())
+	updates := 0
+	deadline := time.Now().Add(20 * time.Second)
+	for updates < 100 || served[0].Load() < 500 || served[1].Load() < 500 {
+		if time.Now().After(deadline) {
+			break
+		}
+		updates++
+		if err := g.F.AddMemReg(extra, fd); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.F.RemMemReg(extra); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		t.Fatal(err)
+	default:
+	}
+	if served[0].Load() < 500 || served[1].Load() < 500 {
+		t.Fatalf("served %d and %d requests during %d memory updates, want 500 each", served[0].Load(), served[1].Load(), 2*updates)
+	}
+	t.Logf("served %d GETATTR and %d WRITE during %d memory updates", served[0].Load(), served[1].Load(), 2*updates)
+}
