@@ -44,6 +44,7 @@ type memNode struct {
 	rdev     uint32
 	data     []byte
 	file     *os.File // backing, if any
+	size     int64    // of the backing file (kept here: Stat allocates)
 	target   []byte
 	children map[string]fs.Inode
 	xattrs   map[string][]byte
@@ -96,8 +97,7 @@ func (m *memFS) attr(ino fs.Inode, n *memNode, a *fs.Attr) {
 		Atime: uint64(n.atime.Unix()), AtimeNsec: uint32(n.atime.Nanosecond())}
 	switch {
 	case n.file != nil:
-		st, _ := n.file.Stat()
-		a.Size = uint64(st.Size())
+		a.Size = uint64(n.size)
 	case n.mode&syscall.S_IFMT == syscall.S_IFLNK:
 		a.Size = uint64(len(n.target))
 	default:
@@ -185,6 +185,7 @@ func (m *memFS) SetAttr(ctx *fs.Context, ino fs.Inode, in *fs.SetAttrIn, out *fs
 		}
 		if n.file != nil {
 			n.file.Truncate(int64(in.Size))
+			n.size = int64(in.Size)
 		} else {
 			d := make([]byte, in.Size)
 			copy(d, n.data)
@@ -366,6 +367,7 @@ func (m *memFS) Open(ctx *fs.Context, ino fs.Inode, flags, openFlags uint32, out
 		n.data = nil
 		if n.file != nil {
 			n.file.Truncate(0)
+			n.size = 0
 		}
 	}
 	out.Handle = m.newHandle(ino)
@@ -419,6 +421,9 @@ func (m *memFS) Write(ctx *fs.Context, ino fs.Inode, fh fs.Handle, off int64, sr
 	n := m.node(ino)
 	if n.file != nil {
 		k, e := src.WriteTo(int(n.file.Fd()), off)
+		m.mu.Lock()
+		n.size = max(n.size, off+int64(k))
+		m.mu.Unlock()
 		return uint32(k), e
 	}
 	m.mu.Lock()

@@ -48,7 +48,8 @@ func (c *conn) dispatch(r *request) fs.Errno {
 		return c.attach(r, body)
 	case MsgTauth:
 		var m Tauth
-		if !decodeInto(body, &m) {
+		d := decoder{buf: body}
+	if m.decode(&d); !d.done() {
 			return eInval
 		}
 		return eOpnotsup // no authentication: attach with afid = NOFID
@@ -89,17 +90,6 @@ func (c *conn) dispatch(r *request) fs.Errno {
 	}
 	// 9P2000 open/create/stat/wstat, R-messages, unknown types.
 	return eOpnotsup
-}
-
-// decodeInto is DecodeBody for a concrete message type: with T known at
-// compile time m does not escape.
-func decodeInto[T any, PT interface {
-	*T
-	Message
-}](body []byte, m PT) bool {
-	d := decoder{buf: body}
-	m.decode(&d)
-	return d.done()
 }
 
 // checkName validates a path component that names a new or existing
@@ -158,7 +148,8 @@ func (r *request) ctxFor(f *fid, gid uint32) *fs.Context {
 // Authentication is not supported, so afid must be NOFID.
 func (c *conn) attach(r *request, body []byte) fs.Errno {
 	var m Tattach
-	if !decodeInto(body, &m) {
+	d := decoder{buf: body}
+	if m.decode(&d); !d.done() {
 		return eInval
 	}
 	if m.Afid != NoFid {
@@ -229,7 +220,8 @@ func (c *conn) attach(r *request, body []byte) fs.Errno {
 // fid itself (EBADF).
 func (c *conn) walk(r *request, body []byte) fs.Errno {
 	var m Twalk
-	if !decodeInto(body, &m) {
+	d := decoder{buf: body}
+	if m.decode(&d); !d.done() {
 		return eInval
 	}
 	f := c.getFid(m.Fid)
@@ -271,20 +263,20 @@ func (c *conn) walk(r *request, body []byte) fs.Errno {
 			}
 			next.refs++
 			c.mu.Unlock()
-			var out fs.AttrOut
-			if e = c.s.fs.GetAttr(ctx, next.ino, 0, false, &out); e != 0 {
+			r.attr = fs.AttrOut{}
+			if e = c.s.fs.GetAttr(ctx, next.ino, 0, false, &r.attr); e != 0 {
 				c.unrefNode(next)
 			}
-			attr = out.Attr
+			attr = r.attr.Attr
 		default:
-			var ent fs.Entry
-			e = c.s.fs.Lookup(ctx, cur.ino, name, &ent)
-			if e == 0 && ent.Ino == 0 {
+			r.entry = fs.Entry{}
+			e = c.s.fs.Lookup(ctx, cur.ino, name, &r.entry)
+			if e == 0 && r.entry.Ino == 0 {
 				e = eNoent
 			}
 			if e == 0 {
-				next = c.newChild(cur, name, &ent)
-				attr = ent.Attr
+				next = c.newChild(cur, name, &r.entry)
+				attr = r.entry.Attr
 			}
 		}
 		if e != 0 {
@@ -332,7 +324,8 @@ func (c *conn) rwalk(r *request, rw *Rwalk) fs.Errno {
 // attribute and reports that result; the fid is freed either way.
 func (c *conn) clunk(r *request, body []byte) fs.Errno {
 	var m Tclunk
-	if !decodeInto(body, &m) {
+	d := decoder{buf: body}
+	if m.decode(&d); !d.done() {
 		return eInval
 	}
 	f := c.removeFid(m.Fid)
@@ -352,7 +345,8 @@ func (c *conn) clunk(r *request, body []byte) fs.Errno {
 // whatever the outcome.
 func (c *conn) remove(r *request, body []byte) fs.Errno {
 	var m Tremove
-	if !decodeInto(body, &m) {
+	d := decoder{buf: body}
+	if m.decode(&d); !d.done() {
 		return eInval
 	}
 	f := c.removeFid(m.Fid)
@@ -421,7 +415,8 @@ func hostOpenFlags(fl uint32) (uint32, fs.Errno) {
 
 func (c *conn) lopen(r *request, body []byte) fs.Errno {
 	var m Tlopen
-	if !decodeInto(body, &m) {
+	d := decoder{buf: body}
+	if m.decode(&d); !d.done() {
 		return eInval
 	}
 	f := c.getFid(m.Fid)
@@ -477,7 +472,8 @@ func (c *conn) lopen(r *request, body []byte) fs.Errno {
 // fetched by Txattrwalk.
 func (c *conn) read(r *request, body []byte) fs.Errno {
 	var m Tread
-	if !decodeInto(body, &m) {
+	d := decoder{buf: body}
+	if m.decode(&d); !d.done() {
 		return eInval
 	}
 	f := c.getFid(m.Fid)
@@ -528,7 +524,8 @@ func (c *conn) read(r *request, body []byte) fs.Errno {
 // (see writeSource). An xattr-create fid collects the value.
 func (c *conn) write9(r *request, body []byte) fs.Errno {
 	var m Twrite
-	if !decodeInto(body, &m) {
+	d := decoder{buf: body}
+	if m.decode(&d); !d.done() {
 		return eInval
 	}
 	f := c.getFid(m.Fid)
@@ -575,7 +572,8 @@ func (c *conn) write9(r *request, body []byte) fs.Errno {
 // The offset is the filesystem's cookie (DirEntry.Off of the last entry).
 func (c *conn) readdir(r *request, body []byte) fs.Errno {
 	var m Treaddir
-	if !decodeInto(body, &m) {
+	d := decoder{buf: body}
+	if m.decode(&d); !d.done() {
 		return eInval
 	}
 	f := c.getFid(m.Fid)
@@ -612,7 +610,8 @@ func (c *conn) readdir(r *request, body []byte) fs.Errno {
 // Statx has it.
 func (c *conn) getattr(r *request, body []byte) fs.Errno {
 	var m Tgetattr
-	if !decodeInto(body, &m) {
+	d := decoder{buf: body}
+	if m.decode(&d); !d.done() {
 		return eInval
 	}
 	f := c.getFid(m.Fid)
@@ -626,11 +625,11 @@ func (c *conn) getattr(r *request, body []byte) fs.Errno {
 	}
 	ctx := r.ctxFor(f, nobody)
 	open := st == fidOpenFile || st == fidOpenDir
-	var out fs.AttrOut
-	if e := c.s.fs.GetAttr(ctx, n.ino, fh, open, &out); e != 0 {
+	r.attr = fs.AttrOut{}
+	if e := c.s.fs.GetAttr(ctx, n.ino, fh, open, &r.attr); e != 0 {
 		return e
 	}
-	a := &out.Attr
+	a := &r.attr.Attr
 	rg := Rgetattr{
 		Valid: AttrBasic,
 		QID:   qidOf(a, n.ino),
@@ -643,11 +642,12 @@ func (c *conn) getattr(r *request, body []byte) fs.Errno {
 	}
 	if m.Mask&AttrBtime != 0 {
 		const statxBtime = 0x800
-		var sx fs.StatxOut
-		if c.s.fs.Statx(ctx, n.ino, fh, open, 0, statxBtime, &sx) == 0 && sx.Statx.Mask&statxBtime != 0 {
+		r.statx = fs.StatxOut{}
+		sx := &r.statx.Statx
+		if c.s.fs.Statx(ctx, n.ino, fh, open, 0, statxBtime, &r.statx) == 0 && sx.Mask&statxBtime != 0 {
 			rg.Valid |= AttrBtime
-			rg.BtimeSec = uint64(sx.Statx.Btime.Sec)
-			rg.BtimeNsec = uint64(sx.Statx.Btime.Nsec)
+			rg.BtimeSec = uint64(sx.Btime.Sec)
+			rg.BtimeNsec = uint64(sx.Btime.Nsec)
 		}
 	}
 	rg.encode(r.begin(MsgRgetattr, 160))
@@ -658,7 +658,8 @@ func (c *conn) getattr(r *request, body []byte) fs.Errno {
 // "now"; CTIME carries no value (the host updates ctime itself).
 func (c *conn) setattr(r *request, body []byte) fs.Errno {
 	var m Tsetattr
-	if !decodeInto(body, &m) {
+	d := decoder{buf: body}
+	if m.decode(&d); !d.done() {
 		return eInval
 	}
 	f := c.getFid(m.Fid)
@@ -719,7 +720,8 @@ func (c *conn) setattr(r *request, body []byte) fs.Errno {
 
 func (c *conn) statfs(r *request, body []byte) fs.Errno {
 	var m Tstatfs
-	if !decodeInto(body, &m) {
+	d := decoder{buf: body}
+	if m.decode(&d); !d.done() {
 		return eInval
 	}
 	f := c.getFid(m.Fid)
@@ -731,8 +733,9 @@ func (c *conn) statfs(r *request, body []byte) fs.Errno {
 	if n == nil {
 		return eBadf
 	}
-	var out fs.StatFs
-	if e := c.s.fs.StatFs(r.ctxFor(f, nobody), n.ino, &out); e != 0 {
+	r.stfs = fs.StatFs{}
+	out := &r.stfs
+	if e := c.s.fs.StatFs(r.ctxFor(f, nobody), n.ino, out); e != 0 {
 		return e
 	}
 	rs := Rstatfs{FsType: V9fsMagic, Bsize: out.Bsize, Blocks: out.Blocks, Bfree: out.Bfree,
@@ -747,8 +750,11 @@ func (c *conn) fsync(r *request, body []byte) fs.Errno {
 		// gVisor-derived clients (hugelgupf/p9) send Tfsync without
 		// datasync; Linux sends both. Accept the short form as fsync.
 		m.Fid = uint32(body[0]) | uint32(body[1])<<8 | uint32(body[2])<<16 | uint32(body[3])<<24
-	} else if !decodeInto(body, &m) {
-		return eInval
+	} else {
+		d := decoder{buf: body}
+		if m.decode(&d); !d.done() {
+			return eInval
+		}
 	}
 	f := c.getFid(m.Fid)
 	if f == nil {

@@ -42,7 +42,8 @@ func (c *conn) replyQID(r *request, t MsgType, e *fs.Entry) fs.Errno {
 // refers to the new, opened file.
 func (c *conn) lcreate(r *request, body []byte) fs.Errno {
 	var m Tlcreate
-	if !decodeInto(body, &m) {
+	d := decoder{buf: body}
+	if m.decode(&d); !d.done() {
 		return eInval
 	}
 	if e := checkName(m.Name, true); e != 0 {
@@ -88,7 +89,8 @@ func (c *conn) lcreate(r *request, body []byte) fs.Errno {
 
 func (c *conn) symlink(r *request, body []byte) fs.Errno {
 	var m Tsymlink
-	if !decodeInto(body, &m) {
+	d := decoder{buf: body}
+	if m.decode(&d); !d.done() {
 		return eInval
 	}
 	if e := checkName(m.Name, true); e != 0 {
@@ -113,7 +115,8 @@ func (c *conn) symlink(r *request, body []byte) fs.Errno {
 // Linux's new_encode_dev, as fs.Attr.Rdev and FUSE carry it.
 func (c *conn) mknod(r *request, body []byte) fs.Errno {
 	var m Tmknod
-	if !decodeInto(body, &m) {
+	d := decoder{buf: body}
+	if m.decode(&d); !d.done() {
 		return eInval
 	}
 	if e := checkName(m.Name, true); e != 0 {
@@ -134,7 +137,8 @@ func (c *conn) mknod(r *request, body []byte) fs.Errno {
 
 func (c *conn) mkdir(r *request, body []byte) fs.Errno {
 	var m Tmkdir
-	if !decodeInto(body, &m) {
+	d := decoder{buf: body}
+	if m.decode(&d); !d.done() {
 		return eInval
 	}
 	if e := checkName(m.Name, true); e != 0 {
@@ -155,7 +159,8 @@ func (c *conn) mkdir(r *request, body []byte) fs.Errno {
 // link makes dfid/name a hard link to the file of fid.
 func (c *conn) link(r *request, body []byte) fs.Errno {
 	var m Tlink
-	if !decodeInto(body, &m) {
+	d := decoder{buf: body}
+	if m.decode(&d); !d.done() {
 		return eInval
 	}
 	if e := checkName(m.Name, true); e != 0 {
@@ -190,7 +195,8 @@ func (c *conn) link(r *request, body []byte) fs.Errno {
 // becomes dfid's node).
 func (c *conn) rename(r *request, body []byte) fs.Errno {
 	var m Trename
-	if !decodeInto(body, &m) {
+	d := decoder{buf: body}
+	if m.decode(&d); !d.done() {
 		return eInval
 	}
 	if e := checkName(m.Name, false); e != 0 {
@@ -236,7 +242,8 @@ func (c *conn) rename(r *request, body []byte) fs.Errno {
 
 func (c *conn) renameat(r *request, body []byte) fs.Errno {
 	var m Trenameat
-	if !decodeInto(body, &m) {
+	d := decoder{buf: body}
+	if m.decode(&d); !d.done() {
 		return eInval
 	}
 	if e := checkName(m.OldName, false); e != 0 {
@@ -265,7 +272,8 @@ func (c *conn) renameat(r *request, body []byte) fs.Errno {
 // unlinkat: flags is 0 (unlink) or AT_REMOVEDIR (rmdir); other bits EINVAL.
 func (c *conn) unlinkat(r *request, body []byte) fs.Errno {
 	var m Tunlinkat
-	if !decodeInto(body, &m) {
+	d := decoder{buf: body}
+	if m.decode(&d); !d.done() {
 		return eInval
 	}
 	if m.Flags&^AtRemoveDir != 0 {
@@ -295,7 +303,8 @@ func (c *conn) unlinkat(r *request, body []byte) fs.Errno {
 // readlink: the filesystem writes the target straight into the reply.
 func (c *conn) readlink(r *request, body []byte) fs.Errno {
 	var m Treadlink
-	if !decodeInto(body, &m) {
+	d := decoder{buf: body}
+	if m.decode(&d); !d.done() {
 		return eInval
 	}
 	f := c.getFid(m.Fid)
@@ -330,7 +339,8 @@ func (c *conn) readlink(r *request, body []byte) fs.Errno {
 // now; Rxattrwalk carries its size.
 func (c *conn) xattrwalk(r *request, body []byte) fs.Errno {
 	var m Txattrwalk
-	if !decodeInto(body, &m) {
+	d := decoder{buf: body}
+	if m.decode(&d); !d.done() {
 		return eInval
 	}
 	f := c.getFid(m.Fid)
@@ -399,7 +409,8 @@ func (c *conn) xattrwalk(r *request, body []byte) fs.Errno {
 // Twrite; Tclunk sets it (see commitXattr).
 func (c *conn) xattrcreate(r *request, body []byte) fs.Errno {
 	var m Txattrcreate
-	if !decodeInto(body, &m) {
+	d := decoder{buf: body}
+	if m.decode(&d); !d.done() {
 		return eInval
 	}
 	if len(m.Name) == 0 {
@@ -493,7 +504,8 @@ func lockType(t uint8) (uint32, fs.Errno) {
 // BLOCKED, and the Linux client retries a blocking request itself.
 func (c *conn) lock(r *request, body []byte) fs.Errno {
 	var m Tlock
-	if !decodeInto(body, &m) {
+	d := decoder{buf: body}
+	if m.decode(&d); !d.done() {
 		return eInval
 	}
 	typ, e := lockType(m.LockType)
@@ -532,7 +544,8 @@ func (c *conn) lock(r *request, body []byte) fs.Errno {
 // UNLCK if there is none. client_id is echoed: the owner's is not known.
 func (c *conn) getlock(r *request, body []byte) fs.Errno {
 	var m Tgetlock
-	if !decodeInto(body, &m) {
+	d := decoder{buf: body}
+	if m.decode(&d); !d.done() {
 		return eInval
 	}
 	typ, e := lockType(m.LockType)

@@ -304,6 +304,14 @@ type request struct {
 	sink  readSink
 	src   writeSource
 	dsink dirSink
+
+	// Out parameters of hot-path fs calls. They live here, not on the
+	// handler's stack, because passing a pointer to an interface method
+	// moves a local to the heap. Zeroed before each call (fs contract).
+	attr  fs.AttrOut
+	entry fs.Entry
+	statx fs.StatxOut
+	stfs  fs.StatFs
 }
 
 func (c *conn) logf(format string, args ...any) {

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	hp9 "github.com/hugelgupf/p9/p9"
 	"github.com/hugelgupf/p9/linux"
+	hp9 "github.com/hugelgupf/p9/p9"
 )
 
 // The peer client of these tests is github.com/hugelgupf/p9 (gVisor's 9P

@@ -1,0 +1,185 @@
+package p9
+
+import (
+	"net"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// discardConn is a net.Conn whose writes vanish and whose reads block: the
+// hot-path tests run requests straight through conn.run.
+type discardConn struct {
+	net.Conn // nil: any other method panics
+	mu       sync.Mutex
+	last     []byte
+}
+
+func (d *discardConn) Write(b []byte) (int, error) {
+	d.mu.Lock()
+	d.last = append(d.last[:0], b...)
+	d.mu.Unlock()
+	return len(b), nil
+}
+func (d *discardConn) Close() error         { return nil }
+func (d *discardConn) RemoteAddr() net.Addr { return &net.UnixAddr{Name: "test", Net: "unix"} }
+
+// hotConn is a versioned connection with fid 1 = root and fid 2 = an open
+// file of 1 MiB backed by a real file (so Read and Write take the
+// pread/pwrite path), served request by request without a reader.
+type hotConn struct {
+	c  *conn
+	dc *discardConn
+}
+
+func newHotConn(t testing.TB) *hotConn {
+	m := newMemFS(t.TempDir())
+	s := NewServer(m, &Options{MaxRequests: 1, Logf: t.Logf})
+	s.init()
+	dc := &discardConn{}
+	c, err := s.newConn(dc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.msize.Store(1 << 20)
+	c.versioned.Store(true)
+	h := &hotConn{c: c, dc: dc}
+	h.do(t, &Tattach{Fid: 1, Afid: NoFid, Aname: []byte{}}, MsgRattach)
+	h.do(t, walkMsg(1, 2), MsgRwalk)
+	h.do(t, &Tlcreate{Fid: 2, Name: []byte("data"), Flags: DotlRdwr, Mode: 0644}, MsgRlcreate)
+	h.do(t, &Twrite{Fid: 2, Data: make([]byte, 1<<20-WriteHeaderSize)}, MsgRwrite)
+	return h
+}
+
+// prepare encodes m into a request slot, ready for run.
+func (h *hotConn) prepare(t testing.TB, m Message) *request {
+	b, err := Encode(nil, 1<<20, 1, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := <-h.c.free
+	r.hdr = Header{Size: uint32(len(b)), Type: m.Type(), Tag: 1}
+	r.in = append(r.in[:0], b[HeaderSize:]...)
+	h.c.free <- r
+	return r
+}
+
+// run serves the request in slot r (prepared earlier) once.
+func (h *hotConn) run(r *request) {
+	<-h.c.free
+	h.c.busy.Add(1)
+	h.c.run(r)
+}
+
+func (h *hotConn) do(t testing.TB, m Message, want MsgType) {
+	t.Helper()
+	h.run(h.prepare(t, m))
+	_, rm, err := Decode(h.dc.last, 1<<20)
+	if err != nil || rm.Type() != want {
+		t.Fatalf("%v: reply %v %+v (%v), want %v", m.Type(), rm.Type(), rm, err, want)
+	}
+}
+
+// TestHotPathAllocs: Tread, Twrite, Tgetattr, Twalk+Tclunk allocate
+// nothing per request in the steady state.
+func TestHotPathAllocs(t *testing.T) {
+	h := newHotConn(t)
+	for _, tc := range []struct {
+		name string
+		m    Message
+		max  float64
+	}{
+		{"Tread 4K", &Tread{Fid: 2, Offset: 4096, Count: 4096}, 0},
+		{"Tread 128K", &Tread{Fid: 2, Offset: 0, Count: 128 << 10}, 0},
+		{"Twrite 4K", &Twrite{Fid: 2, Offset: 8192, Data: make([]byte, 4096)}, 0},
+		{"Tgetattr", &Tgetattr{Fid: 2, Mask: AttrBasic}, 0},
+		{"Tstatfs", &Tstatfs{Fid: 1}, 0},
+	} {
+		r := h.prepare(t, tc.m)
+		h.run(r) // warm up: buffers grow once
+		if got := testing.AllocsPerRun(200, func() { h.run(r) }); got > tc.max {
+			t.Errorf("%s: %.1f allocs per request, want ≤ %.0f", tc.name, got, tc.max)
+		}
+		if rm := h.dc.last[4]; MsgType(rm) != tc.m.Type()+1 {
+			t.Errorf("%s: reply type %v", tc.name, MsgType(rm))
+		}
+	}
+}
+
+func benchOp(b *testing.B, m Message, bytes int) {
+	h := newHotConn(b)
+	r := h.prepare(b, m)
+	h.run(r)
+	if MsgType(h.dc.last[4]) != m.Type()+1 {
+		b.Fatalf("reply %v", MsgType(h.dc.last[4]))
+	}
+	b.ReportAllocs()
+	if bytes > 0 {
+		b.SetBytes(int64(bytes))
+	}
+	for b.Loop() {
+		h.run(r)
+	}
+}
+
+// Benchmarks of one request through decode → fs → encode → conn write,
+// without a socket (the server's own cost).
+func BenchmarkServeRead4K(b *testing.B) {
+	benchOp(b, &Tread{Fid: 2, Offset: 4096, Count: 4096}, 4096)
+}
+func BenchmarkServeRead128K(b *testing.B) {
+	benchOp(b, &Tread{Fid: 2, Offset: 0, Count: 128 << 10}, 128<<10)
+}
+func BenchmarkServeWrite4K(b *testing.B) {
+	benchOp(b, &Twrite{Fid: 2, Offset: 4096, Data: make([]byte, 4096)}, 4096)
+}
+func BenchmarkServeGetattr(b *testing.B) { benchOp(b, &Tgetattr{Fid: 2, Mask: AttrBasic}, 0) }
+
+// BenchmarkCodec: decode+encode of a Twalk, the codec's cost alone.
+func BenchmarkCodecWalk(b *testing.B) {
+	msg, _ := Encode(nil, 8192, 1, walkMsg(1, 2, "usr", "lib", "x86_64-linux-gnu", "libc.so.6"))
+	out := make([]byte, 0, 8192)
+	b.ReportAllocs()
+	for b.Loop() {
+		var m Twalk
+		d := decoder{buf: msg[HeaderSize:]}
+		if m.decode(&d); !d.done() {
+			b.Fatal("decode")
+		}
+		e := encoder{buf: out[:0]}
+		e.header(MsgTwalk, 1)
+		m.encode(&e)
+		if !e.finish() {
+			b.Fatal("encode")
+		}
+	}
+}
+
+// BenchmarkRoundTripRead: Tread of 4 KiB over a unix socket with the
+// hugelgupf/p9 client: what a client sees (its own allocations included).
+func BenchmarkRoundTripRead4K(b *testing.B) {
+	m := newMemFS(b.TempDir())
+	sock, _ := startServer(b, m, &Options{Logf: func(string, ...any) {}})
+	c, _ := dialClient(b, sock, 1<<20)
+	root, err := c.Attach("")
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, f, _ := root.Walk(nil)
+	f, _, _, err = f.Create("data", 2, 0644, 0, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte(strings.Repeat("x", 1<<16)), 0); err != nil {
+		b.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	b.SetBytes(4096)
+	b.ReportAllocs()
+	for b.Loop() {
+		if n, err := f.ReadAt(buf, 4096); n != 4096 {
+			b.Fatal(n, err)
+		}
+	}
+}
+
