@@ -182,4 +182,3 @@ func BenchmarkRoundTripRead4K(b *testing.B) {
 		}
 	}
 }
-

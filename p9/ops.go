@@ -49,7 +49,7 @@ func (c *conn) dispatch(r *request) fs.Errno {
 	case MsgTauth:
 		var m Tauth
 		d := decoder{buf: body}
-	if m.decode(&d); !d.done() {
+		if m.decode(&d); !d.done() {
 			return eInval
 		}
 		return eOpnotsup // no authentication: attach with afid = NOFID
