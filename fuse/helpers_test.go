@@ -390,6 +390,9 @@ func (f *fakeFS) ReadDir(ctx *fs.Context, ino fs.Inode, fh fs.Handle, off uint64
 	if e := f.rec(call{op: "readdir", ino: ino, fh: fh, a: off, b: b2u(dst.Plus())}); e != 0 {
 		return e
 	}
+	if off >= uint64(len(f.dir)) {
+		return 0
+	}
 	for i := int(off); i < len(f.dir); i++ {
 		e := fs.DirEntry{Ino: uint64(100 + i), Off: uint64(i + 1), Type: syscall.DT_REG, Name: []byte(f.dir[i])}
 		var ent fs.Entry

@@ -87,6 +87,9 @@ type Server struct {
 
 	intr interrupts
 
+	// panics counts filesystem (or engine) panics turned into EIO.
+	panics atomic.Uint64
+
 	// backingMu guards backing.
 	backingMu sync.Mutex
 	// backing maps an open handle to the passthrough backing id registered
@@ -156,6 +159,7 @@ func (s *Server) Handle(r *Request) (n int) {
 	}
 	defer func() {
 		if p := recover(); p != nil {
+			s.panics.Add(1)
 			s.logAlways("unique %d %v: panic (bug) answered EIO: %v", h.Unique, h.Opcode, p)
 			q.dataLen = 0
 			n = s.errReply(r, syscall.EIO)
@@ -204,6 +208,10 @@ func (s *Server) Handle(r *Request) (n int) {
 	}
 	return n
 }
+
+// Panics is the number of panics Handle has turned into EIO replies: each
+// is a bug in the filesystem or the engine.
+func (s *Server) Panics() uint64 { return s.panics.Load() }
 
 // DataLen is the number of bytes the transport sends from Dst after the
 // reply in Out (READ with Dst set); 0 for every other reply.
@@ -385,13 +393,13 @@ func splitDuration(d time.Duration) (uint64, uint32) {
 }
 
 func toAbiAttr(a *fs.Attr, out *abi.Attr) {
-	*out = abi.Attr{
-		Ino: a.Ino, Size: a.Size, Blocks: a.Blocks,
-		Atime: a.Atime, Mtime: a.Mtime, Ctime: a.Ctime,
-		AtimeNsec: a.AtimeNsec, MtimeNsec: a.MtimeNsec, CtimeNsec: a.CtimeNsec,
-		Mode: a.Mode, Nlink: a.Nlink, UID: a.Uid, GID: a.Gid,
-		Rdev: a.Rdev, Blksize: a.Blksize,
-	}
+	// Field by field: a composite literal would build a temporary and copy
+	// it.
+	out.Ino, out.Size, out.Blocks = a.Ino, a.Size, a.Blocks
+	out.Atime, out.Mtime, out.Ctime = a.Atime, a.Mtime, a.Ctime
+	out.AtimeNsec, out.MtimeNsec, out.CtimeNsec = a.AtimeNsec, a.MtimeNsec, a.CtimeNsec
+	out.Mode, out.Nlink, out.UID, out.GID = a.Mode, a.Nlink, a.Uid, a.Gid
+	out.Rdev, out.Blksize, out.Flags = a.Rdev, a.Blksize, 0
 }
 
 // putEntry encodes e as fuse_entry_out into b (len(b) >= EntryOutSize).
