@@ -152,9 +152,13 @@ func (b *bench) run(tb testing.TB, nIn int, payload, outLen uint32) abi.OutHeade
 	return oh
 }
 
-func ne32(b []byte) uint32 { return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24 }
+func ne32(b []byte) uint32 {
+	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+}
 
-func (b *bench) getattr() { b.put(0, hdr(abi.OpGetattr, b.node, abi.GetattrInSize), make([]byte, abi.GetattrInSize)) }
+func (b *bench) getattr() {
+	b.put(0, hdr(abi.OpGetattr, b.node, abi.GetattrInSize), make([]byte, abi.GetattrInSize))
+}
 
 func (b *bench) read(size uint32) {
 	a := make([]byte, abi.ReadInSize)
