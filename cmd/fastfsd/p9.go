@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/fastfsd/fastfsd/fs/passthrough"
+	"github.com/fastfsd/fastfsd/p9"
+)
+
+func init() {
+	register(&command{
+		name:    "9p",
+		summary: "serve a directory over 9P2000.L (tcp or unix socket)",
+		run:     runP9,
+	})
+}
+
+const p9Usage = `usage: fastfsd 9p --listen ADDR --shared-dir DIR [flags]
+
+Serves DIR over 9P2000.L until SIGINT or SIGTERM, which stop accepting,
+let the requests being served finish (at most --drain), and exit 0.
+
+ADDR is tcp:HOST:PORT, unix:PATH, or the Plan 9 dial form tcp!HOST!PORT or
+unix!PATH. A Linux client mounts it with
+  mount -t 9p -o trans=tcp,port=PORT,version=9p2000.L HOST /mnt
+  mount -t 9p -o trans=unix,version=9p2000.L PATH /mnt
+The attach name (mount -o aname=SUB) selects a subdirectory of DIR as the
+root; ".." never leaves it. Permissions are checked by the client (the
+Linux default, access=client); the server performs every request itself.
+
+flags:
+`
+
+// p9Config is what runP9 parsed from its flags.
+type p9Config struct {
+	network, addr string
+	dir           string
+	fsOpts        passthrough.Options
+	srvOpts       p9.Options
+	drain         time.Duration
+}
+
+func runP9(args []string) error {
+	fl := flag.NewFlagSet("9p", flag.ContinueOnError)
+	listen := fl.String("listen", "", "address to listen on: tcp:HOST:PORT, unix:PATH, tcp!HOST!PORT or unix!PATH (required)")
+	dir := fl.String("shared-dir", "", "directory to serve (required)")
+	cache := fl.String("cache", "auto", "passthrough cache mode: auto, always or never (9P clients choose their own caching with mount -o cache=; this only sets the filesystem's mode)")
+	maxConns := fl.Int("max-conns", p9.DefaultMaxConns, "most client connections at once; more are closed on accept")
+	msize := fl.Uint("msize", p9.DefaultMaxMsize, "largest message size to agree on in Tversion (bytes, at least 512)")
+	maxFids := fl.Int("max-fids", p9.DefaultMaxFids, "most fids one connection may hold (EMFILE beyond)")
+	maxReqs := fl.Int("max-requests", p9.DefaultMaxRequests, "requests of one connection served at once; each holds up to 2×msize of buffers")
+	xattr := fl.Bool("xattr", true, "serve extended attributes")
+	readOnly := fl.Bool("read-only", false, "refuse every change with EROFS")
+	drain := fl.Duration("drain", 10*time.Second, "on SIGINT/SIGTERM, how long to let running requests finish before closing connections")
+	fl.Usage = func() {
+		fmt.Fprint(fl.Output(), p9Usage)
+		fl.PrintDefaults()
+	}
+	if err := fl.Parse(args); err != nil {
+		return err
+	}
+	if fl.NArg() != 0 {
+		fl.Usage()
+		return fmt.Errorf("unexpected arguments %q; everything is a flag", fl.Args())
+	}
+	if *listen == "" || *dir == "" {
+		fl.Usage()
+		return errors.New("--listen ADDR and --shared-dir DIR are required")
+	}
+	network, addr, err := parseP9Addr(*listen)
+	if err != nil {
+		return err
+	}
+	cm, err := passthrough.ParseCacheMode(*cache)
+	if err != nil {
+		return fmt.Errorf("--cache %q: want auto, always or never", *cache)
+	}
+	if *msize < p9.MinMsize || *msize > 1<<30 {
+		return fmt.Errorf("--msize %d: want %d to %d", *msize, p9.MinMsize, 1<<30)
+	}
+	if *maxConns < 1 || *maxFids < 1 || *maxReqs < 1 {
+		return errors.New("--max-conns, --max-fids and --max-requests must be at least 1")
+	}
+	if st, err := os.Stat(*dir); err != nil || !st.IsDir() {
+		if err == nil {
+			err = errors.New("not a directory")
+		}
+		return fmt.Errorf("--shared-dir %s: %v; give an existing directory", *dir, err)
+	}
+	cfg := p9Config{
+		network: network, addr: addr, dir: *dir,
+		fsOpts: passthrough.Options{Cache: cm, Xattr: *xattr, ReadOnly: *readOnly},
+		srvOpts: p9.Options{MaxMsize: uint32(*msize), MaxConns: *maxConns, MaxFids: *maxFids,
+			MaxRequests: *maxReqs},
+		drain: *drain,
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return serveP9(ctx, cfg, nil)
+}
+
+// parseP9Addr splits a listen address into a net.Listen network and
+// address: tcp:HOST:PORT, unix:PATH, tcp!HOST!PORT, unix!PATH.
+func parseP9Addr(s string) (network, addr string, err error) {
+	bad := func(why string) (string, string, error) {
+		return "", "", fmt.Errorf("--listen %q: %s; want tcp:HOST:PORT, unix:PATH, tcp!HOST!PORT or unix!PATH", s, why)
+	}
+	var rest string
+	switch {
+	case strings.HasPrefix(s, "tcp:"), strings.HasPrefix(s, "unix:"):
+		network, rest, _ = strings.Cut(s, ":")
+		if network == "tcp" {
+			host, port, err := net.SplitHostPort(rest)
+			if err != nil || port == "" {
+				return bad("no port")
+			}
+			return "tcp", net.JoinHostPort(host, port), nil
+		}
+	case strings.HasPrefix(s, "tcp!"), strings.HasPrefix(s, "unix!"):
+		network, rest, _ = strings.Cut(s, "!")
+		if network == "tcp" {
+			host, port, ok := strings.Cut(rest, "!")
+			if !ok || port == "" || strings.Contains(port, "!") {
+				return bad("want tcp!HOST!PORT")
+			}
+			if host == "*" {
+				host = "" // Plan 9's "any address"
+			}
+			return "tcp", net.JoinHostPort(host, port), nil
+		}
+	default:
+		return bad("unknown network")
+	}
+	if rest == "" {
+		return bad("empty socket path")
+	}
+	return "unix", rest, nil
+}
+
+// listenP9 listens on the address. A unix socket left by a daemon that is
+// gone (nobody accepts on it) is removed first; a live one is an error.
+func listenP9(network, addr string) (net.Listener, error) {
+	if network == "unix" {
+		if st, err := os.Lstat(addr); err == nil && st.Mode()&os.ModeSocket != 0 {
+			if c, err := net.DialTimeout("unix", addr, time.Second); err == nil {
+				c.Close()
+				return nil, fmt.Errorf("listen unix %s: another server is accepting on it; stop it or pick another path", addr)
+			}
+			os.Remove(addr)
+		}
+	}
+	l, err := net.Listen(network, addr)
+	if err != nil {
+		return nil, fmt.Errorf("%w; pick a free address", err)
+	}
+	return l, nil
+}
+
+// serveP9 serves cfg until ctx ends, then drains. ready, if not nil,
+// receives the listener's address once it accepts.
+func serveP9(ctx context.Context, cfg p9Config, ready chan<- net.Addr) error {
+	fsys, err := passthrough.New(cfg.dir, cfg.fsOpts)
+	if err != nil {
+		return err
+	}
+	defer fsys.Close()
+	l, err := listenP9(cfg.network, cfg.addr)
+	if err != nil {
+		return err
+	}
+	if cfg.network == "unix" {
+		defer os.Remove(cfg.addr)
+	}
+	srv := p9.NewServer(fsys, &cfg.srvOpts)
+	log.Printf("fastfsd 9p: serving %s on %s:%s", cfg.dir, cfg.network, l.Addr())
+	if ready != nil {
+		ready <- l.Addr()
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	select {
+	case err := <-errc:
+		srv.Close()
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	dctx, cancel := context.WithTimeout(context.Background(), cfg.drain)
+	defer cancel()
+	if err := srv.Shutdown(dctx); err != nil {
+		log.Printf("fastfsd 9p: drain: %v; closed the remaining connections", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, p9.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return nil
+}

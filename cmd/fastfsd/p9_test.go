@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	hp9 "github.com/hugelgupf/p9/p9"
+
+	"github.com/fastfsd/fastfsd/fs/passthrough"
+	"github.com/fastfsd/fastfsd/p9"
+)
+
+func TestParseP9Addr(t *testing.T) {
+	for _, tc := range []struct {
+		in, network, addr string
+		bad               bool
+	}{
+		{in: "tcp:127.0.0.1:564", network: "tcp", addr: "127.0.0.1:564"},
+		{in: "tcp:[::1]:5640", network: "tcp", addr: "[::1]:5640"},
+		{in: "tcp::564", network: "tcp", addr: ":564"},
+		{in: "unix:/run/fastfs.sock", network: "unix", addr: "/run/fastfs.sock"},
+		{in: "tcp!localhost!564", network: "tcp", addr: "localhost:564"},
+		{in: "tcp!*!564", network: "tcp", addr: ":564"},
+		{in: "tcp!::1!564", network: "tcp", addr: "[::1]:564"},
+		{in: "unix!/tmp/s", network: "unix", addr: "/tmp/s"},
+		{in: "tcp:localhost", bad: true},
+		{in: "tcp!host", bad: true},
+		{in: "tcp!host!1!2", bad: true},
+		{in: "unix:", bad: true},
+		{in: "udp:1.2.3.4:5", bad: true},
+		{in: "/tmp/s", bad: true},
+	} {
+		n, a, err := parseP9Addr(tc.in)
+		if tc.bad {
+			if err == nil {
+				t.Errorf("%q: accepted as %s %s", tc.in, n, a)
+			}
+			continue
+		}
+		if err != nil || n != tc.network || a != tc.addr {
+			t.Errorf("%q: %q %q %v, want %q %q", tc.in, n, a, err, tc.network, tc.addr)
+		}
+	}
+}
+
+// TestServeP9 serves a directory through fs/passthrough on a unix socket
+// and uses it with the hugelgupf/p9 client, then stops it as a signal
+// would.
+func TestServeP9(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "hello"), []byte("hello, 9p\n"), 0644); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(t.TempDir(), "9p.sock")
+	cfg := p9Config{network: "unix", addr: sock, dir: dir, drain: 5 * time.Second,
+		fsOpts: passthrough.Options{Xattr: true}, srvOpts: p9.Options{Logf: t.Logf}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	go func() { done <- serveP9(ctx, cfg, ready) }()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("serveP9: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("not ready")
+	}
+
+	nc, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := hp9.NewClient(nc, hp9.WithMessageSize(128<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := c.Attach("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, f, err := root.Walk([]string{"hello"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.Open(hp9.ReadOnly); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 100)
+	n, err := f.ReadAt(buf, 0)
+	if (err != nil && err != io.EOF) || string(buf[:n]) != "hello, 9p\n" {
+		t.Fatalf("read: %q %v", buf[:n], err)
+	}
+	f.Close()
+
+	_, nf, _ := root.Walk(nil)
+	nf, _, _, err = nf.Create("new", hp9.WriteOnly, 0600, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nf.WriteAt([]byte("written over 9p"), 0); err != nil {
+		t.Fatal(err)
+	}
+	nf.Close()
+	if b, err := os.ReadFile(filepath.Join(dir, "new")); err != nil || string(b) != "written over 9p" {
+		t.Fatalf("host sees %q %v", b, err)
+	}
+	if _, err := root.Mkdir("sub", 0755, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	_, d, _ := root.Walk(nil)
+	if _, _, err := d.Open(hp9.ReadOnly); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	var off uint64
+	for {
+		ents, err := d.Readdir(off, 4096)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ents) == 0 {
+			break
+		}
+		for _, e := range ents {
+			names = append(names, e.Name)
+			off = e.Offset
+		}
+	}
+	sort.Strings(names)
+	if got := strings.Join(names, ","); !strings.Contains(got, "hello,new,sub") {
+		t.Errorf("readdir: %s", got)
+	}
+	_, _, err = root.Walk([]string{"..", "..", "hello"})
+	if err != nil {
+		t.Errorf("walk ../../hello from the root: %v", err)
+	}
+	c.Close()
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serveP9 after stop: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("serveP9 did not stop")
+	}
+	if _, err := os.Lstat(sock); !os.IsNotExist(err) {
+		t.Errorf("socket left behind: %v", err)
+	}
+}
