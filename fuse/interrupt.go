@@ -53,9 +53,15 @@ func (t *interrupts) register(unique uint64, f *atomic.Bool) {
 	t.inflight[unique] = f
 }
 
+// unregister ends unique's registration and clears its flag. Once it is
+// out of inflight nothing else writes the flag, so the Request's next
+// request starts uninterrupted.
 func (t *interrupts) unregister(unique uint64) {
 	t.mu.Lock()
-	delete(t.inflight, unique)
+	if f, ok := t.inflight[unique]; ok {
+		delete(t.inflight, unique)
+		f.Store(false)
+	}
 	t.mu.Unlock()
 }
 

@@ -169,6 +169,9 @@ func TestInterruptSetlkw(t *testing.T) {
 			if left != 0 {
 				t.Errorf("%d requests still registered", left)
 			}
+			if h.r.req.intr.Load() {
+				t.Error("the interrupt flag outlived its request")
+			}
 		})
 	}
 }

@@ -213,10 +213,6 @@ func (s *Server) Handle(r *Request) (n int) {
 // is a bug in the filesystem or the engine.
 func (s *Server) Panics() uint64 { return s.panics.Load() }
 
-// DataLen is the number of bytes the transport sends from Dst after the
-// reply in Out (READ with Dst set); 0 for every other reply.
-func (r *Request) DataLen() int { return r.req.dataLen }
-
 func (s *Server) dispatch(r *Request, ag *Agreement) int {
 	q := &r.req
 	switch q.hdr.Opcode {

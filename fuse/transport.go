@@ -41,3 +41,8 @@ type Request struct {
 
 	req request // engine scratch: decoded header, fs.Context, out structs
 }
+
+// DataLen is the number of bytes the transport sends from Dst after the
+// reply in Out[:n] (READ with Dst set, on success); 0 for every other
+// reply. Valid after Handle until the next Handle.
+func (r *Request) DataLen() int { return r.req.dataLen }
