@@ -28,8 +28,9 @@ func (d *discardConn) RemoteAddr() net.Addr { return &net.UnixAddr{Name: "test",
 // file of 1 MiB backed by a real file (so Read and Write take the
 // pread/pwrite path), served request by request without a reader.
 type hotConn struct {
-	c  *conn
-	dc *discardConn
+	c     *conn
+	dc    *discardConn
+	slots []*request // taken out of c.free: between runs the free list is empty
 }
 
 func newHotConn(t testing.TB) *hotConn {
@@ -44,6 +45,9 @@ func newHotConn(t testing.TB) *hotConn {
 	c.msize.Store(1 << 20)
 	c.versioned.Store(true)
 	h := &hotConn{c: c, dc: dc}
+	for len(c.free) > 0 {
+		h.slots = append(h.slots, <-c.free)
+	}
 	h.do(t, &Tattach{Fid: 1, Afid: NoFid, Aname: []byte{}}, MsgRattach)
 	h.do(t, walkMsg(1, 2), MsgRwalk)
 	h.do(t, &Tlcreate{Fid: 2, Name: []byte("data"), Flags: DotlRdwr, Mode: 0644}, MsgRlcreate)
@@ -51,29 +55,38 @@ func newHotConn(t testing.TB) *hotConn {
 	return h
 }
 
-// prepare encodes m into a request slot, ready for run.
+// prepare encodes m into a request slot, ready for run. Slots are taken
+// out of the free list for good, so run can take r back after its reply.
 func (h *hotConn) prepare(t testing.TB, m Message) *request {
 	b, err := Encode(nil, 1<<20, 1, m)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := <-h.c.free
+	if len(h.slots) == 0 {
+		h.slots = append(h.slots, &request{c: h.c})
+		h.slots[0].ctx.SetInterruptFlag(&h.slots[0].intr)
+	}
+	r := h.slots[len(h.slots)-1]
+	h.slots = h.slots[:len(h.slots)-1]
 	r.hdr = Header{Size: uint32(len(b)), Type: m.Type(), Tag: 1}
 	r.in = append(r.in[:0], b[HeaderSize:]...)
-	h.c.free <- r
 	return r
 }
 
 // run serves the request in slot r (prepared earlier) once.
 func (h *hotConn) run(r *request) {
-	<-h.c.free
 	h.c.busy.Add(1)
 	h.c.run(r)
+	if <-h.c.free != r { // reply recycled r into the free list
+		panic("hotConn: free list out of step")
+	}
 }
 
 func (h *hotConn) do(t testing.TB, m Message, want MsgType) {
 	t.Helper()
-	h.run(h.prepare(t, m))
+	r := h.prepare(t, m)
+	h.run(r)
+	h.slots = append(h.slots, r)
 	_, rm, err := Decode(h.dc.last, 1<<20)
 	if err != nil || rm.Type() != want {
 		t.Fatalf("%v: reply %v %+v (%v), want %v", m.Type(), rm.Type(), rm, err, want)

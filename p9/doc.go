@@ -29,8 +29,12 @@
 //
 // Per connection, one reader goroutine reads messages and a bounded pool of
 // workers (Options.MaxRequests) serves them concurrently, replies written
-// whole in any order (tags pair them). The reader answers Tversion and
-// Tflush itself, so a pool full of blocked requests can still be flushed:
+// whole in any order (tags pair them). The reader queues up to readAhead
+// requests beyond the workers' and answers Tversion and Tflush itself, so a
+// pool full of blocked requests can still be flushed (a queued request that
+// is flushed is answered EINTR without being started). A client that fills
+// the queue too makes the reader wait for a worker before it reads on:
+//
 //
 //   - Tversion resets the session: it interrupts and waits for every
 //     request in flight, clunks every fid, then agrees msize = min(client,

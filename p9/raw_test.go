@@ -185,6 +185,42 @@ func TestFlushBlockedLock(t *testing.T) {
 	}
 }
 
+// TestFlushQueued: with the only worker blocked, a request waits in the
+// read-ahead queue; a Tflush naming it is answered after it, and a Tflush
+// of the blocked one still gets through.
+func TestFlushQueued(t *testing.T) {
+	m := newMemFS("")
+	sock, _ := startServer(t, m, &Options{MaxRequests: 1})
+	r := dialRaw(t, sock)
+	r.version(8192)
+	r.attach(1)
+	r.ok(&Tlcreate{Fid: 1, Name: []byte("f"), Flags: DotlRdwr, Mode: 0644}, MsgRlcreate)
+	m.setLkBlocks.Store(true)
+	r.send(7, &Tlock{Fid: 1, LockType: LockTypeWrlck, ProcID: 1, ClientID: []byte("c")})
+	<-m.setLkEntered
+	r.send(8, &Tgetattr{Fid: 1, Mask: AttrBasic}) // queued behind the lock
+	r.send(9, &Tflush{OldTag: 8})
+	r.send(10, &Tflush{OldTag: 7})
+	want := []struct {
+		tag uint16
+		typ MsgType
+	}{{7, MsgRlerror}, {10, MsgRflush}, {8, MsgRlerror}, {9, MsgRflush}}
+	for i, w := range want {
+		tag, rm, err := r.recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tag != w.tag || rm.Type() != w.typ {
+			t.Fatalf("reply %d: tag %d %v %+v, want tag %d %v", i, tag, rm.Type(), rm, w.tag, w.typ)
+		}
+		if e, ok := rm.(*Rlerror); ok && syscall.Errno(e.Ecode) != syscall.EINTR {
+			t.Errorf("reply %d: %v, want EINTR", i, syscall.Errno(e.Ecode))
+		}
+	}
+	m.setLkBlocks.Store(false)
+	r.ok(&Tgetattr{Fid: 1, Mask: AttrBasic}, MsgRgetattr)
+}
+
 func TestFlushOnDisconnect(t *testing.T) {
 	m := newMemFS("")
 	sock, _ := startServer(t, m, nil)

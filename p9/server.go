@@ -29,6 +29,10 @@ const (
 	MinMsize = 512
 )
 
+// readAhead is how many requests a connection's reader queues beyond the
+// ones its workers are serving.
+const readAhead = 4
+
 // nobody is the uid and gid of a request whose user is unknown.
 const nobody = 65534
 
@@ -42,9 +46,11 @@ type Options struct {
 	// MaxFids bounds the fids of one connection; Tattach/Twalk/Txattrwalk
 	// beyond it fail with EMFILE (default 65536).
 	MaxFids int
-	// MaxRequests bounds the requests of one connection served at once;
-	// the connection's reader stops reading until one finishes. Each holds
-	// buffers of up to 2×msize (default 16).
+	// MaxRequests bounds the requests of one connection served at once
+	// (its workers). The reader reads up to readAhead more into a queue, so
+	// a Tflush behind them still arrives while every worker is blocked;
+	// beyond that it stops reading until one finishes. Each request slot
+	// holds buffers of up to 2×msize (default 16).
 	MaxRequests int
 	// Logf logs connection-level events (never per request). Default
 	// log.Printf.
@@ -189,11 +195,11 @@ func (s *Server) newConn(nc net.Conn) (*conn, error) {
 		br:       bufio.NewReaderSize(nc, 64<<10),
 		fids:     map[uint32]*fid{},
 		inflight: map[uint16]*request{},
-		free:     make(chan *request, s.opts.MaxRequests),
-		work:     make(chan *request, s.opts.MaxRequests),
+		free:     make(chan *request, s.opts.MaxRequests+readAhead),
+		work:     make(chan *request, s.opts.MaxRequests+readAhead),
 	}
 	c.msize.Store(s.opts.MaxMsize)
-	for range s.opts.MaxRequests {
+	for range s.opts.MaxRequests + readAhead {
 		r := &request{c: c}
 		r.ctx.SetInterruptFlag(&r.intr)
 		c.free <- r
@@ -421,6 +427,8 @@ func (c *conn) run(r *request) {
 	var e fs.Errno
 	if !c.versioned.Load() {
 		e = syscall.EPROTO // Tversion must come first
+	} else if r.intr.Load() {
+		e = syscall.EINTR // flushed while queued: not started at all
 	} else {
 		e = c.dispatch(r)
 	}
