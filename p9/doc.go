@@ -35,7 +35,6 @@
 // is flushed is answered EINTR without being started). A client that fills
 // the queue too makes the reader wait for a worker before it reads on:
 //
-//
 //   - Tversion resets the session: it interrupts and waits for every
 //     request in flight, clunks every fid, then agrees msize = min(client,
 //     Options.MaxMsize) (at least MinMsize, else Rlerror EINVAL) and
