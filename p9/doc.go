@@ -33,7 +33,8 @@
 // requests beyond the workers' and answers Tversion and Tflush itself, so a
 // pool full of blocked requests can still be flushed (a queued request that
 // is flushed is answered EINTR without being started). A client that fills
-// the queue too makes the reader wait for a worker before it reads on:
+// the queue too makes the reader wait for a worker before it reads on.
+// What the reader answers itself:
 //
 //   - Tversion resets the session: it interrupts and waits for every
 //     request in flight, clunks every fid, then agrees msize = min(client,
