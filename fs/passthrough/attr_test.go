@@ -440,9 +440,23 @@ func TestOpenFlagsByOptions(t *testing.T) {
 			}
 			h := f.handles.get(oo.Handle)
 			if c.wantPassthru {
-				if oo.PassthroughFd != h.fd {
-					t.Errorf("PassthroughFd %d, handle fd %d", oo.PassthroughFd, h.fd)
+				// Every open of the inode shares one backing file, which
+				// serves reads and writes, until the last one is released.
+				var st unix.Stat_t
+				ptfl, _ := unix.FcntlInt(uintptr(oo.PassthroughFd), unix.F_GETFL, 0)
+				if unix.Fstat(oo.PassthroughFd, &st) != nil || st.Ino != e.Attr.Ino || ptfl&unix.O_ACCMODE != unix.O_RDWR {
+					t.Errorf("PassthroughFd %d: ino %d, flags %#x", oo.PassthroughFd, st.Ino, ptfl)
 				}
+				var o2 fs.OpenOut
+				if errno := f.Open(rootCtx, e.Ino, unix.O_RDONLY, 0, &o2); errno != 0 || o2.PassthroughFd != oo.PassthroughFd || o2.Flags&fs.OpenPassthrough == 0 {
+					t.Errorf("second open: %v, fd %d flags %#x; want fd %d", errno, o2.PassthroughFd, o2.Flags, oo.PassthroughFd)
+				}
+				f.Release(rootCtx, e.Ino, o2.Handle, 0)
+				defer func() {
+					if _, err := unix.FcntlInt(uintptr(oo.PassthroughFd), unix.F_GETFD, 0); err == nil {
+						t.Errorf("passthrough fd still open after the last release")
+					}
+				}()
 			}
 			fl, _ := unix.FcntlInt(uintptr(h.fd), unix.F_GETFL, 0)
 			if c.wantWriteback {

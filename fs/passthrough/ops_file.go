@@ -30,16 +30,57 @@ func (f *FS) hostOpenFlags(flags uint32) (int, fs.Errno) {
 	return fl, fs.OK
 }
 
-// fileOpenOut fills the answer to Open, Create and Tmpfile.
-func (f *FS) fileOpenOut(h *handle, id fs.Handle, out *fs.OpenOut) {
-	out.Handle = id
+// fileOpenOut registers h and fills the answer to Open, Create and
+// Tmpfile.
+func (f *FS) fileOpenOut(h *handle, out *fs.OpenOut) {
 	out.Flags = f.openFlags
 	if f.opts.Passthrough && h.in.typ == unix.S_IFREG {
-		// The client does I/O on the backing file itself; direct I/O
-		// would only get in the way of that.
-		out.Flags = out.Flags&^fs.OpenDirectIO | fs.OpenPassthrough
-		out.PassthroughFd = h.fd
+		if fd, ok := f.getPassthroughFd(h); ok {
+			h.passthrough = true
+			// The client does I/O on the backing file itself; direct
+			// I/O would only get in the way of that.
+			out.Flags = out.Flags&^fs.OpenDirectIO | fs.OpenPassthrough
+			out.PassthroughFd = fd
+		}
 	}
+	out.Handle = f.handles.add(h)
+}
+
+// getPassthroughFd returns the inode's shared passthrough file, opening it
+// for the first passthrough handle. The kernel allows one backing file per
+// inode at a time, so every passthrough open of an inode hands out the
+// same fd, opened read-write so that it serves reads and writes of every
+// open (the client's kernel has checked each open's access mode). If the
+// host refuses read-write (a read-only mount, a running executable), the
+// handle's own access mode is used instead. ok is false if no fd could be
+// opened; the open is then served without passthrough.
+func (f *FS) getPassthroughFd(h *handle) (fd int, ok bool) {
+	in := h.in
+	in.ptMu.Lock()
+	defer in.ptMu.Unlock()
+	if in.ptFd < 0 {
+		var e fs.Errno
+		in.ptFd, e = f.reopen(in, unix.O_RDWR)
+		if e != 0 {
+			if in.ptFd, e = f.reopen(in, h.flags&unix.O_ACCMODE); e != 0 {
+				in.ptFd = -1
+				return -1, false
+			}
+		}
+	}
+	in.ptRefs++
+	return in.ptFd, true
+}
+
+// putPassthroughFd drops a handle's reference on the shared passthrough
+// file and closes it with the last one.
+func putPassthroughFd(in *inode) {
+	in.ptMu.Lock()
+	if in.ptRefs--; in.ptRefs == 0 && in.ptFd >= 0 {
+		unix.Close(in.ptFd)
+		in.ptFd = -1
+	}
+	in.ptMu.Unlock()
 }
 
 // Open opens the inode for I/O.
@@ -65,7 +106,7 @@ func (f *FS) Open(ctx *fs.Context, ino fs.Inode, flags, openFlags uint32, out *f
 		}
 	}
 	h := &handle{fd: fd, in: in, flags: fl} // takes over the reference on in
-	f.fileOpenOut(h, f.handles.add(h), out)
+	f.fileOpenOut(h, out)
 	return fs.OK
 }
 
@@ -125,7 +166,7 @@ func (f *FS) openedNew(fd, fl int, out *fs.Entry, open *fs.OpenOut) fs.Errno {
 		return syscall.ESTALE
 	}
 	h := &handle{fd: fd, in: in, flags: fl}
-	f.fileOpenOut(h, f.handles.add(h), open)
+	f.fileOpenOut(h, open)
 	return fs.OK
 }
 
@@ -218,6 +259,7 @@ func (f *FS) Flush(ctx *fs.Context, ino fs.Inode, fh fs.Handle, lockOwner uint64
 	}
 	defer f.putHandle(h)
 	f.dropLockOwner(h.in, lockOwner)
+	h.forgetLockOwner(lockOwner)
 	nfd, err := unix.Dup(h.fd)
 	if err != nil {
 		return errno(err)

@@ -59,40 +59,86 @@ func fromFlock(l *unix.Flock_t, out *fs.Lock) {
 	}
 }
 
-// withLockFd runs op on the fd that carries owner's OFD locks on in,
-// creating it if create. The fd is opened read-write if the host allows
-// (a lock of either type can then be taken), else with the handle's
-// access mode. op runs under in.lockMu so that a racing Flush cannot close
-// the fd under it; op must not block.
-func (f *FS) withLockFd(in *inode, owner uint64, hflags int, create bool, op func(fd int) error) fs.Errno {
+// withLockFd runs op on the fd that carries owner's OFD locks on h's
+// inode, creating it if create (and then recording pid as the owner's and
+// owner as one that locked through h). The fd is opened read-write if the
+// host allows (a lock of either type can then be taken), else with the
+// handle's access mode. op runs under in.lockMu so that a racing Flush
+// cannot close the fd under it; op must not block.
+func (f *FS) withLockFd(h *handle, owner uint64, pid uint32, create bool, op func(fd int) error) fs.Errno {
+	in := h.in
 	in.lockMu.Lock()
 	defer in.lockMu.Unlock()
-	fd, ok := in.lockFds[owner]
+	o, ok := in.lockOwners[owner]
 	if !ok {
 		if !create {
 			return fs.OK
 		}
-		var e fs.Errno
-		fd, e = f.reopen(in, unix.O_RDWR|unix.O_NONBLOCK)
+		fd, e := f.reopen(in, unix.O_RDWR|unix.O_NONBLOCK)
 		if e != 0 {
-			if fd, e = f.reopen(in, hflags&unix.O_ACCMODE|unix.O_NONBLOCK); e != 0 {
+			if fd, e = f.reopen(in, h.flags&unix.O_ACCMODE|unix.O_NONBLOCK); e != 0 {
 				return e
 			}
 		}
-		if in.lockFds == nil {
-			in.lockFds = make(map[uint64]int)
+		if in.lockOwners == nil {
+			in.lockOwners = make(map[uint64]lockOwner)
 		}
-		in.lockFds[owner] = fd
+		o = lockOwner{fd: fd}
+		h.lockMu.Lock()
+		h.lockOwners = append(h.lockOwners, owner)
+		h.lockMu.Unlock()
 	}
-	return errno(op(fd))
+	if create && pid != 0 {
+		o.pid = pid
+	}
+	in.lockOwners[owner] = o
+	return errno(op(o.fd))
+}
+
+// holderPid finds which other owner holds the lock l that conflicts with
+// owner's request, and returns its pid (0 if none of ours: a host process
+// holds it). From the holder's own fd its lock is no conflict, so asking
+// there reports something else or nothing.
+func (f *FS) holderPid(in *inode, owner uint64, l *unix.Flock_t) uint32 {
+	in.lockMu.Lock()
+	defer in.lockMu.Unlock()
+	for id, o := range in.lockOwners {
+		if id == owner {
+			continue
+		}
+		probe := unix.Flock_t{Type: unix.F_WRLCK, Whence: unix.SEEK_SET, Start: l.Start, Len: l.Len}
+		if unix.FcntlFlock(uintptr(o.fd), unix.F_OFD_GETLK, &probe) != nil {
+			continue
+		}
+		if probe.Type == unix.F_UNLCK || probe.Start != l.Start || probe.Len != l.Len {
+			return o.pid
+		}
+	}
+	return 0
+}
+
+// forgetLockOwner removes owner from the owners Release drops. Flush
+// carries POSIX lock owners (one per process) and drops them itself;
+// what remains at Release are the OFD owners (one per open file, which
+// the client only ever unlocks by closing it: its kernel keeps no local
+// record of a FUSE file's locks to unlock at close).
+func (h *handle) forgetLockOwner(owner uint64) {
+	h.lockMu.Lock()
+	defer h.lockMu.Unlock()
+	for i, o := range h.lockOwners {
+		if o == owner {
+			h.lockOwners = append(h.lockOwners[:i], h.lockOwners[i+1:]...)
+			return
+		}
+	}
 }
 
 // dropLockOwner closes owner's lock fd on in, releasing its locks.
 func (f *FS) dropLockOwner(in *inode, owner uint64) {
 	in.lockMu.Lock()
-	if fd, ok := in.lockFds[owner]; ok {
-		unix.Close(fd)
-		delete(in.lockFds, owner)
+	if o, ok := in.lockOwners[owner]; ok {
+		unix.Close(o.fd)
+		delete(in.lockOwners, owner)
 	}
 	in.lockMu.Unlock()
 }
@@ -111,7 +157,7 @@ func (f *FS) GetLk(ctx *fs.Context, ino fs.Inode, fh fs.Handle, owner uint64, lk
 		return e
 	}
 	defer f.putHandle(h)
-	e = f.withLockFd(h.in, owner, h.flags, true, func(fd int) error {
+	e = f.withLockFd(h, owner, 0, true, func(fd int) error {
 		return unix.FcntlFlock(uintptr(fd), unix.F_OFD_GETLK, &l)
 	})
 	if e != 0 {
@@ -123,6 +169,7 @@ func (f *FS) GetLk(ctx *fs.Context, ino fs.Inode, fh fs.Handle, owner uint64, lk
 		return fs.OK
 	}
 	fromFlock(&l, out)
+	out.Pid = f.holderPid(h.in, owner, &l)
 	return fs.OK
 }
 
@@ -156,7 +203,7 @@ func (f *FS) SetLk(ctx *fs.Context, ino fs.Inode, fh fs.Handle, owner uint64, lk
 		}
 		unlock := l.Type == unix.F_UNLCK
 		try = func() fs.Errno {
-			return f.withLockFd(h.in, owner, h.flags, !unlock, func(fd int) error {
+			return f.withLockFd(h, owner, lk.Pid, !unlock, func(fd int) error {
 				lc := l // F_OFD_SETLK may write to it
 				return unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLK, &lc)
 			})

@@ -323,6 +323,16 @@ func (f *FS) getHandle(fh fs.Handle) (*handle, fs.Errno) {
 
 func (f *FS) putHandle(h *handle) {
 	if h.refs.Add(-1) == 0 {
+		h.lockMu.Lock()
+		owners := h.lockOwners
+		h.lockOwners = nil
+		h.lockMu.Unlock()
+		for _, o := range owners {
+			f.dropLockOwner(h.in, o)
+		}
+		if h.passthrough {
+			putPassthroughFd(h.in)
+		}
 		unix.Close(h.fd)
 		f.inodes.put(h.in)
 	}

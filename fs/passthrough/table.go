@@ -45,9 +45,23 @@ type inode struct {
 	nlookup uint64
 
 	lockMu sync.Mutex
-	// lockFds holds the fd that carries the OFD locks of each lock owner.
-	// +checklocks:lockMu
-	lockFds map[uint64]int
+	// lockOwners holds, per lock owner, the fd that carries its OFD locks
+	// and the pid it last locked with. +checklocks:lockMu
+	lockOwners map[uint64]lockOwner
+
+	ptMu sync.Mutex
+	// ptFd is the file every passthrough open of this inode shares (the
+	// kernel refuses a second, different backing file for an inode that
+	// is open in passthrough mode), -1 if none; ptRefs counts the handles
+	// using it. +checklocks:ptMu
+	ptFd   int
+	ptRefs int // +checklocks:ptMu
+}
+
+// lockOwner is one lock owner's state on an inode.
+type lockOwner struct {
+	fd  int
+	pid uint32
 }
 
 func (in *inode) isDir() bool     { return in.typ == unix.S_IFDIR }
@@ -56,11 +70,17 @@ func (in *inode) isSymlink() bool { return in.typ == unix.S_IFLNK }
 // release closes the inode's fds. Called once, when refs reaches 0.
 func (in *inode) release() {
 	in.lockMu.Lock()
-	for _, fd := range in.lockFds {
-		unix.Close(fd)
+	for _, o := range in.lockOwners {
+		unix.Close(o.fd)
 	}
-	in.lockFds = nil
+	in.lockOwners = nil
 	in.lockMu.Unlock()
+	in.ptMu.Lock()
+	if in.ptFd >= 0 {
+		unix.Close(in.ptFd)
+		in.ptFd = -1
+	}
+	in.ptMu.Unlock()
 	unix.Close(in.fd)
 }
 
@@ -159,6 +179,7 @@ func (t *inodeTable) insert(fd int, st *unix.Stat_t) fs.Inode {
 		fd:      fd,
 		typ:     st.Mode & unix.S_IFMT,
 		nlookup: 1,
+		ptFd:    -1,
 	}
 	in.refs.Store(1) // the table's
 	s.m[k] = in
@@ -172,7 +193,7 @@ func (t *inodeTable) insert(fd int, st *unix.Stat_t) fs.Inode {
 
 // insertRoot adds the root with ID fs.RootInode.
 func (t *inodeTable) insertRoot(fd int, st *unix.Stat_t) *inode {
-	in := &inode{id: fs.RootInode, key: keyOf(st), fd: fd, typ: st.Mode & unix.S_IFMT, nlookup: 1}
+	in := &inode{id: fs.RootInode, key: keyOf(st), fd: fd, typ: st.Mode & unix.S_IFMT, nlookup: 1, ptFd: -1}
 	in.refs.Store(1)
 	t.keyShard(in.key).m[in.key] = in
 	t.idShard(in.id).m[in.id] = in
@@ -273,6 +294,13 @@ type handle struct {
 	refs  atomic.Int64
 	// dir is the directory stream of an OpenDir handle, nil for files.
 	dir *dirStream
+	// passthrough: the handle holds a reference on in.ptFd. Immutable.
+	passthrough bool
+
+	lockMu sync.Mutex
+	// lockOwners are the owners that took POSIX locks through this
+	// handle; Release drops them (see ops_lock.go). +checklocks:lockMu
+	lockOwners []uint64
 }
 
 type handleShard struct {

@@ -118,12 +118,14 @@ func TestPosixLocks(t *testing.T) {
 	wr := func(s, end uint64) *fs.Lock { return &fs.Lock{Start: s, End: end, Type: unix.F_WRLCK} }
 	rd := func(s, end uint64) *fs.Lock { return &fs.Lock{Start: s, End: end, Type: unix.F_RDLCK} }
 
-	if errno := f.SetLk(rootCtx, e.Ino, h1, 1, wr(0, 99), false, false); errno != 0 {
+	lk := wr(0, 99)
+	lk.Pid = 4242
+	if errno := f.SetLk(rootCtx, e.Ino, h1, 1, lk, false, false); errno != 0 {
 		t.Fatal(errno)
 	}
 	var out fs.Lock
-	if errno := f.GetLk(rootCtx, e.Ino, h2, 2, wr(50, 60), &out); errno != 0 || out.Type != unix.F_WRLCK || out.Start != 0 || out.End != 99 {
-		t.Errorf("GetLk by other owner = %v %+v", errno, out)
+	if errno := f.GetLk(rootCtx, e.Ino, h2, 2, wr(50, 60), &out); errno != 0 || out.Type != unix.F_WRLCK || out.Start != 0 || out.End != 99 || out.Pid != 4242 {
+		t.Errorf("GetLk by other owner = %v %+v, want the holder's pid 4242", errno, out)
 	}
 	wantErrno(t, "conflicting SetLk", f.SetLk(rootCtx, e.Ino, h2, 2, rd(50, 60), false, false), syscall.EAGAIN)
 	// Same owner through another handle: no conflict.
@@ -195,6 +197,21 @@ func TestPosixLocks(t *testing.T) {
 
 	f.Release(rootCtx, e.Ino, h1, 0)
 	f.Release(rootCtx, e.Ino, h2, 0)
+
+	// An OFD lock (owner = the client's open file) is dropped by Release
+	// alone: the client sends no unlock and no FLUSH with that owner.
+	h3 := open(t, f, e.Ino, unix.O_RDWR)
+	h4 := open(t, f, e.Ino, unix.O_RDWR)
+	if errno := f.SetLk(rootCtx, e.Ino, h3, 77, wr(0, 9), false, false); errno != 0 {
+		t.Fatal(errno)
+	}
+	f.Flush(rootCtx, e.Ino, h3, 1) // a close by some process: not this owner
+	wantErrno(t, "OFD lock held", f.SetLk(rootCtx, e.Ino, h4, 78, wr(0, 0), false, false), syscall.EAGAIN)
+	f.Release(rootCtx, e.Ino, h3, 0)
+	if errno := f.SetLk(rootCtx, e.Ino, h4, 78, wr(0, 0), false, false); errno != 0 {
+		t.Errorf("lock after the OFD holder's release: %v", errno)
+	}
+	f.Release(rootCtx, e.Ino, h4, 0)
 }
 
 func TestFlock(t *testing.T) {
