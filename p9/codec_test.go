@@ -4,8 +4,13 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"io"
+	"net"
 	"reflect"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // sampleMessages holds one valid message of every type, with distinct
@@ -175,6 +180,61 @@ func FuzzDecode(f *testing.F) {
 		}
 		if !bytes.Equal(out, b) {
 			t.Fatalf("round trip of %v:\n in  %x\n out %x", m.Type(), b, out)
+		}
+	})
+}
+
+// FuzzServe feeds arbitrary bytes to a server after a valid handshake
+// (fid 1 = root, fid 2 = an open file). Invariants: no panic while serving
+// (a recovered one is logged and fails the run), the connection ends when
+// the input does, and its teardown returns every lookup and handle.
+func FuzzServe(f *testing.F) {
+	for _, m := range sampleMessages() {
+		if m.Type()%2 == 0 {
+			b, _ := Encode(nil, 8192, 1, m)
+			f.Add(b)
+		}
+	}
+	seq := func(ms ...Message) []byte {
+		var out []byte
+		for i, m := range ms {
+			out, _ = Encode(out, 8192, uint16(i+1), m)
+		}
+		return out
+	}
+	f.Add(seq(walkMsg(1, 3, "d"), &Tmkdir{Dfid: 1, Name: []byte("d"), Mode: 0755}, walkMsg(1, 3, "d", ".."),
+		&Tlopen{Fid: 3}, &Treaddir{Fid: 3, Count: 100}, &Tclunk{Fid: 3}, &Tremove{Fid: 2}))
+	f.Add(seq(&Txattrcreate{Fid: 1, Name: []byte("user.x"), AttrSize: 3}, &Twrite{Fid: 1, Data: []byte("abc")},
+		&Txattrwalk{Fid: 2, Newfid: 4, Name: []byte("user.x")}, &Tread{Fid: 4, Count: 10}, &Tflush{OldTag: 3}))
+	prelude := seq(&Tversion{Msize: 8192, Version: []byte(Version)},
+		&Tattach{Fid: 1, Afid: NoFid, Aname: []byte{}}, walkMsg(1, 2),
+		&Tlcreate{Fid: 2, Name: []byte("f"), Flags: DotlRdwr, Mode: 0644})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m := newMemFS("")
+		var panics atomic.Int32
+		s := NewServer(m, &Options{MaxRequests: 2, Logf: func(format string, args ...any) {
+			if strings.Contains(format, "panic") {
+				panics.Add(1)
+				t.Logf(format, args...)
+			}
+		}})
+		cli, srv := net.Pipe()
+		done := make(chan error, 1)
+		go func() { done <- s.ServeConn(srv) }()
+		go io.Copy(io.Discard, cli)
+		cli.Write(prelude)
+		cli.Write(b)
+		cli.Close()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("connection not torn down after the input ended")
+		}
+		if panics.Load() != 0 {
+			t.Fatal("panic while serving")
+		}
+		if l, h := m.outstanding(); l != 0 || h != 0 {
+			t.Fatalf("after teardown: %d lookups, %d handles outstanding", l, h)
 		}
 	})
 }
