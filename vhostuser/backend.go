@@ -13,10 +13,12 @@ import (
 )
 
 // Protocol features this back-end honours. Anything else is not offered.
+// CONFIG is honoured (GET_CONFIG reads Device.Config) but not offered:
+// QEMU's vhost-user-fs fills the config space itself and warns at start-up
+// when a back-end offers CONFIG; GET_CONFIG is still answered if sent.
 const offeredProtocol = 1<<VHOST_USER_PROTOCOL_F_MQ |
 	1<<VHOST_USER_PROTOCOL_F_REPLY_ACK |
 	1<<VHOST_USER_PROTOCOL_F_BACKEND_REQ |
-	1<<VHOST_USER_PROTOCOL_F_CONFIG |
 	1<<VHOST_USER_PROTOCOL_F_RESET_DEVICE |
 	1<<VHOST_USER_PROTOCOL_F_MEM_SLOTS |
 	1<<VHOST_USER_PROTOCOL_F_STATUS

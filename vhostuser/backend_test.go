@@ -89,7 +89,7 @@ func (d *fakeDevice) Reset() {
 func (d *fakeDevice) nrunning() int { d.mu.Lock(); defer d.mu.Unlock(); return len(d.running) }
 
 const allProtocol = 1<<vhostuser.VHOST_USER_PROTOCOL_F_MQ | 1<<vhostuser.VHOST_USER_PROTOCOL_F_REPLY_ACK |
-	1<<vhostuser.VHOST_USER_PROTOCOL_F_BACKEND_REQ | 1<<vhostuser.VHOST_USER_PROTOCOL_F_CONFIG |
+	1<<vhostuser.VHOST_USER_PROTOCOL_F_BACKEND_REQ |
 	1<<vhostuser.VHOST_USER_PROTOCOL_F_MEM_SLOTS | 1<<vhostuser.VHOST_USER_PROTOCOL_F_STATUS |
 	1<<vhostuser.VHOST_USER_PROTOCOL_F_RESET_DEVICE
 

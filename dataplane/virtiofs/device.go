@@ -153,7 +153,7 @@ func (d *Device) StopQueue(index int) uint16 {
 	binary.LittleEndian.PutUint64(one[:], 1)
 	w.stopping.Store(true)
 	signal(w.stop, &one)
-	if err := w.dw.Wait(); err != nil {
+	if err := w.dw.Wait(); err != nil && err != errStopped {
 		d.log.Warn("virtiofs: queue worker failed", "queue", index, "err", err)
 	}
 	unix.Close(w.stop)

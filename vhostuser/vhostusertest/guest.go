@@ -49,7 +49,7 @@ type GuestConfig struct {
 
 // AllProtocol is every protocol feature a vhost-user-fs front-end may use.
 const AllProtocol = 1<<vhostuser.VHOST_USER_PROTOCOL_F_MQ | 1<<vhostuser.VHOST_USER_PROTOCOL_F_REPLY_ACK |
-	1<<vhostuser.VHOST_USER_PROTOCOL_F_BACKEND_REQ | 1<<vhostuser.VHOST_USER_PROTOCOL_F_CONFIG |
+	1<<vhostuser.VHOST_USER_PROTOCOL_F_BACKEND_REQ |
 	1<<vhostuser.VHOST_USER_PROTOCOL_F_MEM_SLOTS | 1<<vhostuser.VHOST_USER_PROTOCOL_F_STATUS |
 	1<<vhostuser.VHOST_USER_PROTOCOL_F_RESET_DEVICE
 
