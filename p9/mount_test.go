@@ -1,0 +1,159 @@
+package p9
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/fastfsd/fastfsd/fs/passthrough"
+	"github.com/fastfsd/fastfsd/internal/testutil"
+)
+
+// require9p skips unless the kernel can mount 9p over tcp (CONFIG_9P_FS and
+// CONFIG_NET_9P, built in or as modules it can load). It does not fail in
+// strict mode: the development and CI machines' kernel is built without
+// 9p, so the kernel-client run of this test happens in the QEMU guest
+// (internal/vmtest), whose kernel has it.
+func require9p(t *testing.T) {
+	t.Helper()
+	testutil.RequireRoot(t)
+	has := func() bool {
+		b, _ := os.ReadFile("/proc/filesystems")
+		return bytes.Contains(b, []byte("\t9p\n"))
+	}
+	if !has() {
+		exec.Command("modprobe", "-q", "9pnet_fd").Run()
+		exec.Command("modprobe", "-q", "9p").Run()
+	}
+	if !has() {
+		t.Skip("needs a kernel with 9p (CONFIG_9P_FS, CONFIG_NET_9P, trans fd/tcp): not in /proc/filesystems and modprobe 9p failed; this runs in the QEMU guest instead")
+	}
+}
+
+// TestKernelMount mounts the server with the Linux v9fs client over tcp and
+// runs system calls on it, served by fs/passthrough over a temp dir.
+func TestKernelMount(t *testing.T) {
+	require9p(t)
+	shared := t.TempDir()
+	fsys, err := passthrough.New(shared, passthrough.Options{Xattr: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fsys.Close()
+	s := NewServer(fsys, &Options{Logf: t.Logf})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(l)
+	defer s.Close()
+	port := l.Addr().(*net.TCPAddr).Port
+
+	mnt := t.TempDir()
+	opts := "trans=tcp,port=" + strconv.Itoa(port) + ",version=9p2000.L,msize=262144,cache=none,access=client"
+	if err := syscall.Mount("127.0.0.1", mnt, "9p", 0, opts); err != nil {
+		t.Fatalf("mount -t 9p -o %s: %v", opts, err)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(mnt, 0); err != nil {
+			t.Errorf("umount: %v", err)
+			syscall.Unmount(mnt, syscall.MNT_DETACH)
+		}
+	})
+	p := func(name string) string { return filepath.Join(mnt, name) }
+
+	data := bytes.Repeat([]byte("9p over tcp "), 50000) // 600 KB: several Twrite/Tread
+	if err := os.WriteFile(p("file"), data, 0644); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(p("file")); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read back: %d bytes, %v", len(got), err)
+	}
+	if got, err := os.ReadFile(filepath.Join(shared, "file")); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("host side: %d bytes, %v", len(got), err)
+	}
+	st, err := os.Stat(p("file"))
+	if err != nil || st.Size() != int64(len(data)) || st.Mode().Perm() != 0644 {
+		t.Fatalf("stat: %v %v", st, err)
+	}
+	if err := os.Truncate(p("file"), 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p("file"), 0600); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(p("file")); st.Size() != 10 || st.Mode().Perm() != 0600 {
+		t.Errorf("after truncate+chmod: %v", st)
+	}
+	if err := os.MkdirAll(p("d/e"), 0755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../file", p("d/link")); err != nil {
+		t.Fatal(err)
+	}
+	if tgt, err := os.Readlink(p("d/link")); err != nil || tgt != "../file" {
+		t.Errorf("readlink: %q %v", tgt, err)
+	}
+	if err := os.Link(p("file"), p("d/hard")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(p("d/hard"), p("d/e/moved")); err != nil {
+		t.Fatal(err)
+	}
+	ents, err := os.ReadDir(p("d"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	sort.Strings(names)
+	if strings.Join(names, ",") != "e,link" {
+		t.Errorf("readdir d: %v", names)
+	}
+	if err := syscall.Setxattr(p("file"), "user.k", []byte("v"), 0); err != nil {
+		t.Errorf("setxattr: %v", err)
+	} else {
+		buf := make([]byte, 16)
+		if n, err := syscall.Getxattr(p("file"), "user.k", buf); err != nil || string(buf[:n]) != "v" {
+			t.Errorf("getxattr: %q %v", buf[:n], err)
+		}
+		if err := syscall.Removexattr(p("file"), "user.k"); err != nil {
+			t.Errorf("removexattr: %v", err)
+		}
+	}
+	f, err := os.OpenFile(p("file"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lk := syscall.Flock_t{Type: syscall.F_WRLCK, Whence: 0, Start: 0, Len: 0}
+	if err := syscall.FcntlFlock(f.Fd(), syscall.F_SETLK, &lk); err != nil {
+		t.Errorf("fcntl F_SETLK: %v", err)
+	}
+	f.Close()
+	var sfs syscall.Statfs_t
+	if err := syscall.Statfs(mnt, &sfs); err != nil || sfs.Type != int64(V9fsMagic) {
+		t.Errorf("statfs: type %#x %v", sfs.Type, err)
+	}
+	if err := os.Remove(p("d/e/moved")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(p("d/e")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(p("d")); !errors.Is(err, syscall.ENOTEMPTY) {
+		t.Errorf("rmdir non-empty: %v, want ENOTEMPTY", err)
+	}
+	if _, err := os.Stat(p("nope")); !os.IsNotExist(err) {
+		t.Errorf("stat missing: %v", err)
+	}
+}
