@@ -336,7 +336,7 @@ func FuzzSlice(f *testing.F) {
 		if ok {
 			var total uint64
 			for _, v := range iov {
-				total += v.Len
+				total += uint64(v.Len)
 			}
 			if total != n%0x10000 {
 				t.Fatalf("iovecs cover %d bytes, want %d", total, n%0x10000)

@@ -140,6 +140,9 @@ func NewMemfdRegion(d RegionDesc) (*Region, error) {
 	return Map(int(f.Fd()), d)
 }
 
+// maxHeapRegion bounds test regions on the Go heap.
+const maxHeapRegion = 1 << 30
+
 // NewHeapRegion returns a region backed by ordinary Go memory (8-byte
 // aligned), for tests: the race detector sees every access to it, which it
 // does not for mmapped memory, so ring tests over a heap region check the
@@ -147,6 +150,9 @@ func NewMemfdRegion(d RegionDesc) (*Region, error) {
 func NewHeapRegion(d RegionDesc) (*Region, error) {
 	if err := d.validate(); err != nil {
 		return nil, fmt.Errorf("mem: heap region %v: %w", d, err)
+	}
+	if d.Size > maxHeapRegion {
+		return nil, fmt.Errorf("mem: heap region %v: larger than %d bytes", d, maxHeapRegion)
 	}
 	words := make([]uint64, (d.Size+7)/8)
 	return &Region{desc: d, b: heapBytes(words, d.Size)}, nil

@@ -219,11 +219,14 @@ func (d *Driver) Add(bufs []Buf) (head uint16, err error) {
 	if len(bufs) == 0 || len(bufs) > len(d.free) {
 		return 0, ErrFull
 	}
-	// Take descriptors in chain order; write the last first so next links
-	// are known.
-	top := len(d.free)
-	idx := d.free[top-len(bufs):]
-	d.free = d.free[:top-len(bufs)]
+	// Take descriptors in chain order from the top of the free stack.
+	pop := func() uint16 {
+		i := d.free[len(d.free)-1]
+		d.free = d.free[:len(d.free)-1]
+		return i
+	}
+	head = pop()
+	cur := head
 	for i, b := range bufs {
 		desc := Desc{Addr: b.Addr, Len: b.Len}
 		if b.Write {
@@ -231,12 +234,12 @@ func (d *Driver) Add(bufs []Buf) (head uint16, err error) {
 		}
 		if i+1 < len(bufs) {
 			desc.Flags |= FlagNext
-			desc.Next = idx[i+1]
+			desc.Next = pop()
 		}
-		d.nextOf[idx[i]] = desc.Next
-		d.WriteDesc(idx[i], desc)
+		d.nextOf[cur] = desc.Next
+		d.WriteDesc(cur, desc)
+		cur = desc.Next
 	}
-	head = idx[0]
 	d.chainLen[head] = uint16(len(bufs))
 	d.PutAvail(head)
 	return head, nil
