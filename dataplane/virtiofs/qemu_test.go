@@ -95,4 +95,3 @@ func compress(seq []string) string {
 	}
 	return b.String()
 }
-
