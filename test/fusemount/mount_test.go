@@ -157,6 +157,9 @@ func startMount(t *testing.T, flags ...string) *mount {
 		}
 	}
 	args := append([]string{"mount", "--source", m.export, "--allow-other"}, flags...)
+	if os.Getenv("FASTFSD_TEST_DEBUG") == "1" {
+		args = append(args, "--debug") // every request and reply, saved on failure
+	}
 	args = append(args, m.mnt)
 	m.cmd = exec.Command(bin, args...)
 	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
@@ -226,7 +229,14 @@ func (m *mount) stop(t *testing.T) {
 			t.Errorf("fastfsd did not exit within 20 s of SIGTERM; output:\n%s", tail(m.out.String(), 4000))
 		}
 	}
-	if out := m.out.String(); strings.Contains(out, "panic") || strings.Contains(out, "DATA RACE") {
+	if t.Failed() && os.Getenv("FASTFSD_TEST_DEBUG") == "1" {
+		if f, err := os.CreateTemp("", "fastfsd-debug-*.log"); err == nil {
+			f.WriteString(m.out.String())
+			f.Close()
+			t.Logf("fastfsd --debug output saved in %s", f.Name())
+		}
+	}
+	if out := m.out.String(); strings.Contains(out, "panic:") || strings.Contains(out, "DATA RACE") {
 		t.Errorf("fastfsd output reports a panic or race:\n%s", tail(out, 8000))
 	}
 	if fst := mountInfo(t, m.mnt); fst != "" {
