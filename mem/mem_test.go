@@ -198,6 +198,28 @@ func TestTableSlice(t *testing.T) {
 	}
 }
 
+func TestContaining(t *testing.T) {
+	tb := twoRegions(t)
+	for _, tc := range []struct {
+		gpa, start uint64
+		size       int
+		ok         bool
+	}{
+		{0x1000, 0x1000, 0x2000, true},
+		{0x2fff, 0x1000, 0x2000, true},
+		{0x3000, 0x3000, 0x1000, true},
+		{0x4000, 0, 0, false},
+		{0xfff, 0, 0, false},
+		{math.MaxUint64 - 1, math.MaxUint64 - 0x1000, 0x1000, true},
+		{math.MaxUint64, 0, 0, false},
+	} {
+		start, view, ok := tb.Containing(tc.gpa)
+		if ok != tc.ok || start != tc.start || len(view) != tc.size || cap(view) != len(view) {
+			t.Errorf("Containing(%#x) = %#x, len %d, %v; want %#x, %d, %v", tc.gpa, start, len(view), ok, tc.start, tc.size, tc.ok)
+		}
+	}
+}
+
 func TestTableWritesLandInRegion(t *testing.T) {
 	tb := twoRegions(t)
 	b, _ := tb.Slice(0x3010, 4)
@@ -288,6 +310,7 @@ func TestTableAllocs(t *testing.T) {
 		_ = tb.Segment(0x2f00, 0x1000)
 		iov, _ = tb.AppendIovecs(iov[:0], 0x2f00, 0x200)
 		_, _ = tb.UserToGuest(0x7000_3000)
+		_, _, _ = tb.Containing(0x3000)
 	})
 	if n != 0 {
 		t.Fatalf("lookups allocate %v per run, want 0", n)

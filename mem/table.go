@@ -131,6 +131,19 @@ func (t *Table) Segment(gpa, max uint64) []byte {
 	return e.b[off : off+n : off+n]
 }
 
+// Containing returns the whole region that contains gpa: the guest-physical
+// address of its first byte and a view of all of it (cap == len). Callers
+// that look up many nearby addresses (a virtqueue walking descriptors) keep
+// it to check later addresses without a search. ok is false if gpa is in
+// no region.
+func (t *Table) Containing(gpa uint64) (start uint64, view []byte, ok bool) {
+	i := t.find(gpa)
+	if i < 0 || gpa-t.e[i].start >= t.e[i].size {
+		return 0, nil, false
+	}
+	return t.e[i].start, t.e[i].b, true
+}
+
 // AppendIovecs appends to dst iovecs covering the n bytes of guest memory at
 // gpa, one per region the range touches (the range may span regions that are
 // adjacent in guest-physical space). It returns dst unchanged and false if

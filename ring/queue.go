@@ -90,6 +90,12 @@ type Queue struct {
 	usedPub   uint16 // used.idx as last stored
 	usedFlags uint16 // used.flags as last stored
 	err       error  // sticky ring error (ErrAvailIndex, ErrHead)
+
+	// hot is the guest memory region of the last buffer, hotStart its
+	// guest-physical address: most buffers fall in the same region, and
+	// checking it first saves a table search. Reset by bind.
+	hot      []byte
+	hotStart uint64
 }
 
 // New validates cfg against the guest memory t and returns the queue. It
@@ -164,6 +170,7 @@ func (q *Queue) bind(t *mem.Table) error {
 		return fmt.Errorf("ring: used ring at %#x is not 4-byte aligned in host memory (region mapped at an odd offset)", c.Used)
 	}
 	q.t = t
+	q.hot, q.hotStart = nil, 0
 	q.size = n
 	q.mask = uint16(n - 1)
 	q.desc = desc
@@ -349,20 +356,25 @@ func (q *Queue) walk(c *Chain, head uint16) error {
 		}
 		// One buffer per guest memory region the descriptor touches.
 		for rem := uint64(length); rem > 0; {
-			b := q.t.Segment(addr, rem)
-			if len(b) == 0 {
-				return ErrAddress
+			off := addr - q.hotStart // wraps to a huge value below hotStart
+			if off >= uint64(len(q.hot)) {
+				start, view, ok := q.t.Containing(addr)
+				if !ok {
+					return ErrAddress
+				}
+				q.hot, q.hotStart, off = view, start, addr-start
 			}
+			n := min(rem, uint64(len(q.hot))-off) // off < len(q.hot): n >= 1
 			if c.n == MaxBuffers {
 				return ErrTooManyBuffers
 			}
-			c.buf[c.n] = Buffer{Bytes: b, GPA: addr}
+			c.buf[c.n] = Buffer{Bytes: q.hot[off : off+n : off+n], GPA: addr}
 			c.n++
 			if !write {
 				c.nr++
 			}
-			addr += uint64(len(b)) // b ends inside a region: no overflow
-			rem -= uint64(len(b))
+			addr += n // the buffer ends inside a region: no overflow
+			rem -= n
 		}
 
 		if flags&vring.DescFlagNext == 0 {
