@@ -11,6 +11,9 @@ import (
 // TestGuestBoots boots the guest with a virtio-9p share and a trivial
 // script: the harness itself works.
 func TestGuestBoots(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a QEMU guest; not with -short")
+	}
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "hello"), []byte("hi\n"), 0o644)
 	testutil.RequireRoot(t)
