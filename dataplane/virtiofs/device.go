@@ -56,11 +56,21 @@ type Device struct {
 	log    *slog.Logger
 	config [ConfigSize]byte
 
-	// mu guards the fields below. vhostuser calls Start/Stop/Reset from one
-	// goroutine; workers read srv through their own copy, taken at start.
+	// sess is the current FUSE session. Replaced (under mu) by Reset and
+	// by a worker that receives INIT for an initialised session (a guest
+	// that rebooted without the device being reset: "a new FUSE_INIT
+	// terminates the session"). Workers load it once per request.
+	sess atomic.Pointer[session]
+
+	// mu serialises session changes and guards workers. vhostuser calls
+	// Start/Stop/Reset from one goroutine.
 	mu      sync.Mutex
-	srv     *fuse.Server
 	workers []*worker // by queue index; nil when stopped
+}
+
+// session is one FUSE session: the engine that saw its INIT.
+type session struct {
+	srv *fuse.Server
 	// destroyed is set by a worker that served DESTROY in this session.
 	destroyed atomic.Bool
 }
@@ -89,7 +99,7 @@ func New(fsys fs.FileSystem, opts Options) (*Device, error) {
 	copy(d.config[:TagSize], opts.Tag)
 	binary.LittleEndian.PutUint32(d.config[TagSize:], uint32(opts.RequestQueues))
 	d.workers = make([]*worker, 1+opts.RequestQueues)
-	d.srv = fuse.NewServer(fsys, opts.Fuse)
+	d.sess.Store(&session{srv: fuse.NewServer(fsys, opts.Fuse)})
 	return d, nil
 }
 
@@ -128,7 +138,7 @@ func (d *Device) StartQueue(q *vhostuser.Queue) error {
 	if err != nil {
 		return fmt.Errorf("virtiofs: queue %d: eventfd: %w", q.Index, err)
 	}
-	w := newWorker(d, q, rq, d.srv, stop)
+	w := newWorker(d, q, rq, stop)
 	cpu := -1
 	if len(d.opts.CPUs) > 0 {
 		cpu = d.opts.CPUs[q.Index%len(d.opts.CPUs)]
@@ -162,16 +172,35 @@ func (d *Device) StopQueue(index int) uint16 {
 }
 
 // Reset ends the FUSE session: the next driver (a rebooted guest) starts
-// with INIT on a fresh engine. If the old session never sent DESTROY, the
-// filesystem is told now, so it drops the old session's inodes and handles.
+// with INIT on a fresh engine.
 func (d *Device) Reset() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if _, ok := d.srv.Agreed(); ok && !d.destroyed.Load() {
+	d.newSessionLocked()
+}
+
+// newSession replaces the session if it is still old (the one the caller
+// saw), so two INITs racing on two queues make one new session.
+func (d *Device) newSession(old *session) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.sess.Load() == old {
+		d.newSessionLocked()
+	}
+}
+
+// newSessionLocked makes a fresh engine. If the old session was initialised
+// and never sent DESTROY, the filesystem is told now, so it drops that
+// session's inodes and handles (fs/passthrough supports being reused after
+// Destroy, as a virtio-fs device must).
+//
+// Preconditions: d.mu is held.
+func (d *Device) newSessionLocked() {
+	old := d.sess.Load()
+	if _, ok := old.srv.Agreed(); ok && !old.destroyed.Load() {
 		d.fsys.Destroy()
 	}
-	d.srv = fuse.NewServer(d.fsys, d.opts.Fuse)
-	d.destroyed.Store(false)
+	d.sess.Store(&session{srv: fuse.NewServer(d.fsys, d.opts.Fuse)})
 }
 
 // errStopped ends a worker normally.

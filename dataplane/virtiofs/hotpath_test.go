@@ -65,7 +65,7 @@ func newBench(tb testing.TB) *bench {
 		tb.Fatal(err)
 	}
 	q := &vhostuser.Queue{Index: 1, Size: 128, Kick: -1, Call: -1, Err: -1, Memory: m}
-	w := newWorker(dev, q, rq, dev.srv, -1)
+	w := newWorker(dev, q, rq, -1)
 	tb.Cleanup(w.reader.Close)
 	b := &bench{w: w, d: d, g: g}
 

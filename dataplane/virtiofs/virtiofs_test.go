@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -525,4 +526,30 @@ func TestMemoryUpdatesUnderLoad(t *testing.T) {
 		t.Fatalf("served %d and %d requests during %d memory updates, want 500 each", served[0].Load(), served[1].Load(), 2*updates)
 	}
 	t.Logf("served %d GETATTR and %d WRITE during %d memory updates", served[0].Load(), served[1].Load(), 2*updates)
+}
+
+// TestGuestReboot: the guest reboots without a device reset (QEMU stops the
+// rings and starts fresh ones on the same connection) and sends INIT
+// again; the device starts a new FUSE session and serves it.
+func TestGuestReboot(t *testing.T) {
+	d := newDaemon(t, 1)
+	g := d.guest(vt.GuestConfig{})
+	session(t, g, "before")
+	if _, err := g.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	session(t, g, "after")
+	name := []byte("before\x00")
+	r := call(t, g.Queues[1], vt.Buffers{In: [][]byte{inHeader(abi.OpLookup, 1, len(name)), name},
+		Out: []int{abi.OutHeaderSize + abi.EntryOutSize}})
+	var e abi.EntryOut
+	if !e.Unmarshal(r.args) || e.NodeID == 0 {
+		t.Fatalf("LOOKUP after reboot: %x", r.args)
+	}
+	if !strings.Contains(d.log.String(), "starting a new session") {
+		t.Fatal("no new session logged")
+	}
 }

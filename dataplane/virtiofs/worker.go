@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/fastfsd/fastfsd/dataplane"
+	"github.com/fastfsd/fastfsd/fs"
 	"github.com/fastfsd/fastfsd/fuse"
 	"github.com/fastfsd/fastfsd/fuse/abi"
 	"github.com/fastfsd/fastfsd/mem"
@@ -29,9 +30,9 @@ type worker struct {
 	index  int
 	q      *ring.Queue
 	reader *mem.Reader
-	srv    *fuse.Server
-	kick   int // -1: the front-end asked for polling
-	call   int // -1: no notifications
+	sess   *session // the FUSE session req belongs to
+	kick   int      // -1: the front-end asked for polling
+	call   int      // -1: no notifications
 	errFd  int
 	stop   int // eventfd StopQueue signals, to wake a sleeping worker
 	// stopping is set by StopQueue before it signals stop, and checked
@@ -54,11 +55,12 @@ type worker struct {
 	served, badChains uint64
 }
 
-func newWorker(d *Device, q *vhostuser.Queue, rq *ring.Queue, srv *fuse.Server, stop int) *worker {
-	w := &worker{d: d, index: q.Index, q: rq, srv: srv, kick: q.Kick, call: q.Call, errFd: q.Err, stop: stop}
+func newWorker(d *Device, q *vhostuser.Queue, rq *ring.Queue, stop int) *worker {
+	w := &worker{d: d, index: q.Index, q: rq, kick: q.Kick, call: q.Call, errFd: q.Err, stop: stop}
 	// The reader is created here and used only by the worker from now on.
 	w.reader = q.Memory.NewReader()
-	w.req = srv.NewRequest()
+	w.sess = d.sess.Load()
+	w.req = w.sess.srv.NewRequest()
 	w.sink.iov = &w.iov
 	w.src.iov = &w.iov
 	binary.LittleEndian.PutUint64(w.one[:], 1)
@@ -233,25 +235,30 @@ func (w *worker) serve() uint32 {
 	op := abi.Opcode(binary.LittleEndian.Uint32(w.in[4:8]))
 	unique := binary.LittleEndian.Uint64(w.in[8:16])
 	inLen := rlen
-	r.Src, r.Dst = nil, nil
+	var src fs.Source
+	var dst fs.Sink
 	if op == abi.OpWrite && rlen >= abi.InHeaderSize+abi.WriteInSize {
 		inLen = abi.InHeaderSize + abi.WriteInSize
 		w.src.reset(c.Readable(), inLen, int(rlen-inLen))
-		r.Src = &w.src
+		src = &w.src
 	}
 	wlen := c.WritableLen()
 	if inLen > uint64(len(w.in)) {
 		return w.errReply(unique, unix.E2BIG, wlen)
 	}
 	c.ReadAt(w.in[abi.InHeaderSize:inLen], abi.InHeaderSize)
-	r.In = w.in[:inLen]
 	if op == abi.OpRead && wlen > abi.OutHeaderSize {
 		w.sink.reset(c.Writable(), abi.OutHeaderSize, int(min(wlen-abi.OutHeaderSize, 1<<31)))
-		r.Dst = &w.sink
+		dst = &w.sink
 	}
-	n := w.srv.Handle(r)
+	r.In, r.Src, r.Dst = w.in[:inLen], src, dst
+	if w.session(op) {
+		r = w.req
+		r.In, r.Src, r.Dst = w.in[:inLen], src, dst
+	}
+	n := w.sess.srv.Handle(r)
 	if op == abi.OpDestroy {
-		w.d.destroyed.Store(true)
+		w.sess.destroyed.Store(true)
 	}
 	if n == 0 {
 		return 0
@@ -264,6 +271,28 @@ func (w *worker) serve() uint32 {
 	}
 	c.WriteAt(r.Out[:n], 0)
 	return uint32(n + data)
+}
+
+// session makes the worker serve the device's current FUSE session,
+// starting a new one first if op is INIT for a session already initialised
+// (a guest that rebooted; virtio spec: a new FUSE_INIT terminates the
+// session). It reports whether w.req changed. Steady state: one atomic
+// load, no allocation.
+func (w *worker) session(op abi.Opcode) bool {
+	s := w.d.sess.Load()
+	if op == abi.OpInit {
+		if _, ok := s.srv.Agreed(); ok {
+			w.d.log.Info("virtiofs: FUSE INIT on an initialised session: starting a new session", "queue", w.index)
+			w.d.newSession(s)
+			s = w.d.sess.Load()
+		}
+	}
+	if s == w.sess {
+		return false
+	}
+	w.sess = s
+	w.req = s.srv.NewRequest()
+	return true
 }
 
 // errReply writes a header-only error reply, if it fits.

@@ -259,3 +259,24 @@ func (q *GuestQueue) Reply(b Buffers, n uint32) ([]byte, error) {
 	}
 	return out[:n], nil
 }
+
+// Restart sets every queue up again from scratch after Stop, as a guest
+// that rebooted does: fresh rings (indices 0), new eventfds, enabled.
+func (g *Guest) Restart() error {
+	for _, q := range g.Queues {
+		unix.Close(q.Ev.Kick)
+		unix.Close(q.Ev.Call)
+		q.Ev = Eventfds{-1, -1}
+		d, err := ringtest.NewDriver(g.Mem.Table, q.Config)
+		if err != nil {
+			return err
+		}
+		q.D = d
+		v := Vring{Index: uint32(q.Index), Size: q.Config.Size, Desc: q.Config.Desc, Avail: q.Config.Avail, Used: q.Config.Used}
+		enable := g.Features&(1<<vhostuser.VHOST_USER_F_PROTOCOL_FEATURES) != 0
+		if q.Ev, err = g.F.StartVring(g.Mem, v, enable); err != nil {
+			return err
+		}
+	}
+	return nil
+}
