@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -38,10 +39,17 @@ func require9p(t *testing.T) {
 	}
 }
 
-// TestKernelMount mounts the server with the Linux v9fs client over tcp and
-// runs system calls on it, served by fs/passthrough over a temp dir.
+// TestKernelMount mounts the server with the Linux v9fs client over tcp,
+// in several cache modes, and runs system calls on it, served by
+// fs/passthrough over a temp dir.
 func TestKernelMount(t *testing.T) {
 	require9p(t)
+	for _, mode := range []string{"msize=262144,cache=none", "msize=1048576,cache=loose", "msize=65536,cache=mmap"} {
+		t.Run(mode, func(t *testing.T) { kernelMount(t, mode) })
+	}
+}
+
+func kernelMount(t *testing.T, mode string) {
 	shared := t.TempDir()
 	fsys, err := passthrough.New(shared, passthrough.Options{Xattr: true})
 	if err != nil {
@@ -58,16 +66,16 @@ func TestKernelMount(t *testing.T) {
 	port := l.Addr().(*net.TCPAddr).Port
 
 	mnt := t.TempDir()
-	opts := "trans=tcp,port=" + strconv.Itoa(port) + ",version=9p2000.L,msize=262144,cache=none,access=client"
+	opts := "trans=tcp,port=" + strconv.Itoa(port) + ",version=9p2000.L,access=client," + mode
 	if err := syscall.Mount("127.0.0.1", mnt, "9p", 0, opts); err != nil {
 		t.Fatalf("mount -t 9p -o %s: %v", opts, err)
 	}
-	t.Cleanup(func() {
+	defer func() {
 		if err := syscall.Unmount(mnt, 0); err != nil {
 			t.Errorf("umount: %v", err)
 			syscall.Unmount(mnt, syscall.MNT_DETACH)
 		}
-	})
+	}()
 	p := func(name string) string { return filepath.Join(mnt, name) }
 
 	data := bytes.Repeat([]byte("9p over tcp "), 50000) // 600 KB: several Twrite/Tread
@@ -155,5 +163,46 @@ func TestKernelMount(t *testing.T) {
 	}
 	if _, err := os.Stat(p("nope")); !os.IsNotExist(err) {
 		t.Errorf("stat missing: %v", err)
+	}
+
+	// A directory of 600 entries takes several Treaddir round trips.
+	if err := os.Mkdir(p("big"), 0755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 600 {
+		if err := os.WriteFile(p("big/entry-with-a-longish-name-"+strconv.Itoa(i)), nil, 0644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ents, err := os.ReadDir(p("big")); err != nil || len(ents) != 600 {
+		t.Errorf("readdir big: %d entries, %v", len(ents), err)
+	}
+
+	// Concurrent I/O on several files: requests in flight at once.
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			name := p("par" + strconv.Itoa(i))
+			want := bytes.Repeat([]byte{byte('a' + i)}, 300000+i)
+			if err := os.WriteFile(name, want, 0644); err != nil {
+				errs <- err
+				return
+			}
+			got, err := os.ReadFile(name)
+			if err == nil && !bytes.Equal(got, want) {
+				err = errors.New(name + ": read back differs")
+			}
+			if err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
