@@ -33,7 +33,8 @@ func Listen(path string) (*net.UnixListener, error) {
 }
 
 // FileListener adopts an inherited listening unix socket (virtiofsd --fd=N,
-// as libvirt passes it). The fd is owned by the returned listener.
+// as libvirt passes it). It takes ownership of fd: the listener holds a
+// duplicate and fd itself is closed, on success and on error alike.
 func FileListener(fd int) (*net.UnixListener, error) {
 	f := os.NewFile(uintptr(fd), fmt.Sprintf("fd %d", fd))
 	if f == nil {
