@@ -62,11 +62,15 @@ func (m *Memory) Table() *Table { return m.table.Load() }
 // goroutine.
 type Reader struct {
 	m *Memory
-	_ cpu.CacheLinePad
+	// online is the value of state as this goroutine last stored it. Owned
+	// by the reader's goroutine (not shared), it lets Enter skip the store
+	// when the epoch has not moved.
+	online uint64
+	_      cpu.CacheLinePad
 	// state is 0 while the reader is offline, else the epoch it read on its
 	// last Enter. Written (Store) only by the owning goroutine in Enter and
 	// Exit; read (Load) by writers in Synchronize. Padded to its own cache
-	// line: written once per batch by the worker, polled by the writer.
+	// line: written by the worker, polled by the writer.
 	state atomic.Uint64
 	_     cpu.CacheLinePad
 }
@@ -83,18 +87,30 @@ func (m *Memory) NewReader() *Reader {
 // Enter passes a quiescent point and goes online: it returns the current
 // table, which, with every view taken from it, stays mapped until the next
 // Enter, Exit or Close of this reader. Enter on an online reader is allowed
-// (it is Exit followed by Enter). It allocates nothing and takes no lock.
+// (it is Exit followed by Enter). It allocates nothing and takes no lock;
+// while no update happens it costs two atomic loads, so a worker can call it
+// before every request.
 func (r *Reader) Enter() *Table {
 	// Order: epoch Load, state Store, table Load — all sequentially
-	// consistent. Synchronize relies on the state Store preceding the table
-	// Load.
-	r.state.Store(r.m.epoch.Load())
+	// consistent; Synchronize relies on the state Store preceding the table
+	// Load. When state already holds e (stored by an earlier Enter, with no
+	// Exit since), that earlier Store precedes this table Load just as well,
+	// so storing e again would change nothing: skip it.
+	if e := r.m.epoch.Load(); e != r.online {
+		r.state.Store(e)
+		r.online = e
+	}
 	return r.m.table.Load()
 }
 
 // Exit is a quiescent point: the reader goes offline and holds no view.
 // Call it before blocking.
-func (r *Reader) Exit() { r.state.Store(0) }
+func (r *Reader) Exit() {
+	if r.online != 0 {
+		r.state.Store(0)
+		r.online = 0
+	}
+}
 
 // Close exits and unregisters the reader.
 func (r *Reader) Close() {
@@ -209,16 +225,20 @@ func (m *Memory) Synchronize(ctx context.Context) error {
 // they happen in one total order S. The writer did W1: table.Store(new)
 // (before this call), W2: target = epoch.Add(1), W3: state.Load() per
 // reader. A reader's Enter does R1: e = epoch.Load(), R2: state.Store(e),
-// R3: table.Load(). Suppose a reader's R3 returned the old table, so it may
-// still hold views of retired regions. Then R3 precedes W1 in S, hence
-// R1 < R2 < W1 < W2 < W3 in S: W3 sees that reader's state e, or a later
-// value it stored. e was read before W2, so e < target and e != 0: the
-// writer waits. The reader's next Exit stores 0 and its next Enter stores
-// an epoch read after W2 (>= target) — either is a quiescent point after
-// which it holds no view of the old table, and its later table Loads
-// follow W1 in S and return the new table (or a newer one). So once every
-// reader reads 0 or >= target, no reader holds or can obtain a view of a
-// retired region.
+// R3: table.Load(); it skips R2 when its state already holds e, stored by
+// an earlier Enter with no Exit since — that earlier store then plays R2's
+// role, as it precedes R3 in program order and so in S.
+//
+// Suppose a reader's R3 returned the old table, so it may still hold views
+// of retired regions. Then R3 precedes W1 in S, hence R1 < R3 < W1 < W2 <
+// W3 and R2 (or the store playing its role) < R3: W3 sees that reader's
+// state e, or a later value it stored. e was read before W2, so e < target
+// and e != 0: the writer waits. The reader's next Exit stores 0 and its
+// next Enter reads an epoch after W2 (>= target, != e) and stores it —
+// either is a quiescent point after which it holds no view of the old
+// table, and its later table Loads follow W1 in S and return the new table
+// (or a newer one). So once every reader reads 0 or >= target, no reader
+// holds or can obtain a view of a retired region.
 //
 // Preconditions: m.mu is held.
 func (m *Memory) synchronizeLocked(ctx context.Context) error {

@@ -206,3 +206,14 @@ func BenchmarkReaderEnterExit(b *testing.B) {
 		r.Exit()
 	}
 }
+
+// BenchmarkReaderEnter is the per-request cost when a worker passes a
+// quiescent point before each request (Enter without Exit).
+func BenchmarkReaderEnter(b *testing.B) {
+	m := NewMemory()
+	r := m.NewReader()
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = r.Enter()
+	}
+}
