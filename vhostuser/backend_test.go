@@ -512,12 +512,12 @@ func TestListen(t *testing.T) {
 		t.Fatal("Listen over a regular file succeeded")
 	}
 	// A pipe is not a socket: refused (and the fd, handed over, closed).
-	var p [2]int
-	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+	var pp [2]int
+	if err := unix.Pipe2(pp[:], unix.O_CLOEXEC); err != nil {
 		t.Fatal(err)
 	}
-	defer unix.Close(p[1])
-	if _, err := vhostuser.FileListener(p[0]); err == nil {
+	defer unix.Close(pp[1])
+	if _, err := vhostuser.FileListener(pp[0]); err == nil {
 		t.Fatal("FileListener accepted a pipe")
 	}
 	_ = net.ErrClosed
