@@ -165,28 +165,34 @@ func kernelMount(t *testing.T, mode string) {
 		t.Errorf("stat missing: %v", err)
 	}
 
-	// A directory of 600 entries takes several Treaddir round trips.
+	// A directory of 300 entries takes several Treaddir round trips (once:
+	// the cache mode does not change readdir, and in a TCG guest each
+	// create costs milliseconds).
+	bigDir := 0
+	if strings.Contains(mode, "cache=none") {
+		bigDir = 300
+	}
 	if err := os.Mkdir(p("big"), 0755); err != nil {
 		t.Fatal(err)
 	}
-	for i := range 600 {
+	for i := range bigDir {
 		if err := os.WriteFile(p("big/entry-with-a-longish-name-"+strconv.Itoa(i)), nil, 0644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if ents, err := os.ReadDir(p("big")); err != nil || len(ents) != 600 {
+	if ents, err := os.ReadDir(p("big")); err != nil || len(ents) != bigDir {
 		t.Errorf("readdir big: %d entries, %v", len(ents), err)
 	}
 
 	// Concurrent I/O on several files: requests in flight at once.
 	var wg sync.WaitGroup
-	errs := make(chan error, 8)
-	for i := range 8 {
+	errs := make(chan error, 4)
+	for i := range 4 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			name := p("par" + strconv.Itoa(i))
-			want := bytes.Repeat([]byte{byte('a' + i)}, 300000+i)
+			want := bytes.Repeat([]byte{byte('a' + i)}, 128<<10+i)
 			if err := os.WriteFile(name, want, 0644); err != nil {
 				errs <- err
 				return
