@@ -265,6 +265,7 @@ var doors = []door{
 	{name: "cache=auto,passthrough=off,splice=on", flags: []string{"--cache=auto", "--passthrough=false", "--splice=on"}},
 	{name: "cache=never", flags: []string{"--cache=never"}},
 	{name: "cache=always", flags: []string{"--cache=always"}},
+	{name: "cache=always,passthrough=off", flags: []string{"--cache=always", "--passthrough=false"}},
 }
 
 // TestPosix runs the whole conformance suite through the mount in each
