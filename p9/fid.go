@@ -84,31 +84,34 @@ func (c *conn) getFid(id uint32) *fid {
 	return f
 }
 
-// putFid drops a reference; the last one releases the fid's resources.
-func (c *conn) putFid(f *fid) {
+// putFid drops a reference; the last one releases the fid's resources,
+// calling Release with ctx (the dropping request's; nil at teardown).
+func (c *conn) putFid(f *fid, ctx *fs.Context) {
 	c.mu.Lock()
 	f.refs--
 	last := f.refs == 0
 	c.mu.Unlock()
 	if last {
-		c.releaseFid(f)
+		c.releaseFid(f, ctx)
 	}
 }
 
 // releaseFid frees a fid nobody references any more.
-func (c *conn) releaseFid(f *fid) {
+func (c *conn) releaseFid(f *fid, ctx *fs.Context) {
 	f.mu.Lock()
 	n, st, fh := f.n, f.state, f.fh
 	f.n = nil
 	f.xattr, f.xname = nil, nil
 	f.mu.Unlock()
-	if n != nil {
-		ctx := fs.Context{Caller: fs.Caller{Uid: f.uid, Gid: nobody}}
-		switch st {
-		case fidOpenFile:
-			c.s.fs.Release(&ctx, n.ino, fh, 0)
-		case fidOpenDir:
-			c.s.fs.ReleaseDir(&ctx, n.ino, fh)
+	if n != nil && (st == fidOpenFile || st == fidOpenDir) {
+		if ctx == nil {
+			ctx = &fs.Context{}
+		}
+		ctx.Caller = fs.Caller{Uid: f.uid, Gid: nobody}
+		if st == fidOpenFile {
+			c.s.fs.Release(ctx, n.ino, fh, 0)
+		} else {
+			c.s.fs.ReleaseDir(ctx, n.ino, fh)
 		}
 	}
 	c.mu.Lock()
@@ -215,6 +218,6 @@ func (c *conn) clunkAll() {
 	c.mu.Unlock()
 	for _, f := range fids {
 		c.commitXattr(f)
-		c.putFid(f)
+		c.putFid(f, nil)
 	}
 }

@@ -228,7 +228,7 @@ func (c *conn) walk(r *request, body []byte) fs.Errno {
 	if f == nil {
 		return eBadf
 	}
-	defer c.putFid(f)
+	defer c.putFid(f, &r.ctx)
 	start, st, _ := f.snapshot()
 	if st != fidWalked || start == nil {
 		return eBadf
@@ -333,7 +333,7 @@ func (c *conn) clunk(r *request, body []byte) fs.Errno {
 		return eBadf
 	}
 	e := c.commitXattr(f)
-	c.putFid(f)
+	c.putFid(f, &r.ctx)
 	if e != 0 {
 		return e
 	}
@@ -353,7 +353,7 @@ func (c *conn) remove(r *request, body []byte) fs.Errno {
 	if f == nil {
 		return eBadf
 	}
-	defer c.putFid(f)
+	defer c.putFid(f, &r.ctx)
 	n, _, _ := f.snapshot()
 	if n == nil {
 		return eBadf
@@ -423,7 +423,7 @@ func (c *conn) lopen(r *request, body []byte) fs.Errno {
 	if f == nil {
 		return eBadf
 	}
-	defer c.putFid(f)
+	defer c.putFid(f, &r.ctx)
 	flags, e := hostOpenFlags(m.Flags)
 	if e != 0 {
 		return e
@@ -480,7 +480,7 @@ func (c *conn) read(r *request, body []byte) fs.Errno {
 	if f == nil {
 		return eBadf
 	}
-	defer c.putFid(f)
+	defer c.putFid(f, &r.ctx)
 	count := min(int(m.Count), int(c.msize.Load())-ReadHeaderSize)
 	enc := r.begin(MsgRread, ReadHeaderSize+count)
 	count = min(count, cap(enc.buf)-ReadHeaderSize)
@@ -532,7 +532,7 @@ func (c *conn) write9(r *request, body []byte) fs.Errno {
 	if f == nil {
 		return eBadf
 	}
-	defer c.putFid(f)
+	defer c.putFid(f, &r.ctx)
 	f.mu.Lock()
 	n, st, fh := f.n, f.state, f.fh
 	if st == fidXattrWrite {
@@ -580,7 +580,7 @@ func (c *conn) readdir(r *request, body []byte) fs.Errno {
 	if f == nil {
 		return eBadf
 	}
-	defer c.putFid(f)
+	defer c.putFid(f, &r.ctx)
 	n, st, fh := f.snapshot()
 	if st != fidOpenDir {
 		if st == fidOpenFile {
@@ -618,7 +618,7 @@ func (c *conn) getattr(r *request, body []byte) fs.Errno {
 	if f == nil {
 		return eBadf
 	}
-	defer c.putFid(f)
+	defer c.putFid(f, &r.ctx)
 	n, st, fh := f.snapshot()
 	if n == nil {
 		return eBadf
@@ -666,7 +666,7 @@ func (c *conn) setattr(r *request, body []byte) fs.Errno {
 	if f == nil {
 		return eBadf
 	}
-	defer c.putFid(f)
+	defer c.putFid(f, &r.ctx)
 	n, st, fh := f.snapshot()
 	if n == nil {
 		return eBadf
@@ -728,7 +728,7 @@ func (c *conn) statfs(r *request, body []byte) fs.Errno {
 	if f == nil {
 		return eBadf
 	}
-	defer c.putFid(f)
+	defer c.putFid(f, &r.ctx)
 	n, _, _ := f.snapshot()
 	if n == nil {
 		return eBadf
@@ -760,7 +760,7 @@ func (c *conn) fsync(r *request, body []byte) fs.Errno {
 	if f == nil {
 		return eBadf
 	}
-	defer c.putFid(f)
+	defer c.putFid(f, &r.ctx)
 	n, st, fh := f.snapshot()
 	var e fs.Errno
 	switch st {

@@ -16,11 +16,11 @@ func (c *conn) dirFid(id uint32) (*fid, *node, fs.Errno) {
 	}
 	n, st, _ := f.snapshot()
 	if n == nil || st == fidXattrRead || st == fidXattrWrite {
-		c.putFid(f)
+		c.putFid(f, nil)
 		return nil, nil, eBadf
 	}
 	if !n.isDir() {
-		c.putFid(f)
+		c.putFid(f, nil)
 		return nil, nil, eNotdir
 	}
 	return f, n, 0
@@ -61,7 +61,7 @@ func (c *conn) lcreate(r *request, body []byte) fs.Errno {
 	if e != 0 {
 		return e
 	}
-	defer c.putFid(f)
+	defer c.putFid(f, &r.ctx)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.state != fidWalked || f.n != dir {
@@ -103,7 +103,7 @@ func (c *conn) symlink(r *request, body []byte) fs.Errno {
 	if e != 0 {
 		return e
 	}
-	defer c.putFid(f)
+	defer c.putFid(f, &r.ctx)
 	var ent fs.Entry
 	if e := c.s.fs.Symlink(r.ctxFor(f, m.Gid), dir.ino, m.Name, m.Target, &ent); e != 0 {
 		return e
@@ -126,7 +126,7 @@ func (c *conn) mknod(r *request, body []byte) fs.Errno {
 	if e != 0 {
 		return e
 	}
-	defer c.putFid(f)
+	defer c.putFid(f, &r.ctx)
 	rdev := m.Minor&0xff | m.Major<<8 | (m.Minor&^0xff)<<12
 	var ent fs.Entry
 	if e := c.s.fs.Mknod(r.ctxFor(f, m.Gid), dir.ino, m.Name, m.Mode, rdev, &ent); e != 0 {
@@ -148,7 +148,7 @@ func (c *conn) mkdir(r *request, body []byte) fs.Errno {
 	if e != 0 {
 		return e
 	}
-	defer c.putFid(f)
+	defer c.putFid(f, &r.ctx)
 	var ent fs.Entry
 	if e := c.s.fs.Mkdir(r.ctxFor(f, m.Gid), dir.ino, m.Name, m.Mode&07777, &ent); e != 0 {
 		return e
@@ -170,12 +170,12 @@ func (c *conn) link(r *request, body []byte) fs.Errno {
 	if e != 0 {
 		return e
 	}
-	defer c.putFid(df)
+	defer c.putFid(df, &r.ctx)
 	f := c.getFid(m.Fid)
 	if f == nil {
 		return eBadf
 	}
-	defer c.putFid(f)
+	defer c.putFid(f, &r.ctx)
 	n, _, _ := f.snapshot()
 	if n == nil {
 		return eBadf
@@ -206,12 +206,12 @@ func (c *conn) rename(r *request, body []byte) fs.Errno {
 	if e != 0 {
 		return e
 	}
-	defer c.putFid(df)
+	defer c.putFid(df, &r.ctx)
 	f := c.getFid(m.Fid)
 	if f == nil {
 		return eBadf
 	}
-	defer c.putFid(f)
+	defer c.putFid(f, &r.ctx)
 	n, _, _ := f.snapshot()
 	if n == nil {
 		return eBadf
@@ -256,12 +256,12 @@ func (c *conn) renameat(r *request, body []byte) fs.Errno {
 	if e != 0 {
 		return e
 	}
-	defer c.putFid(of)
+	defer c.putFid(of, &r.ctx)
 	nf, ndir, e := c.dirFid(m.NewDirFid)
 	if e != 0 {
 		return e
 	}
-	defer c.putFid(nf)
+	defer c.putFid(nf, &r.ctx)
 	if e := c.s.fs.Rename(r.ctxFor(of, nobody), odir.ino, m.OldName, ndir.ino, m.NewName, 0); e != 0 {
 		return e
 	}
@@ -286,7 +286,7 @@ func (c *conn) unlinkat(r *request, body []byte) fs.Errno {
 	if e != 0 {
 		return e
 	}
-	defer c.putFid(f)
+	defer c.putFid(f, &r.ctx)
 	ctx := r.ctxFor(f, nobody)
 	if m.Flags&AtRemoveDir != 0 {
 		e = c.s.fs.Rmdir(ctx, dir.ino, m.Name)
@@ -311,7 +311,7 @@ func (c *conn) readlink(r *request, body []byte) fs.Errno {
 	if f == nil {
 		return eBadf
 	}
-	defer c.putFid(f)
+	defer c.putFid(f, &r.ctx)
 	n, _, _ := f.snapshot()
 	if n == nil {
 		return eBadf
@@ -347,7 +347,7 @@ func (c *conn) xattrwalk(r *request, body []byte) fs.Errno {
 	if f == nil {
 		return eBadf
 	}
-	defer c.putFid(f)
+	defer c.putFid(f, &r.ctx)
 	n, st, _ := f.snapshot()
 	if n == nil || st == fidXattrRead || st == fidXattrWrite {
 		return eBadf
@@ -426,7 +426,7 @@ func (c *conn) xattrcreate(r *request, body []byte) fs.Errno {
 	if f == nil {
 		return eBadf
 	}
-	defer c.putFid(f)
+	defer c.putFid(f, &r.ctx)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.state != fidWalked || f.n == nil {
@@ -520,7 +520,7 @@ func (c *conn) lock(r *request, body []byte) fs.Errno {
 	if f == nil {
 		return eBadf
 	}
-	defer c.putFid(f)
+	defer c.putFid(f, &r.ctx)
 	n, st, fh := f.snapshot()
 	if st != fidOpenFile && st != fidOpenDir {
 		return eBadf
@@ -560,7 +560,7 @@ func (c *conn) getlock(r *request, body []byte) fs.Errno {
 	if f == nil {
 		return eBadf
 	}
-	defer c.putFid(f)
+	defer c.putFid(f, &r.ctx)
 	n, st, fh := f.snapshot()
 	if st != fidOpenFile && st != fidOpenDir {
 		return eBadf

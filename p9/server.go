@@ -226,6 +226,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = ctx.Err()
 		for _, c := range conns {
+			c.interruptAll() // the reader, already draining, will not
 			c.nc.Close()
 		}
 		<-done
