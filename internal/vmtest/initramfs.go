@@ -266,7 +266,34 @@ func BuildBase(k *Kernel, modules []string, files []File) (string, error) {
 	if err := tmp.Close(); err != nil {
 		return "", err
 	}
-	return out, os.Rename(tmp.Name(), out)
+	os.Chmod(tmp.Name(), 0o644)
+	if err := os.Rename(tmp.Name(), out); err != nil {
+		return "", err
+	}
+	pruneCache(dir, 4)
+	return out, nil
+}
+
+// pruneCache keeps the keep newest base images in dir (~90 MB each).
+func pruneCache(dir string, keep int) {
+	old, _ := filepath.Glob(filepath.Join(dir, "base-*.cpio"))
+	if len(old) <= keep {
+		return
+	}
+	type img struct {
+		path string
+		mod  int64
+	}
+	var imgs []img
+	for _, p := range old {
+		if st, err := os.Stat(p); err == nil {
+			imgs = append(imgs, img{p, st.ModTime().UnixNano()})
+		}
+	}
+	sort.Slice(imgs, func(i, j int) bool { return imgs[i].mod > imgs[j].mod })
+	for _, im := range imgs[min(keep, len(imgs)):] {
+		os.Remove(im.path)
+	}
 }
 
 // overlay builds the per-run archive appended to the base image: the

@@ -8,7 +8,8 @@
 # Environment: BIGDIR_FILES (default 5000), MD5_MB (default 64),
 # FIO_SIZE (default 64M per job), FIO_RAND_BS (default
 # 4k-64k: mixed sizes, ~2,000 writes per job, fast enough under TCG),
-# SKIP="step step…" to skip steps a backend is known not to support yet.
+# SKIP="step step…" to skip steps a backend is known not to support yet,
+# NAME_PREFIX (e.g. "tcp/") to tell two runs in one boot apart.
 set -u
 MNT=${1:?usage: correctness.sh MOUNTED_DIR}
 W=$MNT/fastfs-correctness.$$
@@ -17,7 +18,7 @@ FIO_RAND_BS=${FIO_RAND_BS:-4k-64k}
 SKIP=${SKIP:-}
 FAILS=0
 
-say() { echo "FASTFS-RESULT name=$1 status=$2 detail=$3"; }
+say() { echo "FASTFS-RESULT name=${NAME_PREFIX:-}$1 status=$2 detail=$3"; }
 
 # run NAME FUNC: runs FUNC in a subshell; its last output line is the detail.
 run() {
