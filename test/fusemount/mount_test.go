@@ -257,15 +257,31 @@ type door struct {
 	name  string
 	flags []string
 	lacks map[posixtest.Cap]string
+	// known: cases failing on a reported bug of another package (see
+	// posixtest.Env.Known); broken: the whole configuration is.
+	known  map[string]string
+	broken string
 }
+
+// Bugs found by this suite and reported; each entry goes with its fix.
+const (
+	bugODirectWrite = "fs/passthrough: O_DIRECT pwrite through the mount fails EINVAL when the data is not passed through and --splice=off: " +
+		"the backing fd keeps O_DIRECT from the open flags and is written from an unaligned receive buffer (strip O_DIRECT from the backing open, as virtiofsd does)"
+	bugDirectMmap  = "cache=never: mmap(MAP_SHARED, PROT_WRITE) fails ENODEV: FOPEN_DIRECT_IO is set but FUSE_DIRECT_IO_ALLOW_MMAP is not negotiated in INIT"
+	bugKeepCachePT = "fs/passthrough fileOpenOut: with --cache=always every OPEN/CREATE answers FOPEN_KEEP_CACHE|FOPEN_PASSTHROUGH, which the kernel " +
+		"refuses (flags outside FOPEN_PASSTHROUGH_MASK): every open of a regular file fails EIO"
+)
 
 var doors = []door{
 	{name: "cache=auto", flags: []string{"--cache=auto"}},
-	{name: "cache=auto,passthrough=off", flags: []string{"--cache=auto", "--passthrough=false"}},
+	{name: "cache=auto,passthrough=off", flags: []string{"--cache=auto", "--passthrough=false"},
+		known: map[string]string{"file_o_direct": bugODirectWrite}},
 	{name: "cache=auto,passthrough=off,splice=on", flags: []string{"--cache=auto", "--passthrough=false", "--splice=on"}},
-	{name: "cache=never", flags: []string{"--cache=never"}},
-	{name: "cache=always", flags: []string{"--cache=always"}},
-	{name: "cache=always,passthrough=off", flags: []string{"--cache=always", "--passthrough=false"}},
+	{name: "cache=never", flags: []string{"--cache=never"},
+		known: map[string]string{"file_o_direct": bugODirectWrite, "mmap_and_exec": bugDirectMmap}},
+	{name: "cache=always", flags: []string{"--cache=always"}, broken: bugKeepCachePT},
+	{name: "cache=always,passthrough=off", flags: []string{"--cache=always", "--passthrough=false"},
+		known: map[string]string{"file_o_direct": bugODirectWrite}},
 }
 
 // TestPosix runs the whole conformance suite through the mount in each
@@ -273,6 +289,9 @@ var doors = []door{
 func TestPosix(t *testing.T) {
 	for _, d := range doors {
 		t.Run(d.name, func(t *testing.T) {
+			if d.broken != "" && os.Getenv("POSIXTEST_RUN_KNOWN") != "1" {
+				t.Skipf("KNOWN BUG, not run (POSIXTEST_RUN_KNOWN=1 runs it): %s", d.broken)
+			}
 			m := startMount(t, d.flags...)
 			env := posixtest.Env{
 				Dir:     m.mnt,
@@ -280,6 +299,7 @@ func TestPosix(t *testing.T) {
 				Backing: m.export,
 				Outside: m.outside,
 				Lacks:   d.lacks,
+				Known:   d.known,
 			}
 			if testing.Short() {
 				env.FioJobMiB, env.TarFiles = 16, 500
