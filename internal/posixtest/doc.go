@@ -21,9 +21,16 @@
 // Nothing here knows which door it runs through. What a door cannot offer
 // (no xattrs over some 9P servers, no allow_other so no non-root checks, no
 // O_TMPFILE in an older guest kernel) is declared in Env.Lacks with a
-// reason, and the cases that need it skip saying so. Prerequisites of the
+// reason, and the cases that need it skip saying so. A case that fails
+// through a door because of a known, reported bug is listed in Env.Known
+// and skipped with the bug's description (POSIXTEST_RUN_KNOWN=1 runs it
+// anyway, to check a fix). Prerequisites of the
 // machine (fio, tar) are checked with internal/testutil, which fails instead
 // of skipping under CI=true.
+//
+// TestDir in this package runs the suite on any mount named by
+// POSIXTEST_DIR, so the compiled test binary (go test -c) runs inside a
+// guest over virtio-fs or 9P; see its comment for the variables.
 //
 // # Child processes
 //

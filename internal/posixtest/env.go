@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"sort"
 	"testing"
+
+	"github.com/fastfsd/fastfsd/internal/testutil"
 )
 
 // Cap names something a door may not offer.
@@ -86,6 +88,7 @@ func register(name string, f func(t *testing.T, env Env)) {
 // env. It needs root (cases create files for other owners).
 func Run(t *testing.T, env Env) {
 	t.Helper()
+	testutil.RequireRoot(t)
 	if env.Dir == "" {
 		t.Fatal("posixtest: Env.Dir is empty")
 	}
