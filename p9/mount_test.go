@@ -92,6 +92,11 @@ func kernelMount(t *testing.T, mode string) {
 	if err != nil || st.Size() != int64(len(data)) || st.Mode().Perm() != 0644 {
 		t.Fatalf("stat: %v %v", st, err)
 	}
+	// Created by root through an access=client mount: the client attaches
+	// with n_uname 0 for root, and the file on the host is root's.
+	if hst, err := os.Stat(filepath.Join(shared, "file")); err != nil || hst.Sys().(*syscall.Stat_t).Uid != uint32(os.Geteuid()) {
+		t.Errorf("host owner of a file created by uid %d: %+v %v", os.Geteuid(), hst.Sys(), err)
+	}
 	if err := os.Truncate(p("file"), 10); err != nil {
 		t.Fatal(err)
 	}

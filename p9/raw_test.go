@@ -2,6 +2,7 @@ package p9
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -608,4 +609,28 @@ func TestShutdownDrains(t *testing.T) {
 	} else if !errors.Is(err, syscall.ECONNREFUSED) && !errors.Is(err, syscall.ENOENT) {
 		t.Logf("dial after shutdown: %v", err)
 	}
+}
+
+// TestShutdownDeadline: a request that never finishes by itself is
+// interrupted when Shutdown's context ends, and teardown completes.
+func TestShutdownDeadline(t *testing.T) {
+	m := newMemFS("")
+	sock, s := startServer(t, m, nil)
+	r := dialRaw(t, sock)
+	r.version(8192)
+	r.attach(1)
+	r.ok(&Tlcreate{Fid: 1, Name: []byte("f"), Flags: DotlRdwr, Mode: 0644}, MsgRlcreate)
+	m.setLkBlocks.Store(true)
+	r.send(7, &Tlock{Fid: 1, LockType: LockTypeWrlck, ClientID: []byte("c")})
+	<-m.setLkEntered
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := s.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Shutdown: %v, want DeadlineExceeded", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Shutdown took %v", d)
+	}
+	waitOutstanding(t, m)
 }
