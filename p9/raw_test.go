@@ -634,3 +634,29 @@ func TestShutdownDeadline(t *testing.T) {
 	}
 	waitOutstanding(t, m)
 }
+
+// TestVersionResetsInFlight: Tversion interrupts what runs (its reply comes
+// first), then answers, and the fids are gone.
+func TestVersionResetsInFlight(t *testing.T) {
+	m := newMemFS("")
+	sock, _ := startServer(t, m, nil)
+	r := dialRaw(t, sock)
+	r.version(8192)
+	r.attach(1)
+	r.ok(&Tlcreate{Fid: 1, Name: []byte("f"), Flags: DotlRdwr, Mode: 0644}, MsgRlcreate)
+	m.setLkBlocks.Store(true)
+	r.send(7, &Tlock{Fid: 1, LockType: LockTypeWrlck, ClientID: []byte("c")})
+	<-m.setLkEntered
+	r.send(NoTag, &Tversion{Msize: 8192, Version: []byte(Version)})
+	tag, rm, err := r.recv()
+	if err != nil || tag != 7 || rm.Type() != MsgRlerror {
+		t.Fatalf("first reply: tag %d %+v %v, want the interrupted Tlock", tag, rm, err)
+	}
+	tag, rm, err = r.recv()
+	if err != nil || tag != NoTag || rm.Type() != MsgRversion {
+		t.Fatalf("second reply: tag %d %+v %v, want Rversion", tag, rm, err)
+	}
+	m.setLkBlocks.Store(false)
+	r.errno("fid after reset", &Tgetattr{Fid: 1, Mask: AttrBasic}, syscall.EBADF)
+	waitOutstanding(t, m)
+}
