@@ -553,3 +553,85 @@ func TestGuestReboot(t *testing.T) {
 		t.Fatal("no new session logged")
 	}
 }
+
+// TestPollingModes: a worker that busy-polls before sleeping, and a ring
+// whose front-end sent no kick fd (vhost-user "no fd": the back-end polls).
+func TestPollingModes(t *testing.T) {
+	d := newDaemon(t, 2)
+	d.dev = nil
+	fsys, err := passthrough.New(d.dir, passthrough.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fsys.Close()
+	dev, err := virtiofs.New(fsys, virtiofs.Options{Tag: "p", RequestQueues: 2, BusyPoll: 200 * time.Microsecond,
+		Log: slog.New(slog.NewTextHandler(d.log, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.b = vhostuser.NewBackend(dev)
+	g := d.guest(vt.GuestConfig{})
+	session(t, g, "f")
+	for i := 0; i < 20; i++ {
+		call(t, g.Queues[1], getattrReq(1))
+	}
+	// Queue 2 without a kick fd.
+	if err := g.F.SetVringFd(vhostuser.VHOST_USER_SET_VRING_KICK, 2, -1); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ {
+		out, err := g.Queues[2].Submit(getattrReq(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if parseReply(t, out).hdr.Error != 0 {
+			t.Fatal("GETATTR failed on the polled queue")
+		}
+	}
+}
+
+// BenchmarkRoundTrip measures one request through the whole path: the
+// driver adds a chain and kicks the eventfd, the queue's worker thread
+// wakes, serves it and signals the call eventfd, the driver wakes.
+func BenchmarkRoundTrip(b *testing.B) {
+	for _, poll := range []time.Duration{0, 50 * time.Microsecond} {
+		b.Run("busypoll="+poll.String(), func(b *testing.B) {
+			t := &testing.T{}
+			_ = t
+			dir := b.TempDir()
+			fsys, err := passthrough.New(dir, passthrough.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer fsys.Close()
+			dev, err := virtiofs.New(fsys, virtiofs.Options{Tag: "b", RequestQueues: 1, BusyPoll: poll,
+				Log: slog.New(slog.NewTextHandler(&logBuf{}, nil))})
+			if err != nil {
+				b.Fatal(err)
+			}
+			be := vhostuser.NewBackend(dev)
+			f, c, err := vt.Pair()
+			if err != nil {
+				b.Fatal(err)
+			}
+			go be.Serve(c)
+			defer f.Close()
+			g, err := vt.NewGuest(f, vt.GuestConfig{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer g.Close()
+			q := g.Queues[1]
+			if _, err := q.Submit(initReq()); err != nil {
+				b.Fatal(err)
+			}
+			req := getattrReq(1)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := q.Submit(req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
