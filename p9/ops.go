@@ -368,6 +368,9 @@ func (c *conn) remove(r *request, body []byte) fs.Errno {
 	c.mu.Unlock()
 	defer c.unrefNode(parent)
 	ctx := r.ctxFor(f, nobody)
+	if e := c.sameEntry(r, parent, name, n); e != 0 {
+		return e
+	}
 	var e fs.Errno
 	if n.isDir() {
 		e = c.s.fs.Rmdir(ctx, parent.ino, name)
@@ -378,6 +381,29 @@ func (c *conn) remove(r *request, body []byte) fs.Errno {
 		return e
 	}
 	r.begin(MsgRremove, HeaderSize)
+	return 0
+}
+
+// sameEntry checks that parent/name still names n's inode before Tremove
+// or Trename act on the name n was reached by: if the file was renamed
+// behind this connection's back, another file may hold the name now, and
+// acting on it would hit the wrong file (ESTALE instead).
+func (c *conn) sameEntry(r *request, parent *node, name []byte, n *node) fs.Errno {
+	r.entry = fs.Entry{}
+	e := c.s.fs.Lookup(&r.ctx, parent.ino, name, &r.entry)
+	if e == 0 && r.entry.Ino == 0 {
+		e = eNoent
+	}
+	if e != 0 {
+		if e == eNoent {
+			return syscall.ESTALE
+		}
+		return e
+	}
+	c.s.fs.Forget(r.entry.Ino, 1)
+	if r.entry.Ino != n.ino {
+		return syscall.ESTALE
+	}
 	return 0
 }
 

@@ -225,7 +225,11 @@ func (c *conn) rename(r *request, body []byte) fs.Errno {
 	parent.refs++
 	c.mu.Unlock()
 	defer c.unrefNode(parent)
-	if e := c.s.fs.Rename(r.ctxFor(f, nobody), parent.ino, name, dir.ino, m.Name, 0); e != 0 {
+	r.ctxFor(f, nobody)
+	if e := c.sameEntry(r, parent, name, n); e != 0 {
+		return e
+	}
+	if e := c.s.fs.Rename(&r.ctx, parent.ino, name, dir.ino, m.Name, 0); e != 0 {
 		return e
 	}
 	newName := append([]byte(nil), m.Name...)

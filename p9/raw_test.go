@@ -660,3 +660,25 @@ func TestVersionResetsInFlight(t *testing.T) {
 	r.errno("fid after reset", &Tgetattr{Fid: 1, Mask: AttrBasic}, syscall.EBADF)
 	waitOutstanding(t, m)
 }
+
+// TestRemoveAfterRenameBehindBack: a fid whose name was taken over by
+// another file (renamed through another fid) must not remove or rename
+// that other file.
+func TestRemoveAfterRenameBehindBack(t *testing.T) {
+	m := newMemFS("")
+	sock, _ := startServer(t, m, nil)
+	r := dialRaw(t, sock)
+	r.version(8192)
+	r.attach(1)
+	r.ok(walkMsg(1, 2), MsgRwalk)
+	r.ok(&Tlcreate{Fid: 2, Name: []byte("x"), Flags: DotlRdwr, Mode: 0644}, MsgRlcreate)
+	r.ok(walkMsg(1, 3, "x"), MsgRwalk)
+	r.ok(&Trenameat{OldDirFid: 1, OldName: []byte("x"), NewDirFid: 1, NewName: []byte("y")}, MsgRrenameat)
+	r.ok(walkMsg(1, 4), MsgRwalk)
+	r.ok(&Tlcreate{Fid: 4, Name: []byte("x"), Flags: DotlRdwr, Mode: 0644}, MsgRlcreate) // a new "x"
+	r.errno("rename of stale name", &Trename{Fid: 3, Dfid: 1, Name: []byte("z")}, syscall.ESTALE)
+	r.errno("remove of stale name", &Tremove{Fid: 3}, syscall.ESTALE)
+	r.ok(walkMsg(1, 5, "x"), MsgRwalk) // the new x survived
+	r.ok(walkMsg(1, 6, "y"), MsgRwalk)
+	r.ok(&Tremove{Fid: 6}, MsgRremove)
+}
