@@ -85,7 +85,11 @@ func runConcurrent(t *testing.T, chains int, features uint64) {
 				binary.LittleEndian.PutUint64(rep[:], ^seq)
 				n := c.WriteAt(rep[:], 0)
 				q.Push(c.Head, uint32(n))
-				served++
+				// Publish mid-batch too, so the driver reaps and adds while
+				// the device is still popping.
+				if served++; served%8 == 0 && q.Publish() {
+					calls.Add(1)
+				}
 			}
 			if q.Publish() {
 				calls.Add(1)
