@@ -3,6 +3,7 @@ package mem
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"runtime"
@@ -172,7 +173,7 @@ func (r *Region) ReadAt(p []byte, off int64) (int, error) {
 	}
 	n := copy(p, r.b[off:])
 	if n < len(p) {
-		return n, errors.New("mem: read past end of region")
+		return n, io.EOF
 	}
 	return n, nil
 }

@@ -101,13 +101,17 @@ type Queue struct {
 // New validates cfg against the guest memory t and returns the queue. It
 // reads used.idx from guest memory as the first used index (the driver
 // zeroes it on setup; after a stop it holds what the device published).
+// Nothing is written to guest memory until the first Publish or
+// En/DisableNotify.
 func New(t *mem.Table, cfg Config) (*Queue, error) {
 	q := &Queue{cfg: cfg}
 	if err := q.bind(t); err != nil {
 		return nil, err
 	}
 	q.lastAvail, q.availSeen = cfg.Base, cfg.Base
-	q.usedFlags, q.usedPub = q.usedHdr.Load()
+	// used.flags is the device's: start from 0 (EVENT_IDX requires it),
+	// whatever the guest left there.
+	_, q.usedPub = q.usedHdr.Load()
 	q.usedNext = q.usedPub
 	return q, nil
 }

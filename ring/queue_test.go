@@ -766,3 +766,32 @@ func TestAvailNotFourAligned(t *testing.T) {
 		}
 	}
 }
+
+// TestUsedFlagsStartClear: used.flags belongs to the device; garbage the
+// guest left there is not carried into the first store (EVENT_IDX requires
+// used.flags == 0), while used.idx is taken over.
+func TestUsedFlagsStartClear(t *testing.T) {
+	g, err := ringtest.NewGuest(8, allFeatures, 1<<16, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := ringtest.NewDriver(g.Table, g.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdr := d.Mem(g.Config.Used, 4)
+	binary.LittleEndian.PutUint16(hdr[0:], 0xffff) // flags
+	binary.LittleEndian.PutUint16(hdr[2:], 5)      // idx
+	q, err := ring.New(g.Table, g.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Push(0, 0)
+	q.Publish()
+	if got := d.UsedFlags(); got != 0 {
+		t.Fatalf("used.flags = %#x after Publish, want 0", got)
+	}
+	if got := d.UsedIdx(); got != 6 {
+		t.Fatalf("used.idx = %d, want 6 (taken over from memory)", got)
+	}
+}
