@@ -256,7 +256,11 @@ func (m *Memory) synchronizeLocked(ctx context.Context) error {
 		}
 	}
 	var errs []error
+	live := m.table.Load()
 	for _, r := range m.retired {
+		if live.contains(r) {
+			continue // retired by an update whose wait failed, then added back
+		}
 		if err := r.Close(); err != nil {
 			errs = append(errs, err)
 		}

@@ -221,3 +221,41 @@ func BenchmarkReaderEnter(b *testing.B) {
 		_ = r.Enter()
 	}
 }
+
+// TestRetiredRegionAddedBack: a region retired by an update whose wait
+// timed out, then added back, must not be unmapped by the next grace period.
+func TestRetiredRegionAddedBack(t *testing.T) {
+	m := NewMemory()
+	r, err := NewMemfdRegion(RegionDesc{Size: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.AddRegion(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+	rd := m.NewReader()
+	rd.Enter()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+	defer cancel()
+	if err := m.RemoveRegion(ctx, r.Desc()); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("RemoveRegion = %v, want deadline exceeded", err)
+	}
+	rd.Exit()
+	if err := m.AddRegion(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+	if r.closed.Load() {
+		t.Fatal("a region back in the live table was unmapped")
+	}
+	b, ok := m.Table().Slice(0, 4096)
+	if !ok {
+		t.Fatal("region missing")
+	}
+	b[4095] = 1
+	if err := m.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !r.closed.Load() {
+		t.Fatal("Close left the region mapped")
+	}
+}
