@@ -36,11 +36,14 @@ type Memory struct {
 	// for the whole update, including the wait for readers.
 	mu sync.Mutex
 	// readers are the registered readers. Guarded by mu.
+	// +checklocks:mu
 	readers []*Reader
 	// retired are regions no longer in the table whose unmapping still
 	// waits for a grace period (a wait whose context expired). Guarded by mu.
+	// +checklocks:mu
 	retired []*Region
 	// closed is set by Close. Guarded by mu.
+	// +checklocks:mu
 	closed bool
 }
 
@@ -201,6 +204,8 @@ func (m *Memory) Close(ctx context.Context) error {
 // lacks, waits for a grace period and unmaps every retired region.
 //
 // Preconditions: m.mu is held.
+//
+// +checklocks:m.mu
 func (m *Memory) replaceLocked(ctx context.Context, t *Table) error {
 	old := m.table.Swap(t)
 	for i := range old.e {
@@ -241,6 +246,8 @@ func (m *Memory) Synchronize(ctx context.Context) error {
 // holds or can obtain a view of a retired region.
 //
 // Preconditions: m.mu is held.
+//
+// +checklocks:m.mu
 func (m *Memory) synchronizeLocked(ctx context.Context) error {
 	target := m.epoch.Add(1)
 	for _, r := range m.readers {
