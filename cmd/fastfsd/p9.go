@@ -38,6 +38,10 @@ The attach name (mount -o aname=SUB) selects a subdirectory of DIR as the
 root; ".." never leaves it. Permissions are checked by the client (the
 Linux default, access=client); the server performs every request itself.
 
+There is no authentication: a client names its own uid in Tattach. Listen
+on a unix socket (created mode 0600, so only this user can connect) or on
+a loopback / trusted address, never on a network untrusted clients reach.
+
 flags:
 `
 
@@ -162,6 +166,14 @@ func listenP9(network, addr string) (net.Listener, error) {
 	l, err := net.Listen(network, addr)
 	if err != nil {
 		return nil, fmt.Errorf("%w; pick a free address", err)
+	}
+	if network == "unix" {
+		// Whoever can connect can act as any uid (see the usage text);
+		// passthrough.New set the umask to 0, so restrict the socket here.
+		if err := os.Chmod(addr, 0o600); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("chmod socket %s: %w", addr, err)
+		}
 	}
 	return l, nil
 }

@@ -74,6 +74,9 @@ func TestServeP9(t *testing.T) {
 		t.Fatal("not ready")
 	}
 
+	if st, err := os.Stat(sock); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("socket mode: %v %v, want 0600", st.Mode(), err)
+	}
 	nc, err := net.Dial("unix", sock)
 	if err != nil {
 		t.Fatal(err)
