@@ -29,7 +29,7 @@ func TestDriverFreeList(t *testing.T) {
 		t.Fatalf("Add of nothing = %v, want an error", err)
 	}
 	h1, _ := d.Add([]ringtest.Buf{buf, buf, buf})
-	h2, err := d.AddIndirect(g.Data+4096, []ringtest.Buf{buf, buf, buf, buf, buf, buf})
+	h2, err := d.AddIndirect(g.Data+4096, []ringtest.Buf{buf, buf, buf, buf}) // table <= queue size
 	if err != nil || d.Free() != 0 {
 		t.Fatalf("AddIndirect = %v, %d free", err, d.Free())
 	}
