@@ -13,7 +13,10 @@ import (
 
 // openOut encodes q.open as fuse_open_out into b. When the filesystem asks
 // for passthrough and the connection has it, the backing file is
-// registered; on any failure the open silently falls back to READ/WRITE.
+// registered — once per inode: later opens of an inode that already has a
+// backing id share it (see Server.backingIno), so the filesystem should
+// hand out a PassthroughFd that serves every open of the inode. On any
+// failure the open silently falls back to READ/WRITE.
 func (s *Server) openOut(r *Request, ino fs.Inode, b []byte, ag *Agreement) {
 	q := &r.req
 	oo := abi.OpenOut{
@@ -21,40 +24,59 @@ func (s *Server) openOut(r *Request, ino fs.Inode, b []byte, ag *Agreement) {
 		OpenFlags: abi.OpenOutFlags(q.open.Flags) & abi.FopenAll &^ abi.FopenPassthrough,
 	}
 	if q.open.Flags&fs.OpenPassthrough != 0 && ag.Flags&abi.InitPassthrough != 0 && q.open.PassthroughFd >= 0 {
-		if id, e := s.opts.Backing.Open(q.open.PassthroughFd); e == 0 && id > 0 {
-			key := handleKey{ino, q.open.Handle}
-			s.backingMu.Lock()
-			old, dup := s.backing[key]
-			s.backing[key] = id
-			s.backingMu.Unlock()
-			if dup {
-				// The filesystem reused an open handle: the old
-				// registration would leak otherwise.
-				s.opts.Backing.Close(old)
+		key := handleKey{ino, q.open.Handle}
+		s.backingMu.Lock()
+		ref := s.backingIno[ino]
+		var e fs.Errno
+		if ref == nil {
+			var id int32
+			if id, e = s.opts.Backing.Open(q.open.PassthroughFd); e == 0 && id > 0 {
+				ref = &backingRef{id: id}
+				s.backingIno[ino] = ref
 			}
+		}
+		if ref != nil {
+			if _, dup := s.backing[key]; dup {
+				// The filesystem reused an open handle: keep its one
+				// reference.
+				ref.n--
+			}
+			ref.n++
+			s.backing[key] = ref.id
 			oo.OpenFlags |= abi.FopenPassthrough
-			oo.BackingID = id
-		} else {
-			s.logf("unique %d %v: passthrough of fd %d refused (%v, id %d): serving READ/WRITE",
-				q.hdr.Unique, q.hdr.Opcode, q.open.PassthroughFd, e, id)
+			oo.BackingID = ref.id
+		}
+		s.backingMu.Unlock()
+		if ref == nil {
+			s.logf("unique %d %v: passthrough of fd %d refused (%v): serving READ/WRITE",
+				q.hdr.Unique, q.hdr.Opcode, q.open.PassthroughFd, e)
 		}
 	}
 	oo.Marshal(b)
 }
 
-// closeBacking drops the passthrough registration of a released handle.
+// closeBacking drops a released handle's use of its inode's passthrough
+// registration, and the registration with the last one.
 func (s *Server) closeBacking(ino fs.Inode, fh fs.Handle) {
 	if s.opts.Backing == nil {
 		return
 	}
 	key := handleKey{ino, fh}
+	var closeID int32
 	s.backingMu.Lock()
-	id, ok := s.backing[key]
-	delete(s.backing, key)
+	if _, ok := s.backing[key]; ok {
+		delete(s.backing, key)
+		if ref := s.backingIno[ino]; ref != nil {
+			if ref.n--; ref.n <= 0 {
+				delete(s.backingIno, ino)
+				closeID = ref.id
+			}
+		}
+	}
 	s.backingMu.Unlock()
-	if ok {
-		if e := s.opts.Backing.Close(id); e != 0 {
-			s.logf("passthrough: closing backing id %d: %v", id, e)
+	if closeID > 0 {
+		if e := s.opts.Backing.Close(closeID); e != 0 {
+			s.logf("passthrough: closing backing id %d: %v", closeID, e)
 		}
 	}
 }

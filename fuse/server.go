@@ -90,11 +90,21 @@ type Server struct {
 	// panics counts filesystem (or engine) panics turned into EIO.
 	panics atomic.Uint64
 
-	// backingMu guards backing.
+	// backingMu guards backing and backingIno.
 	backingMu sync.Mutex
 	// backing maps an open handle to the passthrough backing id registered
 	// for it, closed at the handle's RELEASE.
 	backing map[handleKey]int32
+	// backingIno is the one backing id each inode open in passthrough mode
+	// uses, with the number of handles using it: the kernel refuses (EIO on
+	// open) a second, different backing file for an inode that already has
+	// one, so every open of the inode shares the first registration.
+	backingIno map[fs.Inode]*backingRef
+}
+
+type backingRef struct {
+	id int32
+	n  int
 }
 
 type handleKey struct {
@@ -125,6 +135,7 @@ func NewServer(fsys fs.FileSystem, opts Options) *Server {
 	s.want = s.wantFlags()
 	s.intr.init()
 	s.backing = make(map[handleKey]int32)
+	s.backingIno = make(map[fs.Inode]*backingRef)
 	return s
 }
 
