@@ -24,7 +24,9 @@
 // the local is checked and used. Addresses and lengths are checked without
 // overflow against the memory table, a chain never yields a view outside
 // guest memory, and a chain is bounded by its table size (loops), by
-// MaxBuffers and by Config.MaxChainBytes. Nothing the guest writes makes
+// MaxBuffers and by Config.MaxChainBytes. An indirect table holds at most
+// Size entries: the spec forbids chains longer than the queue size, and
+// Linux's virtio-fs caps a request at queue size - 4 pages to honour it. Nothing the guest writes makes
 // Pop panic or allocate.
 //
 // Policy for bad input: a malformed chain fails that request only. Pop
