@@ -63,6 +63,35 @@ type fid struct {
 	xname  []byte // fidXattrWrite: the name (a copy)
 	xflags uint32 // fidXattrWrite: setxattr flags
 	xlen   int    // fidXattrWrite: bytes written so far (the highest end offset)
+	xcost  int    // bytes of xattr charged to conn.xattrBytes; guarded by conn.mu
+}
+
+// xattrBudget bounds the xattr buffers one connection holds at once
+// (values fetched by Txattrwalk, collected by Txattrcreate): without it a
+// client could pin MaxFids × 64 KiB.
+const xattrBudget = 16 << 20
+
+// chargeXattr reserves n bytes of the connection's xattr budget for f (nil:
+// for a fid not yet created, which addFid then charges), or fails with
+// ENOMEM.
+func (c *conn) chargeXattr(f *fid, n int) fs.Errno {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.xattrBytes+n > xattrBudget {
+		return syscall.ENOMEM
+	}
+	c.xattrBytes += n
+	if f != nil {
+		f.xcost += n
+	}
+	return 0
+}
+
+// unchargeXattr returns n reserved bytes that no fid took.
+func (c *conn) unchargeXattr(n int) {
+	c.mu.Lock()
+	c.xattrBytes -= n
+	c.mu.Unlock()
 }
 
 // snapshot returns what a request needs of f, read under f.mu.
@@ -116,6 +145,8 @@ func (c *conn) releaseFid(f *fid, ctx *fs.Context) {
 	}
 	c.mu.Lock()
 	c.nfids--
+	c.xattrBytes -= f.xcost
+	f.xcost = 0
 	c.unrefLocked(n)
 	c.unrefLocked(f.root)
 	c.mu.Unlock()
@@ -126,6 +157,13 @@ func (c *conn) releaseFid(f *fid, ctx *fs.Context) {
 // fails with EBADF if id is in use and EMFILE past the per-connection limit;
 // then the caller still owns its references.
 func (c *conn) addFid(id uint32, uid uint32, root, n *node, st fidState, fh fs.Handle) (*fid, fs.Errno) {
+	return c.addFidXattr(id, uid, root, n, st, fh, nil)
+}
+
+// addFidXattr is addFid for a Txattrwalk fid holding xattr, whose length
+// the caller charged (chargeXattr(nil, len)): the charge passes to the fid
+// as it is inserted, so no clunk can slip in between.
+func (c *conn) addFidXattr(id uint32, uid uint32, root, n *node, st fidState, fh fs.Handle, xattr []byte) (*fid, fs.Errno) {
 	if id == NoFid {
 		return nil, syscall.EBADF
 	}
@@ -137,7 +175,7 @@ func (c *conn) addFid(id uint32, uid uint32, root, n *node, st fidState, fh fs.H
 	if c.nfids >= c.s.opts.MaxFids {
 		return nil, syscall.EMFILE
 	}
-	f := &fid{id: id, uid: uid, root: root, refs: 1, n: n, state: st, fh: fh}
+	f := &fid{id: id, uid: uid, root: root, refs: 1, n: n, state: st, fh: fh, xattr: xattr, xcost: len(xattr)}
 	c.fids[id] = f
 	c.nfids++
 	return f, 0

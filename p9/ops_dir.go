@@ -393,17 +393,17 @@ func (c *conn) xattrwalk(r *request, body []byte) fs.Errno {
 		val = buf[:k]
 		break
 	}
-	c.refNode(n)
-	c.refNode(f.root)
-	nf, e := c.addFid(m.Newfid, f.uid, f.root, n, fidXattrRead, 0)
-	if e != 0 {
-		c.unrefNode(n)
-		c.unrefNode(f.root)
+	if e := c.chargeXattr(nil, len(val)); e != 0 {
 		return e
 	}
-	nf.mu.Lock()
-	nf.xattr = val
-	nf.mu.Unlock()
+	c.refNode(n)
+	c.refNode(f.root)
+	if _, e := c.addFidXattr(m.Newfid, f.uid, f.root, n, fidXattrRead, 0, val); e != 0 {
+		c.unrefNode(n)
+		c.unrefNode(f.root)
+		c.unchargeXattr(len(val))
+		return e
+	}
 	enc := r.begin(MsgRxattrwalk, 15)
 	enc.u64(uint64(len(val)))
 	return 0
@@ -435,6 +435,9 @@ func (c *conn) xattrcreate(r *request, body []byte) fs.Errno {
 	defer f.mu.Unlock()
 	if f.state != fidWalked || f.n == nil {
 		return eBadf
+	}
+	if e := c.chargeXattr(f, int(m.AttrSize)); e != 0 {
+		return e
 	}
 	f.state = fidXattrWrite
 	f.xname = append([]byte(nil), m.Name...)

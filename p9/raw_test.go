@@ -682,3 +682,22 @@ func TestRemoveAfterRenameBehindBack(t *testing.T) {
 	r.ok(walkMsg(1, 6, "y"), MsgRwalk)
 	r.ok(&Tremove{Fid: 6}, MsgRremove)
 }
+
+// TestXattrBudget: xattr buffers held by fids are bounded per connection,
+// and clunking returns the budget.
+func TestXattrBudget(t *testing.T) {
+	m := newMemFS("")
+	sock, _ := startServer(t, m, nil)
+	r := dialRaw(t, sock)
+	r.version(8192)
+	r.attach(1)
+	n := xattrBudget / XattrSizeMax
+	for i := range n {
+		r.ok(walkMsg(1, uint32(10+i)), MsgRwalk)
+		r.ok(&Txattrcreate{Fid: uint32(10 + i), Name: []byte("user.x"), AttrSize: XattrSizeMax}, MsgRxattrcreate)
+	}
+	r.ok(walkMsg(1, 9), MsgRwalk)
+	r.errno("past the budget", &Txattrcreate{Fid: 9, Name: []byte("user.x"), AttrSize: XattrSizeMax}, syscall.ENOMEM)
+	r.errno("clunk of a short value", &Tclunk{Fid: 10}, syscall.EINVAL)
+	r.ok(&Txattrcreate{Fid: 9, Name: []byte("user.x"), AttrSize: XattrSizeMax}, MsgRxattrcreate)
+}

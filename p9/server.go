@@ -287,6 +287,8 @@ type conn struct {
 	// Guarded by mu.
 	fids     map[uint32]*fid
 	nfids    int
+	// xattrBytes is the xattr buffer memory held by the fids (≤ xattrBudget).
+	xattrBytes int
 	inflight map[uint16]*request // tag → request whose reply is not yet written
 
 	free chan *request // idle request slots
