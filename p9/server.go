@@ -285,11 +285,11 @@ type conn struct {
 
 	mu sync.Mutex
 	// Guarded by mu.
-	fids     map[uint32]*fid
-	nfids    int
+	fids  map[uint32]*fid
+	nfids int
 	// xattrBytes is the xattr buffer memory held by the fids (≤ xattrBudget).
 	xattrBytes int
-	inflight map[uint16]*request // tag → request whose reply is not yet written
+	inflight   map[uint16]*request // tag → request whose reply is not yet written
 
 	free chan *request // idle request slots
 	work chan *request // slots holding a request for a worker
