@@ -78,7 +78,14 @@
 //
 // Names: a name that is empty or holds '/' is EINVAL; creating "." or ".."
 // is EEXIST, removing or renaming them EINVAL; in Twalk "." stays and ".."
-// goes up.
+// goes up. Tremove and Trename act on the name a fid was walked by; they
+// first check that the name still leads to the fid's inode (ESTALE if it
+// was renamed away), so they never hit another file that took the name.
+//
+// Limits per connection: MaxFids fids, MaxRequests+readAhead request slots
+// of at most 2×msize each, and 16 MiB of xattr buffers held by xattr fids
+// (ENOMEM beyond). There is no authentication: Tattach's n_uname is
+// trusted, so serve only clients that may act as any user.
 //
 // # Hot path
 //
