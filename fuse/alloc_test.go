@@ -1,6 +1,7 @@
 package fuse
 
 import (
+	"syscall"
 	"testing"
 	"time"
 
@@ -92,3 +93,34 @@ func BenchmarkGetattr(b *testing.B) { benchHot(b, "Getattr", 0) }
 func BenchmarkLookup(b *testing.B)  { benchHot(b, "Lookup", 0) }
 func BenchmarkRead4K(b *testing.B)  { benchHot(b, "Read4K", 4096) }
 func BenchmarkWrite4K(b *testing.B) { benchHot(b, "Write4K", 4096) }
+
+// TestAllocsErrors: common failures (ENOENT lookups, a malformed name)
+// allocate nothing either when no Logger is set.
+func TestAllocsErrors(t *testing.T) {
+	s := NewServer(enoentFS{}, Options{})
+	r := s.NewRequest()
+	r.In = initReq(45, allKernelFlags)
+	s.Handle(r)
+	for name, in := range map[string][]byte{
+		"LOOKUP ENOENT":  mkReq(abi.OpLookup, 10, 1, cstr("missing")),
+		"GETATTR ENOENT": mkReq(abi.OpGetattr, 10, 5, enc(&abi.GetattrIn{}, abi.GetattrInSize)),
+		"LOOKUP bad":     mkReq(abi.OpLookup, 10, 1, []byte("no-nul")),
+		"WRITE bad size": mkReq(abi.OpWrite, 10, 5, enc(&abi.WriteIn{Size: 9}, abi.WriteInSize), []byte("x")),
+	} {
+		r.In = in
+		if n := s.Handle(r); outHdr(t, r.Out, n).Error == 0 {
+			t.Fatalf("%s: succeeded", name)
+		}
+		if a := testing.AllocsPerRun(100, func() { r.In = in; s.Handle(r) }); a != 0 {
+			t.Errorf("%s: %v allocs per request", name, a)
+		}
+	}
+}
+
+// enoentFS fails lookups and getattrs without allocating.
+type enoentFS struct{ fs.Base }
+
+func (enoentFS) Lookup(*fs.Context, fs.Inode, []byte, *fs.Entry) fs.Errno { return syscall.ENOENT }
+func (enoentFS) GetAttr(*fs.Context, fs.Inode, fs.Handle, bool, *fs.AttrOut) fs.Errno {
+	return syscall.ENOENT
+}

@@ -29,7 +29,9 @@ type Request struct {
 	Src fs.Source
 
 	// Dst, when non-nil, receives READ data (splice into a pipe, preadv
-	// into guest memory); the transport sends DataLen() bytes of it after
+	// into guest memory); it must be empty (Len 0) when Handle is called,
+	// and is ignored by every other opcode. The transport sends
+	// DataLen() bytes of it after
 	// Out[:n] (the reply header's len counts them; 0 after an error).
 	// Nil: the engine puts READ data in Out right after the out header.
 	Dst fs.Sink
