@@ -46,6 +46,17 @@
 // panic in the filesystem becomes EIO and the engine keeps serving, and an
 // errno outside [1, 511] from the filesystem becomes EIO.
 //
+// # POLL, and serving a mount from the same process
+//
+// POLL is answered ENOSYS, which the kernel remembers (it then reports the
+// default poll mask). The first POLL comes from the first epoll_ctl on a
+// file of the mount — which package os does for every file it opens,
+// through a raw system call that keeps its P. A process that serves its
+// own mount and opens files in it with package os can therefore deadlock
+// (a GC waits for that P while the server goroutine waits for the GC):
+// trigger the first POLL with a blocking epoll_ctl first, as the tests'
+// defusePoll does.
+//
 // # Allocation
 //
 // Everything a request needs (decoded header, fs.Context, out structs,
