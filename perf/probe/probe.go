@@ -68,13 +68,25 @@ func Attach(opts Options) (_ *Probe, err error) {
 	}
 	ensureTracefs()
 
-	mode := opts.Mode
-	if mode == ModeAuto {
-		mode = ModeKprobe
-		if tracepointExists("fuse", "fuse_request_send") && tracepointExists("fuse", "fuse_request_end") {
-			mode = ModeTracepoint
+	if opts.Mode == ModeAuto {
+		// Kprobes key every request by its address and see every
+		// transport. The fuse tracepoints do not everywhere: kernels that
+		// got them before fuse_send_one existed (Debian's 6.12) fire
+		// fuse_request_send on the /dev/fuse path only, missing virtio-fs.
+		// So kprobes first, tracepoints where the kernel has no kprobes
+		// (this project's 6.18 hosts).
+		o := opts
+		o.Mode = ModeKprobe
+		if p, err := Attach(o); err == nil {
+			return p, nil
 		}
+		o.Mode = ModeTracepoint
+		if !tracepointExists("fuse", "fuse_request_send") {
+			return nil, fmt.Errorf("%w: neither kprobes nor the fuse:fuse_request_send tracepoint are available (kernel too old, or tracefs not mounted)", ErrNotSupported)
+		}
+		return Attach(o)
 	}
+	mode := opts.Mode
 
 	spec, err := loadFuseprobe()
 	if err != nil {

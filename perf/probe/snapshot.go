@@ -81,6 +81,16 @@ type Stats struct {
 	Hist   Hist          `json:"hist_log2_ns"`
 }
 
+// quantile is the histogram's estimate, never above the exact maximum the
+// probe recorded (interpolation inside the last bucket can overshoot it).
+func (r *Stats) quantile(q float64) time.Duration {
+	v := r.Hist.Quantile(q)
+	if r.Max > 0 && v > r.Max {
+		return r.Max
+	}
+	return v
+}
+
 // Snapshot is the probe's maps read at one moment.
 type Snapshot struct {
 	Mode     Mode    `json:"mode"`
@@ -124,7 +134,7 @@ func readStats(hist, stats *ebpf.Map, n int, name func(uint32) string) ([]Stats,
 				return nil, fmt.Errorf("probe: read %s[%d]: %w", hist, i*histSlots+slot, err)
 			}
 		}
-		r.P50, r.P90, r.P99 = r.Hist.Quantile(0.50), r.Hist.Quantile(0.90), r.Hist.Quantile(0.99)
+		r.P50, r.P90, r.P99 = r.quantile(0.50), r.quantile(0.90), r.quantile(0.99)
 		out = append(out, r)
 	}
 	sort.Slice(out, func(a, b int) bool { return out[a].Count > out[b].Count })
@@ -231,7 +241,7 @@ func (s *Snapshot) Sub(earlier *Snapshot) *Snapshot {
 					continue
 				}
 				r.Mean = time.Duration(sum / r.Count)
-				r.P50, r.P90, r.P99 = r.Hist.Quantile(0.50), r.Hist.Quantile(0.90), r.Hist.Quantile(0.99)
+				r.P50, r.P90, r.P99 = r.quantile(0.50), r.quantile(0.90), r.quantile(0.99)
 			}
 			out = append(out, r)
 		}

@@ -1,0 +1,189 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+)
+
+// GuestFigure is one fio job's result from inside a guest: its figure and
+// completion-latency percentiles.
+type GuestFigure struct {
+	Job      string        `json:"job"`
+	Unit     string        `json:"unit"`
+	Value    float64       `json:"value"`
+	LatP50   time.Duration `json:"lat_p50_ns"`
+	LatP99   time.Duration `json:"lat_p99_ns"`
+	LatMean  time.Duration `json:"lat_mean_ns"`
+	Direct   bool          `json:"direct"`
+	Creates  bool          `json:"-"`
+	Original string        `json:"-"`
+}
+
+type fioDir struct {
+	BwBytes float64 `json:"bw_bytes"`
+	IOPS    float64 `json:"iops"`
+	TotalIO uint64  `json:"total_ios"`
+	ClatNs  struct {
+		Mean       float64            `json:"mean"`
+		Percentile map[string]float64 `json:"percentile"`
+	} `json:"clat_ns"`
+	LatNs struct {
+		Mean float64 `json:"mean"`
+	} `json:"lat_ns"`
+}
+
+type fioFull struct {
+	Jobs []struct {
+		JobName string         `json:"jobname"`
+		Error   int            `json:"error"`
+		Options map[string]any `json:"job options"`
+		Read    fioDir         `json:"read"`
+		Write   fioDir         `json:"write"`
+	} `json:"jobs"`
+}
+
+// ParseGuestFIO turns one fio JSON report into a figure. Jobs that move
+// 1 MiB blocks report MB/s, file create/stat jobs files/s, the rest IOPS.
+func ParseGuestFIO(job string, raw []byte) (GuestFigure, error) {
+	var r fioFull
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return GuestFigure{}, fmt.Errorf("fio %s: %w", job, err)
+	}
+	if len(r.Jobs) == 0 {
+		return GuestFigure{}, fmt.Errorf("fio %s: no jobs", job)
+	}
+	j := r.Jobs[0]
+	if j.Error != 0 {
+		return GuestFigure{}, fmt.Errorf("fio %s: error %d", job, j.Error)
+	}
+	d := j.Read
+	if j.Write.TotalIO > j.Read.TotalIO {
+		d = j.Write
+	}
+	g := GuestFigure{Job: job, Unit: "IOPS", Value: d.IOPS,
+		LatMean: time.Duration(d.ClatNs.Mean),
+		LatP50:  time.Duration(d.ClatNs.Percentile["50.000000"]),
+		LatP99:  time.Duration(d.ClatNs.Percentile["99.000000"])}
+	if bs, _ := j.Options["bs"].(string); bs == "1M" {
+		g.Unit, g.Value = "MB/s", d.BwBytes/1e6
+	}
+	if eng, _ := j.Options["ioengine"].(string); eng == "filecreate" || eng == "filestat" {
+		g.Unit = "files/s"
+	}
+	if v, _ := j.Options["direct"].(string); v == "1" {
+		g.Direct = true
+	}
+	return g, nil
+}
+
+// GuestTable is figures per backend from one guest boot.
+type GuestTable struct {
+	Baseline string                            `json:"baseline"`
+	Backends []string                          `json:"backends"`
+	Figures  map[string]map[string]GuestFigure `json:"figures"` // backend → job → figure
+}
+
+// Add records a FASTFS-FIO line named "backend/job".
+func (t *GuestTable) Add(name string, raw []byte) error {
+	backend, job, ok := strings.Cut(name, "/")
+	if !ok {
+		return fmt.Errorf("fio result name %q: want backend/job", name)
+	}
+	g, err := ParseGuestFIO(job, raw)
+	if err != nil {
+		return err
+	}
+	if t.Figures == nil {
+		t.Figures = map[string]map[string]GuestFigure{}
+	}
+	if t.Figures[backend] == nil {
+		t.Figures[backend] = map[string]GuestFigure{}
+		found := false
+		for _, b := range t.Backends {
+			found = found || b == backend
+		}
+		if !found {
+			t.Backends = append(t.Backends, backend)
+		}
+	}
+	t.Figures[backend][job] = g
+	return nil
+}
+
+// WriteText prints one row per job: each backend's figure and, for all but
+// the baseline, its ratio to the baseline in the same boot.
+func (t *GuestTable) WriteText(w io.Writer) {
+	jobs := map[string]bool{}
+	for _, m := range t.Figures {
+		for j := range m {
+			jobs[j] = true
+		}
+	}
+	order := []string{"seqread", "seqwrite", "randread", "create", "stat"}
+	var names []string
+	for _, j := range order {
+		if jobs[j] {
+			names = append(names, j)
+			delete(jobs, j)
+		}
+	}
+	var rest []string
+	for j := range jobs {
+		rest = append(rest, j)
+	}
+	sort.Strings(rest)
+	names = append(names, rest...)
+	fmt.Fprintf(w, "%-10s %-8s", "job", "unit")
+	for _, b := range t.Backends {
+		fmt.Fprintf(w, " %24s", b)
+	}
+	fmt.Fprintln(w)
+	for _, j := range names {
+		unit := ""
+		for _, b := range t.Backends {
+			if g, ok := t.Figures[b][j]; ok {
+				unit = g.Unit
+			}
+		}
+		fmt.Fprintf(w, "%-10s %-8s", j, unit)
+		base, hasBase := t.Figures[t.Baseline][j]
+		for _, b := range t.Backends {
+			g, ok := t.Figures[b][j]
+			switch {
+			case !ok:
+				fmt.Fprintf(w, " %24s", "-")
+			case b == t.Baseline || !hasBase || base.Value == 0:
+				fmt.Fprintf(w, " %24s", fmtFig(g.Value))
+			default:
+				fmt.Fprintf(w, " %15s (%5.2fx)", fmtFig(g.Value), g.Value/base.Value)
+			}
+		}
+		fmt.Fprintln(w)
+	}
+	if t.Baseline != "" {
+		fmt.Fprintf(w, "(x) = ratio to %s in the same boot; under TCG compare ratios only, never absolute speeds\n", t.Baseline)
+	}
+}
+
+// WriteLatency prints each backend's completion latency (fio clat) per job.
+func (t *GuestTable) WriteLatency(w io.Writer) {
+	fmt.Fprintf(w, "%-10s %-14s %10s %10s %10s\n", "job", "backend", "mean", "p50", "p99")
+	for _, b := range t.Backends {
+		var jobs []string
+		for j := range t.Figures[b] {
+			jobs = append(jobs, j)
+		}
+		sort.Strings(jobs)
+		for _, j := range jobs {
+			g := t.Figures[b][j]
+			if g.LatMean == 0 {
+				continue
+			}
+			fmt.Fprintf(w, "%-10s %-14s %10s %10s %10s\n", j, b, g.LatMean.Round(time.Microsecond), g.LatP50.Round(time.Microsecond), g.LatP99.Round(time.Microsecond))
+		}
+	}
+}
