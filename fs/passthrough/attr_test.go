@@ -417,7 +417,7 @@ func TestOpenFlagsByOptions(t *testing.T) {
 		wantPassthru  bool
 		wantWriteback bool
 	}{
-		{Options{Cache: CacheNever}, false, fs.OpenDirectIO, 0, false, false},
+		{Options{Cache: CacheNever}, false, fs.OpenDirectIO | fs.OpenParallelDirectWrites, 0, false, false},
 		{Options{Cache: CacheAuto}, true, 0, 0, false, false},
 		{Options{Cache: CacheAlways}, true, fs.OpenKeepCache, fs.OpenKeepCache | fs.OpenCacheDir, false, false},
 		{Options{Cache: CacheAuto, Passthrough: true}, true, fs.OpenPassthrough, 0, true, false},

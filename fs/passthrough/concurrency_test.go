@@ -179,6 +179,20 @@ func BenchmarkWrite4K(b *testing.B) {
 	}
 }
 
+// BenchmarkWrite4KKillSuidGid: the write of an unprivileged caller with
+// KILLPRIV_V2, which carries WriteKillSuidGid on every write.
+func BenchmarkWrite4KKillSuidGid(b *testing.B) {
+	f, e, fh := benchFS(b)
+	src := &bufSource{make([]byte, 4096)}
+	b.SetBytes(4096)
+	b.ReportAllocs()
+	var off int64
+	for b.Loop() {
+		f.Write(rootCtx, e.Ino, fh, off, src, fs.WriteKillSuidGid)
+		off = (off + 4096) % (1 << 20)
+	}
+}
+
 // Baselines: the bare system calls the benchmarks above wrap, to read
 // the FS's overhead off the difference.
 

@@ -199,3 +199,37 @@ func TestSymlinkSwapRace(t *testing.T) {
 		t.Errorf("the race never opened or created the name: the test proves nothing")
 	}
 }
+
+// FuzzLookupName: whatever name a client sends, Lookup never panics, and
+// what it finds is the root or an entry directly in it.
+func FuzzLookupName(f *testing.F) {
+	for _, s := range []string{"a", ".", "..", "../x", "/etc", "a/b", "", "\x00", "abs", "d", "..\x00"} {
+		f.Add([]byte(s))
+	}
+	root := f.TempDir()
+	writeFile(f, join(root, "a"), "a", 0o644)
+	os.Mkdir(join(root, "d"), 0o755)
+	os.Symlink("/etc", join(root, "abs"))
+	fsys, err := New(root, Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { fsys.Close() })
+	allowed := map[uint64]bool{lstat(f, root).Ino: true}
+	for _, n := range []string{"a", "d", "abs"} {
+		allowed[lstat(f, join(root, n)).Ino] = true
+	}
+	f.Fuzz(func(t *testing.T, name []byte) {
+		var e fs.Entry
+		if errno := fsys.Lookup(rootCtx, fs.RootInode, name, &e); errno != 0 {
+			if e.Ino != 0 {
+				t.Fatalf("error %v with an entry", errno)
+			}
+			return
+		}
+		if !allowed[e.Attr.Ino] {
+			t.Fatalf("Lookup(%q) found host inode %d outside the root's entries", name, e.Attr.Ino)
+		}
+		fsys.Forget(e.Ino, 1)
+	})
+}

@@ -19,6 +19,14 @@
 // from a handle's fd straight to the transport's Sink and Source (preadv
 // into guest memory, splice), never through a Go buffer.
 //
+// With Options.Passthrough, every open of a regular file hands the client
+// the same backing file (OpenOut.PassthroughFd), opened read-write once per
+// inode and closed with the inode's last passthrough handle: the kernel
+// refuses (EIO on open) a second, different backing file for an inode that
+// is open in passthrough mode, and the client's kernel enforces each open's
+// access mode itself. The transport must likewise register one backing id
+// per inode (package fuse does).
+//
 // # Security model: containment
 //
 // The client is not trusted (a VM guest may send any request). Every access
@@ -76,10 +84,17 @@
 //
 // POSIX record locks are open file description (OFD) locks on one fd per
 // (inode, lock owner), as virtiofsd does: locks of different owners
-// conflict, locks of one owner merge. Flush of an owner drops that fd, and
-// with it the owner's locks. A waiting SetLk polls with backoff so that an
-// interrupted request returns EINTR instead of blocking a worker forever.
-// flock(2) locks are taken on the handle's fd.
+// conflict, locks of one owner merge, and they conflict with the host's own
+// record locks. Flush of an owner drops that fd, and with it the owner's
+// locks (close(2) drops a process's locks). The owners that locked through
+// a handle and were not flushed through it — the client's OFD locks, whose
+// owner is its open file — are dropped at Release: the client's kernel
+// keeps no record of a FUSE file's locks and sends no unlock at close.
+// GetLk reports the pid the holding owner last locked with (0 for a lock
+// held by a host process). A waiting SetLk polls with backoff (100 µs
+// doubling to 20 ms) so that an interrupted request returns EINTR instead
+// of blocking a worker forever; it gives up no fairness a kernel wait
+// queue would give. flock(2) locks are taken on the handle's fd.
 //
 // # Concurrency
 //

@@ -26,7 +26,10 @@ func (f *FS) hostOpenFlags(flags uint32) (int, fs.Errno) {
 		}
 		fl &^= unix.O_APPEND
 	}
-	fl &^= unix.O_CREAT | unix.O_EXCL | unix.O_NOCTTY | unix.O_NOFOLLOW
+	// Creation is Create's and Tmpfile's business, O_PATH would make a
+	// handle no I/O works on, and O_NOFOLLOW would refuse the
+	// /proc/self/fd magic link every reopen goes through.
+	fl &^= unix.O_CREAT | unix.O_EXCL | unix.O_NOCTTY | unix.O_NOFOLLOW | unix.O_PATH | (unix.O_TMPFILE &^ unix.O_DIRECTORY)
 	return fl, fs.OK
 }
 
@@ -59,8 +62,12 @@ func (f *FS) getPassthroughFd(h *handle) (fd int, ok bool) {
 	in.ptMu.Lock()
 	defer in.ptMu.Unlock()
 	if in.ptFd < 0 {
+		mode := unix.O_RDWR
+		if f.opts.ReadOnly {
+			mode = unix.O_RDONLY
+		}
 		var e fs.Errno
-		in.ptFd, e = f.reopen(in, unix.O_RDWR)
+		in.ptFd, e = f.reopen(in, mode)
 		if e != 0 {
 			if in.ptFd, e = f.reopen(in, h.flags&unix.O_ACCMODE); e != 0 {
 				in.ptFd = -1
@@ -177,6 +184,7 @@ func (f *FS) Tmpfile(ctx *fs.Context, parent fs.Inode, mode, flags uint32, out *
 		return e
 	}
 	fl, e := f.hostOpenFlags(flags &^ unix.O_TMPFILE)
+	fl &^= unix.O_DIRECTORY
 	if e != 0 {
 		return e
 	}

@@ -94,7 +94,9 @@ func New(root string, opts Options) (*FS, error) {
 		f.entryTimeout, f.attrTimeout = alwaysTimeout, alwaysTimeout
 		f.openFlags = fs.OpenKeepCache
 	case CacheNever:
-		f.openFlags = fs.OpenDirectIO
+		// pwrite on one fd from many workers is safe: let the client
+		// send direct writes to one file in parallel.
+		f.openFlags = fs.OpenDirectIO | fs.OpenParallelDirectWrites
 	}
 	return f, nil
 }
