@@ -2,10 +2,15 @@ package main
 
 import (
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fastfsd/fastfsd/fs/passthrough"
+	"github.com/fastfsd/fastfsd/fuse/abi"
+	vt "github.com/fastfsd/fastfsd/vhostuser/vhostusertest"
 )
 
 func TestParseVirtiofsArgs(t *testing.T) {
@@ -70,5 +75,68 @@ func TestCapabilities(t *testing.T) {
 	// What libvirt reads; the C virtiofsd prints exactly this.
 	if capabilities != "{\n  \"type\": \"fs\"\n}\n" {
 		t.Fatalf("capabilities %q", capabilities)
+	}
+}
+
+// TestVirtiofsServe runs the subcommand on a socket path, plays QEMU and
+// the guest through it, and checks it returns (exit 0) once the front-end
+// disconnects after an orderly stop, as virtiofsd does.
+func TestVirtiofsServe(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "hello"), []byte("hi"), 0o644)
+	sock := filepath.Join(t.TempDir(), "vfs.sock")
+	done := make(chan error, 1)
+	go func() {
+		done <- runVirtiofs([]string{"--socket-path=" + sock, "-o", "source=" + dir + ",cache=none", "--log-level", "warn"})
+	}()
+	var f *vt.Frontend
+	var err error
+	for i := 0; i < 200; i++ {
+		if f, err = vt.Dial(sock); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("dial %s: %v", sock, err)
+	}
+	g, err := vt.NewGuest(f, vt.GuestConfig{Queues: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	// FUSE INIT then LOOKUP "hello" on the first request queue.
+	in := abi.InitIn{Major: 7, Minor: abi.KernelMinorVersion, Flags: uint32(abi.InitMaxPages)}
+	a := make([]byte, abi.InitInSize)
+	in.Marshal(a)
+	hdr := func(op abi.Opcode, node uint64, n int) []byte {
+		b := make([]byte, abi.InHeaderSize)
+		(&abi.InHeader{Len: uint32(abi.InHeaderSize + n), Opcode: op, Unique: 2, NodeID: node}).Marshal(b)
+		return b
+	}
+	out, err := g.Queues[1].Submit(vt.Buffers{In: [][]byte{hdr(abi.OpInit, 0, len(a)), a}, Out: []int{16 + abi.InitOutSize}})
+	if err != nil || len(out) < 16 {
+		t.Fatalf("INIT: %x %v", out, err)
+	}
+	name := []byte("hello\x00")
+	out, err = g.Queues[1].Submit(vt.Buffers{In: [][]byte{hdr(abi.OpLookup, 1, len(name)), name}, Out: []int{16 + abi.EntryOutSize}})
+	var oh abi.OutHeader
+	if err != nil || !oh.Unmarshal(out) || oh.Error != 0 || len(out) != 16+abi.EntryOutSize {
+		t.Fatalf("LOOKUP: %x %v", out, err)
+	}
+	if _, err := g.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("virtiofs returned %v, want nil after an orderly disconnect", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("virtiofs did not exit after the front-end disconnected")
+	}
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Errorf("socket %s left behind: %v", sock, err)
 	}
 }
