@@ -5,6 +5,7 @@ import (
 	"log"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/fastfsd/fastfsd/fuse/abi"
@@ -67,5 +68,33 @@ func TestLogger(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+func TestPollHack(t *testing.T) {
+	h := newHarness(t, Options{PollHack: true})
+	h.fs.reset()
+	var eo abi.EntryOut
+	eo.Unmarshal(h.ok(mkReq(abi.OpLookup, 10, abi.RootID, cstr(PollHackName))))
+	if eo.NodeID != uint64(PollHackInode) || eo.Attr.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		t.Fatalf("entry %+v", eo)
+	}
+	node := uint64(PollHackInode)
+	h.ok(mkReq(abi.OpGetattr, 12, node, enc(&abi.GetattrIn{}, abi.GetattrInSize)))
+	h.ok(mkReq(abi.OpOpen, 14, node, enc(&abi.OpenIn{}, abi.OpenInSize)))
+	h.fails(mkReq(abi.OpPoll, 16, node, enc(&abi.PollIn{}, abi.PollInSize)), syscall.ENOSYS)
+	h.fails(mkReq(abi.OpWrite, 17, node, enc(&abi.WriteIn{Size: 1}, abi.WriteInSize), []byte("x")), syscall.EPERM)
+	h.ok(mkReq(abi.OpRelease, 18, node, enc(&abi.ReleaseIn{}, abi.ReleaseInSize)))
+	if n := h.do(mkReq(abi.OpForget, 20, node, enc(&abi.ForgetIn{Nlookup: 1}, 8))); n != 0 {
+		t.Errorf("FORGET answered")
+	}
+	if len(h.fs.calls) != 0 {
+		t.Errorf("the filesystem saw %+v", h.fs.calls)
+	}
+	// Without the option the name is the filesystem's.
+	h2 := newHarness(t, Options{})
+	h2.ok(mkReq(abi.OpLookup, 10, abi.RootID, cstr(PollHackName)))
+	if c := h2.fs.last(); c.op != "lookup" || c.name != PollHackName {
+		t.Errorf("call %+v", c)
 	}
 }

@@ -82,13 +82,13 @@ func kernelServe(t *testing.T, fd int, s *Server) string {
 		wg.Wait()
 		syscall.Close(fd)
 	})
-	defusePoll(t, dir)
+	defusePoll(t, dir, s.opts.PollHack)
 	return dir
 }
 
 func TestKernel(t *testing.T) {
 	m := newMemFS()
-	s := NewServer(m, Options{})
+	s := NewServer(m, Options{PollHack: true})
 	dir := kernelMount(t, s)
 	p := func(name string) string { return filepath.Join(dir, name) }
 

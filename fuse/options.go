@@ -64,6 +64,10 @@ type Options struct {
 	// 4 KiB; at most 21).
 	MapAlignment uint16
 
+	// PollHack serves PollHackName in the root directory (see there), for
+	// transports that serve a mount in the process that also uses it.
+	PollHack bool
+
 	// Logger, when non-nil, gets one line per request and reply and every
 	// rejected request. Nil costs nothing per request.
 	Logger *log.Logger

@@ -8,7 +8,8 @@ import (
 )
 
 // defusePoll makes the kernel send its first FUSE_POLL for the mount at
-// dir now, from a system call that releases its P, so that the engine's
+// dir now (on the engine's PollHackName when hack is set, else on a file
+// it creates), from a system call that releases its P, so that the engine's
 // ENOSYS answer (which the kernel remembers) is in place before the test
 // opens files with package os.
 //
@@ -18,14 +19,19 @@ import (
 // collection that starts meanwhile waits for that P forever while the
 // server goroutine waits for the collection: the process deadlocks.
 // (go-fuse's "poll hack" exists for the same reason.)
-func defusePoll(t *testing.T, dir string) {
+func defusePoll(t *testing.T, dir string, hack bool) {
 	t.Helper()
-	name := filepath.Join(dir, ".fastfs-poll-hack")
-	fd, err := syscall.Open(name, syscall.O_CREAT|syscall.O_RDWR|syscall.O_CLOEXEC, 0o600)
-	if err != nil {
-		t.Fatalf("poll hack: create %s: %v", name, err)
+	name := filepath.Join(dir, PollHackName)
+	flags := syscall.O_RDONLY | syscall.O_CLOEXEC
+	if !hack {
+		name = filepath.Join(dir, ".test-poll-hack")
+		flags = syscall.O_CREAT | syscall.O_RDWR | syscall.O_CLOEXEC
+		defer syscall.Unlink(name)
 	}
-	defer syscall.Unlink(name)
+	fd, err := syscall.Open(name, flags, 0o600)
+	if err != nil {
+		t.Fatalf("poll hack: open %s: %v", name, err)
+	}
 	defer syscall.Close(fd)
 	ep, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {

@@ -213,7 +213,11 @@ func (s *Server) Handle(r *Request) (n int) {
 		s.logf("unique %d %v: before INIT or after DESTROY", h.Unique, h.Opcode)
 		return s.errReply(r, syscall.EIO)
 	}
-	n = s.dispatch(r, ag)
+	if s.opts.PollHack && fs.Inode(h.NodeID) == PollHackInode {
+		n = s.pollHack(r)
+	} else {
+		n = s.dispatch(r, ag)
+	}
 	if s.log != nil {
 		s.logReply(r, n)
 	}
