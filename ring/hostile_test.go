@@ -2,6 +2,7 @@ package ring_test
 
 import (
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -27,9 +28,11 @@ func TestHostileGuestScribbles(t *testing.T) {
 	defer g.Close()
 	cfg := g.Config
 	cfg.MaxChainBytes = 1 << 20
-	if _, err := ringtest.NewDriver(g.Table, cfg); err != nil {
+	d, err := ringtest.NewDriver(g.Table, cfg)
+	if err != nil {
 		t.Fatal(err)
 	}
+	d.SetAvailIdx(size)
 	q, err := ring.New(g.Table, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -67,6 +70,9 @@ func TestHostileGuestScribbles(t *testing.T) {
 				off = r.Uint64N(cfg.Used + 8*size - lo)
 			}
 			copy(region[off:], desc[:])
+			if r.IntN(64) == 0 {
+				runtime.Gosched()
+			}
 		}
 	}()
 	var c ring.Chain
@@ -77,13 +83,16 @@ func TestHostileGuestScribbles(t *testing.T) {
 		if !ok {
 			if err != nil {
 				broken++
-				// Start over, as the owner would after resetting the queue.
+				// Start over, as the owner and the guest would after a
+				// device reset: a fresh queue, a full avail ring.
+				d.SetAvailIdx(size)
 				if q, err = ring.New(g.Table, cfg); err != nil {
 					t.Fatal(err)
 				}
 			}
 			q.Publish()
 			q.EnableNotify()
+			runtime.Gosched() // let the scribbler run, even with GOMAXPROCS=1
 			continue
 		}
 		if uint32(c.Head) >= size {
