@@ -152,6 +152,8 @@ type fakeFS struct {
 	lk    chan struct{}
 	pfd   int // PassthroughFd for Open (-1: no passthrough)
 	xattr []byte
+	// nextFh, if set, is the handle the next Open returns (then raised).
+	nextFh fs.Handle
 }
 
 func newFakeFS() *fakeFS {
@@ -296,6 +298,10 @@ func (f *fakeFS) Open(ctx *fs.Context, ino fs.Inode, flags, openFlags uint32, ou
 		return e
 	}
 	out.Handle = 77
+	if f.nextFh != 0 {
+		out.Handle = f.nextFh
+		f.nextFh++
+	}
 	out.Flags = fs.OpenKeepCache
 	if f.pfd >= 0 {
 		out.Flags |= fs.OpenPassthrough

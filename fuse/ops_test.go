@@ -352,3 +352,30 @@ func TestDAX(t *testing.T) {
 		h.fails(in, syscall.EINVAL)
 	}
 }
+
+// TestPassthroughSharedInode: the kernel allows one backing file per inode,
+// so every passthrough open of an inode shares the first registration,
+// which is dropped at the last RELEASE.
+func TestPassthroughSharedInode(t *testing.T) {
+	back := &fakeBacking{}
+	h := newHarness(t, Options{Backing: back})
+	h.fs.pfd = 33
+	h.fs.nextFh = 100
+	var ids []int32
+	for _, u := range []uint64{10, 12} {
+		var oo abi.OpenOut
+		oo.Unmarshal(h.ok(mkReq(abi.OpOpen, u, 5, enc(&abi.OpenIn{}, abi.OpenInSize))))
+		ids = append(ids, oo.BackingID)
+	}
+	if ids[0] != 1 || ids[1] != 1 || len(back.open) != 1 {
+		t.Fatalf("backing ids %v, registrations %v", ids, back.open)
+	}
+	h.ok(mkReq(abi.OpRelease, 14, 5, enc(&abi.ReleaseIn{Fh: 100}, abi.ReleaseInSize)))
+	if len(back.closed) != 0 {
+		t.Fatalf("closed %v while a handle still uses it", back.closed)
+	}
+	h.ok(mkReq(abi.OpRelease, 16, 5, enc(&abi.ReleaseIn{Fh: 101}, abi.ReleaseInSize)))
+	if len(back.closed) != 1 || back.closed[0] != 1 {
+		t.Errorf("closed %v after the last RELEASE", back.closed)
+	}
+}
