@@ -472,6 +472,15 @@ func TestOpenFlagsByOptions(t *testing.T) {
 			}
 			f.putHandle(h)
 			f.Release(rootCtx, e.Ino, oo.Handle, 0)
+			var neg fs.Entry
+			errno := f.Lookup(rootCtx, fs.RootInode, []byte("missing"), &neg)
+			if c.opts.Cache == CacheAlways {
+				if errno != 0 || neg.Ino != 0 || neg.EntryTimeout != alwaysTimeout {
+					t.Errorf("negative entry: %v %+v", errno, neg)
+				}
+			} else if errno != syscall.ENOENT {
+				t.Errorf("missing name: %v, want ENOENT", errno)
+			}
 			var do fs.OpenOut
 			if errno := f.OpenDir(rootCtx, fs.RootInode, 0, &do); errno != 0 || do.Flags != c.dirFlags {
 				t.Errorf("dir open flags %#x, want %#x (%v)", do.Flags, c.dirFlags, errno)

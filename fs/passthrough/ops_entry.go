@@ -28,7 +28,13 @@ func (f *FS) Lookup(ctx *fs.Context, parent fs.Inode, name []byte, out *fs.Entry
 		return f.lookupParent(dir, out)
 	}
 	var c cname
-	return f.lookupName(dir, name, c.set(name), out)
+	e = f.lookupName(dir, name, c.set(name), out)
+	if e == syscall.ENOENT && f.opts.Cache == CacheAlways {
+		// Only this client changes the tree: let it cache the absence.
+		*out = fs.Entry{EntryTimeout: f.entryTimeout}
+		return fs.OK
+	}
+	return e
 }
 
 // lookupName looks up the checked normal name (also given as the

@@ -36,11 +36,8 @@ type FS struct {
 	// writeback is InitInfo.Writeback: reads may arrive on O_WRONLY opens.
 	writeback atomic.Bool
 
-	// switchIDs: the daemon can change its fsuid/fsgid (it is root).
-	// daemonUid/Gid are what it restores. Immutable.
-	switchIDs bool
-	daemonUid int
-	daemonGid int
+	// creds switches a thread to a caller's identity. Immutable.
+	creds creds
 }
 
 var (
@@ -77,12 +74,10 @@ func New(root string, opts Options) (*FS, error) {
 	unix.Umask(0)
 
 	f := &FS{
-		opts:      opts,
-		gen:       uint64(time.Now().UnixNano()),
-		procFd:    procFd,
-		switchIDs: os.Geteuid() == 0,
-		daemonUid: os.Geteuid(),
-		daemonGid: os.Getegid(),
+		opts:   opts,
+		gen:    uint64(time.Now().UnixNano()),
+		procFd: procFd,
+		creds:  probeCreds(os.Geteuid(), os.Getegid()),
 	}
 	f.inodes.init()
 	f.handles.init()
