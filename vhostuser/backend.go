@@ -59,17 +59,17 @@ type vring struct {
 
 // session is the state of one connection. Only its goroutine touches it.
 type session struct {
-	b          *Backend
-	c          *conn
-	log        *slog.Logger
-	offered    uint64 // features offered in GET_FEATURES
-	features   uint64 // acked by SET_FEATURES
-	protocol   uint64 // acked by SET_PROTOCOL_FEATURES
-	owner      bool
-	status     uint64
-	vrings     []vring
-	mem        *mem.Memory
-	backendReq int // SET_BACKEND_REQ_FD socket, -1: none
+	b        *Backend
+	c        *conn
+	log      *slog.Logger
+	offered  uint64 // features offered in GET_FEATURES
+	features uint64 // acked by SET_FEATURES
+	protocol uint64 // acked by SET_PROTOCOL_FEATURES
+	owner    bool
+	status   uint64
+	vrings   []vring
+	mem      *mem.Memory
+	channel  *Channel // SET_BACKEND_REQ_FD socket, nil: none
 }
 
 // Serve runs the protocol on c until the connection ends, and returns why:
@@ -81,7 +81,7 @@ type session struct {
 // device is reset, and every fd and mapping of the session is released; c is
 // closed.
 func (b *Backend) Serve(c *net.UnixConn) (err error) {
-	s := &session{b: b, c: newConn(c), log: b.Log, backendReq: -1, mem: mem.NewMemory()}
+	s := &session{b: b, c: newConn(c), log: b.Log, mem: mem.NewMemory()}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -380,8 +380,15 @@ func (s *session) apply(m Message, rbuf []byte) ([]byte, error) {
 		if s.protocol&(1<<VHOST_USER_PROTOCOL_F_BACKEND_REQ) == 0 {
 			return nil, invalid(r, "BACKEND_REQ protocol feature not negotiated")
 		}
-		closeFd(&s.backendReq)
-		s.backendReq = s.c.take(0)
+		s.closeChannel()
+		ch, err := newChannel(s.c.take(0), s.protocol)
+		if err != nil {
+			return nil, invalid(r, "back-end request fd: %v", err)
+		}
+		s.channel = ch
+		if u, ok := s.b.dev.(ChannelUser); ok {
+			u.SetChannel(ch)
+		}
 		return nil, nil
 
 	case VHOST_USER_GET_CONFIG:
@@ -516,10 +523,22 @@ func (s *session) teardown() int {
 		}
 	}
 	s.resetDevice()
-	closeFd(&s.backendReq)
+	s.closeChannel()
 	s.closeMemory()
 	s.c.closeFds()
 	return running
+}
+
+// closeChannel takes the back-end channel from the device and closes it.
+func (s *session) closeChannel() {
+	if s.channel == nil {
+		return
+	}
+	if u, ok := s.b.dev.(ChannelUser); ok {
+		u.SetChannel(nil)
+	}
+	s.channel.close()
+	s.channel = nil
 }
 
 func closeFd(fd *int) {

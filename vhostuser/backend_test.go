@@ -25,6 +25,7 @@ type fakeDevice struct {
 	// advance is added to NextAvail on stop, to check GET_VRING_BASE
 	// returns what the device says.
 	advance uint16
+	channel *vhostuser.Channel
 }
 
 func newFake(queues int) *fakeDevice {
@@ -93,6 +94,15 @@ func (d *fakeDevice) since(n int) []string {
 }
 
 func (d *fakeDevice) nevents() int { d.mu.Lock(); defer d.mu.Unlock(); return len(d.events) }
+
+func (d *fakeDevice) SetChannel(c *vhostuser.Channel) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.channel = c
+	d.events = append(d.events, fmt.Sprintf("channel %v", c != nil))
+}
+
+func (d *fakeDevice) getChannel() *vhostuser.Channel { d.mu.Lock(); defer d.mu.Unlock(); return d.channel }
 
 func (d *fakeDevice) nrunning() int { d.mu.Lock(); defer d.mu.Unlock(); return len(d.running) }
 
@@ -521,4 +531,54 @@ func TestListen(t *testing.T) {
 		t.Fatal("FileListener accepted a pipe")
 	}
 	_ = net.ErrClosed
+}
+
+// TestBackendChannel: the device gets the back-end request channel and can
+// ask the front-end (REPLY_ACK answered); it loses it at disconnect.
+func TestBackendChannel(t *testing.T) {
+	h := start(t, 1)
+	if _, _, _, err := h.f.Init(allProtocol); err != nil {
+		t.Fatal(err)
+	}
+	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(sp[0])
+	if err := h.f.Do(vhostuser.VHOST_USER_SET_BACKEND_REQ_FD, nil, sp[1]); err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(sp[1])
+	ch := h.dev.getChannel()
+	if ch == nil {
+		t.Fatal("device got no channel")
+	}
+	// The front-end side: read one message, check it, answer 0.
+	go func() {
+		var b [12 + 40]byte
+		n, _ := unix.Read(sp[0], b[:])
+		if n != len(b) || le.Uint32(b[0:]) != uint32(vhostuser.VHOST_USER_BACKEND_SHMEM_UNMAP) || le.Uint32(b[4:]) != 1|vhostuser.VHOST_USER_NEED_REPLY {
+			return
+		}
+		var r [20]byte
+		le.PutUint32(r[0:], uint32(vhostuser.VHOST_USER_BACKEND_SHMEM_UNMAP))
+		le.PutUint32(r[4:], 1|vhostuser.VHOST_USER_REPLY_MASK)
+		le.PutUint32(r[8:], 8)
+		unix.Write(sp[0], r[:])
+	}()
+	v, err := ch.Call(vhostuser.VHOST_USER_BACKEND_SHMEM_UNMAP, make([]byte, 40), nil)
+	if err != nil || v != 0 {
+		t.Fatalf("Call = %d, %v", v, err)
+	}
+	if _, err := ch.Call(vhostuser.VHOST_USER_BACKEND_SHMEM_MAP, make([]byte, 40), []int{sp[0]}); !errors.Is(err, vhostuser.ErrNoFdPassing) {
+		t.Fatalf("Call with fds = %v, want ErrNoFdPassing", err)
+	}
+	h.f.Close()
+	h.wait()
+	if h.dev.getChannel() != nil {
+		t.Fatal("device keeps the channel after disconnect")
+	}
+	if _, err := ch.Call(vhostuser.VHOST_USER_BACKEND_SHMEM_UNMAP, nil, nil); err == nil {
+		t.Fatal("Call on a closed channel succeeded")
+	}
 }

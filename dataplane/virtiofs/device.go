@@ -61,6 +61,8 @@ type Device struct {
 	// that rebooted without the device being reset: "a new FUSE_INIT
 	// terminates the session"). Workers load it once per request.
 	sess atomic.Pointer[session]
+	// channel is the back-end request channel (SetChannel).
+	channel atomic.Pointer[vhostuser.Channel]
 
 	// mu serialises session changes and guards workers. vhostuser calls
 	// Start/Stop/Reset from one goroutine.
@@ -205,3 +207,14 @@ func (d *Device) newSessionLocked() {
 
 // errStopped ends a worker normally.
 var errStopped = errors.New("virtiofs: queue stopped")
+
+// SetChannel keeps the vhost-user back-end request channel (set when the
+// front-end sends SET_BACKEND_REQ_FD, nil when it goes away). Nothing in
+// the device uses it yet: it is where a DAX window's map and unmap
+// requests will go (package dax).
+func (d *Device) SetChannel(c *vhostuser.Channel) { d.channel.Store(c) }
+
+// Channel returns the back-end request channel, or nil.
+func (d *Device) Channel() *vhostuser.Channel { return d.channel.Load() }
+
+var _ vhostuser.ChannelUser = (*Device)(nil)
