@@ -174,7 +174,7 @@ func (s *Server) doInit(r *Request) int {
 		Writeback:   flags&abi.InitWritebackCache != 0,
 		KillPrivV2:  flags&abi.InitHandleKillprivV2 != 0,
 		Passthrough: flags&abi.InitPassthrough != 0,
-		DAX:         s.opts.DAX != nil,
+		DAX:         flags&abi.InitMapAlignment != 0, // the kernel offers it only for a DAX mount
 	}
 	if e := s.fs.Init(&q.ctx, &info); e != 0 {
 		s.logAlways("INIT: filesystem Init failed: %v", e)
