@@ -161,7 +161,7 @@ func (s *session) handle(m Message) error {
 		}
 		return nil
 	}
-	if specs[h.Request].reply {
+	if hasOwnReply(h.Request) {
 		return s.sendErr(s.c.reply(h, reply))
 	}
 	if h.needReply() && s.protocol&(1<<VHOST_USER_PROTOCOL_F_REPLY_ACK) != 0 {
