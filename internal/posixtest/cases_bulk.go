@@ -35,7 +35,8 @@ func init() {
 // and reading it back with crc32c verification.
 func fioJobs(dir string, mib int, verifyOnly bool) []string {
 	args := []string{"--output-format=json", "--directory=" + dir, fmt.Sprintf("--size=%dM", mib),
-		"--verify=crc32c", "--verify_fatal=1", "--do_verify=1", "--randrepeat=1", "--group_reporting=0"}
+		"--verify=crc32c", "--verify_fatal=1", "--do_verify=1", "--randrepeat=1", "--group_reporting=0",
+		"--verify_state_save=0"} // no local-*-verify.state files in the working directory
 	if verifyOnly {
 		args = append(args, "--verify_only")
 	}
@@ -66,6 +67,7 @@ type fioReport struct {
 func runFio(t *testing.T, what string, args []string, mib int, wantWrite bool) {
 	t.Helper()
 	cmd := exec.Command("fio", args...)
+	cmd.Dir = t.TempDir() // whatever fio leaves in its working directory goes away
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
