@@ -49,6 +49,16 @@ func fastfsd(t *testing.T) string {
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
+	// A tree where the mount command has not landed yet builds a
+	// fastfsd that does not know it: say so rather than fail obscurely.
+	out, _ := exec.Command(buildBin, "mount", "--help").CombinedOutput()
+	if bytes.Contains(out, []byte("unknown command")) {
+		msg := "this fastfsd has no mount subcommand (cmd/fastfsd/mount.go is not in the tree): nothing to test yet"
+		if testutil.Strict() {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
 	return buildBin
 }
 
