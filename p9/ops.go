@@ -236,12 +236,13 @@ func (c *conn) walk(r *request, body []byte) fs.Errno {
 	if m.Newfid != m.Fid && c.fidInUse(m.Newfid) {
 		return eBadf
 	}
+	asked := m.NNames
 	for i := 0; i < m.NNames; i++ {
 		if len(m.Names[i]) == 0 || bytes.IndexByte(m.Names[i], '/') >= 0 {
 			if i == 0 {
 				return eInval
 			}
-			m.NNames = i // walk what precedes the bad name
+			m.NNames = i // walk what precedes the bad name: a partial walk
 			break
 		}
 	}
@@ -290,6 +291,10 @@ func (c *conn) walk(r *request, body []byte) fs.Errno {
 		rw.NQIDs = i + 1
 		c.unrefNode(cur)
 		cur = next
+	}
+	if rw.NQIDs < asked {
+		c.unrefNode(cur) // stopped at an invalid name: newfid not created
+		return c.rwalk(r, &rw)
 	}
 	// cur carries one reference for the new fid.
 	if m.Newfid == m.Fid {

@@ -344,6 +344,11 @@ func TestFidRules(t *testing.T) {
 	}
 	r.errno("clunk of newfid after partial walk", &Tclunk{Fid: 3}, syscall.EBADF)
 	r.errno("walk fails at first name", walkMsg(1, 3, "missing"), syscall.ENOENT)
+	rw = r.ok(walkMsg(1, 3, "d", "x/y"), MsgRwalk).(*Rwalk)
+	if rw.NQIDs != 1 {
+		t.Errorf("walk stopping at an invalid name: %d qids, want 1", rw.NQIDs)
+	}
+	r.errno("newfid after a walk stopped at an invalid name", &Tclunk{Fid: 3}, syscall.EBADF)
 	// Walk with newfid == fid moves the fid.
 	r.ok(walkMsg(2, 2, "d"), MsgRwalk)
 	ga := r.ok(&Tgetattr{Fid: 2, Mask: AttrAll}, MsgRgetattr).(*Rgetattr)
