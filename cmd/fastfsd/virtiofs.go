@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fastfsd/fastfsd/dataplane"
 	"github.com/fastfsd/fastfsd/dataplane/virtiofs"
 	"github.com/fastfsd/fastfsd/fs/passthrough"
 	"github.com/fastfsd/fastfsd/fuse"
@@ -58,7 +59,8 @@ flags:
   --writeback               client write-back cache
   --posix-lock              serve POSIX and flock locks
   --no-killpriv-v2          do not offer HANDLE_KILLPRIV_V2
-  --cpus LIST               pin queue workers to these CPUs (e.g. 0,1)
+  --cpus LIST|auto          pin queue worker i to CPU LIST[i % len] (e.g. 0,1); auto: one
+                            per physical core first (default: workers on their own threads, unpinned)
   --busy-poll DURATION      poll rings this long before sleeping (e.g. 50us)
   --keep-listening          accept a new front-end after one disconnects
   --sandbox none            no sandbox (chroot/namespace: accepted with a warning; containment is openat2 RESOLVE_IN_ROOT)
@@ -88,6 +90,7 @@ type virtiofsConfig struct {
 	locks       bool
 	noKillpriv  bool
 	cpus        []int
+	cpusAuto    bool
 	busyPoll    time.Duration
 	keep        bool
 	level       slog.Level
@@ -286,7 +289,9 @@ func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
 			err = noValue()
 			c.noKillpriv = true
 		case "cpus":
-			if v, err = value(); err == nil {
+			if v, err = value(); err == nil && v == "auto" {
+				c.cpusAuto = true
+			} else if err == nil {
 				for _, f := range strings.Split(v, ",") {
 					n, e := strconv.Atoi(strings.TrimSpace(f))
 					if e != nil || n < 0 {
@@ -381,6 +386,13 @@ func runVirtiofs(args []string) error {
 		return fmt.Errorf("%w; check --shared-dir", err)
 	}
 	defer fsys.Close()
+	if c.cpusAuto {
+		topo, err := dataplane.ReadTopology()
+		if err != nil {
+			return fmt.Errorf("--cpus auto: %w; pass a CPU list instead", err)
+		}
+		c.cpus = topo.Plan(1 + c.queues)
+	}
 	dev, err := virtiofs.New(fsys, virtiofs.Options{
 		Tag: c.tag, RequestQueues: c.queues, CPUs: c.cpus, BusyPoll: c.busyPoll, Log: log,
 		Fuse: fuse.Options{Writeback: c.writeback, Locks: c.locks, NoKillPrivV2: c.noKillpriv},

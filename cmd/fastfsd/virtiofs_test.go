@@ -37,6 +37,8 @@ func TestParseVirtiofsArgs(t *testing.T) {
 		{args: "--socket-path=/s --shared-dir=/d --cpus 0,1 --busy-poll 50us --keep-listening", check: func(c *virtiofsConfig) bool {
 			return len(c.cpus) == 2 && c.busyPoll.Microseconds() == 50 && c.keep
 		}},
+		{args: "--socket-path=/s --shared-dir=/d --cpus auto", check: func(c *virtiofsConfig) bool { return c.cpusAuto }},
+		{args: "--socket-path=/s --shared-dir=/d --cpus 0,x", err: "--cpus"},
 		{args: "--print-capabilities", check: func(c *virtiofsConfig) bool { return c.printCaps }},
 		{args: "--socket-path=/s", err: "no shared directory"},
 		{args: "--shared-dir=/d", err: "exactly one of"},
