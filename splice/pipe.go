@@ -3,6 +3,8 @@ package splice
 import (
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -191,4 +193,18 @@ func (p *Pipe) Close() error {
 	}
 	p.n = 0
 	return err
+}
+
+// MaxSize returns /proc/sys/fs/pipe-max-size: the largest pipe a process
+// without CAP_SYS_RESOURCE may ask for.
+func MaxSize() (int, error) {
+	b, err := os.ReadFile("/proc/sys/fs/pipe-max-size")
+	if err != nil {
+		return 0, fmt.Errorf("splice: read pipe-max-size: %w", err)
+	}
+	v, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || v <= 0 {
+		return 0, fmt.Errorf("splice: pipe-max-size %q is not a size", b)
+	}
+	return v, nil
 }

@@ -169,3 +169,14 @@ func BenchmarkPreadCopy(b *testing.B) {
 		}
 	}
 }
+
+func TestMaxSize(t *testing.T) {
+	m, err := MaxSize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPipe(t, m) // always allowed, with or without CAP_SYS_RESOURCE
+	if p.Cap() != m {
+		t.Fatalf("pipe of MaxSize %d has Cap %d", m, p.Cap())
+	}
+}

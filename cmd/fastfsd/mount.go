@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/fastfsd/fastfsd/dataplane/fusedev"
+	"github.com/fastfsd/fastfsd/fs/passthrough"
+	"github.com/fastfsd/fastfsd/fuse"
+	"github.com/fastfsd/fastfsd/fuse/abi"
+	"github.com/fastfsd/fastfsd/internal/stats"
+)
+
+func init() {
+	register(&command{
+		name:    "mount",
+		summary: "serve a directory to this host's kernel through /dev/fuse",
+		run:     runMount,
+	})
+}
+
+const mountUsage = `usage: fastfsd mount --source DIR [flags] MOUNTPOINT
+
+Mounts DIR at MOUNTPOINT through /dev/fuse and serves it in the foreground
+until the filesystem is unmounted (umount MOUNTPOINT, or fusermount3 -u) or
+fastfsd gets SIGINT/SIGTERM, which unmount it. The exit status is 0 after a
+clean unmount. Mounting needs root, or fusermount3 (package fuse3) for an
+unprivileged user. The mount is ready once MOUNTPOINT is a fuse.fastfs mount
+(stat shows a new st_dev).
+
+flags:
+`
+
+func runMount(args []string) error {
+	fl := flag.NewFlagSet("mount", flag.ContinueOnError)
+	source := fl.String("source", "", "directory to serve (required)")
+	workers := fl.Int("workers", 0, "number of workers, each with its own cloned /dev/fuse fd and pinned to one CPU; 0 = one per CPU this process may run on")
+	cache := fl.String("cache", "auto", "client caching: auto (names and attributes 1 s, data until the file changes), always (1 day; only this client changes DIR), never (no caching, direct I/O)")
+	allowOther := fl.Bool("allow-other", false, "let users other than the mounting one access the mount (unprivileged: needs user_allow_other in /etc/fuse.conf)")
+	pass := fl.Bool("passthrough", true, "FUSE passthrough: the kernel reads and writes opened regular files directly (needs root and Linux 6.9+; not with --cache=never)")
+	spliceMode := fl.String("splice", "auto", "data path for READ and WRITE payloads when not passed through: on (splice through pipes), off (read/write with buffers), auto (the faster one here: off)")
+	xattr := fl.Bool("xattr", true, "serve extended attributes (off: the client stops asking)")
+	fsname := fl.String("fsname", "fastfs", "source name shown in /proc/mounts and df")
+	debug := fl.Bool("debug", false, "log every request and reply to stderr (slow)")
+	obs := addObserveFlags(fl)
+	fl.Usage = func() {
+		fmt.Fprint(fl.Output(), mountUsage)
+		fl.PrintDefaults()
+	}
+	if err := fl.Parse(args); err != nil {
+		return err
+	}
+	if fl.NArg() != 1 {
+		fl.Usage()
+		return fmt.Errorf("want exactly one MOUNTPOINT after the flags, got %d arguments; flags go before MOUNTPOINT", fl.NArg())
+	}
+	mnt := fl.Arg(0)
+	if *source == "" {
+		return errors.New("--source DIR is required: the directory to serve")
+	}
+	if *workers < 0 || *workers > 1024 {
+		return fmt.Errorf("--workers %d: want 0 (one per CPU) to 1024", *workers)
+	}
+	cm, err := passthrough.ParseCacheMode(*cache)
+	if err != nil {
+		return fmt.Errorf("--cache %q: want auto, always or never", *cache)
+	}
+	var sm fusedev.SpliceMode
+	switch *spliceMode {
+	case "auto":
+		sm = fusedev.SpliceAuto
+	case "on":
+		sm = fusedev.SpliceOn
+	case "off":
+		sm = fusedev.SpliceOff
+	default:
+		return fmt.Errorf("--splice %q: want auto, on or off", *spliceMode)
+	}
+	usePass := *pass
+	if usePass && os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "fastfsd mount: --passthrough needs root (CAP_SYS_ADMIN); serving without it")
+		usePass = false
+	}
+	if usePass && cm == passthrough.CacheNever {
+		usePass = false // direct I/O on every open: nothing to pass through
+	}
+	if st, err := os.Stat(*source); err != nil || !st.IsDir() {
+		if err == nil {
+			err = errors.New("not a directory")
+		}
+		return fmt.Errorf("--source %s: %v; give an existing directory", *source, err)
+	}
+	if strings.ContainsAny(*fsname, ", \x00") {
+		return fmt.Errorf("--fsname %q: must not contain a comma, space or NUL", *fsname)
+	}
+
+	fsys, err := passthrough.New(*source, passthrough.Options{Cache: cm, Xattr: *xattr, Passthrough: usePass})
+	if err != nil {
+		return err
+	}
+	defer fsys.Close()
+	if err := obs.start(); err != nil {
+		return err
+	}
+
+	conn, err := fusedev.Mount(mnt, fusedev.MountOptions{
+		Source:             *fsname,
+		AllowOther:         *allowOther,
+		DefaultPermissions: true,
+	})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	opts := fusedev.ServeOptions{Workers: *workers, Splice: sm, Passthrough: usePass}
+	if *debug {
+		opts.Debug = log.New(os.Stderr, "fastfsd: ", log.Lmicroseconds)
+	}
+	if obs.enabled() {
+		opts.Stats = stats.Default.NewSet("fuse", func(op uint32) string { return abi.Opcode(op).String() })
+	}
+	eng := fuse.Options{Locks: true}
+	serveErr := conn.Serve(ctx, fsys, eng, opts)
+	// Serve returns after the mount is gone (or it unmounted it on an
+	// error); make sure nothing is left before closing the fd, which
+	// would otherwise leave a dead mount.
+	if err := conn.Unmount(); err != nil && serveErr == nil {
+		serveErr = err
+	}
+	if serveErr != nil {
+		return fmt.Errorf("%s: %w", mnt, serveErr)
+	}
+	return nil
+}

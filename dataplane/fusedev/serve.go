@@ -1,0 +1,489 @@
+package fusedev
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log"
+	"os"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fastfsd/fastfsd/dataplane"
+	"github.com/fastfsd/fastfsd/fs"
+	"github.com/fastfsd/fastfsd/fuse"
+	"github.com/fastfsd/fastfsd/internal/stats"
+	"github.com/fastfsd/fastfsd/internal/sys"
+	"github.com/fastfsd/fastfsd/splice"
+)
+
+// SpliceMode selects how request payloads move.
+type SpliceMode int
+
+const (
+	// SpliceAuto uses the faster path measured on this machine kind (see
+	// the package comment): read/writev today.
+	SpliceAuto SpliceMode = iota
+	// SpliceOn splices READ data and WRITE payloads when the kernel offers
+	// it in INIT (FUSE_SPLICE_READ/WRITE), falling back to read/writev
+	// when not.
+	SpliceOn
+	// SpliceOff always uses read(2)/write(2) with user buffers.
+	SpliceOff
+)
+
+// ServeOptions say how to serve a mounted connection.
+type ServeOptions struct {
+	// Workers is the number of workers, each with its own cloned /dev/fuse
+	// fd, pinned one per CPU. 0: one per CPU the process may run on.
+	Workers int
+	// NoPin leaves workers on their own threads but unpinned.
+	NoPin bool
+	// MaxWrite is the max_write offered in INIT; buffers are sized for it.
+	// 0: fuse.Options.MaxWrite, or DefaultMaxWrite.
+	MaxWrite int
+	// Splice selects the data path.
+	Splice SpliceMode
+	// Passthrough offers FUSE passthrough: the engine registers the files
+	// the filesystem opens with fs.OpenPassthrough through this
+	// connection (FUSE_DEV_IOC_BACKING_OPEN), and the kernel does their
+	// I/O without the server.
+	Passthrough bool
+	// Debug, if set, logs every request and reply. Nil costs one branch
+	// per request.
+	Debug *log.Logger
+	// Stats, if set, gets one stats.Worker per worker that counts every
+	// request with its service time. Nil costs one branch per request.
+	Stats *stats.Set
+}
+
+// workerStats is one worker's counters, alone on its cache line(s) so
+// workers never share one.
+type workerStats struct {
+	_        [64]byte
+	requests atomic.Uint64 // requests read (written by the worker only)
+	spliced  atomic.Uint64 // replies or payloads moved by splice
+	_        [48]byte
+}
+
+// Stats are the counters of one worker.
+type Stats struct {
+	Requests uint64 // requests served
+	Spliced  uint64 // requests whose data moved by splice
+}
+
+// WorkerStats returns each worker's counters (empty before Serve starts
+// the workers).
+func (c *Conn) WorkerStats() []Stats {
+	c.mu.Lock()
+	ws := c.workers
+	c.mu.Unlock()
+	out := make([]Stats, len(ws))
+	for i, w := range ws {
+		out[i] = Stats{Requests: w.requests.Load(), Spliced: w.spliced.Load()}
+	}
+	return out
+}
+
+// errStop ends a worker normally: the connection is gone (unmounted or
+// aborted).
+var errStop = errors.New("fusedev: connection ended")
+
+// Serve serves fsys on the connection until the filesystem is unmounted
+// (from outside, or by Unmount when ctx is cancelled) and returns nil then.
+//
+// It completes eng with what this transport does — MaxWrite (buffers are
+// sized for it), SpliceRead/SpliceWrite for the splice path, Backing for
+// passthrough (ServeOptions.Passthrough) — and makes the engine. It answers
+// INIT on the calling goroutine, then starts the workers: worker 0 reads
+// the mount's fd, every other worker a fd cloned from it
+// (FUSE_DEV_IOC_CLONE), and each answers on the fd it read from. On a
+// worker's fatal error it unmounts (aborting if busy), waits for the
+// others and returns that error. Serve does not close the Conn.
+func (c *Conn) Serve(ctx context.Context, fsys fs.FileSystem, eng fuse.Options, opts ServeOptions) error {
+	if opts.MaxWrite <= 0 {
+		opts.MaxWrite = eng.MaxWrite
+	}
+	if opts.MaxWrite <= 0 {
+		opts.MaxWrite = DefaultMaxWrite
+	}
+	if opts.Splice == SpliceOn {
+		// A whole request (one page of header and arguments, max_write
+		// of payload that may straddle one more page) must fit in a
+		// pipe, and pipes are capped at pipe-max-size without
+		// CAP_SYS_RESOURCE: shrink max_write to fit if need be.
+		page := unix.Getpagesize()
+		if p, err := splice.New(opts.MaxWrite + 2*page); err == nil {
+			p.Close()
+		} else if m, merr := splice.MaxSize(); merr == nil && m-2*page >= 4096 {
+			opts.MaxWrite = min(opts.MaxWrite, m-2*page)
+		} else {
+			return fmt.Errorf("serve %s: %w (use --splice=off)", c.mountpoint, err)
+		}
+		eng.SpliceRead, eng.SpliceWrite = true, true
+	}
+	eng.MaxWrite = opts.MaxWrite
+	if opts.Passthrough {
+		eng.Backing = backingFiles{c}
+	}
+	if opts.Debug != nil && eng.Logger == nil {
+		eng.Logger = opts.Debug
+	}
+	srv := fuse.NewServer(fsys, eng)
+	return c.serve(ctx, srv, opts)
+}
+
+func (c *Conn) serve(ctx context.Context, srv *fuse.Server, opts ServeOptions) error {
+	bufSize := max(minReadBuffer, inHeaderSize+writeInSize+opts.MaxWrite)
+
+	// Stop on cancel from here on, including while waiting for INIT.
+	stopWatch := context.AfterFunc(ctx, func() { c.Unmount() })
+	defer stopWatch()
+
+	w0 := newWorker(c, srv, c.fd, 0, bufSize, opts.Debug)
+	ini, err := w0.serveInit()
+	if err != nil {
+		if errors.Is(err, errStop) {
+			return nil
+		}
+		c.Unmount()
+		return err
+	}
+	if int(ini.maxWrite) > opts.MaxWrite {
+		c.Unmount()
+		return fmt.Errorf("serve %s: the engine agreed max_write %d but buffers are sized for %d; set the same MaxWrite in fuse.Options and fusedev.ServeOptions", c.mountpoint, ini.maxWrite, opts.MaxWrite)
+	}
+	spliceRead, spliceWrite := false, false
+	if opts.Splice == SpliceOn {
+		// Offered by the kernel and selected by the engine.
+		agreed := ini.kernelFlags & ini.replyFlags
+		spliceRead = agreed&initSpliceRead != 0
+		spliceWrite = agreed&initSpliceWrite != 0
+	}
+
+	topo, err := dataplane.ReadTopology()
+	if err != nil {
+		c.Unmount()
+		return err
+	}
+	cpus := topo.Plan(opts.Workers)
+	ws := []*worker{w0}
+	defer func() {
+		for _, w := range ws {
+			w.close()
+		}
+	}()
+	for i := 1; i < len(cpus); i++ {
+		fd, err := cloneFd(c.fd)
+		if err != nil {
+			c.Unmount()
+			return fmt.Errorf("serve %s: worker %d: %w", c.mountpoint, i, err)
+		}
+		ws = append(ws, newWorker(c, srv, fd, i, bufSize, opts.Debug))
+	}
+	stats := make([]*workerStats, len(ws))
+	for i, w := range ws {
+		if spliceRead || spliceWrite {
+			if err := w.setupSplice(bufSize, spliceRead, spliceWrite); err != nil {
+				c.Unmount()
+				return fmt.Errorf("serve %s: worker %d: %w (use --splice=off)", c.mountpoint, i, err)
+			}
+		}
+		stats[i] = w.stats
+		if opts.Stats != nil {
+			w.obs = opts.Stats.NewWorker()
+		}
+	}
+	c.mu.Lock()
+	c.workers = stats
+	c.mu.Unlock()
+
+	running := make([]*dataplane.Worker, len(ws))
+	for i, w := range ws {
+		cpu := cpus[i]
+		if opts.NoPin {
+			cpu = -1
+		}
+		running[i] = dataplane.Start(cpu, w.loop)
+	}
+	// The first worker to end decides: a clean end (ENODEV) means the
+	// others end the same way; an error means the rest must be stopped.
+	var first error
+	done := make(chan error, len(running))
+	for _, r := range running {
+		go func() { done <- r.Wait() }()
+	}
+	for range running {
+		err := <-done
+		if err != nil && !errors.Is(err, errStop) && first == nil {
+			first = err
+			if uerr := c.Unmount(); uerr != nil {
+				c.Abort()
+			}
+		}
+	}
+	return first
+}
+
+// cloneFd opens /dev/fuse and attaches it to the connection of fd.
+func cloneFd(fd int) (int, error) {
+	nfd, err := unix.Open("/dev/fuse", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open /dev/fuse for a cloned fd: %w; raise the open file limit or use fewer --workers", err)
+	}
+	if e := sys.FuseDevClone(nfd, fd); e != 0 {
+		unix.Close(nfd)
+		return -1, fmt.Errorf("FUSE_DEV_IOC_CLONE: %w; this kernel cannot clone /dev/fuse fds, use --workers 1", e)
+	}
+	return nfd, nil
+}
+
+// worker is the state one worker owns: its fd, its engine Request and its
+// buffers. Only the worker's goroutine touches it once loop runs.
+type worker struct {
+	c     *Conn
+	srv   *fuse.Server
+	fd    int
+	id    int
+	owned bool // fd is a clone this worker closes
+
+	req   *fuse.Request
+	buf   []byte   // receive buffer, bufSize bytes
+	errb  [16]byte // header-only error replies the transport makes itself
+	stats *workerStats
+	debug *log.Logger
+	obs   *stats.Worker // nil: no per-request timing
+
+	// Splice path (nil pipes: read/writev path).
+	in          *splice.Pipe // requests from the device; then the reply to it
+	data        *splice.Pipe // READ data before it joins the reply header
+	spliceRead  bool
+	spliceWrite bool
+	sink        pipeSink
+	src         pipeSource
+}
+
+func newWorker(c *Conn, srv *fuse.Server, fd, id, bufSize int, debug *log.Logger) *worker {
+	w := &worker{c: c, srv: srv, fd: fd, id: id, owned: id != 0, debug: debug, stats: new(workerStats)}
+	w.req = srv.NewRequest()
+	w.buf = make([]byte, bufSize)
+	return w
+}
+
+func (w *worker) close() {
+	if w.in != nil {
+		w.in.Close()
+	}
+	if w.data != nil {
+		w.data.Close()
+	}
+	if w.owned {
+		unix.Close(w.fd)
+		w.owned = false
+	}
+}
+
+// serveInit answers requests on w's fd until an INIT reply has been sent
+// (the kernel sends nothing else before INIT is answered) and returns
+// what it settled.
+func (w *worker) serveInit() (initResult, error) {
+	for {
+		n, e := readDev(w.fd, w.buf)
+		if e != 0 {
+			if e == syscall.ENODEV || e == syscall.ECONNABORTED {
+				return initResult{}, errStop
+			}
+			if e == syscall.EINTR || e == syscall.EAGAIN || e == syscall.ENOENT {
+				continue
+			}
+			return initResult{}, fmt.Errorf("serve %s: read INIT from /dev/fuse: %w", w.c.mountpoint, e)
+		}
+		in := w.buf[:n]
+		h, ok := readHdr(in)
+		out, stop := w.serve(in)
+		if stop {
+			return initResult{}, errStop
+		}
+		if !ok || h.opcode != opInit || out < outHeaderSize {
+			continue
+		}
+		reply := w.req.Out[:out]
+		ini, ok := parseInit(in, reply)
+		if errno := int32(binary.NativeEndian.Uint32(reply[4:])); errno != 0 {
+			return initResult{}, fmt.Errorf("serve %s: the engine refused INIT with errno %d", w.c.mountpoint, -errno)
+		}
+		if !ok {
+			return initResult{}, fmt.Errorf("serve %s: INIT reply of %d bytes is too short", w.c.mountpoint, out)
+		}
+		if ini.major != 7 {
+			continue // the engine asked for a second INIT with its major
+		}
+		return ini, nil
+	}
+}
+
+// readDev reads one request.
+func readDev(fd int, buf []byte) (int, syscall.Errno) {
+	n, err := unix.Read(fd, buf)
+	if err != nil {
+		if e, ok := err.(syscall.Errno); ok {
+			return 0, e
+		}
+		return 0, syscall.EIO
+	}
+	return n, 0
+}
+
+// loop is the worker's run loop (read/writev or splice path). It returns
+// errStop when the connection ends, another error when the device fails.
+func (w *worker) loop() error {
+	for {
+		var n int
+		var e syscall.Errno
+		if w.in != nil {
+			n, e = w.in.SpliceFrom(w.fd, nil, len(w.buf))
+		} else {
+			n, e = readDev(w.fd, w.buf)
+		}
+		switch e {
+		case 0:
+		case syscall.EINTR, syscall.EAGAIN:
+			continue
+		case syscall.ENOENT:
+			// The request was interrupted and ended while being read.
+			continue
+		case syscall.ENODEV, syscall.ECONNABORTED:
+			return errStop
+		default:
+			return fmt.Errorf("serve %s: worker %d: read /dev/fuse: %w", w.c.mountpoint, w.id, e)
+		}
+		w.stats.requests.Add(1)
+		var stop bool
+		if w.in != nil {
+			stop = w.serveSpliced(n)
+		} else {
+			_, stop = w.serve(w.buf[:n])
+		}
+		if stop {
+			return errStop
+		}
+	}
+}
+
+// serve runs one request held in in (read/writev path) and writes its
+// reply. It returns the reply length, and stop when the connection is
+// gone.
+func (w *worker) serve(in []byte) (int, bool) {
+	r := w.req
+	r.In, r.Src, r.Dst = in, nil, nil
+	if w.debug != nil {
+		w.logRequest(in)
+	}
+	n := w.handle(r)
+	if n <= 0 {
+		return n, false
+	}
+	return n, w.send(r.Out[:n])
+}
+
+// handle calls the engine (through observe when Stats are on).
+func (w *worker) handle(r *fuse.Request) int {
+	if w.obs != nil {
+		return w.observe(r)
+	}
+	return w.call(r)
+}
+
+// observe times one request and counts it in w.obs.
+func (w *worker) observe(r *fuse.Request) int {
+	t0 := time.Now()
+	n := w.call(r)
+	d := time.Since(t0)
+	h, ok := readHdr(r.In)
+	if !ok {
+		return n
+	}
+	failed := false
+	var bytes uint64
+	if n >= outHeaderSize {
+		ne := binary.NativeEndian
+		failed = ne.Uint32(r.Out[4:]) != 0
+		switch {
+		case failed:
+		case h.opcode == opRead:
+			bytes = uint64(ne.Uint32(r.Out[0:]) - outHeaderSize)
+		case h.opcode == opWrite && n >= outHeaderSize+4:
+			bytes = uint64(ne.Uint32(r.Out[outHeaderSize:]))
+		}
+	}
+	w.obs.Observe(h.opcode, failed, bytes, d)
+	return n
+}
+
+// call calls the engine; a panic in it (a bug) becomes an EIO reply so
+// the worker keeps serving. Returns the reply length in r.Out.
+func (w *worker) call(r *fuse.Request) (n int) {
+	defer func() {
+		if p := recover(); p != nil {
+			fmt.Fprintf(os.Stderr, "fastfsd: fusedev worker %d: engine panic (bug), replying EIO: %v\n", w.id, p)
+			n = 0
+			if h, ok := readHdr(r.In); ok && !noReply(h.opcode) && len(r.Out) >= outHeaderSize {
+				putErrReply(r.Out, h.unique, int32(syscall.EIO))
+				n = outHeaderSize
+			}
+		}
+	}()
+	return w.srv.Handle(r)
+}
+
+// send writes one reply. It returns true when the connection is gone.
+func (w *worker) send(b []byte) bool {
+	if w.debug != nil {
+		w.logReply(b)
+	}
+	for {
+		_, err := unix.Write(w.fd, b)
+		switch err {
+		case nil:
+			return false
+		case syscall.EINTR:
+			continue
+		case syscall.ENOENT:
+			// Interrupted request already ended by the kernel.
+			return false
+		case syscall.ENODEV, syscall.ECONNABORTED:
+			return true
+		default:
+			// The kernel refused the reply (EINVAL: a malformed reply,
+			// an engine bug). The request would hang: answer EIO.
+			fmt.Fprintf(os.Stderr, "fastfsd: fusedev worker %d: reply of %d bytes refused: %v\n", w.id, len(b), err)
+			if h, ok := readHdr(w.req.In); ok && len(b) != outHeaderSize {
+				putErrReply(w.errb[:], h.unique, int32(syscall.EIO))
+				b = w.errb[:]
+				continue
+			}
+			return false
+		}
+	}
+}
+
+func (w *worker) logRequest(in []byte) {
+	h, ok := readHdr(in)
+	if !ok {
+		w.debug.Printf("w%d <- short request (%d bytes)", w.id, len(in))
+		return
+	}
+	w.debug.Printf("w%d <- unique=%d op=%d node=%d len=%d", w.id, h.unique, h.opcode, h.nodeid, h.len)
+}
+
+func (w *worker) logReply(b []byte) {
+	if len(b) < outHeaderSize {
+		return
+	}
+	ne := binary.NativeEndian
+	w.debug.Printf("w%d -> unique=%d err=%d len=%d", w.id, ne.Uint64(b[8:]), int32(ne.Uint32(b[4:])), ne.Uint32(b[0:]))
+}

@@ -1,0 +1,284 @@
+package fusedev
+
+import (
+	"encoding/binary"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fastfsd/fastfsd/splice"
+)
+
+// The splice path (fuse.md §10). Per worker, two pipes of at least
+// bufSize bytes:
+//
+//	request: /dev/fuse ──splice──► in ──read──► buf (header + args)
+//	         WRITE payload stays in `in` → pipeSource → splice → file
+//	READ:    file ──splice──► data (pipeSink; the header's length is not
+//	         known until the filesystem is done) ; then header ──write──► in,
+//	         data ──splice (buffers move)──► in, in ──splice──► /dev/fuse
+//
+// Invariant between requests: both pipes are empty (leftovers are drained).
+
+func (w *worker) setupSplice(bufSize int, read, write bool) error {
+	// One page for the header and arguments, one for payload data that
+	// straddles a page boundary (Serve shrank max_write so this fits
+	// pipe-max-size).
+	size := bufSize - inHeaderSize - writeInSize + 2*unix.Getpagesize()
+	var err error
+	if w.in, err = splice.New(size); err != nil {
+		return err
+	}
+	if read {
+		if w.data, err = splice.New(size); err != nil {
+			return err
+		}
+		w.sink.p = w.data
+	}
+	w.spliceRead, w.spliceWrite = read, write
+	w.src.p = w.in
+	return nil
+}
+
+// serveSpliced runs the request of n bytes sitting in w.in.
+func (w *worker) serveSpliced(n int) bool {
+	r := w.req
+	first := min(n, inHeaderSize+writeInSize)
+	if e := w.in.ReadFull(w.buf[:first]); e != 0 {
+		w.in.Drain()
+		return false // cannot even read the header: nothing to answer
+	}
+	h, _ := readHdr(w.buf[:first])
+	r.Src, r.Dst = nil, nil
+	if w.spliceWrite && h.opcode == opWrite && n > inHeaderSize+writeInSize {
+		r.In = w.buf[:first]
+		w.src.n = n - first
+		r.Src = &w.src
+	} else {
+		if e := w.in.ReadFull(w.buf[first:n]); e != 0 {
+			w.in.Drain()
+			return false
+		}
+		r.In = w.buf[:n]
+	}
+	if w.spliceRead && h.opcode == opRead {
+		w.sink.reset(w.buf[(len(r.In)+7)&^7:])
+		r.Dst = &w.sink
+	}
+	if w.debug != nil {
+		w.logRequest(r.In)
+	}
+	out := w.handle(r)
+	if w.in.Len() > 0 {
+		// WRITE payload the filesystem did not consume.
+		w.in.Drain()
+	}
+	if r.Src != nil {
+		w.stats.spliced.Add(1)
+	}
+	if out <= 0 {
+		if w.data != nil {
+			w.data.Drain()
+		}
+		return false
+	}
+	dlen := 0
+	if r.Dst != nil {
+		dlen = w.data.Len()
+	}
+	if dlen > 0 && int(binary.NativeEndian.Uint32(r.Out[0:])) == out+dlen {
+		w.stats.spliced.Add(1)
+		return w.sendSpliced(r.Out[:out], dlen)
+	}
+	// No data, or the header does not count it (an error reply after a
+	// partial read): drop the data, send the header-only reply.
+	if w.data != nil && w.data.Len() > 0 {
+		w.data.Drain()
+	}
+	return w.send(r.Out[:out])
+}
+
+// sendSpliced writes header + dlen bytes of w.data as one reply.
+func (w *worker) sendSpliced(header []byte, dlen int) bool {
+	if w.debug != nil {
+		w.logReply(header)
+	}
+	total := len(header) + dlen
+	if _, e := w.in.Write(header); e != 0 {
+		return w.failSpliced(e)
+	}
+	if _, e := w.in.MoveFrom(w.data, dlen); e != 0 {
+		return w.failSpliced(e)
+	}
+	// One splice = one reply: the kernel takes the whole reply or fails.
+	m, e := w.in.SpliceTo(w.fd, nil, total, 0)
+	switch {
+	case e == syscall.ENOENT:
+		e = 0 // interrupted request already ended
+	case e == syscall.ENODEV || e == syscall.ECONNABORTED:
+		w.in.Drain()
+		return true
+	case e == 0 && m != total:
+		e = syscall.EIO
+	}
+	if e != 0 {
+		return w.failSpliced(e)
+	}
+	w.in.Drain()
+	return false
+}
+
+// failSpliced drops a reply the pipes could not carry and answers EIO.
+func (w *worker) failSpliced(e syscall.Errno) bool {
+	w.in.Drain()
+	if w.data != nil {
+		w.data.Drain()
+	}
+	h, _ := readHdr(w.req.In)
+	putErrReply(w.errb[:], h.unique, int32(syscall.EIO))
+	return w.send(w.errb[:])
+}
+
+// pipeSink is the READ fs.Sink of the splice path: data goes into the
+// worker's data pipe, by splice from a file or by copy from bytes.
+type pipeSink struct {
+	p       *splice.Pipe
+	limit   int    // the pipe's usable capacity for one reply
+	scratch []byte // for files that cannot splice (pread + copy)
+}
+
+func (s *pipeSink) reset(scratch []byte) {
+	s.limit = s.p.Cap() - 2*4096
+	s.scratch = scratch
+}
+
+func (s *pipeSink) Cap() int { return s.limit - s.p.Len() }
+func (s *pipeSink) Len() int { return s.p.Len() }
+
+func (s *pipeSink) Append(b []byte) int {
+	b = b[:min(len(b), s.Cap())]
+	done := 0
+	for done < len(b) {
+		m, e := s.p.Write(b[done:])
+		if e != 0 || m == 0 {
+			break
+		}
+		done += m
+	}
+	return done
+}
+
+func (s *pipeSink) ReadFrom(fd int, off int64, n int) (int, syscall.Errno) {
+	n = min(n, s.Cap())
+	done := 0
+	for done < n {
+		m, e := s.p.SpliceFrom(fd, &off, n-done)
+		if e == syscall.EINVAL && done == 0 {
+			return s.readCopy(fd, off, n)
+		}
+		if e != 0 {
+			if done > 0 {
+				return done, 0
+			}
+			return 0, e
+		}
+		if m == 0 {
+			break // end of file
+		}
+		done += m
+	}
+	return done, 0
+}
+
+// readCopy serves files whose filesystem cannot splice (EINVAL): pread
+// into scratch, copy into the pipe.
+func (s *pipeSink) readCopy(fd int, off int64, n int) (int, syscall.Errno) {
+	done := 0
+	for done < n && len(s.scratch) > 0 {
+		m, err := unix.Pread(fd, s.scratch[:min(len(s.scratch), n-done)], off)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			if done > 0 {
+				return done, 0
+			}
+			return 0, err.(syscall.Errno)
+		}
+		if m == 0 {
+			break
+		}
+		if s.Append(s.scratch[:m]) != m {
+			return done, syscall.EIO
+		}
+		done += m
+		off += int64(m)
+	}
+	return done, 0
+}
+
+// pipeSource is the WRITE fs.Source of the splice path: the payload left
+// in the worker's request pipe after the header and fuse_write_in.
+type pipeSource struct {
+	p *splice.Pipe
+	n int // payload bytes still in the pipe
+}
+
+func (s *pipeSource) Len() int { return s.n }
+
+func (s *pipeSource) CopyTo(b []byte) int {
+	b = b[:min(len(b), s.n)]
+	if s.p.ReadFull(b) != 0 {
+		return 0
+	}
+	s.n -= len(b)
+	return len(b)
+}
+
+func (s *pipeSource) WriteTo(fd int, off int64) (int, syscall.Errno) {
+	done := 0
+	for s.n > 0 {
+		m, e := s.p.SpliceTo(fd, &off, s.n, unix.SPLICE_F_MOVE)
+		if m > 0 {
+			s.n -= m
+			done += m
+		}
+		if e == syscall.EINVAL && done == 0 {
+			return s.writeCopy(fd, off)
+		}
+		if e != 0 {
+			return done, e
+		}
+		if m == 0 {
+			return done, syscall.EIO
+		}
+	}
+	return done, 0
+}
+
+// writeCopy serves files that cannot take a splice: read the payload from
+// the pipe in chunks, pwrite each.
+func (s *pipeSource) writeCopy(fd int, off int64) (int, syscall.Errno) {
+	var chunk [4096]byte
+	done := 0
+	for s.n > 0 {
+		k := min(len(chunk), s.n)
+		if e := s.p.ReadFull(chunk[:k]); e != 0 {
+			return done, e
+		}
+		s.n -= k
+		for w := 0; w < k; {
+			m, err := unix.Pwrite(fd, chunk[w:k], off)
+			if err == syscall.EINTR {
+				continue
+			}
+			if err != nil {
+				return done, err.(syscall.Errno)
+			}
+			w += m
+			off += int64(m)
+			done += m
+		}
+	}
+	return done, 0
+}
