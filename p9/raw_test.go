@@ -5,8 +5,11 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -573,6 +576,26 @@ func TestMalformed(t *testing.T) {
 		r2.attach(1)
 	})
 	waitOutstanding(t, m)
+}
+
+func TestDebugLog(t *testing.T) {
+	m := newMemFS("")
+	var mu sync.Mutex
+	var lines []string
+	sock, _ := startServer(t, m, &Options{Debug: func(format string, args ...any) {
+		mu.Lock()
+		lines = append(lines, fmt.Sprintf(format, args...))
+		mu.Unlock()
+	}})
+	r := dialRaw(t, sock)
+	r.version(8192)
+	r.attach(1)
+	r.errno("walk missing", walkMsg(1, 2, "nope"), syscall.ENOENT)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(lines) != 2 || !strings.Contains(lines[0], "Tattach tag 1") || !strings.Contains(lines[1], "Twalk tag 1") || !strings.Contains(lines[1], "Rlerror 2") {
+		t.Errorf("debug log: %q", lines)
+	}
 }
 
 func TestPanicBecomesEIO(t *testing.T) {

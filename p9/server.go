@@ -55,6 +55,9 @@ type Options struct {
 	// Logf logs connection-level events (never per request). Default
 	// log.Printf.
 	Logf func(format string, args ...any)
+	// Debug, if set, logs every request and its reply's size or errno
+	// (slow: for debugging a client).
+	Debug func(format string, args ...any)
 }
 
 // Server serves an fs.FileSystem over 9P2000.L. See the package comment.
@@ -442,6 +445,18 @@ func (c *conn) run(r *request) {
 	if e != 0 {
 		r.rlerror(e)
 	}
+	if c.s.opts.Debug != nil {
+		c.debugf(r, e)
+	}
+}
+
+// debugf logs one request and its reply (Options.Debug).
+func (c *conn) debugf(r *request, e fs.Errno) {
+	if e != 0 {
+		c.s.opts.Debug("p9: conn %d: %v tag %d (%d bytes) -> Rlerror %d (%v)", c.id, r.hdr.Type, r.hdr.Tag, r.hdr.Size, int(e), e)
+		return
+	}
+	c.s.opts.Debug("p9: conn %d: %v tag %d (%d bytes) -> %d bytes", c.id, r.hdr.Type, r.hdr.Tag, r.hdr.Size, len(r.e.buf))
 }
 
 // begin starts the reply of r as type t in a buffer of at least need bytes

@@ -66,6 +66,7 @@ func runP9(args []string) error {
 	xattr := fl.Bool("xattr", true, "serve extended attributes")
 	readOnly := fl.Bool("read-only", false, "refuse every change with EROFS")
 	drain := fl.Duration("drain", 10*time.Second, "on SIGINT/SIGTERM, how long to let running requests finish before closing connections")
+	debug := fl.Bool("debug", false, "log every request and its reply to stderr (slow)")
 	fl.Usage = func() {
 		fmt.Fprint(fl.Output(), p9Usage)
 		fl.PrintDefaults()
@@ -107,6 +108,9 @@ func runP9(args []string) error {
 		srvOpts: p9.Options{MaxMsize: uint32(*msize), MaxConns: *maxConns, MaxFids: *maxFids,
 			MaxRequests: *maxReqs},
 		drain: *drain,
+	}
+	if *debug {
+		cfg.srvOpts.Debug = log.New(os.Stderr, "", log.Lmicroseconds).Printf
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
