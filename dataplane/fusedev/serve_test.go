@@ -163,7 +163,7 @@ func (t *testFS) StatFs(ctx *fs.Context, ino fs.Inode, out *fs.StatFs) fs.Errno 
 	return 0
 }
 
-func newTestFS(t *testing.T) *testFS {
+func newTestFS(t testing.TB) *testFS {
 	dir := t.TempDir()
 	data := make([]byte, 3<<20+123)
 	rand.Read(data)
