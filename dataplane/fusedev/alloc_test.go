@@ -148,7 +148,6 @@ func TestSpliceSinkSourceAllocs(t *testing.T) {
 	}
 }
 
-
 // BenchmarkWorkerRoundTrip is one request through the transport and the
 // engine over the fake device (socket syscalls included).
 func BenchmarkWorkerRoundTrip(b *testing.B) {
