@@ -187,3 +187,41 @@ func (t *GuestTable) WriteLatency(w io.Writer) {
 		}
 	}
 }
+
+// Result converts the table to a Result (baseline first), for the same
+// text, JSON and SVG output as the host benchmark.
+func (t *GuestTable) Result() *Result {
+	r := &Result{Date: time.Now().UTC(), Baseline: t.Baseline}
+	r.Subjects = append(r.Subjects, t.Baseline)
+	for _, b := range t.Backends {
+		if b != t.Baseline {
+			r.Subjects = append(r.Subjects, b)
+		}
+	}
+	jobs := map[string]string{}
+	for _, m := range t.Figures {
+		for j, g := range m {
+			jobs[j] = g.Unit
+		}
+	}
+	for _, j := range []string{"seqread", "seqwrite", "randread", "create", "stat"} {
+		unit, ok := jobs[j]
+		if !ok {
+			continue
+		}
+		row := Row{Job: j, Unit: unit, Samples: map[string][]float64{}, Median: map[string]float64{}, Ratio: map[string]float64{}}
+		for _, b := range r.Subjects {
+			if g, ok := t.Figures[b][j]; ok {
+				row.Samples[b] = []float64{g.Value}
+				row.Median[b] = g.Value
+			}
+		}
+		if base := row.Median[t.Baseline]; base > 0 {
+			for b, v := range row.Median {
+				row.Ratio[b] = v / base
+			}
+		}
+		r.Rows = append(r.Rows, row)
+	}
+	return r
+}

@@ -7,7 +7,6 @@ tool (
 	github.com/hanwen/go-fuse/v2/example/virtiofs
 )
 
-require (
-	github.com/hanwen/go-fuse/v2 v2.12.1 // indirect
-	golang.org/x/sys v0.28.0 // indirect
-)
+require github.com/hanwen/go-fuse/v2 v2.12.1
+
+require golang.org/x/sys v0.28.0 // indirect
