@@ -2,6 +2,7 @@ package p9
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"net"
 	"os"
@@ -60,6 +61,11 @@ func kernelMount(t *testing.T, mode string) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if dir := os.Getenv("FASTFS_P9_CAPTURE"); dir != "" {
+		cl := &captureListener{Listener: l}
+		l = cl
+		defer cl.writeCorpus(t, dir) // runs after the unmount below
 	}
 	go s.Serve(l)
 	defer s.Close()
@@ -215,5 +221,61 @@ func kernelMount(t *testing.T, mode string) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// captureListener records what clients send, to seed the fuzz corpus from
+// a real client: FASTFS_P9_CAPTURE=DIR writes one corpus file per distinct
+// (type, size) T-message to DIR, in testdata/fuzz format.
+type captureListener struct {
+	net.Listener
+	mu  sync.Mutex
+	buf []byte
+}
+
+type captureConn struct {
+	net.Conn
+	l *captureListener
+}
+
+func (l *captureListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &captureConn{Conn: c, l: l}, nil
+}
+
+// Read records bytes as received. With one connection per mount the
+// stream is whole messages back to back.
+func (c *captureConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.l.mu.Lock()
+	c.l.buf = append(c.l.buf, p[:n]...)
+	c.l.mu.Unlock()
+	return n, err
+}
+
+func (l *captureListener) writeCorpus(t *testing.T, dir string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	seen := map[string]bool{}
+	for b := l.buf; len(b) >= HeaderSize; {
+		size := int(binary.LittleEndian.Uint32(b))
+		if size < HeaderSize || size > len(b) {
+			break
+		}
+		msg := b[:size]
+		b = b[size:]
+		key := strconv.Itoa(int(msg[4])) + "-" + strconv.Itoa(min(size, 64))
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		name := filepath.Join(dir, "linux-"+MsgType(msg[4]).String()+"-"+strconv.Itoa(size))
+		body := "go test fuzz v1\n[]byte(" + strconv.Quote(string(msg)) + ")\n"
+		if err := os.WriteFile(name, []byte(body), 0o644); err != nil {
+			t.Errorf("capture: %v", err)
+		}
 	}
 }
