@@ -288,3 +288,91 @@ func sameNames(a, b []dirent) bool {
 	}
 	return true
 }
+
+func init() {
+	register("dir_readdir_while_changing", func(t *testing.T, env Env) { twin(t, env, dirWhileChanging) })
+}
+
+// dirWhileChanging: POSIX leaves it open whether entries added or removed
+// during a listing are returned, but every entry neither added nor removed
+// must be returned exactly once. rm -rf depends on it: it unlinks what it
+// has read and reads on.
+func dirWhileChanging(s *Side) {
+	const n = 2000
+	s.Must("mkdir", unix.Mkdir(s.P("d"), 0o755))
+	for i := 0; i < n; i++ {
+		if err := os.WriteFile(s.P("d", fmt.Sprintf("f%04d", i)), nil, 0o644); err != nil {
+			s.Fatalf("create %d: %v", i, err)
+		}
+	}
+	fd, err := unix.Open(s.P("d"), unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	s.Must("open", err)
+	defer unix.Close(fd)
+	// Pass 1: unlink every entry right after it is read (rm -rf).
+	seen := map[string]int{}
+	buf := make([]byte, 2048)
+	for {
+		nb, err := unix.Getdents(fd, buf)
+		if err != nil {
+			s.Fatalf("getdents after %d entries: %v", len(seen), err)
+		}
+		if nb == 0 {
+			break
+		}
+		ds, _ := parseDirents(buf[:nb])
+		for _, d := range ds {
+			seen[d.name]++
+			if d.name != "." && d.name != ".." {
+				if err := unix.Unlinkat(fd, d.name, 0); err != nil {
+					s.Checkf(false, "unlink %s just read from the directory: %v", d.name, err)
+				}
+			}
+		}
+		if len(seen) > 3*n {
+			s.Fatalf("the listing does not end")
+		}
+	}
+	dup := 0
+	for _, c := range seen {
+		if c > 1 {
+			dup++
+		}
+	}
+	left, _ := readAllNames(fd, 8192)
+	s.Rec("rm -rf pass", "distinct=%d dup=%d left=%d", len(seen), dup, len(left))
+	s.Checkf(dup == 0 && len(seen) == n+2 && len(left) == 0,
+		"unlinking entries while listing: %d distinct names seen of %d, %d seen twice, %d left after the pass (%.5v)", len(seen), n+2, dup, len(left), left)
+
+	// Pass 2: create while listing; the old entries come exactly once.
+	for i := 0; i < n; i++ {
+		os.WriteFile(s.P("d", fmt.Sprintf("old%04d", i)), nil, 0o644)
+	}
+	unix.Seek(fd, 0, unix.SEEK_SET)
+	seen = map[string]int{}
+	created := 0
+	for {
+		nb, err := unix.Getdents(fd, buf)
+		if err != nil || nb == 0 {
+			break
+		}
+		ds, _ := parseDirents(buf[:nb])
+		for _, d := range ds {
+			seen[d.name]++
+		}
+		for k := 0; k < 5; k++ {
+			os.WriteFile(s.P("d", fmt.Sprintf("new%05d", created)), nil, 0o644)
+			created++
+		}
+		if len(seen) > 10*n {
+			s.Fatalf("the listing does not end")
+		}
+	}
+	bad := 0
+	for i := 0; i < n; i++ {
+		if seen[fmt.Sprintf("old%04d", i)] != 1 {
+			bad++
+		}
+	}
+	s.Rec("create-while-listing pass", "old entries not seen exactly once: %d", bad)
+	s.Checkf(bad == 0, "creating while listing: %d of %d pre-existing entries were not returned exactly once", bad, n)
+}
