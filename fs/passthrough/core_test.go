@@ -258,3 +258,25 @@ func TestDirOps(t *testing.T) {
 		t.Errorf("StatFs = %v %+v, host %+v", errno, sfs, hs)
 	}
 }
+
+// TestForgetDuringUse: a Forget that drops the last lookup while a request
+// still uses the inode must not close the fd under that request.
+func TestForgetDuringUse(t *testing.T) {
+	f, dir := newTestFS(t, Options{})
+	writeFile(t, join(dir, "a"), "", 0o644)
+	e := lookup(t, f, fs.RootInode, "a")
+	in := f.inodes.get(e.Ino) // what a request in flight holds
+	fd := in.fd
+	f.Forget(e.Ino, 1)
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil {
+		t.Fatalf("fd closed while a request holds the inode: %v", err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Ino != e.Attr.Ino {
+		t.Fatalf("fd no longer the inode's: %v", err)
+	}
+	f.inodes.put(in)
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err == nil {
+		t.Errorf("fd still open after the last reference went")
+	}
+}
