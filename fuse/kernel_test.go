@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 	"syscall"
@@ -48,33 +49,37 @@ func kernelServe(t *testing.T, fd int, s *Server) string {
 		syscall.Close(fd)
 		t.Fatalf("mount fuse on %s: %v", dir, err)
 	}
+	// Two workers, so that one can take INTERRUPT while the other is
+	// blocked in the filesystem.
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		r := s.NewRequest()
-		buf := make([]byte, abi.InHeaderSize+abi.WriteInSize+s.maxWrite+4096)
-		for {
-			n, err := syscall.Read(fd, buf)
-			switch {
-			case err == syscall.EINTR || err == syscall.EAGAIN || err == syscall.ENOENT:
-				continue
-			case err != nil:
-				if err != syscall.ENODEV {
-					t.Errorf("read /dev/fuse: %v", err)
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := s.NewRequest()
+			buf := make([]byte, abi.InHeaderSize+abi.WriteInSize+s.maxWrite+4096)
+			for {
+				n, err := syscall.Read(fd, buf)
+				switch {
+				case err == syscall.EINTR || err == syscall.EAGAIN || err == syscall.ENOENT:
+					continue
+				case err != nil:
+					if err != syscall.ENODEV {
+						t.Errorf("read /dev/fuse: %v", err)
+					}
+					return
 				}
-				return
+				r.In = buf[:n]
+				m := s.Handle(r)
+				if m == 0 {
+					continue
+				}
+				if _, err := syscall.Write(fd, r.Out[:m]); err != nil && err != syscall.ENOENT {
+					t.Errorf("write reply to %v: %v", abi.Opcode(ne.Uint32(buf[4:])), err)
+				}
 			}
-			r.In = buf[:n]
-			m := s.Handle(r)
-			if m == 0 {
-				continue
-			}
-			if _, err := syscall.Write(fd, r.Out[:m]); err != nil && err != syscall.ENOENT {
-				t.Errorf("write reply to %v: %v", abi.Opcode(ne.Uint32(buf[4:])), err)
-			}
-		}
-	}()
+		}()
+	}
 	t.Cleanup(func() {
 		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
 			t.Errorf("unmount %s: %v", dir, err)
@@ -299,5 +304,96 @@ func TestKernelPassthrough(t *testing.T) {
 			t.Fatalf("backing ids opened %v, closed %v (want all closed at RELEASE)", opened, closed)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// lockFS blocks the first SETLKW until it is interrupted, and grants the
+// next ones.
+type lockFS struct {
+	*memFS
+	blocked     chan struct{}
+	mu          sync.Mutex
+	waits       int // SETLKW requests seen
+	interrupted int // of which ended by an interrupt
+}
+
+func (l *lockFS) SetLk(ctx *fs.Context, ino fs.Inode, fh fs.Handle, owner uint64, lk *fs.Lock, wait, flock bool) fs.Errno {
+	if !wait {
+		return 0
+	}
+	l.mu.Lock()
+	l.waits++
+	first := l.waits == 1
+	l.mu.Unlock()
+	if !first {
+		return 0
+	}
+	l.blocked <- struct{}{}
+	for !ctx.Interrupted() {
+		time.Sleep(time.Millisecond)
+	}
+	l.mu.Lock()
+	l.interrupted++
+	l.mu.Unlock()
+	return syscall.EINTR
+}
+
+func (l *lockFS) GetLk(ctx *fs.Context, ino fs.Inode, fh fs.Handle, owner uint64, lk *fs.Lock, out *fs.Lock) fs.Errno {
+	*out = fs.Lock{Type: syscall.F_UNLCK}
+	return 0
+}
+
+// TestKernelInterrupt: a signal to a thread blocked in F_SETLKW makes the
+// kernel send FUSE_INTERRUPT, which reaches the blocked request on the
+// other worker; it answers EINTR. Locking is restartable and Go's signal
+// handlers have SA_RESTART, so the kernel then sends SETLKW again, which
+// the filesystem grants.
+func TestKernelInterrupt(t *testing.T) {
+	lfs := &lockFS{memFS: newMemFS(), blocked: make(chan struct{}, 1)}
+	s := NewServer(lfs, Options{Locks: true, PollHack: true})
+	dir := kernelMount(t, s)
+	name := filepath.Join(dir, "locked")
+	if err := os.WriteFile(name, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := syscall.Open(name, syscall.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	lk := syscall.Flock_t{Type: syscall.F_WRLCK, Whence: 0, Start: 0, Len: 10}
+	if err := syscall.FcntlFlock(uintptr(fd), syscall.F_GETLK, &lk); err != nil || lk.Type != syscall.F_UNLCK {
+		t.Fatalf("F_GETLK: %v, type %d", err, lk.Type)
+	}
+	tid := make(chan int, 1)
+	res := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // the signal goes to this thread; it dies with the goroutine
+		tid <- syscall.Gettid()
+		lk := syscall.Flock_t{Type: syscall.F_WRLCK, Len: 10}
+		res <- syscall.FcntlFlock(uintptr(fd), syscall.F_SETLKW, &lk)
+	}()
+	id := <-tid
+	select {
+	case <-lfs.blocked:
+	case <-time.After(5 * time.Second):
+		t.Fatal("F_SETLKW never reached the filesystem")
+	}
+	// SIGURG: the Go runtime handles (and otherwise ignores) it.
+	if err := syscall.Tgkill(os.Getpid(), id, syscall.SIGURG); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-res:
+		if err != nil {
+			t.Errorf("F_SETLKW after the restart: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("F_SETLKW not interrupted")
+	}
+	lfs.mu.Lock()
+	defer lfs.mu.Unlock()
+	if lfs.waits != 2 || lfs.interrupted != 1 {
+		t.Errorf("SETLKW seen %d times, %d interrupted; want 2, 1", lfs.waits, lfs.interrupted)
 	}
 }
