@@ -142,6 +142,11 @@ func TestKillSuidGid(t *testing.T) {
 		if m := mode(); m != 0o755 {
 			t.Errorf("chown: mode %o, want the host to clear suid/sgid", m)
 		}
+		// Owner and mode in one request: the mode asked for wins.
+		setattr(t, f, e.Ino, fs.SetAttrIn{Valid: fs.SetUid | fs.SetMode, Uid: 2000, Mode: 0o4755})
+		if m := mode(); m != 0o4755 {
+			t.Errorf("chown+chmod u+s: mode %o, want 4755", m)
+		}
 	}
 }
 

@@ -59,7 +59,7 @@ func killSuidGid(fd int) fs.Errno {
 	return errno(unix.Fchmodat(fd, "", newMode, unix.AT_EMPTY_PATH))
 }
 
-// SetAttr changes mode, owner, size and times, in that order, as the
+// SetAttr changes owner, mode, size and times, in that order, as the
 // fields in.Valid names, then stats the result.
 func (f *FS) SetAttr(ctx *fs.Context, ino fs.Inode, in *fs.SetAttrIn, out *fs.AttrOut) fs.Errno {
 	v := in.Valid
@@ -73,6 +73,9 @@ func (f *FS) SetAttr(ctx *fs.Context, ino fs.Inode, in *fs.SetAttrIn, out *fs.At
 		return e
 	}
 	defer f.inodes.put(n)
+	if v&fs.SetMode != 0 && n.isSymlink() {
+		return syscall.EOPNOTSUPP // as fchmodat(AT_SYMLINK_NOFOLLOW), before any change
+	}
 	var h *handle
 	if v&fs.SetHandle != 0 {
 		if h, e = f.getHandle(in.Handle); e != 0 {
@@ -87,14 +90,6 @@ func (f *FS) SetAttr(ctx *fs.Context, ino fs.Inode, in *fs.SetAttrIn, out *fs.At
 		fd = h.fd
 	}
 
-	if v&fs.SetMode != 0 {
-		if n.isSymlink() {
-			return syscall.EOPNOTSUPP // as fchmodat(AT_SYMLINK_NOFOLLOW)
-		}
-		if err := unix.Fchmodat(fd, "", in.Mode&07777, unix.AT_EMPTY_PATH); err != nil {
-			return errno(err)
-		}
-	}
 	if v&(fs.SetUid|fs.SetGid) != 0 {
 		uid, gid := -1, -1
 		if v&fs.SetUid != 0 {
@@ -103,9 +98,15 @@ func (f *FS) SetAttr(ctx *fs.Context, ino fs.Inode, in *fs.SetAttrIn, out *fs.At
 		if v&fs.SetGid != 0 {
 			gid = int(in.Gid)
 		}
-		// The host clears suid/sgid on chown of a non-directory whatever
-		// the caller's capabilities, as KILLPRIV_V2 asks.
+		// The host clears suid on chown of a non-directory whatever the
+		// caller's capabilities, as KILLPRIV_V2 asks. Owner first, then
+		// mode: a request that sets both gets exactly its mode.
 		if err := unix.Fchownat(fd, "", uid, gid, unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return errno(err)
+		}
+	}
+	if v&fs.SetMode != 0 {
+		if err := unix.Fchmodat(fd, "", in.Mode&07777, unix.AT_EMPTY_PATH); err != nil {
 			return errno(err)
 		}
 	}
