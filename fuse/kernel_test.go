@@ -80,11 +80,29 @@ func kernelServe(t *testing.T, fd int, s *Server) string {
 			}
 		}()
 	}
+	// The connection's number in fusectl is the mount's device minor.
+	var st syscall.Stat_t
+	conn := ""
+	if err := syscall.Stat(dir, &st); err == nil {
+		conn = fmt.Sprintf("/sys/fs/fuse/connections/%d/abort", st.Dev&0xff|(st.Dev>>12)&^0xff)
+	}
 	t.Cleanup(func() {
 		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
 			t.Errorf("unmount %s: %v", dir, err)
 		}
-		wg.Wait()
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			// A request is stuck (a test bug): abort the connection so
+			// the test binary can exit instead of hanging in the kernel.
+			t.Errorf("workers still busy 10 s after unmount; aborting %s", conn)
+			if conn != "" {
+				os.WriteFile(conn, []byte("1"), 0)
+			}
+			<-done
+		}
 		syscall.Close(fd)
 	})
 	defusePoll(t, dir, s.opts.PollHack)
