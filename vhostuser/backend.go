@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime/debug"
+	"sync/atomic"
 
 	"github.com/fastfsd/fastfsd/mem"
 	"golang.org/x/sys/unix"
@@ -36,7 +37,13 @@ type Backend struct {
 	// OnMessage, if set, is called with each request before it is handled
 	// (tests and --log-level=debug use it to trace the front-end's sequence).
 	OnMessage func(Header)
+
+	// serving is set while Serve runs: one device serves one front-end.
+	serving atomic.Bool
 }
+
+// ErrBusy is returned by Serve when another connection is being served.
+var ErrBusy = errors.New("vhostuser: the device already serves a front-end; one connection at a time")
 
 // NewBackend returns a back-end serving dev.
 func NewBackend(dev Device) *Backend {
@@ -79,8 +86,14 @@ type session struct {
 // continue). Malformed messages that leave the stream in sync are refused
 // and logged, and serving goes on. On return every ring is stopped, the
 // device is reset, and every fd and mapping of the session is released; c is
-// closed.
+// closed. Serve returns ErrBusy (and closes c) if the Backend is already
+// serving a connection.
 func (b *Backend) Serve(c *net.UnixConn) (err error) {
+	if !b.serving.CompareAndSwap(false, true) {
+		c.Close()
+		return ErrBusy
+	}
+	defer b.serving.Store(false)
 	s := &session{b: b, c: newConn(c), log: b.Log, mem: mem.NewMemory()}
 	if s.log == nil {
 		s.log = slog.Default()

@@ -102,7 +102,11 @@ func (d *fakeDevice) SetChannel(c *vhostuser.Channel) {
 	d.events = append(d.events, fmt.Sprintf("channel %v", c != nil))
 }
 
-func (d *fakeDevice) getChannel() *vhostuser.Channel { d.mu.Lock(); defer d.mu.Unlock(); return d.channel }
+func (d *fakeDevice) getChannel() *vhostuser.Channel {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.channel
+}
 
 func (d *fakeDevice) nrunning() int { d.mu.Lock(); defer d.mu.Unlock(); return len(d.running) }
 
@@ -580,5 +584,26 @@ func TestBackendChannel(t *testing.T) {
 	}
 	if _, err := ch.Call(vhostuser.VHOST_USER_BACKEND_SHMEM_UNMAP, nil, nil); err == nil {
 		t.Fatal("Call on a closed channel succeeded")
+	}
+}
+
+func TestServeBusy(t *testing.T) {
+	h := start(t, 1)
+	if _, err := h.f.GetU64(vhostuser.VHOST_USER_GET_FEATURES); err != nil {
+		t.Fatal(err)
+	}
+	// start's Backend is not reachable here; build a second session on a
+	// backend that is serving.
+	b := vhostuser.NewBackend(newFake(1))
+	f1, c1, _ := vt.Pair()
+	defer f1.Close()
+	go b.Serve(c1)
+	if _, err := f1.GetU64(vhostuser.VHOST_USER_GET_FEATURES); err != nil {
+		t.Fatal(err)
+	}
+	f2, c2, _ := vt.Pair()
+	defer f2.Close()
+	if err := b.Serve(c2); !errors.Is(err, vhostuser.ErrBusy) {
+		t.Fatalf("second Serve = %v, want ErrBusy", err)
 	}
 }

@@ -7,7 +7,8 @@ import (
 
 // Sentinels for the ways a connection ends or a message fails. Serve returns
 // an error that matches exactly one of ErrClosed, ErrDisconnected and
-// ErrInvalidMessage through errors.Is.
+// ErrInvalidMessage through errors.Is (or ErrBusy, when it refused to start
+// a second session).
 var (
 	// ErrClosed: the front-end closed the connection at a message boundary
 	// with every ring stopped (after GET_VRING_BASE, or before any ring was
