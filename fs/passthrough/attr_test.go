@@ -511,3 +511,26 @@ func TestDestroy(t *testing.T) {
 		t.Errorf("root after Destroy: %v", errno)
 	}
 }
+
+// TestChmodProcFallback: the pre-6.6 chmod path through /proc/self/fd
+// changes the inode an O_PATH fd holds.
+func TestChmodProcFallback(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, join(dir, "f"), "", 0o644)
+	fd, err := unix.Open(join(dir, "f"), unix.O_PATH|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if err := chmodProc(fd, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if st := lstat(t, join(dir, "f")); st.Mode&07777 != 0o600 {
+		t.Errorf("mode %o", st.Mode&07777)
+	}
+	var p procPath
+	p.set(123456)
+	if p.String() != "/proc/self/fd/123456" {
+		t.Errorf("procPath %q", p.String())
+	}
+}

@@ -56,7 +56,26 @@ func killSuidGid(fd int) fs.Errno {
 	if st.Mode&unix.S_IFMT != unix.S_IFREG || newMode == mode {
 		return fs.OK
 	}
-	return errno(unix.Fchmodat(fd, "", newMode, unix.AT_EMPTY_PATH))
+	return errno(fchmod(fd, newMode))
+}
+
+// fchmod changes the mode of the inode fd refers to, also for an O_PATH
+// fd: fchmodat2(AT_EMPTY_PATH) (Linux ≥ 6.6), else chmod of its
+// /proc/self/fd magic link, which lands on the inode itself. Preconditions:
+// fd is not a symlink's (chmod would follow it).
+func fchmod(fd int, mode uint32) error {
+	err := unix.Fchmodat(fd, "", mode, unix.AT_EMPTY_PATH)
+	if err == syscall.EOPNOTSUPP || err == syscall.ENOSYS {
+		err = chmodProc(fd, mode)
+	}
+	return err
+}
+
+// chmodProc is fchmod's fallback for kernels without fchmodat2.
+func chmodProc(fd int, mode uint32) error {
+	var p procPath
+	p.set(fd)
+	return unix.Chmod(p.String(), mode)
 }
 
 // SetAttr changes owner, mode, size and times, in that order, as the
@@ -106,7 +125,7 @@ func (f *FS) SetAttr(ctx *fs.Context, ino fs.Inode, in *fs.SetAttrIn, out *fs.At
 		}
 	}
 	if v&fs.SetMode != 0 {
-		if err := unix.Fchmodat(fd, "", in.Mode&07777, unix.AT_EMPTY_PATH); err != nil {
+		if err := fchmod(fd, in.Mode&07777); err != nil {
 			return errno(err)
 		}
 	}

@@ -63,6 +63,12 @@ func New(root string, opts Options) (*FS, error) {
 		unix.Close(rootFd)
 		return nil, fmt.Errorf("passthrough: stat root %q: %w", root, err)
 	}
+	probe, err := unix.Openat2(rootFd, ".", &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_BENEATH})
+	if err != nil {
+		unix.Close(rootFd)
+		return nil, fmt.Errorf("passthrough: openat2 in %q: %w; Linux 5.6 or later is needed (openat2 keeps lookups beneath the root)", root, err)
+	}
+	unix.Close(probe)
 	procFd, err := unix.Open("/proc/self/fd", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		unix.Close(rootFd)
@@ -127,6 +133,12 @@ func errno(err error) fs.Errno {
 		return fs.OK
 	}
 	if e, ok := err.(syscall.Errno); ok {
+		if e == syscall.ENOSYS {
+			// The host lacks a system call. To a client ENOSYS means "this
+			// filesystem does not implement the operation" and it would
+			// never send the request again (fs package comment).
+			return syscall.EOPNOTSUPP
+		}
 		return e
 	}
 	return syscall.EIO
