@@ -357,6 +357,9 @@ func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
 	if (c.socketPath == "") == (c.fd < 0) {
 		return nil, nil, errors.New("pass exactly one of --socket-path PATH and --fd N: where the VMM connects")
 	}
+	if c.locks {
+		warns = append(warns, "posix locks: a blocking lock request (SETLKW) waits on its queue's worker and stalls that queue until it is granted; use several request queues")
+	}
 	if c.writeback && c.cache == passthrough.CacheNever {
 		warns = append(warns, "--writeback with cache=never: write-back turned off")
 		c.writeback = false

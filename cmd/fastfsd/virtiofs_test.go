@@ -28,7 +28,7 @@ func TestParseVirtiofsArgs(t *testing.T) {
 		}, warns: 1}, // writeback dropped with cache=none
 		{args: "--fd=3 -o source=/d -o cache=always -o posix_lock --thread-pool-size=64", check: func(c *virtiofsConfig) bool {
 			return c.fd == 3 && c.cache == passthrough.CacheAlways && c.locks
-		}, warns: 1},
+		}, warns: 2},
 		{args: "--socket-path=/s --shared-dir=/d --cache never --tag myfs --num-request-queues 4 --log-level debug", check: func(c *virtiofsConfig) bool {
 			return c.cache == passthrough.CacheNever && c.tag == "myfs" && c.queues == 4 && c.level == slog.LevelDebug
 		}},

@@ -31,6 +31,13 @@
 // fs.Sink whose ReadFrom preadv's from the file straight into the guest's
 // writable descriptors after the 16-byte out header.
 //
+// Requests run to completion on the queue's worker, one at a time (as C
+// virtiofsd does with its default --thread-pool-size=0). A request that
+// blocks for long blocks its queue: with POSIX locks served (fuse.Options
+// Locks), a SETLKW waiting for a lock whose holder's unlock arrives on the
+// same queue waits until that holder's process gives up. A helper pool for
+// such requests is not implemented.
+//
 // # Memory and stopping
 //
 // A worker enters its mem.Reader once per batch and exits it before it

@@ -50,8 +50,8 @@ type worker struct {
 	scr   [8]byte // eventfd read scratch
 	pfd   [2]unix.PollFd
 
-	// Counters, read only after the worker stopped (tests) or racily for
-	// logs.
+	// Worker-private counters; badChains rate-limits the log of refused
+	// chains to the first 10 per queue start.
 	served, badChains uint64
 }
 
