@@ -88,8 +88,10 @@ func TestPollHack(t *testing.T) {
 	if n := h.do(mkReq(abi.OpForget, 20, node, enc(&abi.ForgetIn{Nlookup: 1}, 8))); n != 0 {
 		t.Errorf("FORGET answered")
 	}
-	if len(h.fs.calls) != 0 {
-		t.Errorf("the filesystem saw %+v", h.fs.calls)
+	list := append(enc(&abi.ForgetOne{NodeID: node, Nlookup: 1}, 16), enc(&abi.ForgetOne{NodeID: 6, Nlookup: 1}, 16)...)
+	h.do(mkReq(abi.OpBatchForget, 22, 0, enc(&abi.BatchForgetIn{Count: 2}, 8), list))
+	if len(h.fs.calls) != 1 || h.fs.calls[0].ino != 6 {
+		t.Errorf("the filesystem saw %+v, want only the forget of 6", h.fs.calls)
 	}
 	// Without the option the name is the filesystem's.
 	h2 := newHarness(t, Options{})

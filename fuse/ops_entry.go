@@ -66,7 +66,7 @@ func (s *Server) batchForget(r *Request) int {
 	for i := 0; i < int(in.Count); i++ {
 		var one abi.ForgetOne
 		one.Unmarshal(list[i*abi.ForgetOneSize:])
-		if one.NodeID != 0 {
+		if one.NodeID != 0 && !(s.opts.PollHack && fs.Inode(one.NodeID) == PollHackInode) {
 			s.fs.Forget(fs.Inode(one.NodeID), one.Nlookup)
 		}
 	}
