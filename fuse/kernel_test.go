@@ -70,6 +70,7 @@ func kernelServe(t *testing.T, fd int, s *Server) string {
 					return
 				}
 				r.In = buf[:n]
+				capture(buf[:n])
 				m := s.Handle(r)
 				if m == 0 {
 					continue
@@ -414,4 +415,30 @@ func TestKernelInterrupt(t *testing.T) {
 	if lfs.waits != 2 || lfs.interrupted != 1 {
 		t.Errorf("SETLKW seen %d times, %d interrupted; want 2, 1", lfs.waits, lfs.interrupted)
 	}
+}
+
+// captureMu guards captured.
+var captureMu sync.Mutex
+
+// captured holds the opcodes already written by capture.
+var captured = map[abi.Opcode]bool{}
+
+// capture writes the first request of each opcode the kernel sends to
+// $FASTFS_FUSE_CAPTURE in the fuzz corpus format: run the kernel tests with
+// it set to testdata/fuzz/FuzzHandle to refresh FuzzHandle's seeds from a
+// real kernel.
+func capture(in []byte) {
+	dir := os.Getenv("FASTFS_FUSE_CAPTURE")
+	if dir == "" || len(in) < abi.InHeaderSize || len(in) > 8192 {
+		return
+	}
+	op := abi.Opcode(ne.Uint32(in[4:]))
+	captureMu.Lock()
+	defer captureMu.Unlock()
+	if captured[op] {
+		return
+	}
+	captured[op] = true
+	body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\nbool(false)\n", in)
+	os.WriteFile(filepath.Join(dir, "kernel-6.18-"+op.String()), []byte(body), 0o644)
 }
