@@ -130,8 +130,9 @@ func TestSpliceSinkSourceAllocs(t *testing.T) {
 	}
 	defer w.close()
 	payload := make([]byte, 64<<10)
+	out := make([]byte, 256<<10)
 	run := func() {
-		w.sink.reset(nil)
+		w.sink.reset(out)
 		if n, e := w.sink.ReadFrom(fd, 4096, 128<<10); e != 0 || n != 128<<10 || w.sink.Len() != n {
 			t.Fatalf("sink ReadFrom = %d, %v", n, e)
 		}

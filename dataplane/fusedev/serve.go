@@ -21,6 +21,10 @@ import (
 	"github.com/fastfsd/fastfsd/splice"
 )
 
+// autoSplice is what SpliceAuto means (see the package comment for the
+// measurements behind it).
+const autoSplice = true
+
 // SpliceMode selects how request payloads move.
 type SpliceMode int
 
@@ -110,6 +114,9 @@ func (c *Conn) Serve(ctx context.Context, fsys fs.FileSystem, eng fuse.Options, 
 	}
 	if opts.MaxWrite <= 0 {
 		opts.MaxWrite = DefaultMaxWrite
+	}
+	if opts.Splice == SpliceAuto && autoSplice {
+		opts.Splice = SpliceOn
 	}
 	if opts.Splice == SpliceOn {
 		// A whole request (one page of header and arguments, max_write

@@ -294,6 +294,19 @@ func checkFiles(t *testing.T, s *served) {
 	if err != nil || !bytes.Equal(got, want) {
 		t.Errorf("read data: %d bytes, %v; want %d bytes equal", len(got), err, len(want))
 	}
+	// Small reads at odd offsets (the copy branch of the splice path).
+	if fd, err := unix.Open(filepath.Join(s.mnt, "data"), unix.O_RDONLY, 0); err != nil {
+		t.Error(err)
+	} else {
+		small := make([]byte, 1000)
+		for _, off := range []int64{0, 5000, int64(len(want)) - 500} {
+			n, err := unix.Pread(fd, small, off)
+			if err != nil || !bytes.Equal(small[:n], want[off:min(off+1000, int64(len(want)))]) {
+				t.Errorf("pread data at %d: %d, %v, equal %v", off, n, err, err == nil && bytes.Equal(small[:n], want[off:min(off+1000, int64(len(want)))]))
+			}
+		}
+		unix.Close(fd)
+	}
 	ents, err := os.ReadDir(s.mnt)
 	if err != nil {
 		t.Fatal(err)

@@ -62,7 +62,9 @@ func (w *worker) serveSpliced(n int) bool {
 		r.In = w.buf[:n]
 	}
 	if w.spliceRead && h.opcode == opRead {
-		w.sink.reset(w.buf[(len(r.In)+7)&^7:])
+		// The engine writes only the out header into Out when Dst is
+		// set, so small data may sit right behind it.
+		w.sink.reset(r.Out[outHeaderSize:])
 		r.Dst = &w.sink
 	}
 	if w.debug != nil {
@@ -84,9 +86,12 @@ func (w *worker) serveSpliced(n int) bool {
 	}
 	dlen := 0
 	if r.Dst != nil {
-		dlen = w.data.Len()
+		dlen = w.sink.Len()
 	}
-	if dlen > 0 && int(binary.NativeEndian.Uint32(r.Out[0:])) == out+dlen {
+	if dlen > 0 && out == outHeaderSize && int(binary.NativeEndian.Uint32(r.Out[0:])) == out+dlen {
+		if w.sink.mode == sinkBuffer {
+			return w.send(r.Out[:out+dlen])
+		}
 		w.stats.spliced.Add(1)
 		return w.sendSpliced(r.Out[:out], dlen)
 	}
@@ -139,24 +144,57 @@ func (w *worker) failSpliced(e syscall.Errno) bool {
 	return w.send(w.errb[:])
 }
 
-// pipeSink is the READ fs.Sink of the splice path: data goes into the
-// worker's data pipe, by splice from a file or by copy from bytes.
+// spliceMin is the smallest READ that goes through the pipes: below it
+// the two extra system calls of the splice reply cost more than the copy
+// they save, so the data is copied into the reply buffer and leaves with
+// the header in one write.
+const spliceMin = 32 << 10
+
+// Sink modes: a READ's data goes either all to the reply buffer or all to
+// the pipe, decided by the first call.
+const (
+	sinkUndecided = iota
+	sinkBuffer
+	sinkPipe
+)
+
+// pipeSink is the READ fs.Sink of the splice path. Large reads from a file
+// are spliced file → data pipe; small ones and bytes are copied into the
+// reply buffer right after the out header (buf), so the reply leaves with
+// one write.
 type pipeSink struct {
-	p       *splice.Pipe
-	limit   int    // the pipe's usable capacity for one reply
-	scratch []byte // for files that cannot splice (pread + copy)
+	p     *splice.Pipe
+	limit int // most bytes one reply may carry (pipe capacity less slack)
+	mode  int
+	buf   []byte // Out[outHeaderSize:]: sinkBuffer data goes here
+	n     int    // bytes in buf
 }
 
-func (s *pipeSink) reset(scratch []byte) {
-	s.limit = s.p.Cap() - 2*4096
-	s.scratch = scratch
+func (s *pipeSink) reset(buf []byte) {
+	s.limit = min(s.p.Cap()-2*4096, len(buf))
+	s.mode = sinkUndecided
+	s.buf = buf
+	s.n = 0
 }
 
-func (s *pipeSink) Cap() int { return s.limit - s.p.Len() }
-func (s *pipeSink) Len() int { return s.p.Len() }
+func (s *pipeSink) Len() int {
+	if s.mode == sinkPipe {
+		return s.p.Len()
+	}
+	return s.n
+}
+
+func (s *pipeSink) Cap() int { return s.limit - s.Len() }
 
 func (s *pipeSink) Append(b []byte) int {
 	b = b[:min(len(b), s.Cap())]
+	if s.mode == sinkUndecided {
+		s.mode = sinkBuffer
+	}
+	if s.mode == sinkBuffer {
+		s.n += copy(s.buf[s.n:], b)
+		return len(b)
+	}
 	done := 0
 	for done < len(b) {
 		m, e := s.p.Write(b[done:])
@@ -170,10 +208,21 @@ func (s *pipeSink) Append(b []byte) int {
 
 func (s *pipeSink) ReadFrom(fd int, off int64, n int) (int, syscall.Errno) {
 	n = min(n, s.Cap())
+	if s.mode == sinkUndecided {
+		s.mode = sinkBuffer
+		if n >= spliceMin {
+			s.mode = sinkPipe
+		}
+	}
+	if s.mode == sinkBuffer {
+		return s.pread(fd, off, n)
+	}
 	done := 0
 	for done < n {
 		m, e := s.p.SpliceFrom(fd, &off, n-done)
 		if e == syscall.EINVAL && done == 0 {
+			// This file's filesystem cannot splice: copy through
+			// the pipe (Append in pipe mode).
 			return s.readCopy(fd, off, n)
 		}
 		if e != 0 {
@@ -190,12 +239,11 @@ func (s *pipeSink) ReadFrom(fd int, off int64, n int) (int, syscall.Errno) {
 	return done, 0
 }
 
-// readCopy serves files whose filesystem cannot splice (EINVAL): pread
-// into scratch, copy into the pipe.
-func (s *pipeSink) readCopy(fd int, off int64, n int) (int, syscall.Errno) {
+// pread reads into the reply buffer (sinkBuffer mode).
+func (s *pipeSink) pread(fd int, off int64, n int) (int, syscall.Errno) {
 	done := 0
-	for done < n && len(s.scratch) > 0 {
-		m, err := unix.Pread(fd, s.scratch[:min(len(s.scratch), n-done)], off)
+	for done < n {
+		m, err := unix.Pread(fd, s.buf[s.n:s.n+n-done], off)
 		if err == syscall.EINTR {
 			continue
 		}
@@ -203,18 +251,51 @@ func (s *pipeSink) readCopy(fd int, off int64, n int) (int, syscall.Errno) {
 			if done > 0 {
 				return done, 0
 			}
-			return 0, err.(syscall.Errno)
+			return 0, errnoOf(err)
 		}
 		if m == 0 {
 			break
 		}
-		if s.Append(s.scratch[:m]) != m {
+		s.n += m
+		done += m
+		off += int64(m)
+	}
+	return done, 0
+}
+
+// readCopy serves files whose filesystem cannot splice in pipe mode:
+// pread into a stack chunk, copy into the pipe.
+func (s *pipeSink) readCopy(fd int, off int64, n int) (int, syscall.Errno) {
+	var chunk [4096]byte
+	done := 0
+	for done < n {
+		m, err := unix.Pread(fd, chunk[:min(len(chunk), n-done)], off)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			if done > 0 {
+				return done, 0
+			}
+			return 0, errnoOf(err)
+		}
+		if m == 0 {
+			break
+		}
+		if s.Append(chunk[:m]) != m {
 			return done, syscall.EIO
 		}
 		done += m
 		off += int64(m)
 	}
 	return done, 0
+}
+
+func errnoOf(err error) syscall.Errno {
+	if e, ok := err.(syscall.Errno); ok {
+		return e
+	}
+	return syscall.EIO
 }
 
 // pipeSource is the WRITE fs.Source of the splice path: the payload left
@@ -273,7 +354,7 @@ func (s *pipeSource) writeCopy(fd int, off int64) (int, syscall.Errno) {
 				continue
 			}
 			if err != nil {
-				return done, err.(syscall.Errno)
+				return done, errnoOf(err)
 			}
 			w += m
 			off += int64(m)
