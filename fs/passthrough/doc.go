@@ -58,13 +58,15 @@
 // the caller's fsuid — would wrongly refuse access granted through a
 // supplementary group. For the same reason the creating requests keep
 // CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH while they run under the
-// caller's fsuid: the switch decides ownership, not permission. A client
+// caller's fsuid: the switch decides ownership, not permission (CAP_FSETID
+// and CAP_FOWNER stay dropped, so the host treats the new inode's setgid
+// bit as the caller's). A client
 // without such checks (a 9P server serving untrusted users) must check
 // before it calls in. Access answers ACCESS from the mode bits, the
 // caller's uid and gid, and root's rules.
 //
-// The identity switch needs CAP_SETUID/CAP_SETGID; a daemon that is not
-// root creates everything as itself.
+// The identity switch needs CAP_SETUID/CAP_SETGID (New probes for them);
+// a daemon without them creates everything as itself.
 //
 // # umask
 //

@@ -13,9 +13,10 @@ const (
 	// CacheAuto lets the client cache names and attributes for one second
 	// and keep file data cached until the file changes (close-to-open).
 	CacheAuto CacheMode = iota
-	// CacheAlways lets the client cache names and attributes for a day and
-	// keep file data and directory listings across opens. Use it when only
-	// this client changes the directory.
+	// CacheAlways lets the client cache names, absent names (negative
+	// entries) and attributes for a day and keep file data and directory
+	// listings across opens. Use it when only this client changes the
+	// directory.
 	CacheAlways
 	// CacheNever disables caching: zero timeouts and direct I/O on every
 	// open, so every change on the host is seen at once.
