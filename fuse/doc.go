@@ -24,12 +24,15 @@
 //
 // # Buffer ownership
 //
-// Request.In (and Src) belong to the transport and must stay valid and
-// unchanged by the transport until Handle returns; the engine reads every
-// header and argument field once into its own memory before validating and
-// using it, so a peer that changes In concurrently (guest memory) can make
-// the request fail but not make the engine read out of bounds. Names and
-// payloads are passed to the filesystem as views into In. Request.Out
+// Request.In (and Src) belong to the transport and must stay valid until
+// Handle returns. The engine reads every header and argument field once
+// into its own memory before validating and using it, so a peer that
+// changes In concurrently cannot make the engine read out of bounds; but
+// names, xattr values and WRITE payloads reach the filesystem as views into
+// In, validated in place. A transport whose In is memory a peer may still
+// write (guest memory) must therefore copy the header and arguments out
+// first, as dataplane/virtiofs does, or a name could gain a '/' after it
+// was checked. Request.Out
 // belongs to the worker; Handle writes the reply to Out[:n]. With Dst set,
 // READ data goes to Dst and the reply header's len counts Request.DataLen
 // more bytes that the transport sends after Out[:n].
