@@ -16,6 +16,7 @@ import (
 	"github.com/fastfsd/fastfsd/dataplane"
 	"github.com/fastfsd/fastfsd/fs"
 	"github.com/fastfsd/fastfsd/fuse"
+	"github.com/fastfsd/fastfsd/fuse/abi"
 	"github.com/fastfsd/fastfsd/internal/stats"
 	"github.com/fastfsd/fastfsd/internal/sys"
 	"github.com/fastfsd/fastfsd/splice"
@@ -484,7 +485,7 @@ func (w *worker) logRequest(in []byte) {
 		w.debug.Printf("w%d <- short request (%d bytes)", w.id, len(in))
 		return
 	}
-	w.debug.Printf("w%d <- unique=%d op=%d node=%d len=%d", w.id, h.unique, h.opcode, h.nodeid, h.len)
+	w.debug.Printf("w%d <- unique=%d op=%v node=%d len=%d", w.id, h.unique, abi.Opcode(h.opcode), h.nodeid, h.len)
 }
 
 func (w *worker) logReply(b []byte) {
