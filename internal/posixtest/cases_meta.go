@@ -239,3 +239,24 @@ func mustOpenDir(s *Side) int {
 	s.t.Cleanup(func() { unix.Close(fd) })
 	return fd
 }
+
+func init() {
+	register("statfs", func(t *testing.T, env Env) { twin(t, env, statfsCase) })
+}
+
+// statfsCase: the block size and name length of the backing filesystem
+// come through; counts change under other writers, so only their sanity is
+// checked.
+func statfsCase(s *Side) {
+	var st unix.Statfs_t
+	err := unix.Statfs(s.Root, &st)
+	s.Err("statfs", err)
+	s.Rec("statfs", "namelen=%d", st.Namelen)
+	s.Checkf(err == nil && st.Blocks > 0 && st.Bfree <= st.Blocks && st.Bavail <= st.Bfree && st.Bsize > 0 && st.Files >= st.Ffree,
+		"statfs: blocks=%d bfree=%d bavail=%d bsize=%d files=%d ffree=%d (%v)", st.Blocks, st.Bfree, st.Bavail, st.Bsize, st.Files, st.Ffree, err)
+	fd, _ := unix.Open(s.Root, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	var fst unix.Statfs_t
+	s.Err("fstatfs", unix.Fstatfs(fd, &fst))
+	unix.Close(fd)
+	s.Err("statfs missing", unix.Statfs(s.P("missing"), &st))
+}
