@@ -175,7 +175,9 @@ func escapeRace(t *testing.T, env Env) {
 	looker := func(id int) {
 		defer lookWG.Done()
 		buf := make([]byte, 8192)
-		for i := 0; i < iterations; i++ {
+		// At least iterations rounds, and on until the swappers have
+		// really raced (a loaded machine may starve them at first).
+		for i := 0; i < iterations || (swaps.Load() < 1000 && i < 50*iterations); i++ {
 			for _, path := range []string{"d/secret", "dl2/secret", "d/sl"} {
 				fd, err := unix.Openat2(unix.AT_FDCWD, mnt.P(path), noFollow)
 				if err == nil {
