@@ -53,7 +53,9 @@ flags:
   --tag TAG                 tag in the device config space (VMMs that read it; QEMU sets its own)
   --cache auto|always|never client caching (also -o cache=…; none = never)
   --num-request-queues N    request queues offered (default: CPUs, at most 16)
-  --thread-pool-size N      accepted; each queue has its own worker thread, no pool
+  --thread-pool-size N      helper goroutines per queue for requests that may block (SETLKW,
+                            FSYNC, FALLOCATE…) and READ/WRITE ≥ 64 KiB; 0 (default, as
+                            virtiofsd): all requests run on the queue's worker thread
   --xattr / --no-xattr      serve extended attributes (default on; virtiofsd's is off, but
                             with KILLPRIV_V2 xattrs cost no extra round trip per write)
   --writeback               client write-back cache
@@ -91,6 +93,7 @@ type virtiofsConfig struct {
 	noKillpriv  bool
 	cpus        []int
 	cpusAuto    bool
+	helpers     int
 	busyPoll    time.Duration
 	keep        bool
 	level       slog.Level
@@ -267,10 +270,9 @@ func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
 			}
 		case "thread-pool-size":
 			if v, err = value(); err == nil {
-				if _, err = strconv.Atoi(v); err != nil {
-					err = fmt.Errorf("--thread-pool-size %q: want a number", v)
-				} else {
-					warns = append(warns, "--thread-pool-size: ignored; each queue has its own worker thread")
+				c.helpers, err = strconv.Atoi(v)
+				if err != nil || c.helpers < 0 || c.helpers > 1024 {
+					err = fmt.Errorf("--thread-pool-size %q: want 0 to 1024", v)
 				}
 			}
 		case "xattr":
@@ -357,8 +359,8 @@ func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
 	if (c.socketPath == "") == (c.fd < 0) {
 		return nil, nil, errors.New("pass exactly one of --socket-path PATH and --fd N: where the VMM connects")
 	}
-	if c.locks {
-		warns = append(warns, "posix locks: a blocking lock request (SETLKW) waits on its queue's worker and stalls that queue until it is granted; use several request queues")
+	if c.locks && c.helpers == 0 {
+		warns = append(warns, "posix locks with --thread-pool-size 0: a blocking lock request (SETLKW) waits on its queue's worker and stalls that queue until it is granted; pass --thread-pool-size N")
 	}
 	if c.writeback && c.cache == passthrough.CacheNever {
 		warns = append(warns, "--writeback with cache=never: write-back turned off")
@@ -397,7 +399,7 @@ func runVirtiofs(args []string) error {
 		c.cpus = topo.Plan(1 + c.queues)
 	}
 	dev, err := virtiofs.New(fsys, virtiofs.Options{
-		Tag: c.tag, RequestQueues: c.queues, CPUs: c.cpus, BusyPoll: c.busyPoll, Log: log,
+		Tag: c.tag, RequestQueues: c.queues, CPUs: c.cpus, BusyPoll: c.busyPoll, Helpers: c.helpers, Log: log,
 		Fuse: fuse.Options{Writeback: c.writeback, Locks: c.locks, NoKillPrivV2: c.noKillpriv},
 	})
 	if err != nil {

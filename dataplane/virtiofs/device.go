@@ -43,6 +43,12 @@ type Options struct {
 	// BusyPoll keeps a worker polling its ring this long after it ran dry
 	// before it sleeps on the kick eventfd (0: sleep at once).
 	BusyPoll time.Duration
+	// Helpers is the number of helper goroutines per queue that serve
+	// requests which may block for long (SETLKW, FSYNC, FALLOCATE, FLUSH,
+	// RELEASE, COPY_FILE_RANGE) and READ/WRITE of 64 KiB or more, so
+	// several run at once on one queue; 0 serves everything inline on the
+	// queue's worker.
+	Helpers int
 	// Log gets session events and dropped requests; nil: slog.Default().
 	Log *slog.Logger
 }
@@ -140,7 +146,11 @@ func (d *Device) StartQueue(q *vhostuser.Queue) error {
 	if err != nil {
 		return fmt.Errorf("virtiofs: queue %d: eventfd: %w", q.Index, err)
 	}
-	w := newWorker(d, q, rq, stop)
+	w, err := newWorker(d, q, rq, stop)
+	if err != nil {
+		unix.Close(stop)
+		return fmt.Errorf("virtiofs: queue %d: %w", q.Index, err)
+	}
 	cpu := -1
 	if len(d.opts.CPUs) > 0 {
 		cpu = d.opts.CPUs[q.Index%len(d.opts.CPUs)]
@@ -169,7 +179,7 @@ func (d *Device) StopQueue(index int) uint16 {
 		d.log.Warn("virtiofs: queue worker failed", "queue", index, "err", err)
 	}
 	unix.Close(w.stop)
-	w.reader.Close()
+	w.close()
 	return w.q.Base()
 }
 

@@ -31,12 +31,23 @@
 // fs.Sink whose ReadFrom preadv's from the file straight into the guest's
 // writable descriptors after the 16-byte out header.
 //
-// Requests run to completion on the queue's worker, one at a time (as C
-// virtiofsd does with its default --thread-pool-size=0). A request that
-// blocks for long blocks its queue: with POSIX locks served (fuse.Options
-// Locks), a SETLKW waiting for a lock whose holder's unlock arrives on the
-// same queue waits until that holder's process gives up. A helper pool for
-// such requests is not implemented.
+// By default requests run to completion on the queue's worker, one at a
+// time (as C virtiofsd does with its default --thread-pool-size=0), so a
+// request that blocks for long blocks its queue: with POSIX locks served
+// (fuse.Options.Locks), a SETLKW waiting for a lock whose holder's unlock
+// arrives on the same queue would wait for ever. Options.Helpers gives each
+// queue that many helper goroutines: the worker still pops every chain,
+// serves short requests inline, and hands requests that may block (SETLKW,
+// FSYNC, FALLOCATE, FLUSH, RELEASE, COPY_FILE_RANGE) and READ/WRITE of
+// 64 KiB or more to a helper, each with its own slot (chain, engine
+// Request, buffers). Helpers queue their completions; the worker pushes and
+// publishes them (the ring keeps one owner). While any request is on a
+// helper the worker passes no memory quiescent point and keeps the ring on
+// its current table, so no view a helper holds can be unmapped; a memory
+// update waits for those requests (or leaves the old regions mapped after
+// vhostuser's grace timeout). Stopping a queue waits for its helpers: a
+// SETLKW that is never granted delays GET_VRING_BASE (the engine has no
+// way yet for a transport to interrupt a request).
 //
 // # Memory and stopping
 //

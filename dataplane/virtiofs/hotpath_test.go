@@ -65,8 +65,11 @@ func newBench(tb testing.TB) *bench {
 		tb.Fatal(err)
 	}
 	q := &vhostuser.Queue{Index: 1, Size: 128, Kick: -1, Call: -1, Err: -1, Memory: m}
-	w := newWorker(dev, q, rq, -1)
-	tb.Cleanup(w.reader.Close)
+	w, err := newWorker(dev, q, rq, -1)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(w.close)
 	b := &bench{w: w, d: d, g: g}
 
 	in := abi.InitIn{Major: 7, Minor: abi.KernelMinorVersion, Flags: uint32(abi.InitMaxPages | abi.InitBigWrites)}

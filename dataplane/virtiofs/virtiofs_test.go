@@ -15,6 +15,7 @@ import (
 
 	"github.com/fastfsd/fastfsd/dataplane/virtiofs"
 	"github.com/fastfsd/fastfsd/fs/passthrough"
+	"github.com/fastfsd/fastfsd/fuse"
 	"github.com/fastfsd/fastfsd/fuse/abi"
 	"github.com/fastfsd/fastfsd/ring/ringtest"
 	"github.com/fastfsd/fastfsd/vhostuser"
@@ -42,6 +43,10 @@ type daemon struct {
 }
 
 func newDaemon(t *testing.T, queues int) *daemon {
+	return newDaemonOpts(t, virtiofs.Options{Tag: "myfs", RequestQueues: queues})
+}
+
+func newDaemonOpts(t *testing.T, opts virtiofs.Options) *daemon {
 	t.Helper()
 	d := &daemon{t: t, dir: t.TempDir(), log: &logBuf{}, errs: make(chan error, 16)}
 	fsys, err := passthrough.New(d.dir, passthrough.Options{})
@@ -50,7 +55,8 @@ func newDaemon(t *testing.T, queues int) *daemon {
 	}
 	t.Cleanup(func() { fsys.Close() })
 	lg := slog.New(slog.NewTextHandler(d.log, nil))
-	d.dev, err = virtiofs.New(fsys, virtiofs.Options{Tag: "myfs", RequestQueues: queues, Log: lg})
+	opts.Log = lg
+	d.dev, err = virtiofs.New(fsys, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -458,7 +464,16 @@ func TestDisconnectMidRequest(t *testing.T) {
 // TestMemoryUpdatesUnderLoad adds and removes a memory region while
 // requests flow on two queues.
 func TestMemoryUpdatesUnderLoad(t *testing.T) {
-	d := newDaemon(t, 2)
+	memoryUnderLoad(t, newDaemon(t, 2), 8192)
+}
+
+// TestMemoryUpdatesWithHelpers: the same with 128 KiB writes served by
+// helpers, which hold views of guest memory while the worker goes on.
+func TestMemoryUpdatesWithHelpers(t *testing.T) {
+	memoryUnderLoad(t, newDaemonOpts(t, virtiofs.Options{Tag: "m", RequestQueues: 2, Helpers: 2}), 128<<10)
+}
+
+func memoryUnderLoad(t *testing.T, d *daemon, writeSize int) {
 	g := d.guest(vt.GuestConfig{})
 	node, fh := session(t, g, "f")
 	extra := vt.Region{GuestAddr: 1 << 32, Size: 1 << 20, UserAddr: vt.UserBase + 1<<32}
@@ -484,7 +499,7 @@ func TestMemoryUpdatesUnderLoad(t *testing.T) {
 				if i == 0 {
 					b = getattrReq(1)
 				} else {
-					b = writeReq(node, fh, 0, pattern(8192, 3), 2)
+					b = writeReq(node, fh, 0, pattern(writeSize, 3), 2)
 				}
 				out, err := q.Submit(b)
 				if err != nil {
@@ -634,4 +649,81 @@ func BenchmarkRoundTrip(b *testing.B) {
 			}
 		})
 	}
+}
+
+func lkReq(op abi.Opcode, node, fh, owner uint64, typ uint32, off uint64) vt.Buffers {
+	a := make([]byte, abi.LkInSize)
+	(&abi.LkIn{Fh: fh, Owner: owner, Lk: abi.FileLock{Start: 0, End: 1<<63 - 1, Type: typ, PID: uint32(owner)}}).Marshal(a)
+	return vt.Buffers{In: [][]byte{inHeader(op, node, len(a)), a}, Out: []int{abi.OutHeaderSize}, Offset: off}
+}
+
+// TestHelpers: with helper goroutines, a blocking SETLKW does not stall
+// its queue (the unlock that releases it arrives on the same queue), and
+// big WRITEs run concurrently and complete out of order correctly.
+func TestHelpers(t *testing.T) {
+	d := newDaemonOpts(t, virtiofs.Options{Tag: "h", RequestQueues: 1, Helpers: 4,
+		Fuse: fuse.Options{Locks: true}})
+	g := d.guest(vt.GuestConfig{})
+	node, fh := session(t, g, "f")
+	q := g.Queues[1]
+	call(t, q, lkReq(abi.OpSetlk, node, fh, 1, unix.F_WRLCK, 0))
+	wait := lkReq(abi.OpSetlkw, node, fh, 2, unix.F_WRLCK, 0)
+	head, err := q.Add(wait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Kick()
+	// The queue keeps serving while SETLKW waits.
+	ga := getattrReq(node)
+	ga.Offset = 64 << 10
+	call(t, q, ga)
+	call(t, q, lkReq(abi.OpSetlk, node, fh, 1, unix.F_UNLCK, 128<<10))
+	id, n, err := q.Wait()
+	if err != nil || id != head {
+		t.Fatalf("SETLKW completion: id %d (want %d), %v", id, head, err)
+	}
+	out, _ := q.Reply(wait, n)
+	if r := parseReply(t, out); r.hdr.Error != 0 {
+		t.Fatalf("SETLKW: %v", unix.Errno(-r.hdr.Error))
+	}
+	call(t, q, lkReq(abi.OpSetlk, node, fh, 2, unix.F_UNLCK, 0))
+
+	// Eight 128 KiB writes in flight at once.
+	const k, size = 8, 128 << 10
+	heads := map[uint16]int{}
+	for i := 0; i < k; i++ {
+		b := writeReq(node, fh, uint64(i*size), pattern(size, byte(i)), 2)
+		b.Offset = uint64(i) * (size + 4096)
+		h, err := q.Add(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		heads[h] = i
+	}
+	q.Kick()
+	for range k {
+		id, n, err := q.Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := heads[id]; !ok || n != abi.OutHeaderSize+abi.WriteOutSize {
+			t.Fatalf("completion id %d len %d", id, n)
+		}
+		delete(heads, id)
+	}
+	got, err := os.ReadFile(filepath.Join(d.dir, "f"))
+	if err != nil || len(got) != k*size {
+		t.Fatalf("file: %d bytes, %v", len(got), err)
+	}
+	for i := 0; i < k; i++ {
+		if !bytes.Equal(got[i*size:(i+1)*size], pattern(size, byte(i))) {
+			t.Fatalf("write %d landed wrong", i)
+		}
+	}
+	// Stop with nothing in flight, then reads through helpers.
+	bases, err := g.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("bases after the run: %v", bases)
 }

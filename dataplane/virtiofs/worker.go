@@ -2,6 +2,7 @@ package virtiofs
 
 import (
 	"encoding/binary"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -21,18 +22,48 @@ import (
 // up to XATTR_SIZE_MAX (64 KiB).
 const inBufSize = abi.InHeaderSize + 1<<17
 
-// worker serves one virtqueue to completion on its own locked (and
-// optionally pinned) thread. Everything here is owned by the worker's
-// goroutine, except stop (written by StopQueue) and the fields StopQueue
-// reads after the worker has exited (q, reader).
+// offloadBytes is the READ/WRITE size from which a request goes to a helper
+// (Options.Helpers > 0) instead of being served inline: big transfers are
+// where running several at once on one queue pays.
+const offloadBytes = 64 << 10
+
+// slot is the working set of one request: its chain, the engine's Request,
+// the copied header and arguments, and the sink/source over the chain's
+// buffers. The worker owns its inline slot; helper slots are owned by the
+// worker while free and by one helper between hand-off and completion.
+type slot struct {
+	chain ring.Chain
+	sess  *session // the FUSE session req belongs to
+	req   *fuse.Request
+	sink  guestSink
+	src   guestSource
+	iov   [ring.MaxBuffers]unix.Iovec
+	in    [inBufSize]byte
+	n     uint32 // used length, written by whoever served the slot
+}
+
+func newSlot(d *Device) *slot {
+	s := &slot{}
+	s.sess = d.sess.Load()
+	s.req = s.sess.srv.NewRequest()
+	s.sink.iov = &s.iov
+	s.src.iov = &s.iov
+	return s
+}
+
+// worker serves one virtqueue on its own locked (and optionally pinned)
+// thread. Requests run to completion inline, or, with Options.Helpers,
+// long ones (SETLKW, FSYNC, FALLOCATE, big READ/WRITE…) on helper
+// goroutines while the worker goes on popping. Everything here is owned by
+// the worker's goroutine except where a field says otherwise.
 type worker struct {
 	d      *Device
 	index  int
 	q      *ring.Queue
+	mem    *mem.Memory
 	reader *mem.Reader
-	sess   *session // the FUSE session req belongs to
-	kick   int      // -1: the front-end asked for polling
-	call   int      // -1: no notifications
+	kick   int // -1: the front-end asked for polling
+	call   int // -1: no notifications
 	errFd  int
 	stop   int // eventfd StopQueue signals, to wake a sleeping worker
 	// stopping is set by StopQueue before it signals stop, and checked
@@ -40,40 +71,76 @@ type worker struct {
 	stopping atomic.Bool
 	dw       *dataplane.Worker
 
-	req   *fuse.Request
-	chain ring.Chain
-	sink  guestSink
-	src   guestSource
-	iov   [ring.MaxBuffers]unix.Iovec
-	in    [inBufSize]byte
-	one   [8]byte // eventfd increment
-	scr   [8]byte // eventfd read scratch
-	pfd   [2]unix.PollFd
+	own *slot // the inline slot
 
-	// Worker-private counters; badChains rate-limits the log of refused
-	// chains to the first 10 per queue start.
-	served, badChains uint64
+	// Helpers (nil work: none). Memory rule: while inflight > 0 the worker
+	// does not pass a quiescent point (no Enter, no Exit) and does not
+	// re-translate the ring, so every view a helper holds stays mapped.
+	free     []*slot    // idle helper slots
+	inflight int        // slots handed to helpers and not yet pushed
+	work     chan *slot // hand-off to helpers
+	doneFd   int        // eventfd helpers signal after queueing a completion
+	doneMu   sync.Mutex
+	done     []*slot // completed slots; guarded by doneMu (helpers append)
+	spare    []*slot // the worker's swap buffer for done
+	helpers  sync.WaitGroup
+
+	one [8]byte // eventfd increment (read-only after start; helpers read it)
+	scr [8]byte // eventfd read scratch
+	pfd [3]unix.PollFd
+
+	// badChains rate-limits the log of refused chains to the first 10 per
+	// queue start.
+	badChains uint64
 }
 
-func newWorker(d *Device, q *vhostuser.Queue, rq *ring.Queue, stop int) *worker {
-	w := &worker{d: d, index: q.Index, q: rq, kick: q.Kick, call: q.Call, errFd: q.Err, stop: stop}
-	// The reader is created here and used only by the worker from now on.
-	w.reader = q.Memory.NewReader()
-	w.sess = d.sess.Load()
-	w.req = w.sess.srv.NewRequest()
-	w.sink.iov = &w.iov
-	w.src.iov = &w.iov
+func newWorker(d *Device, q *vhostuser.Queue, rq *ring.Queue, stop int) (*worker, error) {
+	w := &worker{d: d, index: q.Index, q: rq, mem: q.Memory, kick: q.Kick, call: q.Call, errFd: q.Err, stop: stop, doneFd: -1}
+	w.own = newSlot(d)
 	binary.LittleEndian.PutUint64(w.one[:], 1)
 	w.pfd[0] = unix.PollFd{Fd: int32(stop), Events: unix.POLLIN}
 	w.pfd[1] = unix.PollFd{Fd: int32(q.Kick), Events: unix.POLLIN}
-	return w
+	if h := d.opts.Helpers; h > 0 {
+		fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+		if err != nil {
+			return nil, err
+		}
+		w.doneFd = fd
+		w.pfd[2] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
+		w.work = make(chan *slot, h)
+		w.done = make([]*slot, 0, h)
+		w.spare = make([]*slot, 0, h)
+		for range h {
+			w.free = append(w.free, newSlot(d))
+			w.helpers.Add(1)
+			go w.helper()
+		}
+	}
+	// The reader is created here and used only by the worker from now on.
+	w.reader = q.Memory.NewReader()
+	return w, nil
+}
+
+// close releases what newWorker made, after run returned.
+func (w *worker) close() {
+	w.reader.Close()
+	if w.doneFd >= 0 {
+		unix.Close(w.doneFd)
+	}
 }
 
 // run is the worker loop (ring.Queue's documented kick-driven loop). It
 // returns errStopped when StopQueue asks, or nil after a broken ring, once
-// StopQueue asks.
+// StopQueue asks. Either way every request it popped has been pushed.
 func (w *worker) run() error {
-	defer w.reader.Exit()
+	defer func() {
+		w.quiesce()
+		if w.work != nil {
+			close(w.work)
+			w.helpers.Wait()
+		}
+		w.reader.Exit()
+	}()
 	for {
 		stop, ok := w.drainRing()
 		if stop {
@@ -92,7 +159,9 @@ func (w *worker) run() error {
 		if w.q.EnableNotify() {
 			continue
 		}
-		w.reader.Exit() // quiescent: hold no view of guest memory while asleep
+		if w.inflight == 0 {
+			w.reader.Exit() // quiescent: hold no view of guest memory while asleep
+		}
 		if w.sleep() {
 			return errStopped
 		}
@@ -108,8 +177,12 @@ func (w *worker) run() error {
 // enter passes a quiescent point of guest memory before each request (an
 // atomic load and store: cheap), so a memory update never waits for a busy
 // queue to drain, and re-translates the ring if the table changed. It
-// reports false if the ring is no longer in guest memory.
+// reports false if the ring is no longer in guest memory. With requests on
+// helpers it does nothing (see worker.free).
 func (w *worker) enter() bool {
+	if w.inflight > 0 {
+		return true
+	}
 	t := w.reader.Enter()
 	if t == w.q.Table() {
 		return true
@@ -123,35 +196,116 @@ func (w *worker) enter() bool {
 	return true
 }
 
-// drainRing serves every available chain, publishing after each so a slow
-// request does not hold back the completions before it. It returns with
-// stop set when StopQueue asked the worker to stop, and ok false when the
-// ring left guest memory. It leaves the reader online.
+// complete pushes one used element and publishes it, signalling the call
+// eventfd if the driver asked. Publishing after each completion keeps a
+// slow request from holding back the ones before it.
+func (w *worker) complete(head uint16, n uint32) {
+	w.q.Push(head, n)
+	if w.q.Publish() && w.call >= 0 {
+		signal(w.call, &w.one)
+	}
+}
+
+// drainRing serves every available chain. It returns with stop set when
+// StopQueue asked the worker to stop, and ok false when the ring left guest
+// memory. It leaves the reader online.
 func (w *worker) drainRing() (stop, ok bool) {
 	for {
 		if w.stopping.Load() {
 			return true, true
 		}
+		w.reap()
+		if w.inflight > 0 && w.mem.Table() != w.q.Table() {
+			// Guest memory changed: let the helpers finish so the ring
+			// can move to the new table before popping more.
+			w.quiesce()
+		}
 		if !w.enter() {
 			return false, false
 		}
-		got, err := w.q.Pop(&w.chain)
+		s := w.own
+		if len(w.free) > 0 {
+			s = w.free[len(w.free)-1]
+		}
+		got, err := w.q.Pop(&s.chain)
 		if !got {
 			return false, true
 		}
-		var n uint32
 		if err != nil {
 			w.badChains++
 			if w.badChains <= 10 {
-				w.d.log.Warn("virtiofs: refused descriptor chain", "queue", w.index, "head", w.chain.Head, "err", err)
+				w.d.log.Warn("virtiofs: refused descriptor chain", "queue", w.index, "head", s.chain.Head, "err", err)
 			}
-		} else {
-			n = w.serve()
-			w.served++
+			w.complete(s.chain.Head, 0)
+			continue
 		}
-		w.q.Push(w.chain.Head, n)
-		if w.q.Publish() && w.call >= 0 {
-			signal(w.call, &w.one)
+		if s != w.own && offload(s) {
+			w.free = w.free[:len(w.free)-1]
+			w.inflight++
+			w.work <- s // never blocks: at most Helpers slots exist
+			continue
+		}
+		w.complete(s.chain.Head, w.d.serve(s, w.index))
+	}
+}
+
+// offload reports whether the request in s should run on a helper: one
+// that may block for long, or a big transfer.
+func offload(s *slot) bool {
+	c := &s.chain
+	var h [8]byte
+	if c.ReadAt(h[:], 0) != len(h) {
+		return false
+	}
+	switch abi.Opcode(binary.LittleEndian.Uint32(h[4:8])) {
+	case abi.OpSetlkw, abi.OpFsync, abi.OpFsyncdir, abi.OpFallocate, abi.OpCopyFileRange,
+		abi.OpCopyFileRange64, abi.OpSyncfs, abi.OpFlush, abi.OpRelease:
+		return true
+	case abi.OpWrite:
+		return c.ReadableLen() >= offloadBytes
+	case abi.OpRead:
+		return c.WritableLen() >= offloadBytes
+	}
+	return false
+}
+
+// helper serves slots handed over by the worker until work is closed.
+func (w *worker) helper() {
+	defer w.helpers.Done()
+	for s := range w.work {
+		s.n = w.d.serve(s, w.index)
+		w.doneMu.Lock()
+		w.done = append(w.done, s) // within capacity: at most Helpers slots
+		w.doneMu.Unlock()
+		signal(w.doneFd, &w.one)
+	}
+}
+
+// reap pushes the requests helpers completed.
+func (w *worker) reap() {
+	if w.inflight == 0 {
+		return
+	}
+	w.doneMu.Lock()
+	w.done, w.spare = w.spare[:0], w.done
+	w.doneMu.Unlock()
+	for _, s := range w.spare {
+		w.inflight--
+		w.free = append(w.free, s)
+		w.complete(s.chain.Head, s.n)
+	}
+}
+
+// quiesce waits until every request handed to helpers is pushed.
+func (w *worker) quiesce() {
+	for {
+		w.reap()
+		if w.inflight == 0 {
+			return
+		}
+		p := w.pfd[2:3]
+		if _, err := unix.Poll(p, 100); err == nil && p[0].Revents != 0 {
+			drain(w.doneFd, &w.scr)
 		}
 	}
 }
@@ -166,40 +320,56 @@ func (w *worker) poll() bool {
 		if w.q.EnableNotify() {
 			return true
 		}
-		if w.stopRequested() {
-			return false
+		if w.stopping.Load() || w.inflight > 0 && w.pending() {
+			return w.inflight > 0
 		}
 	}
 	return false
 }
 
-func (w *worker) stopRequested() bool { return w.stopping.Load() }
+// pending reports whether a helper completed a request.
+func (w *worker) pending() bool {
+	w.doneMu.Lock()
+	n := len(w.done)
+	w.doneMu.Unlock()
+	return n > 0
+}
 
-// sleep waits for a kick or a stop; true means stop.
+// sleep waits for a kick, a completion from a helper, or a stop; true means
+// stop.
 func (w *worker) sleep() bool {
 	p := w.pfd[:2]
 	timeout := -1
 	if w.kick < 0 {
-		p = w.pfd[:1] // polling mode: no kick fd, look again every ms
+		// Polling mode: no kick fd, look again every ms.
+		p[1] = unix.PollFd{Fd: -1}
 		timeout = 1
 	}
+	if w.doneFd >= 0 {
+		p = w.pfd[:3]
+	}
 	for {
-		n, err := unix.Poll(p, timeout)
+		_, err := unix.Poll(p, timeout)
 		if err == unix.EINTR {
 			continue
 		}
 		if w.pfd[0].Revents != 0 {
 			return true
 		}
-		if n > 0 && len(p) > 1 && p[1].Revents != 0 {
+		if w.kick >= 0 && w.pfd[1].Revents != 0 {
 			drain(w.kick, &w.scr)
+		}
+		if len(p) > 2 && w.pfd[2].Revents != 0 {
+			drain(w.doneFd, &w.scr)
 		}
 		return false
 	}
 }
 
-// broken signals the error eventfd and waits for StopQueue.
+// broken pushes what helpers still hold, signals the error eventfd and
+// waits for StopQueue.
 func (w *worker) broken() error {
+	w.quiesce()
 	w.reader.Exit()
 	if w.errFd >= 0 {
 		signal(w.errFd, &w.one)
@@ -211,54 +381,53 @@ func (w *worker) broken() error {
 	}
 }
 
-// serve runs the FUSE request in w.chain and returns the bytes written to
-// its writable part (the used length).
+// serve runs the FUSE request in s.chain and returns the bytes written to
+// its writable part (the used length). Called by the worker or by a helper;
+// it touches only s and the device (read-only but for session changes,
+// which lock).
 //
 // The readable part is fuse_in_header + arguments (+ WRITE payload). Header
-// and arguments are copied into the worker's buffer: guest memory can
-// change under us, and the engine and the filesystem must see names and
-// lengths that stay what was validated. The WRITE payload is not copied: it
-// is pwritev'd from guest memory (guestSource). The reply header and
+// and arguments are copied into the slot's buffer: guest memory can change
+// under us, and the engine and the filesystem must see names and lengths
+// that stay what was validated. The WRITE payload is not copied: it is
+// pwritev'd from guest memory (guestSource). The reply header and
 // arguments are built in the engine's Out and copied to the writable part;
 // READ data is preadv'd straight into the guest after the 16-byte header
 // (guestSink).
-func (w *worker) serve() uint32 {
-	c := &w.chain
-	r := w.req
+func (d *Device) serve(s *slot, queue int) uint32 {
+	c := &s.chain
 	rlen := c.ReadableLen()
 	if rlen < abi.InHeaderSize {
 		return 0 // not even a header: nothing to answer
 	}
-	if c.ReadAt(w.in[:abi.InHeaderSize], 0) != abi.InHeaderSize {
+	if c.ReadAt(s.in[:abi.InHeaderSize], 0) != abi.InHeaderSize {
 		return 0
 	}
-	op := abi.Opcode(binary.LittleEndian.Uint32(w.in[4:8]))
-	unique := binary.LittleEndian.Uint64(w.in[8:16])
+	op := abi.Opcode(binary.LittleEndian.Uint32(s.in[4:8]))
+	unique := binary.LittleEndian.Uint64(s.in[8:16])
 	inLen := rlen
 	var src fs.Source
 	var dst fs.Sink
 	if op == abi.OpWrite && rlen >= abi.InHeaderSize+abi.WriteInSize {
 		inLen = abi.InHeaderSize + abi.WriteInSize
-		w.src.reset(c.Readable(), inLen, int(rlen-inLen))
-		src = &w.src
+		s.src.reset(c.Readable(), inLen, int(rlen-inLen))
+		src = &s.src
 	}
 	wlen := c.WritableLen()
-	if inLen > uint64(len(w.in)) {
-		return w.errReply(unique, unix.E2BIG, wlen)
+	if inLen > uint64(len(s.in)) {
+		return errReply(c, unique, unix.E2BIG, wlen)
 	}
-	c.ReadAt(w.in[abi.InHeaderSize:inLen], abi.InHeaderSize)
+	c.ReadAt(s.in[abi.InHeaderSize:inLen], abi.InHeaderSize)
 	if op == abi.OpRead && wlen > abi.OutHeaderSize {
-		w.sink.reset(c.Writable(), abi.OutHeaderSize, int(min(wlen-abi.OutHeaderSize, 1<<31)))
-		dst = &w.sink
+		s.sink.reset(c.Writable(), abi.OutHeaderSize, int(min(wlen-abi.OutHeaderSize, 1<<31)))
+		dst = &s.sink
 	}
-	r.In, r.Src, r.Dst = w.in[:inLen], src, dst
-	if w.session(op) {
-		r = w.req
-		r.In, r.Src, r.Dst = w.in[:inLen], src, dst
-	}
-	n := w.sess.srv.Handle(r)
+	d.session(s, op, queue)
+	r := s.req
+	r.In, r.Src, r.Dst = s.in[:inLen], src, dst
+	n := s.sess.srv.Handle(r)
 	if op == abi.OpDestroy {
-		w.sess.destroyed.Store(true)
+		s.sess.destroyed.Store(true)
 	}
 	if n == 0 {
 		return 0
@@ -267,36 +436,33 @@ func (w *worker) serve() uint32 {
 	if uint64(n)+uint64(data) > wlen {
 		// The driver gave less room than the reply needs (Linux never
 		// does); answer EIO if at least the header fits.
-		return w.errReply(unique, unix.EIO, wlen)
+		return errReply(c, unique, unix.EIO, wlen)
 	}
 	c.WriteAt(r.Out[:n], 0)
 	return uint32(n + data)
 }
 
-// session makes the worker serve the device's current FUSE session,
-// starting a new one first if op is INIT for a session already initialised
-// (a guest that rebooted; virtio spec: a new FUSE_INIT terminates the
-// session). It reports whether w.req changed. Steady state: one atomic
-// load, no allocation.
-func (w *worker) session(op abi.Opcode) bool {
-	s := w.d.sess.Load()
+// session makes slot s serve the device's current FUSE session, starting a
+// new one first if op is INIT for a session already initialised (a guest
+// that rebooted; virtio spec: a new FUSE_INIT terminates the session).
+// Steady state: one atomic load, no allocation.
+func (d *Device) session(s *slot, op abi.Opcode, queue int) {
+	cur := d.sess.Load()
 	if op == abi.OpInit {
-		if _, ok := s.srv.Agreed(); ok {
-			w.d.log.Info("virtiofs: FUSE INIT on an initialised session: starting a new session", "queue", w.index)
-			w.d.newSession(s)
-			s = w.d.sess.Load()
+		if _, ok := cur.srv.Agreed(); ok {
+			d.log.Info("virtiofs: FUSE INIT on an initialised session: starting a new session", "queue", queue)
+			d.newSession(cur)
+			cur = d.sess.Load()
 		}
 	}
-	if s == w.sess {
-		return false
+	if cur != s.sess {
+		s.sess = cur
+		s.req = cur.srv.NewRequest()
 	}
-	w.sess = s
-	w.req = s.srv.NewRequest()
-	return true
 }
 
 // errReply writes a header-only error reply, if it fits.
-func (w *worker) errReply(unique uint64, e unix.Errno, wlen uint64) uint32 {
+func errReply(c *ring.Chain, unique uint64, e unix.Errno, wlen uint64) uint32 {
 	if wlen < abi.OutHeaderSize {
 		return 0
 	}
@@ -304,6 +470,6 @@ func (w *worker) errReply(unique uint64, e unix.Errno, wlen uint64) uint32 {
 	binary.LittleEndian.PutUint32(h[0:], abi.OutHeaderSize)
 	binary.LittleEndian.PutUint32(h[4:], uint32(-int32(e)))
 	binary.LittleEndian.PutUint64(h[8:], unique)
-	w.chain.WriteAt(h[:], 0)
+	c.WriteAt(h[:], 0)
 	return abi.OutHeaderSize
 }

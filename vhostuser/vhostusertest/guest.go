@@ -165,6 +165,9 @@ type Buffers struct {
 	Out []int
 	// Indirect puts the chain in an indirect table.
 	Indirect bool
+	// Offset places the chain's buffers at this offset of the queue's data
+	// area, so several chains can be in flight at once.
+	Offset uint64
 }
 
 // ErrTimeout is returned when no used element arrives in time.
@@ -192,7 +195,7 @@ func (q *GuestQueue) Submit(b Buffers) ([]byte, error) {
 // Add writes b into the data area and adds the chain without kicking.
 func (q *GuestQueue) Add(b Buffers) (uint16, error) {
 	var bufs []ringtest.Buf
-	at := q.Data
+	at := q.Data + b.Offset
 	if b.Indirect {
 		at += 16 * uint64(len(b.In)+len(b.Out))
 	}
@@ -269,7 +272,7 @@ var ErrNoInterrupt = errors.New("vhostusertest: completion published without the
 // Reply returns the writable buffers of b (as laid out by Add) joined and
 // cut to n bytes.
 func (q *GuestQueue) Reply(b Buffers, n uint32) ([]byte, error) {
-	at := q.Data
+	at := q.Data + b.Offset
 	if b.Indirect {
 		at += 16 * uint64(len(b.In)+len(b.Out))
 	}
