@@ -149,7 +149,7 @@ func (s *session) handle(m Message) error {
 		err = checkShape(h, len(m.Fds))
 	}
 	var reply []byte
-	var rbuf [headerSize + maxConfigSize]byte
+	var rbuf [maxReplyPayload]byte
 	if err == nil {
 		reply, err = s.apply(m, rbuf[:])
 	}
@@ -236,12 +236,12 @@ func (s *session) apply(m Message, rbuf []byte) ([]byte, error) {
 		return nil, nil
 
 	case VHOST_USER_GET_PROTOCOL_FEATURES:
-		return u64(offeredProtocol), nil
+		return u64(s.b.protocolOffered()), nil
 
 	case VHOST_USER_SET_PROTOCOL_FEATURES:
 		v := le.Uint64(p)
-		if v&^uint64(offeredProtocol) != 0 {
-			return nil, invalid(r, "protocol features %#x not offered (offered %#x)", v&^uint64(offeredProtocol), uint64(offeredProtocol))
+		if offered := s.b.protocolOffered(); v&^offered != 0 {
+			return nil, invalid(r, "protocol features %#x not offered (offered %#x)", v&^offered, offered)
 		}
 		s.protocol = v
 		return nil, nil
@@ -435,6 +435,9 @@ func (s *session) apply(m Message, rbuf []byte) ([]byte, error) {
 
 	case VHOST_USER_GET_STATUS:
 		return u64(s.status), nil
+
+	case VHOST_USER_GET_SHMEM_CONFIG:
+		return s.shmemConfig(rbuf), nil
 	}
 	return nil, unsupported(r, "request not implemented (payload %d bytes, %d fds)", h.Size, len(m.Fds))
 }

@@ -46,6 +46,7 @@ type Channel struct {
 	// replyAck: REPLY_ACK was negotiated, so Call asks for and waits on an
 	// answer. sendFds: BACKEND_SEND_FD was negotiated.
 	replyAck, sendFds bool
+	protocol          uint64 // the negotiated protocol features (shmem.go)
 }
 
 // ChannelUser is implemented by devices that use the back-end channel. The
@@ -70,7 +71,7 @@ func newChannel(fd int, protocol uint64) (*Channel, error) {
 	}
 	return &Channel{c: uc,
 		replyAck: protocol&(1<<VHOST_USER_PROTOCOL_F_REPLY_ACK) != 0,
-		sendFds:  protocol&(1<<VHOST_USER_PROTOCOL_F_BACKEND_FD) != 0}, nil
+		sendFds:  protocol&(1<<VHOST_USER_PROTOCOL_F_BACKEND_FD) != 0, protocol: protocol}, nil
 }
 
 // Call sends req with payload (and fds, which need BACKEND_SEND_FD) and,

@@ -126,7 +126,7 @@ func (c *conn) read() (Message, error) {
 
 // reply sends a reply to h with payload p.
 func (c *conn) reply(h Header, p []byte) error {
-	var b [headerSize + headerSize + maxConfigSize]byte
+	var b [headerSize + maxReplyPayload]byte
 	Header{Request: h.Request, Flags: VHOST_USER_VERSION | VHOST_USER_REPLY_MASK, Size: uint32(len(p))}.put(b[:])
 	n := copy(b[headerSize:], p)
 	_, err := c.c.Write(b[:headerSize+n])

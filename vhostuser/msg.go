@@ -92,6 +92,7 @@ var specs = [...]spec{
 	VHOST_USER_REM_MEM_REG:           {size: memRegMsgSize, maxFds: 1, known: true},
 	VHOST_USER_SET_STATUS:            {size: u64Size, known: true},
 	VHOST_USER_GET_STATUS:            {size: 0, reply: true, known: true},
+	VHOST_USER_GET_SHMEM_CONFIG:      {size: 0, reply: true, known: true},
 }
 
 // replyExpected reports whether the front-end waits for an answer to h
