@@ -53,6 +53,16 @@
 // ENOENT on a reply means the kernel already ended an interrupted request
 // and is ignored.
 //
+// # Serving and using a mount in one process
+//
+// A Go process that serves a mount must not open regular files in it with
+// os.Open (or anything built on it): os.Open registers the file with the
+// runtime's netpoller, whose epoll_ctl makes the kernel send FUSE_POLL
+// while the calling thread keeps its P; a stop-the-world GC starting then
+// waits for that thread, and the workers that would answer wait for the
+// world. Use syscall/unix Open and Read, or another process (as fastfsd
+// mount does: it never touches its own mount). Directories are safe.
+//
 // # Concurrency
 //
 // Conn's methods are safe for concurrent use; Serve runs once per Conn.

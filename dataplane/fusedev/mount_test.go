@@ -261,3 +261,26 @@ func TestUnescapeMountinfo(t *testing.T) {
 		}
 	}
 }
+
+// The unprivileged path: fusermount3 mounts and passes the fd back over a
+// socket (exercised as root with ForceFusermount).
+func TestFusermountMount(t *testing.T) {
+	testutil.RequireCommand(t, "fusermount3")
+	c, done := mountRaw(t, MountOptions{ForceFusermount: true, Source: "fastfs-fm"})
+	if !c.fusermount {
+		t.Fatal("ForceFusermount did not use fusermount3")
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(c.Mountpoint(), &sfs); err != nil || sfs.Type != fuseSuperMagic {
+		t.Fatalf("statfs through fusermount3 mount: %v, type %#x", err, sfs.Type)
+	}
+	if err := c.Unmount(); err != nil {
+		t.Fatal(err)
+	}
+	if e := waitErrno(t, done); e != syscall.ENODEV {
+		t.Fatalf("read after fusermount3 -u: %v, want ENODEV", e)
+	}
+	if isMounted(t, c.Mountpoint()) {
+		t.Fatal("still mounted after fusermount3 -u")
+	}
+}
