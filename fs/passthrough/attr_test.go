@@ -413,6 +413,21 @@ func TestReadOnly(t *testing.T) {
 	}
 }
 
+func TestODirect(t *testing.T) {
+	for _, pass := range []bool{false, true} {
+		f, dir := newTestFS(t, Options{DirectIO: pass})
+		writeFile(t, join(dir, "f"), "x", 0o644)
+		e := lookup(t, f, fs.RootInode, "f")
+		fh := open(t, f, e.Ino, unix.O_RDONLY|unix.O_DIRECT)
+		h := f.handles.get(fh)
+		fl, _ := unix.FcntlInt(uintptr(h.fd), unix.F_GETFL, 0)
+		f.putHandle(h)
+		if got := fl&unix.O_DIRECT != 0; got != pass {
+			t.Errorf("DirectIO %v: host fd O_DIRECT %v", pass, got)
+		}
+	}
+}
+
 func TestOpenFlagsByOptions(t *testing.T) {
 	for _, c := range []struct {
 		opts          Options

@@ -30,6 +30,9 @@ func (f *FS) hostOpenFlags(flags uint32) (int, fs.Errno) {
 	// handle no I/O works on, and O_NOFOLLOW would refuse the
 	// /proc/self/fd magic link every reopen goes through.
 	fl &^= unix.O_CREAT | unix.O_EXCL | unix.O_NOCTTY | unix.O_NOFOLLOW | unix.O_PATH | (unix.O_TMPFILE &^ unix.O_DIRECTORY)
+	if !f.opts.DirectIO {
+		fl &^= unix.O_DIRECT
+	}
 	return fl, fs.OK
 }
 

@@ -69,4 +69,9 @@ type Options struct {
 	Passthrough bool
 	// ReadOnly refuses every change with EROFS.
 	ReadOnly bool
+	// DirectIO passes a client's O_DIRECT through to the host file. Off
+	// (virtiofsd's default), O_DIRECT is dropped: the client bypasses its
+	// own cache regardless, and host O_DIRECT needs aligned buffers, which
+	// spliced pipes and guest memory do not guarantee (EINVAL).
+	DirectIO bool
 }
