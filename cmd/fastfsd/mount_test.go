@@ -1,0 +1,144 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fastfsd/fastfsd/internal/testutil"
+)
+
+// The mount tests run "fastfsd mount" as a child process: this test binary
+// re-executed with FASTFSD_TEST_MOUNT_CHILD=1 runs runMount on its
+// arguments and exits with the status main would give.
+func init() {
+	if os.Getenv("FASTFSD_TEST_MOUNT_CHILD") != "1" {
+		return
+	}
+	args := os.Args[1:]
+	for len(args) > 0 && strings.HasPrefix(args[0], "-test.") {
+		args = args[1:]
+	}
+	if err := runMount(args); err != nil {
+		os.Stderr.WriteString("fastfsd mount: " + err.Error() + "\n")
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// startMount starts fastfsd mount of a temp dir holding file "a" and waits
+// until the mountpoint is a different filesystem (the readiness rule the
+// conformance suite uses).
+func startMount(t *testing.T, extra ...string) (cmd *exec.Cmd, src, mnt string) {
+	testutil.RequireRoot(t)
+	testutil.RequireDevFuse(t)
+	dir := t.TempDir()
+	src, mnt = filepath.Join(dir, "src"), filepath.Join(dir, "mnt")
+	os.Mkdir(src, 0o755)
+	os.Mkdir(mnt, 0o755)
+	os.WriteFile(filepath.Join(src, "a"), []byte("contents of a\n"), 0o644)
+	args := append([]string{"-test.run=^$"}, extra...)
+	args = append(args, "--source", src, mnt)
+	cmd = exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "FASTFSD_TEST_MOUNT_CHILD=1")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+		syscall.Unmount(mnt, syscall.MNT_DETACH)
+	})
+	var parent, st syscall.Stat_t
+	syscall.Stat(dir, &parent)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if err := syscall.Stat(mnt, &st); err == nil && st.Dev != parent.Dev {
+			return cmd, src, mnt
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not become a mount within 10 s", mnt)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func waitExit(t *testing.T, cmd *exec.Cmd) int {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+		return cmd.ProcessState.ExitCode()
+	case <-time.After(10 * time.Second):
+		t.Fatal("fastfsd mount still running 10 s after it should have ended")
+		return -1
+	}
+}
+
+func mounted(mnt string) bool {
+	b, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && f[4] == mnt {
+			return true
+		}
+	}
+	return false
+}
+
+func TestMountSIGTERM(t *testing.T) {
+	for _, splice := range []string{"--splice=on", "--splice=off"} {
+		t.Run(splice, func(t *testing.T) {
+			cmd, _, mnt := startMount(t, splice, "--passthrough=false")
+			out, err := exec.Command("cat", filepath.Join(mnt, "a")).CombinedOutput()
+			if err != nil || string(out) != "contents of a\n" {
+				t.Fatalf("cat through the mount: %q, %v", out, err)
+			}
+			if err := exec.Command("sh", "-c", "echo new > "+filepath.Join(mnt, "b")).Run(); err != nil {
+				t.Fatalf("write through the mount: %v", err)
+			}
+			cmd.Process.Signal(syscall.SIGTERM)
+			if code := waitExit(t, cmd); code != 0 {
+				t.Fatalf("exit status %d after SIGTERM, want 0", code)
+			}
+			if mounted(mnt) {
+				t.Fatalf("%s still mounted after SIGTERM", mnt)
+			}
+		})
+	}
+}
+
+func TestMountExternalUmount(t *testing.T) {
+	cmd, _, mnt := startMount(t)
+	if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("umount: %v: %s", err, out)
+	}
+	if code := waitExit(t, cmd); code != 0 {
+		t.Fatalf("exit status %d after external umount, want 0", code)
+	}
+}
+
+func TestMountBusyAtSIGINT(t *testing.T) {
+	cmd, _, mnt := startMount(t)
+	// A process with its cwd in the mount keeps it busy.
+	hold := exec.Command("sleep", "30")
+	hold.Dir = mnt
+	if err := hold.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { hold.Process.Kill(); hold.Wait() }()
+	cmd.Process.Signal(syscall.SIGINT)
+	if code := waitExit(t, cmd); code != 0 {
+		t.Fatalf("exit status %d after SIGINT with the mount busy, want 0", code)
+	}
+	if mounted(mnt) {
+		t.Fatalf("%s still mounted (a dead mount) after exit", mnt)
+	}
+}
