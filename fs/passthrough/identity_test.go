@@ -115,6 +115,7 @@ func TestUmaskIgnored(t *testing.T) {
 }
 
 func TestAccess(t *testing.T) {
+	testutil.RequireRoot(t) // to chown the test file to uid 1000
 	f, dir := newTestFS(t, Options{})
 	writeFile(t, join(dir, "f"), "", 0o640)
 	writeFile(t, join(dir, "x"), "", 0o755)

@@ -150,6 +150,18 @@ func (f *FS) beneathRoot(fd int) fs.Errno {
 	return syscall.EACCES
 }
 
+// linkInode links the inode the O_PATH fd holds as name in dirFd:
+// linkat(AT_EMPTY_PATH), which needs CAP_DAC_READ_SEARCH (ENOENT without
+// it), else linkat(AT_SYMLINK_FOLLOW) of its /proc/self/fd magic link,
+// which lands on the inode itself (a symlink is linked, not followed).
+func linkInode(procFd, fd, dirFd int, name string) error {
+	err := unix.Linkat(fd, "", dirFd, name, unix.AT_EMPTY_PATH)
+	if err == syscall.ENOENT {
+		err = unix.Linkat(procFd, procName(fd), dirFd, name, unix.AT_SYMLINK_FOLLOW)
+	}
+	return err
+}
+
 // Forget lowers ino's lookup count by n.
 func (f *FS) Forget(ino fs.Inode, n uint64) { f.inodes.forget(ino, n) }
 
@@ -324,7 +336,7 @@ func (f *FS) Link(ctx *fs.Context, ino fs.Inode, newParent fs.Inode, newName []b
 		return e
 	}
 	defer f.inodes.put(dir)
-	if err := unix.Linkat(in.fd, "", dir.fd, string(newName), unix.AT_EMPTY_PATH); err != nil {
+	if err := linkInode(f.procFd, in.fd, dir.fd, string(newName)); err != nil {
 		return errno(err)
 	}
 	var st unix.Stat_t
