@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -44,11 +45,28 @@ const (
 	maxReplyPayload = max(shmemConfigSize, configHdrSize+maxConfigSize)
 )
 
-// ShmemTimeout bounds the wait for the front-end's answer to SHMEM_MAP and
-// SHMEM_UNMAP. A front-end that does not answer in time fails the request
-// with ETIMEDOUT and the channel is closed (a late answer would otherwise
-// be taken for the next one's). Set it before serving.
-var ShmemTimeout = 10 * time.Second
+// DefaultShmemTimeout bounds the wait for the front-end's answer to
+// SHMEM_MAP and SHMEM_UNMAP unless SetShmemTimeout changed it. A front-end
+// that does not answer in time fails the request with ETIMEDOUT and the
+// channel is closed (a late answer would otherwise be taken for the next
+// one's).
+const DefaultShmemTimeout = 10 * time.Second
+
+var shmemTimeout atomic.Int64 // ns; 0: DefaultShmemTimeout
+
+// SetShmemTimeout sets the SHMEM answer timeout for every channel (d ≤ 0
+// restores the default) and returns the previous one.
+func SetShmemTimeout(d time.Duration) time.Duration {
+	return time.Duration(shmemTimeout.Swap(int64(max(d, 0))))
+}
+
+// ShmemTimeout returns the SHMEM answer timeout in force.
+func ShmemTimeout() time.Duration {
+	if d := time.Duration(shmemTimeout.Load()); d > 0 {
+		return d
+	}
+	return DefaultShmemTimeout
+}
 
 // ErrShmemNotNegotiated: SHMEM_MAP/UNMAP were asked for, but the front-end
 // did not negotiate SHMEM together with BACKEND_SEND_FD and REPLY_ACK
@@ -175,7 +193,7 @@ func (e *RefusedError) Unwrap() error {
 
 // ShmemMap asks the front-end to map [m.FdOffset, +m.Len) of fd at
 // m.ShmOffset of region m.ShmID, and waits for its answer (at most
-// ShmemTimeout). fd stays the caller's. Errors wrap a syscall.Errno:
+// ShmemTimeout()). fd stays the caller's. Errors wrap a syscall.Errno:
 // EOPNOTSUPP (not negotiated), the front-end's refusal (*RefusedError),
 // ETIMEDOUT, or EIO for a broken channel.
 func (c *Channel) ShmemMap(m MMap, fd int) error {
@@ -211,6 +229,7 @@ func (c *Channel) shmemCall(req BackendRequest, m MMap, fd int) error {
 	if c.c == nil {
 		return fmt.Errorf("vhostuser: %s: back-end channel closed: %w", name, syscall.EIO)
 	}
+	timeout := ShmemTimeout()
 	// broken closes the socket (but leaves c.c for close to close again,
 	// harmlessly): after a timeout or a bad answer the stream is out of
 	// step, and every later request fails fast instead of misreading.
@@ -218,11 +237,11 @@ func (c *Channel) shmemCall(req BackendRequest, m MMap, fd int) error {
 		c.c.Close()
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded) {
-			return fmt.Errorf("vhostuser: %s: %s: no answer within %v, channel closed: %w", name, what, ShmemTimeout, syscall.ETIMEDOUT)
+			return fmt.Errorf("vhostuser: %s: %s: no answer within %v, channel closed: %w", name, what, timeout, syscall.ETIMEDOUT)
 		}
 		return fmt.Errorf("vhostuser: %s: %s: %v, channel closed: %w", name, what, err, syscall.EIO)
 	}
-	c.c.SetDeadline(time.Now().Add(ShmemTimeout))
+	c.c.SetDeadline(time.Now().Add(timeout))
 	if _, _, err := c.c.WriteMsgUnix(b[:], oob, nil); err != nil {
 		return broken("sending", err)
 	}

@@ -152,9 +152,8 @@ func TestShmemMapUnmap(t *testing.T) {
 	}
 	// A front-end that never answers: ETIMEDOUT after ShmemTimeout, and
 	// the channel is closed so later requests fail at once.
-	old := vhostuser.ShmemTimeout
-	vhostuser.ShmemTimeout = 200 * time.Millisecond
-	defer func() { vhostuser.ShmemTimeout = old }()
+	old := vhostuser.SetShmemTimeout(200 * time.Millisecond)
+	defer vhostuser.SetShmemTimeout(old)
 	w.Silent.Store(true)
 	start := time.Now()
 	if err := ch.ShmemMap(m, int(file.Fd())); !errors.Is(err, syscall.ETIMEDOUT) {
