@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fastfsd/fastfsd/dataplane"
+	"github.com/fastfsd/fastfsd/dax"
 	"github.com/fastfsd/fastfsd/fs"
 	"github.com/fastfsd/fastfsd/fuse"
 	"github.com/fastfsd/fastfsd/ring"
@@ -69,6 +70,8 @@ type Device struct {
 	sess atomic.Pointer[session]
 	// channel is the back-end request channel (SetChannel).
 	channel atomic.Pointer[vhostuser.Channel]
+	// dax is the DAX window, nil without one (set once by EnableDAX, dax.go).
+	dax *dax.Window
 
 	// mu serialises session changes and guards workers. vhostuser calls
 	// Start/Stop/Reset from one goroutine.
@@ -186,6 +189,7 @@ func (d *Device) StopQueue(index int) uint16 {
 // Reset ends the FUSE session: the next driver (a rebooted guest) starts
 // with INIT on a fresh engine.
 func (d *Device) Reset() {
+	d.resetDAX()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.newSessionLocked()
@@ -222,7 +226,7 @@ var errStopped = errors.New("virtiofs: queue stopped")
 // front-end sends SET_BACKEND_REQ_FD, nil when it goes away). Nothing in
 // the device uses it yet: it is where a DAX window's map and unmap
 // requests will go (package dax).
-func (d *Device) SetChannel(c *vhostuser.Channel) { d.channel.Store(c) }
+func (d *Device) SetChannel(c *vhostuser.Channel) { d.channel.Store(c); d.setDAXChannel(c) }
 
 // Channel returns the back-end request channel, or nil.
 func (d *Device) Channel() *vhostuser.Channel { return d.channel.Load() }
