@@ -45,7 +45,7 @@ func runMount(args []string) error {
 	cache := fl.String("cache", "auto", "client caching: auto (names and attributes 1 s, data until the file changes), always (1 day; only this client changes DIR), never (no caching, direct I/O)")
 	allowOther := fl.Bool("allow-other", false, "let users other than the mounting one access the mount (unprivileged: needs user_allow_other in /etc/fuse.conf)")
 	pass := fl.Bool("passthrough", true, "FUSE passthrough: the kernel reads and writes opened regular files directly (needs root and Linux 6.9+; not with --cache=never)")
-	spliceMode := fl.String("splice", "auto", "data path for READ and WRITE payloads that are not passed through: on (splice through pipes; READs under 32 KiB are copied), off (read/write with buffers), auto (the faster one measured here: on)")
+	spliceMode := fl.String("splice", "auto", "data path for READ and WRITE payloads that are not passed through: on (splice through pipes; READs under 32 KiB are copied), off (read/write with buffers), auto (on without --passthrough, where large payloads reach the server; off with it, where requests are mostly small)")
 	xattr := fl.Bool("xattr", true, "serve extended attributes (off: the client stops asking)")
 	fsname := fl.String("fsname", "fastfs", "source name shown in /proc/mounts and df")
 	debug := fl.Bool("debug", false, "log every request and reply to stderr (slow)")

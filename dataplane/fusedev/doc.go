@@ -30,11 +30,16 @@
 // copy. Without CAP_SYS_RESOURCE a pipe holds at most pipe-max-size (1 MiB)
 // and max_write is shrunk to fit a whole request in one. See splicepath.go.
 //
-// Measured with fio on a tmpfs source, passthrough off, same mount
-// alternated three times on a loaded 2-CPU VM: 1 MiB O_DIRECT reads 1.34–
-// 1.46 GB/s spliced vs 0.21–0.71 GB/s read/writev, 1 MiB O_DIRECT writes
-// 0.78–1.04 vs 0.51–0.55 GB/s; 4 KiB random reads were within the (large)
-// noise either way. So SpliceAuto splices.
+// Measured with fio on a tmpfs source, passthrough off, the two paths
+// alternated on one loaded 2-CPU VM (load average 16–20, so ±50 % noise):
+// 1 MiB O_DIRECT reads 1.34–1.46 GB/s spliced vs 0.21–0.71 GB/s
+// read/writev, 1 MiB O_DIRECT writes 0.78–1.04 vs 0.51–0.55 GB/s (a later
+// pair of runs: reads 0.14/1.89 vs 0.62/0.72, writes 0.15/0.47 vs
+// 0.28/0.35); 4 KiB random reads, 2 jobs, every read served (cache=never):
+// 35k–64k IOPS spliced vs 56k–113k read/writev. Splice wins on large
+// payloads and loses on small requests (one more system call each). So
+// SpliceAuto splices only when passthrough is off: with passthrough on,
+// file data bypasses the server and it sees mostly small requests.
 //
 // # FUSE passthrough
 //

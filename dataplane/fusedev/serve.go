@@ -22,16 +22,14 @@ import (
 	"github.com/fastfsd/fastfsd/splice"
 )
 
-// autoSplice is what SpliceAuto means (see the package comment for the
-// measurements behind it).
-const autoSplice = true
-
 // SpliceMode selects how request payloads move.
 type SpliceMode int
 
 const (
-	// SpliceAuto uses the faster path measured on this machine kind (see
-	// the package comment): read/writev today.
+	// SpliceAuto splices when passthrough is off (large READ/WRITE
+	// payloads reach the server) and uses read/writev when it is on (the
+	// server then sees mostly small requests, where splice's extra system
+	// call costs). See the package comment for the measurements.
 	SpliceAuto SpliceMode = iota
 	// SpliceOn splices READ data and WRITE payloads when the kernel offers
 	// it in INIT (FUSE_SPLICE_READ/WRITE), falling back to read/writev
@@ -116,7 +114,8 @@ func (c *Conn) Serve(ctx context.Context, fsys fs.FileSystem, eng fuse.Options, 
 	if opts.MaxWrite <= 0 {
 		opts.MaxWrite = DefaultMaxWrite
 	}
-	if opts.Splice == SpliceAuto && autoSplice {
+	if opts.Splice == SpliceAuto && !opts.Passthrough {
+		// See the package comment for the measurements behind this.
 		opts.Splice = SpliceOn
 	}
 	if opts.Splice == SpliceOn {

@@ -43,21 +43,30 @@ func (w *worker) setupSplice(bufSize int, read, write bool) error {
 // serveSpliced runs the request of n bytes sitting in w.in.
 func (w *worker) serveSpliced(n int) bool {
 	r := w.req
-	first := min(n, inHeaderSize+writeInSize)
+	r.Src, r.Dst = nil, nil
+	// Small requests (all but large WRITEs) leave the pipe with one read;
+	// a WRITE payload below spliceMin is not worth keeping in the pipe.
+	first := n
+	if n > inHeaderSize+writeInSize+spliceMin {
+		first = inHeaderSize + writeInSize
+	}
 	if e := w.in.ReadFull(w.buf[:first]); e != 0 {
 		w.in.Drain()
 		return false // cannot even read the header: nothing to answer
 	}
 	h, _ := readHdr(w.buf[:first])
-	r.Src, r.Dst = nil, nil
-	if w.spliceWrite && h.opcode == opWrite && n > inHeaderSize+writeInSize {
+	if first < n && w.spliceWrite && h.opcode == opWrite {
 		r.In = w.buf[:first]
 		w.src.n = n - first
 		r.Src = &w.src
 	} else {
 		if e := w.in.ReadFull(w.buf[first:n]); e != 0 {
 			w.in.Drain()
-			return false
+			if noReply(h.opcode) {
+				return false
+			}
+			putErrReply(w.errb[:], h.unique, int32(syscall.EIO))
+			return w.send(w.errb[:])
 		}
 		r.In = w.buf[:n]
 	}
