@@ -275,8 +275,6 @@ type door struct {
 
 // Bugs found by this suite and reported; each entry goes with its fix.
 const (
-	bugODirectWrite = "fs/passthrough: O_DIRECT pwrite through the mount fails EINVAL when the data is not passed through and --splice=off: " +
-		"the backing fd keeps O_DIRECT from the open flags and is written from an unaligned receive buffer (strip O_DIRECT from the backing open, as virtiofsd does)"
 	bugDirectMmap  = "cache=never: mmap(MAP_SHARED, PROT_WRITE) fails ENODEV: FOPEN_DIRECT_IO is set but FUSE_DIRECT_IO_ALLOW_MMAP is not negotiated in INIT"
 	bugKeepCachePT = "fs/passthrough fileOpenOut: with --cache=always every OPEN/CREATE answers FOPEN_KEEP_CACHE|FOPEN_PASSTHROUGH, which the kernel " +
 		"refuses (flags outside FOPEN_PASSTHROUGH_MASK): every open of a regular file fails EIO"
@@ -284,14 +282,12 @@ const (
 
 var doors = []door{
 	{name: "cache=auto", flags: []string{"--cache=auto"}},
-	{name: "cache=auto,passthrough=off", flags: []string{"--cache=auto", "--passthrough=false"},
-		known: map[string]string{"file_o_direct": bugODirectWrite}},
+	{name: "cache=auto,passthrough=off", flags: []string{"--cache=auto", "--passthrough=false"}},
 	{name: "cache=auto,passthrough=off,splice=on", flags: []string{"--cache=auto", "--passthrough=false", "--splice=on"}},
 	{name: "cache=never", flags: []string{"--cache=never"},
-		known: map[string]string{"file_o_direct": bugODirectWrite, "mmap_and_exec": bugDirectMmap}},
+		known: map[string]string{"mmap_and_exec": bugDirectMmap}},
 	{name: "cache=always", flags: []string{"--cache=always"}, broken: bugKeepCachePT},
-	{name: "cache=always,passthrough=off", flags: []string{"--cache=always", "--passthrough=false"},
-		known: map[string]string{"file_o_direct": bugODirectWrite}},
+	{name: "cache=always,passthrough=off", flags: []string{"--cache=always", "--passthrough=false"}},
 }
 
 // TestPosix runs the whole conformance suite through the mount in each
