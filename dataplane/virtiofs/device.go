@@ -45,8 +45,8 @@ type Options struct {
 	// before it sleeps on the kick eventfd (0: sleep at once).
 	BusyPoll time.Duration
 	// Helpers is the number of helper goroutines per queue that serve
-	// requests which may block for long (SETLKW, FSYNC, FALLOCATE, FLUSH,
-	// RELEASE, COPY_FILE_RANGE) and READ/WRITE of 64 KiB or more, so
+	// requests which may block for long (SETLKW, FSYNC, FALLOCATE,
+	// COPY_FILE_RANGE, SYNCFS) and READ/WRITE of 64 KiB or more, so
 	// several run at once on one queue; 0 serves everything inline on the
 	// queue's worker.
 	Helpers int
@@ -223,9 +223,8 @@ func (d *Device) newSessionLocked() {
 var errStopped = errors.New("virtiofs: queue stopped")
 
 // SetChannel keeps the vhost-user back-end request channel (set when the
-// front-end sends SET_BACKEND_REQ_FD, nil when it goes away). Nothing in
-// the device uses it yet: it is where a DAX window's map and unmap
-// requests will go (package dax).
+// front-end sends SET_BACKEND_REQ_FD, nil when it goes away). A DAX
+// window (dax.go) maps and unmaps through it.
 func (d *Device) SetChannel(c *vhostuser.Channel) { d.channel.Store(c); d.setDAXChannel(c) }
 
 // Channel returns the back-end request channel, or nil.

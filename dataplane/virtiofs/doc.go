@@ -38,7 +38,7 @@
 // arrives on the same queue would wait for ever. Options.Helpers gives each
 // queue that many helper goroutines: the worker still pops every chain,
 // serves short requests inline, and hands requests that may block (SETLKW,
-// FSYNC, FALLOCATE, FLUSH, RELEASE, COPY_FILE_RANGE) and READ/WRITE of
+// FSYNC, FALLOCATE, COPY_FILE_RANGE, SYNCFS) and READ/WRITE of
 // 64 KiB or more to a helper, each with its own slot (chain, engine
 // Request, buffers). Helpers queue their completions; the worker pushes and
 // publishes them (the ring keeps one owner). While any request is on a

@@ -259,7 +259,7 @@ func offload(s *slot) bool {
 	}
 	switch abi.Opcode(binary.LittleEndian.Uint32(h[4:8])) {
 	case abi.OpSetlkw, abi.OpFsync, abi.OpFsyncdir, abi.OpFallocate, abi.OpCopyFileRange,
-		abi.OpCopyFileRange64, abi.OpSyncfs, abi.OpFlush, abi.OpRelease:
+		abi.OpCopyFileRange64, abi.OpSyncfs:
 		return true
 	case abi.OpWrite:
 		return c.ReadableLen() >= offloadBytes
