@@ -64,6 +64,9 @@ flags:
   --cpus LIST|auto          pin queue worker i to CPU LIST[i % len] (e.g. 0,1); auto: one
                             per physical core first (default: workers on their own threads, unpinned)
   --busy-poll DURATION      poll rings this long before sleeping (e.g. 50us)
+  --dax                     offer a DAX window (also -o dax): needs a front-end speaking vhost-user
+                            SHMEM (GET_SHMEM_CONFIG, SHMEM_MAP/UNMAP); off by default
+  --cache-size SIZE         DAX window size, a multiple of 2M (default 1G; e.g. 512M, 4G)
   --keep-listening          accept a new front-end after one disconnects
   --sandbox none            no sandbox (chroot/namespace: accepted with a warning; containment is openat2 RESOLVE_IN_ROOT)
   --log-level LEVEL         error, warn, info (default), debug
@@ -95,6 +98,8 @@ type virtiofsConfig struct {
 	cpusAuto    bool
 	helpers     int
 	busyPoll    time.Duration
+	dax         bool   // --dax, -o dax (virtiofs_dax.go)
+	cacheSize   uint64 // --cache-size; 0: virtiofs.DefaultCacheSize
 	keep        bool
 	level       slog.Level
 	printCaps   bool
@@ -178,6 +183,8 @@ func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
 			c.level = l
 		case "debug":
 			c.level = slog.LevelDebug
+		case "dax":
+			c.dax = true
 		case "sandbox":
 			if v != "none" {
 				warns = append(warns, fmt.Sprintf("-o sandbox=%s: no sandbox is set up; the shared directory is contained by openat2(RESOLVE_IN_ROOT)", v))
@@ -235,6 +242,13 @@ func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
 			c.printCaps = true
 		case "socket-path":
 			c.socketPath, err = value()
+		case "dax":
+			err = noValue()
+			c.dax = true
+		case "cache-size":
+			if v, err = value(); err == nil {
+				c.cacheSize, err = parseCacheSize(v)
+			}
 		case "fd":
 			if v, err = value(); err == nil {
 				c.fd, err = strconv.Atoi(v)
@@ -362,6 +376,9 @@ func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
 	if c.locks && c.helpers == 0 {
 		warns = append(warns, "posix locks with --thread-pool-size 0: a blocking lock request (SETLKW) waits on its queue's worker and stalls that queue until it is granted; pass --thread-pool-size N")
 	}
+	if c.cacheSize != 0 && !c.dax {
+		warns = append(warns, "--cache-size without --dax: no DAX window is offered")
+	}
 	if c.writeback && c.cache == passthrough.CacheNever {
 		warns = append(warns, "--writeback with cache=never: write-back turned off")
 		c.writeback = false
@@ -403,6 +420,9 @@ func runVirtiofs(args []string) error {
 		Fuse: fuse.Options{Writeback: c.writeback, Locks: c.locks, NoKillPrivV2: c.noKillpriv},
 	})
 	if err != nil {
+		return err
+	}
+	if err := enableDAX(c, dev, log); err != nil {
 		return err
 	}
 	var ln *net.UnixListener
