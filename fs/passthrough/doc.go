@@ -105,5 +105,14 @@
 // read lock and an atomic reference, and allocate nothing; Lookup of a known
 // inode takes one shard mutex and allocates nothing.
 //
+// # Host requirements
+//
+// Linux 5.6 or later (openat2; New checks), procfs at /proc, and for
+// passthrough the kernel's FUSE passthrough (6.9+). chmod of an inode
+// without a handle uses fchmodat2 (6.6+) and falls back to the /proc magic
+// link. Every inode the client holds is an open fd: Go raises the soft
+// RLIMIT_NOFILE to the hard limit at start, which bounds how many inodes a
+// client can keep looked up.
+//
 // Imports: fs, internal/sys and golang.org/x/sys/unix; never a transport.
 package passthrough
