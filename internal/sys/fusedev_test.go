@@ -61,3 +61,20 @@ func TestFuseIoctlAllocs(t *testing.T) {
 		t.Fatalf("ioctl wrappers allocate %v times per call, want 0", n)
 	}
 }
+
+func TestFuseSyncInit(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireDevFuse(t)
+	a, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	switch e := FuseSyncInit(int(a.Fd())); e {
+	case 0:
+	case syscall.ENOTTY:
+		t.Skip("kernel without FUSE_DEV_IOC_SYNC_INIT (Linux < 6.18)")
+	default:
+		t.Fatalf("SYNC_INIT on a fresh fd: %v", e)
+	}
+}
