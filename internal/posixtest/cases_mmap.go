@@ -8,11 +8,16 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/fastfsd/fastfsd/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
 func init() {
-	register("mmap_and_exec", func(t *testing.T, env Env) { twin(t, env, mmapCase) })
+	register("mmap", func(t *testing.T, env Env) { twin(t, env, mmapCase) })
+	register("exec_binary", func(t *testing.T, env Env) {
+		testutil.RequireCommand(t, "busybox")
+		twin(t, env, execCase)
+	})
 	register("concurrent_namespace", func(t *testing.T, env Env) { twin(t, env, concurrentCase) })
 }
 
@@ -49,16 +54,24 @@ func mmapCase(s *Side) {
 		unix.Pread(fd, b, 0)
 		s.Rec("private write stays private", "%v", b[0] == want[0])
 	}
-	// Executing a binary from the directory (the loader maps it).
-	if bb, err := exec.LookPath("busybox"); err == nil {
-		data, err := os.ReadFile(bb)
-		if err == nil {
-			s.Err("copy busybox", os.WriteFile(s.P("bb"), data, 0o755))
-			out, err := exec.Command(s.P("bb"), "echo", "ran from the door").CombinedOutput()
-			s.Err("exec", err)
-			s.Rec("exec output", "%q", out)
-		}
+}
+
+// execCase runs a static binary copied into the directory (the kernel's
+// loader maps it privately).
+func execCase(s *Side) {
+	bb, err := exec.LookPath("busybox")
+	if err != nil {
+		s.Fatalf("busybox: %v", err)
 	}
+	data, err := os.ReadFile(bb)
+	if err != nil {
+		s.Fatalf("read %s: %v", bb, err)
+	}
+	s.Err("copy busybox", os.WriteFile(s.P("bb"), data, 0o755))
+	out, err := exec.Command(s.P("bb"), "echo", "ran from the door").CombinedOutput()
+	s.Err("exec", err)
+	s.Rec("exec output", "%q", out)
+
 }
 
 // concurrentCase: goroutines create, write, rename, link and unlink files

@@ -285,7 +285,7 @@ var doors = []door{
 	{name: "cache=auto,passthrough=off", flags: []string{"--cache=auto", "--passthrough=false"}},
 	{name: "cache=auto,passthrough=off,splice=on", flags: []string{"--cache=auto", "--passthrough=false", "--splice=on"}},
 	{name: "cache=never", flags: []string{"--cache=never"},
-		known: map[string]string{"mmap_and_exec": bugDirectMmap}},
+		known: map[string]string{"mmap": bugDirectMmap}},
 	{name: "cache=always", flags: []string{"--cache=always"}, broken: bugKeepCachePT},
 	{name: "cache=always,passthrough=off", flags: []string{"--cache=always", "--passthrough=false"}},
 }
