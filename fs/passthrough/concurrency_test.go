@@ -101,6 +101,8 @@ func TestHotPathAllocs(t *testing.T) {
 	sink := newSink(4096)
 	src := &bufSource{make([]byte, 4096)}
 	var xattrBuf [64]byte
+	dh := openDir(t, f, fs.RootInode)
+	ds := &countSink{}
 	fx, _ := newTestFS(t, Options{Xattr: true})
 	for what, fn := range map[string]func(){
 		"GetAttr":        func() { f.GetAttr(rootCtx, e.Ino, 0, false, &ao) },
@@ -109,11 +111,41 @@ func TestHotPathAllocs(t *testing.T) {
 		"Read":           func() { sink.n = 0; f.Read(rootCtx, e.Ino, fh, 0, 4096, sink) },
 		"Write":          func() { f.Write(rootCtx, e.Ino, fh, 0, src, 0) },
 		"GetXattr":       func() { fx.GetXattr(rootCtx, fs.RootInode, []byte("security.capability"), xattrBuf[:]) },
+		"ReadDirPlus": func() {
+			ds.n, ds.ids = 0, ds.ids[:0]
+			f.ReadDir(rootCtx, fs.RootInode, dh, 0, ds)
+			for _, id := range ds.ids {
+				f.Forget(id, 1)
+			}
+		},
 	} {
 		if n := testing.AllocsPerRun(200, fn); n != 0 {
 			t.Errorf("%s: %v allocs per call, want 0", what, n)
 		}
 	}
+}
+
+// countSink is a READDIRPLUS sink that allocates nothing: it counts
+// entries and keeps the IDs to forget.
+type countSink struct {
+	n   int
+	ids []fs.Inode
+	buf [16]fs.Inode
+}
+
+func (c *countSink) Plus() bool { return true }
+func (c *countSink) Add(e fs.DirEntry, plus *fs.Entry) bool {
+	if c.ids == nil {
+		c.ids = c.buf[:0]
+	}
+	if len(c.ids) == cap(c.ids) {
+		return false
+	}
+	c.n++
+	if plus != nil {
+		c.ids = append(c.ids, plus.Ino)
+	}
+	return true
 }
 
 func benchFS(b *testing.B) (*FS, fs.Entry, fs.Handle) {

@@ -29,6 +29,9 @@ type dirStream struct {
 	next uint64
 	// +checklocks:mu
 	valid bool
+	// plus is the READDIRPLUS entry handed to the sink, kept here so that
+	// it does not escape to the heap on every entry. +checklocks:mu
+	plus fs.Entry
 }
 
 // OpenDir opens the directory for reading with its own fd, so that each
@@ -141,10 +144,10 @@ func (f *FS) ReadDir(ctx *fs.Context, ino fs.Inode, fh fs.Handle, off uint64, ds
 			Name: name[:nameLen],
 		}
 		var entry *fs.Entry
-		var plusEntry fs.Entry
 		if plus && !isDotOrDotDot(ent.Name) {
+			d.plus = fs.Entry{}
 			// The name is NUL-terminated in the buffer: pass it as is.
-			if e := f.lookupName(h.in, ent.Name, &name[0], &plusEntry); e != 0 {
+			if e := f.lookupName(h.in, ent.Name, &name[0], &d.plus); e != 0 {
 				if e != syscall.ENOENT {
 					if added > 0 {
 						return fs.OK // report the rest on the next call
@@ -157,7 +160,7 @@ func (f *FS) ReadDir(ctx *fs.Context, ino fs.Inode, fh fs.Handle, off uint64, ds
 				d.next = ent.Off
 				continue
 			}
-			entry = &plusEntry
+			entry = &d.plus
 		}
 		if !dst.Add(ent, entry) {
 			if entry != nil {
