@@ -20,6 +20,15 @@ import (
 // start sequence, then GET_VRING_BASE for every started ring (the stop
 // sequence QEMU waits on at power-off), then an orderly close.
 func TestQEMUGuest(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		extra []string
+	}{{"inline", nil}, {"helpers", []string{"--thread-pool-size", "4"}}} {
+		t.Run(tc.name, func(t *testing.T) { qemuGuest(t, tc.extra) })
+	}
+}
+
+func qemuGuest(t *testing.T, extra []string) {
 	if testing.Short() {
 		t.Skip("boots a VM (~30 s under TCG)")
 	}
@@ -35,7 +44,7 @@ func TestQEMUGuest(t *testing.T) {
 	}
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "hello"), []byte("from the host\n"), 0o644)
-	be := vmtest.Fastfsd(bin, "--log-level", "debug", "--num-request-queues", "2")
+	be := vmtest.Fastfsd(bin, append([]string{"--log-level", "debug", "--num-request-queues", "2"}, extra...)...)
 	res := vmtest.RunT(t, vmtest.Config{
 		Kernel: k,
 		Shares: []vmtest.Share{{Tag: "fs", Dir: dir, GuestPath: "/mnt/fs", Backend: &be, Queues: 2}},
