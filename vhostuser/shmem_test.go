@@ -50,6 +50,23 @@ func startShm(t *testing.T, sizes []uint64, want uint64) (shmDevice, *vt.Fronten
 	return dev, f, errc, proto
 }
 
+// startShmB is startShm for benchmarks: SHMEM negotiated, no log kept.
+func startShmB(b *testing.B, sizes []uint64) (shmDevice, *vt.Frontend) {
+	dev := shmDevice{newFake(1), sizes}
+	be := vhostuser.NewBackend(dev)
+	be.Log = slog.New(slog.DiscardHandler)
+	f, c, err := vt.Pair()
+	if err != nil {
+		b.Fatal(err)
+	}
+	go be.Serve(c)
+	b.Cleanup(func() { f.Close() })
+	if _, _, _, err := f.Init(shmemProtocol); err != nil {
+		b.Fatal(err)
+	}
+	return dev, f
+}
+
 func TestShmemOffered(t *testing.T) {
 	// Without shared memory the bits are not offered.
 	h := start(t, 1)
@@ -225,4 +242,33 @@ func FuzzDecodeMMap(f *testing.F) {
 			t.Fatalf("round trip %x → %+v → %x", p, m, b)
 		}
 	})
+}
+
+// BenchmarkShmemMapUnmap: one SHMEM_MAP (fd passed) + SHMEM_UNMAP of 2 MiB
+// over the back-end channel to the Go VMM window, answers included.
+func BenchmarkShmemMapUnmap(b *testing.B) {
+	dev, f := startShmB(b, []uint64{64 << 20})
+	w, err := vt.NewWindow(64 << 20)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
+	if err := f.AttachWindow(w); err != nil {
+		b.Fatal(err)
+	}
+	file, err := mem.NewMemfd("file", 2<<20)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer file.Close()
+	ch := dev.getChannel()
+	m := vhostuser.MMap{Len: 2 << 20, Flags: vhostuser.VHOST_USER_FLAG_MAP_RW}
+	for b.Loop() {
+		if err := ch.ShmemMap(m, int(file.Fd())); err != nil {
+			b.Fatal(err)
+		}
+		if err := ch.ShmemUnmap(m); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package virtiofs_test
 
 import (
 	"bytes"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -9,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fastfsd/fastfsd/dataplane/virtiofs"
 	"github.com/fastfsd/fastfsd/dax"
+	"github.com/fastfsd/fastfsd/fs/passthrough"
 	"github.com/fastfsd/fastfsd/fuse/abi"
 	"github.com/fastfsd/fastfsd/vhostuser"
 	vt "github.com/fastfsd/fastfsd/vhostuser/vhostusertest"
@@ -350,4 +353,73 @@ func TestEnableDAX(t *testing.T) {
 	if p&(1<<vhostuser.VHOST_USER_PROTOCOL_F_SHMEM) != 0 {
 		t.Fatalf("SHMEM offered without a window (%#x)", p)
 	}
+}
+
+// BenchmarkDAXMapUnmap measures one SETUPMAPPING + REMOVEMAPPING of 2 MiB
+// through the whole path: guest request on the ring, engine, dax table,
+// SHMEM_MAP (fd passed) / SHMEM_UNMAP over the back-end channel, the VMM
+// side's MAP_FIXED mmap, and its REPLY_ACK.
+func BenchmarkDAXMapUnmap(b *testing.B) {
+	dir := b.TempDir()
+	fsys, err := passthrough.New(dir, passthrough.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer fsys.Close()
+	dev, err := virtiofs.New(fsys, virtiofs.Options{Tag: "bench", Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := dev.EnableDAX(64 * mib); err != nil {
+		b.Fatal(err)
+	}
+	be := vhostuser.NewBackend(dev)
+	be.Log = slog.New(slog.DiscardHandler)
+	f, c, err := vt.Pair()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	go be.Serve(c)
+	g, err := vt.NewGuest(f, vt.GuestConfig{Protocol: shmemProtocol})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer g.Close()
+	w, err := vt.NewWindow(64 * mib)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
+	if err := f.AttachWindow(w); err != nil {
+		b.Fatal(err)
+	}
+	q := g.Queues[1]
+	do := func(req vt.Buffers) []byte {
+		out, err := q.Submit(req)
+		var oh abi.OutHeader
+		if err != nil || !oh.Unmarshal(out) || oh.Error != 0 {
+			b.Fatalf("request: %v (error %d)", err, oh.Error)
+		}
+		return out[abi.OutHeaderSize:]
+	}
+	in := abi.InitIn{Major: abi.KernelVersion, Minor: abi.KernelMinorVersion, Flags: uint32(abi.InitMaxPages | abi.InitMapAlignment)}
+	a := make([]byte, 64)
+	in.Marshal(a)
+	do(vt.Buffers{In: [][]byte{inHeader(abi.OpInit, 0, 64), a}, Out: []int{abi.OutHeaderSize + abi.InitOutSize}})
+	r := do(createReq("f"))
+	var e abi.EntryOut
+	var o abi.OpenOut
+	e.Unmarshal(r)
+	o.Unmarshal(r[abi.EntryOutSize:])
+	if err := os.Truncate(filepath.Join(dir, "f"), 2*mib); err != nil {
+		b.Fatal(err)
+	}
+	setup := setupReq(e.NodeID, o.Fh, 0, 2*mib, 0, abi.SetupmappingRead|abi.SetupmappingWrite)
+	remove := removeReq(e.NodeID, [2]uint64{0, 2 * mib})
+	for b.Loop() {
+		do(setup)
+		do(remove)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/2, "ns/request")
 }
