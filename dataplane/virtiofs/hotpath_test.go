@@ -28,7 +28,9 @@ type bench struct {
 	fh   uint64
 }
 
-func newBench(tb testing.TB) *bench {
+func newBench(tb testing.TB) *bench { return newBenchOpts(tb, 0) }
+
+func newBenchOpts(tb testing.TB, helpers int) *bench {
 	tb.Helper()
 	dir := tb.TempDir()
 	content := make([]byte, 1<<20)
@@ -43,7 +45,7 @@ func newBench(tb testing.TB) *bench {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { fsys.Close() })
-	dev, err := New(fsys, Options{Tag: "t", Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	dev, err := New(fsys, Options{Tag: "t", Helpers: helpers, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -147,6 +149,7 @@ func (b *bench) run(tb testing.TB, nIn int, payload, outLen uint32) abi.OutHeade
 	}
 	b.d.Kick()
 	b.w.drainRing()
+	b.w.quiesce() // requests handed to helpers: wait and push them
 	if _, _, ok := b.d.Used(); !ok {
 		tb.Fatal("no completion")
 	}
@@ -209,6 +212,20 @@ func TestHotPathAllocs(t *testing.T) {
 				t.Errorf("%v allocations per request, want 0", allocs)
 			}
 		})
+	}
+}
+
+// TestHelperPathAllocs: the hand-off to a helper and back allocates
+// nothing either.
+func TestHelperPathAllocs(t *testing.T) {
+	b := newBenchOpts(t, 2)
+	t.Cleanup(func() { close(b.w.work); b.w.helpers.Wait() })
+	b.read(128 << 10)
+	if r := b.run(t, 1, 0, 16+128<<10); r.Error != 0 {
+		t.Fatalf("READ 128k: error %d", r.Error)
+	}
+	if allocs := testing.AllocsPerRun(100, func() { b.run(t, 1, 0, 16+128<<10) }); allocs != 0 {
+		t.Errorf("READ 128k through a helper: %v allocations per request, want 0", allocs)
 	}
 }
 
