@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -499,4 +500,56 @@ func FuzzWindow(f *testing.F) {
 			t.Fatalf("%d fds leaked", len(h.fds.origin))
 		}
 	})
+}
+
+// TestConcurrent: workers mapping and unmapping at once keep the table
+// equal to the front-end (run with -race).
+func TestConcurrent(t *testing.T) {
+	h := newHarness(t, 64)
+	var mu sync.Mutex // the fake front-end and fd table are not thread-safe
+	locked := lockedMapper{m: h.fr, mu: &mu}
+	h.w.SetMapper(locked)
+	dup, cl := h.w.dup, h.w.close
+	h.w.dup = func(fd int) (int, error) { mu.Lock(); defer mu.Unlock(); return dup(fd) }
+	h.w.close = func(fd int) error { mu.Lock(); defer mu.Unlock(); return cl(fd) }
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func(seed uint64) {
+			defer wg.Done()
+			rnd := rand.New(rand.NewPCG(seed, 1))
+			ctx := &fs.Context{}
+			for i := 0; i < 2000; i++ {
+				moff, n := rnd.Uint64N(60), 1+rnd.Uint64N(4)
+				if rnd.IntN(2) == 0 {
+					if e := h.w.SetupMapping(ctx, 1, 2, rnd.Uint64N(50)*page, n*page, moff*page, FlagRead); e != 0 {
+						t.Errorf("setup: %v", e)
+						return
+					}
+				} else if e := h.w.RemoveMapping(ctx, moff*page, n*page); e != 0 {
+					t.Errorf("remove: %v", e)
+					return
+				}
+			}
+		}(uint64(g))
+	}
+	wg.Wait()
+	h.check(t)
+}
+
+type lockedMapper struct {
+	m  Mapper
+	mu *sync.Mutex
+}
+
+func (l lockedMapper) Map(off, n uint64, fd int, fdOff uint64, w bool) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.m.Map(off, n, fd, fdOff, w)
+}
+
+func (l lockedMapper) Unmap(off, n uint64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.m.Unmap(off, n)
 }

@@ -423,3 +423,34 @@ func BenchmarkDAXMapUnmap(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/2, "ns/request")
 }
+
+// TestDAXResetDevice: RESET_DEVICE (the front-end still connected) unmaps
+// every mapping at the front-end and empties the table.
+func TestDAXResetDevice(t *testing.T) {
+	d, g, w := daxSetup(t, 8*mib, shmemProtocol, true)
+	node, fh := daxSession(t, g, "f")
+	if err := os.Truncate(filepath.Join(d.dir, "f"), 4*mib); err != nil {
+		t.Fatal(err)
+	}
+	q := g.Queues[1]
+	call(t, q, setupReq(node, fh, 0, 2*mib, 0, abi.SetupmappingRead))
+	call(t, q, setupReq(node, fh, 2*mib, 2*mib, 6*mib, abi.SetupmappingRead))
+	if len(w.Mappings()) != 2 {
+		t.Fatalf("window: %v", w.Mappings())
+	}
+	if _, err := g.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.F.Do(vhostuser.VHOST_USER_RESET_DEVICE, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(w.Mappings()); n != 0 {
+		t.Fatalf("window after reset: %v", w.Mappings())
+	}
+	if n := len(d.dev.DAX().Mappings()); n != 0 {
+		t.Fatalf("table after reset: %d mappings", n)
+	}
+	if err := w.Err(); err != nil {
+		t.Fatal(err)
+	}
+}
