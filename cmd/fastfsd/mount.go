@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/fastfsd/fastfsd/dataplane/fusedev"
+	"github.com/fastfsd/fastfsd/dataplane/uring"
 	"github.com/fastfsd/fastfsd/fs/passthrough"
 	"github.com/fastfsd/fastfsd/fuse"
 	"github.com/fastfsd/fastfsd/fuse/abi"
@@ -49,6 +50,7 @@ func runMount(args []string) error {
 	xattr := fl.Bool("xattr", true, "serve extended attributes (off: the client stops asking)")
 	fsname := fl.String("fsname", "fastfs", "source name shown in /proc/mounts and df")
 	debug := fl.Bool("debug", false, "log every request and reply to stderr (slow)")
+	useUring := fl.Bool("uring", false, "serve FUSE over io_uring (Linux 6.14+): one ring per CPU, one system call per batch of requests; turns the fuse module's enable_uring parameter on if needed (root)")
 	obs := addObserveFlags(fl)
 	fl.Usage = func() {
 		fmt.Fprint(fl.Output(), mountUsage)
@@ -123,7 +125,12 @@ func runMount(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	opts := fusedev.ServeOptions{Workers: *workers, Splice: sm, Passthrough: usePass}
+	opts := fusedev.ServeOptions{Workers: *workers, Splice: sm, Passthrough: usePass, IOUring: *useUring}
+	if *useUring && !uring.Enabled() {
+		if err := uring.Enable(); err != nil {
+			return fmt.Errorf("--uring: %w", err)
+		}
+	}
 	if *debug {
 		opts.Debug = log.New(os.Stderr, "fastfsd: ", log.Lmicroseconds)
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"github.com/fastfsd/fastfsd/fuse"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -48,7 +49,16 @@ type Conn struct {
 	unmounted bool // +checklocks:mu
 	closed    bool // +checklocks:mu
 
-	workers []*workerStats // set by Serve before workers start
+	workers []*workerStats // +checklocks:mu; set by Serve before workers start
+	server  *fuse.Server   // +checklocks:mu; the engine Serve made
+}
+
+// Server returns the engine Serve runs (nil before Serve), e.g. to read
+// what INIT agreed.
+func (c *Conn) Server() *fuse.Server {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.server
 }
 
 // Mount opens /dev/fuse and mounts it at mountpoint. As root it calls

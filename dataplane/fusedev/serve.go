@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fastfsd/fastfsd/dataplane"
+	"github.com/fastfsd/fastfsd/dataplane/uring"
 	"github.com/fastfsd/fastfsd/fs"
 	"github.com/fastfsd/fastfsd/fuse"
 	"github.com/fastfsd/fastfsd/fuse/abi"
@@ -62,6 +63,14 @@ type ServeOptions struct {
 	// Stats, if set, gets one stats.Worker per worker that counts every
 	// request with its service time. Nil costs one branch per request.
 	Stats *stats.Set
+	// IOUring offers FUSE over io_uring (the kernel offers it when the fuse
+	// module's enable_uring parameter is on). When INIT agrees on it,
+	// dataplane/uring serves requests on one ring per CPU queue, and the
+	// /dev/fuse workers keep serving what still comes through the device:
+	// FORGET, INTERRUPT, and requests sent before every queue registered.
+	IOUring bool
+	// IOUringDepth is the number of ring entries per queue (0: 16).
+	IOUringDepth int
 }
 
 // workerStats is one worker's counters, alone on its cache line(s) so
@@ -134,6 +143,7 @@ func (c *Conn) Serve(ctx context.Context, fsys fs.FileSystem, eng fuse.Options, 
 		eng.SpliceRead, eng.SpliceWrite = true, true
 	}
 	eng.MaxWrite = opts.MaxWrite
+	eng.IOUring = eng.IOUring || opts.IOUring
 	if opts.Passthrough {
 		eng.Backing = backingFiles{c}
 	}
@@ -141,6 +151,9 @@ func (c *Conn) Serve(ctx context.Context, fsys fs.FileSystem, eng fuse.Options, 
 		eng.Logger = opts.Debug
 	}
 	srv := fuse.NewServer(fsys, eng)
+	c.mu.Lock()
+	c.server = srv
+	c.mu.Unlock()
 	return c.serve(ctx, srv, opts)
 }
 
@@ -220,11 +233,27 @@ func (c *Conn) serve(ctx context.Context, srv *fuse.Server, opts ServeOptions) e
 	// The first worker to end decides: a clean end (ENODEV) means the
 	// others end the same way; an error means the rest must be stopped.
 	var first error
-	done := make(chan error, len(running))
+	done := make(chan error, len(running)+1)
 	for _, r := range running {
 		go func() { done <- r.Wait() }()
 	}
-	for range running {
+	waits := len(running)
+	if ag, ok := srv.Agreed(); ok && ag.Flags&abi.InitOverIoUring != 0 {
+		// The queues' end is the connection's end too (ENOTCONN or
+		// ECANCELED on their entries): they report nil then.
+		waits++
+		go func() {
+			err := uring.Serve(uring.Config{Fd: c.fd, Server: srv, Depth: opts.IOUringDepth, Stats: opts.Stats})
+			if err != nil {
+				err = fmt.Errorf("serve %s: FUSE over io_uring: %w", c.mountpoint, err)
+			}
+			done <- err
+		}()
+		if opts.Debug != nil {
+			opts.Debug.Printf("serve %s: FUSE over io_uring agreed; serving on io_uring queues", c.mountpoint)
+		}
+	}
+	for range waits {
 		err := <-done
 		if err != nil && !errors.Is(err, errStop) && first == nil {
 			first = err

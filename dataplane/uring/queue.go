@@ -1,0 +1,336 @@
+package uring
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/fastfsd/fastfsd/dataplane"
+	"github.com/fastfsd/fastfsd/fs"
+	"github.com/fastfsd/fastfsd/fuse"
+	"github.com/fastfsd/fastfsd/fuse/abi"
+	"github.com/fastfsd/fastfsd/internal/stats"
+	"golang.org/x/sys/unix"
+)
+
+// EnableParam is the fuse module parameter that lets the kernel offer
+// FUSE_OVER_IO_URING.
+const EnableParam = "/sys/module/fuse/parameters/enable_uring"
+
+// Enabled reports whether the kernel will offer FUSE over io_uring.
+func Enabled() bool {
+	b, err := os.ReadFile(EnableParam)
+	return err == nil && strings.TrimSpace(string(b)) == "Y"
+}
+
+// Enable turns the kernel's enable_uring parameter on (root only).
+func Enable() error {
+	if err := os.WriteFile(EnableParam, []byte("Y"), 0); err != nil {
+		return fmt.Errorf("enable FUSE over io_uring: %w; needs root and a kernel built with CONFIG_FUSE_IO_URING (6.14+)", err)
+	}
+	return nil
+}
+
+// QueueCount is the number of FUSE io_uring queues the kernel expects: one
+// per possible CPU (num_possible_cpus()).
+func QueueCount() (int, error) {
+	b, err := os.ReadFile("/sys/devices/system/cpu/possible")
+	if err != nil {
+		return 0, fmt.Errorf("read possible CPUs: %w", err)
+	}
+	n := 0
+	for _, part := range strings.Split(strings.TrimSpace(string(b)), ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err1 := strconv.Atoi(lo)
+		z := a
+		var err2 error
+		if isRange {
+			z, err2 = strconv.Atoi(hi)
+		}
+		if err1 != nil || err2 != nil || z < a {
+			return 0, fmt.Errorf("parse possible CPUs %q", b)
+		}
+		n = max(n, z+1)
+	}
+	return n, nil
+}
+
+// Config configures Serve.
+type Config struct {
+	// Fd is a /dev/fuse fd of the connection. The connection's INIT must
+	// have agreed FUSE_OVER_IO_URING.
+	Fd int
+	// Server is the connection's engine.
+	Server *fuse.Server
+	// Depth is the number of entries per queue (requests in flight per
+	// CPU); 0 means 16.
+	Depth int
+	// Stats, when not nil, counts every request served.
+	Stats *stats.Set
+}
+
+// ErrNotAgreed is returned when the connection did not agree on io_uring.
+var ErrNotAgreed = errors.New("uring: the connection's INIT did not agree FUSE_OVER_IO_URING; turn it on with echo Y > " + EnableParam)
+
+// Serve runs one pinned worker per queue until the connection ends, and
+// returns nil then. It returns an error if a queue cannot start; queues
+// that started are stopped by the connection's end only.
+func Serve(cfg Config) error {
+	ag, ok := cfg.Server.Agreed()
+	if !ok || ag.Flags&abi.InitOverIoUring == 0 {
+		return ErrNotAgreed
+	}
+	nq, err := QueueCount()
+	if err != nil {
+		return err
+	}
+	depth := cfg.Depth
+	if depth <= 0 {
+		depth = 16
+	}
+	var allowed unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
+		return fmt.Errorf("uring: sched_getaffinity: %w", err)
+	}
+	var (
+		wg      sync.WaitGroup
+		errMu   sync.Mutex
+		errs    []error
+		started = make(chan error, nq)
+	)
+	for qid := 0; qid < nq; qid++ {
+		q := &queue{qid: uint16(qid), fd: cfg.Fd, srv: cfg.Server, depth: depth}
+		if cfg.Stats != nil {
+			q.stats = cfg.Stats.NewWorker()
+		}
+		wg.Add(1)
+		cpu := -1 // a possible CPU this process may not run on stays unpinned
+		if allowed.IsSet(qid) {
+			cpu = qid
+		}
+		w := dataplane.Start(cpu, func() error {
+			err := q.run(started)
+			if err != nil {
+				errMu.Lock()
+				errs = append(errs, fmt.Errorf("uring queue %d: %w", qid, err))
+				errMu.Unlock()
+			}
+			return err
+		})
+		go func() {
+			if err := w.Wait(); !q.began {
+				started <- err // pinning failed before run
+			}
+			wg.Done()
+		}()
+	}
+	for i := 0; i < nq; i++ {
+		if err := <-started; err != nil {
+			wg.Wait()
+			return err
+		}
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// queue is one FUSE io_uring queue, owned by one worker.
+type queue struct {
+	qid   uint16
+	fd    int
+	srv   *fuse.Server
+	depth int
+	stats *stats.Worker
+
+	ring  *ring
+	ents  []*entryMem
+	req   *fuse.Request
+	in    []byte // request reassembly: in header, op struct, names
+	src   payloadSource
+	done  error // set when the connection ends
+	began bool  // run was entered (read by Serve after the worker ends)
+}
+
+func (q *queue) run(started chan<- error) error {
+	q.began = true
+	err := q.setup()
+	started <- err
+	if err != nil {
+		q.close()
+		return err
+	}
+	defer q.close()
+	reap := func(userData uint64, res int32) { q.complete(userData, res) }
+	for q.done == nil {
+		if err := q.ring.submitAndWait(1); err != nil {
+			return err
+		}
+		q.ring.reap(reap)
+	}
+	if errors.Is(q.done, errConnEnded) {
+		return nil
+	}
+	return q.done
+}
+
+var errConnEnded = errors.New("connection ended")
+
+func (q *queue) setup() error {
+	r, err := newRing(uint32(q.depth) * 2)
+	if err != nil {
+		return err
+	}
+	q.ring = r
+	payload := q.srv.OutSize() - abi.OutHeaderSize
+	q.req = q.srv.NewRequest()
+	q.in = make([]byte, abi.InHeaderSize+abi.UringOpInOutSize+payload)
+	for i := 0; i < q.depth; i++ {
+		e, err := newEntryMem(payload)
+		if err != nil {
+			return err
+		}
+		q.ents = append(q.ents, e)
+		sqe := q.ring.nextSQE()
+		putUringCmd(sqe, q.fd, uint32(abi.UringCmdRegister), e.iovAddr, 2, 0, q.qid, uint64(i))
+	}
+	// Submit the REGISTERs without waiting: they complete only when a
+	// request arrives.
+	return q.ring.submitAndWait(0)
+}
+
+func (q *queue) close() {
+	if q.ring != nil {
+		q.ring.close() // cancels what the kernel still holds
+	}
+	for _, e := range q.ents {
+		e.close()
+	}
+	q.ents = nil
+}
+
+// complete handles one CQE: a request delivered into entry userData.
+func (q *queue) complete(userData uint64, res int32) {
+	if res < 0 {
+		switch syscall.Errno(-res) {
+		case unix.ENOTCONN, unix.ECONNABORTED, unix.ECANCELED, unix.ENODEV:
+			q.done = errConnEnded
+		default:
+			q.done = fmt.Errorf("entry %d: %w", userData, syscall.Errno(-res))
+		}
+		return
+	}
+	if userData >= uint64(len(q.ents)) {
+		q.done = fmt.Errorf("CQE for unknown entry %d", userData)
+		return
+	}
+	e := q.ents[userData]
+	commitID := binary.NativeEndian.Uint64(e.hdr[256+8:])
+	var t0 time.Time
+	if q.stats != nil {
+		t0 = time.Now()
+	}
+	n, op := q.serve(e)
+	if q.stats != nil {
+		failed := int32(binary.NativeEndian.Uint32(e.out[4:])) != 0
+		q.stats.Observe(op, failed, uint64(max(n-abi.OutHeaderSize, 0)), time.Since(t0))
+	}
+	// Reply: out header into the header area, arguments already in the
+	// payload buffer; payload_sz says how many.
+	copy(e.hdr[:abi.OutHeaderSize], e.out[:abi.OutHeaderSize])
+	binary.NativeEndian.PutUint32(e.hdr[256+16:], uint32(n-abi.OutHeaderSize))
+	sqe := q.ring.nextSQE()
+	if sqe == nil {
+		// Cannot happen: the SQ has twice as many slots as entries and each
+		// entry has at most one command outstanding.
+		q.done = errors.New("submission queue full")
+		return
+	}
+	putUringCmd(sqe, q.fd, uint32(abi.UringCmdCommitAndFetch), 0, 0, commitID, q.qid, userData)
+}
+
+// serve reassembles the request in e for the engine, runs it, and returns
+// the reply length in e.out (≥ 16) and the opcode.
+func (q *queue) serve(e *entryMem) (int, uint32) {
+	h := e.hdr
+	hdrLen := binary.NativeEndian.Uint32(h[0:])
+	op := binary.NativeEndian.Uint32(h[4:])
+	unique := binary.NativeEndian.Uint64(h[8:])
+	payloadSz := binary.NativeEndian.Uint32(h[256+16:])
+	// The kernel splits the request: fuse_in_header in in_out, the first
+	// argument (the op's struct) in op_in, the rest in the payload. Its
+	// size is what the header's total length leaves.
+	opIn := int64(hdrLen) - abi.InHeaderSize - int64(payloadSz)
+	if opIn < 0 || opIn > abi.UringOpInOutSize || int(payloadSz) > len(e.payload) {
+		return q.errorReply(e, unique, syscall.EIO), op
+	}
+	in := q.in[:abi.InHeaderSize+int(opIn)]
+	copy(in, h[:abi.InHeaderSize])
+	copy(in[abi.InHeaderSize:], h[abi.UringInOutHeaderSize:abi.UringInOutHeaderSize+int(opIn)])
+	r := q.req
+	r.Src, r.Dst = nil, nil
+	if abi.Opcode(op) == abi.OpWrite {
+		// WRITE data stays in the payload buffer.
+		q.src.b = e.payload[:payloadSz]
+		r.Src = &q.src
+	} else {
+		in = q.in[:len(in)+int(payloadSz)]
+		copy(in[abi.InHeaderSize+int(opIn):], e.payload[:payloadSz])
+	}
+	r.In = in
+	r.Out = e.out
+	n := q.srv.Handle(r)
+	r.Src = nil
+	if n < abi.OutHeaderSize {
+		// Every request delivered on a queue must be committed, or its
+		// entry is lost; one the engine could not even parse gets EIO.
+		return q.errorReply(e, unique, syscall.EIO), op
+	}
+	return n, op
+}
+
+func (q *queue) errorReply(e *entryMem, unique uint64, errno syscall.Errno) int {
+	binary.NativeEndian.PutUint32(e.out[0:], abi.OutHeaderSize)
+	binary.NativeEndian.PutUint32(e.out[4:], uint32(-int32(errno)))
+	binary.NativeEndian.PutUint64(e.out[8:], unique)
+	return abi.OutHeaderSize
+}
+
+// payloadSource is a WRITE payload in an entry's payload buffer.
+type payloadSource struct{ b []byte }
+
+var _ fs.Source = (*payloadSource)(nil)
+
+func (s *payloadSource) Len() int            { return len(s.b) }
+func (s *payloadSource) CopyTo(p []byte) int { return copy(p, s.b) }
+
+// WriteTo pwrites the payload at off, continuing after short writes.
+func (s *payloadSource) WriteTo(fd int, off int64) (int, fs.Errno) {
+	done := 0
+	for done < len(s.b) {
+		n, err := unix.Pwrite(fd, s.b[done:], off+int64(done))
+		if err != nil {
+			if err == unix.EINTR {
+				continue
+			}
+			if done > 0 {
+				return done, 0
+			}
+			var en syscall.Errno
+			if !errors.As(err, &en) {
+				en = syscall.EIO
+			}
+			return 0, en
+		}
+		if n == 0 {
+			break
+		}
+		done += n
+	}
+	return done, 0
+}
