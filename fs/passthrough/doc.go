@@ -42,6 +42,11 @@
 // through /proc/self/fd is refused for symlinks (ELOOP) and for special
 // files (EBADF: opening a FIFO or device would block or reach a device).
 //
+// What the client may create is the client's business: a guest's root can
+// make setuid executables and device nodes in the exported directory, as
+// with virtiofsd. If host processes may execute or open what is in it,
+// mount the host directory nosuid,nodev.
+//
 // # Security model: identity and permissions
 //
 // Requests that create an inode (Create, Mknod, Mkdir, Symlink, Tmpfile)
