@@ -126,13 +126,19 @@ func DecodeMMap(p []byte) (MMap, error) {
 }
 
 // protocolOffered is what GET_PROTOCOL_FEATURES returns: offeredProtocol,
-// plus SHMEM and BACKEND_SEND_FD for a device with shared memory.
+// plus, for a device with shared memory, SHMEM, BACKEND_SEND_FD (to pass
+// the fds to map) and CONFIG. QEMU gives VIRTIO Shared Memory Regions to
+// its generic vhost-user-base devices (-device vhost-user-device-pci,
+// virtio-id=26,config_size=40), which read the config space from the
+// back-end and refuse a back-end without CONFIG; its vhost-user-fs-pci
+// only warns about CONFIG, and has no window to offer anyway.
 func (b *Backend) protocolOffered() uint64 {
 	p := uint64(offeredProtocol)
 	if sm, ok := b.dev.(SharedMemory); ok {
 		for _, size := range sm.SharedMemoryRegions() {
 			if size != 0 {
-				p |= 1<<VHOST_USER_PROTOCOL_F_SHMEM | 1<<VHOST_USER_PROTOCOL_F_BACKEND_FD
+				p |= 1<<VHOST_USER_PROTOCOL_F_SHMEM | 1<<VHOST_USER_PROTOCOL_F_BACKEND_FD |
+					1<<VHOST_USER_PROTOCOL_F_CONFIG
 				break
 			}
 		}

@@ -74,17 +74,23 @@ func TestShmemOffered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p&(1<<vhostuser.VHOST_USER_PROTOCOL_F_SHMEM|1<<vhostuser.VHOST_USER_PROTOCOL_F_BACKEND_FD) != 0 {
-		t.Fatalf("protocol features %#x offer SHMEM or BACKEND_SEND_FD without shared memory", p)
+	if p&(1<<vhostuser.VHOST_USER_PROTOCOL_F_SHMEM|1<<vhostuser.VHOST_USER_PROTOCOL_F_BACKEND_FD|1<<vhostuser.VHOST_USER_PROTOCOL_F_CONFIG) != 0 {
+		t.Fatalf("protocol features %#x offer SHMEM, BACKEND_SEND_FD or CONFIG without shared memory", p)
 	}
 	// A zero-sized region is no region either.
 	_, _, _, proto := startShm(t, []uint64{0}, shmemProtocol)
 	if proto&(1<<vhostuser.VHOST_USER_PROTOCOL_F_SHMEM) != 0 {
 		t.Fatalf("SHMEM negotiated for a zero-sized region (%#x)", proto)
 	}
-	_, f, _, proto := startShm(t, []uint64{1 << 30}, shmemProtocol)
-	if proto != shmemProtocol {
-		t.Fatalf("negotiated %#x, want %#x", proto, uint64(shmemProtocol))
+	_, f, _, proto := startShm(t, []uint64{1 << 30}, shmemProtocol|1<<vhostuser.VHOST_USER_PROTOCOL_F_CONFIG)
+	if want := uint64(shmemProtocol | 1<<vhostuser.VHOST_USER_PROTOCOL_F_CONFIG); proto != want {
+		t.Fatalf("negotiated %#x, want %#x", proto, want)
+	}
+	// The config space is readable (vhost-user-device-pci,config_size=40).
+	cfg := make([]byte, 12)
+	le.PutUint32(cfg[4:], 40)
+	if p, err := f.Call(vhostuser.VHOST_USER_GET_CONFIG, append(cfg, make([]byte, 40)...)); err != nil || len(p) != 52 || string(p[12:16]) != "myfs" {
+		t.Fatalf("GET_CONFIG = %q, %v", p, err)
 	}
 	sizes, err := f.GetShmemConfig()
 	if err != nil {
