@@ -30,6 +30,9 @@ PKGS="qemu-system-x86 fio busybox-static fuse3 bpftool clang llvm libbpf-dev att
 log() { echo "deps: $*" >&2; }
 die() { echo "deps: error: $*" >&2; exit 1; }
 
+command -v apt-get >/dev/null 2>&1 && command -v dpkg-query >/dev/null 2>&1 ||
+	die "needs a Debian/Ubuntu machine (apt-get, dpkg); see the package list in this script"
+
 SUDO=
 if [ "$(id -u)" -ne 0 ]; then
 	command -v sudo >/dev/null 2>&1 || die "run as root (or install sudo)"
