@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
+	"github.com/fastfsd/fastfsd/fuse/abi"
+	"github.com/fastfsd/fastfsd/internal/stats"
 	"io"
 	"log/slog"
 	"net"
@@ -70,6 +72,8 @@ flags:
   --keep-listening          accept a new front-end after one disconnects
   --sandbox none            no sandbox (chroot/namespace: accepted with a warning; containment is openat2 RESOLVE_IN_ROOT)
   --log-level LEVEL         error, warn, info (default), debug
+  --metrics ADDR            serve per-opcode counts and service-time histograms (Prometheus text) at http://ADDR/metrics
+  --pprof ADDR              serve net/http/pprof at http://ADDR/debug/pprof/
   --print-capabilities      print the vhost-user back-end capabilities (JSON) and exit
   -o OPT[,OPT…]             virtiofsd options: source, cache, xattr, no_xattr, writeback,
                             no_writeback, posix_lock, no_posix_lock, flock, no_flock,
@@ -104,6 +108,7 @@ type virtiofsConfig struct {
 	level       slog.Level
 	printCaps   bool
 	help        bool
+	observe     observeFlags // --metrics, --pprof
 }
 
 // harmless are virtiofsd flags (C and Rust) we accept and ignore, with a
@@ -258,6 +263,10 @@ func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
 			}
 		case "socket-group":
 			c.socketGroup, err = value()
+		case "metrics":
+			c.observe.metrics, err = value()
+		case "pprof":
+			c.observe.pprof, err = value()
 		case "shared-dir", "source":
 			c.dir, err = value()
 		case "tag":
@@ -415,9 +424,17 @@ func runVirtiofs(args []string) error {
 		}
 		c.cpus = topo.Plan(1 + c.queues)
 	}
+	var set *stats.Set
+	if c.observe.enabled() {
+		set = stats.Default.NewSet("virtiofs", func(op uint32) string { return abi.Opcode(op).String() })
+	}
+	if err := c.observe.start(); err != nil {
+		return err
+	}
 	dev, err := virtiofs.New(fsys, virtiofs.Options{
 		Tag: c.tag, RequestQueues: c.queues, CPUs: c.cpus, BusyPoll: c.busyPoll, Helpers: c.helpers, Log: log,
-		Fuse: fuse.Options{Writeback: c.writeback, Locks: c.locks, NoKillPrivV2: c.noKillpriv},
+		Fuse:  fuse.Options{Writeback: c.writeback, Locks: c.locks, NoKillPrivV2: c.noKillpriv},
+		Stats: set,
 	})
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package virtiofs
 
 import (
 	"encoding/binary"
+	"github.com/fastfsd/fastfsd/internal/stats"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,7 +40,8 @@ type slot struct {
 	src   guestSource
 	iov   [ring.MaxBuffers]unix.Iovec
 	in    [inBufSize]byte
-	n     uint32 // used length, written by whoever served the slot
+	n     uint32        // used length, written by whoever served the slot
+	obs   *stats.Worker // nil unless Options.Stats; written only by whoever serves the slot
 }
 
 func newSlot(d *Device) *slot {
@@ -48,6 +50,9 @@ func newSlot(d *Device) *slot {
 	s.req = s.sess.srv.NewRequest()
 	s.sink.iov = &s.iov
 	s.src.iov = &s.iov
+	if d.opts.Stats != nil {
+		s.obs = d.opts.Stats.NewWorker()
+	}
 	return s
 }
 
@@ -425,7 +430,18 @@ func (d *Device) serve(s *slot, queue int) uint32 {
 	d.session(s, op, queue)
 	r := s.req
 	r.In, r.Src, r.Dst = s.in[:inLen], src, dst
+	var t0 time.Time
+	if s.obs != nil {
+		t0 = time.Now()
+	}
 	n := s.sess.srv.Handle(r)
+	if s.obs != nil && n >= abi.OutHeaderSize {
+		moved := uint64(r.DataLen())
+		if src != nil {
+			moved = uint64(src.Len())
+		}
+		s.obs.Observe(uint32(op), binary.LittleEndian.Uint32(r.Out[4:8]) != 0, moved, time.Since(t0))
+	}
 	if op == abi.OpDestroy {
 		s.sess.destroyed.Store(true)
 	}

@@ -23,6 +23,7 @@ import (
 func main() {
 	fastfsd := flag.String("fastfsd", "bin/fastfsd", "the fastfsd binary")
 	fastfsdArgs := flag.String("fastfsd-flags", "", "extra flags for fastfsd mount (e.g. --passthrough=false)")
+	variants := flag.String("variants", "", "measure several fastfsd configurations instead of one: NAME=FLAGS;NAME=FLAGS (e.g. 'devfuse=--passthrough=false;uring=--passthrough=false --uring')")
 	gofuse := flag.String("gofuse", "bin/peers/loopback", "go-fuse's loopback binary (make peers); empty to skip the peer")
 	work := flag.String("work", "/tmp/fastfs-bench", "working directory (tmpfs mounts go under it)")
 	out := flag.String("out", "out/bench", "where to write bench.json, bench.svg and bench.txt")
@@ -54,13 +55,26 @@ func main() {
 		return d
 	}
 	subjects := []bench.Subject{bench.Tmpfs("native", filepath.Join(*work, "native"))}
-	fsrc := src("fastfsd")
-	defer unix.Unmount(fsrc, unix.MNT_DETACH)
-	argv := []string{*fastfsd, "mount", "--source", fsrc}
-	if *fastfsdArgs != "" {
-		argv = append(argv, splitFields(*fastfsdArgs)...)
+	type variant struct{ name, flags string }
+	vs := []variant{{"fastfsd", *fastfsdArgs}}
+	if *variants != "" {
+		vs = nil
+		for _, v := range strings.Split(*variants, ";") {
+			name, flags, _ := strings.Cut(strings.TrimSpace(v), "=")
+			vs = append(vs, variant{name, flags})
+		}
 	}
-	subjects = append(subjects, bench.FUSEDaemon("fastfsd", filepath.Join(*work, "mnt-fastfsd"), append(argv, filepath.Join(*work, "mnt-fastfsd"))...))
+	var argv []string
+	for _, v := range vs {
+		fsrc := src(v.name)
+		defer unix.Unmount(fsrc, unix.MNT_DETACH)
+		mnt := filepath.Join(*work, "mnt-"+v.name)
+		a := append([]string{*fastfsd, "mount", "--source", fsrc}, splitFields(v.flags)...)
+		if argv == nil {
+			argv = a
+		}
+		subjects = append(subjects, bench.FUSEDaemon(v.name, mnt, append(a, mnt)...))
+	}
 	if *gofuse != "" {
 		gsrc := src("gofuse")
 		defer unix.Unmount(gsrc, unix.MNT_DETACH)

@@ -73,8 +73,8 @@ func run(fastfsd, guestBin, fioScript, dir string, queues, runtime int, size, me
 	}
 	backend := vmtest.Fastfsd(fastfsd, backendArgs...)
 	var cfg0ExitGrace time.Duration
-	type target struct{ label, tag string }
-	targets := []target{{"fastfsd", "fastfs"}}
+	type target struct{ label, tag, setup string }
+	targets := []target{{"fastfsd", "fastfs", ""}}
 	shares := []vmtest.Share{{Tag: "fastfs", Dir: dir, Backend: &backend, Queues: queues, GuestPath: "/mnt/fastfs"}}
 	if compare {
 		cfg0ExitGrace = 5 * time.Second
@@ -93,11 +93,19 @@ func run(fastfsd, guestBin, fioScript, dir string, queues, runtime int, size, me
 			}
 			defer os.RemoveAll(d)
 			shares = append(shares, vmtest.Share{Tag: p.tag, Dir: d, Backend: p.b, GuestPath: "/mnt/" + p.tag})
-			targets = append(targets, target{p.label, p.tag})
+			targets = append(targets, target{p.label, p.tag, ""})
 		}
+		// fastfsd's 9P door, inside the guest: it serves a guest tmpfs
+		// directory on the guest's loopback and the v9fs client mounts it.
+		targets = append(targets, target{"fastfsd-9p", "f9p", `mkdir -p /srv9p /mnt/f9p && mount -t tmpfs tmpfs /srv9p
+/bin/fastfsd 9p --listen tcp:127.0.0.1:5640 --shared-dir /srv9p > /tmp/9p.log 2>&1 &
+sleep 1
+mount -t 9p -o trans=tcp,port=5640,version=9p2000.L,msize=524288,cache=none 127.0.0.1 /mnt/f9p || echo "FASTFS-RESULT name=mount:f9p status=FAIL detail=$(cat /tmp/9p.log | tr '\n' ' ')"
+`})
 	}
 	var script strings.Builder
 	for _, t := range targets {
+		script.WriteString(t.setup)
 		fmt.Fprintf(&script, `
 echo "FASTFS-STEP %[1]s: fio suite (%[3]ds per job) with fastfsd probe timing round trips"
 PP=
