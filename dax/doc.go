@@ -10,7 +10,11 @@
 // to unmap it again. dax states that as the small Mapper interface, where
 // it is used; dataplane/virtiofs implements it with the vhost-user back-end
 // request channel (SHMEM_MAP / SHMEM_UNMAP), tests with a fake. The fd to
-// map comes from the filesystem through fs.Mapper.MapFd.
+// map comes from the filesystem (FS): fs.Mapper.MapFd of the request's
+// handle, or, since Linux sends every SETUPMAPPING with fh = -1 (NoHandle)
+// and the inode in the header, of a handle the window opens with
+// fs.FileSystem's Open (read-write only for a writable mapping) and
+// releases as soon as it holds its own duplicate of the fd.
 //
 // dax imports fs and the standard library only: never vhostuser, ring,
 // dataplane or golang.org/x/sys/unix.

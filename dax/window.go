@@ -32,6 +32,21 @@ const (
 	FlagRead  = 1 << 1
 )
 
+// NoHandle is the fh Linux puts in every SETUPMAPPING (fs/fuse/dax.c,
+// fuse_setup_one_mapping: inarg.fh = -1): no open handle, the inode is the
+// request header's node id.
+const NoHandle fs.Handle = ^fs.Handle(0)
+
+// FS is what a Window needs from the filesystem: the fd behind an open
+// handle (fs.Mapper), and Open and Release (as in fs.FileSystem) to get a
+// handle of its own when the request names none (NoHandle, which is what
+// Linux sends).
+type FS interface {
+	fs.Mapper
+	Open(ctx *fs.Context, ino fs.Inode, flags, openFlags uint32, out *fs.OpenOut) fs.Errno
+	Release(ctx *fs.Context, ino fs.Inode, fh fs.Handle, flags uint32) fs.Errno
+}
+
 // MaxAlignShift is the largest map_alignment Linux accepts (FUSE_DAX_SHIFT:
 // it maps in 2 MiB chunks and fails INIT beyond).
 const MaxAlignShift = 21
@@ -72,7 +87,7 @@ type Window struct {
 	size  uint64
 	align uint64
 	shift uint16
-	fsys  fs.Mapper
+	fsys  FS
 
 	// dup duplicates an fd for the table to keep; close closes one. Tests
 	// replace them to count fds.
@@ -93,7 +108,7 @@ type Window struct {
 // to 1<<alignShift bytes, taking fds from fsys. size must be a non-zero
 // multiple of the alignment; alignShift at least 12 (a page) and at most
 // MaxAlignShift.
-func New(size uint64, alignShift uint16, fsys fs.Mapper) (*Window, error) {
+func New(size uint64, alignShift uint16, fsys FS) (*Window, error) {
 	if alignShift < 12 || alignShift > MaxAlignShift {
 		return nil, fmt.Errorf("dax: alignment 2^%d: must be 2^12 to 2^%d", alignShift, MaxAlignShift)
 	}
@@ -102,7 +117,7 @@ func New(size uint64, alignShift uint16, fsys fs.Mapper) (*Window, error) {
 		return nil, fmt.Errorf("dax: window size %d: must be a non-zero multiple of %d", size, align)
 	}
 	if fsys == nil {
-		return nil, errors.New("dax: the filesystem cannot hand out fds to map (no fs.Mapper)")
+		return nil, errors.New("dax: no filesystem to take fds from")
 	}
 	return &Window{size: size, align: align, shift: alignShift, fsys: fsys, dup: dupCloexec, close: syscall.Close}, nil
 }
@@ -178,7 +193,8 @@ func (w *Window) check(off, length, foff uint64) bool {
 }
 
 // SetupMapping implements fuse.DAX: it maps [foffset, foffset+length) of
-// the file open as fh (or ino) at moffset, replacing what was mapped there.
+// the file open as fh (or of ino, for NoHandle) at moffset, replacing what
+// was mapped there.
 func (w *Window) SetupMapping(ctx *fs.Context, ino fs.Inode, fh fs.Handle, foffset, length, moffset, flags uint64) fs.Errno {
 	if flags&^uint64(FlagRead|FlagWrite) != 0 || !w.check(moffset, length, foffset) {
 		return syscall.EINVAL
@@ -189,13 +205,9 @@ func (w *Window) SetupMapping(ctx *fs.Context, ino fs.Inode, fh fs.Handle, foffs
 	if w.m == nil {
 		return syscall.EOPNOTSUPP
 	}
-	fd, e := w.fsys.MapFd(ctx, ino, fh, writable)
+	nfd, e := w.fileFd(ctx, ino, fh, writable)
 	if e != 0 {
 		return e
-	}
-	nfd, err := w.dup(fd)
-	if err != nil {
-		return Errno(err)
 	}
 	w.nextID++
 	f := &file{fd: nfd, id: w.nextID, refs: 1} // the ref is ours until the new entry takes it
@@ -209,6 +221,37 @@ func (w *Window) SetupMapping(ctx *fs.Context, ino fs.Inode, fh fs.Handle, foffs
 	f.refs++
 	w.insertLocked(entry{off: moffset, len: length, fdOff: foffset, writable: writable, f: f})
 	return 0
+}
+
+// fileFd returns a duplicate of the fd to map, which the caller owns: the
+// handle's (fs.Mapper.MapFd), or, for NoHandle, that of a handle the window
+// opens (read-write for a writable mapping, read-only otherwise) as the
+// requesting process and releases again before returning. The duplicate
+// keeps the file open for as long as it is mapped.
+//
+// Preconditions: w.mu is held.
+func (w *Window) fileFd(ctx *fs.Context, ino fs.Inode, fh fs.Handle, writable bool) (int, fs.Errno) {
+	if fh == NoHandle {
+		flags := uint32(syscall.O_RDONLY)
+		if writable {
+			flags = syscall.O_RDWR
+		}
+		var out fs.OpenOut
+		if e := w.fsys.Open(ctx, ino, flags, 0, &out); e != 0 {
+			return -1, e
+		}
+		defer w.fsys.Release(ctx, ino, out.Handle, flags)
+		fh = out.Handle
+	}
+	fd, e := w.fsys.MapFd(ctx, ino, fh, writable)
+	if e != 0 {
+		return -1, e
+	}
+	nfd, err := w.dup(fd)
+	if err != nil {
+		return -1, Errno(err)
+	}
+	return nfd, 0
 }
 
 // RemoveMapping implements fuse.DAX: it unmaps [moffset, moffset+length),

@@ -17,16 +17,44 @@ const page = 4096
 
 // fakeFS hands out fd = fh (fake numbers); fh 0 is not open (EBADF) and a
 // writable mapping of an odd fh is refused (a read-only open: EACCES).
-type fakeFS struct{}
+// Open gives handle 100+2·ino (+1 when opened read-only); ino 0 does not
+// exist. It counts the handles Open gave that are not released yet.
+type fakeFS struct {
+	open map[fs.Handle]uint32 // handle → open flags
+}
 
-func (fakeFS) MapFd(ctx *fs.Context, ino fs.Inode, fh fs.Handle, writable bool) (int, fs.Errno) {
-	if fh == 0 {
+func (f *fakeFS) MapFd(ctx *fs.Context, ino fs.Inode, fh fs.Handle, writable bool) (int, fs.Errno) {
+	if fh == 0 || fh == NoHandle {
 		return -1, syscall.EBADF
 	}
 	if writable && fh%2 == 1 {
 		return -1, syscall.EACCES
 	}
 	return int(fh), 0
+}
+
+func (f *fakeFS) Open(ctx *fs.Context, ino fs.Inode, flags, openFlags uint32, out *fs.OpenOut) fs.Errno {
+	if ino == 0 {
+		return syscall.ENOENT
+	}
+	h := fs.Handle(100 + 2*ino)
+	if flags&syscall.O_ACCMODE == syscall.O_RDONLY {
+		h++
+	}
+	if f.open == nil {
+		f.open = map[fs.Handle]uint32{}
+	}
+	f.open[h] = flags
+	out.Handle = h
+	return 0
+}
+
+func (f *fakeFS) Release(ctx *fs.Context, ino fs.Inode, fh fs.Handle, flags uint32) fs.Errno {
+	if _, ok := f.open[fh]; !ok {
+		panic("release of a handle not open")
+	}
+	delete(f.open, fh)
+	return 0
 }
 
 // fds fakes fd duplication: every duplicate gets a fresh number that
@@ -115,7 +143,7 @@ type harness struct {
 }
 
 func newHarness(t testing.TB, pages uint64) *harness {
-	w, err := New(pages*page, 12, fakeFS{})
+	w, err := New(pages*page, 12, &fakeFS{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,6 +281,36 @@ func TestErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestNoHandle: Linux sends fh = -1; the window opens the inode itself
+// (read-write only for a writable mapping), maps that handle's fd and
+// releases the handle at once: the duplicate keeps the file.
+func TestNoHandle(t *testing.T) {
+	h := newHarness(t, 16)
+	fsys := h.w.fsys.(*fakeFS)
+	ctx := &fs.Context{}
+	if e := h.w.SetupMapping(ctx, 7, NoHandle, 0, 2*page, 0, FlagRead|FlagWrite); e != 0 {
+		t.Fatal(e)
+	}
+	if e := h.w.SetupMapping(ctx, 7, NoHandle, 0, 2*page, 4*page, FlagRead); e != 0 {
+		t.Fatal(e)
+	}
+	h.check(t)
+	if got := []int{h.fr.m[0].fh, h.fr.m[4*page].fh}; got[0] != 114 || got[1] != 115 {
+		t.Fatalf("mapped handles %v, want [114 115] (read-write, read-only)", got)
+	}
+	if len(fsys.open) != 0 {
+		t.Fatalf("handles left open: %v", fsys.open)
+	}
+	before := h.w.Mappings()
+	if e := h.w.SetupMapping(ctx, 0, NoHandle, 0, 2*page, 8*page, FlagRead); e != syscall.ENOENT {
+		t.Fatalf("open failure: %v, want ENOENT", e)
+	}
+	if got := h.w.Mappings(); !slices.Equal(got, before) || len(fsys.open) != 0 {
+		t.Fatalf("after a failed open: %+v, open %v", got, fsys.open)
+	}
+	h.check(t)
 }
 
 func TestNoMapper(t *testing.T) {
@@ -428,7 +486,7 @@ func TestNew(t *testing.T) {
 		{1 << 30, 21, true}, {1 << 30, 12, true}, {0, 21, false}, {3 << 20, 21, false},
 		{1 << 30, 22, false}, {1 << 30, 11, false},
 	} {
-		_, err := New(c.size, c.shift, fakeFS{})
+		_, err := New(c.size, c.shift, &fakeFS{})
 		if (err == nil) != c.ok {
 			t.Errorf("New(%d, %d): %v", c.size, c.shift, err)
 		}
@@ -486,7 +544,11 @@ func FuzzWindow(f *testing.F) {
 			before := h.w.Mappings()
 			var e syscall.Errno
 			if kind%2 == 0 {
-				e = h.w.SetupMapping(ctx, 1, fs.Handle(2+2*(kind/2%3)), foff, n, moff, flags)
+				fh := fs.Handle(2 + 2*(kind/2%4))
+				if kind/2%4 == 3 {
+					fh = NoHandle // as Linux sends: the window opens the inode
+				}
+				e = h.w.SetupMapping(ctx, 1, fh, foff, n, moff, flags)
 			} else {
 				e = h.w.RemoveMapping(ctx, moff, n)
 			}
@@ -496,8 +558,8 @@ func FuzzWindow(f *testing.F) {
 			h.check(t)
 		}
 		h.w.SetMapper(nil)
-		if len(h.fds.origin) != 0 {
-			t.Fatalf("%d fds leaked", len(h.fds.origin))
+		if len(h.fds.origin) != 0 || len(h.w.fsys.(*fakeFS).open) != 0 {
+			t.Fatalf("%d fds, %d handles leaked", len(h.fds.origin), len(h.w.fsys.(*fakeFS).open))
 		}
 	})
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/fastfsd/fastfsd/dax"
-	"github.com/fastfsd/fastfsd/fs"
 	"github.com/fastfsd/fastfsd/fuse"
 	"github.com/fastfsd/fastfsd/vhostuser"
 )
@@ -22,14 +21,14 @@ import (
 const DefaultCacheSize = 1 << 30
 
 // EnableDAX gives the device a DAX window of size bytes (a non-zero
-// multiple of 2 MiB). The filesystem must implement fs.Mapper. The engine
+// multiple of 2 MiB). The filesystem must implement fs.Mapper (dax.FS). The engine
 // then offers MAP_ALIGNMENT with map_alignment 21 (the kernel's 2 MiB
 // granule, so the table holds at most size/2 MiB mappings). Call it once,
 // before serving.
 func (d *Device) EnableDAX(size uint64) error {
-	m, ok := d.fsys.(fs.Mapper)
+	m, ok := d.fsys.(dax.FS)
 	if !ok {
-		return errors.New("virtiofs: dax: the filesystem does not implement fs.Mapper (it cannot hand out fds to map)")
+		return errors.New("virtiofs: dax: the filesystem does not implement fs.Mapper (it cannot hand out fds to map) and Open/Release")
 	}
 	w, err := dax.New(size, dax.MaxAlignShift, m)
 	if err != nil {

@@ -232,6 +232,44 @@ func TestDAXWindow(t *testing.T) {
 	}
 }
 
+// TestDAXKernelStyle: Linux sends SETUPMAPPING with fh = -1 (the inode in
+// the header, no handle), for files the guest may have closed already. The
+// mapping works and keeps the file; once unmapped, no fd is left open.
+func TestDAXKernelStyle(t *testing.T) {
+	d, g, w := daxSetup(t, 8*mib, shmemProtocol, true)
+	node, _ := daxSession(t, g, "f")
+	content := pattern(2*mib, 9)
+	if err := os.WriteFile(filepath.Join(d.dir, "f"), content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	q := g.Queues[1]
+	fds := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	before := fds()
+	call(t, q, setupReq(node, uint64(dax.NoHandle), 0, 2*mib, 0, abi.SetupmappingRead|abi.SetupmappingWrite))
+	call(t, q, setupReq(node, uint64(dax.NoHandle), 0, 2*mib, 2*mib, abi.SetupmappingRead))
+	if !bytes.Equal(w.Bytes(0, 2*mib), content) || !bytes.Equal(w.Bytes(2*mib, 2*mib), content) {
+		t.Fatal("window does not show the file")
+	}
+	copy(w.Bytes(0, 4), "KERN")
+	if b := w.Bytes(2*mib, 4); string(b) != "KERN" {
+		t.Fatalf("read-only view of the same file shows %q", b)
+	}
+	if n := fds(); n != before+2 {
+		t.Fatalf("%d fds open, want %d (one duplicate per mapping, no handle kept)", n, before+2)
+	}
+	call(t, q, removeReq(node, [2]uint64{0, 4 * mib}))
+	if n := fds(); n != before {
+		t.Fatalf("%d fds open after REMOVEMAPPING, want %d", n, before)
+	}
+	sameTables(t, d, w)
+}
+
 // TestDAXWithoutFeature: a front-end that did not negotiate SHMEM (here:
 // it gave the back-end channel but not the feature; and one that gave no
 // channel) gets EOPNOTSUPP, at once.
