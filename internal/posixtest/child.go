@@ -30,7 +30,36 @@ func Main(m *testing.M) {
 		os.Exit(childMain(spec))
 	}
 	mainCalled = true
-	os.Exit(m.Run())
+	before := openFiles()
+	code := m.Run()
+	// A file left open by a case keeps its mount busy: report it.
+	for fd, path := range openFiles() {
+		if before[fd] != path {
+			fmt.Fprintf(os.Stderr, "posixtest: fd %d (%s) left open after the tests\n", fd, path)
+			if code == 0 {
+				code = 1
+			}
+		}
+	}
+	os.Exit(code)
+}
+
+// openFiles maps this process's open fds to the files they name (only
+// those naming a path: sockets, pipes and the runtime's epoll are not
+// the tests' business).
+func openFiles() map[int]string {
+	m := map[int]string{}
+	ents, _ := os.ReadDir("/proc/self/fd")
+	for _, e := range ents {
+		var fd int
+		if _, err := fmt.Sscanf(e.Name(), "%d", &fd); err != nil {
+			continue
+		}
+		if p, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(p, "/") && !strings.HasPrefix(p, "/proc/") {
+			m[fd] = p
+		}
+	}
+	return m
 }
 
 // childSpec says what a child does.
