@@ -52,7 +52,7 @@ const (
 	VHOST_USER_GET_SHARED_OBJECT     Request = 41
 	VHOST_USER_SET_DEVICE_STATE_FD   Request = 42
 	VHOST_USER_CHECK_DEVICE_STATE    Request = 43
-	VHOST_USER_GET_SHMEM_CONFIG      Request = 44 // proposed
+	VHOST_USER_GET_SHMEM_CONFIG      Request = 44 // reply: VIRTIO Shared Memory Region sizes (shmem.go)
 )
 
 // Header flag bits (vhost-user.rst "Header").

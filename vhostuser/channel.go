@@ -23,9 +23,10 @@ const (
 	VHOST_USER_BACKEND_VRING_HOST_NOTIFIER_MSG BackendRequest = 3
 	VHOST_USER_BACKEND_VRING_CALL              BackendRequest = 4
 	VHOST_USER_BACKEND_VRING_ERR               BackendRequest = 5
-	// VHOST_USER_BACKEND_SHMEM_MAP and _UNMAP are the proposed DAX window
-	// messages (rust-vmm numbering; not in upstream QEMU's vhost-user.rst
-	// as read for this package). See shared ref §6.3.
+	// VHOST_USER_BACKEND_SHMEM_MAP and _UNMAP map and unmap file ranges in
+	// a VIRTIO Shared Memory Region (the DAX window), with protocol feature
+	// SHMEM; same numbers in QEMU's merged vhost-user.rst and rust-vmm.
+	// See shmem.go.
 	VHOST_USER_BACKEND_SHMEM_MAP   BackendRequest = 9
 	VHOST_USER_BACKEND_SHMEM_UNMAP BackendRequest = 10
 )
