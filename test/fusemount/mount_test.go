@@ -20,38 +20,24 @@ import (
 
 func TestMain(m *testing.M) { posixtest.Main(m) }
 
-// buildFastfsd builds ./cmd/fastfsd once per test binary run.
-var (
-	buildOnce sync.Once
-	buildBin  string
-	buildErr  error
-	buildDir  string
-)
-
+// fastfsd builds ./cmd/fastfsd into t.TempDir() (the go build cache makes
+// every build after the first a link) and returns its path. Tests that
+// mount several times share one build through bin.
 func fastfsd(t *testing.T) string {
 	t.Helper()
 	testutil.RequireCommand(t, "go")
-	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "fastfsd-bin-")
-		if buildErr != nil {
-			return
-		}
-		buildBin = filepath.Join(buildDir, "fastfsd")
-		args := []string{"build", "-o", buildBin}
-		if raceBuild {
-			args = append(args, "-race")
-		}
-		cmd := exec.Command("go", append(args, "github.com/fastfsd/fastfsd/cmd/fastfsd")...)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/fastfsd: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	bin := filepath.Join(t.TempDir(), "fastfsd")
+	args := []string{"build", "-o", bin}
+	if raceBuild {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command("go", append(args, "github.com/fastfsd/fastfsd/cmd/fastfsd")...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/fastfsd: %v\n%s", err, out)
 	}
 	// A tree where the mount command has not landed yet builds a
 	// fastfsd that does not know it: say so rather than fail obscurely.
-	out, _ := exec.Command(buildBin, "mount", "--help").CombinedOutput()
+	out, _ := exec.Command(bin, "mount", "--help").CombinedOutput()
 	if bytes.Contains(out, []byte("unknown command")) {
 		msg := "this fastfsd has no mount subcommand (cmd/fastfsd/mount.go is not in the tree): nothing to test yet"
 		if testutil.Strict() {
@@ -59,7 +45,7 @@ func fastfsd(t *testing.T) string {
 		}
 		t.Skip(msg)
 	}
-	return buildBin
+	return bin
 }
 
 // mountInfo returns the fstype of the mount at mnt in /proc/self/mountinfo
@@ -106,6 +92,15 @@ func unescapeMount(s string) string {
 	return b.String()
 }
 
+// requirements skips unless the machine can run the mount tests, and
+// returns a fresh fastfsd.
+func requirements(t *testing.T) string {
+	t.Helper()
+	testutil.RequireRoot(t)
+	testutil.RequireDevFuse(t)
+	return fastfsd(t)
+}
+
 // mount is one running "fastfsd mount".
 type mount struct {
 	top, export, mnt, ref, outside string
@@ -138,11 +133,8 @@ func (l *lockedBuffer) String() string {
 // waits until the kernel shows the FUSE mount: it watches
 // /proc/self/mountinfo with poll (the kernel signals every change of the
 // mount table) rather than sleeping, and gives up if fastfsd exits.
-func startMount(t *testing.T, flags ...string) *mount {
+func startMount(t *testing.T, bin string, flags ...string) *mount {
 	t.Helper()
-	testutil.RequireRoot(t)
-	testutil.RequireDevFuse(t)
-	bin := fastfsd(t)
 	top := t.TempDir()
 	// uid 1000 (the non-root section) must reach the mount and the twin.
 	for _, d := range []string{filepath.Dir(top), top} {
@@ -293,12 +285,13 @@ var doors = []door{
 // TestPosix runs the whole conformance suite through the mount in each
 // configuration.
 func TestPosix(t *testing.T) {
+	bin := requirements(t)
 	for _, d := range doors {
 		t.Run(d.name, func(t *testing.T) {
 			if d.broken != "" && os.Getenv("POSIXTEST_RUN_KNOWN") != "1" {
 				t.Skipf("KNOWN BUG, not run (POSIXTEST_RUN_KNOWN=1 runs it): %s", d.broken)
 			}
-			m := startMount(t, d.flags...)
+			m := startMount(t, bin, d.flags...)
 			env := posixtest.Env{
 				Dir:     m.mnt,
 				Ref:     m.ref,
@@ -317,7 +310,7 @@ func TestPosix(t *testing.T) {
 
 // TestUnmountByUmount: an external umount ends fastfsd with status 0.
 func TestUnmountByUmount(t *testing.T) {
-	m := startMount(t)
+	m := startMount(t, requirements(t))
 	if err := unix.Unmount(m.mnt, 0); err != nil {
 		t.Fatalf("umount %s: %v", m.mnt, err)
 	}
@@ -336,7 +329,7 @@ func TestUnmountByUmount(t *testing.T) {
 // the export, so a change made directly on the backing directory shows
 // through the mount at once (no timeouts involved, so no waiting).
 func TestCacheNeverCoherent(t *testing.T) {
-	m := startMount(t, "--cache=never")
+	m := startMount(t, requirements(t), "--cache=never")
 	back, front := filepath.Join(m.export, "f"), filepath.Join(m.mnt, "f")
 	if err := os.WriteFile(front, []byte("written through the mount"), 0o644); err != nil {
 		t.Fatal(err)
