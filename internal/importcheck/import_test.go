@@ -28,7 +28,7 @@ var rules = []rule{
 	{"ring", []string{mod + "fuse", mod + "fs", mod + "vhostuser", mod + "dataplane"}, "virtqueues know nothing of FUSE"},
 	{"splice", []string{mod + "fuse", mod + "fs", mod + "dataplane"}, "pipes know nothing of FUSE"},
 	{"vhostuser", []string{mod + "fuse", mod + "fs", mod + "dataplane", mod + "p9"}, "the vhost-user protocol knows nothing of FUSE (devices plug in behind an interface)"},
-	{"dax", []string{mod + "dataplane", mod + "ring"}, "dax states the map/unmap interface it needs"},
+	{"dax", []string{mod + "dataplane", mod + "ring", mod + "vhostuser", "golang.org/x/sys/unix"}, "dax states the map/unmap interface it needs; vhostuser implements it"},
 	{"dataplane", []string{mod + "perf", mod + "cmd"}, "the data plane does not depend on its observers"},
 	{"perf", []string{mod + "dataplane", mod + "fuse", mod + "vhostuser", mod + "ring", mod + "mem", mod + "p9"}, "perf observes from outside"},
 	{"internal/stats", []string{mod}, "hot-path counters are a leaf"},
