@@ -74,7 +74,7 @@ func firstLine(s string) string {
 }
 
 // quickSizes shrink correctness.sh for the reference peers.
-var quickSizes = "BIGDIR_FILES=500 FIO_SIZE=16M MD5_MB=16"
+var quickSizes = "BIGDIR_FILES=500 FIO_SIZE=8M MD5_MB=8"
 
 // TestGuestCorrectness boots ONE guest with every peer's share mounted at
 // /mnt/<peer> and runs test/guest/correctness.sh on each in turn; each
