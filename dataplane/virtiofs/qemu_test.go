@@ -54,6 +54,8 @@ r read '[ "$(cat /mnt/fs/hello)" = "from the host" ]'
 r write 'dd if=/dev/urandom of=/tmp/x bs=64k count=64 2>/dev/null && cp /tmp/x /mnt/fs/x && cmp /tmp/x /mnt/fs/x'
 r direct 'dd if=/mnt/fs/x of=/dev/null bs=1M iflag=direct 2>/dev/null'
 r parallel '(for i in 1 2 3 4; do cat /mnt/fs/x > /dev/null & done; wait)'
+r cpu0 '(i=0; while [ $i -lt 100 ]; do taskset -c 0 stat /mnt/fs/x >/dev/null; i=$((i+1)); done)'
+r cpu1 '(i=0; while [ $i -lt 100 ]; do taskset -c 1 stat /mnt/fs/x >/dev/null; i=$((i+1)); done)'
 r rm 'rm /mnt/fs/x && [ ! -e /mnt/fs/x ]'
 `,
 		Timeout: 3 * time.Minute,
@@ -76,6 +78,18 @@ r rm 'rm /mnt/fs/x && [ ! -e /mnt/fs/x ]'
 	stops := strings.Count(strings.Join(seq, " ")[max(last, 0):], "GET_VRING_BASE")
 	if stops < 2 {
 		t.Errorf("only %d GET_VRING_BASE after the last SET_VRING_KICK: the stop sequence did not happen", stops)
+	}
+	// The guest's virtio-fs driver queues a request on the request queue
+	// of the CPU it runs on; the steps pinned to CPU 0 and CPU 1 must have
+	// reached both request queues (1 and 2), each served by its worker.
+	perQueue := map[string]int{}
+	for _, m := range regexp.MustCompile(`msg="virtiofs: queue stopped" queue=(\d+) requests=(\d+)`).FindAllStringSubmatch(log, -1) {
+		n, _ := strconv.Atoi(m[2])
+		perQueue[m[1]] += n
+	}
+	t.Logf("requests per queue (0 = hiprio): %v", perQueue)
+	if perQueue["1"] < 10 || perQueue["2"] < 10 {
+		t.Errorf("requests did not reach both request queues: %v", perQueue)
 	}
 	if !strings.Contains(log, "front-end closed the connection") {
 		t.Errorf("session did not end with an orderly close:\n%s", log)

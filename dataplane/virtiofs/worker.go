@@ -62,6 +62,9 @@ func newSlot(d *Device) *slot {
 // goroutines while the worker goes on popping. Everything here is owned by
 // the worker's goroutine except where a field says otherwise.
 type worker struct {
+	// served counts chains popped (requests), worker-owned; read by
+	// StopQueue after the worker ended.
+	served uint64
 	d      *Device
 	index  int
 	q      *ring.Queue
@@ -236,6 +239,7 @@ func (w *worker) drainRing() (stop, ok bool) {
 		if !got {
 			return false, true
 		}
+		w.served++
 		if err != nil {
 			w.badChains++
 			if w.badChains <= 10 {
