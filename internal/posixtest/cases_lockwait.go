@@ -49,19 +49,23 @@ func childLockWait(spec childSpec, out io.Writer, in io.Reader) int {
 	return 0
 }
 
-// blockedIn waits until process pid sits in system call nr (per
-// /proc/PID/syscall), so that what follows meets a blocked waiter, not
-// one still on its way. It gives up after 10 s.
+// blockedIn waits until a thread of process pid sits in system call nr
+// (per /proc/PID/task/*/syscall: a Go program may make the call on any of
+// its threads), so that what follows meets a blocked waiter, not one still
+// on its way. It gives up after 20 s.
 func blockedIn(pid int, nr uintptr) bool {
 	want := strconv.FormatUint(uint64(nr), 10) + " "
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/syscall", pid))
+		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 		if err != nil {
 			return false
 		}
-		if strings.HasPrefix(string(b), want) {
-			return true
+		for _, task := range tasks {
+			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/syscall", pid, task.Name()))
+			if strings.HasPrefix(string(b), want) {
+				return true
+			}
 		}
 		// Polling the process state: there is no event for "entered a
 		// system call"; yield the CPU between looks.
