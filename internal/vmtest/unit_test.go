@@ -52,6 +52,7 @@ func TestProblems(t *testing.T) {
 		{"rc", Result{Done: true, ScriptRC: 1}, "exited 1"},
 		{"timeout", Result{Done: false, TimedOut: true}, "timed out"},
 		{"hang", Result{Done: true, HungOnExit: true}, "GET_VRING_BASE"},
+		{"backend died", Result{BackendDied: "x[fs]"}, "backend x[fs] exited"},
 		{"oops", Result{Done: true, Console: "[ 3.1] BUG: kernel NULL pointer dereference\n"}, "kernel trouble"},
 		{"panic", Result{Done: true, Console: "Kernel panic - not syncing\n"}, "kernel trouble"},
 	} {

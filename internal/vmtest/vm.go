@@ -127,6 +127,10 @@ type Result struct {
 	GuestBoot   float64 // guest uptime at FASTFS-READY, seconds
 	TimedOut    bool
 	HungOnExit  bool // QEMU did not exit within ExitGrace after FASTFS-DONE
+	// BackendDied names a backend that exited while the guest was still
+	// running (QEMU is then stopped at once instead of waiting for the
+	// timeout: the guest would hang on its requests).
+	BackendDied string
 	QEMUErr     error
 }
 
@@ -148,6 +152,9 @@ func (r *Result) Problems() []string {
 		p = append(p, "guest never printed the final FASTFS-DONE marker")
 	} else if r.ScriptRC != 0 {
 		p = append(p, fmt.Sprintf("guest script exited %d", r.ScriptRC))
+	}
+	if r.BackendDied != "" {
+		p = append(p, "backend "+r.BackendDied+" exited while the guest was running (see its output)")
 	}
 	if r.HungOnExit {
 		p = append(p, "QEMU did not exit after the guest powered off (does the backend answer GET_VRING_BASE?)")
@@ -453,8 +460,34 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}()
 
 	kill := func() { syscall.Kill(-q.Process.Pid, syscall.SIGKILL) }
+	// A backend exiting before the guest is done: stop QEMU (after a
+	// moment for the guest to report) rather than wait for the timeout.
+	died := make(chan string, 1)
+	for _, p := range procs {
+		go func(p *proc) {
+			select {
+			case <-p.done:
+			case <-doneSeen:
+				return
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case <-doneSeen:
+			case <-time.After(5 * time.Second):
+				select {
+				case died <- p.name:
+				default:
+				}
+			}
+		}(p)
+	}
 	select {
 	case res.QEMUErr = <-qdone:
+	case name := <-died:
+		res.BackendDied = name
+		kill()
+		res.QEMUErr = <-qdone
 	case <-ctx.Done():
 		res.TimedOut = true
 		kill()
