@@ -210,6 +210,51 @@ func startMount(t *testing.T, bin string, flags ...string) *mount {
 	}
 }
 
+// fds lists fastfsd's open file descriptors (fd → what it names).
+func (m *mount) fds(t *testing.T) map[string]string {
+	t.Helper()
+	dir := fmt.Sprintf("/proc/%d/fd", m.cmd.Process.Pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatalf("list fastfsd's fds: %v", err)
+	}
+	out := map[string]string{}
+	for _, e := range ents {
+		out[e.Name()], _ = os.Readlink(filepath.Join(dir, e.Name()))
+	}
+	return out
+}
+
+// checkFdsBack checks that once every file the suite made is removed,
+// fastfsd holds no more descriptors than it did before (a few of slack):
+// the kernel forgets a removed inode and closes its handles, and the
+// daemon must close what it kept for them. FORGETs arrive in the
+// background, so it looks again for up to 10 s.
+func (m *mount) checkFdsBack(t *testing.T, base map[string]string) {
+	t.Helper()
+	const slack = 8
+	var now map[string]string
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		now = m.fds(t)
+		if len(now) <= len(base)+slack || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond) // waiting on the kernel's FORGETs: no event to wait for
+	}
+	if len(now) <= len(base)+slack {
+		t.Logf("fastfsd fds: %d before the suite, %d after", len(base), len(now))
+		return
+	}
+	var extra []string
+	for fd, target := range now {
+		if base[fd] != target && len(extra) < 20 {
+			extra = append(extra, fd+" -> "+target)
+		}
+	}
+	t.Errorf("fastfsd holds %d fds after the suite removed everything it made, %d before: leaked descriptors, e.g.\n%s",
+		len(now), len(base), strings.Join(extra, "\n"))
+}
+
 // stop ends fastfsd with SIGTERM (which must unmount), and fails the test
 // if it does not exit cleanly within 20 s or leaves the mount behind.
 func (m *mount) stop(t *testing.T) {
@@ -303,7 +348,11 @@ func TestPosix(t *testing.T) {
 			if testing.Short() {
 				env.FioJobMiB, env.TarFiles = 16, 500
 			}
+			base := m.fds(t)
 			posixtest.Run(t, env)
+			if !t.Failed() {
+				m.checkFdsBack(t, base)
+			}
 		})
 	}
 }
