@@ -1,7 +1,6 @@
 package vmtest
 
 import (
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
