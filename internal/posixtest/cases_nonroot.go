@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -68,7 +69,7 @@ func nonRootCase(s *Side) {
 	if err != nil {
 		s.Fatalf("non-root child: %v", err)
 	}
-	sc := bufio.NewScanner(stringsReader(rest))
+	sc := bufio.NewScanner(strings.NewReader(rest))
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
 		var st [2]string
@@ -85,19 +86,6 @@ func nonRootCase(s *Side) {
 	for _, rel := range []string{"sticky/own", "sticky/own2", "sticky/rootfile", "sticky/otherfile", "sg/f", "sg/d", "sg/d/f", "mine/f", "pub"} {
 		s.Lstat("as root: "+rel, rel)
 	}
-}
-
-func stringsReader(s string) io.Reader { return &stringReader{s} }
-
-type stringReader struct{ s string }
-
-func (r *stringReader) Read(p []byte) (int, error) {
-	if r.s == "" {
-		return 0, io.EOF
-	}
-	n := copy(p, r.s)
-	r.s = r.s[n:]
-	return n, nil
 }
 
 // childNonRoot runs nonRootBody as the (already dropped) child identity
