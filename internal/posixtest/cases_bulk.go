@@ -109,7 +109,7 @@ func fioVerify(t *testing.T, env Env) {
 	if mib == 0 {
 		mib = 64
 	}
-	s := newSide(t, env, "mount", env.Dir, env.Backing)
+	s := newSide(t, "mount", env.Dir, env.Backing)
 	runFio(t, "through the door", fioJobs(s.Root, mib, false), mib, true)
 	if s.Backing != "" && !t.Failed() {
 		runFio(t, "backing files, verify only", fioJobs(s.Backing, mib, true), mib, false)
@@ -273,7 +273,7 @@ func tarRoundTrip(t *testing.T, env Env) {
 	if n == 0 {
 		n = 3000
 	}
-	s := newSide(t, env, "mount", env.Dir, env.Backing)
+	s := newSide(t, "mount", env.Dir, env.Backing)
 	src, out := t.TempDir(), t.TempDir()
 	makeTree(t, src, n)
 	want := treeInfo(t, src)

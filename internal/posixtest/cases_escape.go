@@ -100,7 +100,7 @@ func escapeRace(t *testing.T, env Env) {
 	if env.Backing == "" || env.Outside == "" {
 		t.Skip("the escape race needs Env.Backing and Env.Outside (the backing side is not reachable from this door's test)")
 	}
-	mnt := newSide(t, env, "mount", env.Dir, env.Backing)
+	mnt := newSide(t, "mount", env.Dir, env.Backing)
 	if mnt.Backing == "" {
 		t.Fatal("no backing directory")
 	}

@@ -30,7 +30,6 @@ const (
 	CapTar        Cap = "tar"          // tar round trip of a few thousand files
 	CapBigDir     Cap = "bigdir"       // 10,000-entry directories
 	CapHardlink   Cap = "hardlink"     // link(2)
-	CapChown      Cap = "chown"        // chown to arbitrary ids
 	CapRenameFlag Cap = "rename-flags" // renameat2 RENAME_NOREPLACE/RENAME_EXCHANGE
 )
 

@@ -27,7 +27,6 @@ type Side struct {
 	// itself on the reference side, "" on a mount whose backing the test
 	// cannot see.
 	Backing string
-	env     Env
 	log     []step
 }
 
@@ -196,8 +195,8 @@ func errnoString(err error) string {
 // env.Dir, and compares their records step by step.
 func twin(t *testing.T, env Env, body func(s *Side)) {
 	t.Helper()
-	ref := newSide(t, env, "ref", env.Ref, "")
-	mnt := newSide(t, env, "mount", env.Dir, env.Backing)
+	ref := newSide(t, "ref", env.Ref, "")
+	mnt := newSide(t, "mount", env.Dir, env.Backing)
 	if !runSide(t, ref, body) {
 		t.Fatalf("the reference (native) run aborted: the case is wrong, not the door")
 	}
@@ -207,7 +206,7 @@ func twin(t *testing.T, env Env, body func(s *Side)) {
 
 // newSide makes a fresh directory for one side and removes it when the
 // test ends (a failure to remove it from the mount is a failure too).
-func newSide(t *testing.T, env Env, name, parent, backingParent string) *Side {
+func newSide(t *testing.T, name, parent, backingParent string) *Side {
 	t.Helper()
 	base := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())
 	if len(base) > 60 {
@@ -220,7 +219,7 @@ func newSide(t *testing.T, env Env, name, parent, backingParent string) *Side {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatalf("%s: chmod %s: %v", name, dir, err)
 	}
-	s := &Side{t: t, Name: name, Root: dir, env: env}
+	s := &Side{t: t, Name: name, Root: dir}
 	switch {
 	case name == "ref":
 		s.Backing = dir
