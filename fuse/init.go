@@ -46,7 +46,12 @@ func (s *Server) wantFlags() abi.InitFlags {
 	f := abi.InitAsyncRead | abi.InitAtomicOTrunc | abi.InitBigWrites |
 		abi.InitAutoInvalData | abi.InitDoReaddirplus | abi.InitReaddirplusAuto |
 		abi.InitAsyncDIO | abi.InitParallelDirops | abi.InitMaxPages |
-		abi.InitCacheSymlinks | abi.InitSetxattrExt | abi.InitExt
+		abi.InitCacheSymlinks | abi.InitSetxattrExt | abi.InitExt |
+		// Shared writable mmap of files opened with fs.OpenDirectIO
+		// (cache=never): the kernel then uses the page cache for the
+		// mapping and fills and writes it back with ordinary READ and
+		// WRITE requests; nothing more is asked of the server.
+		abi.InitDirectIOAllowMmap
 	if !o.NoKillPrivV2 {
 		f |= abi.InitHandleKillprivV2
 	}

@@ -17,6 +17,10 @@ import (
 // backing id share it (see Server.backingIno), so the filesystem should
 // hand out a PassthroughFd that serves every open of the inode. On any
 // failure the open silently falls back to READ/WRITE.
+// passthroughMask is FOPEN_PASSTHROUGH_MASK: the open flags the kernel
+// accepts together with FOPEN_PASSTHROUGH.
+const passthroughMask = abi.FopenPassthrough | abi.FopenDirectIO | abi.FopenParallelDirectWrites | abi.FopenNoflush
+
 func (s *Server) openOut(r *Request, ino fs.Inode, b []byte, ag *Agreement) {
 	q := &r.req
 	oo := abi.OpenOut{
@@ -43,6 +47,12 @@ func (s *Server) openOut(r *Request, ino fs.Inode, b []byte, ag *Agreement) {
 			}
 			ref.n++
 			s.backing[key] = ref.id
+			// The kernel refuses a passthrough open whose other flags
+			// fall outside FOPEN_PASSTHROUGH_MASK (fs/fuse/iomode.c):
+			// page-cache hints such as KEEP_CACHE (cache=always) mean
+			// nothing when the backing file does the I/O, so drop them
+			// rather than fail the open with EIO.
+			oo.OpenFlags &= passthroughMask
 			oo.OpenFlags |= abi.FopenPassthrough
 			oo.BackingID = ref.id
 		}

@@ -300,6 +300,11 @@ func TestPassthrough(t *testing.T) {
 	if oo.OpenFlags&abi.FopenPassthrough == 0 || oo.BackingID != 1 || back.open[1] != 33 {
 		t.Fatalf("open_out %+v, registrations %v", oo, back.open)
 	}
+	// The fake fs answers KEEP_CACHE; the kernel fails a passthrough open
+	// with any flag outside FOPEN_PASSTHROUGH_MASK, so it must be dropped.
+	if oo.OpenFlags&^passthroughMask != 0 {
+		t.Fatalf("passthrough open_out carries flags the kernel refuses: %#x", oo.OpenFlags)
+	}
 	b = h.ok(mkReq(abi.OpCreate, 12, 1, enc(&abi.CreateIn{Mode: 0o600}, abi.CreateInSize), cstr("new")))
 	oo.Unmarshal(b[abi.EntryOutSize:])
 	if oo.OpenFlags&abi.FopenPassthrough == 0 || oo.BackingID != 2 {
@@ -318,8 +323,8 @@ func TestPassthrough(t *testing.T) {
 	back.fail = syscall.EPERM
 	b = h.ok(mkReq(abi.OpOpen, 18, 5, enc(&abi.OpenIn{}, abi.OpenInSize)))
 	oo.Unmarshal(b)
-	if oo.OpenFlags&abi.FopenPassthrough != 0 || oo.BackingID != 0 || oo.Fh != 77 {
-		t.Errorf("fallback open_out %+v", oo)
+	if oo.OpenFlags&abi.FopenPassthrough != 0 || oo.BackingID != 0 || oo.Fh != 77 || oo.OpenFlags&abi.FopenKeepCache == 0 {
+		t.Errorf("fallback open_out %+v (KEEP_CACHE must stay without passthrough)", oo)
 	}
 	// Without a registrar the flag is stripped.
 	h2 := newHarness(t, Options{})
