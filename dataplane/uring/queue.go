@@ -155,6 +155,43 @@ type queue struct {
 	src   payloadSource
 	done  error // set when the connection ends
 	began bool  // run was entered (read by Serve after the worker ends)
+
+	// Requests that may block for long (SETLKW waiting for a lock, FSYNC,
+	// …) run on helper goroutines: a queue has one worker, and a lock
+	// waiter blocking it would hold up the very RELEASE that frees the
+	// lock when the holder runs on the same CPU. A helper serves the
+	// request in its entry's own Request, then appends the entry to
+	// finished and writes evfd; the ring has a READ of evfd outstanding,
+	// whose completion wakes the worker, which commits the finished
+	// entries (the ring stays single-issuer).
+	evfd     int
+	evbuf    []byte // 8-byte read target of the evfd READ, mmapped
+	helpReqs []*fuse.Request
+	helpIn   [][]byte
+	helpers  sync.WaitGroup
+	finMu    sync.Mutex
+	finished []helperDone // guarded by finMu
+}
+
+// helperDone is an entry a helper has served.
+type helperDone struct {
+	ent int
+	n   int
+	op  uint32
+	t0  time.Time
+}
+
+// evfdTag marks the CQE of the evfd READ.
+const evfdTag = 1 << 63
+
+// blocking reports whether op may block for long in the filesystem.
+func blocking(op abi.Opcode) bool {
+	switch op {
+	case abi.OpSetlkw, abi.OpFsync, abi.OpFsyncdir, abi.OpSyncfs, abi.OpFallocate,
+		abi.OpCopyFileRange, abi.OpCopyFileRange64:
+		return true
+	}
+	return false
 }
 
 func (q *queue) run(started chan<- error) error {
@@ -182,7 +219,7 @@ func (q *queue) run(started chan<- error) error {
 var errConnEnded = errors.New("connection ended")
 
 func (q *queue) setup() error {
-	r, err := newRing(uint32(q.depth) * 2)
+	r, err := newRing(uint32(q.depth)*2 + 2)
 	if err != nil {
 		return err
 	}
@@ -190,12 +227,23 @@ func (q *queue) setup() error {
 	payload := q.srv.OutSize() - abi.OutHeaderSize
 	q.req = q.srv.NewRequest()
 	q.in = make([]byte, abi.InHeaderSize+abi.UringOpInOutSize+payload)
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("eventfd: %w", err)
+	}
+	q.evfd = efd
+	if q.evbuf, err = unix.Mmap(-1, 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS); err != nil {
+		return fmt.Errorf("mmap evfd buffer: %w", err)
+	}
+	putRead(q.ring.nextSQE(), q.evfd, q.evbuf[:8], evfdTag)
 	for i := 0; i < q.depth; i++ {
 		e, err := newEntryMem(payload)
 		if err != nil {
 			return err
 		}
 		q.ents = append(q.ents, e)
+		q.helpReqs = append(q.helpReqs, &fuse.Request{})
+		q.helpIn = append(q.helpIn, make([]byte, abi.InHeaderSize+abi.UringOpInOutSize+helperPayloadMax))
 		sqe := q.ring.nextSQE()
 		putUringCmd(sqe, q.fd, uint32(abi.UringCmdRegister), e.iovAddr, 2, 0, q.qid, uint64(i))
 	}
@@ -208,14 +256,41 @@ func (q *queue) close() {
 	if q.ring != nil {
 		q.ring.close() // cancels what the kernel still holds
 	}
+	// Helpers write into their entry's memory and to evfd. One may still
+	// be blocked (a lock wait nobody will interrupt once the connection
+	// is gone): then leave the memory mapped and evfd open rather than let
+	// it write into an unmapped page or a reused fd number. That leak is
+	// bounded by the queue depth and happens only at the end of a session.
+	idle := make(chan struct{})
+	go func() { q.helpers.Wait(); close(idle) }()
+	select {
+	case <-idle:
+	case <-time.After(2 * time.Second):
+		return
+	}
 	for _, e := range q.ents {
 		e.close()
 	}
 	q.ents = nil
+	if q.evbuf != nil {
+		unix.Munmap(q.evbuf)
+		q.evbuf = nil
+	}
+	if q.evfd > 0 {
+		unix.Close(q.evfd)
+		q.evfd = 0
+	}
 }
 
 // complete handles one CQE: a request delivered into entry userData.
 func (q *queue) complete(userData uint64, res int32) {
+	if userData == evfdTag {
+		q.commitFinished()
+		if q.done == nil {
+			putRead(q.ring.nextSQE(), q.evfd, q.evbuf[:8], evfdTag)
+		}
+		return
+	}
 	if res < 0 {
 		switch syscall.Errno(-res) {
 		case unix.ENOTCONN, unix.ECONNABORTED, unix.ECANCELED, unix.ENODEV:
@@ -230,16 +305,26 @@ func (q *queue) complete(userData uint64, res int32) {
 		return
 	}
 	e := q.ents[userData]
-	commitID := binary.NativeEndian.Uint64(e.hdr[256+8:])
 	var t0 time.Time
 	if q.stats != nil {
 		t0 = time.Now()
 	}
-	n, op := q.serve(e)
+	if q.offload(int(userData), t0) {
+		return
+	}
+	n, op := q.serve(e, q.req, q.in)
+	q.commit(int(userData), n, op, t0)
+}
+
+// commit sends entry i's reply (n bytes in its out buffer) and re-arms it.
+func (q *queue) commit(i, n int, op uint32, t0 time.Time) {
+	e := q.ents[i]
+	commitID := binary.NativeEndian.Uint64(e.hdr[256+8:])
 	if q.stats != nil {
 		failed := int32(binary.NativeEndian.Uint32(e.out[4:])) != 0
 		q.stats.Observe(op, failed, uint64(max(n-abi.OutHeaderSize, 0)), time.Since(t0))
 	}
+	userData := uint64(i)
 	// Reply: out header into the header area, arguments already in the
 	// payload buffer; payload_sz says how many.
 	copy(e.hdr[:abi.OutHeaderSize], e.out[:abi.OutHeaderSize])
@@ -254,9 +339,46 @@ func (q *queue) complete(userData uint64, res int32) {
 	putUringCmd(sqe, q.fd, uint32(abi.UringCmdCommitAndFetch), 0, 0, commitID, q.qid, userData)
 }
 
+// helperPayloadMax bounds the payload of a request a helper serves: the
+// blocking ops carry no names or data.
+const helperPayloadMax = 256
+
+// offload hands entry i to a helper goroutine if its request may block,
+// and reports whether it did.
+func (q *queue) offload(i int, t0 time.Time) bool {
+	e := q.ents[i]
+	op := abi.Opcode(binary.NativeEndian.Uint32(e.hdr[4:]))
+	if !blocking(op) || binary.NativeEndian.Uint32(e.hdr[256+16:]) > helperPayloadMax {
+		return false
+	}
+	q.helpers.Add(1)
+	go func() {
+		defer q.helpers.Done()
+		n, op := q.serve(e, q.helpReqs[i], q.helpIn[i])
+		q.finMu.Lock()
+		q.finished = append(q.finished, helperDone{ent: i, n: n, op: op, t0: t0})
+		q.finMu.Unlock()
+		var one [8]byte
+		binary.NativeEndian.PutUint64(one[:], 1)
+		unix.Write(q.evfd, one[:])
+	}()
+	return true
+}
+
+// commitFinished commits the entries helpers have served.
+func (q *queue) commitFinished() {
+	q.finMu.Lock()
+	fin := q.finished
+	q.finished = nil
+	q.finMu.Unlock()
+	for _, f := range fin {
+		q.commit(f.ent, f.n, f.op, f.t0)
+	}
+}
+
 // serve reassembles the request in e for the engine, runs it, and returns
 // the reply length in e.out (≥ 16) and the opcode.
-func (q *queue) serve(e *entryMem) (int, uint32) {
+func (q *queue) serve(e *entryMem, r *fuse.Request, buf []byte) (int, uint32) {
 	h := e.hdr
 	hdrLen := binary.NativeEndian.Uint32(h[0:])
 	op := binary.NativeEndian.Uint32(h[4:])
@@ -269,17 +391,19 @@ func (q *queue) serve(e *entryMem) (int, uint32) {
 	if opIn < 0 || opIn > abi.UringOpInOutSize || int(payloadSz) > len(e.payload) {
 		return q.errorReply(e, unique, syscall.EIO), op
 	}
-	in := q.in[:abi.InHeaderSize+int(opIn)]
+	in := buf[:abi.InHeaderSize+int(opIn)]
 	copy(in, h[:abi.InHeaderSize])
 	copy(in[abi.InHeaderSize:], h[abi.UringInOutHeaderSize:abi.UringInOutHeaderSize+int(opIn)])
-	r := q.req
 	r.Src, r.Dst = nil, nil
 	if abi.Opcode(op) == abi.OpWrite {
-		// WRITE data stays in the payload buffer.
+		// WRITE data stays in the payload buffer (helpers never serve WRITE).
 		q.src.b = e.payload[:payloadSz]
 		r.Src = &q.src
 	} else {
-		in = q.in[:len(in)+int(payloadSz)]
+		if len(in)+int(payloadSz) > len(buf) {
+			return q.errorReply(e, unique, syscall.E2BIG), op
+		}
+		in = buf[:len(in)+int(payloadSz)]
 		copy(in[abi.InHeaderSize+int(opIn):], e.payload[:payloadSz])
 	}
 	r.In = in

@@ -220,3 +220,16 @@ func newEntryMem(payloadSize int) (*entryMem, error) {
 }
 
 func (e *entryMem) close() { unix.Munmap(e.mem) }
+
+// ioringOpRead is IORING_OP_READ.
+const ioringOpRead = 22
+
+// putRead fills sqe as IORING_OP_READ of len(buf) bytes from fd into buf,
+// which must stay mapped until the CQE (mmapped memory the queue owns).
+func putRead(sqe []byte, fd int, buf []byte, userData uint64) {
+	sqe[0] = ioringOpRead
+	*(*int32)(unsafe.Pointer(&sqe[4])) = int32(fd)
+	*(*uint64)(unsafe.Pointer(&sqe[16])) = uint64(uintptr(unsafe.Pointer(&buf[0])))
+	*(*uint32)(unsafe.Pointer(&sqe[24])) = uint32(len(buf))
+	*(*uint64)(unsafe.Pointer(&sqe[32])) = userData
+}

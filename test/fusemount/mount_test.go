@@ -322,6 +322,10 @@ var doors = []door{
 	{name: "cache=never", flags: []string{"--cache=never"}},
 	{name: "cache=always", flags: []string{"--cache=always"}},
 	{name: "cache=always,passthrough=off", flags: []string{"--cache=always", "--passthrough=false"}},
+	// FUSE over io_uring (the test turns the fuse module's enable_uring
+	// on): every request but FORGET and INTERRUPT travels on the rings.
+	{name: "uring,passthrough=off", flags: []string{"--uring", "--passthrough=false"}},
+	{name: "uring", flags: []string{"--uring"}},
 }
 
 // TestPosix runs the whole conformance suite through the mount in each
