@@ -20,7 +20,7 @@ import (
 // job's duration, and writes DIR/<job>.pprof, DIR/<job>.svg and
 // DIR/README.md, an index saying which workload each graph is, with the
 // commit and machine.
-func FlameGraphs(ctx context.Context, s Subject, pprofAddr string, jobs []Job, dir string, log io.Writer) error {
+func FlameGraphs(ctx context.Context, s Subject, command string, pprofAddr string, jobs []Job, dir string, log io.Writer) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -44,7 +44,7 @@ func FlameGraphs(ctx context.Context, s Subject, pprofAddr string, jobs []Job, d
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		kernel = "Linux " + strings.TrimSpace(string(b))
 	}
-	fmt.Fprintf(&index, "# fastfsd flame graphs\n\nCPU profiles of `fastfsd mount` (pprof, 100 Hz) while one workload of the\nbenchmark suite runs through the mount. Open an SVG in a browser and hover a\nbox for its function and share.\n\n")
+	fmt.Fprintf(&index, "# fastfsd flame graphs\n\nCPU profiles of `%s` (pprof, 100 Hz) while one workload of the\nbenchmark suite runs through the mount. Open an SVG in a browser and hover a\nbox for its function and share.\n\n", command)
 	fmt.Fprintf(&index, "- commit: %s\n- machine: %d CPUs, %s, %s, %s\n- made by: `make flamegraphs` (perf/bench FlameGraphs)\n\n", strings.TrimSpace(string(commit)), runtime.NumCPU(), cpu, kernel, time.Now().UTC().Format("2006-01-02"))
 	fmt.Fprintf(&index, "| workload | graph | figure | top functions (self) |\n|---|---|---|---|\n")
 	for _, job := range jobs {

@@ -23,6 +23,7 @@ import (
 // Node is a frame in the merged call tree.
 type Node struct {
 	Name     string
+	Unit     string // the root's: what Value counts ("nanoseconds", "count")
 	Value    int64 // samples with this frame on the stack at this position
 	Children map[string]*Node
 }
@@ -84,7 +85,9 @@ func ReadFile(path, typ string) (*Node, error) {
 	if si < 0 {
 		return nil, fmt.Errorf("flame: %s has no samples", path)
 	}
-	return Tree(p, si), nil
+	root := Tree(p, si)
+	root.Unit = p.SampleType[si].Unit
+	return root, nil
 }
 
 // WriteSVG draws the tree as a flame graph width pixels wide.
@@ -106,8 +109,8 @@ func WriteSVG(w io.Writer, root *Node, title string, width int) error {
 			return
 		}
 		y := height - 20 - (d+1)*rowH
-		bw.printf(`<g><title>%s (%d samples, %.2f%%)</title><rect x="%.2f" y="%d" width="%.2f" height="%d" fill="%s" rx="2"/>`,
-			html.EscapeString(n.Name), n.Value, 100*float64(n.Value)/total, x, y, wpx, rowH-1, color(n.Name))
+		bw.printf(`<g><title>%s (%s, %.2f%%)</title><rect x="%.2f" y="%d" width="%.2f" height="%d" fill="%s" rx="2"/>`,
+			html.EscapeString(n.Name), amount(n.Value, root.Unit), 100*float64(n.Value)/total, x, y, wpx, rowH-1, color(n.Name))
 		if chars := int(wpx / fontW); chars >= 3 {
 			label := short(n.Name)
 			if len(label) > chars {
@@ -157,6 +160,14 @@ func Top(root *Node, n int) []string {
 		out = append(out, fmt.Sprintf("%s %.1f%%", short(names[i]), 100*float64(self[names[i]])/float64(max(root.Value, 1))))
 	}
 	return out
+}
+
+// amount formats v in unit: CPU nanoseconds as milliseconds, else a count.
+func amount(v int64, unit string) string {
+	if unit == "nanoseconds" {
+		return fmt.Sprintf("%.1f ms CPU", float64(v)/1e6)
+	}
+	return fmt.Sprintf("%d samples", v)
 }
 
 func maxDepth(n *Node) int {

@@ -90,7 +90,9 @@ func main() {
 	if *flames != "" {
 		fsub := bench.FUSEDaemon("fastfsd", filepath.Join(*work, "mnt-fastfsd"),
 			append(append(argv, "--pprof", *pprofAddr), filepath.Join(*work, "mnt-fastfsd"))...)
-		if err := bench.FlameGraphs(ctx, fsub, *pprofAddr, suite, *flames, os.Stderr); err != nil {
+		cmdline := "fastfsd mount " + strings.Join(argv[2:], " ")
+		cmdline = strings.Replace(cmdline, filepath.Join(*work, "src-fastfsd"), "SRC", 1)
+		if err := bench.FlameGraphs(ctx, fsub, cmdline+" MNT", *pprofAddr, suite, *flames, os.Stderr); err != nil {
 			fmt.Fprintf(os.Stderr, "fastfs-bench: %v\n", err)
 			os.Exit(1)
 		}
