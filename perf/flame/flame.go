@@ -24,7 +24,7 @@ import (
 type Node struct {
 	Name     string
 	Unit     string // the root's: what Value counts ("nanoseconds", "count")
-	Value    int64 // samples with this frame on the stack at this position
+	Value    int64  // samples with this frame on the stack at this position
 	Children map[string]*Node
 }
 
