@@ -198,11 +198,11 @@ func (s *Server) write(r *Request, ag *Agreement) int {
 			s.logf("unique %d WRITE: size %d with a %d-byte payload", q.hdr.Unique, in.Size, len(payload))
 			return s.errReply(r, syscall.EINVAL)
 		}
-		q.wsrc.p = payload
+		q.wsrc.B = payload
 		src = &q.wsrc
 	}
 	n, e := s.fs.Write(&q.ctx, s.inode(r), fs.Handle(in.Fh), int64(in.Offset), src, uint32(in.WriteFlags))
-	q.wsrc.p = nil
+	q.wsrc.B = nil
 	if e == 0 && n > in.Size {
 		s.logf("unique %d WRITE: filesystem wrote %d of %d bytes", q.hdr.Unique, n, in.Size)
 		e = syscall.EIO

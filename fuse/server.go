@@ -56,7 +56,7 @@ type request struct {
 	lkOut   fs.Lock
 
 	rsink readSink
-	wsrc  writeSource
+	wsrc  BytesSource
 	dsink dirSink
 
 	// dataLen is the number of READ bytes the transport sends from Dst

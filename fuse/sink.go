@@ -52,24 +52,26 @@ func (k *readSink) ReadFrom(fd int, off int64, n int) (int, fs.Errno) {
 	return done, 0
 }
 
-// writeSource is the fs.Source of a WRITE whose payload is in In.
-type writeSource struct {
-	p []byte
+// BytesSource is an fs.Source over a payload in memory: the engine's for a
+// WRITE whose payload is in Request.In, and a transport's for one in a
+// buffer of its own (an io_uring entry's payload buffer).
+type BytesSource struct {
+	B []byte
 }
 
-var _ fs.Source = (*writeSource)(nil)
+var _ fs.Source = (*BytesSource)(nil)
 
-func (w *writeSource) Len() int            { return len(w.p) }
-func (w *writeSource) CopyTo(p []byte) int { return copy(p, w.p) }
+func (w *BytesSource) Len() int            { return len(w.B) }
+func (w *BytesSource) CopyTo(p []byte) int { return copy(p, w.B) }
 
 // WriteTo pwrites the whole payload to fd at off.
-func (w *writeSource) WriteTo(fd int, off int64) (int, fs.Errno) {
+func (w *BytesSource) WriteTo(fd int, off int64) (int, fs.Errno) {
 	if off < 0 {
 		return 0, syscall.EINVAL
 	}
 	done := 0
-	for done < len(w.p) {
-		c, err := syscall.Pwrite(fd, w.p[done:], off+int64(done))
+	for done < len(w.B) {
+		c, err := syscall.Pwrite(fd, w.B[done:], off+int64(done))
 		if err == syscall.EINTR {
 			continue
 		}

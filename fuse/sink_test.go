@@ -54,7 +54,7 @@ func TestWriteSourceWriteTo(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	w := writeSource{p: []byte("payload bytes")}
+	w := BytesSource{B: []byte("payload bytes")}
 	if n, e := w.WriteTo(int(f.Fd()), 5); e != 0 || n != 13 {
 		t.Fatalf("WriteTo: %d %v", n, e)
 	}

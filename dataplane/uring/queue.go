@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/fastfsd/fastfsd/dataplane"
-	"github.com/fastfsd/fastfsd/fs"
 	"github.com/fastfsd/fastfsd/fuse"
 	"github.com/fastfsd/fastfsd/fuse/abi"
 	"github.com/fastfsd/fastfsd/internal/stats"
@@ -152,7 +151,7 @@ type queue struct {
 	ents  []*entryMem
 	req   *fuse.Request
 	in    []byte // request reassembly: in header, op struct, names
-	src   payloadSource
+	src   fuse.BytesSource
 	done  error // set when the connection ends
 	began bool  // run was entered (read by Serve after the worker ends)
 
@@ -397,7 +396,7 @@ func (q *queue) serve(e *entryMem, r *fuse.Request, buf []byte) (int, uint32) {
 	r.Src, r.Dst = nil, nil
 	if abi.Opcode(op) == abi.OpWrite {
 		// WRITE data stays in the payload buffer (helpers never serve WRITE).
-		q.src.b = e.payload[:payloadSz]
+		q.src.B = e.payload[:payloadSz]
 		r.Src = &q.src
 	} else {
 		if len(in)+int(payloadSz) > len(buf) {
@@ -423,38 +422,4 @@ func (q *queue) errorReply(e *entryMem, unique uint64, errno syscall.Errno) int 
 	binary.NativeEndian.PutUint32(e.out[4:], uint32(-int32(errno)))
 	binary.NativeEndian.PutUint64(e.out[8:], unique)
 	return abi.OutHeaderSize
-}
-
-// payloadSource is a WRITE payload in an entry's payload buffer.
-type payloadSource struct{ b []byte }
-
-var _ fs.Source = (*payloadSource)(nil)
-
-func (s *payloadSource) Len() int            { return len(s.b) }
-func (s *payloadSource) CopyTo(p []byte) int { return copy(p, s.b) }
-
-// WriteTo pwrites the payload at off, continuing after short writes.
-func (s *payloadSource) WriteTo(fd int, off int64) (int, fs.Errno) {
-	done := 0
-	for done < len(s.b) {
-		n, err := unix.Pwrite(fd, s.b[done:], off+int64(done))
-		if err != nil {
-			if err == unix.EINTR {
-				continue
-			}
-			if done > 0 {
-				return done, 0
-			}
-			var en syscall.Errno
-			if !errors.As(err, &en) {
-				en = syscall.EIO
-			}
-			return 0, en
-		}
-		if n == 0 {
-			break
-		}
-		done += n
-	}
-	return done, 0
 }
