@@ -58,17 +58,19 @@ func (c *Chain) WritableLen() uint64 { return c.writeLen }
 // Guest memory may change under the copy; callers decode from p, which
 // they own, so every field is read once.
 func (c *Chain) ReadAt(p []byte, off uint64) int {
-	return gather(c.buf[:c.nr], p, off)
+	return Gather(c.buf[:c.nr], p, off)
 }
 
 // WriteAt copies p into the writable part of the chain at byte off,
 // scattering across buffers. It returns how many bytes it copied: less than
 // len(p) only at the end of the writable part.
 func (c *Chain) WriteAt(p []byte, off uint64) int {
-	return scatter(c.buf[c.nr:c.n], p, off)
+	return Scatter(c.buf[c.nr:c.n], p, off)
 }
 
-func gather(bufs []Buffer, p []byte, off uint64) int {
+// Gather copies into p the bytes of bufs starting at byte off of their
+// concatenation, and returns the count (short at their end).
+func Gather(bufs []Buffer, p []byte, off uint64) int {
 	n := 0
 	for i := range bufs {
 		b := bufs[i].Bytes
@@ -85,7 +87,9 @@ func gather(bufs []Buffer, p []byte, off uint64) int {
 	return n
 }
 
-func scatter(bufs []Buffer, p []byte, off uint64) int {
+// Scatter copies p into bufs starting at byte off of their concatenation,
+// and returns the count (short at their end).
+func Scatter(bufs []Buffer, p []byte, off uint64) int {
 	n := 0
 	for i := range bufs {
 		b := bufs[i].Bytes

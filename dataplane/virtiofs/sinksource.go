@@ -33,40 +33,6 @@ func iovecs(iov []unix.Iovec, bufs []ring.Buffer, off, n uint64) []unix.Iovec {
 	return iov[:k]
 }
 
-func scatter(bufs []ring.Buffer, p []byte, off uint64) int {
-	n := 0
-	for i := range bufs {
-		b := bufs[i].Bytes
-		if off >= uint64(len(b)) {
-			off -= uint64(len(b))
-			continue
-		}
-		n += copy(b[off:], p[n:])
-		off = 0
-		if n == len(p) {
-			break
-		}
-	}
-	return n
-}
-
-func gather(bufs []ring.Buffer, p []byte, off uint64) int {
-	n := 0
-	for i := range bufs {
-		b := bufs[i].Bytes
-		if off >= uint64(len(b)) {
-			off -= uint64(len(b))
-			continue
-		}
-		n += copy(p[n:], b[off:])
-		off = 0
-		if n == len(p) {
-			break
-		}
-	}
-	return n
-}
-
 // guestSink is READ's fs.Sink: the guest's writable descriptors after the
 // 16-byte out header. ReadFrom preadv's from the file straight into them.
 // One per worker, re-armed per request; owned by the worker.
@@ -89,7 +55,7 @@ func (s *guestSink) Append(p []byte) int {
 	if len(p) > s.Cap() {
 		p = p[:s.Cap()]
 	}
-	k := scatter(s.bufs, p, s.start+uint64(s.n))
+	k := ring.Scatter(s.bufs, p, s.start+uint64(s.n))
 	s.n += k
 	return k
 }
@@ -127,7 +93,7 @@ func (s *guestSource) CopyTo(p []byte) int {
 	if len(p) > s.n {
 		p = p[:s.n]
 	}
-	return gather(s.bufs, p, s.start)
+	return ring.Gather(s.bufs, p, s.start)
 }
 
 func (s *guestSource) WriteTo(fd int, off int64) (int, syscall.Errno) {
