@@ -30,13 +30,6 @@ func Tmpfs(name, dir string) Subject {
 	}}
 }
 
-// Dir is an existing directory measured as it is.
-func Dir(name, dir string) Subject {
-	return Subject{Name: name, Start: func(ctx context.Context) (string, func() error, error) {
-		return dir, func() error { return nil }, nil
-	}}
-}
-
 // FUSEDaemon runs argv (a FUSE server that mounts on mnt and stays in the
 // foreground), waits until mnt is a FUSE mount, and on stop sends SIGTERM,
 // waits, and detaches the mount if the daemon left it.

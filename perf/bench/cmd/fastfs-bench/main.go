@@ -69,7 +69,7 @@ func main() {
 		fsrc := src(v.name)
 		defer unix.Unmount(fsrc, unix.MNT_DETACH)
 		mnt := filepath.Join(*work, "mnt-"+v.name)
-		a := append([]string{*fastfsd, "mount", "--source", fsrc}, splitFields(v.flags)...)
+		a := append([]string{*fastfsd, "mount", "--source", fsrc}, strings.Fields(v.flags)...)
 		if argv == nil {
 			argv = a
 		}
@@ -83,7 +83,7 @@ func main() {
 	}
 	var suite []bench.Job
 	for _, j := range bench.Suite(*size, *rt, *jobs, *files) {
-		if *only == "" || contains(j.Name, *only) {
+		if *only == "" || strings.Contains(j.Name, *only) {
 			suite = append(suite, j)
 		}
 	}
@@ -108,7 +108,3 @@ func main() {
 		os.Exit(1)
 	}
 }
-
-func contains(s, sub string) bool { return strings.Contains(s, sub) }
-
-func splitFields(s string) []string { return strings.Fields(s) }
