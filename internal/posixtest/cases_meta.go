@@ -151,21 +151,24 @@ func fifoCase(s *Side) {
 			got <- nil
 			return
 		}
-		defer unix.Close(fd)
 		var all []byte
+		var rerr error
 		buf := make([]byte, 8192)
 		for {
 			n, err := unix.Read(fd, buf)
 			if err != nil {
-				errc <- err
+				rerr = err
 				break
 			}
 			if n == 0 {
-				errc <- nil
 				break
 			}
 			all = append(all, buf[:n]...)
 		}
+		// Close before reporting: the no-reader open below must not race
+		// with this reader still holding the FIFO.
+		unix.Close(fd)
+		errc <- rerr
 		got <- all
 	}()
 	wfd, err := unix.Open(p, unix.O_WRONLY, 0)
@@ -192,8 +195,12 @@ func fifoCase(s *Side) {
 	s.Checkf(bytes.Equal(b, msg), "fifo carried %d bytes that differ from the %d written (first difference at %d)", len(b), len(msg), firstDiff(b, msg))
 	s.Lstat("fifo size stays 0", "fifo")
 	// Non-blocking open for writing with no reader: ENXIO.
-	_, err = unix.Open(p, unix.O_WRONLY|unix.O_NONBLOCK, 0)
-	s.Err("nonblocking write open without reader", err)
+	if fd, err := unix.Open(p, unix.O_WRONLY|unix.O_NONBLOCK, 0); err == nil {
+		unix.Close(fd)
+		s.Err("nonblocking write open without reader", nil)
+	} else {
+		s.Err("nonblocking write open without reader", err)
+	}
 	s.Err("mknod regular", unix.Mknod(s.P("reg"), unix.S_IFREG|0o600, 0))
 	s.Lstat("stat mknod regular", "reg")
 	s.Err("mknod char dev", unix.Mknod(s.P("null"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))))
