@@ -94,6 +94,12 @@ func (b *Backend) Serve(c *net.UnixConn) (err error) {
 		return ErrBusy
 	}
 	defer b.serving.Store(false)
+	// The device reads guest memory on this goroutine (a ring's used.idx
+	// when a queue starts): a front-end that shrank its memory file makes
+	// that a fault, which must drop this connection, not kill the
+	// process (the recover below). Restored on return: the caller's
+	// goroutine is not ours.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	s := &session{b: b, c: newConn(c), log: b.Log, mem: mem.NewMemory()}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -105,7 +111,11 @@ func (b *Backend) Serve(c *net.UnixConn) (err error) {
 	}
 	defer func() {
 		if p := recover(); p != nil {
-			s.log.Error("vhostuser: internal error, dropping the connection", "panic", p, "stack", string(debug.Stack()))
+			if f, ok := p.(interface{ Addr() uintptr }); ok {
+				s.log.Error("vhostuser: fault on guest memory (front-end shrank its memory file?), dropping the connection", "addr", f.Addr(), "panic", p)
+			} else {
+				s.log.Error("vhostuser: internal error, dropping the connection", "panic", p, "stack", string(debug.Stack()))
+			}
 			err = &ConnError{Err: ErrDisconnected, Cause: fmt.Errorf("internal error: %v", p)}
 		}
 		running := s.teardown()

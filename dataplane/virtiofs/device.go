@@ -82,6 +82,10 @@ type Device struct {
 	// Start/Stop/Reset from one goroutine.
 	mu      sync.Mutex
 	workers []*worker // by queue index; nil when stopped
+
+	// faults counts guest memory faults survived (fault.go); it
+	// rate-limits their log.
+	faults atomic.Uint64
 }
 
 // session is one FUSE session: the engine that saw its INIT.

@@ -60,6 +60,11 @@
 // again; if the old session never sent DESTROY, the filesystem's Destroy is
 // called then (fs/passthrough supports being reused after Destroy).
 //
+// A front-end may truncate the file behind guest memory after sharing it;
+// workers and helpers run with debug.SetPanicOnFault so the SIGBUS that
+// follows fails one request (its buffers are gone) or breaks one queue
+// (its ring is gone) instead of killing the daemon (fault.go).
+//
 // # Imports
 //
 // virtiofs imports vhostuser, ring, mem, fuse, fuse/abi, fs and dataplane.

@@ -100,6 +100,9 @@ type worker struct {
 	// badChains rate-limits the log of refused chains to the first 10 per
 	// queue start.
 	badChains uint64
+	// faulted: the ring faulted (fault.go); the worker no longer touches
+	// it. Worker-owned.
+	faulted bool
 }
 
 func newWorker(d *Device, q *vhostuser.Queue, rq *ring.Queue, stop int) (*worker, error) {
@@ -140,7 +143,8 @@ func (w *worker) close() {
 // run is the worker loop (ring.Queue's documented kick-driven loop). It
 // returns errStopped when StopQueue asks, or nil after a broken ring, once
 // StopQueue asks. Either way every request it popped has been pushed.
-func (w *worker) run() error {
+func (w *worker) run() (err error) {
+	panicOnFault() // see fault.go
 	defer func() {
 		w.quiesce()
 		if w.work != nil {
@@ -149,6 +153,26 @@ func (w *worker) run() error {
 		}
 		w.reader.Exit()
 	}()
+	defer func() {
+		// A fault on the ring (not one request's buffers: serveGuarded
+		// catches those) breaks this queue only.
+		if p := recover(); p != nil {
+			f := asFault(p)
+			if f == nil {
+				panic(p)
+			}
+			w.faulted = true
+			w.d.faults.Add(1)
+			w.d.log.Warn("virtiofs: ring in guest memory the front-end no longer backs (shrunk memfd?); stopping the queue",
+				"queue", w.index, "addr", f.Addr())
+			err = w.broken()
+		}
+	}()
+	return w.loop()
+}
+
+// loop is run's body: the worker loop proper.
+func (w *worker) loop() error {
 	for {
 		stop, ok := w.drainRing()
 		if stop {
@@ -208,6 +232,9 @@ func (w *worker) enter() bool {
 // eventfd if the driver asked. Publishing after each completion keeps a
 // slow request from holding back the ones before it.
 func (w *worker) complete(head uint16, n uint32) {
+	if w.faulted {
+		return // the ring is not in memory we can touch
+	}
 	w.q.Push(head, n)
 	if w.q.Publish() && w.call >= 0 {
 		signal(w.call, &w.one)
@@ -248,13 +275,13 @@ func (w *worker) drainRing() (stop, ok bool) {
 			w.complete(s.chain.Head, 0)
 			continue
 		}
-		if s != w.own && offload(s) {
+		if s != w.own && offloadGuarded(s) {
 			w.free = w.free[:len(w.free)-1]
 			w.inflight++
 			w.work <- s // never blocks: at most Helpers slots exist
 			continue
 		}
-		w.complete(s.chain.Head, w.d.serve(s, w.index))
+		w.complete(s.chain.Head, w.d.serveGuarded(s, w.index))
 	}
 }
 
@@ -281,8 +308,9 @@ func offload(s *slot) bool {
 // helper serves slots handed over by the worker until work is closed.
 func (w *worker) helper() {
 	defer w.helpers.Done()
+	panicOnFault() // see fault.go
 	for s := range w.work {
-		s.n = w.d.serve(s, w.index)
+		s.n = w.d.serveGuarded(s, w.index)
 		w.doneMu.Lock()
 		w.done = append(w.done, s) // within capacity: at most Helpers slots
 		w.doneMu.Unlock()
