@@ -40,6 +40,14 @@ type Context struct {
 	// MKDIR, TMPFILE), already applied to the mode unless the transport says
 	// otherwise. 0 elsewhere.
 	Umask uint32
+	// SuppGid, when HasSuppGid, is a supplementary group of the caller
+	// sent with a creating request (FUSE_CREATE_SUPP_GROUP): the parent
+	// directory's group, when the caller belongs to it only through its
+	// supplementary groups. A filesystem that creates as the caller adds
+	// it to the caller's groups, so that the new inode's group and
+	// set-group-ID bit come out as the caller's kernel would make them.
+	SuppGid    uint32
+	HasSuppGid bool
 	// Unique is the transport's request ID (FUSE unique, 9P tag); for logs.
 	Unique uint64
 

@@ -47,6 +47,9 @@ func (s *Server) wantFlags() abi.InitFlags {
 		abi.InitAutoInvalData | abi.InitDoReaddirplus | abi.InitReaddirplusAuto |
 		abi.InitAsyncDIO | abi.InitParallelDirops | abi.InitMaxPages |
 		abi.InitCacheSymlinks | abi.InitSetxattrExt | abi.InitExt |
+		// The parent's group with creating requests, when the caller is
+		// in it through a supplementary group (fs.Context.SuppGid).
+		abi.InitCreateSuppGroup |
 		// Shared writable mmap of files opened with fs.OpenDirectIO
 		// (cache=never): the kernel then uses the page cache for the
 		// mapping and fills and writes it back with ordinary READ and

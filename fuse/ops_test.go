@@ -2,6 +2,7 @@ package fuse
 
 import (
 	"bytes"
+	"encoding/binary"
 	"math"
 	"syscall"
 	"testing"
@@ -382,5 +383,69 @@ func TestPassthroughSharedInode(t *testing.T) {
 	h.ok(mkReq(abi.OpRelease, 16, 5, enc(&abi.ReleaseIn{Fh: 101}, abi.ReleaseInSize)))
 	if len(back.closed) != 1 || back.closed[0] != 1 {
 		t.Errorf("closed %v after the last RELEASE", back.closed)
+	}
+}
+
+// withExt appends request extensions to a request built by mkReq and
+// fixes its header's len and total_extlen.
+func withExt(req []byte, ext []byte) []byte {
+	var h abi.InHeader
+	h.Unmarshal(req)
+	b := append(append([]byte(nil), req...), ext...)
+	h.Len = uint32(len(b))
+	h.TotalExtlen = uint16(len(ext) / 8)
+	h.Marshal(b)
+	return b
+}
+
+// suppGroupExt is a FUSE_EXT_GROUPS extension naming groups.
+func suppGroupExt(groups ...uint32) []byte {
+	size := (abi.ExtHeaderSize + abi.SuppGroupsSize + 4*len(groups) + 7) &^ 7
+	b := make([]byte, size)
+	binary.NativeEndian.PutUint32(b[0:], uint32(size))
+	binary.NativeEndian.PutUint32(b[4:], abi.ExtGroups)
+	binary.NativeEndian.PutUint32(b[8:], uint32(len(groups)))
+	for i, g := range groups {
+		binary.NativeEndian.PutUint32(b[12+4*i:], g)
+	}
+	return b
+}
+
+// TestCreateSuppGroup: the engine asks for FUSE_CREATE_SUPP_GROUP and
+// hands the group the kernel sends with a creating request to the
+// filesystem; a malformed extension fails the request with EINVAL.
+func TestCreateSuppGroup(t *testing.T) {
+	h := newHarness(t, Options{})
+	if h.ag.Flags&abi.InitCreateSuppGroup == 0 {
+		t.Fatalf("INIT did not agree on CREATE_SUPP_GROUP: %v", h.ag.Flags)
+	}
+	mk := enc(&abi.MkdirIn{Mode: 0o755, Umask: 0o22}, abi.MkdirInSize)
+	h.ok(withExt(mkReq(abi.OpMkdir, 10, 1, mk, cstr("d")), suppGroupExt(2000)))
+	if c := h.fs.last(); c.op != "mkdir" || !c.ctx.HasSuppGid || c.ctx.SuppGid != 2000 || c.ctx.Gid != 100 {
+		t.Errorf("mkdir with a supplementary group: fs saw %+v", c)
+	}
+	h.ok(mkReq(abi.OpMkdir, 11, 1, mk, cstr("e")))
+	if c := h.fs.last(); c.ctx.HasSuppGid {
+		t.Errorf("mkdir without an extension: fs saw a supplementary group %d", c.ctx.SuppGid)
+	}
+	// A security context block before the groups is skipped.
+	secctx := make([]byte, 16)
+	binary.NativeEndian.PutUint32(secctx[0:], 16)
+	binary.NativeEndian.PutUint32(secctx[4:], 1)
+	h.ok(withExt(mkReq(abi.OpMkdir, 12, 1, mk, cstr("f")), append(secctx, suppGroupExt(3000)...)))
+	if c := h.fs.last(); !c.ctx.HasSuppGid || c.ctx.SuppGid != 3000 {
+		t.Errorf("groups after a security context: fs saw %+v", c.ctx)
+	}
+	for name, ext := range map[string][]byte{
+		"size beyond the area": func() []byte { b := suppGroupExt(1); binary.NativeEndian.PutUint32(b, 64); return b }(),
+		"size zero":            func() []byte { b := suppGroupExt(1); binary.NativeEndian.PutUint32(b, 0); return b }(),
+		"unaligned size":       func() []byte { b := suppGroupExt(1); binary.NativeEndian.PutUint32(b, 12); return b }(),
+		"too many groups":      func() []byte { b := suppGroupExt(1); binary.NativeEndian.PutUint32(b[8:], 9); return b }(),
+	} {
+		h.fs.reset()
+		h.fails(withExt(mkReq(abi.OpMkdir, 13, 1, mk, cstr("g")), ext), syscall.EINVAL)
+		if c := h.fs.last(); c.op != "" {
+			t.Errorf("%s: the filesystem was called (%s)", name, c.op)
+		}
 	}
 }

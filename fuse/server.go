@@ -204,6 +204,12 @@ func (s *Server) Handle(r *Request) (n int) {
 		Unique: h.Unique,
 	}
 	q.ctx.SetInterruptFlag(&q.intr)
+	if ext > 0 {
+		if e := parseExtensions(&q.ctx, r.In[len(r.In)-ext:]); e != 0 {
+			s.logf("unique %d %v: malformed request extension", h.Unique, h.Opcode)
+			return s.errReply(r, e)
+		}
+	}
 
 	ag := s.agreed.Load()
 	if ag == nil || s.destroyed.Load() {
@@ -447,4 +453,41 @@ func (s *Server) logReply(r *Request, n int) {
 	}
 	s.log.Printf("fuse: unique %d %v node %d: error %d, %d bytes (+%d data)", h.Unique, h.Opcode, h.NodeID,
 		int32(ne.Uint32(r.Out[4:])), n, r.req.dataLen)
+}
+
+// parseExtensions walks the request extensions (struct fuse_ext_header
+// blocks, each 8-aligned and sized including its header) and records in
+// ctx what the filesystem acts on: the supplementary group of a creating
+// request (FUSE_EXT_GROUPS, sent with FUSE_CREATE_SUPP_GROUP). Security
+// contexts are skipped (FUSE_SECURITY_CTX is never negotiated). A block
+// that overruns the extension area is EINVAL. Allocation-free.
+func parseExtensions(ctx *fs.Context, b []byte) fs.Errno {
+	for len(b) > 0 {
+		var h abi.ExtHeader
+		if len(b) < abi.ExtHeaderSize || !h.Unmarshal(b) {
+			return syscall.EINVAL
+		}
+		if h.Size < abi.ExtHeaderSize || h.Size%8 != 0 || int64(h.Size) > int64(len(b)) {
+			return syscall.EINVAL
+		}
+		body := b[abi.ExtHeaderSize:h.Size]
+		if h.Type == abi.ExtGroups {
+			var sg abi.SuppGroups
+			if len(body) < abi.SuppGroupsSize || !sg.Unmarshal(body) {
+				return syscall.EINVAL
+			}
+			gs := body[abi.SuppGroupsSize:]
+			if uint64(sg.NrGroups)*4 > uint64(len(gs)) {
+				return syscall.EINVAL
+			}
+			// The kernel sends one group (the parent's); a filesystem
+			// adds one, so more would be a different protocol.
+			if sg.NrGroups >= 1 {
+				ctx.SuppGid = ne.Uint32(gs)
+				ctx.HasSuppGid = true
+			}
+		}
+		b = b[h.Size:]
+	}
+	return fs.OK
 }

@@ -61,14 +61,24 @@
 // Only the client knows the caller's supplementary groups (they are not in
 // the request), so checking again here — or running every request under
 // the caller's fsuid — would wrongly refuse access granted through a
-// supplementary group. For the same reason the creating requests keep
-// CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH while they run under the
-// caller's fsuid: the switch decides ownership, not permission (CAP_FSETID
-// and CAP_FOWNER stay dropped, so the host treats the new inode's setgid
-// bit as the caller's). A client
-// without such checks (a 9P server serving untrusted users) must check
-// before it calls in. Access answers ACCESS from the mode bits, the
-// caller's uid and gid, and root's rules.
+// supplementary group. For the same reason the creating requests of a
+// non-root caller keep CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH while they
+// run under the caller's fsuid: the switch decides ownership, not
+// permission. CAP_FSETID and CAP_FOWNER stay dropped, so the host treats
+// the new inode's setgid bit as the caller's; the thread's supplementary
+// groups are then none but the one the client sent with the request
+// (fs.Context.SuppGid, FUSE_CREATE_SUPP_GROUP: the parent's group when the
+// caller is in it), never the daemon's. A root caller keeps every
+// capability, whatever its group. After every switch the thread gets the
+// daemon's exact fsuid, fsgid, groups and capabilities back.
+//
+// The one open the client did not check is Create of a name that exists
+// after all (it appeared after the client's lookup): that file is opened
+// with the host checking the caller's fsuid and fsgid without
+// CAP_DAC_OVERRIDE, so CREATE never opens a file the caller could not have
+// opened. A client without such checks (a 9P server serving untrusted
+// users) must check before it calls in. Access answers ACCESS from the
+// mode bits, the caller's uid and gid, and root's rules.
 //
 // The identity switch needs CAP_SETUID/CAP_SETGID (New probes for them);
 // a daemon without them creates everything as itself.
@@ -76,8 +86,12 @@
 // # umask
 //
 // The client kernel has already applied the caller's umask to the mode of
-// every creating request, so New sets the process umask to 0 (umask is
-// process-wide: the daemon must not create files elsewhere expecting one).
+// every creating request. The FS never changes the process umask (it is
+// process-wide: widening it would make every socket and file the daemon
+// creates elsewhere world-writable); New notes it (from /proc/self/status)
+// and an inode created with mode bits the umask removed gets them back
+// with one chmod, as its owner could. The common case (mode & umask == 0,
+// e.g. 0644 under 022) costs nothing. Do not change the umask after New.
 //
 // # suid and sgid (HANDLE_KILLPRIV_V2)
 //

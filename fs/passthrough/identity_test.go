@@ -1,7 +1,10 @@
 package passthrough
 
 import (
+	"fmt"
 	"os"
+	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -95,22 +98,159 @@ func TestSetgidDirectory(t *testing.T) {
 	}
 }
 
-// TestUmaskIgnored: the mode from the client is used as is.
-func TestUmaskIgnored(t *testing.T) {
-	f, dir := newTestFS(t, Options{})
+// TestUmaskKept: New leaves the process umask alone (widening it would
+// make every file and socket the process creates elsewhere
+// world-writable), and the modes the client sends are used as they are.
+func TestUmaskKept(t *testing.T) {
+	testutil.RequireRoot(t) // non-root callers' creations
 	old := unix.Umask(0o077)
 	defer unix.Umask(old)
-	f2, err := New(dir, Options{}) // New resets it
-	if err != nil {
-		t.Fatal(err)
+	f, dir := newTestFS(t, Options{})
+	if m := unix.Umask(0o077); m != 0o077 {
+		t.Errorf("New changed the process umask to %03o", m)
 	}
-	defer f2.Close()
+	sg := join(dir, "sg")
+	os.Mkdir(sg, 0o777)
+	os.Chown(sg, 0, 2000)
+	unix.Chmod(sg, 0o2777)
+	sgd := lookup(t, f, fs.RootInode, "sg")
+	user := &fs.Context{Caller: fs.Caller{Uid: 1000, Gid: 1000}}
 	var e fs.Entry
-	if errno := f.Mkdir(rootCtx, fs.RootInode, []byte("d"), 0o777, &e); errno != 0 {
-		t.Fatal(errno)
+	var oo fs.OpenOut
+	for _, ctx := range []*fs.Context{rootCtx, user} {
+		p := fmt.Sprintf("%d-", ctx.Uid)
+		if errno := f.Mkdir(ctx, fs.RootInode, []byte(p+"d"), 0o777, &e); errno != 0 {
+			t.Fatal(errno)
+		}
+		if e.Attr.Mode&07777 != 0o777 {
+			t.Errorf("uid %d: Mkdir 0777: entry says %04o", ctx.Uid, e.Attr.Mode&07777)
+		}
+		if errno := f.Create(ctx, fs.RootInode, []byte(p+"f"), 0o666, unix.O_RDWR, &e, &oo); errno != 0 {
+			t.Fatal(errno)
+		}
+		f.Release(ctx, e.Ino, oo.Handle, 0)
+		if errno := f.Mknod(ctx, fs.RootInode, []byte(p+"fifo"), unix.S_IFIFO|0o662, 0, &e); errno != 0 {
+			t.Fatal(errno)
+		}
+		if errno := f.Mkdir(ctx, sgd.Ino, []byte(p+"sub"), 0o775, &e); errno != 0 {
+			t.Fatal(errno)
+		}
+		for name, want := range map[string]uint32{"d": 0o777, "f": 0o666, "fifo": 0o662, "sg/" + p + "sub": 0o2775} {
+			rel := p + name
+			if strings.HasPrefix(name, "sg/") {
+				rel = name
+			}
+			if st := lstat(t, join(dir, rel)); st.Mode&07777 != want {
+				t.Errorf("uid %d: %s has mode %04o, want %04o", ctx.Uid, rel, st.Mode&07777, want)
+			}
+		}
 	}
-	if st := lstat(t, join(dir, "d")); st.Mode&0o777 != 0o777 {
-		t.Errorf("mode %o, want 777", st.Mode&0o777)
+}
+
+// TestCapsRestored pins issue 9's defect: a request from uid 0 with
+// another group left its thread without CAP_CHOWN, CAP_FOWNER and
+// CAP_FSETID, and the next request on that thread failed. After every
+// kind of identity switch the thread has the daemon's exact capability
+// sets, fsuid, fsgid and groups, and root's chown works on it.
+func TestCapsRestored(t *testing.T) {
+	testutil.RequireRoot(t)
+	f, dir := newTestFS(t, Options{})
+	if !f.creds.ok {
+		t.Fatal("the test runs as root but the FS cannot switch identity")
+	}
+	writeFile(t, join(dir, "victim"), "x", 0o644)
+	victim := lookup(t, f, fs.RootInode, "victim")
+	// asCaller runs on this goroutine's thread: locked, every request
+	// below is served by the same OS thread.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	state := func() string {
+		hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+		var d [2]unix.CapUserData
+		if err := unix.Capget(&hdr, &d[0]); err != nil {
+			t.Fatal(err)
+		}
+		u, _ := unix.SetfsuidRetUid(-1)
+		g, _ := unix.SetfsgidRetGid(-1)
+		gs, _ := unix.Getgroups()
+		return fmt.Sprintf("caps %+v fsuid %d fsgid %d groups %v", d, u, g, gs)
+	}
+	before := state()
+	callers := []*fs.Context{
+		{Caller: fs.Caller{Uid: 0, Gid: 1000}},
+		{Caller: fs.Caller{Uid: 1000, Gid: 1000}},
+		{Caller: fs.Caller{Uid: 1000, Gid: 0}},
+		{Caller: fs.Caller{Uid: 1000, Gid: 1000}, SuppGid: 2000, HasSuppGid: true},
+		{Caller: fs.Caller{Uid: 0, Gid: 0}, SuppGid: 2000, HasSuppGid: true},
+	}
+	var e fs.Entry
+	var ao fs.AttrOut
+	for i, ctx := range callers {
+		name := fmt.Sprintf("d%d", i)
+		if errno := f.Mkdir(ctx, fs.RootInode, []byte(name), 0o755, &e); errno != 0 {
+			t.Fatalf("Mkdir as %d:%d: %v", ctx.Uid, ctx.Gid, errno)
+		}
+		if st := lstat(t, join(dir, name)); st.Uid != ctx.Uid || st.Gid != ctx.Gid {
+			t.Errorf("Mkdir as %d:%d made %d:%d", ctx.Uid, ctx.Gid, st.Uid, st.Gid)
+		}
+		if now := state(); now != before {
+			t.Errorf("after a request as %d:%d (supp %v) the thread has\n%s\nwas\n%s", ctx.Uid, ctx.Gid, ctx.HasSuppGid, now, before)
+		}
+		// The next, unrelated request on the same thread: root's chown
+		// needs CAP_CHOWN, chmod of a file of another owner CAP_FOWNER.
+		in := fs.SetAttrIn{Valid: fs.SetUid | fs.SetGid, Uid: uint32(3000 + i), Gid: 3000}
+		if errno := f.SetAttr(rootCtx, victim.Ino, &in, &ao); errno != 0 {
+			t.Errorf("root's chown after a request as %d:%d: %v", ctx.Uid, ctx.Gid, errno)
+		}
+		in = fs.SetAttrIn{Valid: fs.SetMode, Mode: 0o4755}
+		if errno := f.SetAttr(rootCtx, victim.Ino, &in, &ao); errno != 0 || ao.Attr.Mode&07777 != 0o4755 {
+			t.Errorf("root's chmod u+s after a request as %d:%d: %v, mode %04o", ctx.Uid, ctx.Gid, errno, ao.Attr.Mode&07777)
+		}
+	}
+}
+
+// TestCreateExistingChecked pins issue 9's defect: CREATE without O_EXCL
+// of a name that appeared after the client's lookup opened the existing
+// file with the daemon's rights. It must be opened only if the caller
+// could open it, and O_TRUNC by a non-owner clears set-user-ID.
+func TestCreateExistingChecked(t *testing.T) {
+	testutil.RequireRoot(t)
+	f, dir := newTestFS(t, Options{})
+	writeFile(t, join(dir, "secret"), "root's secret", 0o600)
+	writeFile(t, join(dir, "shared"), "shared", 0o666)
+	os.Chown(join(dir, "shared"), 0, 0)
+	unix.Chmod(join(dir, "shared"), 0o4666)
+	writeFile(t, join(dir, "grp"), "group", 0o640)
+	os.Chown(join(dir, "grp"), 0, 2000)
+	user := &fs.Context{Caller: fs.Caller{Uid: 1000, Gid: 1000}}
+	var e fs.Entry
+	var oo fs.OpenOut
+	wantErrno(t, "CREATE O_RDWR|O_TRUNC of root's 0600 file as 1000",
+		f.Create(user, fs.RootInode, []byte("secret"), 0o644, unix.O_RDWR|unix.O_TRUNC, &e, &oo), syscall.EACCES)
+	if b, _ := os.ReadFile(join(dir, "secret")); string(b) != "root's secret" {
+		t.Errorf("root's file now holds %q", b)
+	}
+	wantErrno(t, "CREATE O_EXCL of an existing name",
+		f.Create(user, fs.RootInode, []byte("shared"), 0o644, unix.O_RDWR|unix.O_EXCL, &e, &oo), syscall.EEXIST)
+	if errno := f.Create(user, fs.RootInode, []byte("shared"), 0o644, unix.O_WRONLY|unix.O_TRUNC, &e, &oo); errno != 0 {
+		t.Fatalf("CREATE of a 0666 file as 1000: %v", errno)
+	}
+	f.Release(user, e.Ino, oo.Handle, 0)
+	if st := lstat(t, join(dir, "shared")); st.Mode&07777 != 0o666 || st.Size != 0 || st.Uid != 0 {
+		t.Errorf("after O_TRUNC by a non-owner: mode %04o size %d uid %d, want 0666, 0, 0", st.Mode&07777, st.Size, st.Uid)
+	}
+	wantErrno(t, "CREATE O_RDONLY of a 0640 file of group 2000 as 1000:1000",
+		f.Create(user, fs.RootInode, []byte("grp"), 0o644, unix.O_RDONLY, &e, &oo), syscall.EACCES)
+	member := &fs.Context{Caller: user.Caller, SuppGid: 2000, HasSuppGid: true}
+	if errno := f.Create(member, fs.RootInode, []byte("grp"), 0o644, unix.O_RDONLY, &e, &oo); errno != 0 {
+		t.Errorf("CREATE O_RDONLY of a 0640 file of group 2000 by a member through a supplementary group: %v", errno)
+	} else {
+		f.Release(member, e.Ino, oo.Handle, 0)
+	}
+	if errno := f.Create(rootCtx, fs.RootInode, []byte("secret"), 0o644, unix.O_RDWR, &e, &oo); errno != 0 {
+		t.Errorf("CREATE of an existing file by root: %v", errno)
+	} else {
+		f.Release(rootCtx, e.Ino, oo.Handle, 0)
 	}
 }
 

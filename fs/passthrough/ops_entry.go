@@ -166,9 +166,44 @@ func linkInode(procFd, fd, dirFd int, name string) error {
 func (f *FS) Forget(ino fs.Inode, n uint64) { f.inodes.forget(ino, n) }
 
 // newEntry finishes a creating request: it looks up the name just created
-// in dir and fills out.
-func (f *FS) newEntry(dir *inode, name []byte, out *fs.Entry) fs.Errno {
-	return f.lookupNew(dir, name, out)
+// in dir, gives it the permission bits of mode that the process umask took
+// away (fixMode), and fills out.
+func (f *FS) newEntry(ctx *fs.Context, dir *inode, name []byte, mode uint32, out *fs.Entry) fs.Errno {
+	fd, e := openBeneath(dir, name, unix.O_PATH|unix.O_NOFOLLOW, 0)
+	if e != 0 {
+		return e
+	}
+	if e := f.fixMode(ctx, fd, mode); e != 0 {
+		unix.Close(fd)
+		return e
+	}
+	return f.addFd(fd, out)
+}
+
+// fixMode gives the inode just created (fd, any kind of fd) the
+// permission bits of mode that the process umask removed: the client's
+// kernel applied the caller's umask already, and the host applied the
+// daemon's on top (the FS never widens the process umask, which would make
+// every file and socket the process creates elsewhere world-writable).
+// Only bits are added, so a set-group-ID bit the host gave a directory
+// stays. It runs as the daemon, and only on an inode the caller owns (the
+// caller could chmod it itself), so a name swapped on the host between
+// the creation and the open cannot make the daemon widen another's file.
+// Symlinks have no mode to fix. The common case (mode&umask == 0) costs
+// nothing.
+func (f *FS) fixMode(ctx *fs.Context, fd int, mode uint32) fs.Errno {
+	lost := mode & f.umask & 0o777
+	if lost == 0 {
+		return fs.OK
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return errno(err)
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFLNK || st.Mode&lost == lost || (ctx != nil && st.Uid != ctx.Uid) {
+		return fs.OK
+	}
+	return errno(fchmod(fd, st.Mode&07777|lost))
 }
 
 // Mkdir creates directory name in parent, owned by the caller.
@@ -188,7 +223,7 @@ func (f *FS) Mkdir(ctx *fs.Context, parent fs.Inode, name []byte, mode uint32, o
 	if e := f.asCaller(ctx, func() error { return unix.Mkdirat(dir.fd, s, mode&07777) }); e != 0 {
 		return e
 	}
-	return f.newEntry(dir, name, out)
+	return f.newEntry(ctx, dir, name, mode, out)
 }
 
 // Mknod creates a regular file, FIFO, socket or device node.
@@ -215,7 +250,7 @@ func (f *FS) Mknod(ctx *fs.Context, parent fs.Inode, name []byte, mode, rdev uin
 	if e := f.asCaller(ctx, func() error { return unix.Mknodat(dir.fd, s, mode, int(rdev)) }); e != 0 {
 		return e
 	}
-	return f.newEntry(dir, name, out)
+	return f.newEntry(ctx, dir, name, mode, out)
 }
 
 // Symlink creates symlink name → target. The target is stored as given;
@@ -247,7 +282,7 @@ func (f *FS) Symlink(ctx *fs.Context, parent fs.Inode, name, target []byte, out 
 	if e := f.asCaller(ctx, func() error { return unix.Symlinkat(t, dir.fd, s) }); e != 0 {
 		return e
 	}
-	return f.newEntry(dir, name, out)
+	return f.newEntry(ctx, dir, name, 0, out)
 }
 
 // Unlink removes a non-directory.
@@ -347,5 +382,5 @@ func (f *FS) Link(ctx *fs.Context, ino fs.Inode, newParent fs.Inode, newName []b
 		f.fillEntry(out, id, &st)
 		return fs.OK
 	}
-	return f.newEntry(dir, newName, out)
+	return f.lookupNew(dir, newName, out)
 }

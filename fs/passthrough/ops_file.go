@@ -123,6 +123,15 @@ func (f *FS) Open(ctx *fs.Context, ino fs.Inode, flags, openFlags uint32, out *f
 // Create creates (or opens, without O_EXCL) name in parent as the caller
 // and opens it. The name is resolved beneath parent and never followed if
 // it is a symlink (ELOOP).
+//
+// The client sends CREATE after it found no such name, so the creation is
+// tried first (O_EXCL), with the rights asCaller gives: the client checked
+// that the caller may write the directory. If the name exists after all (it
+// appeared after the client's lookup) and the client did not ask for
+// O_EXCL, the existing file is opened with the host checking the caller's
+// own fsuid and fsgid (strictPerms), as an open of an existing file must be
+// checked: the client never checked this one. The host then also clears
+// set-user-ID and set-group-ID on O_TRUNC as it would for the caller.
 func (f *FS) Create(ctx *fs.Context, parent fs.Inode, name []byte, mode, flags uint32, out *fs.Entry, open *fs.OpenOut) fs.Errno {
 	if e := checkNewName(name, syscall.EISDIR, syscall.EISDIR); e != 0 {
 		return e
@@ -134,25 +143,39 @@ func (f *FS) Create(ctx *fs.Context, parent fs.Inode, name []byte, mode, flags u
 	if e != 0 {
 		return e
 	}
-	if flags&unix.O_EXCL != 0 {
-		fl |= unix.O_EXCL
-	}
 	dir, e := f.getDir(parent)
 	if e != 0 {
 		return e
 	}
 	defer f.inodes.put(dir)
 	fd := -1
+	created := false
 	e = f.asCaller(ctx, func() error {
 		var e fs.Errno
-		fd, e = openBeneath(dir, name, fl|unix.O_CREAT|unix.O_NOFOLLOW, mode&07777)
-		if e != 0 {
+		fd, e = openBeneath(dir, name, fl|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW, mode&07777)
+		if e == 0 {
+			created = true
+			return nil
+		}
+		if e != syscall.EEXIST || flags&unix.O_EXCL != 0 {
+			return e
+		}
+		if err := f.strictPerms(ctx); err != nil {
+			return err
+		}
+		if fd, e = openBeneath(dir, name, fl|unix.O_CREAT|unix.O_NOFOLLOW, mode&07777); e != 0 {
 			return e
 		}
 		return nil
 	})
 	if e != 0 {
 		return e
+	}
+	if created {
+		if e := f.fixMode(ctx, fd, mode); e != 0 {
+			unix.Close(fd)
+			return e
+		}
 	}
 	return f.openedNew(fd, fl, out, open)
 }
@@ -209,6 +232,10 @@ func (f *FS) Tmpfile(ctx *fs.Context, parent fs.Inode, mode, flags uint32, out *
 		return err
 	})
 	if e != 0 {
+		return e
+	}
+	if e := f.fixMode(ctx, fd, mode); e != 0 {
+		unix.Close(fd)
 		return e
 	}
 	return f.openedNew(fd, fl, out, open)

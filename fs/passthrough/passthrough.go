@@ -38,6 +38,9 @@ type FS struct {
 
 	// creds switches a thread to a caller's identity. Immutable.
 	creds creds
+	// umask is the process umask when New ran, which the host applies to
+	// every inode the FS creates (see fixMode). Immutable.
+	umask uint32
 }
 
 var (
@@ -45,9 +48,9 @@ var (
 	_ fs.Mapper     = (*FS)(nil)
 )
 
-// New exports the directory root. It opens root O_PATH and /proc/self/fd,
-// and sets the process umask to 0 (see the package comment). Close the FS
-// to release its fds.
+// New exports the directory root. It opens root O_PATH and /proc/self/fd
+// and notes the process umask (see the package comment). Close the FS to
+// release its fds.
 func New(root string, opts Options) (*FS, error) {
 	switch opts.Cache {
 	case CacheAuto, CacheAlways, CacheNever:
@@ -74,16 +77,12 @@ func New(root string, opts Options) (*FS, error) {
 		unix.Close(rootFd)
 		return nil, fmt.Errorf("passthrough: open /proc/self/fd: %w; mount procfs (mount -t proc proc /proc)", err)
 	}
-	// The client kernel applied the caller's umask to every mode it sends
-	// (see the package comment); a non-zero daemon umask would apply a
-	// second, wrong one.
-	unix.Umask(0)
-
 	f := &FS{
 		opts:   opts,
 		gen:    uint64(time.Now().UnixNano()),
 		procFd: procFd,
 		creds:  probeCreds(os.Geteuid(), os.Getegid()),
+		umask:  processUmask(),
 	}
 	f.inodes.init()
 	f.handles.init()
