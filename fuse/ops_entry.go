@@ -96,7 +96,7 @@ func (s *Server) getattr(r *Request) int {
 	return s.attrReply(r, e)
 }
 
-func (s *Server) setattr(r *Request) int {
+func (s *Server) setattr(r *Request, ag *Agreement) int {
 	q := &r.req
 	var in abi.SetattrIn
 	if !in.Unmarshal(q.args) {
@@ -108,6 +108,16 @@ func (s *Server) setattr(r *Request) int {
 		Atime: in.Atime, Mtime: in.Mtime, Ctime: in.Ctime,
 		AtimeNsec: in.AtimeNsec, MtimeNsec: in.MtimeNsec, CtimeNsec: in.CtimeNsec,
 		Mode: in.Mode, Uid: in.UID, Gid: in.GID,
+	}
+	if ag.Flags&abi.InitHandleKillprivV2 != 0 && in.Valid&^(abi.FattrFh|abi.FattrLockOwner|abi.FattrCtime) == 0 {
+		// A SETATTR that changes nothing is how the kernel passes on
+		// notify_change(ATTR_KILL_SUID|ATTR_KILL_SGID) with
+		// HANDLE_KILLPRIV_V2 (fuse_setattr drops ATTR_MODE, expecting the
+		// server to kill on its next write): it comes from
+		// file_remove_privs before a FUSE passthrough write, which never
+		// reaches the server, and from chown(-1, -1). The client checked
+		// that the caller lacks CAP_FSETID: kill as a write would.
+		q.setattr.Valid |= fs.SetKillSuidGid
 	}
 	q.attr = fs.AttrOut{}
 	return s.attrReply(r, s.fs.SetAttr(&q.ctx, s.inode(r), &q.setattr, &q.attr))

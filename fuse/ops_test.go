@@ -449,3 +449,31 @@ func TestCreateSuppGroup(t *testing.T) {
 		}
 	}
 }
+
+// TestSetattrNothingKills: with HANDLE_KILLPRIV_V2 a SETATTR that changes
+// nothing is the kernel's ATTR_KILL_SUID|ATTR_KILL_SGID (file_remove_privs
+// before a FUSE passthrough write, chown(-1, -1)); the engine asks the
+// filesystem to kill. Any real change, or no KILLPRIV_V2, passes through
+// as sent.
+func TestSetattrNothingKills(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		opts   Options
+		valid  abi.SetattrValid
+		killed bool
+	}{
+		{"nothing", Options{}, 0, true},
+		{"handle only", Options{}, abi.FattrFh, true},
+		{"ctime (writeback)", Options{}, abi.FattrCtime | abi.FattrFh, true},
+		{"mode", Options{}, abi.FattrMode, false},
+		{"times", Options{}, abi.FattrAtimeNow | abi.FattrMtimeNow, false},
+		{"nothing without KILLPRIV_V2", Options{NoKillPrivV2: true}, 0, false},
+	} {
+		h := newHarness(t, c.opts)
+		h.ok(mkReq(abi.OpSetattr, 10, 5, enc(&abi.SetattrIn{Valid: c.valid}, abi.SetattrInSize)))
+		got := h.fs.last().flags&fs.SetKillSuidGid != 0
+		if got != c.killed {
+			t.Errorf("%s: kill asked %v, want %v", c.name, got, c.killed)
+		}
+	}
+}

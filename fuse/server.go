@@ -246,7 +246,7 @@ func (s *Server) dispatch(r *Request, ag *Agreement) int {
 	case abi.OpGetattr:
 		return s.getattr(r)
 	case abi.OpSetattr:
-		return s.setattr(r)
+		return s.setattr(r, ag)
 	case abi.OpReadlink:
 		return s.readlink(r)
 	case abi.OpSymlink:

@@ -99,7 +99,10 @@
 // and sgid on its writes. When asked (fs.WriteKillSuidGid, fs.SetKillSuidGid,
 // fs.OpenKillSuidGid) the FS clears S_ISUID, and S_ISGID if the file is
 // group-executable, before the write or truncate. chown clears them on the
-// host regardless of capabilities.
+// host regardless of capabilities. Writes through a FUSE passthrough file
+// never reach the daemon: the client's kernel then sends a SETATTR that
+// changes nothing before the write, which the fuse engine turns into
+// fs.SetKillSuidGid (see fuse's setattr).
 //
 // # Locks
 //

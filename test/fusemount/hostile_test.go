@@ -1,0 +1,89 @@
+package fusemount
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// asNobody runs the shell script as uid/gid 65534 with no supplementary
+// groups, in dir, and returns its combined output.
+func asNobody(t *testing.T, dir, script string) (string, error) {
+	t.Helper()
+	cmd := exec.Command("/bin/sh", "-c", script)
+	cmd.Dir = dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{}}}
+	out, err := cmd.CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
+// TestHostileUser is the FUSE part of issue 9's hostile-local-user suite:
+// on a mount with --allow-other, uid 65534 can neither make a set-user-ID
+// file owned by root nor keep a set-user-ID or set-group-ID bit by
+// writing, truncating or opening with O_TRUNC — with FUSE passthrough
+// (the kernel writes the backing file itself) and without it.
+func TestHostileUser(t *testing.T) {
+	bin := requirements(t)
+	for _, d := range []struct{ name, flags string }{
+		{"passthrough", "--passthrough=true"},
+		{"passthrough=off", "--passthrough=false"},
+	} {
+		t.Run(d.name, func(t *testing.T) {
+			m := startMount(t, bin, d.flags)
+			pub := filepath.Join(m.mnt, "pub")
+			if err := os.Mkdir(pub, 0o777); err != nil {
+				t.Fatal(err)
+			}
+			os.Chmod(pub, 0o1777)
+			back := filepath.Join(m.export, "pub")
+			// Root's set-ID files that everyone may write.
+			for name, mode := range map[string]uint32{"suid": 0o4777, "sgid": 0o2777, "both": 0o6777, "trunc": 0o4777, "otrunc": 0o6777} {
+				p := filepath.Join(pub, name)
+				if err := os.WriteFile(p, []byte("root's program"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				if err := unix.Chmod(p, mode); err != nil {
+					t.Fatal(err)
+				}
+			}
+			script := `
+echo appended >> suid; echo appended >> sgid; echo appended >> both
+truncate -s 1 trunc
+: > otrunc
+umask 0; echo '#!/bin/sh' > mine; chmod 4755 mine
+chown 0 mine 2>/dev/null && echo chown-to-root-succeeded
+chmod 4755 root 2>/dev/null && echo chmod-of-root-file-succeeded
+exit 0`
+			if err := os.WriteFile(filepath.Join(pub, "root"), []byte("x"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			out, err := asNobody(t, pub, script)
+			if err != nil || out != "" {
+				t.Errorf("as uid 65534: %v, output %q", err, out)
+			}
+			for name, want := range map[string]uint32{"suid": 0o777, "sgid": 0o777, "both": 0o777, "trunc": 0o777, "otrunc": 0o777, "mine": 0o4755, "root": 0o755} {
+				for _, side := range []string{pub, back} {
+					var st unix.Stat_t
+					if err := unix.Lstat(filepath.Join(side, name), &st); err != nil {
+						t.Errorf("%s: %v", name, err)
+						continue
+					}
+					if st.Mode&07777 != want {
+						t.Errorf("%s (%s): mode %04o after uid 65534's turn, want %04o", name, side, st.Mode&07777, want)
+					}
+					if name == "mine" && st.Uid != 65534 {
+						t.Errorf("%s (%s): uid 65534's file is owned by %d", name, side, st.Uid)
+					}
+					if name != "mine" && st.Uid != 0 {
+						t.Errorf("%s (%s): root's file is owned by %d now", name, side, st.Uid)
+					}
+				}
+			}
+		})
+	}
+}
