@@ -58,6 +58,12 @@ func (s *Server) wantFlags() abi.InitFlags {
 	if !o.NoKillPrivV2 {
 		f |= abi.InitHandleKillprivV2
 	}
+	if o.PosixACL {
+		f |= abi.InitPosixACL
+	}
+	if o.NoReaddirplus {
+		f &^= abi.InitDoReaddirplus | abi.InitReaddirplusAuto
+	}
 	if o.Locks {
 		f |= abi.InitPosixLocks | abi.InitFlockLocks
 	}

@@ -40,6 +40,13 @@ type Options struct {
 	// write (see FINDINGS.md); leave it false when the filesystem honours
 	// WriteKillSuidGid, SetKillSuidGid and OpenKillSuidGid.
 	NoKillPrivV2 bool
+	// PosixACL offers POSIX_ACL: the client enforces the POSIX ACLs it
+	// reads through GETXATTR system.posix_acl_*, and sends them with
+	// SETXATTR (the filesystem must store them as the host does).
+	PosixACL bool
+	// NoReaddirplus withholds READDIRPLUS: the client lists with READDIR
+	// and looks names up one by one.
+	NoReaddirplus bool
 
 	// SpliceRead, SpliceWrite and SpliceMove say the transport splices
 	// requests from, replies to, or moves pages to /dev/fuse.

@@ -51,6 +51,9 @@ func runMount(args []string) error {
 	fsname := fl.String("fsname", "fastfs", "source name shown in /proc/mounts and df")
 	debug := fl.Bool("debug", false, "log every request and reply to stderr (slow)")
 	useUring := fl.Bool("uring", false, "serve FUSE over io_uring (Linux 6.14+): one ring per CPU, one system call per batch of requests; turns the fuse module's enable_uring parameter on if needed (root)")
+	readOnly := fl.Bool("read-only", false, "refuse every change with EROFS")
+	var policy fsPolicy
+	policy.addFlags(fl)
 	obs := addObserveFlags(fl)
 	fl.Usage = func() {
 		fmt.Fprint(fl.Output(), mountUsage)
@@ -103,11 +106,18 @@ func runMount(args []string) error {
 		return fmt.Errorf("--fsname %q: must not contain a comma, space or NUL", *fsname)
 	}
 
-	fsys, err := passthrough.New(*source, passthrough.Options{Cache: cm, Xattr: *xattr, Passthrough: usePass})
+	if err := policy.check(); err != nil {
+		return err
+	}
+	pfs, err := passthrough.New(*source, passthrough.Options{Cache: cm, Xattr: *xattr, Passthrough: usePass, ReadOnly: *readOnly})
 	if err != nil {
 		return err
 	}
-	defer fsys.Close()
+	defer pfs.Close()
+	fsys, err := policy.wrap(pfs, *xattr)
+	if err != nil {
+		return err
+	}
 	if err := obs.start(); err != nil {
 		return err
 	}

@@ -52,6 +52,7 @@ type p9Config struct {
 	fsOpts        passthrough.Options
 	srvOpts       p9.Options
 	drain         time.Duration
+	policy        fsPolicy
 }
 
 func runP9(args []string) error {
@@ -67,6 +68,8 @@ func runP9(args []string) error {
 	readOnly := fl.Bool("read-only", false, "refuse every change with EROFS")
 	drain := fl.Duration("drain", 10*time.Second, "on SIGINT/SIGTERM, how long to let running requests finish before closing connections")
 	debug := fl.Bool("debug", false, "log every request and its reply to stderr (slow)")
+	var policy fsPolicy
+	policy.addFlags(fl)
 	fl.Usage = func() {
 		fmt.Fprint(fl.Output(), p9Usage)
 		fl.PrintDefaults()
@@ -107,7 +110,11 @@ func runP9(args []string) error {
 		fsOpts: passthrough.Options{Cache: cm, Xattr: *xattr, ReadOnly: *readOnly},
 		srvOpts: p9.Options{MaxMsize: uint32(*msize), MaxConns: *maxConns, MaxFids: *maxFids,
 			MaxRequests: *maxReqs},
-		drain: *drain,
+		drain:  *drain,
+		policy: policy,
+	}
+	if err := policy.check(); err != nil {
+		return err
 	}
 	if *debug {
 		cfg.srvOpts.Debug = log.New(os.Stderr, "", log.Lmicroseconds).Printf
@@ -185,11 +192,15 @@ func listenP9(network, addr string) (net.Listener, error) {
 // serveP9 serves cfg until ctx ends, then drains. ready, if not nil,
 // receives the listener's address once it accepts.
 func serveP9(ctx context.Context, cfg p9Config, ready chan<- net.Addr) error {
-	fsys, err := passthrough.New(cfg.dir, cfg.fsOpts)
+	pfs, err := passthrough.New(cfg.dir, cfg.fsOpts)
 	if err != nil {
 		return err
 	}
-	defer fsys.Close()
+	defer pfs.Close()
+	fsys, err := cfg.policy.wrap(pfs, cfg.fsOpts.Xattr)
+	if err != nil {
+		return err
+	}
 	l, err := listenP9(cfg.network, cfg.addr)
 	if err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"github.com/fastfsd/fastfsd/internal/stats"
 	"io"
 	"log/slog"
+	"log/syslog"
 	"net"
 	"os"
 	"os/signal"
@@ -21,6 +22,7 @@ import (
 	"github.com/fastfsd/fastfsd/dataplane"
 	"github.com/fastfsd/fastfsd/dataplane/virtiofs"
 	"github.com/fastfsd/fastfsd/fs/passthrough"
+	"github.com/fastfsd/fastfsd/fs/xattrmap"
 	"github.com/fastfsd/fastfsd/fuse"
 	"github.com/fastfsd/fastfsd/vhostuser"
 )
@@ -60,6 +62,23 @@ flags:
                             virtiofsd): all requests run on the queue's worker thread
   --xattr / --no-xattr      serve extended attributes (default on; virtiofsd's is off, but
                             with KILLPRIV_V2 xattrs cost no extra round trip per write)
+  --xattrmap RULES          xattr name mapping, virtiofsd's rule language (also -o xattrmap=);
+                            "none" maps nothing. Default (no client sets an xattr the host acts on):
+{{XATTRMAP}}
+                            i.e. trusted.* and security.* are stored as user.virtiofs.<name> and
+                            read back under their own names; the host's own stay hidden
+  --translate-uid SPEC      translate UIDs guest<->host (repeatable): map:G:H:N, guest:G:H:N,
+                            host:H:G:N, squash-guest:G:H:N, squash-host:H:G:N, forbid-guest:G:N
+  --translate-gid SPEC      the same for GIDs
+  --uid-map :NS:HOST:N:     virtiofsd's user-namespace map, served as --translate-uid map:NS:HOST:N
+  --gid-map :NS:HOST:N:     the same for GIDs
+  --readonly                refuse every change with EROFS
+  --posix-acl               offer POSIX ACLs (FUSE_POSIX_ACL; implies --xattr; not with uid/gid translation)
+  --no-readdirplus          list directories with READDIR only
+  --allow-direct-io         honour the guest's O_DIRECT on host files
+  --rlimit-nofile N         set RLIMIT_NOFILE to N (0: leave it)
+  --syslog                  log to syslog instead of stderr
+  -V, --version             print the version and exit
   --writeback               client write-back cache
   --posix-lock              serve POSIX and flock locks
   --no-killpriv-v2          do not offer HANDLE_KILLPRIV_V2
@@ -77,8 +96,13 @@ flags:
   --print-capabilities      print the vhost-user back-end capabilities (JSON) and exit
   -o OPT[,OPT…]             virtiofsd options: source, cache, xattr, no_xattr, writeback,
                             no_writeback, posix_lock, no_posix_lock, flock, no_flock,
-                            killpriv_v2, no_killpriv_v2, log_level, sandbox, debug
+                            killpriv_v2, no_killpriv_v2, log_level, sandbox, debug, xattrmap,
+                            readdirplus, no_readdirplus, allow_direct_io, no_allow_direct_io,
+                            posix_acl, no_posix_acl, no_security_label
   -d                        debug logging (as -o debug)
+
+Every virtiofsd flag fastfsd does not implement is refused by name; see
+docs/virtiofsd-flags.md for the whole table.
 `
 
 // capabilities is what --print-capabilities prints: the vhost-user back-end
@@ -87,51 +111,83 @@ flags:
 const capabilities = "{\n  \"type\": \"fs\"\n}\n"
 
 type virtiofsConfig struct {
-	socketPath  string
-	fd          int
-	socketGroup string
-	dir         string
-	tag         string
-	cache       passthrough.CacheMode
-	queues      int
-	xattr       bool
-	writeback   bool
-	locks       bool
-	noKillpriv  bool
-	cpus        []int
-	cpusAuto    bool
-	helpers     int
-	busyPoll    time.Duration
-	dax         bool   // --dax, -o dax (virtiofs_dax.go)
-	cacheSize   uint64 // --cache-size; 0: virtiofs.DefaultCacheSize
-	keep        bool
-	level       slog.Level
-	printCaps   bool
-	help        bool
-	observe     observeFlags // --metrics, --pprof
+	socketPath    string
+	fd            int
+	socketGroup   string
+	dir           string
+	tag           string
+	cache         passthrough.CacheMode
+	queues        int
+	xattr         bool
+	writeback     bool
+	locks         bool
+	noKillpriv    bool
+	cpus          []int
+	cpusAuto      bool
+	helpers       int
+	busyPoll      time.Duration
+	dax           bool   // --dax, -o dax (virtiofs_dax.go)
+	cacheSize     uint64 // --cache-size; 0: virtiofs.DefaultCacheSize
+	keep          bool
+	level         slog.Level
+	printCaps     bool
+	help          bool
+	version       bool
+	policy        fsPolicy     // --xattrmap, --translate-uid/gid, --uid-map/--gid-map, --posix-acl
+	readOnly      bool         // --readonly
+	directIO      bool         // --allow-direct-io
+	noReaddirplus bool         // --no-readdirplus
+	syslog        bool         // --syslog
+	rlimitNofile  uint64       // --rlimit-nofile; 0: unchanged
+	noops         []string     // no-op flags given, with why (logged at debug level)
+	observe       observeFlags // --metrics, --pprof
 }
 
-// harmless are virtiofsd flags (C and Rust) we accept and ignore, with a
-// warning; the value says whether the flag takes an argument.
-var harmless = map[string]bool{
-	"f": false, "foreground": false, "syslog": false, "daemonize": false,
-	"rlimit-nofile": true, "seccomp": true, "modcaps": true, "xattrmap": true,
-	"announce-submounts": false, "inode-file-handles": true, "allow-direct-io": false,
-	"killpriv-v2": false, "security-label": false, "posix-acl": false,
-	"readdirplus": false, "no-readdirplus": false, "preserve-noatime": false,
-	"allow-mmap": false, "no-announce-submounts": false, "migration-mode": true,
-	"migration-on-error": true, "migration-verify-handles": false,
-	"migration-confirm-paths": false, "translate-uid": true, "translate-gid": true,
-	"uid-map": true, "gid-map": true, "V": false, "version": false,
+// pendingFlags are confinement flags whose implementation is in progress
+// elsewhere (sandbox, seccomp, capabilities, file handles): accepted with a
+// warning until then. Every other virtiofsd flag either works or is
+// refused by name (refusedFlags); docs/virtiofsd-flags.md lists them all.
+var pendingFlags = map[string]bool{"seccomp": true, "modcaps": true, "inode-file-handles": true}
+
+// noopFlags are virtiofsd flags asking for what fastfsd always does; the
+// value says why (logged at debug level, and in docs/virtiofsd-flags.md).
+var noopFlags = map[string]string{
+	"f":                     "fastfsd always runs in the foreground",
+	"foreground":            "fastfsd always runs in the foreground",
+	"killpriv-v2":           "HANDLE_KILLPRIV_V2 is offered by default (--no-killpriv-v2 withholds it)",
+	"readdirplus":           "READDIRPLUS is on by default (--no-readdirplus turns it off)",
+	"allow-mmap":            "DIRECT_IO_ALLOW_MMAP is always offered: files opened with direct I/O (cache=never) can be mmap'd",
+	"preserve-noatime":      "O_NOATIME is always passed through: fastfsd keeps CAP_FOWNER, so it cannot fail with EPERM as in virtiofsd",
+	"no-announce-submounts": "submounts are not announced (the default)",
 }
 
-// harmlessOpts are -o options accepted with a warning.
-var harmlessOpts = map[string]bool{
-	"timeout": true, "max_idle_threads": true, "xattrmap": true, "modcaps": true,
-	"readdirplus": true, "no_readdirplus": true, "allow_direct_io": true,
-	"no_allow_direct_io": true, "announce_submounts": true, "posix_acl": true,
-	"no_posix_acl": true, "security_label": true, "no_security_label": true,
-	"allow_root": true,
+// refusal says why a virtiofsd flag is refused, and whether it takes a
+// value (only to word the error).
+type refusal struct {
+	value bool
+	why   string
+}
+
+const noMigration = "not implemented: fastfsd does not support vhost-user migration (--print-capabilities offers none)"
+
+// refusedFlags are virtiofsd flags fastfsd does not implement.
+var refusedFlags = map[string]refusal{
+	"daemonize":                {false, "fastfsd does not daemonize itself; run it under your service manager (it stays in the foreground)"},
+	"announce-submounts":       {false, "not implemented: fastfsd reports host inode numbers without a device number per submount; export one filesystem per daemon"},
+	"security-label":           {false, "not implemented: fastfsd does not negotiate FUSE_SECURITY_CTX; labels a guest sets with setxattr are kept as user.virtiofs.security.* by the default --xattrmap"},
+	"migration-mode":           {true, noMigration},
+	"migration-on-error":       {true, noMigration},
+	"migration-verify-handles": {false, noMigration},
+	"migration-confirm-paths":  {false, noMigration},
+}
+
+// refusedOpts are -o options fastfsd does not implement.
+var refusedOpts = map[string]string{
+	"timeout":            "not implemented: cache timeouts follow --cache (auto 1 s, always 1 day, never 0)",
+	"max_idle_threads":   "not implemented: helpers per queue are set with --thread-pool-size",
+	"allow_root":         "not applicable: a VMM, not local users, is the only client of a vhost-user device",
+	"announce_submounts": refusedFlags["announce-submounts"].why,
+	"security_label":     refusedFlags["security-label"].why,
 }
 
 func parseLevel(s string) (slog.Level, error) {
@@ -194,10 +250,28 @@ func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
 			if v != "none" {
 				warns = append(warns, fmt.Sprintf("-o sandbox=%s: no sandbox is set up; the shared directory is contained by openat2(RESOLVE_IN_ROOT)", v))
 			}
+		case "modcaps":
+			warns = append(warns, fmt.Sprintf("-o %s: ignored", o))
+		case "xattrmap":
+			if err := c.policy.setXattrmap(v); err != nil {
+				return fmt.Errorf("-o xattrmap: %w", err)
+			}
+		case "readdirplus":
+			c.noReaddirplus = false
+		case "no_readdirplus":
+			c.noReaddirplus = true
+		case "allow_direct_io":
+			c.directIO = true
+		case "no_allow_direct_io":
+			c.directIO = false
+		case "posix_acl":
+			c.policy.posixACL, c.xattr = true, true
+		case "no_posix_acl":
+			c.policy.posixACL = false
+		case "no_security_label":
 		default:
-			if harmlessOpts[k] {
-				warns = append(warns, fmt.Sprintf("-o %s: ignored", o))
-				return nil
+			if why, ok := refusedOpts[k]; ok {
+				return fmt.Errorf("-o %s: %s", o, why)
 			}
 			_ = hasV
 			return fmt.Errorf("-o %s: unknown option (see fastfsd virtiofs --help)", o)
@@ -357,12 +431,56 @@ func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
 					}
 				}
 			}
-		default:
-			takes, ok := harmless[name]
-			if !ok {
-				return nil, nil, fmt.Errorf("unknown flag %s (see fastfsd virtiofs --help)", a)
+		case "xattrmap":
+			if v, err = value(); err == nil {
+				err = c.policy.setXattrmap(v)
 			}
-			if takes && !hasVal {
+		case "translate-uid", "translate-gid":
+			if v, err = value(); err == nil {
+				err = c.policy.addTranslate(name[len("translate-"):], v)
+			}
+		case "uid-map", "gid-map":
+			if v, err = value(); err == nil {
+				err = c.policy.addNamespaceMap(name[:3], v)
+			}
+		case "readonly":
+			err = noValue()
+			c.readOnly = true
+		case "posix-acl":
+			err = noValue()
+			c.policy.posixACL, c.xattr = true, true // implies --xattr, as in virtiofsd
+		case "no-readdirplus":
+			err = noValue()
+			c.noReaddirplus = true
+		case "allow-direct-io":
+			err = noValue()
+			c.directIO = true
+		case "syslog":
+			err = noValue()
+			c.syslog = true
+		case "rlimit-nofile":
+			if v, err = value(); err == nil {
+				c.rlimitNofile, err = strconv.ParseUint(v, 10, 64)
+				if err != nil {
+					err = fmt.Errorf("--rlimit-nofile %q: want a number of file descriptors (0: leave the limit)", v)
+				}
+			}
+		case "V", "version":
+			err = noValue()
+			c.version = true
+		default:
+			if why, ok := noopFlags[name]; ok {
+				err = noValue()
+				c.noops = append(c.noops, a+": "+why)
+				break
+			}
+			if r, ok := refusedFlags[name]; ok {
+				return nil, nil, fmt.Errorf("%s: %s", a, r.why)
+			}
+			if !pendingFlags[name] {
+				return nil, nil, fmt.Errorf("unknown flag %s (see fastfsd virtiofs --help and docs/virtiofsd-flags.md)", a)
+			}
+			if !hasVal {
 				if _, err = value(); err != nil {
 					break
 				}
@@ -373,8 +491,11 @@ func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
 			return nil, nil, err
 		}
 	}
-	if c.help || c.printCaps {
+	if c.help || c.printCaps || c.version {
 		return c, warns, nil
+	}
+	if err := c.policy.check(); err != nil {
+		return nil, nil, err
 	}
 	if c.dir == "" {
 		return nil, nil, errors.New("no shared directory: pass --shared-dir DIR (or -o source=DIR)")
@@ -401,22 +522,48 @@ func runVirtiofs(args []string) error {
 		return err
 	}
 	if c.help {
-		fmt.Fprint(os.Stderr, virtiofsUsage)
+		fmt.Fprint(os.Stderr, strings.Replace(virtiofsUsage, "{{XATTRMAP}}", indentRules(xattrmap.MustParse(xattrmap.Default).String(), strings.Repeat(" ", 28)), 1))
 		return nil
 	}
 	if c.printCaps {
 		_, err := io.WriteString(os.Stdout, capabilities)
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: c.level}))
+	if c.version {
+		_, err := fmt.Fprintf(os.Stdout, "fastfsd virtiofs (virtiofsd-compatible) %s\n", buildVersion())
+		return err
+	}
+	var logOut io.Writer = os.Stderr
+	if c.syslog {
+		w, err := syslog.New(syslog.LOG_DAEMON|syslog.LOG_INFO, "fastfsd")
+		if err != nil {
+			return fmt.Errorf("--syslog: %w; is a syslog daemon listening on /dev/log?", err)
+		}
+		defer w.Close()
+		logOut = w
+	}
+	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: c.level}))
 	for _, w := range warns {
 		log.Warn("virtiofs: " + w)
 	}
-	fsys, err := passthrough.New(c.dir, passthrough.Options{Cache: c.cache, Xattr: c.xattr})
+	for _, n := range c.noops {
+		log.Debug("virtiofs: " + n)
+	}
+	if c.rlimitNofile != 0 {
+		lim := syscall.Rlimit{Cur: c.rlimitNofile, Max: c.rlimitNofile}
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+			return fmt.Errorf("--rlimit-nofile %d: %w (above the hard limit needs CAP_SYS_RESOURCE; see /proc/sys/fs/nr_open)", c.rlimitNofile, err)
+		}
+	}
+	pfs, err := passthrough.New(c.dir, passthrough.Options{Cache: c.cache, Xattr: c.xattr, ReadOnly: c.readOnly, DirectIO: c.directIO})
 	if err != nil {
 		return fmt.Errorf("%w; check --shared-dir", err)
 	}
-	defer fsys.Close()
+	defer pfs.Close()
+	fsys, err := c.policy.wrap(pfs, c.xattr)
+	if err != nil {
+		return err
+	}
 	if c.cpusAuto {
 		topo, err := dataplane.ReadTopology()
 		if err != nil {
@@ -433,7 +580,8 @@ func runVirtiofs(args []string) error {
 	}
 	dev, err := virtiofs.New(fsys, virtiofs.Options{
 		Tag: c.tag, RequestQueues: c.queues, CPUs: c.cpus, BusyPoll: c.busyPoll, Helpers: c.helpers, Log: log,
-		Fuse:  fuse.Options{Writeback: c.writeback, Locks: c.locks, NoKillPrivV2: c.noKillpriv},
+		Fuse: fuse.Options{Writeback: c.writeback, Locks: c.locks, NoKillPrivV2: c.noKillpriv,
+			PosixACL: c.policy.posixACL, NoReaddirplus: c.noReaddirplus},
 		Stats: set,
 	})
 	if err != nil {

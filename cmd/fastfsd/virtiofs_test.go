@@ -34,8 +34,44 @@ func TestParseVirtiofsArgs(t *testing.T) {
 		{args: "--socket-path=/s --shared-dir=/d --cache never --tag myfs --num-request-queues 4 --log-level debug", check: func(c *virtiofsConfig) bool {
 			return c.cache == passthrough.CacheNever && c.tag == "myfs" && c.queues == 4 && c.level == slog.LevelDebug
 		}},
-		{args: "--socket-path=/s --shared-dir=/d --sandbox none --seccomp none --announce-submounts -f --syslog", warns: 4},
-		{args: "--socket-path=/s --shared-dir=/d -o sandbox=chroot,timeout=5", warns: 2},
+		{args: "--socket-path=/s --shared-dir=/d --sandbox none --seccomp none -f --syslog --preserve-noatime --allow-mmap", warns: 1, check: func(c *virtiofsConfig) bool {
+			return c.syslog && len(c.noops) == 3
+		}},
+		{args: "--socket-path=/s --shared-dir=/d -o sandbox=chroot", warns: 1},
+		// Refused by name, with the reason.
+		{args: "--socket-path=/s --shared-dir=/d --announce-submounts", err: "--announce-submounts: not implemented"},
+		{args: "--socket-path=/s --shared-dir=/d --security-label", err: "FUSE_SECURITY_CTX"},
+		{args: "--socket-path=/s --shared-dir=/d --migration-mode=find-paths", err: "migration"},
+		{args: "--socket-path=/s --shared-dir=/d --daemonize", err: "does not daemonize"},
+		{args: "--socket-path=/s --shared-dir=/d -o timeout=5", err: "-o timeout=5: not implemented"},
+		{args: "--socket-path=/s --shared-dir=/d -o allow_root", err: "allow_root"},
+		{args: "--socket-path=/s --shared-dir=/d --readonly --allow-direct-io --no-readdirplus --rlimit-nofile 4096", check: func(c *virtiofsConfig) bool {
+			return c.readOnly && c.directIO && c.noReaddirplus && c.rlimitNofile == 4096
+		}},
+		{args: "--socket-path=/s --shared-dir=/d -o allow_direct_io,no_readdirplus,posix_acl,no_xattr", check: func(c *virtiofsConfig) bool {
+			return c.directIO && c.noReaddirplus && c.policy.posixACL && !c.xattr
+		}},
+		{args: "--socket-path=/s --shared-dir=/d --no-xattr --posix-acl", check: func(c *virtiofsConfig) bool {
+			return c.policy.posixACL && c.xattr // implies --xattr
+		}},
+		{args: "--socket-path=/s --shared-dir=/d --xattrmap=:map::user.virtiofs.:", check: func(c *virtiofsConfig) bool {
+			return c.policy.xattrmapSet && c.policy.xattrmap == ":map::user.virtiofs.:"
+		}},
+		{args: "--socket-path=/s --shared-dir=/d -o xattrmap=/ok/all///", check: func(c *virtiofsConfig) bool {
+			return c.policy.xattrmap == "/ok/all///"
+		}},
+		{args: "--socket-path=/s --shared-dir=/d --xattrmap none", check: func(c *virtiofsConfig) bool { return c.policy.xattrmap == "none" }},
+		{args: "--socket-path=/s --shared-dir=/d --xattrmap :prefix:all:a", err: "xattrmap: rule 1"},
+		{args: "--socket-path=/s --shared-dir=/d --xattrmap=:ok:all::: --xattrmap=:ok:all:::", err: "given twice"},
+		{args: "--socket-path=/s --shared-dir=/d --translate-uid map:0:100000:65536 --translate-uid=forbid-guest:65536:10 --translate-gid squash-guest:0:100:4294967295 --uid-map=:70000:5000:1:", check: func(c *virtiofsConfig) bool {
+			return len(c.policy.uids) == 3 && len(c.policy.gids) == 1
+		}},
+		{args: "--socket-path=/s --shared-dir=/d --translate-uid map:0:1", err: "--translate-uid translation"},
+		{args: "--socket-path=/s --shared-dir=/d --gid-map 0:1:1", err: "--gid-map id map"},
+		{args: "--socket-path=/s --shared-dir=/d --translate-uid map:0:1000:10 --translate-uid guest:5:0:1", err: "overlaps"},
+		{args: "--socket-path=/s --shared-dir=/d --translate-uid map:0:1000:10 --posix-acl", err: "--posix-acl cannot be combined"},
+		{args: "--socket-path=/s --shared-dir=/d --rlimit-nofile lots", err: "--rlimit-nofile"},
+		{args: "-V", check: func(c *virtiofsConfig) bool { return c.version }},
 		{args: "--socket-path=/s --shared-dir=/d --cpus 0,1 --busy-poll 50us --keep-listening", check: func(c *virtiofsConfig) bool {
 			return len(c.cpus) == 2 && c.busyPoll.Microseconds() == 50 && c.keep
 		}},

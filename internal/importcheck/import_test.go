@@ -34,6 +34,8 @@ var rules = []rule{
 	{"internal/stats", []string{mod}, "hot-path counters are a leaf"},
 	{"internal/sys", []string{mod}, "raw syscalls are a leaf"},
 	{"fs/passthrough", []string{mod + "fuse", mod + "p9", mod + "ring", mod + "dataplane", mod + "vhostuser"}, "backends serve any door"},
+	{"fs/idmap", []string{mod + "fuse", mod + "p9", mod + "ring", mod + "dataplane", mod + "vhostuser", mod + "fs/passthrough", "golang.org/x/sys/unix"}, "wrappers over fs.FileSystem serve any door and any backend"},
+	{"fs/xattrmap", []string{mod + "fuse", mod + "p9", mod + "ring", mod + "dataplane", mod + "vhostuser", mod + "fs/passthrough", "golang.org/x/sys/unix"}, "wrappers over fs.FileSystem serve any door and any backend"},
 }
 
 type listed struct {

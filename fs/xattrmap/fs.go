@@ -1,0 +1,171 @@
+package xattrmap
+
+import (
+	"sync"
+	"syscall"
+
+	"github.com/fastfsd/fastfsd/fs"
+)
+
+// FS serves an inner filesystem with its xattr names translated by a Map.
+// Every other method is the inner filesystem's own (promoted through the
+// embedded interface). Use Wrap, which keeps the inner filesystem's
+// optional interfaces (fs.Mapper) visible.
+type FS struct {
+	fs.FileSystem
+	m *Map
+	// capName is m.CapabilityName() as bytes, nil if security.capability
+	// is stored unchanged (the host kernel then clears it itself).
+	capName []byte
+}
+
+// mapperFS is FS over an inner filesystem that implements fs.Mapper: the
+// DAX window type-asserts for it.
+type mapperFS struct {
+	*FS
+	fs.Mapper
+}
+
+// Wrap returns inner with m applied to every xattr name. The result
+// implements fs.Mapper exactly when inner does.
+func Wrap(inner fs.FileSystem, m *Map) fs.FileSystem {
+	w := &FS{FileSystem: inner, m: m}
+	if m.capName != "" {
+		w.capName = []byte(m.capName)
+	}
+	if mp, ok := inner.(fs.Mapper); ok {
+		return mapperFS{w, mp}
+	}
+	return w
+}
+
+// nameBufs holds scratch space for mapped names: the longest prepend
+// (maxField) plus the longest name. Pooled so that xattr requests allocate
+// nothing; a buffer never leaves the call that took it.
+var nameBufs = sync.Pool{New: func() any { return new([2*maxField + 1]byte) }}
+
+// listBufs holds a whole host name list (XATTR_LIST_MAX).
+const listMax = 1 << 16
+
+var listBufs = sync.Pool{New: func() any { return new([listMax]byte) }}
+
+// SetXattr stores value under name's host name.
+func (w *FS) SetXattr(ctx *fs.Context, ino fs.Inode, name, value []byte, flags uint32) fs.Errno {
+	buf := nameBufs.Get().(*[2*maxField + 1]byte)
+	defer nameBufs.Put(buf)
+	host, e := w.m.Client(name, buf[:0])
+	if e != 0 {
+		return e
+	}
+	return w.FileSystem.SetXattr(ctx, ino, host, value, flags)
+}
+
+// GetXattr reads name's host name.
+func (w *FS) GetXattr(ctx *fs.Context, ino fs.Inode, name []byte, dst []byte) (int, fs.Errno) {
+	buf := nameBufs.Get().(*[2*maxField + 1]byte)
+	defer nameBufs.Put(buf)
+	host, e := w.m.Client(name, buf[:0])
+	if e == syscall.EPERM || e == syscall.EOPNOTSUPP {
+		// A name the client may not use has no value it may see: report it
+		// absent (as virtiofsd does for bad rules on get), so that
+		// tools probing security.* or trusted.* do not fail.
+		if e == syscall.EPERM {
+			return 0, syscall.ENODATA
+		}
+		return 0, e
+	}
+	if e != 0 {
+		return 0, e
+	}
+	return w.FileSystem.GetXattr(ctx, ino, host, dst)
+}
+
+// RemoveXattr removes name's host name.
+func (w *FS) RemoveXattr(ctx *fs.Context, ino fs.Inode, name []byte) fs.Errno {
+	buf := nameBufs.Get().(*[2*maxField + 1]byte)
+	defer nameBufs.Put(buf)
+	host, e := w.m.Client(name, buf[:0])
+	if e != 0 {
+		return e
+	}
+	return w.FileSystem.RemoveXattr(ctx, ino, host)
+}
+
+// ListXattr lists the host names into a scratch buffer, maps each and
+// copies the client's view to dst (its size only, if dst is empty).
+func (w *FS) ListXattr(ctx *fs.Context, ino fs.Inode, dst []byte) (int, fs.Errno) {
+	lb := listBufs.Get().(*[listMax]byte)
+	defer listBufs.Put(lb)
+	n, e := w.FileSystem.ListXattr(ctx, ino, lb[:])
+	if e != 0 {
+		return 0, e
+	}
+	if n < 0 || n > len(lb) {
+		return 0, syscall.EIO
+	}
+	// Map in place: every shown name is a suffix of its host name, so the
+	// output never overtakes the input.
+	out := 0
+	list := lb[:n]
+	for len(list) > 0 {
+		end := 0
+		for end < len(list) && list[end] != 0 {
+			end++
+		}
+		name := list[:end]
+		if end < len(list) {
+			list = list[end+1:]
+		} else {
+			list = nil
+		}
+		if len(name) == 0 {
+			continue
+		}
+		shown, ok := w.m.Server(name)
+		if !ok {
+			continue
+		}
+		out += copy(lb[out:], shown)
+		lb[out] = 0
+		out++
+	}
+	if len(dst) == 0 {
+		return out, 0
+	}
+	if out > len(dst) {
+		return 0, syscall.ERANGE
+	}
+	return copy(dst, lb[:out]), 0
+}
+
+// Write clears the stored form of a client's security.capability when the
+// write must clear privileges (WriteKillSuidGid): the host kernel clears
+// only the real name, and the client would otherwise keep a file
+// capability across a write by a user who could not set it.
+func (w *FS) Write(ctx *fs.Context, ino fs.Inode, fh fs.Handle, off int64, src fs.Source, flags uint32) (uint32, fs.Errno) {
+	if w.capName != nil && flags&fs.WriteKillSuidGid != 0 {
+		w.dropCapability(ctx, ino)
+	}
+	return w.FileSystem.Write(ctx, ino, fh, off, src, flags)
+}
+
+// SetAttr clears the stored capability on the changes that clear it on the
+// host: a chown, or a truncate or mode change the client marks
+// SetKillSuidGid.
+func (w *FS) SetAttr(ctx *fs.Context, ino fs.Inode, in *fs.SetAttrIn, out *fs.AttrOut) fs.Errno {
+	if w.capName != nil && in.Valid&(fs.SetUid|fs.SetGid|fs.SetKillSuidGid) != 0 {
+		e := w.FileSystem.SetAttr(ctx, ino, in, out)
+		if e == 0 {
+			w.dropCapability(ctx, ino)
+		}
+		return e
+	}
+	return w.FileSystem.SetAttr(ctx, ino, in, out)
+}
+
+func (w *FS) dropCapability(ctx *fs.Context, ino fs.Inode) {
+	// ENODATA (no capability stored) is the common answer; any other
+	// failure leaves the attribute, which the client can then still read:
+	// nothing is gained by failing the write over it.
+	_ = w.FileSystem.RemoveXattr(ctx, ino, w.capName)
+}
