@@ -265,4 +265,10 @@ type InitInfo struct {
 	// DAX: the client maps file ranges (virtio-fs) and will send
 	// SETUPMAPPING / REMOVEMAPPING (see Mapper).
 	DAX bool
+	// Locks: the client sends POSIX and flock lock requests to the
+	// filesystem, and Flush's lock owner must drop that owner's locks.
+	// False, the client's kernel keeps locks itself: nothing at close(2)
+	// concerns the filesystem, which may then answer opens with
+	// OpenNoFlush and spare the client a FLUSH round trip per close.
+	Locks bool
 }

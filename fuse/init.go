@@ -189,6 +189,7 @@ func (s *Server) doInit(r *Request) int {
 		KillPrivV2:  flags&abi.InitHandleKillprivV2 != 0,
 		Passthrough: flags&abi.InitPassthrough != 0,
 		DAX:         flags&abi.InitMapAlignment != 0, // the kernel offers it only for a DAX mount
+		Locks:       flags&(abi.InitPosixLocks|abi.InitFlockLocks) != 0,
 	}
 	if e := s.fs.Init(&q.ctx, &info); e != 0 {
 		s.logAlways("INIT: filesystem Init failed: %v", e)

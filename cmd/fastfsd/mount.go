@@ -47,7 +47,8 @@ func runMount(args []string) error {
 	allowOther := fl.Bool("allow-other", false, "let users other than the mounting one access the mount (unprivileged: needs user_allow_other in /etc/fuse.conf)")
 	pass := fl.Bool("passthrough", true, "FUSE passthrough: the kernel reads and writes opened regular files directly (needs root and Linux 6.9+; not with --cache=never)")
 	spliceMode := fl.String("splice", "auto", "data path for READ and WRITE payloads that are not passed through: on (splice through pipes; READs under 32 KiB are copied), off (read/write with buffers), auto (on without --passthrough, where large payloads reach the server; off with it, where requests are mostly small)")
-	xattr := fl.Bool("xattr", true, "serve extended attributes (off: the client stops asking)")
+	xattr := fl.Bool("xattr", true, "serve extended attributes (off: the client stops asking, and stops asking for security.capability before the first write to each file)")
+	locks := fl.Bool("locks", true, "serve POSIX and flock locks on the host files, so that processes on the host see them; off, the kernel keeps the mount's locks itself (exact among the mount's users, unseen on the host) and close(2) costs no FLUSH round trip")
 	fsname := fl.String("fsname", "fastfs", "source name shown in /proc/mounts and df")
 	debug := fl.Bool("debug", false, "log every request and reply to stderr (slow)")
 	useUring := fl.Bool("uring", false, "serve FUSE over io_uring (Linux 6.14+): one ring per CPU, one system call per batch of requests; turns the fuse module's enable_uring parameter on if needed (root)")
@@ -147,7 +148,7 @@ func runMount(args []string) error {
 	if obs.enabled() {
 		opts.Stats = stats.Default.NewSet("fuse", func(op uint32) string { return abi.Opcode(op).String() })
 	}
-	eng := fuse.Options{Locks: true}
+	eng := fuse.Options{Locks: *locks}
 	serveErr := conn.Serve(ctx, fsys, eng, opts)
 	// Serve returns after the mount is gone (or it unmounted it on an
 	// error); make sure nothing is left before closing the fd, which

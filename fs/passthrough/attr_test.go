@@ -438,16 +438,21 @@ func TestOpenFlagsByOptions(t *testing.T) {
 		dirFlags      uint32
 		wantPassthru  bool
 		wantWriteback bool
+		// locks: the client sends lock requests, so closes must reach
+		// Flush; without them and without writeback, opens say NoFlush.
+		locks bool
 	}{
-		{Options{Cache: CacheNever}, false, fs.OpenDirectIO | fs.OpenParallelDirectWrites, 0, false, false},
-		{Options{Cache: CacheAuto}, true, 0, 0, false, false},
-		{Options{Cache: CacheAlways}, true, fs.OpenKeepCache, fs.OpenKeepCache | fs.OpenCacheDir, false, false},
-		{Options{Cache: CacheAuto, Passthrough: true}, true, fs.OpenPassthrough, 0, true, false},
-		{Options{Cache: CacheAuto}, true, 0, 0, false, true},
+		{Options{Cache: CacheNever}, false, fs.OpenDirectIO | fs.OpenParallelDirectWrites | fs.OpenNoFlush, 0, false, false, false},
+		{Options{Cache: CacheAuto}, true, fs.OpenNoFlush, 0, false, false, false},
+		{Options{Cache: CacheAuto}, true, 0, 0, false, false, true},
+		{Options{Cache: CacheAlways}, true, fs.OpenKeepCache | fs.OpenNoFlush, fs.OpenKeepCache | fs.OpenCacheDir, false, false, false},
+		{Options{Cache: CacheAuto, Passthrough: true}, true, fs.OpenPassthrough | fs.OpenNoFlush, 0, true, false, false},
+		{Options{Cache: CacheAuto, Passthrough: true}, true, fs.OpenPassthrough, 0, true, false, true},
+		{Options{Cache: CacheAuto}, true, 0, 0, false, true, false},
 	} {
 		t.Run(c.opts.Cache.String(), func(t *testing.T) {
 			f, dir := newTestFS(t, c.opts)
-			f.Init(rootCtx, &fs.InitInfo{Writeback: c.wantWriteback})
+			f.Init(rootCtx, &fs.InitInfo{Writeback: c.wantWriteback, Locks: c.locks})
 			writeFile(t, join(dir, "f"), "x", 0o644)
 			e := lookup(t, f, fs.RootInode, "f")
 			if (e.EntryTimeout > 0) != c.entryTimeout || (e.AttrTimeout > 0) != c.entryTimeout {
@@ -496,8 +501,8 @@ func TestOpenFlagsByOptions(t *testing.T) {
 			f.Release(rootCtx, e.Ino, oo.Handle, 0)
 			var neg fs.Entry
 			errno := f.Lookup(rootCtx, fs.RootInode, []byte("missing"), &neg)
-			if c.opts.Cache == CacheAlways {
-				if errno != 0 || neg.Ino != 0 || neg.EntryTimeout != alwaysTimeout {
+			if c.opts.Cache != CacheNever {
+				if errno != 0 || neg.Ino != 0 || neg.EntryTimeout != f.entryTimeout || neg.EntryTimeout == 0 {
 					t.Errorf("negative entry: %v %+v", errno, neg)
 				}
 			} else if errno != syscall.ENOENT {

@@ -29,8 +29,9 @@ func (f *FS) Lookup(ctx *fs.Context, parent fs.Inode, name []byte, out *fs.Entry
 	}
 	var c cname
 	e = f.lookupName(dir, name, c.set(name), out)
-	if e == syscall.ENOENT && f.opts.Cache == CacheAlways {
-		// Only this client changes the tree: let it cache the absence.
+	if e == syscall.ENOENT && f.entryTimeout > 0 {
+		// Cache the absence as long as a name: a name made on the host
+		// shows within EntryTimeout, as a removed one vanishes within it.
 		*out = fs.Entry{EntryTimeout: f.entryTimeout}
 		return fs.OK
 	}

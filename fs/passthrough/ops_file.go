@@ -40,6 +40,9 @@ func (f *FS) hostOpenFlags(flags uint32) (int, fs.Errno) {
 // Tmpfile.
 func (f *FS) fileOpenOut(h *handle, out *fs.OpenOut) {
 	out.Flags = f.openFlags
+	if f.noFlush.Load() {
+		out.Flags |= fs.OpenNoFlush
+	}
 	if f.opts.Passthrough && h.in.typ == unix.S_IFREG {
 		if fd, ok := f.getPassthroughFd(h); ok {
 			h.passthrough = true

@@ -10,8 +10,9 @@ import (
 type CacheMode int
 
 const (
-	// CacheAuto lets the client cache names and attributes for one second
-	// and keep file data cached until the file changes (close-to-open).
+	// CacheAuto lets the client cache names, absent names (negative
+	// entries) and attributes for one second and keep file data cached
+	// until the file changes (close-to-open).
 	CacheAuto CacheMode = iota
 	// CacheAlways lets the client cache names, absent names (negative
 	// entries) and attributes for a day and keep file data and directory

@@ -35,6 +35,13 @@ type FS struct {
 
 	// writeback is InitInfo.Writeback: reads may arrive on O_WRONLY opens.
 	writeback atomic.Bool
+	// noFlush is set by Init when the client keeps locks itself and
+	// caches no writes: Flush then has nothing to do that Release does not
+	// (it would only drop a lock owner's locks, and close a dup of the fd
+	// for close-to-open host filesystems, which Release's close does a
+	// moment later), so file opens answer fs.OpenNoFlush and close(2)
+	// costs the client no round trip.
+	noFlush atomic.Bool
 
 	// creds switches a thread to a caller's identity. Immutable.
 	creds creds
@@ -113,6 +120,7 @@ func (f *FS) Close() error {
 // Init records what the client and transport agreed on.
 func (f *FS) Init(ctx *fs.Context, info *fs.InitInfo) fs.Errno {
 	f.writeback.Store(info.Writeback)
+	f.noFlush.Store(!info.Locks && !info.Writeback)
 	return fs.OK
 }
 

@@ -23,7 +23,7 @@ import (
 func main() {
 	fastfsd := flag.String("fastfsd", "bin/fastfsd", "the fastfsd binary")
 	fastfsdArgs := flag.String("fastfsd-flags", "", "extra flags for fastfsd mount (e.g. --passthrough=false)")
-	variants := flag.String("variants", "", "measure several fastfsd configurations instead of one: NAME=FLAGS;NAME=FLAGS (e.g. 'devfuse=--passthrough=false;uring=--passthrough=false --uring')")
+	variants := flag.String("variants", "", "measure several fastfsd configurations instead of one: NAME=FLAGS;NAME=FLAGS (e.g. 'devfuse=--passthrough=false;uring=--passthrough=false --uring'); NAME=bin:PATH FLAGS runs another fastfsd build (a baseline)")
 	gofuse := flag.String("gofuse", "bin/peers/loopback", "go-fuse's loopback binary (make peers); empty to skip the peer")
 	work := flag.String("work", "/tmp/fastfs-bench", "working directory (tmpfs mounts go under it)")
 	out := flag.String("out", "out/bench", "where to write bench.json, bench.svg and bench.txt")
@@ -32,7 +32,7 @@ func main() {
 	rt := flag.String("runtime", "4s", "fio time per job and round")
 	files := flag.Int("files", 10000, "files for the create/stat/unlink test")
 	jobs := flag.Int("jobs", runtime.NumCPU(), "jobs for the N-job random read")
-	only := flag.String("only", "", "run only jobs whose name contains this")
+	only := flag.String("only", "", "run only jobs whose name contains this (or any of these, comma-separated)")
 	flames := flag.String("flamegraphs", "", "instead of comparing, profile fastfsd under each job and write flame graphs into this directory")
 	pprofAddr := flag.String("pprof-addr", "127.0.0.1:6061", "where fastfsd serves pprof for -flamegraphs")
 	flag.Parse()
@@ -55,13 +55,18 @@ func main() {
 		return d
 	}
 	subjects := []bench.Subject{bench.Tmpfs("native", filepath.Join(*work, "native"))}
-	type variant struct{ name, flags string }
-	vs := []variant{{"fastfsd", *fastfsdArgs}}
+	type variant struct{ name, bin, flags string }
+	vs := []variant{{"fastfsd", *fastfsd, *fastfsdArgs}}
 	if *variants != "" {
 		vs = nil
 		for _, v := range strings.Split(*variants, ";") {
 			name, flags, _ := strings.Cut(strings.TrimSpace(v), "=")
-			vs = append(vs, variant{name, flags})
+			bin := *fastfsd
+			if rest, ok := strings.CutPrefix(flags, "bin:"); ok {
+				// NAME=bin:PATH FLAGS: another fastfsd build (a baseline).
+				bin, flags, _ = strings.Cut(rest, " ")
+			}
+			vs = append(vs, variant{name, bin, flags})
 		}
 	}
 	var argv []string
@@ -69,7 +74,7 @@ func main() {
 		fsrc := src(v.name)
 		defer unix.Unmount(fsrc, unix.MNT_DETACH)
 		mnt := filepath.Join(*work, "mnt-"+v.name)
-		a := append([]string{*fastfsd, "mount", "--source", fsrc}, strings.Fields(v.flags)...)
+		a := append([]string{v.bin, "mount", "--source", fsrc}, strings.Fields(v.flags)...)
 		if argv == nil {
 			argv = a
 		}
@@ -83,8 +88,11 @@ func main() {
 	}
 	var suite []bench.Job
 	for _, j := range bench.Suite(*size, *rt, *jobs, *files) {
-		if *only == "" || strings.Contains(j.Name, *only) {
-			suite = append(suite, j)
+		for _, o := range strings.Split(*only, ",") {
+			if strings.Contains(j.Name, o) {
+				suite = append(suite, j)
+				break
+			}
 		}
 	}
 	if *flames != "" {
