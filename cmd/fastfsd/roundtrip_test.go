@@ -97,7 +97,7 @@ func rtWorkloads() []rtWorkload {
 			run:  func(t *testing.T, src, mnt string, i int) { mustT(t, unix.Stat(rtName(mnt, "s", i), &st)) }},
 		{name: "stat-again", what: "stat of the same name right after",
 			prep: warm("s"),
-			run: func(t *testing.T, src, mnt string, i int) { mustT(t, unix.Stat(rtName(mnt, "s", i), &st)) }},
+			run:  func(t *testing.T, src, mnt string, i int) { mustT(t, unix.Stat(rtName(mnt, "s", i), &st)) }},
 		{name: "stat-missing", what: "stat of a name that does not exist, twice",
 			run: func(t *testing.T, src, mnt string, i int) {
 				for range 2 {
@@ -122,7 +122,7 @@ func rtWorkloads() []rtWorkload {
 			}},
 		{name: "unlink", what: "unlink of a file seen before",
 			prep: warm("r"),
-			run: func(t *testing.T, src, mnt string, i int) { mustT(t, unix.Unlink(rtName(mnt, "r", i))) }},
+			run:  func(t *testing.T, src, mnt string, i int) { mustT(t, unix.Unlink(rtName(mnt, "r", i))) }},
 		{name: "unlink-cold", what: "unlink of a name the client has not seen",
 			prep: hostFiles("u"),
 			run:  func(t *testing.T, src, mnt string, i int) { mustT(t, unix.Unlink(rtName(mnt, "u", i))) }},
