@@ -504,11 +504,14 @@ func TestNoProtocolFeatures(t *testing.T) {
 
 func TestListen(t *testing.T) {
 	p := t.TempDir() + "/s"
-	ln, err := vhostuser.Listen(p)
+	ln, err := vhostuser.Listen(p, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := vhostuser.Listen(p); err == nil {
+	if st, err := os.Stat(p); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("socket %v %v: want mode 0600", st, err)
+	}
+	if _, err := vhostuser.Listen(p, -1); err == nil {
 		t.Fatal("second Listen on a live socket succeeded")
 	}
 	f, err := ln.File()
@@ -522,7 +525,7 @@ func TestListen(t *testing.T) {
 	ln2.Close()
 	ln.Close()
 	os.WriteFile(p, nil, 0o600)
-	if _, err := vhostuser.Listen(p); err == nil {
+	if _, err := vhostuser.Listen(p, -1); err == nil {
 		t.Fatal("Listen over a regular file succeeded")
 	}
 	// A pipe is not a socket: refused (and the fd, handed over, closed).

@@ -6,30 +6,22 @@ import (
 	"net"
 	"os"
 	"syscall"
+
+	"github.com/fastfsd/fastfsd/internal/sockfile"
 )
 
 // Listen listens on a unix socket at path, as virtiofsd --socket-path does.
-// A socket file left by a dead process is replaced; a live one (someone
-// accepts on it) or a file that is not a socket is an error.
-func Listen(path string) (*net.UnixListener, error) {
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("vhostuser: listen %s: exists and is not a socket; remove it or choose another --socket-path", path)
-		}
-		if c, err := net.Dial("unix", path); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("vhostuser: listen %s: another back-end is serving this socket; stop it or choose another --socket-path", path)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("vhostuser: remove stale socket: %w", err)
-		}
+// The socket is born private (internal/sockfile): mode 0600, or 0660 owned
+// by group gid when gid >= 0 (--socket-group), with no moment in which
+// another user could connect and play the VMM. A socket file left by a dead
+// process is replaced; a live one (someone accepts on it) or a file that is
+// not a socket is an error.
+func Listen(path string, gid int) (*sockfile.Listener, error) {
+	opts := sockfile.Options{Mode: 0o600, What: "vhostuser: --socket-path"}
+	if gid >= 0 {
+		opts.Mode, opts.Gid, opts.SetGid = 0o660, gid, true
 	}
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
-	if err != nil {
-		return nil, fmt.Errorf("vhostuser: %w", err)
-	}
-	ln.SetUnlinkOnClose(true)
-	return ln, nil
+	return sockfile.Listen(path, opts)
 }
 
 // FileListener adopts an inherited listening unix socket (virtiofsd --fd=N,

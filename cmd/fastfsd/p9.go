@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/fastfsd/fastfsd/fs/passthrough"
+	"github.com/fastfsd/fastfsd/internal/sockfile"
 	"github.com/fastfsd/fastfsd/p9"
 )
 
@@ -49,6 +50,7 @@ flags:
 type p9Config struct {
 	network, addr string
 	dir           string
+	socketGroup   string // --socket-group: "" for a 0600 socket
 	fsOpts        passthrough.Options
 	srvOpts       p9.Options
 	drain         time.Duration
@@ -67,6 +69,7 @@ func runP9(args []string) error {
 	xattr := fl.Bool("xattr", true, "serve extended attributes")
 	readOnly := fl.Bool("read-only", false, "refuse every change with EROFS")
 	drain := fl.Duration("drain", 10*time.Second, "on SIGINT/SIGTERM, how long to let running requests finish before closing connections")
+	socketGroup := fl.String("socket-group", "", "with --listen unix:PATH, make the socket mode 0660 owned by this group (name or gid), so its members may connect; default mode 0600 (only fastfsd's user)")
 	debug := fl.Bool("debug", false, "log every request and its reply to stderr (slow)")
 	var policy fsPolicy
 	policy.addFlags(fl)
@@ -105,8 +108,11 @@ func runP9(args []string) error {
 		}
 		return fmt.Errorf("--shared-dir %s: %v; give an existing directory", *dir, err)
 	}
+	if *socketGroup != "" && network != "unix" {
+		return errors.New("--socket-group applies to --listen unix:PATH only")
+	}
 	cfg := p9Config{
-		network: network, addr: addr, dir: *dir,
+		network: network, addr: addr, dir: *dir, socketGroup: *socketGroup,
 		fsOpts: passthrough.Options{Cache: cm, Xattr: *xattr, ReadOnly: *readOnly},
 		srvOpts: p9.Options{MaxMsize: uint32(*msize), MaxConns: *maxConns, MaxFids: *maxFids,
 			MaxRequests: *maxReqs},
@@ -162,29 +168,22 @@ func parseP9Addr(s string) (network, addr string, err error) {
 	return "unix", rest, nil
 }
 
-// listenP9 listens on the address. A unix socket left by a daemon that is
-// gone (nobody accepts on it) is removed first; a live one is an error.
-func listenP9(network, addr string) (net.Listener, error) {
+// listenP9 listens on the address. A unix socket is born private
+// (internal/sockfile): mode 0600, or 0660 owned by group gid when gid >= 0
+// (--socket-group), with no moment in which another user could connect.
+// One left by a daemon that is gone (nobody accepts on it) is replaced; a
+// live one is an error.
+func listenP9(network, addr string, gid int) (net.Listener, error) {
 	if network == "unix" {
-		if st, err := os.Lstat(addr); err == nil && st.Mode()&os.ModeSocket != 0 {
-			if c, err := net.DialTimeout("unix", addr, time.Second); err == nil {
-				c.Close()
-				return nil, fmt.Errorf("listen unix %s: another server is accepting on it; stop it or pick another path", addr)
-			}
-			os.Remove(addr)
+		opts := sockfile.Options{Mode: 0o600, What: "--listen unix"}
+		if gid >= 0 {
+			opts.Mode, opts.Gid, opts.SetGid = 0o660, gid, true
 		}
+		return sockfile.Listen(addr, opts)
 	}
 	l, err := net.Listen(network, addr)
 	if err != nil {
 		return nil, fmt.Errorf("%w; pick a free address", err)
-	}
-	if network == "unix" {
-		// Whoever can connect can act as any uid (see the usage text);
-		// passthrough.New set the umask to 0, so restrict the socket here.
-		if err := os.Chmod(addr, 0o600); err != nil {
-			l.Close()
-			return nil, fmt.Errorf("chmod socket %s: %w", addr, err)
-		}
 	}
 	return l, nil
 }
@@ -201,13 +200,15 @@ func serveP9(ctx context.Context, cfg p9Config, ready chan<- net.Addr) error {
 	if err != nil {
 		return err
 	}
-	l, err := listenP9(cfg.network, cfg.addr)
+	gid, err := lookupSocketGroup(cfg.socketGroup)
 	if err != nil {
 		return err
 	}
-	if cfg.network == "unix" {
-		defer os.Remove(cfg.addr)
+	l, err := listenP9(cfg.network, cfg.addr, gid)
+	if err != nil {
+		return err
 	}
+	defer l.Close() // removes a unix socket file if it is still ours
 	srv := p9.NewServer(fsys, &cfg.srvOpts)
 	log.Printf("fastfsd 9p: serving %s on %s:%s", cfg.dir, cfg.network, l.Addr())
 	if ready != nil {

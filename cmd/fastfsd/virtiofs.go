@@ -590,21 +590,33 @@ func runVirtiofs(args []string) error {
 	if err := enableDAX(c, dev, log); err != nil {
 		return err
 	}
-	var ln *net.UnixListener
+	// Catch SIGTERM/SIGINT before the socket exists, so a signal as soon as
+	// it appears still gets the clean stop (and the socket removed).
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sig)
+	// ln is the listener the VMM connects to: inherited (--fd, whose
+	// permissions are the caller's business) or created born private.
+	var ln interface {
+		AcceptUnix() (*net.UnixConn, error)
+		Close() error
+	}
 	if c.fd >= 0 {
+		if c.socketGroup != "" {
+			return errors.New("--socket-group applies to a socket fastfsd creates (--socket-path); with --fd the socket's owner and mode are set by whoever created it")
+		}
 		ln, err = vhostuser.FileListener(c.fd)
 	} else {
-		ln, err = vhostuser.Listen(c.socketPath)
+		gid, gerr := lookupSocketGroup(c.socketGroup)
+		if gerr != nil {
+			return gerr
+		}
+		ln, err = vhostuser.Listen(c.socketPath, gid)
 	}
 	if err != nil {
 		return err
 	}
 	defer ln.Close()
-	if c.socketPath != "" {
-		if err := socketPerms(c.socketPath, c.socketGroup); err != nil {
-			return err
-		}
-	}
 	b := vhostuser.NewBackend(dev)
 	b.Log = log
 	if c.level <= slog.LevelDebug {
@@ -618,8 +630,6 @@ func runVirtiofs(args []string) error {
 	var mu sync.Mutex
 	var cur *net.UnixConn
 	stopping := false
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	go func() {
 		s := <-sig
 		log.Info("virtiofs: stopping", "signal", s.String())
@@ -674,19 +684,22 @@ func runVirtiofs(args []string) error {
 	}
 }
 
-// socketPerms makes the socket group-accessible to group (virtiofsd
-// --socket-group), or leaves it as created.
-func socketPerms(path, group string) error {
+// lookupSocketGroup resolves --socket-group (a name or a number) to a gid,
+// or -1 when none was given (the socket is then 0600).
+func lookupSocketGroup(group string) (int, error) {
 	if group == "" {
-		return nil
+		return -1, nil
 	}
 	g, err := user.LookupGroup(group)
 	if err != nil {
-		return fmt.Errorf("--socket-group %s: %w", group, err)
+		if n, nerr := strconv.Atoi(group); nerr == nil && n >= 0 {
+			return n, nil
+		}
+		return -1, fmt.Errorf("--socket-group %s: %w; give an existing group name or a numeric gid", group, err)
 	}
-	gid, _ := strconv.Atoi(g.Gid)
-	if err := os.Chown(path, -1, gid); err != nil {
-		return fmt.Errorf("--socket-group %s: %w", group, err)
+	gid, err := strconv.Atoi(g.Gid)
+	if err != nil {
+		return -1, fmt.Errorf("--socket-group %s: gid %q is not a number", group, g.Gid)
 	}
-	return os.Chmod(path, 0o660)
+	return gid, nil
 }

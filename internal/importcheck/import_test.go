@@ -33,6 +33,7 @@ var rules = []rule{
 	{"perf", []string{mod + "dataplane", mod + "fuse", mod + "vhostuser", mod + "ring", mod + "mem", mod + "p9"}, "perf observes from outside"},
 	{"internal/stats", []string{mod}, "hot-path counters are a leaf"},
 	{"internal/sys", []string{mod}, "raw syscalls are a leaf"},
+	{"internal/sockfile", []string{mod}, "socket files born private: a leaf any door may use"},
 	{"fs/passthrough", []string{mod + "fuse", mod + "p9", mod + "ring", mod + "dataplane", mod + "vhostuser"}, "backends serve any door"},
 	{"fs/idmap", []string{mod + "fuse", mod + "p9", mod + "ring", mod + "dataplane", mod + "vhostuser", mod + "fs/passthrough", "golang.org/x/sys/unix"}, "wrappers over fs.FileSystem serve any door and any backend"},
 	{"fs/xattrmap", []string{mod + "fuse", mod + "p9", mod + "ring", mod + "dataplane", mod + "vhostuser", mod + "fs/passthrough", "golang.org/x/sys/unix"}, "wrappers over fs.FileSystem serve any door and any backend"},
