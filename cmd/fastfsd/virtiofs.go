@@ -50,7 +50,8 @@ Flags take --flag=value or --flag value. Invoked as "virtiofsd" (a link or
 copy of the binary) it behaves as "fastfsd virtiofs".
 
 flags:
-  --socket-path PATH        vhost-user socket to listen on (created; a stale one is replaced)
+  --socket-path PATH        vhost-user socket to listen on (created mode 0600, with no window
+                            in which another user can connect; a stale one is replaced)
   --fd N                    inherited listening socket instead of --socket-path (libvirt)
   --socket-group GROUP      group owning the socket (mode 0660)
   --shared-dir DIR          directory to serve (also -o source=DIR)

@@ -265,8 +265,8 @@ func (c *child) result(t *testing.T, v any) {
 
 // loopReport is what the connect-loop child reports when its stdin closes.
 type loopReport struct {
-	Attempts  int      // connect(2) calls
-	Refused   int      // EACCES (the socket was there and said no)
+	Attempts  int            // connect(2) calls
+	Refused   int            // EACCES (the socket was there and said no)
 	Connected map[string]int // paths it got into, and how often
 }
 
