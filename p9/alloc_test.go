@@ -4,7 +4,10 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+
+	"github.com/fastfsd/fastfsd/internal/stats"
 )
 
 // discardConn is a net.Conn whose writes vanish and whose reads block: the
@@ -31,6 +34,7 @@ type hotConn struct {
 	c     *conn
 	dc    *discardConn
 	slots []*request // taken out of c.free: between runs the free list is empty
+	obs   Counter    // nil: requests are not counted
 }
 
 func newHotConn(t testing.TB) *hotConn {
@@ -76,7 +80,7 @@ func (h *hotConn) prepare(t testing.TB, m Message) *request {
 // run serves the request in slot r (prepared earlier) once.
 func (h *hotConn) run(r *request) {
 	h.c.busy.Add(1)
-	h.c.run(r)
+	h.c.run(r, h.obs)
 	if <-h.c.free != r { // reply recycled r into the free list
 		panic("hotConn: free list out of step")
 	}
@@ -96,7 +100,15 @@ func (h *hotConn) do(t testing.TB, m Message, want MsgType) {
 // TestHotPathAllocs: Tread, Twrite, Tgetattr, Twalk+Tclunk allocate
 // nothing per request in the steady state.
 func TestHotPathAllocs(t *testing.T) {
-	h := newHotConn(t)
+	t.Run("plain", func(t *testing.T) { testHotPathAllocs(t, newHotConn(t)) })
+	t.Run("stats", func(t *testing.T) {
+		h := newHotConn(t)
+		h.obs = new(stats.Set).NewWorker()
+		testHotPathAllocs(t, h)
+	})
+}
+
+func testHotPathAllocs(t *testing.T, h *hotConn) {
 	for _, tc := range []struct {
 		name string
 		m    Message
@@ -193,5 +205,35 @@ func BenchmarkRoundTripRead4K(b *testing.B) {
 		if n, err := f.ReadAt(buf, 4096); n != 4096 {
 			b.Fatal(n, err)
 		}
+	}
+}
+
+// TestStatsCounts: with a stats.Worker, every request a worker serves is
+// counted under its T-message, with Rread/Rwrite payload bytes and the
+// errno of an Rlerror.
+func TestStatsCounts(t *testing.T) {
+	h := newHotConn(t)
+	set := new(stats.Set)
+	set.Name = StatsName
+	h.obs = set.NewWorker()
+	const n = 7
+	for range n {
+		h.do(t, &Tgetattr{Fid: 2, Mask: AttrBasic}, MsgRgetattr)
+		h.do(t, &Tread{Fid: 2, Offset: 0, Count: 4096}, MsgRread)
+		h.do(t, &Tgetattr{Fid: 99, Mask: AttrBasic}, MsgRlerror) // no such fid
+	}
+	got := map[string]stats.OpTotals{}
+	for _, o := range set.Totals() {
+		got[o.Name] = o
+	}
+	if g := got["Tgetattr"]; g.Count != 2*n || g.Errors != n {
+		t.Errorf("Tgetattr: %d requests %d errors, want %d and %d", g.Count, g.Errors, 2*n, n)
+	}
+	if r := got["Tread"]; r.Count != n || r.Bytes != n*4096 || r.Errors != 0 {
+		t.Errorf("Tread: %d requests %d bytes %d errors, want %d, %d, 0", r.Count, r.Bytes, r.Errors, n, n*4096)
+	}
+	errs := set.Errnos()
+	if len(errs) != 1 || errs[0].Count != n || syscall.Errno(errs[0].Errno) != syscall.EBADF {
+		t.Errorf("errnos %+v, want %d × EBADF", errs, n)
 	}
 }

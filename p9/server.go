@@ -58,6 +58,10 @@ type Options struct {
 	// Debug, if set, logs every request and its reply's size or errno
 	// (slow: for debugging a client).
 	Debug func(format string, args ...any)
+	// Stats, if set, counts every request a worker serves, with its
+	// service time, errno and payload bytes (fastfsd 9p --metrics); see
+	// metrics.go. Nil costs one comparison per request.
+	Stats Meter
 }
 
 // Server serves an fs.FileSystem over 9P2000.L. See the package comment.
@@ -413,18 +417,27 @@ func (c *conn) serve() (err error) {
 }
 
 func (c *conn) worker() {
+	obs := c.s.takeCounter() // nil without Options.Stats
+	defer c.s.giveCounter(obs)
 	for r := range c.work {
-		c.run(r)
+		c.run(r, obs)
 	}
 }
 
 // run serves one request and writes its reply. A panic in the filesystem
 // or here becomes EIO for this request; the connection keeps serving.
-func (c *conn) run(r *request) {
+func (c *conn) run(r *request, obs Counter) {
+	var t0 time.Time
+	if obs != nil {
+		t0 = time.Now()
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			c.logf("panic serving %v tag %d: %v\n%s", r.hdr.Type, r.hdr.Tag, p, debug.Stack())
 			r.rlerror(syscall.EIO)
+		}
+		if obs != nil {
+			observe(obs, r, t0)
 		}
 		c.reply(r)
 	}()

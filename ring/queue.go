@@ -237,6 +237,11 @@ func (q *Queue) Size() uint32 { return q.size }
 // accounted for: complete (or abandon) them first.
 func (q *Queue) Base() uint16 { return q.lastAvail }
 
+// Pending is how many chains the last load of avail.idx showed beyond the
+// ones popped: a lower bound of the driver's queue depth, costing no shared
+// load. Only the consumer may call it.
+func (q *Queue) Pending() int { return int(q.availSeen - q.lastAvail) }
+
 // SetBase sets the next available index (SET_VRING_BASE) and clears the
 // cached avail.idx so the next Pop reloads it.
 func (q *Queue) SetBase(idx uint16) {

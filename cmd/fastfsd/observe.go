@@ -6,7 +6,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"time"
 
+	"github.com/fastfsd/fastfsd/internal/metrics"
 	"github.com/fastfsd/fastfsd/internal/stats"
 )
 
@@ -20,7 +22,7 @@ type observeFlags struct {
 
 func addObserveFlags(fl *flag.FlagSet) *observeFlags {
 	o := new(observeFlags)
-	fl.StringVar(&o.metrics, "metrics", "", "serve per-operation request counts, bytes and service-time histograms in the Prometheus text format at http://ADDR/metrics (e.g. 127.0.0.1:9100); off by default")
+	fl.StringVar(&o.metrics, "metrics", "", "serve per-operation request counts, errors by errno, bytes, service-time histograms, per-worker load, and Go runtime and process metrics at http://ADDR/metrics (Prometheus text, or OpenMetrics if the scraper asks; e.g. 127.0.0.1:9100); off by default")
 	fl.StringVar(&o.pprof, "pprof", "", "serve net/http/pprof at http://ADDR/debug/pprof/ (e.g. 127.0.0.1:6060); off by default")
 	return o
 }
@@ -33,10 +35,7 @@ func (o *observeFlags) enabled() bool { return o.metrics != "" }
 func (o *observeFlags) start() error {
 	if o.metrics != "" {
 		mux := http.NewServeMux()
-		mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-			stats.Default.WritePrometheus(w)
-		})
+		mux.Handle("/metrics", metrics.Handler(stats.Default))
 		if err := serveHTTP("--metrics", o.metrics, mux); err != nil {
 			return err
 		}
@@ -60,6 +59,7 @@ func serveHTTP(flagName, addr string, h http.Handler) error {
 	if err != nil {
 		return fmt.Errorf("%s %s: %w; pick a free host:port", flagName, addr, err)
 	}
-	go http.Serve(ln, h)
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
 	return nil
 }

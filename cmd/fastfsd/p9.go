@@ -15,6 +15,7 @@ import (
 
 	"github.com/fastfsd/fastfsd/fs/passthrough"
 	"github.com/fastfsd/fastfsd/internal/sockfile"
+	"github.com/fastfsd/fastfsd/internal/stats"
 	"github.com/fastfsd/fastfsd/p9"
 )
 
@@ -73,6 +74,7 @@ func runP9(args []string) error {
 	debug := fl.Bool("debug", false, "log every request and its reply to stderr (slow)")
 	var policy fsPolicy
 	policy.addFlags(fl)
+	obs := addObserveFlags(fl)
 	fl.Usage = func() {
 		fmt.Fprint(fl.Output(), p9Usage)
 		fl.PrintDefaults()
@@ -120,6 +122,12 @@ func runP9(args []string) error {
 		policy: policy,
 	}
 	if err := policy.check(); err != nil {
+		return err
+	}
+	if obs.enabled() {
+		cfg.srvOpts.Stats = p9Meter{stats.Default.NewSet("9p", p9.StatsName)}
+	}
+	if err := obs.start(); err != nil {
 		return err
 	}
 	if *debug {
@@ -232,3 +240,9 @@ func serveP9(ctx context.Context, cfg p9Config, ready chan<- net.Addr) error {
 	}
 	return nil
 }
+
+// p9Meter plugs a stats.Set in behind the counter interface p9 states.
+type p9Meter struct{ s *stats.Set }
+
+func (m p9Meter) Take() p9.Counter  { return m.s.NewWorker() }
+func (m p9Meter) Give(c p9.Counter) { m.s.Release(c.(*stats.Worker)) }

@@ -443,20 +443,20 @@ func (w *worker) observe(r *fuse.Request) int {
 	if !ok {
 		return n
 	}
-	failed := false
+	var errno uint32
 	var bytes uint64
 	if n >= outHeaderSize {
 		ne := binary.NativeEndian
-		failed = ne.Uint32(r.Out[4:]) != 0
+		errno = stats.FuseErrno(ne.Uint32(r.Out[4:]))
 		switch {
-		case failed:
+		case errno != 0:
 		case h.opcode == opRead:
 			bytes = uint64(ne.Uint32(r.Out[0:]) - outHeaderSize)
 		case h.opcode == opWrite && n >= outHeaderSize+4:
 			bytes = uint64(ne.Uint32(r.Out[outHeaderSize:]))
 		}
 	}
-	w.obs.Observe(h.opcode, failed, bytes, d)
+	w.obs.Observe(h.opcode, errno, bytes, d)
 	return n
 }
 

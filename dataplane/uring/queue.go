@@ -207,7 +207,10 @@ func (q *queue) run(started chan<- error) error {
 		if err := q.ring.submitAndWait(1); err != nil {
 			return err
 		}
-		q.ring.reap(reap)
+		n := q.ring.reap(reap)
+		if q.stats != nil {
+			q.stats.SetDepth(n) // CQEs (requests) this wake-up found
+		}
 	}
 	if errors.Is(q.done, errConnEnded) {
 		return nil
@@ -320,8 +323,8 @@ func (q *queue) commit(i, n int, op uint32, t0 time.Time) {
 	e := q.ents[i]
 	commitID := binary.NativeEndian.Uint64(e.hdr[256+8:])
 	if q.stats != nil {
-		failed := int32(binary.NativeEndian.Uint32(e.out[4:])) != 0
-		q.stats.Observe(op, failed, uint64(max(n-abi.OutHeaderSize, 0)), time.Since(t0))
+		errno := stats.FuseErrno(binary.NativeEndian.Uint32(e.out[4:]))
+		q.stats.Observe(op, errno, uint64(max(n-abi.OutHeaderSize, 0)), time.Since(t0))
 	}
 	userData := uint64(i)
 	// Reply: out header into the header area, arguments already in the

@@ -134,6 +134,16 @@ func newWorker(d *Device, q *vhostuser.Queue, rq *ring.Queue, stop int) (*worker
 
 // close releases what newWorker made, after run returned.
 func (w *worker) close() {
+	if st := w.d.opts.Stats; st != nil {
+		// Give the slots' counters back (their counts stay in the totals),
+		// so a guest that restarts its queues does not grow the Set.
+		for _, s := range append(append([]*slot{w.own}, w.free...), w.spare...) {
+			if s.obs != nil {
+				st.Release(s.obs)
+				s.obs = nil
+			}
+		}
+	}
 	w.reader.Close()
 	if w.doneFd >= 0 {
 		unix.Close(w.doneFd)
@@ -267,6 +277,9 @@ func (w *worker) drainRing() (stop, ok bool) {
 			return false, true
 		}
 		w.served++
+		if w.own.obs != nil {
+			w.own.obs.SetDepth(w.q.Pending() + 1) // this one and those seen behind it
+		}
 		if err != nil {
 			w.badChains++
 			if w.badChains <= 10 {
@@ -472,7 +485,7 @@ func (d *Device) serve(s *slot, queue int) uint32 {
 		if src != nil {
 			moved = uint64(src.Len())
 		}
-		s.obs.Observe(uint32(op), binary.LittleEndian.Uint32(r.Out[4:8]) != 0, moved, time.Since(t0))
+		s.obs.Observe(uint32(op), stats.FuseErrno(binary.LittleEndian.Uint32(r.Out[4:8])), moved, time.Since(t0))
 	}
 	if op == abi.OpDestroy {
 		s.sess.destroyed.Store(true)

@@ -1,5 +1,6 @@
 // Package stats holds the daemon's hot-path counters: per worker, per
-// operation, requests, errors, bytes and a log2 service-time histogram.
+// operation, requests, errors, bytes and a log2 service-time histogram;
+// per worker, errors by errno.
 //
 // Each Worker is written by exactly one goroutine (its data-plane worker)
 // and read by any (the metrics endpoint). Counters are atomics so a reader
@@ -8,14 +9,14 @@
 // Observe allocates nothing. Readers sum over workers only when asked.
 //
 // stats is a leaf: it imports nothing of fastfs, so the data plane may import
-// it and perf and cmd may read it.
+// it and perf and cmd may read it. The Prometheus exposition (a collector
+// over these counters) is internal/metrics.
 package stats
 
 import (
-	"fmt"
-	"io"
 	"math/bits"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,9 +27,17 @@ import (
 // MaxOps bounds operation codes; larger codes are counted under MaxOps-1.
 const MaxOps = 64
 
+// MaxErrno bounds the errnos counted one by one; larger ones (no Linux
+// errno is) are counted under MaxErrno-1.
+const MaxErrno = 256
+
 // HistSlots is the number of log2 buckets: slot i counts service times in
 // [2^i, 2^(i+1)) ns; the last slot also takes everything above.
 const HistSlots = 36 // up to ~69 s
+
+// SlotUpper is the upper bound of histogram slot i: 2^(i+1) ns (the last
+// slot also holds everything above it).
+func SlotUpper(i int) time.Duration { return time.Duration(uint64(1) << (i + 1)) }
 
 type opCounters struct {
 	count  atomic.Uint64
@@ -38,29 +47,36 @@ type opCounters struct {
 	hist   [HistSlots]atomic.Uint64
 }
 
-// Worker is one worker's counters. Only its worker may call Observe.
+// Worker is one worker's counters. Only its worker may call Observe and
+// SetDepth.
 type Worker struct {
-	_   cpu.CacheLinePad
-	ops [MaxOps]opCounters
-	_   cpu.CacheLinePad
+	_      cpu.CacheLinePad
+	ops    [MaxOps]opCounters
+	errnos [MaxErrno]atomic.Uint64
+	busyNs atomic.Uint64 // sum of service times of every op
+	depth  atomic.Int64  // requests taken in the worker's last batch (SetDepth)
+	index  int           // position in its Set, a stable label
+	_      cpu.CacheLinePad
 }
 
 // Observe counts one served request of operation op that took d, moved n
-// payload bytes and failed or not.
-func (w *Worker) Observe(op uint32, failed bool, n uint64, d time.Duration) {
+// payload bytes and succeeded (errno 0) or failed with errno (positive).
+func (w *Worker) Observe(op, errno uint32, n uint64, d time.Duration) {
 	if op >= MaxOps {
 		op = MaxOps - 1
 	}
 	c := &w.ops[op]
 	c.count.Add(1)
-	if failed {
+	if errno != 0 {
 		c.errors.Add(1)
+		w.errnos[min(errno, MaxErrno-1)].Add(1)
 	}
 	if n != 0 {
 		c.bytes.Add(n)
 	}
 	ns := uint64(max(d, 0))
 	c.sumNs.Add(ns)
+	w.busyNs.Add(ns)
 	slot := 0
 	if ns > 0 {
 		slot = min(bits.Len64(ns)-1, HistSlots-1)
@@ -68,23 +84,56 @@ func (w *Worker) Observe(op uint32, failed bool, n uint64, d time.Duration) {
 	c.hist[slot].Add(1)
 }
 
+// SetDepth records how many requests the worker found waiting when it
+// last looked at its queue (a virtqueue's or ring's batch), a gauge.
+func (w *Worker) SetDepth(n int) { w.depth.Store(int64(n)) }
+
+// FuseErrno is the errno of a FUSE reply's header error field (0 or a
+// negated errno, as the kernel ABI has it), as Observe wants it.
+func FuseErrno(headerError uint32) uint32 { return uint32(-int32(headerError)) }
+
 // Set is the counters of one door (fuse, virtiofs, 9p): a Worker per worker.
 type Set struct {
 	Door string              // label value, e.g. "fuse"
 	Name func(uint32) string // operation names for the labels
 
 	mu sync.Mutex
-	// workers is guarded by mu; the Workers themselves are lock-free.
+	// workers and free are guarded by mu; the Workers themselves are
+	// lock-free. free holds released Workers, handed out again before a
+	// new one is made, so a door whose workers come and go (9P's, per
+	// connection) holds at most as many as ever ran at once.
 	workers []*Worker
+	free    []*Worker
 }
 
-// NewWorker adds and returns a Worker for one more worker of this door.
+// NewWorker returns a Worker for one more worker of this door: a released
+// one if there is one (its counts stay, they are totals), else a new one.
 func (s *Set) NewWorker() *Worker {
-	w := new(Worker)
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := len(s.free); n > 0 {
+		w := s.free[n-1]
+		s.free = s.free[:n-1]
+		return w
+	}
+	w := &Worker{index: len(s.workers)}
 	s.workers = append(s.workers, w)
-	s.mu.Unlock()
 	return w
+}
+
+// Release gives back a Worker whose worker is done with it; its counts
+// stay in the totals. The caller must not use w afterwards.
+func (s *Set) Release(w *Worker) {
+	w.depth.Store(0)
+	s.mu.Lock()
+	s.free = append(s.free, w)
+	s.mu.Unlock()
+}
+
+func (s *Set) snapshot() []*Worker {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*Worker(nil), s.workers...)
 }
 
 // OpTotals is one operation's counters summed over a Set's workers.
@@ -100,9 +149,7 @@ type OpTotals struct {
 
 // Totals sums the workers' counters per operation, for operations seen.
 func (s *Set) Totals() []OpTotals {
-	s.mu.Lock()
-	ws := append([]*Worker(nil), s.workers...)
-	s.mu.Unlock()
+	ws := s.snapshot()
 	var out []OpTotals
 	for op := uint32(0); op < MaxOps; op++ {
 		t := OpTotals{Op: op}
@@ -119,13 +166,59 @@ func (s *Set) Totals() []OpTotals {
 		if t.Count == 0 {
 			continue
 		}
-		t.Name = fmt.Sprint(op)
+		t.Name = strconv.Itoa(int(op))
 		if s.Name != nil {
 			t.Name = s.Name(op)
 		}
 		out = append(out, t)
 	}
 	sort.Slice(out, func(a, b int) bool { return out[a].Count > out[b].Count })
+	return out
+}
+
+// ErrnoCount is how many requests of a Set failed with one errno.
+type ErrnoCount struct {
+	Errno uint32
+	Count uint64
+}
+
+// Errnos sums the workers' failures per errno, for errnos seen, in errno
+// order.
+func (s *Set) Errnos() []ErrnoCount {
+	ws := s.snapshot()
+	var out []ErrnoCount
+	for e := range uint32(MaxErrno) {
+		var n uint64
+		for _, w := range ws {
+			n += w.errnos[e].Load()
+		}
+		if n != 0 {
+			out = append(out, ErrnoCount{e, n})
+		}
+	}
+	return out
+}
+
+// WorkerTotals is one worker's load: requests served, time spent serving
+// them, and its queue depth gauge.
+type WorkerTotals struct {
+	Index    int
+	Requests uint64
+	Busy     time.Duration
+	Depth    int64
+}
+
+// Workers returns every worker's load, in the order they were made.
+func (s *Set) Workers() []WorkerTotals {
+	ws := s.snapshot()
+	out := make([]WorkerTotals, len(ws))
+	for i, w := range ws {
+		t := WorkerTotals{Index: w.index, Busy: time.Duration(w.busyNs.Load()), Depth: w.depth.Load()}
+		for op := range w.ops {
+			t.Requests += w.ops[op].count.Load()
+		}
+		out[i] = t
+	}
 	return out
 }
 
@@ -138,75 +231,25 @@ type Registry struct {
 // Default is the process's registry.
 var Default = new(Registry)
 
-// NewSet registers and returns a Set for a door.
+// NewSet registers and returns the Set of a door. A door registered
+// before gets its existing Set back (name is then ignored): one series per
+// door and operation, its counts the process's totals.
 func (r *Registry) NewSet(door string, name func(uint32) string) *Set {
-	s := &Set{Door: door, Name: name}
 	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range r.sets {
+		if s.Door == door {
+			return s
+		}
+	}
+	s := &Set{Door: door, Name: name}
 	r.sets = append(r.sets, s)
-	r.mu.Unlock()
 	return s
 }
 
-// WritePrometheus writes every Set in the Prometheus text exposition format
-// (version 0.0.4): requests, errors and bytes as counters, service time as a
-// histogram in seconds with power-of-two buckets.
-func (r *Registry) WritePrometheus(w io.Writer) error {
+// Sets returns the registered Sets.
+func (r *Registry) Sets() []*Set {
 	r.mu.Lock()
-	sets := append([]*Set(nil), r.sets...)
-	r.mu.Unlock()
-	type row struct {
-		set *Set
-		t   OpTotals
-	}
-	var rows []row
-	for _, s := range sets {
-		for _, t := range s.Totals() {
-			rows = append(rows, row{s, t})
-		}
-	}
-	bw := &errWriter{w: w}
-	bw.printf("# HELP fastfsd_requests_total Requests served, by door and operation.\n# TYPE fastfsd_requests_total counter\n")
-	for _, r := range rows {
-		bw.printf("fastfsd_requests_total{door=%q,op=%q} %d\n", r.set.Door, r.t.Name, r.t.Count)
-	}
-	bw.printf("# HELP fastfsd_request_errors_total Requests answered with an error.\n# TYPE fastfsd_request_errors_total counter\n")
-	for _, r := range rows {
-		bw.printf("fastfsd_request_errors_total{door=%q,op=%q} %d\n", r.set.Door, r.t.Name, r.t.Errors)
-	}
-	bw.printf("# HELP fastfsd_bytes_total Payload bytes moved (read and write data).\n# TYPE fastfsd_bytes_total counter\n")
-	for _, r := range rows {
-		if r.t.Bytes != 0 {
-			bw.printf("fastfsd_bytes_total{door=%q,op=%q} %d\n", r.set.Door, r.t.Name, r.t.Bytes)
-		}
-	}
-	bw.printf("# HELP fastfsd_request_duration_seconds Time the daemon spent serving a request.\n# TYPE fastfsd_request_duration_seconds histogram\n")
-	for _, r := range rows {
-		var cum uint64
-		last := 0
-		for i, c := range r.t.Hist {
-			if c != 0 {
-				last = i
-			}
-		}
-		for i := 0; i <= last; i++ {
-			cum += r.t.Hist[i]
-			le := float64(uint64(1)<<(i+1)) / 1e9
-			bw.printf("fastfsd_request_duration_seconds_bucket{door=%q,op=%q,le=\"%g\"} %d\n", r.set.Door, r.t.Name, le, cum)
-		}
-		bw.printf("fastfsd_request_duration_seconds_bucket{door=%q,op=%q,le=\"+Inf\"} %d\n", r.set.Door, r.t.Name, r.t.Count)
-		bw.printf("fastfsd_request_duration_seconds_sum{door=%q,op=%q} %g\n", r.set.Door, r.t.Name, r.t.Sum.Seconds())
-		bw.printf("fastfsd_request_duration_seconds_count{door=%q,op=%q} %d\n", r.set.Door, r.t.Name, r.t.Count)
-	}
-	return bw.err
-}
-
-type errWriter struct {
-	w   io.Writer
-	err error
-}
-
-func (e *errWriter) printf(format string, args ...any) {
-	if e.err == nil {
-		_, e.err = fmt.Fprintf(e.w, format, args...)
-	}
+	defer r.mu.Unlock()
+	return append([]*Set(nil), r.sets...)
 }

@@ -1,7 +1,6 @@
 package stats
 
 import (
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,8 +16,12 @@ func TestObserveAndTotals(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; i < 1000; i++ {
-				wk.Observe(3, false, 0, 1500*time.Nanosecond)
-				wk.Observe(15, i%10 == 0, 4096, 3*time.Microsecond)
+				wk.Observe(3, 0, 0, 1500*time.Nanosecond)
+				errno := uint32(0)
+				if i%10 == 0 {
+					errno = 5 // EIO
+				}
+				wk.Observe(15, errno, 4096, 3*time.Microsecond)
 			}
 		}()
 	}
@@ -38,27 +41,51 @@ func TestObserveAndTotals(t *testing.T) {
 			t.Errorf("GETATTR hist %v", o.Hist)
 		}
 	}
-	var b strings.Builder
-	if err := r.WritePrometheus(&b); err != nil {
-		t.Fatal(err)
+	errs := s.Errnos()
+	if len(errs) != 1 || errs[0].Errno != 5 || errs[0].Count != 400 {
+		t.Errorf("Errnos = %+v, want 400 × errno 5", errs)
 	}
-	out := b.String()
-	for _, want := range []string{
-		`fastfsd_requests_total{door="fuse",op="READ"} 4000`,
-		`fastfsd_request_errors_total{door="fuse",op="READ"} 400`,
-		`fastfsd_bytes_total{door="fuse",op="READ"} 16384000`,
-		`fastfsd_request_duration_seconds_bucket{door="fuse",op="GETATTR",le="+Inf"} 4000`,
-		`fastfsd_request_duration_seconds_count{door="fuse",op="GETATTR"} 4000`,
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("metrics lack %q:\n%s", want, out)
+	var sum uint64
+	for _, w := range s.Workers() {
+		if w.Requests != 2000 || w.Busy != 1000*(1500+3000)*time.Nanosecond {
+			t.Errorf("worker %d: %d requests busy %v, want 2000 and 4.5ms", w.Index, w.Requests, w.Busy)
 		}
+		sum += w.Requests
+	}
+	if sum != 8000 {
+		t.Errorf("workers served %d, want 8000", sum)
+	}
+}
+
+// TestRelease: a released Worker is handed out again, keeping its counts,
+// so workers that come and go do not grow the Set.
+func TestRelease(t *testing.T) {
+	var r Registry
+	s := r.NewSet("9p", nil)
+	if r.NewSet("9p", nil) != s {
+		t.Fatal("a second NewSet of the same door made a second Set")
+	}
+	for i := range 100 {
+		w := s.NewWorker()
+		w.Observe(uint32(i%3), 0, 0, time.Microsecond)
+		s.Release(w)
+	}
+	if ws := s.Workers(); len(ws) != 1 || ws[0].Requests != 100 {
+		t.Fatalf("workers %+v, want one that served 100", ws)
+	}
+	a, b := s.NewWorker(), s.NewWorker()
+	if a == b || len(s.Workers()) != 2 {
+		t.Fatal("two live workers share counters")
 	}
 }
 
 func TestObserveAllocs(t *testing.T) {
 	w := new(Set).NewWorker()
-	if n := testing.AllocsPerRun(1000, func() { w.Observe(15, false, 4096, time.Microsecond) }); n != 0 {
+	if n := testing.AllocsPerRun(1000, func() {
+		w.Observe(15, 0, 4096, time.Microsecond)
+		w.Observe(1, 2, 0, time.Microsecond) // a failure, counted by errno
+		w.SetDepth(3)
+	}); n != 0 {
 		t.Fatalf("Observe allocates %v times per call, want 0", n)
 	}
 }
@@ -67,7 +94,7 @@ func BenchmarkObserve(b *testing.B) {
 	w := new(Set).NewWorker()
 	b.ReportAllocs()
 	for b.Loop() {
-		w.Observe(15, false, 4096, time.Microsecond)
+		w.Observe(15, 0, 4096, time.Microsecond)
 	}
 }
 
@@ -79,7 +106,7 @@ func BenchmarkObserveParallel(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		w := s.NewWorker()
 		for pb.Next() {
-			w.Observe(15, false, 4096, time.Microsecond)
+			w.Observe(15, 0, 4096, time.Microsecond)
 		}
 	})
 }
