@@ -20,6 +20,7 @@ build: ## Build fastfsd (and a static copy for guests) into bin/; check arm64 co
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/fastfsd-static ./cmd/fastfsd
 	$(GO) build -o $(BIN)/fastfs-run ./perf/bench/cmd/fastfs-run
 	$(GO) build -o $(BIN)/fastfs-bench ./perf/bench/cmd/fastfs-bench
+	$(GO) build -o $(BIN)/fastfs-backendbench ./cmd/fastfs-backendbench
 	GOARCH=arm64 $(GO) vet ./... >/dev/null
 
 peers: ## Build the peers measured against (go-fuse loopback and virtio-fs) into bin/peers/.
@@ -53,10 +54,14 @@ bench: deps build peers ## Host side by side: fio + metadata on native tmpfs, fa
 	$(BIN)/fastfs-bench -out out/bench
 	@mkdir -p out && $(GO) test -run '^$$' -bench . -benchmem -count=5 ./fuse/... ./ring/... ./mem/... ./p9/... ./internal/stats/... | tee out/gobench.txt
 
+bench-backend: deps build peers ## No guest: drive fastfsd, the C virtiofsd and go-fuse's virtio-fs over vhost-user with a fixed request mix on 1 and 2 queues; requests/s and back-end CPU per request.
+	@mkdir -p out/bench-backend
+	$(BIN)/fastfs-backendbench -json out/bench-backend/bench.json | tee out/bench-backend/bench.txt
+
 bench-guest: deps build peers ## In one QEMU guest: fio on fastfsd, C virtiofsd, go-fuse virtio-fs and virtio-9p (ratios to 9p).
 	$(BIN)/fastfs-run -compare -out out/bench-guest
 
 flamegraphs: deps build ## Profile fastfsd under each host workload and render flame graphs into flamegraphs/.
 	$(BIN)/fastfs-bench -flamegraphs flamegraphs
 
-.PHONY: help deps build peers run generate lint test-unit test fuzz bench bench-guest flamegraphs
+.PHONY: help deps build peers run generate lint test-unit test fuzz bench bench-backend bench-guest flamegraphs

@@ -48,6 +48,10 @@ type GuestConfig struct {
 	DataLen  uint64 // buffer bytes per queue (default 4 MiB)
 	Features uint64 // virtio features to ack, of those offered (default all offered)
 	Protocol uint64 // protocol features to ask for (default all known)
+	// AddMemReg sets memory up with one ADD_MEM_REG per region when
+	// CONFIGURE_MEM_SLOTS is negotiated, as QEMU does (some back-ends,
+	// go-fuse's among them, accept nothing else); by default SET_MEM_TABLE.
+	AddMemReg bool
 }
 
 // AllProtocol is every protocol feature a vhost-user-fs front-end may use.
@@ -97,7 +101,13 @@ func NewGuest(f *Frontend, c GuestConfig) (*Guest, error) {
 	}
 	g := &Guest{F: f, Mem: m, Features: ack, Protocol: proto, Timeout: 10 * time.Second}
 	fail := func(err error) (*Guest, error) { g.Close(); return nil, err }
-	if err := f.SetMemTable(m.Regions, m.Fds()); err != nil {
+	if c.AddMemReg && proto&(1<<vhostuser.VHOST_USER_PROTOCOL_F_MEM_SLOTS) != 0 {
+		for i, r := range m.Regions {
+			if err := f.AddMemReg(r, m.Fds()[i]); err != nil {
+				return fail(err)
+			}
+		}
+	} else if err := f.SetMemTable(m.Regions, m.Fds()); err != nil {
 		return fail(err)
 	}
 	for i := range cfgs {
