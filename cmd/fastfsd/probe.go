@@ -28,7 +28,7 @@ func runProbe(args []string) error {
 	mount := fl.String("mount", "", "only time requests of the FUSE filesystem mounted here")
 	conn := fl.Uint("conn", 0, "only time requests of this FUSE connection (the mount's st_dev, as in /sys/fs/fuse/connections); 0 = all")
 	pid := fl.Int("pid", 0, "also time this process's system calls by number (e.g. fastfsd's pid)")
-	mode := fl.String("mode", "auto", "how to time FUSE requests: auto (tracepoints if the kernel has fuse:fuse_request_send, else kprobes), tracepoint, kprobe, off")
+	mode := fl.String("mode", "auto", "how to time FUSE requests: auto (kprobes on the kernel's fuse queueing functions if they attach, since they see every transport; else the fuse:fuse_request_send/_end tracepoints), kprobe, tracepoint, off")
 	asJSON := fl.Bool("json", false, "print the result as JSON instead of tables and histograms")
 	pin := fl.Bool("pin", false, "pin programs, maps and links under "+probe.DefaultPinDir+" while running, for bpftool")
 	fl.Usage = func() {
@@ -36,8 +36,14 @@ func runProbe(args []string) error {
 
 Attaches eBPF programs that time every FUSE request's kernel round trip
 (from queueing to reply) per opcode, and optionally a process's system
-calls, then prints count, mean, p50/p90/p99, max and a log2 histogram per
-opcode. Needs root. Runs on the host and inside a guest.
+calls, then prints count, errors, mean, p50/p90/p99 and max per opcode, and
+a histogram per opcode (one line per power of two).
+
+Latencies are counted in log-linear buckets, 16 per power of two, so a
+percentile is within 6.25 %% of the exact value; each is printed with the
+bucket it came from, "12.3µs [12.2µs,13.0µs)": the exact value lies in it.
+--json prints the same as JSON (schema: docs/probe.md in the source).
+Needs root (or CAP_BPF and CAP_PERFMON). Runs on the host and inside a guest.
 
 flags:
 `)

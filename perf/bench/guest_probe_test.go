@@ -69,7 +69,7 @@ sed 's/^/probe: /' /tmp/probe.err
 	for _, o := range s.Fuse {
 		if o.Name == "GETATTR" || o.Name == "LOOKUP" {
 			count += o.Count
-			if o.P50 <= 0 || o.P50 > time.Second || o.Max < o.P50 {
+			if o.P50.Value <= 0 || o.P50.Value > time.Second || o.Max < o.P50.Value {
 				t.Errorf("implausible %s latencies in the guest: %+v", o.Name, o)
 			}
 		}

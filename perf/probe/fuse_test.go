@@ -91,11 +91,11 @@ func TestProbeCountsGetattr(t *testing.T) {
 	if got == nil || got.Count < n {
 		t.Fatalf("probe (%s mode) counted %+v GETATTR round trips, want ≥ %d", s.Mode, got, n)
 	}
-	if got.P50 <= 0 || got.P50 > 50*time.Millisecond || got.P99 < got.P50 || got.Max < got.P99 || got.Errors != 0 {
+	if got.P50.Value <= 0 || got.P50.Value > 50*time.Millisecond || got.P99.Value < got.P50.Value || got.Max < got.P99.Value || got.Errors != 0 {
 		t.Fatalf("implausible GETATTR latencies: %+v", got)
 	}
 	if got.Hist.Total() != got.Count {
 		t.Fatalf("histogram holds %d samples, count is %d", got.Hist.Total(), got.Count)
 	}
-	t.Logf("%s mode: %d GETATTR, p50 %v p99 %v max %v", s.Mode, got.Count, got.P50, got.P99, got.Max)
+	t.Logf("%s mode: %d GETATTR, p50 %v p99 %v max %v", s.Mode, got.Count, got.P50.Value, got.P99.Value, got.Max)
 }

@@ -18,7 +18,7 @@ import (
 type Mode string
 
 const (
-	ModeAuto       Mode = ""           // tracepoints if the kernel has them, else kprobes
+	ModeAuto       Mode = ""           // kprobes if they attach (they see every transport), else tracepoints
 	ModeTracepoint Mode = "tracepoint" // fuse:fuse_request_send / fuse_request_end
 	ModeKprobe     Mode = "kprobe"     // kprobes around the same points (older kernels)
 	ModeOff        Mode = "off"        // do not time FUSE requests (syscalls only)

@@ -3,7 +3,10 @@ package probe
 import (
 	"bytes"
 	"encoding/json"
+	"math"
+	"math/rand/v2"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,38 +15,114 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func TestHistQuantile(t *testing.T) {
-	var h Hist
-	for i := 0; i < 90; i++ {
-		h.Add(1500 * time.Nanosecond) // bucket [1024, 2048)
+// TestHistLayout: every value lands in the bucket whose bounds hold it,
+// buckets tile the line without gaps, and none is wider than 1/16 of its
+// lower bound (so any estimate inside it is within 6.25 %).
+func TestHistLayout(t *testing.T) {
+	prevHi := time.Duration(0)
+	for i := range histSlots {
+		lo, hi := SlotBounds(i)
+		if lo != prevHi || hi <= lo {
+			t.Fatalf("bucket %d = [%d, %d), previous ended at %d", i, lo, hi, prevHi)
+		}
+		if lo >= 2*histSub && float64(hi-lo)/float64(lo) > 1.0/histSub+1e-12 {
+			t.Fatalf("bucket %d = [%d, %d) is wider than 1/%d of its lower bound", i, lo, hi, histSub)
+		}
+		prevHi = hi
 	}
-	for i := 0; i < 10; i++ {
-		h.Add(100 * time.Microsecond) // bucket [65536, 131072)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 100000 {
+		v := uint64(rng.Int64N(int64(prevHi)))
+		if rng.IntN(4) == 0 {
+			v = uint64(rng.IntN(1000))
+		}
+		lo, hi := SlotBounds(slotOf(v))
+		if uint64(lo) > v || v >= uint64(hi) {
+			t.Fatalf("%d ns in bucket %d = [%d, %d)", v, slotOf(v), lo, hi)
+		}
 	}
-	if got := h.Total(); got != 100 {
-		t.Fatalf("Total = %d, want 100", got)
+	if slotOf(1<<62) != histSlots-1 {
+		t.Fatal("a huge value does not land in the last bucket")
 	}
-	for _, tc := range []struct {
-		q      float64
-		lo, hi time.Duration
-	}{
-		{0.5, 1024, 2048},
-		{0.9, 1024, 2048},
-		{0.95, 65536, 131072},
-		{0.99, 65536, 131072},
-	} {
-		if got := h.Quantile(tc.q); got < tc.lo || got > tc.hi {
-			t.Errorf("Quantile(%v) = %v, want in [%v, %v]", tc.q, got, tc.lo, tc.hi)
+}
+
+// TestHistPercentiles feeds raw samples drawn from several latency shapes
+// into a Hist and checks p50/p90/p99 against the exact values computed
+// from the sorted samples: within 10 %, and the exact value inside the
+// reported bucket bounds.
+func TestHistPercentiles(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	shapes := map[string]func() time.Duration{
+		// A FUSE round trip: ~20 µs median, long tail.
+		"lognormal": func() time.Duration { return time.Duration(20000 * math.Exp(0.8*rng.NormFloat64())) },
+		// Cache hits and misses: 90 % near 3 µs, 10 % near 400 µs.
+		"bimodal": func() time.Duration {
+			if rng.IntN(10) == 0 {
+				return time.Duration(400000 + rng.IntN(100000))
+			}
+			return time.Duration(3000 + rng.IntN(500))
+		},
+		"uniform 1-100µs": func() time.Duration { return time.Duration(1000 + rng.IntN(99000)) },
+		"exponential":     func() time.Duration { return time.Duration(50000 * rng.ExpFloat64()) },
+		"tiny (ns)":       func() time.Duration { return time.Duration(rng.IntN(40)) },
+	}
+	for name, draw := range shapes {
+		for _, n := range []int{10, 100, 10000} {
+			var h Hist
+			samples := make([]time.Duration, n)
+			for i := range samples {
+				samples[i] = draw()
+				h.Add(samples[i])
+			}
+			slices.Sort(samples)
+			if h.Total() != uint64(n) {
+				t.Fatalf("%s: Total %d, want %d", name, h.Total(), n)
+			}
+			for _, q := range []float64{0.5, 0.9, 0.99} {
+				exact := samples[int(math.Ceil(q*float64(n)))-1]
+				got, lo, hi := h.Quantile(q)
+				if exact < lo || exact >= hi {
+					t.Errorf("%s n=%d p%g: exact %v outside the reported bucket [%v, %v)", name, n, q*100, exact, lo, hi)
+				}
+				// Within 10 %, or within the 1 ns resolution for tiny values.
+				if diff := math.Abs(float64(got - exact)); diff > 0.10*float64(exact) && diff > 1 {
+					t.Errorf("%s n=%d p%g: estimate %v, exact %v (%.1f %% off)", name, n, q*100, got, exact, 100*diff/float64(exact))
+				}
+			}
 		}
 	}
 	var empty Hist
-	if empty.Quantile(0.5) != 0 {
+	if v, lo, hi := empty.Quantile(0.5); v != 0 || lo != 0 || hi != 0 {
 		t.Error("Quantile of an empty histogram must be 0")
+	}
+}
+
+func TestHistJSONAndASCII(t *testing.T) {
+	var h Hist
+	for range 90 {
+		h.Add(1500 * time.Nanosecond) // [1024, 2048)
+	}
+	for range 10 {
+		h.Add(100 * time.Microsecond) // [65536, 131072)
+	}
+	b, err := json.Marshal(&h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `[{"lo_ns":1472,"hi_ns":1536,"count":90},{"lo_ns":98304,"hi_ns":102400,"count":10}]`; string(b) != want {
+		t.Errorf("JSON %s, want %s", b, want)
+	}
+	var back Hist
+	if err := json.Unmarshal(b, &back); err != nil || back != h {
+		t.Errorf("JSON round trip: %v", err)
+	}
+	if err := json.Unmarshal([]byte(`[{"lo_ns":1000,"hi_ns":1100,"count":1}]`), &back); err == nil {
+		t.Error("a bucket of another layout was accepted")
 	}
 	var buf bytes.Buffer
 	h.WriteASCII(&buf)
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
-	// Buckets 10 through 16 inclusive: 7 lines, the first full, the last 10/90 of it.
+	// Powers of two 10 through 16 inclusive: 7 lines, the first full.
 	if len(lines) != 7 || !strings.HasPrefix(lines[0], "[1K, 2K)") || !strings.Contains(lines[0], strings.Repeat("@", 52)) {
 		t.Fatalf("unexpected histogram:\n%s", buf.String())
 	}
@@ -92,8 +171,8 @@ func TestSyscallProbe(t *testing.T) {
 	if got == nil || got.Count < n {
 		t.Fatalf("getppid: probe counted %+v, want ≥ %d calls", got, n)
 	}
-	if got.P50 <= 0 || got.P50 > 10*time.Millisecond || got.Max < got.P50 {
-		t.Fatalf("implausible getppid latency: p50 %v max %v", got.P50, got.Max)
+	if got.P50.Value <= 0 || got.P50.Value > 10*time.Millisecond || got.Max < got.P50.Value {
+		t.Fatalf("implausible getppid latency: p50 %v max %v", got.P50.Value, got.Max)
 	}
 	if _, err := json.Marshal(s); err != nil {
 		t.Fatal(err)

@@ -1,8 +1,10 @@
 package probe
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"math/bits"
 	"sort"
 	"strings"
@@ -11,15 +13,48 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+// The histogram layout, shared with bpf/fuse.c (hist_slot): log-linear
+// buckets of nanoseconds. Each power of two [2^e, 2^(e+1)) is split into
+// histSub equal sub-buckets, so a bucket is at most 1/histSub (6.25 %) of
+// its lower bound wide, and a quantile read from it is within that of the
+// exact value; below 2·histSub ns every nanosecond has its own bucket. The
+// last bucket also takes everything from 2^histMaxExp ns (~137 s) up.
 const (
-	histSlots   = 64
+	histSubBits = 4
+	histSub     = 1 << histSubBits
+	histMaxExp  = 37
+	histSlots   = (histMaxExp - histSubBits + 1) * histSub
 	maxOps      = 64
 	maxSyscalls = 512
 )
 
-// Hist is a log2 latency histogram: Hist[i] counts samples that took
-// [2^i, 2^(i+1)) nanoseconds (Hist[0] also counts 0 ns).
+// Hist is a log-linear latency histogram: Hist[i] counts samples that took
+// SlotBounds(i) nanoseconds.
 type Hist [histSlots]uint64
+
+// slotOf is the bucket of v ns (bpf/fuse.c hist_slot, in Go).
+func slotOf(v uint64) int {
+	if v < histSub {
+		return int(v)
+	}
+	e := bits.Len64(v) - 1
+	if e >= histMaxExp {
+		return histSlots - 1
+	}
+	return (e-histSubBits+1)*histSub + int((v>>(e-histSubBits))&(histSub-1))
+}
+
+// SlotBounds is bucket i's range [lo, hi) in nanoseconds. The last bucket's
+// hi is its nominal bound; it also holds everything above.
+func SlotBounds(i int) (lo, hi time.Duration) {
+	if i < histSub {
+		return time.Duration(i), time.Duration(i + 1)
+	}
+	e := i/histSub + histSubBits - 1
+	sub := uint64(i % histSub)
+	shift := e - histSubBits
+	return time.Duration((histSub + sub) << shift), time.Duration((histSub + sub + 1) << shift)
+}
 
 // Total is the number of samples.
 func (h *Hist) Total() uint64 {
@@ -30,65 +65,111 @@ func (h *Hist) Total() uint64 {
 	return n
 }
 
-// Quantile estimates the q-quantile (0 < q ≤ 1), interpolating linearly
-// inside the log2 bucket that holds it; 0 with no samples.
-func (h *Hist) Quantile(q float64) time.Duration {
+// Quantile estimates the q-quantile (0 < q ≤ 1): the bucket holding the
+// sample of rank ⌈q·total⌉, interpolated linearly inside it. It returns
+// the bucket's bounds too, so a reader sees how exact the estimate is;
+// all zero with no samples.
+func (h *Hist) Quantile(q float64) (v, lo, hi time.Duration) {
 	total := h.Total()
 	if total == 0 {
-		return 0
+		return 0, 0, 0
 	}
-	rank := q * float64(total)
-	var seen float64
+	rank := max(1, uint64(math.Ceil(q*float64(total))))
+	var seen uint64
 	for i, c := range h {
 		if c == 0 {
 			continue
 		}
-		if seen+float64(c) >= rank {
-			lo := float64(uint64(1) << i)
-			if i == 0 {
-				lo = 0
-			}
-			hi := float64(uint64(1) << (i + 1))
-			frac := (rank - seen) / float64(c)
-			return time.Duration(lo + frac*(hi-lo))
+		if seen+c >= rank {
+			lo, hi = SlotBounds(i)
+			// The k-th of c samples spread evenly over [lo, hi) sits at
+			// the middle of its 1/c share.
+			frac := (float64(rank-seen) - 0.5) / float64(c)
+			return lo + time.Duration(frac*float64(hi-lo)), lo, hi
 		}
-		seen += float64(c)
+		seen += c
 	}
-	return time.Duration(1 << 62) // unreachable: rank ≤ total
+	panic("unreachable: rank ≤ total")
 }
 
 // Add counts one sample of d (for tests and for merging).
 func (h *Hist) Add(d time.Duration) {
-	v := uint64(d)
-	i := 0
-	if v > 0 {
-		i = bits.Len64(v) - 1
+	h[slotOf(uint64(max(d, 0)))]++
+}
+
+// HistBucket is one non-empty bucket in JSON: samples in [lo_ns, hi_ns).
+type HistBucket struct {
+	Lo    int64  `json:"lo_ns"`
+	Hi    int64  `json:"hi_ns"`
+	Count uint64 `json:"count"`
+}
+
+// MarshalJSON writes the non-empty buckets, in order, with their bounds.
+func (h *Hist) MarshalJSON() ([]byte, error) {
+	out := []HistBucket{}
+	for i, c := range h {
+		if c != 0 {
+			lo, hi := SlotBounds(i)
+			out = append(out, HistBucket{int64(lo), int64(hi), c})
+		}
 	}
-	h[i]++
+	return json.Marshal(out)
+}
+
+// UnmarshalJSON reads what MarshalJSON wrote; a bucket whose bounds are
+// not one of this layout's is an error.
+func (h *Hist) UnmarshalJSON(b []byte) error {
+	var in []HistBucket
+	if err := json.Unmarshal(b, &in); err != nil {
+		return err
+	}
+	*h = Hist{}
+	for _, bk := range in {
+		i := slotOf(uint64(max(bk.Lo, 0)))
+		if lo, hi := SlotBounds(i); int64(lo) != bk.Lo || int64(hi) != bk.Hi {
+			return fmt.Errorf("probe: histogram bucket [%d, %d) ns is not in this layout (%d sub-buckets per power of two)", bk.Lo, bk.Hi, histSub)
+		}
+		h[i] += bk.Count
+	}
+	return nil
+}
+
+// Percentile is one quantile estimate with the bounds of the histogram
+// bucket it came from: the exact value lies in [Lo, Hi).
+type Percentile struct {
+	Value time.Duration `json:"ns"`
+	Lo    time.Duration `json:"lo_ns"`
+	Hi    time.Duration `json:"hi_ns"`
 }
 
 // Stats is what the probe measured for one FUSE opcode or one syscall.
+// The JSON form is documented in docs/probe.md.
 type Stats struct {
 	Code   uint32        `json:"code"`
 	Name   string        `json:"name"`
 	Count  uint64        `json:"count"`
 	Errors uint64        `json:"errors"`
 	Mean   time.Duration `json:"mean_ns"`
-	P50    time.Duration `json:"p50_ns"`
-	P90    time.Duration `json:"p90_ns"`
-	P99    time.Duration `json:"p99_ns"`
+	P50    Percentile    `json:"p50"`
+	P90    Percentile    `json:"p90"`
+	P99    Percentile    `json:"p99"`
 	Max    time.Duration `json:"max_ns"`
-	Hist   Hist          `json:"hist_log2_ns"`
+	Hist   Hist          `json:"hist"`
 }
 
 // quantile is the histogram's estimate, never above the exact maximum the
 // probe recorded (interpolation inside the last bucket can overshoot it).
-func (r *Stats) quantile(q float64) time.Duration {
-	v := r.Hist.Quantile(q)
+func (r *Stats) quantile(q float64) Percentile {
+	v, lo, hi := r.Hist.Quantile(q)
 	if r.Max > 0 && v > r.Max {
-		return r.Max
+		v = r.Max
 	}
-	return v
+	return Percentile{v, lo, hi}
+}
+
+// setPercentiles computes P50, P90 and P99 from Hist.
+func (r *Stats) setPercentiles() {
+	r.P50, r.P90, r.P99 = r.quantile(0.50), r.quantile(0.90), r.quantile(0.99)
 }
 
 // Snapshot is the probe's maps read at one moment.
@@ -134,7 +215,7 @@ func readStats(hist, stats *ebpf.Map, n int, name func(uint32) string) ([]Stats,
 				return nil, fmt.Errorf("probe: read %s[%d]: %w", hist, i*histSlots+slot, err)
 			}
 		}
-		r.P50, r.P90, r.P99 = r.quantile(0.50), r.quantile(0.90), r.quantile(0.99)
+		r.setPercentiles()
 		out = append(out, r)
 	}
 	sort.Slice(out, func(a, b int) bool { return out[a].Count > out[b].Count })
@@ -149,10 +230,10 @@ func (s *Snapshot) WriteText(w io.Writer) {
 			fmt.Fprintf(w, "%s: no samples\n", title)
 			return
 		}
-		fmt.Fprintf(w, "%s\n%-20s %10s %8s %10s %10s %10s %10s %10s\n", title, "", "count", "errors", "mean", "p50", "p90", "p99", "max")
+		fmt.Fprintf(w, "%s\n%-16s %9s %7s %9s %-27s %-27s %-27s %9s\n", title, "", "count", "errors", "mean", "p50 [bucket)", "p90 [bucket)", "p99 [bucket)", "max")
 		for _, r := range rows {
-			fmt.Fprintf(w, "%-20s %10d %8d %10s %10s %10s %10s %10s\n", r.Name, r.Count, r.Errors,
-				fmtDur(r.Mean), fmtDur(r.P50), fmtDur(r.P90), fmtDur(r.P99), fmtDur(r.Max))
+			fmt.Fprintf(w, "%-16s %9d %7d %9s %-27s %-27s %-27s %9s\n", r.Name, r.Count, r.Errors,
+				fmtDur(r.Mean), fmtPct(r.P50), fmtPct(r.P90), fmtPct(r.P99), fmtDur(r.Max))
 		}
 		for _, r := range rows {
 			fmt.Fprintf(w, "\n@%s (ns):\n", r.Name)
@@ -166,12 +247,22 @@ func (s *Snapshot) WriteText(w io.Writer) {
 	}
 }
 
-// WriteASCII draws h like bpftrace's hist(): one line per bucket from the
-// first to the last non-empty one, with a bar scaled to the largest.
+// WriteASCII draws h like bpftrace's hist(): one line per power of two
+// (its sub-buckets summed) from the first to the last non-empty one, with
+// a bar scaled to the largest.
 func (h *Hist) WriteASCII(w io.Writer) {
+	var pow [64]uint64 // pow[e] counts [2^e, 2^(e+1)); pow[0] also 0 ns
+	for i, c := range h {
+		lo, _ := SlotBounds(i)
+		e := 0
+		if lo > 0 {
+			e = bits.Len64(uint64(lo)) - 1
+		}
+		pow[e] += c
+	}
 	first, last := -1, -1
 	var peak uint64
-	for i, c := range h {
+	for i, c := range pow {
 		if c != 0 {
 			if first < 0 {
 				first = i
@@ -189,9 +280,9 @@ func (h *Hist) WriteASCII(w io.Writer) {
 		if i == 0 {
 			lo = 0
 		}
-		bar := int(h[i] * width / peak)
+		bar := int(pow[i] * width / peak)
 		fmt.Fprintf(w, "[%s, %s)%*s %8d |%-*s|\n", fmtPow(lo), fmtPow(hi),
-			max(0, 14-len(fmtPow(lo))-len(fmtPow(hi))), "", h[i], width, strings.Repeat("@", bar))
+			max(0, 14-len(fmtPow(lo))-len(fmtPow(hi))), "", pow[i], width, strings.Repeat("@", bar))
 	}
 }
 
@@ -205,6 +296,11 @@ func fmtPow(v uint64) string {
 		return fmt.Sprintf("%dK", v>>10)
 	}
 	return fmt.Sprint(v)
+}
+
+// fmtPct prints a percentile and the bucket it came from: "12.3µs [12.0µs,12.8µs)".
+func fmtPct(p Percentile) string {
+	return fmt.Sprintf("%s [%s,%s)", fmtDur(p.Value), fmtDur(p.Lo), fmtDur(p.Hi))
 }
 
 func fmtDur(d time.Duration) string {
@@ -241,7 +337,7 @@ func (s *Snapshot) Sub(earlier *Snapshot) *Snapshot {
 					continue
 				}
 				r.Mean = time.Duration(sum / r.Count)
-				r.P50, r.P90, r.P99 = r.quantile(0.50), r.quantile(0.90), r.quantile(0.99)
+				r.setPercentiles()
 			}
 			out = append(out, r)
 		}

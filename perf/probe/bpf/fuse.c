@@ -19,7 +19,17 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-#define HIST_SLOTS 64	// log2 buckets of nanoseconds
+// Log-linear histogram of nanoseconds: each power of two [2^e, 2^(e+1)) is
+// split into HIST_SUB equal sub-buckets, so a bucket is at most 1/HIST_SUB
+// (6.25 %) of its lower bound wide; values below 2*HIST_SUB ns get a bucket
+// each. Slot of v: v if v < HIST_SUB, else
+// (e - HIST_SUB_BITS + 1) * HIST_SUB + ((v >> (e - HIST_SUB_BITS)) & (HIST_SUB - 1)).
+// The last slot also takes everything from 2^HIST_MAX_EXP ns (~137 s) up.
+// perf/probe/snapshot.go (slotOf, SlotBounds) is the Go twin of this.
+#define HIST_SUB_BITS 4
+#define HIST_SUB (1 << HIST_SUB_BITS)
+#define HIST_MAX_EXP 37
+#define HIST_SLOTS ((HIST_MAX_EXP - HIST_SUB_BITS + 1) * HIST_SUB)
 #define MAX_OPS 64	// FUSE opcodes; anything >= 63 (CUSE_INIT) lands in 63
 #define MAX_SYSCALLS 512
 
@@ -55,7 +65,7 @@ struct {
 } fuse_inflight SEC(".maps");
 
 // fuse_hist[op*HIST_SLOTS + slot] counts requests of opcode op whose round
-// trip took [2^slot, 2^(slot+1)) ns.
+// trip fell in log-linear bucket slot (hist_slot).
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, MAX_OPS * HIST_SLOTS);
@@ -110,9 +120,19 @@ static __always_inline __u32 log2_slot(__u64 v)
 	return r;
 }
 
+static __always_inline __u32 hist_slot(__u64 v)
+{
+	if (v < HIST_SUB)
+		return (__u32)v;
+	__u32 e = log2_slot(v);
+	if (e >= HIST_MAX_EXP)
+		return HIST_SLOTS - 1;
+	return (e - HIST_SUB_BITS + 1) * HIST_SUB + (__u32)((v >> (e - HIST_SUB_BITS)) & (HIST_SUB - 1));
+}
+
 static __always_inline void account(void *hist, void *stats, __u32 idx, __u64 delta, int err)
 {
-	__u32 key = idx * HIST_SLOTS + log2_slot(delta);
+	__u32 key = idx * HIST_SLOTS + hist_slot(delta);
 	__u64 *cnt = bpf_map_lookup_elem(hist, &key);
 	if (cnt)
 		__sync_fetch_and_add(cnt, 1);

@@ -247,7 +247,7 @@ echo "FASTFS-PROBE %[1]s $(tr -d '\n' < /tmp/probe.json)"
 		if compare {
 			fmt.Printf("%-14s %10s %10s %10s %10s\n", "op", "count", "p50", "p99", "max")
 			for _, o := range s.Fuse {
-				fmt.Printf("%-14s %10d %10s %10s %10s\n", o.Name, o.Count, o.P50.Round(time.Microsecond), o.P99.Round(time.Microsecond), o.Max.Round(time.Microsecond))
+				fmt.Printf("%-14s %10d %10s %10s %10s\n", o.Name, o.Count, o.P50.Value.Round(time.Microsecond), o.P99.Value.Round(time.Microsecond), o.Max.Round(time.Microsecond))
 			}
 		} else {
 			s.WriteText(os.Stdout)
