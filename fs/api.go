@@ -127,8 +127,11 @@ type FileSystem interface {
 	// Type F_UNLCK if none. owner identifies the lock owner.
 	GetLk(ctx *Context, ino Inode, fh Handle, owner uint64, lk *Lock, out *Lock) Errno
 	// SetLk takes or releases lk for owner; wait blocks until it can be
-	// taken (poll ctx.Interrupted and return EINTR); flock selects BSD flock
-	// semantics over POSIX record locks.
+	// taken or the request is interrupted (EINTR: wake through
+	// ctx.OnInterrupt); flock selects BSD flock semantics over POSIX record
+	// locks. A transport calls it with wait only off its workers (see
+	// DESIGN.md, Concurrency): the call may block for as long as another
+	// client holds the lock.
 	SetLk(ctx *Context, ino Inode, fh Handle, owner uint64, lk *Lock, wait, flock bool) Errno
 }
 

@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -51,21 +52,93 @@ type Context struct {
 	// Unique is the transport's request ID (FUSE unique, 9P tag); for logs.
 	Unique uint64
 
-	// interrupted is set by the transport when the client asks to abort the
-	// request (FUSE_INTERRUPT, 9P Tflush). It may be nil for transports that
-	// cannot interrupt.
-	interrupted *atomic.Bool
+	// interrupt is set by the transport when the client asks to abort the
+	// request (FUSE_INTERRUPT, 9P Tflush, shutdown). It may be nil for
+	// transports that cannot interrupt.
+	interrupt *Interrupt
 }
 
-// SetInterruptFlag ties the context to the flag its transport sets when the
-// request is interrupted. For transports only.
-func (c *Context) SetInterruptFlag(f *atomic.Bool) { c.interrupted = f }
+// SetInterrupt ties the context to the request's interrupt state, which
+// its transport sets. For transports only.
+func (c *Context) SetInterrupt(i *Interrupt) { c.interrupt = i }
 
-// Interrupted reports whether the client asked to abort this request. A
-// method that blocks for long (SetLk with wait, a slow read) polls it and
-// returns EINTR.
+// Interrupted reports whether the client asked to abort this request.
 func (c *Context) Interrupted() bool {
-	return c.interrupted != nil && c.interrupted.Load()
+	return c.interrupt != nil && c.interrupt.IsSet()
+}
+
+// OnInterrupt arranges for fn to be called once if the request is
+// interrupted before StopOnInterrupt. It returns false, registering
+// nothing, if the request is already interrupted or its transport cannot
+// interrupt (then fn is never called: a wait must be bounded some other
+// way). fn runs on the goroutine that interrupts (a transport's reader or
+// worker) and must not block. A method that blocks in a system call uses
+// it to wake itself (see fs/passthrough: a blocking lock); one that merely
+// loops may poll Interrupted instead.
+func (c *Context) OnInterrupt(fn func()) bool {
+	if c.interrupt == nil {
+		return false
+	}
+	return c.interrupt.notify(fn)
+}
+
+// StopOnInterrupt undoes OnInterrupt; once it returns, fn is not running
+// and will not be called.
+func (c *Context) StopOnInterrupt() {
+	if c.interrupt != nil {
+		c.interrupt.notify(nil)
+	}
+}
+
+// CanInterrupt reports whether the request's transport can interrupt it
+// (FUSE_INTERRUPT, Tflush, a queue stop). A filesystem may refuse an
+// unbounded wait for a request that cannot be interrupted.
+func (c *Context) CanInterrupt() bool { return c.interrupt != nil }
+
+// Interrupt is one request's interrupt state. The transport owns it (one
+// per request slot, reused): Set when the client aborts the request or the
+// connection stops, Clear before the slot serves its next request. The
+// zero value is ready to use.
+type Interrupt struct {
+	set atomic.Bool
+	mu  sync.Mutex
+	// fn is the callback registered through Context.OnInterrupt.
+	// +checklocks:mu
+	fn func()
+}
+
+// Set marks the request interrupted and calls the callback a waiting
+// filesystem method registered, if any (once: Set clears it).
+func (i *Interrupt) Set() {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.set.Store(true)
+	if fn := i.fn; fn != nil {
+		i.fn = nil
+		fn()
+	}
+}
+
+// IsSet reports whether Set was called since the last Clear.
+func (i *Interrupt) IsSet() bool { return i.set.Load() }
+
+// Clear readies the state for the slot's next request.
+func (i *Interrupt) Clear() {
+	i.mu.Lock()
+	i.set.Store(false)
+	i.fn = nil
+	i.mu.Unlock()
+}
+
+// notify registers fn (nil: unregisters); false if already set.
+func (i *Interrupt) notify(fn func()) bool {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if fn != nil && i.set.Load() {
+		return false
+	}
+	i.fn = fn
+	return true
 }
 
 // Attr is an inode's attributes, as stat(2) reports them.

@@ -223,6 +223,9 @@ func (s *Server) destroy(r *Request) int {
 	s.initMu.Lock()
 	defer s.initMu.Unlock()
 	if !s.destroyed.Swap(true) {
+		// Lock waits and other blocking requests still running on
+		// helpers answer EINTR now: the session is over.
+		s.intr.all()
 		s.fs.Destroy()
 	}
 	return s.errReply(r, 0)

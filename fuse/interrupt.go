@@ -2,8 +2,8 @@ package fuse
 
 import (
 	"sync"
-	"sync/atomic"
 
+	"github.com/fastfsd/fastfsd/fs"
 	"github.com/fastfsd/fastfsd/fuse/abi"
 )
 
@@ -20,14 +20,25 @@ import (
 type interrupts struct {
 	mu sync.Mutex
 	// inflight maps a registered request's unique to its flag. +checklocks:mu
-	inflight map[uint64]*atomic.Bool
+	inflight map[uint64]*fs.Interrupt
 	// early holds uniques interrupted before they registered. +checklocks:mu
 	early [32]uint64
 	// next is the ring slot early writes next. +checklocks:mu
 	next int
+	// closed is set by InterruptAll: every registration from then on is
+	// interrupted at once (the connection is ending). +checklocks:mu
+	closed bool
 }
 
-func (t *interrupts) init() { t.inflight = make(map[uint64]*atomic.Bool) }
+func (t *interrupts) init() { t.inflight = make(map[uint64]*fs.Interrupt) }
+
+// Blocking reports whether a request with op may block for long in the
+// filesystem — a lock wait (SETLKW, blocking flock), FSYNC, FSYNCDIR,
+// SYNCFS, FALLOCATE, COPY_FILE_RANGE — so that a transport serves it on a
+// helper, never on a worker that other requests wait behind (DESIGN.md,
+// Concurrency). These are also the requests that register for
+// FUSE_INTERRUPT.
+func Blocking(op abi.Opcode) bool { return mayBlock(op) }
 
 // mayBlock reports whether requests with op register for interrupts.
 func mayBlock(op abi.Opcode) bool {
@@ -41,14 +52,17 @@ func mayBlock(op abi.Opcode) bool {
 
 // register makes unique interruptible through f; the caller must
 // unregister it before its reply is sent.
-func (t *interrupts) register(unique uint64, f *atomic.Bool) {
+func (t *interrupts) register(unique uint64, f *fs.Interrupt) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for i, u := range t.early {
 		if u == unique && u != 0 {
 			t.early[i] = 0
-			f.Store(true)
+			f.Set()
 		}
+	}
+	if t.closed {
+		f.Set()
 	}
 	t.inflight[unique] = f
 }
@@ -60,7 +74,7 @@ func (t *interrupts) unregister(unique uint64) {
 	t.mu.Lock()
 	if f, ok := t.inflight[unique]; ok {
 		delete(t.inflight, unique)
-		f.Store(false)
+		f.Clear()
 	}
 	t.mu.Unlock()
 }
@@ -71,9 +85,37 @@ func (t *interrupts) interrupt(unique uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if f, ok := t.inflight[unique]; ok {
-		f.Store(true)
+		f.Set()
 		return
 	}
 	t.early[t.next] = unique
 	t.next = (t.next + 1) % len(t.early)
 }
+
+// all interrupts every registered request and every one that registers
+// from now on.
+func (t *interrupts) all() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.closed = true
+	for _, f := range t.inflight {
+		f.Set()
+	}
+}
+
+// InterruptAll interrupts every request that may block (a lock wait, an
+// fsync…) now in flight and every one that starts later: they answer
+// EINTR soon. A transport calls it when the connection ends (unmount,
+// SIGTERM) so that no helper stays blocked; the engine calls it itself
+// on DESTROY.
+func (s *Server) InterruptAll() { s.intr.all() }
+
+// Interrupt interrupts the request r is serving, as FUSE_INTERRUPT would:
+// for transports without FUSE_INTERRUPT (virtio-fs stopping a queue).
+// Handle clears the state when it returns; a transport that may call
+// Interrupt after that (racing the end of the request) calls
+// ClearInterrupt before reusing r.
+func (r *Request) Interrupt() { r.req.intr.Set() }
+
+// ClearInterrupt readies r for its next request after an Interrupt.
+func (r *Request) ClearInterrupt() { r.req.intr.Clear() }

@@ -169,7 +169,7 @@ func TestInterruptSetlkw(t *testing.T) {
 			if left != 0 {
 				t.Errorf("%d requests still registered", left)
 			}
-			if h.r.req.intr.Load() {
+			if h.r.req.intr.IsSet() {
 				t.Error("the interrupt flag outlived its request")
 			}
 		})

@@ -23,6 +23,10 @@ const MinMinor = 12
 // out header and fuse_statx_out, the largest one.
 const minOutSize = abi.OutHeaderSize + abi.StatxOutSize
 
+// MinOutSize is the smallest Request.Out Handle accepts: a transport may
+// give a Request that serves only small replies (a helper's) this much.
+const MinOutSize = minOutSize
+
 // xattrSizeMax is XATTR_SIZE_MAX, the largest xattr value (and list) the
 // kernel asks for; xattrNameMax is XATTR_NAME_MAX.
 const (
@@ -44,7 +48,7 @@ type request struct {
 	hdr  abi.InHeader
 	args []byte // In[InHeaderSize : Len-extensions]: the op's arguments
 	ctx  fs.Context
-	intr atomic.Bool // set by INTERRUPT while registered in Server.intr
+	intr fs.Interrupt // set by INTERRUPT while registered in Server.intr, or by Request.Interrupt
 
 	entry   fs.Entry
 	attr    fs.AttrOut
@@ -203,7 +207,14 @@ func (s *Server) Handle(r *Request) (n int) {
 		Caller: fs.Caller{Uid: h.UID, Gid: h.GID, Pid: h.PID},
 		Unique: h.Unique,
 	}
-	q.ctx.SetInterruptFlag(&q.intr)
+	q.ctx.SetInterrupt(&q.intr)
+	defer func() {
+		// A request interrupted unregistered (Request.Interrupt, or a
+		// blocking op ended by InterruptAll) leaves no flag behind.
+		if q.intr.IsSet() {
+			q.intr.Clear()
+		}
+	}()
 	if ext > 0 {
 		if e := parseExtensions(&q.ctx, r.In[len(r.In)-ext:]); e != 0 {
 			s.logf("unique %d %v: malformed request extension", h.Unique, h.Opcode)

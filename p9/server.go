@@ -208,7 +208,7 @@ func (s *Server) newConn(nc net.Conn) (*conn, error) {
 	c.msize.Store(s.opts.MaxMsize)
 	for range s.opts.MaxRequests + readAhead {
 		r := &request{c: c}
-		r.ctx.SetInterruptFlag(&r.intr)
+		r.ctx.SetInterrupt(&r.intr)
 		c.free <- r
 	}
 	s.conns[c] = struct{}{}
@@ -311,7 +311,7 @@ type request struct {
 	in   []byte // body: in[:hdr.Size-HeaderSize]
 	out  []byte // reply, cap ≤ msize while in use
 	e    encoder
-	intr atomic.Bool // set by Tflush, Tversion or teardown
+	intr fs.Interrupt // set by Tflush, Tversion or teardown
 	ctx  fs.Context
 
 	// Guarded by c.mu: tags of Tflush requests to answer after this reply.
@@ -446,7 +446,7 @@ func (c *conn) run(r *request, obs Counter) {
 	var e fs.Errno
 	if !c.versioned.Load() {
 		e = syscall.EPROTO // Tversion must come first
-	} else if r.intr.Load() {
+	} else if r.intr.IsSet() {
 		e = syscall.EINTR // flushed while queued: not started at all
 	} else {
 		e = c.dispatch(r)
@@ -512,7 +512,7 @@ func (c *conn) reply(r *request) {
 		c.writeRflushLocked(tag)
 	}
 	c.wmu.Unlock()
-	r.intr.Store(false)
+	r.intr.Clear()
 	r.e = encoder{}
 	c.free <- r
 	c.busy.Done()
@@ -543,7 +543,7 @@ func (c *conn) writeRflushLocked(tag uint16) {
 func (c *conn) flush(tag, oldtag uint16) {
 	c.mu.Lock()
 	if r, ok := c.inflight[oldtag]; ok && oldtag != tag {
-		r.intr.Store(true)
+		r.intr.Set()
 		r.flushers = append(r.flushers, tag)
 		c.mu.Unlock()
 		return
@@ -558,7 +558,7 @@ func (c *conn) flush(tag, oldtag uint16) {
 func (c *conn) interruptAll() {
 	c.mu.Lock()
 	for _, r := range c.inflight {
-		r.intr.Store(true)
+		r.intr.Set()
 	}
 	c.mu.Unlock()
 }

@@ -58,9 +58,13 @@ flags:
   --tag TAG                 tag in the device config space (VMMs that read it; QEMU sets its own)
   --cache auto|always|never client caching (also -o cache=…; none = never)
   --num-request-queues N    request queues offered (default: CPUs, at most 16)
-  --thread-pool-size N      helper goroutines per queue for requests that may block (SETLKW,
-                            FSYNC, FALLOCATE…) and READ/WRITE ≥ 64 KiB; 0 (default, as
-                            virtiofsd): all requests run on the queue's worker thread
+  --thread-pool-size N      helper goroutines per queue for READ/WRITE ≥ 64 KiB and, when the
+                            blocking slots are busy, requests that may block; 0 (default, as
+                            virtiofsd): those run on the queue's worker thread. Lock waits,
+                            FSYNC, FALLOCATE, COPY_FILE_RANGE and SYNCFS always run off the
+                            worker, on up to 32 blocking slots per queue; a lock wait past
+                            them is refused with ENOLCK. Stopping a queue answers pending
+                            lock waits with EINTR
   --xattr / --no-xattr      serve extended attributes (default on; virtiofsd's is off, but
                             with KILLPRIV_V2 xattrs cost no extra round trip per write)
   --xattrmap RULES          xattr name mapping, virtiofsd's rule language (also -o xattrmap=);
@@ -503,9 +507,6 @@ func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
 	}
 	if (c.socketPath == "") == (c.fd < 0) {
 		return nil, nil, errors.New("pass exactly one of --socket-path PATH and --fd N: where the VMM connects")
-	}
-	if c.locks && c.helpers == 0 {
-		warns = append(warns, "posix locks with --thread-pool-size 0: a blocking lock request (SETLKW) waits on its queue's worker and stalls that queue until it is granted; pass --thread-pool-size N")
 	}
 	if c.cacheSize != 0 && !c.dax {
 		warns = append(warns, "--cache-size without --dax: no DAX window is offered")

@@ -29,7 +29,7 @@ func TestParseVirtiofsArgs(t *testing.T) {
 		{args: "--fd=3 -o source=/d -o cache=always -o posix_lock --thread-pool-size=64", check: func(c *virtiofsConfig) bool {
 			return c.fd == 3 && c.cache == passthrough.CacheAlways && c.locks && c.helpers == 64
 		}},
-		{args: "--fd=3 -o source=/d -o posix_lock", warns: 1},
+		{args: "--fd=3 -o source=/d -o posix_lock", warns: 0}, // lock waits run off the worker anyway
 		{args: "--fd=3 -o source=/d --thread-pool-size -1", err: "--thread-pool-size"},
 		{args: "--socket-path=/s --shared-dir=/d --cache never --tag myfs --num-request-queues 4 --log-level debug", check: func(c *virtiofsConfig) bool {
 			return c.cache == passthrough.CacheNever && c.tag == "myfs" && c.queues == 4 && c.level == slog.LevelDebug

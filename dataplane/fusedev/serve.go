@@ -71,6 +71,11 @@ type ServeOptions struct {
 	IOUring bool
 	// IOUringDepth is the number of ring entries per queue (0: 16).
 	IOUringDepth int
+	// BlockingHelpers bounds the requests that may block (lock waits,
+	// FSYNC, FALLOCATE, COPY_FILE_RANGE, SYNCFS) served at once off the
+	// workers (0: DefaultBlockingHelpers). Past it a lock wait is refused
+	// with ENOLCK and the others are served inline.
+	BlockingHelpers int
 }
 
 // workerStats is one worker's counters, alone on its cache line(s) so
@@ -192,18 +197,32 @@ func (c *Conn) serve(ctx context.Context, srv *fuse.Server, opts ServeOptions) e
 	}
 	cpus := topo.Plan(opts.Workers)
 	ws := []*worker{w0}
+	keepFds := false // a helper may still write to them
 	defer func() {
 		for _, w := range ws {
-			w.close()
+			if !keepFds {
+				w.close()
+			}
 		}
 	}()
+	nh := opts.BlockingHelpers
+	if nh <= 0 {
+		nh = DefaultBlockingHelpers
+	}
+	pool := newHelperPool(srv, nh)
+	// Runs before the fds close: whatever still waits (a lock nobody will
+	// release, now that the mount is gone) is interrupted and answers.
+	defer func() { keepFds = !pool.stop(2 * time.Second) }()
+	w0.pool = pool
 	for i := 1; i < len(cpus); i++ {
 		fd, err := cloneFd(c.fd)
 		if err != nil {
 			c.Unmount()
 			return fmt.Errorf("serve %s: worker %d: %w", c.mountpoint, i, err)
 		}
-		ws = append(ws, newWorker(c, srv, fd, i, bufSize, opts.Debug))
+		w := newWorker(c, srv, fd, i, bufSize, opts.Debug)
+		w.pool = pool
+		ws = append(ws, w)
 	}
 	stats := make([]*workerStats, len(ws))
 	for i, w := range ws {
@@ -293,6 +312,7 @@ type worker struct {
 	stats *workerStats
 	debug *log.Logger
 	obs   *stats.Worker // nil: no per-request timing
+	pool  *helperPool   // requests that may block go there (nil while serving INIT)
 
 	// Splice path (nil pipes: read/writev path).
 	in          *splice.Pipe // requests from the device; then the reply to it
@@ -418,6 +438,9 @@ func (w *worker) serve(in []byte) (int, bool) {
 	r.In, r.Src, r.Dst = in, nil, nil
 	if w.debug != nil {
 		w.logRequest(in)
+	}
+	if w.pool.offload(w, in) {
+		return 0, false
 	}
 	n := w.handle(r)
 	if n <= 0 {

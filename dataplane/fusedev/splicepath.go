@@ -79,6 +79,9 @@ func (w *worker) serveSpliced(n int) bool {
 	if w.debug != nil {
 		w.logRequest(r.In)
 	}
+	if r.Src == nil && w.pool.offload(w, r.In) {
+		return false
+	}
 	out := w.handle(r)
 	if w.in.Len() > 0 {
 		// WRITE payload the filesystem did not consume.

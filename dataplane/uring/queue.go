@@ -155,8 +155,9 @@ type queue struct {
 	done  error // set when the connection ends
 	began bool  // run was entered (read by Serve after the worker ends)
 
-	// Requests that may block for long (SETLKW waiting for a lock, FSYNC,
-	// …) run on helper goroutines: a queue has one worker, and a lock
+	// Requests that may block for long (fuse.Blocking: SETLKW waiting for
+	// a lock, FSYNC, …) run on helper goroutines, at most one per entry
+	// and lock waits on at most half the entries (see lockWaits): a queue has one worker, and a lock
 	// waiter blocking it would hold up the very RELEASE that frees the
 	// lock when the holder runs on the same CPU. A helper serves the
 	// request in its entry's own Request, then appends the entry to
@@ -170,6 +171,11 @@ type queue struct {
 	helpers  sync.WaitGroup
 	finMu    sync.Mutex
 	finished []helperDone // guarded by finMu
+	// lockWaits counts SETLKW requests on helpers (worker only). A waiter
+	// holds its ring entry until the lock is granted, and the kernel
+	// queues this CPU's requests behind the entries: at most half of them
+	// may wait for locks, so the other half keeps serving.
+	lockWaits int
 }
 
 // helperDone is an entry a helper has served.
@@ -182,16 +188,6 @@ type helperDone struct {
 
 // evfdTag marks the CQE of the evfd READ.
 const evfdTag = 1 << 63
-
-// blocking reports whether op may block for long in the filesystem.
-func blocking(op abi.Opcode) bool {
-	switch op {
-	case abi.OpSetlkw, abi.OpFsync, abi.OpFsyncdir, abi.OpSyncfs, abi.OpFallocate,
-		abi.OpCopyFileRange, abi.OpCopyFileRange64:
-		return true
-	}
-	return false
-}
 
 func (q *queue) run(started chan<- error) error {
 	q.began = true
@@ -258,6 +254,8 @@ func (q *queue) close() {
 	if q.ring != nil {
 		q.ring.close() // cancels what the kernel still holds
 	}
+	// The connection is gone: lock waits and the like answer EINTR now.
+	q.srv.InterruptAll()
 	// Helpers write into their entry's memory and to evfd. One may still
 	// be blocked (a lock wait nobody will interrupt once the connection
 	// is gone): then leave the memory mapped and evfd open rather than let
@@ -350,8 +348,17 @@ const helperPayloadMax = 256
 func (q *queue) offload(i int, t0 time.Time) bool {
 	e := q.ents[i]
 	op := abi.Opcode(binary.NativeEndian.Uint32(e.hdr[4:]))
-	if !blocking(op) || binary.NativeEndian.Uint32(e.hdr[256+16:]) > helperPayloadMax {
+	if !fuse.Blocking(op) || binary.NativeEndian.Uint32(e.hdr[256+16:]) > helperPayloadMax {
 		return false
+	}
+	if op == abi.OpSetlkw {
+		if q.lockWaits >= q.depth/2 {
+			// Refused, not queued: a lock wait may last forever.
+			unique := binary.NativeEndian.Uint64(e.hdr[8:])
+			q.commit(i, q.errorReply(e, unique, syscall.ENOLCK), uint32(op), t0)
+			return true
+		}
+		q.lockWaits++
 	}
 	q.helpers.Add(1)
 	go func() {
@@ -374,6 +381,9 @@ func (q *queue) commitFinished() {
 	q.finished = nil
 	q.finMu.Unlock()
 	for _, f := range fin {
+		if abi.Opcode(f.op) == abi.OpSetlkw {
+			q.lockWaits--
+		}
 		q.commit(f.ent, f.n, f.op, f.t0)
 	}
 }

@@ -49,8 +49,14 @@ type Options struct {
 	// requests which may block for long (SETLKW, FSYNC, FALLOCATE,
 	// COPY_FILE_RANGE, SYNCFS) and READ/WRITE of 64 KiB or more, so
 	// several run at once on one queue; 0 serves everything inline on the
-	// queue's worker.
+	// queue's worker, except what BlockingHelpers takes.
 	Helpers int
+	// BlockingHelpers is the number of small slots per queue, each with
+	// a helper goroutine, that serve requests which may block (lock
+	// waits above all) off the worker whatever Helpers says (0:
+	// DefaultBlockingHelpers). With all busy (and no Helpers slot free)
+	// a lock wait is refused with ENOLCK.
+	BlockingHelpers int
 	// Log gets session events and dropped requests; nil: slog.Default().
 	Log *slog.Logger
 	// Stats, if set, gets a stats.Worker per worker and helper slot that
@@ -58,6 +64,12 @@ type Options struct {
 	// branch per request.
 	Stats *stats.Set
 }
+
+// DefaultBlockingHelpers is the default Options.BlockingHelpers: lock
+// waits (and other blocking requests) a queue holds at once. Each holds
+// one descriptor chain, a slot of about 50 KiB (a chain and an iovec
+// array of ring.MaxBuffers entries) and, while it waits, an OS thread.
+const DefaultBlockingHelpers = 32
 
 // Device is the virtio-fs device: a vhostuser.Device serving an
 // fs.FileSystem through the FUSE engine. Queue 0 is hiprio, queues 1..N

@@ -31,23 +31,25 @@
 // fs.Sink whose ReadFrom preadv's from the file straight into the guest's
 // writable descriptors after the 16-byte out header.
 //
-// By default requests run to completion on the queue's worker, one at a
-// time (as C virtiofsd does with its default --thread-pool-size=0), so a
-// request that blocks for long blocks its queue: with POSIX locks served
-// (fuse.Options.Locks), a SETLKW waiting for a lock whose holder's unlock
-// arrives on the same queue would wait for ever. Options.Helpers gives each
-// queue that many helper goroutines: the worker still pops every chain,
-// serves short requests inline, and hands requests that may block (SETLKW,
-// FSYNC, FALLOCATE, COPY_FILE_RANGE, SYNCFS) and READ/WRITE of
-// 64 KiB or more to a helper, each with its own slot (chain, engine
-// Request, buffers). Helpers queue their completions; the worker pushes and
-// publishes them (the ring keeps one owner). While any request is on a
-// helper the worker passes no memory quiescent point and keeps the ring on
-// its current table, so no view a helper holds can be unmapped; a memory
-// update waits for those requests (or leaves the old regions mapped after
-// vhostuser's grace timeout). Stopping a queue waits for its helpers: a
-// SETLKW that is never granted delays GET_VRING_BASE (the engine has no
-// way yet for a transport to interrupt a request).
+// Requests run to completion on the queue's worker, except those that may
+// block (fuse.Blocking: lock waits, FSYNC, FSYNCDIR, FALLOCATE,
+// COPY_FILE_RANGE, SYNCFS): every queue has Options.BlockingHelpers small
+// slots, each with a helper goroutine, that serve them off the worker —
+// a SETLKW whose unlock arrives on the same queue would otherwise wait for
+// ever. With every blocking slot busy, such a request goes to a free
+// Options.Helpers slot; failing that a lock wait is refused with ENOLCK
+// (it may never end) and anything else is served inline (it ends on its
+// own). Options.Helpers (--thread-pool-size) also takes READ/WRITE of
+// 64 KiB or more, so several run at once on one queue. Each offloaded
+// request has its own slot (chain, engine Request, buffers). Helpers queue
+// their completions; the worker pushes and publishes them (the ring keeps
+// one owner). While any request is on a helper the worker passes no memory
+// quiescent point and keeps the ring on its current table, so no view a
+// helper holds can be unmapped; a memory update waits for those requests,
+// interrupting them (lock waits answer EINTR) after about a second.
+// Stopping a queue interrupts what its helpers serve at once, so a lock
+// wait that would never be granted does not delay GET_VRING_BASE: the
+// guest's lock call sees EINTR.
 //
 // # Memory and stopping
 //

@@ -74,16 +74,16 @@ func (d *Device) serveGuarded(s *slot, queue int) (n uint32) {
 }
 
 // offloadGuarded is offload, which reads the request header from guest
-// memory on the worker: a fault there answers false, and serving the
-// request inline fails it through serveGuarded.
-func offloadGuarded(s *slot) (ok bool) {
+// memory on the worker: a fault there answers offloadInline, and serving
+// the request inline fails it through serveGuarded.
+func (w *worker) offloadGuarded(s *slot) (where int) {
 	defer func() {
 		if p := recover(); p != nil {
 			if asFault(p) == nil {
 				panic(p)
 			}
-			ok = false
+			where = offloadInline
 		}
 	}()
-	return offload(s)
+	return w.offload(s)
 }

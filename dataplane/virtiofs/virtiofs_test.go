@@ -727,3 +727,66 @@ func TestHelpers(t *testing.T) {
 	}
 	t.Logf("bases after the run: %v", bases)
 }
+
+// TestLockWaitsOffWorker: with no --thread-pool-size, lock waits still
+// run off the worker (the queue keeps serving), a lock wait past
+// BlockingHelpers is refused with ENOLCK, and stopping the queue answers
+// the waits (EINTR) so GET_VRING_BASE comes back at once.
+func TestLockWaitsOffWorker(t *testing.T) {
+	const slots = 4
+	d := newDaemonOpts(t, virtiofs.Options{Tag: "l", RequestQueues: 1, BlockingHelpers: slots,
+		Fuse: fuse.Options{Locks: true}})
+	g := d.guest(vt.GuestConfig{})
+	node, fh := session(t, g, "f")
+	q := g.Queues[1]
+	call(t, q, lkReq(abi.OpSetlk, node, fh, 1, unix.F_WRLCK, 0))
+	waits := map[uint16]vt.Buffers{}
+	for i := range slots {
+		w := lkReq(abi.OpSetlkw, node, fh, uint64(10+i), unix.F_WRLCK, uint64(i+1)*4096)
+		head, err := q.Add(w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waits[head] = w
+	}
+	q.Kick()
+	time.Sleep(100 * time.Millisecond)
+	// All blocking slots busy: one more wait is refused, and the queue
+	// still serves everything else.
+	over := lkReq(abi.OpSetlkw, node, fh, 99, unix.F_WRLCK, 64<<10)
+	out, err := q.Submit(over)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := parseReply(t, out); r.hdr.Error != -int32(unix.ENOLCK) {
+		t.Fatalf("lock wait past the bound: error %d, want -ENOLCK", r.hdr.Error)
+	}
+	for range 20 {
+		ga := getattrReq(node)
+		ga.Offset = 128 << 10
+		call(t, q, ga)
+	}
+	start := time.Now()
+	if _, err := g.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("GET_VRING_BASE with %d lock waits pending took %v", slots, d)
+	}
+	for range slots {
+		id, n, err := q.Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, ok := waits[id]
+		if !ok {
+			t.Fatalf("completion of unknown head %d", id)
+		}
+		delete(waits, id)
+		out, _ := q.Reply(w, n)
+		if r := parseReply(t, out); r.hdr.Error != -int32(unix.EINTR) {
+			t.Errorf("lock wait after stop: error %d, want -EINTR", r.hdr.Error)
+		}
+	}
+	t.Logf("GET_VRING_BASE with %d lock waits pending: %v", slots, time.Since(start))
+}

@@ -35,19 +35,55 @@ const offloadBytes = 64 << 10
 type slot struct {
 	chain ring.Chain
 	sess  *session // the FUSE session req belongs to
+	// reqMu guards replacing req (a new session, served by whoever owns
+	// the slot) against the worker interrupting a slot a helper owns.
+	reqMu sync.Mutex
 	req   *fuse.Request
 	sink  guestSink
 	src   guestSource
 	iov   [ring.MaxBuffers]unix.Iovec
-	in    [inBufSize]byte
+	in    []byte        // inBufSize bytes, or smallIn for a blocking slot
+	small bool          // a blocking slot: small buffers, fuse.Blocking ops only
 	n     uint32        // used length, written by whoever served the slot
 	obs   *stats.Worker // nil unless Options.Stats; written only by whoever serves the slot
+	// interrupted: the worker interrupted the request (worker-owned).
+	interrupted bool
 }
 
-func newSlot(d *Device) *slot {
-	s := &slot{}
+// Sizes of a blocking slot's buffers: the blocking ops carry a fixed
+// struct of at most 56 bytes and answer at most fuse_lk_out.
+const (
+	smallIn  = 1024
+	smallOut = 1024
+)
+
+// newRequest makes a Request of the session for s.
+func (s *slot) newRequest() *fuse.Request {
+	if s.small {
+		return &fuse.Request{Out: make([]byte, max(smallOut, fuse.MinOutSize))}
+	}
+	return s.sess.srv.NewRequest()
+}
+
+// interrupt interrupts the request a helper serves in s (the worker,
+// stopping its queue): a lock wait answers EINTR.
+func (s *slot) interrupt() {
+	s.reqMu.Lock()
+	s.req.Interrupt()
+	s.reqMu.Unlock()
+	s.interrupted = true
+}
+
+func newSlot(d *Device) *slot { return newSlotSized(d, false) }
+
+func newSlotSized(d *Device, small bool) *slot {
+	s := &slot{small: small}
+	s.in = make([]byte, inBufSize)
+	if small {
+		s.in = make([]byte, smallIn)
+	}
 	s.sess = d.sess.Load()
-	s.req = s.sess.srv.NewRequest()
+	s.req = s.newRequest()
 	s.sink.iov = &s.iov
 	s.src.iov = &s.iov
 	if d.opts.Stats != nil {
@@ -81,11 +117,14 @@ type worker struct {
 
 	own *slot // the inline slot
 
-	// Helpers (nil work: none). Memory rule: while inflight > 0 the worker
+	// Helpers. Memory rule: while inflight > 0 the worker
 	// does not pass a quiescent point (no Enter, no Exit) and does not
 	// re-translate the ring, so every view a helper holds stays mapped.
-	free     []*slot    // idle helper slots
+	free     []*slot    // idle helper slots (Options.Helpers)
+	bfree    []*slot    // idle blocking slots (Options.BlockingHelpers)
+	slots    []*slot    // every helper and blocking slot
 	inflight int        // slots handed to helpers and not yet pushed
+	busy     []*slot    // scratch for interruptInflight
 	work     chan *slot // hand-off to helpers
 	doneFd   int        // eventfd helpers signal after queueing a completion
 	doneMu   sync.Mutex
@@ -111,21 +150,32 @@ func newWorker(d *Device, q *vhostuser.Queue, rq *ring.Queue, stop int) (*worker
 	binary.LittleEndian.PutUint64(w.one[:], 1)
 	w.pfd[0] = unix.PollFd{Fd: int32(stop), Events: unix.POLLIN}
 	w.pfd[1] = unix.PollFd{Fd: int32(q.Kick), Events: unix.POLLIN}
-	if h := d.opts.Helpers; h > 0 {
-		fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-		if err != nil {
-			return nil, err
+	// Every queue has blocking slots: a lock wait must never hold the
+	// worker (the unlock that ends it may be queued behind it).
+	h, b := max(d.opts.Helpers, 0), d.opts.BlockingHelpers
+	if b <= 0 {
+		b = DefaultBlockingHelpers
+	}
+	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return nil, err
+	}
+	w.doneFd = fd
+	w.pfd[2] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
+	w.work = make(chan *slot, h+b)
+	w.done = make([]*slot, 0, h+b)
+	w.spare = make([]*slot, 0, h+b)
+	w.busy = make([]*slot, 0, h+b)
+	for i := range h + b {
+		s := newSlotSized(d, i >= h)
+		if s.small {
+			w.bfree = append(w.bfree, s)
+		} else {
+			w.free = append(w.free, s)
 		}
-		w.doneFd = fd
-		w.pfd[2] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
-		w.work = make(chan *slot, h)
-		w.done = make([]*slot, 0, h)
-		w.spare = make([]*slot, 0, h)
-		for range h {
-			w.free = append(w.free, newSlot(d))
-			w.helpers.Add(1)
-			go w.helper()
-		}
+		w.slots = append(w.slots, s)
+		w.helpers.Add(1)
+		go w.helper()
 	}
 	// The reader is created here and used only by the worker from now on.
 	w.reader = q.Memory.NewReader()
@@ -288,34 +338,121 @@ func (w *worker) drainRing() (stop, ok bool) {
 			w.complete(s.chain.Head, 0)
 			continue
 		}
-		if s != w.own && offloadGuarded(s) {
+		switch w.offloadGuarded(s) {
+		case offloadHelper:
 			w.free = w.free[:len(w.free)-1]
 			w.inflight++
-			w.work <- s // never blocks: at most Helpers slots exist
+			w.work <- s // never blocks: work holds every slot
+			continue
+		case offloadBlocking:
+			b := w.bfree[len(w.bfree)-1]
+			w.bfree = w.bfree[:len(w.bfree)-1]
+			b.chain = s.chain
+			w.inflight++
+			w.work <- b
+			continue
+		case offloadRefuse:
+			w.complete(s.chain.Head, refuse(&s.chain, unix.ENOLCK))
 			continue
 		}
 		w.complete(s.chain.Head, w.d.serveGuarded(s, w.index))
 	}
 }
 
-// offload reports whether the request in s should run on a helper: one
-// that may block for long, or a big transfer.
-func offload(s *slot) bool {
+// Where the worker sends a request (offload).
+const (
+	offloadInline   = iota // serve it on the worker
+	offloadHelper          // on the helper whose slot it was popped into
+	offloadBlocking        // moved to a blocking slot, for its helper
+	offloadRefuse          // a lock wait with every blocking slot busy: ENOLCK
+)
+
+// offload decides where the request just popped into s runs. Requests
+// that may block (fuse.Blocking) go to a blocking slot, or, all busy, to
+// a free helper slot; a lock wait that finds neither is refused with
+// ENOLCK (it might wait for ever, and the unlock that ends it may be
+// queued behind it), any other is served inline (it ends on its own).
+// READ/WRITE of offloadBytes or more go to a helper slot if s is one.
+func (w *worker) offload(s *slot) int {
 	c := &s.chain
 	var h [8]byte
 	if c.ReadAt(h[:], 0) != len(h) {
-		return false
+		return offloadInline
 	}
-	switch abi.Opcode(binary.LittleEndian.Uint32(h[4:8])) {
-	case abi.OpSetlkw, abi.OpFsync, abi.OpFsyncdir, abi.OpFallocate, abi.OpCopyFileRange,
-		abi.OpCopyFileRange64, abi.OpSyncfs:
-		return true
-	case abi.OpWrite:
-		return c.ReadableLen() >= offloadBytes
-	case abi.OpRead:
-		return c.WritableLen() >= offloadBytes
+	helper := s != w.own
+	switch op := abi.Opcode(binary.LittleEndian.Uint32(h[4:8])); {
+	case fuse.Blocking(op) && c.ReadableLen() <= smallIn:
+		if len(w.bfree) > 0 {
+			return offloadBlocking
+		}
+		if helper {
+			return offloadHelper
+		}
+		if op == abi.OpSetlkw {
+			return offloadRefuse
+		}
+	case op == abi.OpWrite:
+		if helper && c.ReadableLen() >= offloadBytes {
+			return offloadHelper
+		}
+	case op == abi.OpRead:
+		if helper && c.WritableLen() >= offloadBytes {
+			return offloadHelper
+		}
 	}
-	return false
+	return offloadInline
+}
+
+// refuse answers the request in c with errno e (0: used length 0, if
+// guest memory faults under it; see fault.go).
+func refuse(c *ring.Chain, e unix.Errno) (n uint32) {
+	defer func() {
+		if p := recover(); p != nil {
+			if asFault(p) == nil {
+				panic(p)
+			}
+			n = 0
+		}
+	}()
+	var h [abi.InHeaderSize]byte
+	if c.ReadAt(h[:], 0) != len(h) {
+		return 0
+	}
+	return errReply(c, binary.LittleEndian.Uint64(h[8:16]), e, c.WritableLen())
+}
+
+// interruptInflight interrupts every request on a helper (once each):
+// the queue is stopping, or guest memory must move, and a lock wait must
+// not hold either up. The guest's lock call sees EINTR.
+func (w *worker) interruptInflight() {
+	if w.inflight == 0 {
+		return
+	}
+	w.busy = w.busy[:0]
+	for _, s := range w.slots {
+		w.busy = append(w.busy, s)
+	}
+	for _, s := range w.free {
+		w.busy = markIdle(w.busy, s)
+	}
+	for _, s := range w.bfree {
+		w.busy = markIdle(w.busy, s)
+	}
+	for _, s := range w.busy {
+		if s != nil && !s.interrupted {
+			s.interrupt()
+		}
+	}
+}
+
+// markIdle removes s from busy (nils it out).
+func markIdle(busy []*slot, s *slot) []*slot {
+	for i, b := range busy {
+		if b == s {
+			busy[i] = nil
+		}
+	}
+	return busy
 }
 
 // helper serves slots handed over by the worker until work is closed.
@@ -341,17 +478,30 @@ func (w *worker) reap() {
 	w.doneMu.Unlock()
 	for _, s := range w.spare {
 		w.inflight--
-		w.free = append(w.free, s)
+		if s.interrupted {
+			s.req.ClearInterrupt() // Interrupt may have come after Handle cleared it
+			s.interrupted = false
+		}
+		if s.small {
+			w.bfree = append(w.bfree, s)
+		} else {
+			w.free = append(w.free, s)
+		}
 		w.complete(s.chain.Head, s.n)
 	}
 }
 
-// quiesce waits until every request handed to helpers is pushed.
+// quiesce waits until every request handed to helpers is pushed,
+// interrupting them (lock waits) if the queue is stopping or the wait
+// lasts: it holds up a memory update or GET_VRING_BASE.
 func (w *worker) quiesce() {
-	for {
+	for i := 0; ; i++ {
 		w.reap()
 		if w.inflight == 0 {
 			return
+		}
+		if w.stopping.Load() || i == 10 {
+			w.interruptInflight()
 		}
 		p := w.pfd[2:3]
 		if _, err := unix.Poll(p, 100); err == nil && p[0].Revents != 0 {
@@ -419,6 +569,7 @@ func (w *worker) sleep() bool {
 // broken pushes what helpers still hold, signals the error eventfd and
 // waits for StopQueue.
 func (w *worker) broken() error {
+	w.interruptInflight() // the ring is dead: nobody waits for them
 	w.quiesce()
 	w.reader.Exit()
 	if w.errFd >= 0 {
@@ -517,8 +668,10 @@ func (d *Device) session(s *slot, op abi.Opcode, queue int) {
 		}
 	}
 	if cur != s.sess {
+		s.reqMu.Lock()
 		s.sess = cur
-		s.req = cur.srv.NewRequest()
+		s.req = s.newRequest()
+		s.reqMu.Unlock()
 	}
 }
 

@@ -2,19 +2,16 @@ package passthrough
 
 import (
 	"math"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/fastfsd/fastfsd/fs"
-)
-
-// Backoff of a waiting SetLk between attempts: short first (most locks are
-// held briefly), capped so that an interrupt is noticed quickly.
-const (
-	lockWaitMin = 100 * time.Microsecond
-	lockWaitMax = 20 * time.Millisecond
+	"github.com/fastfsd/fastfsd/internal/sys"
 )
 
 // toFlock converts a lock from the client; End is inclusive and
@@ -59,40 +56,172 @@ func fromFlock(l *unix.Flock_t, out *fs.Lock) {
 	}
 }
 
-// withLockFd runs op on the fd that carries owner's OFD locks on h's
-// inode, creating it if create (and then recording pid as the owner's and
-// owner as one that locked through h). The fd is opened read-write if the
-// host allows (a lock of either type can then be taken), else with the
-// handle's access mode. op runs under in.lockMu so that a racing Flush
-// cannot close the fd under it; op must not block.
-func (f *FS) withLockFd(h *handle, owner uint64, pid uint32, create bool, op func(fd int) error) fs.Errno {
+// maxSpans bounds the disjoint ranges one owner may hold locked on one
+// inode (the daemon mirrors them to know when the owner's last lock goes):
+// one more lock that would need a new range fails with ENOLCK.
+const maxSpans = 1024
+
+// lockGen numbers lock-owner fds, so that a blocking call that ran on a
+// dup can tell whether the owner it started for still exists.
+var lockGen atomic.Uint64
+
+// Owner fds: a lock owner's OFD locks on an inode live on an fd of its
+// own, opened at its first lock and closed when its last lock goes (held
+// becomes empty), at FLUSH of that owner, or at RELEASE of a handle it
+// locked through. GETLK never opens one: an owner without an fd holds no
+// lock, so any fd without OFD locks (the handle's own) answers for it.
+
+// ownerFd returns owner's fd on h's inode, opening it if need be (and then
+// recording owner as one that locked through h). The fd is opened
+// read-write if the host allows (a lock of either type can then be taken),
+// else with the handle's access mode. Preconditions: in.lockMu is held.
+func (f *FS) ownerFd(h *handle, owner uint64, pid uint32) (lockOwner, fs.Errno) {
 	in := h.in
-	in.lockMu.Lock()
-	defer in.lockMu.Unlock()
 	o, ok := in.lockOwners[owner]
 	if !ok {
-		if !create {
-			return fs.OK
-		}
 		fd, e := f.reopen(in, unix.O_RDWR|unix.O_NONBLOCK)
 		if e != 0 {
 			if fd, e = f.reopen(in, h.flags&unix.O_ACCMODE|unix.O_NONBLOCK); e != 0 {
-				return e
+				return o, e
 			}
 		}
 		if in.lockOwners == nil {
 			in.lockOwners = make(map[uint64]lockOwner)
 		}
-		o = lockOwner{fd: fd}
-		h.lockMu.Lock()
-		h.lockOwners = append(h.lockOwners, owner)
-		h.lockMu.Unlock()
+		o = lockOwner{fd: fd, gen: lockGen.Add(1)}
+		h.addLockOwner(owner)
 	}
-	if create && pid != 0 {
+	if pid != 0 {
 		o.pid = pid
 	}
 	in.lockOwners[owner] = o
-	return errno(op(o.fd))
+	return o, fs.OK
+}
+
+// settle records the outcome of a lock call for owner on l's range and
+// closes the owner's fd if that left it holding nothing (and nobody waits
+// on it). Preconditions: in.lockMu is held.
+func settle(in *inode, owner uint64, l *unix.Flock_t) {
+	o, ok := in.lockOwners[owner]
+	if !ok {
+		return
+	}
+	sp := toSpan(l)
+	if l.Type == unix.F_UNLCK {
+		o.held = subSpan(o.held, sp)
+	} else {
+		o.held = addSpan(o.held, sp)
+	}
+	in.lockOwners[owner] = o
+	tidy(in, owner)
+}
+
+// tidy closes owner's fd if it holds nothing and nobody waits on it.
+// Preconditions: in.lockMu is held.
+func tidy(in *inode, owner uint64) {
+	if o, ok := in.lockOwners[owner]; ok && len(o.held) == 0 && o.waiting == 0 {
+		unix.Close(o.fd)
+		delete(in.lockOwners, owner)
+	}
+}
+
+// spanRoom reports whether owner may take a lock on l's range without
+// exceeding maxSpans. Preconditions: in.lockMu is held.
+func spanRoom(in *inode, owner uint64, l *unix.Flock_t) bool {
+	o := in.lockOwners[owner]
+	return len(o.held) < maxSpans || len(addSpan(append([]span(nil), o.held...), toSpan(l))) <= maxSpans
+}
+
+// setLkNow takes or releases a POSIX lock for owner without waiting.
+func (f *FS) setLkNow(h *handle, owner uint64, pid uint32, l unix.Flock_t) fs.Errno {
+	in := h.in
+	in.lockMu.Lock()
+	defer in.lockMu.Unlock()
+	if l.Type == unix.F_UNLCK {
+		o, ok := in.lockOwners[owner]
+		if !ok {
+			return fs.OK // holds nothing to unlock
+		}
+		if e := errno(unix.FcntlFlock(uintptr(o.fd), unix.F_OFD_SETLK, &l)); e != 0 {
+			return e
+		}
+		settle(in, owner, &l)
+		return fs.OK
+	}
+	if !spanRoom(in, owner, &l) {
+		return syscall.ENOLCK
+	}
+	o, e := f.ownerFd(h, owner, pid)
+	if e != 0 {
+		return e
+	}
+	lc := l // F_OFD_SETLK may write to it
+	e = errno(unix.FcntlFlock(uintptr(o.fd), unix.F_OFD_SETLK, &lc))
+	if e == 0 {
+		settle(in, owner, &l)
+	} else {
+		tidy(in, owner) // closes a fd opened for nothing
+	}
+	return e
+}
+
+// setLkWait takes a POSIX lock for owner, waiting for it in a blocking
+// F_OFD_SETLKW on a dup of the owner's fd (the same open file description,
+// so the same OFD owner) without holding in.lockMu, interruptible through
+// ctx.
+func (f *FS) setLkWait(ctx *fs.Context, h *handle, owner uint64, pid uint32, l unix.Flock_t) fs.Errno {
+	in := h.in
+	in.lockMu.Lock()
+	if !spanRoom(in, owner, &l) {
+		in.lockMu.Unlock()
+		return syscall.ENOLCK
+	}
+	o, e := f.ownerFd(h, owner, pid)
+	if e != 0 {
+		in.lockMu.Unlock()
+		return e
+	}
+	dup, err := unix.FcntlInt(uintptr(o.fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		tidy(in, owner)
+		in.lockMu.Unlock()
+		return errno(err)
+	}
+	o.waiting++
+	in.lockOwners[owner] = o
+	gen := o.gen
+	in.lockMu.Unlock()
+
+	lc := l
+	e = blockingCall(ctx, func() error { return unix.FcntlFlock(uintptr(dup), unix.F_OFD_SETLKW, &lc) })
+
+	in.lockMu.Lock()
+	defer in.lockMu.Unlock()
+	// If the owner was dropped meanwhile (FLUSH, RELEASE), dup is the
+	// last reference to its open file: closing it drops what was granted.
+	unix.Close(dup)
+	if o, ok := in.lockOwners[owner]; ok && o.gen == gen {
+		o.waiting--
+		in.lockOwners[owner] = o
+		if e == 0 {
+			settle(in, owner, &l)
+		} else {
+			tidy(in, owner)
+		}
+	}
+	return e
+}
+
+// addLockOwner records that owner locked through h (once).
+func (h *handle) addLockOwner(owner uint64) {
+	h.lockMu.Lock()
+	defer h.lockMu.Unlock()
+	for _, o := range h.lockOwners {
+		if o == owner {
+			return
+		}
+	}
+	h.lockOwners = append(h.lockOwners, owner)
 }
 
 // holderPid finds which other owner holds the lock l that conflicts with
@@ -157,9 +286,14 @@ func (f *FS) GetLk(ctx *fs.Context, ino fs.Inode, fh fs.Handle, owner uint64, lk
 		return e
 	}
 	defer f.putHandle(h)
-	e = f.withLockFd(h, owner, 0, true, func(fd int) error {
-		return unix.FcntlFlock(uintptr(fd), unix.F_OFD_GETLK, &l)
-	})
+	in := h.in
+	in.lockMu.Lock()
+	fd := h.fd // holds no OFD lock: the answer for an owner that holds none
+	if o, ok := in.lockOwners[owner]; ok {
+		fd = o.fd // the owner's own locks are no conflict
+	}
+	e = errno(unix.FcntlFlock(uintptr(fd), unix.F_OFD_GETLK, &l))
+	in.lockMu.Unlock()
 	if e != 0 {
 		return e
 	}
@@ -174,15 +308,16 @@ func (f *FS) GetLk(ctx *fs.Context, ino fs.Inode, fh fs.Handle, owner uint64, lk
 }
 
 // SetLk takes or releases a POSIX record lock (an OFD lock on owner's fd)
-// or, with flock, a flock(2) lock on the handle. With wait it retries
-// until the lock is free or ctx is interrupted (EINTR).
+// or, with flock, a flock(2) lock on the handle. With wait it blocks in
+// the host's own blocking call (F_OFD_SETLKW, flock without LOCK_NB) until
+// the lock is granted or ctx is interrupted (EINTR): the caller must not
+// be a transport's worker (see fs.FileSystem.SetLk).
 func (f *FS) SetLk(ctx *fs.Context, ino fs.Inode, fh fs.Handle, owner uint64, lk *fs.Lock, wait, flock bool) fs.Errno {
 	h, e := f.getHandle(fh)
 	if e != 0 {
 		return e
 	}
 	defer f.putHandle(h)
-	var try func() fs.Errno
 	if flock {
 		var how int
 		switch lk.Type {
@@ -191,42 +326,173 @@ func (f *FS) SetLk(ctx *fs.Context, ino fs.Inode, fh fs.Handle, owner uint64, lk
 		case unix.F_WRLCK:
 			how = unix.LOCK_EX
 		case unix.F_UNLCK:
-			how = unix.LOCK_UN
+			how, wait = unix.LOCK_UN, false
 		default:
 			return syscall.EINVAL
 		}
-		try = func() fs.Errno { return errno(unix.Flock(h.fd, how|unix.LOCK_NB)) }
-	} else {
-		l, e := toFlock(lk)
-		if e != 0 {
-			return e
-		}
-		unlock := l.Type == unix.F_UNLCK
-		try = func() fs.Errno {
-			return f.withLockFd(h, owner, lk.Pid, !unlock, func(fd int) error {
-				lc := l // F_OFD_SETLK may write to it
-				return unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLK, &lc)
-			})
-		}
-		if unlock {
-			wait = false
-		}
-	}
-	delay := lockWaitMin
-	for {
-		e := try()
-		if e != syscall.EAGAIN && e != syscall.EACCES {
-			return e
-		}
 		if !wait {
-			return syscall.EAGAIN
+			return lockErr(errno(unix.Flock(h.fd, how|unix.LOCK_NB)))
 		}
-		if ctx != nil && ctx.Interrupted() {
+		return blockingCall(ctx, func() error { return unix.Flock(h.fd, how) })
+	}
+	l, e := toFlock(lk)
+	if e != 0 {
+		return e
+	}
+	if !wait || l.Type == unix.F_UNLCK {
+		return lockErr(f.setLkNow(h, owner, lk.Pid, l))
+	}
+	return f.setLkWait(ctx, h, owner, lk.Pid, l)
+}
+
+// lockErr maps the host's "conflicting lock" errnos to the EAGAIN the
+// client expects.
+func lockErr(e fs.Errno) fs.Errno {
+	if e == syscall.EACCES {
+		return syscall.EAGAIN
+	}
+	return e
+}
+
+// wakeSignal is 0 once sys.WakeSignal interrupts system calls; another
+// errno if it could not be set up (blocking calls then cannot be
+// interrupted, only granted).
+var wakeSignal = sync.OnceValue(sys.InstallWakeSignal)
+
+// blockingWait is one blocking system call in progress, for whoever
+// interrupts it.
+type blockingWait struct {
+	tid int
+	mu  sync.Mutex
+	// inCall: the thread is in, or about to enter, the blocking call.
+	// +checklocks:mu
+	inCall bool
+	// cancelled: the request was interrupted. +checklocks:mu
+	cancelled bool
+}
+
+// blockingCall runs call, a system call that sleeps interruptibly (a
+// blocking fcntl lock or flock), on the calling goroutine's thread, and
+// returns its errno, or EINTR if ctx is interrupted first. The goroutine
+// stays locked to its thread for the call, so that an interrupt can reach
+// it: tgkill with sys.WakeSignal, whose handler (the Go runtime's no-op
+// for it) is installed without SA_RESTART, so the call returns EINTR. A
+// signal that lands between the check and the call would be lost, so the
+// interrupter repeats it until the call has returned (libfuse does the
+// same). Allocates: not for the hot path.
+func blockingCall(ctx *fs.Context, call func() error) fs.Errno {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	w := &blockingWait{tid: unix.Gettid()}
+	if ctx != nil && ctx.CanInterrupt() && wakeSignal() == 0 {
+		if !ctx.OnInterrupt(w.cancel) {
 			return syscall.EINTR
 		}
-		time.Sleep(delay)
-		if delay *= 2; delay > lockWaitMax {
-			delay = lockWaitMax
+		defer ctx.StopOnInterrupt()
+	}
+	for {
+		w.mu.Lock()
+		if w.cancelled {
+			w.mu.Unlock()
+			return syscall.EINTR
+		}
+		w.inCall = true
+		w.mu.Unlock()
+		err := call()
+		// A WakeSignal sent while inCall was set is delivered before this
+		// thread runs anything else once it has taken mu (a pending signal
+		// is delivered on the way back to user space), so no later system
+		// call of this thread sees it.
+		w.mu.Lock()
+		w.inCall = false
+		w.mu.Unlock()
+		if err == syscall.EINTR {
+			continue // ours (cancelled, seen above) or a stray signal: retry
+		}
+		return errno(err)
+	}
+}
+
+// cancel is the OnInterrupt callback: it must not block.
+func (w *blockingWait) cancel() {
+	w.mu.Lock()
+	w.cancelled = true
+	in := w.inCall
+	w.mu.Unlock()
+	if in {
+		go w.kick()
+	}
+}
+
+// kick signals the waiting thread until its call has returned.
+func (w *blockingWait) kick() {
+	pid := unix.Getpid()
+	for d := time.Millisecond; ; d = min(2*d, 100*time.Millisecond) {
+		w.mu.Lock()
+		if !w.inCall {
+			w.mu.Unlock()
+			return
+		}
+		unix.Tgkill(pid, w.tid, sys.WakeSignal)
+		w.mu.Unlock()
+		time.Sleep(d)
+	}
+}
+
+// span is a locked byte range [start, end], end inclusive; end ==
+// math.MaxInt64 reaches the end of file (the kernel's OFFSET_MAX).
+type span struct{ start, end int64 }
+
+// toSpan is the range l covers (Whence is always SEEK_SET here; Len 0
+// reaches the end of file).
+func toSpan(l *unix.Flock_t) span {
+	if l.Len <= 0 {
+		return span{l.Start, math.MaxInt64}
+	}
+	if l.Len-1 > math.MaxInt64-l.Start {
+		return span{l.Start, math.MaxInt64}
+	}
+	return span{l.Start, l.Start + l.Len - 1}
+}
+
+// addSpan returns the sorted, disjoint set s with a added (merging ranges
+// that overlap or touch, as the kernel merges one owner's locks).
+func addSpan(s []span, a span) []span {
+	out := s[:0:0]
+	placed := false
+	for _, x := range s {
+		switch {
+		case x.end < a.start && x.end+1 < a.start:
+			out = append(out, x)
+		case a.end < x.start && a.end+1 < x.start:
+			if !placed {
+				out, placed = append(out, a), true
+			}
+			out = append(out, x)
+		default: // overlap or adjacent: merge into a
+			a.start, a.end = min(a.start, x.start), max(a.end, x.end)
 		}
 	}
+	if !placed {
+		out = append(out, a)
+	}
+	return out
+}
+
+// subSpan returns s with a removed (splitting a range a cuts in two).
+func subSpan(s []span, a span) []span {
+	out := s[:0:0]
+	for _, x := range s {
+		if x.end < a.start || a.end < x.start {
+			out = append(out, x)
+			continue
+		}
+		if x.start < a.start {
+			out = append(out, span{x.start, a.start - 1})
+		}
+		if a.end < x.end {
+			out = append(out, span{a.end + 1, x.end})
+		}
+	}
+	return out
 }

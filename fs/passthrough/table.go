@@ -58,10 +58,13 @@ type inode struct {
 	ptRefs int // +checklocks:ptMu
 }
 
-// lockOwner is one lock owner's state on an inode.
+// lockOwner is one lock owner's state on an inode (see ops_lock.go).
 type lockOwner struct {
-	fd  int
-	pid uint32
+	fd      int
+	pid     uint32
+	gen     uint64 // tells this owner's fd from a later one's
+	waiting int    // blocking calls in progress on a dup of fd
+	held    []span // ranges the owner holds locked; empty: fd is closed
 }
 
 func (in *inode) isDir() bool     { return in.typ == unix.S_IFDIR }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"math"
 	"os"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -144,10 +143,10 @@ func TestPosixLocks(t *testing.T) {
 	}
 
 	// A waiting lock gives up with EINTR when interrupted.
-	var intr atomic.Bool
+	var intr fs.Interrupt
 	ctx := &fs.Context{}
-	ctx.SetInterruptFlag(&intr)
-	time.AfterFunc(50*time.Millisecond, func() { intr.Store(true) })
+	ctx.SetInterrupt(&intr)
+	time.AfterFunc(50*time.Millisecond, intr.Set)
 	start := time.Now()
 	wantErrno(t, "interrupted wait", f.SetLk(ctx, e.Ino, h2, 2, wr(0, 0), true, false), syscall.EINTR)
 	if d := time.Since(start); d < 40*time.Millisecond || d > 2*time.Second {
@@ -225,10 +224,10 @@ func TestFlock(t *testing.T) {
 		t.Fatal(errno)
 	}
 	wantErrno(t, "second flock", f.SetLk(rootCtx, e.Ino, h2, 2, ex, false, true), syscall.EAGAIN)
-	var intr atomic.Bool
-	intr.Store(true)
+	var intr fs.Interrupt
+	intr.Set()
 	ctx := &fs.Context{}
-	ctx.SetInterruptFlag(&intr)
+	ctx.SetInterrupt(&intr)
 	wantErrno(t, "interrupted flock wait", f.SetLk(ctx, e.Ino, h2, 2, ex, true, true), syscall.EINTR)
 	// Release closes the fd, which drops the flock.
 	f.Release(rootCtx, e.Ino, h1, 0)

@@ -1,0 +1,163 @@
+package fusedev
+
+import (
+	"fmt"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fastfsd/fastfsd/fuse"
+	"github.com/fastfsd/fastfsd/fuse/abi"
+)
+
+// DefaultBlockingHelpers is the default ServeOptions.BlockingHelpers: how
+// many requests that may block (lock waits, fsync…) a connection serves at
+// once off its workers. Each waits on its own OS thread, and holds a slot
+// of helperInMax + helperOutSize bytes.
+const DefaultBlockingHelpers = 128
+
+// helperInMax bounds the request a helper slot holds: the blocking ops
+// carry a fixed struct of at most 56 bytes and perhaps a few request
+// extensions. A bigger one is served inline (the kernel never sends one).
+const helperInMax = 1024
+
+// helperOutSize is a helper slot's reply buffer: blocking ops answer at
+// most fuse_lk_out; the engine asks for room for its largest fixed reply.
+const helperOutSize = 1024
+
+// helperSlot carries one blocking request from a worker to a helper.
+// Owned by the pool while in free, by one helper between hand-off and
+// its reply.
+type helperSlot struct {
+	fd   int // the /dev/fuse fd the request was read from: its reply goes there
+	id   int // that worker's id, for logs
+	in   []byte
+	req  *fuse.Request
+	errb [outHeaderSize]byte
+}
+
+// helperPool is a connection's bounded set of helpers for requests that
+// may block (fuse.Blocking). A worker hands such a request over and goes
+// on reading; when every slot is busy, a lock wait is refused with ENOLCK
+// (a waiter must not take the worker: the RELEASE that frees the lock may
+// be queued behind it) and any other blocking request is served inline
+// (it ends on its own).
+type helperPool struct {
+	srv     *fuse.Server
+	free    chan *helperSlot // idle slots
+	work    chan *helperSlot // handed over; capacity = slots, so a send never blocks
+	running sync.WaitGroup
+}
+
+func newHelperPool(srv *fuse.Server, n int) *helperPool {
+	p := &helperPool{srv: srv, free: make(chan *helperSlot, n), work: make(chan *helperSlot, n)}
+	for range n {
+		p.free <- &helperSlot{in: make([]byte, 0, helperInMax), req: &fuse.Request{Out: make([]byte, max(helperOutSize, fuse.MinOutSize))}}
+		p.running.Add(1)
+		go p.helper()
+	}
+	return p
+}
+
+// offload hands the request in (read from w's fd) to a helper if it may
+// block, and reports whether w is done with it (handed over, or refused
+// with ENOLCK). It allocates nothing.
+func (p *helperPool) offload(w *worker, in []byte) bool {
+	if p == nil {
+		return false
+	}
+	h, ok := readHdr(in)
+	if !ok || !fuse.Blocking(abi.Opcode(h.opcode)) || len(in) > helperInMax {
+		return false
+	}
+	select {
+	case s := <-p.free:
+		s.fd, s.id = w.fd, w.id
+		s.in = append(s.in[:0], in...)
+		p.work <- s
+		return true
+	default:
+	}
+	if abi.Opcode(h.opcode) != abi.OpSetlkw {
+		return false
+	}
+	putErrReply(w.errb[:], h.unique, int32(syscall.ENOLCK))
+	w.send(w.errb[:])
+	return true
+}
+
+func (p *helperPool) helper() {
+	defer p.running.Done()
+	for s := range p.work {
+		r := s.req
+		r.In, r.Src, r.Dst = s.in, nil, nil
+		n := p.call(s)
+		if n > 0 {
+			sendReply(s.fd, s.id, r.Out[:n], r.In, s.errb[:])
+		}
+		p.free <- s
+	}
+}
+
+// call runs the engine on s; a panic (a bug) becomes EIO.
+func (p *helperPool) call(s *helperSlot) (n int) {
+	defer func() {
+		if x := recover(); x != nil {
+			fmt.Fprintf(os.Stderr, "fastfsd: fusedev helper: engine panic (bug), replying EIO: %v\n", x)
+			n = 0
+			if h, ok := readHdr(s.in); ok && !noReply(h.opcode) {
+				putErrReply(s.req.Out, h.unique, int32(syscall.EIO))
+				n = outHeaderSize
+			}
+		}
+	}()
+	return p.srv.Handle(s.req)
+}
+
+// stop interrupts what the helpers serve (lock waits answer EINTR), ends
+// them, and reports whether they all ended within d: if not, their fds
+// must stay open (a late reply must not land on a reused fd number).
+func (p *helperPool) stop(d time.Duration) bool {
+	if p == nil {
+		return true
+	}
+	p.srv.InterruptAll()
+	close(p.work)
+	idle := make(chan struct{})
+	go func() { p.running.Wait(); close(idle) }()
+	select {
+	case <-idle:
+		return true
+	case <-time.After(d):
+		fmt.Fprintf(os.Stderr, "fastfsd: fusedev: blocking requests still running %v after the connection ended; leaving their fds open\n", d)
+		return false
+	}
+}
+
+// sendReply writes one reply to fd from a helper (the worker's send is
+// the worker's alone). errb is scratch for an EIO reply if the kernel
+// refuses b.
+func sendReply(fd, id int, b, req []byte, errb []byte) {
+	for {
+		_, err := unix.Write(fd, b)
+		switch err {
+		case nil, syscall.ENOENT, syscall.ENODEV, syscall.ECONNABORTED:
+			// Sent; or the request ended (interrupted) or the
+			// connection is gone: nobody waits for the reply.
+			return
+		case syscall.EINTR:
+			continue
+		default:
+			fmt.Fprintf(os.Stderr, "fastfsd: fusedev worker %d helper: reply of %d bytes refused: %v\n", id, len(b), err)
+			if h, ok := readHdr(req); ok && len(b) != outHeaderSize {
+				putErrReply(errb, h.unique, int32(syscall.EIO))
+				b = errb
+				continue
+			}
+			return
+		}
+	}
+}
