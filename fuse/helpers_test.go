@@ -348,8 +348,11 @@ func (f *fakeFS) Write(ctx *fs.Context, ino fs.Inode, fh fs.Handle, off int64, s
 	if e := f.rec(call{op: "write", ino: ino, fh: fh, a: uint64(off), b: uint64(src.Len()), flags: flags}); e != 0 {
 		return 0, e
 	}
-	f.wrote = make([]byte, src.Len())
-	n := src.CopyTo(f.wrote)
+	b := make([]byte, src.Len())
+	n := src.CopyTo(b)
+	f.mu.Lock() // TestConcurrent writes from several workers
+	f.wrote = b
+	f.mu.Unlock()
 	return uint32(n), 0
 }
 
