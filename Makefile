@@ -62,6 +62,6 @@ bench-guest: deps build peers ## In one QEMU guest: fio on fastfsd, C virtiofsd,
 	$(BIN)/fastfs-run -compare -out out/bench-guest
 
 flamegraphs: deps build ## Profile fastfsd under each host workload and render flame graphs into flamegraphs/.
-	$(BIN)/fastfs-bench -flamegraphs flamegraphs
+	$(BIN)/fastfs-bench -flamegraphs flamegraphs -fastfsd-flags=--passthrough=false
 
 .PHONY: help deps build peers run generate lint test-unit test fuzz bench bench-backend bench-guest flamegraphs

@@ -16,8 +16,13 @@
 //
 // The default is one worker per CPU the process may run on
 // (sched_getaffinity, so taskset and cpusets are honoured), placed on
-// distinct physical cores first (sysfs topology; klauspost/cpuid/v2 for the
-// threads-per-core figure when sysfs is not readable).
+// distinct physical cores first, by the core and package ids in
+// /sys/devices/system/cpu/cpuN/topology (a CPU whose ids cannot be read
+// counts as a core of its own). klauspost/cpuid/v2 only fills
+// Topology.Brand and ThreadsPerCore, which the plan does not use.
+// fusedev pins a worker per planned CPU; uring pins queue i's worker to
+// CPU i (the CPU that kernel queue serves) where the mask allows; virtiofs
+// pins its queue workers only when given CPUs (fastfsd virtiofs --cpus).
 //
 // dataplane imports the engine (fuse), the endpoint packages (splice, ring,
 // mem, vhostuser) and internal/sys; never perf or cmd.

@@ -3,6 +3,7 @@ package fuse
 import (
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -17,6 +18,8 @@ type memFS struct {
 	nodes map[fs.Inode]*memNode // +checklocks:mu
 	next  fs.Inode              // +checklocks:mu
 	info  fs.InitInfo
+
+	getxattrs atomic.Uint64 // GetXattr calls served, for round-trip counts
 }
 
 type memNode struct {
@@ -280,6 +283,7 @@ func (m *memFS) SetXattr(ctx *fs.Context, ino fs.Inode, name, value []byte, flag
 }
 
 func (m *memFS) GetXattr(ctx *fs.Context, ino fs.Inode, name []byte, dst []byte) (int, fs.Errno) {
+	m.getxattrs.Add(1)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	v, ok := m.nodes[ino].xattr[string(name)]

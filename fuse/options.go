@@ -37,7 +37,10 @@ type Options struct {
 	Writeback bool
 	// NoKillPrivV2 withholds HANDLE_KILLPRIV_V2, for a filesystem that
 	// cannot clear suid/sgid itself. It costs a GETXATTR round trip per
-	// write (see FINDINGS.md); leave it false when the filesystem honours
+	// write: without KILLPRIV_V2 the kernel asks for security.capability
+	// before each write (measured with the fuse:fuse_request_send
+	// tracepoint: 14,194 GETXATTR for 14,179 writes); leave it false when
+	// the filesystem honours
 	// WriteKillSuidGid, SetKillSuidGid and OpenKillSuidGid.
 	NoKillPrivV2 bool
 	// PosixACL offers POSIX_ACL: the client enforces the POSIX ACLs it

@@ -18,7 +18,9 @@
 // device. A ring's parameters are immutable while the device runs it: any
 // change (new call fd, new address, new memory table, disable) is applied as
 // StopQueue, change, StartQueue. GET_VRING_BASE returns only after StopQueue
-// has returned, so QEMU's stop sequence completes (see FINDINGS.md).
+// has returned, so QEMU's stop sequence completes: QEMU waits for every
+// GET_VRING_BASE reply when the guest powers off, and a back-end that does
+// not answer it (go-fuse's virtio-fs) leaves QEMU hung, ignoring SIGTERM.
 //
 // # Validation
 //

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -111,11 +114,39 @@ func TestParseVirtiofsArgs(t *testing.T) {
 	}
 }
 
+// TestCapabilities runs "fastfsd virtiofs --print-capabilities" as a
+// process, as libvirt does, and checks what it prints: a JSON object of the
+// vhost-user spec's back-end program conventions naming type "fs" and no
+// feature we do not implement (no "features": no migration); and, where
+// QEMU's C virtiofsd is installed, byte for byte what it prints.
 func TestCapabilities(t *testing.T) {
-	// What libvirt reads; the C virtiofsd prints exactly this.
-	if capabilities != "{\n  \"type\": \"fs\"\n}\n" {
-		t.Fatalf("capabilities %q", capabilities)
+	cmd := exec.Command(os.Args[0], "-test.run=^$", "--print-capabilities")
+	cmd.Env = append(os.Environ(), "FASTFSD_TEST_CHILD=virtiofs")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("--print-capabilities: %v", err)
 	}
+	var caps map[string]any
+	if err := json.Unmarshal(out, &caps); err != nil {
+		t.Fatalf("--print-capabilities printed %q, not JSON: %v", out, err)
+	}
+	if len(caps) != 1 || caps["type"] != "fs" {
+		t.Fatalf("--print-capabilities = %v, want exactly {\"type\": \"fs\"}", caps)
+	}
+	for _, c := range []string{"/usr/libexec/virtiofsd", "/usr/lib/qemu/virtiofsd"} {
+		if _, err := os.Stat(c); err != nil {
+			continue
+		}
+		ref, err := exec.Command(c, "--print-capabilities").Output()
+		if err != nil {
+			t.Fatalf("%s --print-capabilities: %v", c, err)
+		}
+		if !bytes.Equal(out, ref) {
+			t.Errorf("fastfsd prints %q, %s prints %q", out, c, ref)
+		}
+		return
+	}
+	t.Log("no C virtiofsd installed to compare with")
 }
 
 // TestVirtiofsServe runs the subcommand on a socket path, plays QEMU and

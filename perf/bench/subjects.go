@@ -16,8 +16,10 @@ import (
 const fuseSuperMagic = 0x65735546
 
 // Tmpfs is the native baseline: a fresh tmpfs mounted at dir (so the
-// comparison is against memory, not a disk with its own caching traps;
-// see FINDINGS.md on fio's invalidate=1).
+// comparison is against memory, not a disk with its own caching traps:
+// fio's default invalidate=1 drops the page cache of a native ext4 file
+// before a job but not of a FUSE passthrough's backing file, which makes
+// the comparison wrong by up to 50×).
 func Tmpfs(name, dir string) Subject {
 	return Subject{Name: name, Start: func(ctx context.Context) (string, func() error, error) {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
