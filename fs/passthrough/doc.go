@@ -98,7 +98,8 @@
 // The daemon runs with CAP_FSETID, so the host kernel does not clear suid
 // and sgid on its writes. When asked (fs.WriteKillSuidGid, fs.SetKillSuidGid,
 // fs.OpenKillSuidGid) the FS clears S_ISUID, and S_ISGID if the file is
-// group-executable, before the write or truncate. chown clears them on the
+// group-executable or the caller's group is not the file's, before the
+// write or truncate (see killSuidGid). chown clears them on the
 // host regardless of capabilities. Writes through a FUSE passthrough file
 // never reach the daemon: the client's kernel then sends a SETATTR that
 // changes nothing before the write, which the fuse engine turns into

@@ -40,17 +40,23 @@ func (f *FS) GetAttr(ctx *fs.Context, ino fs.Inode, fh fs.Handle, hasHandle bool
 	return fs.OK
 }
 
-// killSuidGid clears S_ISUID, and S_ISGID if group-executable, on fd (any
-// fd of the inode; an O_PATH fd goes through fchmodat2 AT_EMPTY_PATH). The
-// daemon has CAP_FSETID, so the host kernel would not do it for us.
-func killSuidGid(fd int) fs.Errno {
+// killSuidGid clears S_ISUID and S_ISGID on fd (any fd of the inode; an
+// O_PATH fd goes through fchmodat2 AT_EMPTY_PATH) as the kernel's
+// setattr_should_drop_suidgid does for a caller without CAP_FSETID, which
+// the client checked before asking: S_ISUID always; S_ISGID if the file is
+// group-executable, or if the caller is not in the file's group. Only the
+// caller's primary group is known here (a member through a supplementary
+// group loses a non-group-executable S_ISGID it would keep natively; see
+// docs/posix-parity.md). The daemon has CAP_FSETID, so the host kernel
+// would not do it for us.
+func killSuidGid(ctx *fs.Context, fd int) fs.Errno {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return errno(err)
 	}
 	mode := st.Mode & 07777
 	newMode := mode &^ unix.S_ISUID
-	if mode&(unix.S_ISGID|unix.S_IXGRP) == unix.S_ISGID|unix.S_IXGRP {
+	if mode&unix.S_IXGRP != 0 || (ctx != nil && ctx.Uid != 0 && ctx.Gid != st.Gid) {
 		newMode &^= unix.S_ISGID
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG || newMode == mode {
@@ -130,11 +136,11 @@ func (f *FS) SetAttr(ctx *fs.Context, ino fs.Inode, in *fs.SetAttrIn, out *fs.At
 		}
 	}
 	if v&fs.SetSize != 0 {
-		if e := f.truncate(n, h, in.Size, v&fs.SetKillSuidGid != 0); e != 0 {
+		if e := f.truncate(ctx, n, h, in.Size, v&fs.SetKillSuidGid != 0); e != 0 {
 			return e
 		}
 	} else if v&fs.SetKillSuidGid != 0 {
-		if e := killSuidGid(fd); e != 0 {
+		if e := killSuidGid(ctx, fd); e != 0 {
 			return e
 		}
 	}
@@ -176,7 +182,7 @@ func (f *FS) SetAttr(ctx *fs.Context, ino fs.Inode, in *fs.SetAttrIn, out *fs.At
 
 // truncate sets the size through the handle, or through a write-only
 // reopen of the inode.
-func (f *FS) truncate(n *inode, h *handle, size uint64, kill bool) fs.Errno {
+func (f *FS) truncate(ctx *fs.Context, n *inode, h *handle, size uint64, kill bool) fs.Errno {
 	if size > 1<<63-1 {
 		return syscall.EFBIG
 	}
@@ -194,7 +200,7 @@ func (f *FS) truncate(n *inode, h *handle, size uint64, kill bool) fs.Errno {
 		defer unix.Close(fd)
 	}
 	if kill {
-		if e := killSuidGid(fd); e != 0 {
+		if e := killSuidGid(ctx, fd); e != 0 {
 			return e
 		}
 	}

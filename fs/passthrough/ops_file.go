@@ -112,7 +112,7 @@ func (f *FS) Open(ctx *fs.Context, ino fs.Inode, flags, openFlags uint32, out *f
 		return e
 	}
 	if openFlags&fs.OpenKillSuidGid != 0 && fl&unix.O_TRUNC != 0 {
-		if e := killSuidGid(fd); e != 0 {
+		if e := killSuidGid(ctx, fd); e != 0 {
 			unix.Close(fd)
 			f.inodes.put(in)
 			return e
@@ -278,7 +278,7 @@ func (f *FS) Write(ctx *fs.Context, ino fs.Inode, fh fs.Handle, off int64, src f
 	}
 	defer f.putHandle(h)
 	if flags&fs.WriteKillSuidGid != 0 {
-		if e := killSuidGid(h.fd); e != 0 {
+		if e := killSuidGid(ctx, h.fd); e != 0 {
 			return 0, e
 		}
 	}

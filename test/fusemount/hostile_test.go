@@ -15,9 +15,19 @@ import (
 // groups, in dir, and returns its combined output.
 func asNobody(t *testing.T, dir, script string) (string, error) {
 	t.Helper()
+	return asUser(t, 65534, 65534, nil, dir, script)
+}
+
+// asUser runs the shell script as uid, gid and groups, in dir, and
+// returns its combined output.
+func asUser(t *testing.T, uid, gid uint32, groups []uint32, dir, script string) (string, error) {
+	t.Helper()
 	cmd := exec.Command("/bin/sh", "-c", script)
 	cmd.Dir = dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{}}}
+	if groups == nil {
+		groups = []uint32{}
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid, Groups: groups}}
 	out, err := cmd.CombinedOutput()
 	return strings.TrimSpace(string(out)), err
 }
@@ -83,6 +93,58 @@ exit 0`
 						t.Errorf("%s (%s): root's file is owned by %d now", name, side, st.Uid)
 					}
 				}
+			}
+		})
+	}
+}
+
+// TestParityLimits pins the differences from the native filesystem that
+// the FUSE protocol makes unavoidable (docs/posix-parity.md): a WRITE,
+// truncating SETATTR or O_TRUNC OPEN says only that the caller lacks
+// CAP_FSETID (fs/fuse/file.c fuse_send_write_pages and fuse_direct_io:
+// "if (... !capable(CAP_FSETID)) ... FUSE_WRITE_KILL_SUIDGID"), and the
+// request carries the caller's primary group alone. So a member of a
+// file's group through a supplementary group who writes a set-group-ID
+// file without group execute keeps the bit natively and loses it through
+// the daemon. With FUSE passthrough the client's kernel decides with the
+// caller's full credentials (file_remove_privs), and the bit stays as
+// natively. If this test fails because the bit now stays without
+// passthrough, the limit is gone: update the table.
+func TestParityLimits(t *testing.T) {
+	bin := requirements(t)
+	for _, d := range []struct {
+		flag string
+		want uint32 // mode after the write through the mount
+	}{
+		{"--passthrough=false", 0o767}, // the difference
+		{"--passthrough=true", 0o2767}, // as natively
+	} {
+		t.Run(d.flag, func(t *testing.T) {
+			m := startMount(t, bin, d.flag)
+			for _, dir := range []string{m.ref, m.mnt} {
+				p := filepath.Join(dir, "sgidnx")
+				if err := os.WriteFile(p, []byte("x"), 0o666); err != nil {
+					t.Fatal(err)
+				}
+				os.Chown(p, 1000, 1000)
+				if err := unix.Chmod(p, 0o2767); err != nil {
+					t.Fatal(err)
+				}
+				if out, err := asUser(t, 1002, 1002, []uint32{1000}, dir, "echo appended >> sgidnx"); err != nil {
+					t.Fatalf("write as 1002 with group 1000: %v %s", err, out)
+				}
+				var st unix.Stat_t
+				if err := unix.Lstat(p, &st); err != nil {
+					t.Fatal(err)
+				}
+				want := d.want
+				if dir == m.ref {
+					want = 0o2767
+				}
+				if st.Mode&07777 != want {
+					t.Errorf("%s: mode %04o after a supplementary member's write, want %04o", dir, st.Mode&07777, want)
+				}
+				os.Remove(p)
 			}
 		})
 	}
