@@ -1,16 +1,15 @@
 package posixtest
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -73,7 +72,6 @@ var mxDirs = []struct {
 var mxTypes = []string{"reg", "dir", "lnk", "fifo", "sock", "chr", "blk"}
 
 func init() {
-	childActions["matrix"] = childMatrix
 	register("matrix_permissions", func(t *testing.T, env Env) {
 		env.need(t, CapNonRoot)
 		twin(t, env, matrixPermCase)
@@ -198,72 +196,95 @@ func (s *Side) lstatTree(rel string) {
 	}
 }
 
-// asCaller runs the matrix part "part" on rel as caller c: in this
-// process for root, else in a child that drops to c's uid, gid and
-// groups; the child's record is merged into s's, its steps prefixed with
-// the caller's name.
+// asCaller runs the matrix part "part" on rel as caller c, and merges its
+// record into s's, each step prefixed with the caller's name. A non-root
+// caller's part runs in this process on a locked OS thread whose real,
+// effective and fs ids and groups are c's (raw per-thread system calls:
+// Go's syscall.Setuid would change every thread); the saved ids stay 0 so
+// the thread can come back, and its effective capabilities are gone while
+// it runs as c, as for any process of c's. No child process: the matrix
+// has dozens of identities per door and a re-executed (race-built) test
+// binary costs a lot to start. The runtime never clones a locked thread
+// (newm uses its template thread), so no other thread inherits c's ids.
 func (s *Side) asCaller(c mxCaller, part, rel string) {
-	if c.uid == 0 && c.gid == 0 {
-		sub := &Side{t: s.t, Name: s.Name, Root: s.P(rel), Backing: s.Backing}
-		mxParts[part](sub)
-		for _, st := range sub.log {
-			s.log = append(s.log, step{c.name + ": " + st.name, st.val})
-		}
-		return
+	sub := &Side{t: s.t, Name: s.Name, Root: s.P(rel), Backing: s.Backing}
+	if err := runAs(c, func() { mxParts[part](sub) }); err != nil {
+		s.Fatalf("run as %s: %v", c.name, err)
 	}
-	ch := startChild(s.t, childSpec{Action: "matrix", Kind: part, Path: s.P(rel), Uid: c.uid, Gid: c.gid, Groups: c.groups})
-	rest, err := ch.finish()
-	if err != nil {
-		s.Fatalf("matrix child %s as %s: %v", part, c.name, err)
-	}
-	sc := bufio.NewScanner(strings.NewReader(rest))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var st [2]string
-		if err := json.Unmarshal(sc.Bytes(), &st); err != nil {
-			s.Fatalf("matrix child wrote %q: %v", sc.Text(), err)
-		}
-		if st[0] == "!check" {
-			s.Checkf(false, "as %s: %s", c.name, st[1])
-			continue
-		}
-		s.log = append(s.log, step{c.name + ": " + st[0], st[1]})
+	for _, st := range sub.log {
+		s.log = append(s.log, step{c.name + ": " + st.name, st.val})
 	}
 }
 
-// mxParts are what a matrix child (or root, in process) runs on its
-// directory.
+// runAs runs fn on a locked thread switched to c's identity (see
+// asCaller) and switches back, also when fn panics (Side.Fatalf). If the
+// thread cannot be switched back it stays locked, so the runtime ends it
+// with this goroutine, and runAs runs fn in a fresh goroutine for that.
+func runAs(c mxCaller, fn func()) error {
+	if c.uid == 0 && c.gid == 0 && c.groups == nil {
+		fn()
+		return nil
+	}
+	var err error
+	var panicked any
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread()
+		gs := make([]uint32, len(c.groups))
+		for i, g := range c.groups {
+			gs[i] = uint32(g)
+		}
+		if err = threadCreds(gs, c.uid, c.gid); err != nil {
+			return // the thread stays locked and dies
+		}
+		func() {
+			defer func() { panicked = recover() }()
+			fn()
+		}()
+		if err = threadCreds(nil, 0, 0); err == nil {
+			runtime.UnlockOSThread()
+		}
+	}()
+	<-done
+	if panicked != nil {
+		panic(panicked)
+	}
+	return err
+}
+
+// threadCreds sets this thread's groups, then gid, then uid (real,
+// effective and fs; saved stays 0), with raw system calls that change
+// only the calling thread.
+func threadCreds(groups []uint32, uid, gid int) error {
+	var p unsafe.Pointer
+	if len(groups) > 0 {
+		p = unsafe.Pointer(&groups[0])
+	}
+	if uid == 0 { // back to root: uid first, it gives back the right to change the rest
+		if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, 0, 0, 0); e != 0 {
+			return fmt.Errorf("setresuid(0): %w", e)
+		}
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, uintptr(len(groups)), uintptr(p), 0); e != 0 {
+		return fmt.Errorf("setgroups: %w", e)
+	}
+	runtime.KeepAlive(groups)
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(gid), uintptr(gid), 0); e != 0 {
+		return fmt.Errorf("setresgid(%d): %w", gid, e)
+	}
+	if uid != 0 {
+		if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(uid), uintptr(uid), 0); e != 0 {
+			return fmt.Errorf("setresuid(%d): %w", uid, e)
+		}
+	}
+	return nil
+}
+
+// mxParts are what a caller runs on its directory.
 var mxParts = map[string]func(s *Side){
 	"perm":  mxPermOps,
 	"times": mxTimesOps,
-}
-
-// childMatrix runs the part named by spec.Kind as the (already dropped)
-// child identity and prints its record as JSON pairs, one a line.
-func childMatrix(spec childSpec, out io.Writer, in io.Reader) int {
-	s := &Side{Name: "matrix", Root: spec.Path}
-	part, ok := mxParts[spec.Kind]
-	if !ok {
-		fmt.Fprintf(os.Stderr, "matrix child: unknown part %q\n", spec.Kind)
-		return 2
-	}
-	code := 0
-	func() {
-		defer func() {
-			if r := recover(); r != nil {
-				if _, ok := r.(sideAbort); !ok {
-					panic(r)
-				}
-				code = 1
-			}
-		}()
-		part(s)
-	}()
-	for _, st := range s.log {
-		b, _ := json.Marshal([2]string{st.name, st.val})
-		fmt.Fprintf(out, "%s\n", b)
-	}
-	return code
 }
 
 // mxPermOps is one caller's turn in its own tree (s.Root): in every

@@ -69,8 +69,7 @@ type childSpec struct {
 	Kind     string // lock kind: "posix", "ofd", "flock"
 	Start    int64
 	Len      int64
-	Uid, Gid int   // identity to drop to before acting (0: stay root)
-	Groups   []int // supplementary groups of that identity
+	Uid, Gid int // identity to drop to before acting (0: stay root)
 }
 
 // childActions are the parts children play. Each writes its results to
@@ -88,7 +87,7 @@ func childMain(js string) int {
 		// the test binary usually sits in a 0700 build directory that
 		// another user could not even execute. syscall.Set*id apply to
 		// every thread of the process.
-		if err := syscall.Setgroups(spec.Groups); err != nil {
+		if err := syscall.Setgroups(nil); err != nil {
 			fmt.Fprintf(os.Stderr, "posixtest child: setgroups: %v\n", err)
 			return 2
 		}
