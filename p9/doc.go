@@ -69,12 +69,44 @@
 // is interrupted and waited for and every fid is freed.
 //
 // Tattach's aname selects the tree: "" or "/" is the filesystem's root,
-// any other path (relative to it, without "..") is walked and becomes the
-// attach root, which ".." never leaves. n_uname is the caller's uid for
-// the filesystem (NONUNAME: 0 for uname "root", else 65534); creating
-// messages carry their gid. Permission checks are the client's, as with
-// the Linux client's default access=client mode: the server does not check
-// permissions itself.
+// any other path (relative to it, without "..") is walked — with the
+// connection's search permission — and becomes the attach root, which ".."
+// never leaves. An aname can select only a directory inside the served
+// tree; it never names a host path.
+//
+// # Identity
+//
+// Who a connection's client is gets decided once, when it is accepted, by
+// Options.Identify (default: PeerCred on a unix socket, Trusted on any
+// other connection), as a Peer:
+//
+//   - Trusted (PeerCred: a peer with uid 0, such as the kernel's v9fs
+//     client of a root mount): n_uname is the caller's uid for the
+//     filesystem (NONUNAME: 0 for uname "root", else 65534); creating
+//     messages carry their gid. Permission checks are the client's, as
+//     with the Linux client's default access=client mode.
+//   - Authenticated (PeerCred of any other uid: SO_PEERCRED's uid and gid,
+//     and the supplementary groups of the peer's process from
+//     /proc/PID/status): the connection acts as that identity only. A
+//     Tattach naming another uid (or uname "root" with NONUNAME) is
+//     refused with EPERM; NONUNAME or the peer's own uid attach as the
+//     peer. A creating message's gid must be one of its groups (EPERM).
+//   - Squashed (Peer.Squash, e.g. fastfsd 9p --all-squash): every Tattach
+//     is accepted and every request acts as the squash identity.
+//
+// For the last two the server checks every request itself before the
+// filesystem performs it (the filesystem runs with the daemon's rights),
+// as the kernel would for that identity (perm.go): search permission on
+// every directory walked, mode bits on Tlopen and Tlcreate of an existing
+// file (supplementary groups counted), write and search on the directory
+// to create, remove or rename, the sticky-directory rule (EPERM), chown
+// only by root, chgrp by the owner to its own groups, chmod and explicit
+// times by the owner (EPERM), "now" times and truncation with write
+// permission (EACCES), no device nodes, xattrs only in user.* (with the
+// mode bits) and POSIX ACLs by the owner, protected hard links. A write or
+// truncate by a non-root identity clears set-user-ID and set-group-ID.
+// Tlcreate of a name that does not exist creates with O_EXCL, so a file
+// appearing in between is never opened unchecked.
 //
 // Names: a name that is empty or holds '/' is EINVAL; creating "." or ".."
 // is EEXIST, removing or renaming them EINVAL; in Twalk "." stays and ".."
@@ -84,8 +116,8 @@
 //
 // Limits per connection: MaxFids fids, MaxRequests+readAhead request slots
 // of at most 2×msize each, and 16 MiB of xattr buffers held by xattr fids
-// (ENOMEM beyond). There is no authentication: Tattach's n_uname is
-// trusted, so serve only clients that may act as any user.
+// (ENOMEM beyond). There is no 9P authentication (Tauth): who a client is
+// comes from the transport (see Identity).
 //
 // # Hot path
 //

@@ -132,7 +132,14 @@ func qidOf(a *fs.Attr, ino fs.Inode) QID {
 }
 
 // ctxFor sets r's caller from a fid's user and a gid (nobody if unknown).
+// On a connection that is not Trusted the caller is always the
+// connection's identity (creating requests then use createCtx).
 func (r *request) ctxFor(f *fid, gid uint32) *fs.Context {
+	r.ctx.SuppGid, r.ctx.HasSuppGid = 0, false
+	if id := r.c.checked(); id != nil {
+		r.ctx.Caller = fs.Caller{Uid: id.Uid, Gid: id.Gid}
+		return &r.ctx
+	}
 	if gid == NoUid { // (gid_t)-1: not given
 		gid = nobody
 	}
@@ -159,14 +166,28 @@ func (c *conn) attach(r *request, body []byte) fs.Errno {
 		return eBadf
 	}
 	uid := m.NUname
-	if uid == NoUid {
+	id := c.checked()
+	switch {
+	case id == nil && uid == NoUid:
 		uid = nobody
 		if string(m.Uname) == "root" {
 			uid = 0
 		}
+	case id == nil:
+	case c.peer.Squash:
+		uid = id.Uid
+	case uid == NoUid && string(m.Uname) == "root" && id.Uid != 0,
+		uid != NoUid && uid != id.Uid:
+		c.logf("Tattach as uid %d (uname %q) refused: the peer is uid %d and may act only as itself", int32(m.NUname), m.Uname, id.Uid)
+		return ePerm
+	default:
+		uid = id.Uid
 	}
 	ctx := &r.ctx
 	ctx.Caller = fs.Caller{Uid: uid, Gid: nobody}
+	if id != nil {
+		ctx.Gid = id.Gid
+	}
 	root := &node{ino: fs.RootInode, mode: syscall.S_IFDIR, refs: 1}
 	var out fs.AttrOut
 	if e := c.s.fs.GetAttr(ctx, fs.RootInode, 0, false, &out); e != 0 {
@@ -181,6 +202,12 @@ func (c *conn) attach(r *request, body []byte) fs.Errno {
 		if string(name) == ".." {
 			c.unrefNode(cur)
 			return eInval
+		}
+		if id != nil {
+			if e := r.mayExecDir(id, cur.ino); e != 0 {
+				c.unrefNode(cur)
+				return e
+			}
 		}
 		var ent fs.Entry
 		e := c.s.fs.Lookup(ctx, cur.ino, name, &ent)
@@ -248,6 +275,7 @@ func (c *conn) walk(r *request, body []byte) fs.Errno {
 	}
 	var rw Rwalk
 	ctx := r.ctxFor(f, nobody)
+	id := c.checked()
 	cur := start
 	c.refNode(cur)
 	for i := 0; i < m.NNames; i++ {
@@ -255,7 +283,11 @@ func (c *conn) walk(r *request, body []byte) fs.Errno {
 		var next *node
 		var attr fs.Attr
 		var e fs.Errno
+		if id != nil {
+			e = r.mayExecDir(id, cur.ino) // search permission, as a path walk
+		}
 		switch {
+		case e != 0:
 		case isDot(name):
 			next = cur
 			c.mu.Lock()
@@ -376,6 +408,11 @@ func (c *conn) remove(r *request, body []byte) fs.Errno {
 	if e := c.sameEntry(r, parent, name, n); e != 0 {
 		return e
 	}
+	if id := c.checked(); id != nil {
+		if _, e := r.mayDelete(id, parent.ino, name); e != 0 {
+			return e
+		}
+	}
 	var e fs.Errno
 	if n.isDir() {
 		e = c.s.fs.Rmdir(ctx, parent.ino, name)
@@ -472,6 +509,11 @@ func (c *conn) lopen(r *request, body []byte) fs.Errno {
 		return e
 	}
 	isDir := attr.Attr.Mode&syscall.S_IFMT == syscall.S_IFDIR
+	if id := c.checked(); id != nil {
+		if e := mayOpen(id, &attr.Attr, flags); e != 0 {
+			return e
+		}
+	}
 	if isDir {
 		if flags&3 != syscall.O_RDONLY {
 			return eIsdir
@@ -589,7 +631,11 @@ func (c *conn) write9(r *request, body []byte) fs.Errno {
 		return eInval
 	}
 	r.src.data = m.Data
-	cnt, e := c.s.fs.Write(r.ctxFor(f, nobody), n.ino, fh, int64(m.Offset), &r.src, 0)
+	var wfl uint32
+	if id := c.checked(); id != nil && id.Uid != 0 {
+		wfl = fs.WriteKillSuidGid // a write by a non-root user clears suid/sgid
+	}
+	cnt, e := c.s.fs.Write(r.ctxFor(f, nobody), n.ino, fh, int64(m.Offset), &r.src, wfl)
 	r.src.data = nil
 	if e != 0 {
 		return e
@@ -739,9 +785,19 @@ func (c *conn) setattr(r *request, body []byte) fs.Errno {
 		in.Valid |= fs.SetHandle
 		in.Handle = fh
 	}
+	ctx := r.ctxFor(f, nobody)
+	if id := c.checked(); id != nil {
+		a, e := r.attrOf(n.ino)
+		if e != 0 {
+			return e
+		}
+		if e := checkSetattr(id, &a, &in); e != 0 {
+			return e
+		}
+	}
 	var out fs.AttrOut
 	if in.Valid&^uint32(fs.SetHandle) != 0 {
-		if e := c.s.fs.SetAttr(r.ctxFor(f, nobody), n.ino, &in, &out); e != 0 {
+		if e := c.s.fs.SetAttr(ctx, n.ino, &in, &out); e != 0 {
 			return e
 		}
 	}

@@ -70,6 +70,33 @@ func (c *conn) lcreate(r *request, body []byte) fs.Errno {
 	var ent fs.Entry
 	var out fs.OpenOut
 	ctx := r.ctxFor(f, m.Gid)
+	if id := c.checked(); id != nil {
+		// An existing name is opened as Tlopen would (its permission
+		// checked, the very inode checked is the one opened); a new one
+		// is created with O_EXCL, so a file that appears in between is
+		// never opened unchecked (EEXIST; the client looks up again).
+		if e := r.mayExecDir(id, dir.ino); e != 0 {
+			return e
+		}
+		ea, eino, found, e := r.childAttr(dir.ino, m.Name)
+		if e != 0 {
+			return e
+		}
+		if found {
+			if flags&syscall.O_EXCL != 0 {
+				return eExist
+			}
+			return c.lcreateExisting(r, f, id, dir, m.Name, &ea, eino, flags&^(syscall.O_CREAT|syscall.O_EXCL))
+		}
+		da, e := r.mayCreate(id, dir.ino)
+		if e != 0 {
+			return e
+		}
+		if ctx, e = r.createCtx(f, m.Gid, &da); e != 0 {
+			return e
+		}
+		flags |= syscall.O_EXCL
+	}
 	if e := c.s.fs.Create(ctx, dir.ino, m.Name, m.Mode&07777|syscall.S_IFREG, flags, &ent, &out); e != 0 {
 		return e
 	}
@@ -85,6 +112,61 @@ func (c *conn) lcreate(r *request, body []byte) fs.Errno {
 	enc.qid(&q)
 	enc.u32(0)
 	return 0
+}
+
+// lcreateExisting is Tlcreate of a name that exists, on a checked
+// connection: the file found is opened as Tlopen opens it, after the same
+// checks. Preconditions: f.mu is held, f names dir.
+func (c *conn) lcreateExisting(r *request, f *fid, id *Identity, dir *node, name []byte, a *fs.Attr, ino fs.Inode, flags uint32) fs.Errno {
+	switch a.Mode & syscall.S_IFMT {
+	case syscall.S_IFDIR:
+		return eIsdir
+	case syscall.S_IFLNK:
+		return syscall.ELOOP // O_CREAT does not follow a final symlink here
+	}
+	if e := mayOpen(id, a, flags); e != 0 {
+		return e
+	}
+	var ent fs.Entry
+	ctx := r.ctxFor(f, nobody)
+	if e := c.s.fs.Lookup(ctx, dir.ino, name, &ent); e != 0 || ent.Ino != ino {
+		if e == 0 {
+			if ent.Ino != 0 {
+				c.s.fs.Forget(ent.Ino, 1)
+			}
+			e = syscall.ESTALE // replaced since it was checked
+		}
+		return e
+	}
+	var out fs.OpenOut
+	if e := c.s.fs.Open(ctx, ent.Ino, flags, 0, &out); e != 0 {
+		c.s.fs.Forget(ent.Ino, 1)
+		return e
+	}
+	child := c.newChild(dir, name, &ent)
+	f.n, f.state, f.fh = child, fidOpenFile, out.Handle
+	c.unrefNode(dir)
+	enc := r.begin(MsgRlcreate, 24)
+	q := qidOf(&ent.Attr, ent.Ino)
+	enc.qid(&q)
+	enc.u32(0)
+	return 0
+}
+
+// createIn checks, on a checked connection, that the identity may create
+// in dir (write and search) and returns the context to create with (see
+// createCtx); on a trusted one it is ctxFor.
+func (c *conn) createIn(r *request, f *fid, dir *node, gid uint32) (*fs.Context, fs.Errno) {
+	id := c.checked()
+	if id == nil {
+		return r.ctxFor(f, gid), 0
+	}
+	r.ctxFor(f, nobody)
+	da, e := r.mayCreate(id, dir.ino)
+	if e != 0 {
+		return nil, e
+	}
+	return r.createCtx(f, gid, &da)
 }
 
 func (c *conn) symlink(r *request, body []byte) fs.Errno {
@@ -104,8 +186,12 @@ func (c *conn) symlink(r *request, body []byte) fs.Errno {
 		return e
 	}
 	defer c.putFid(f, &r.ctx)
+	ctx, e := c.createIn(r, f, dir, m.Gid)
+	if e != 0 {
+		return e
+	}
 	var ent fs.Entry
-	if e := c.s.fs.Symlink(r.ctxFor(f, m.Gid), dir.ino, m.Name, m.Target, &ent); e != 0 {
+	if e := c.s.fs.Symlink(ctx, dir.ino, m.Name, m.Target, &ent); e != 0 {
 		return e
 	}
 	return c.replyQID(r, MsgRsymlink, &ent)
@@ -128,8 +214,19 @@ func (c *conn) mknod(r *request, body []byte) fs.Errno {
 	}
 	defer c.putFid(f, &r.ctx)
 	rdev := m.Minor&0xff | m.Major<<8 | (m.Minor&^0xff)<<12
+	ctx, e := c.createIn(r, f, dir, m.Gid)
+	if e != 0 {
+		return e
+	}
+	if id := c.checked(); id != nil && id.Uid != 0 {
+		switch m.Mode & syscall.S_IFMT {
+		case syscall.S_IFREG, syscall.S_IFIFO, syscall.S_IFSOCK, 0:
+		default:
+			return ePerm // device nodes need CAP_MKNOD
+		}
+	}
 	var ent fs.Entry
-	if e := c.s.fs.Mknod(r.ctxFor(f, m.Gid), dir.ino, m.Name, m.Mode, rdev, &ent); e != 0 {
+	if e := c.s.fs.Mknod(ctx, dir.ino, m.Name, m.Mode, rdev, &ent); e != 0 {
 		return e
 	}
 	return c.replyQID(r, MsgRmknod, &ent)
@@ -149,8 +246,12 @@ func (c *conn) mkdir(r *request, body []byte) fs.Errno {
 		return e
 	}
 	defer c.putFid(f, &r.ctx)
+	ctx, e := c.createIn(r, f, dir, m.Gid)
+	if e != 0 {
+		return e
+	}
 	var ent fs.Entry
-	if e := c.s.fs.Mkdir(r.ctxFor(f, m.Gid), dir.ino, m.Name, m.Mode&07777, &ent); e != 0 {
+	if e := c.s.fs.Mkdir(ctx, dir.ino, m.Name, m.Mode&07777, &ent); e != 0 {
 		return e
 	}
 	return c.replyQID(r, MsgRmkdir, &ent)
@@ -180,8 +281,24 @@ func (c *conn) link(r *request, body []byte) fs.Errno {
 	if n == nil {
 		return eBadf
 	}
+	ctx := r.ctxFor(df, nobody)
+	if id := c.checked(); id != nil {
+		if _, e := r.mayCreate(id, dir.ino); e != 0 {
+			return e
+		}
+		a, e := r.attrOf(n.ino)
+		if e != 0 {
+			return e
+		}
+		if a.Mode&syscall.S_IFMT == syscall.S_IFDIR {
+			return ePerm
+		}
+		if e := mayLink(id, &a); e != 0 {
+			return e
+		}
+	}
 	var ent fs.Entry
-	if e := c.s.fs.Link(r.ctxFor(df, nobody), n.ino, dir.ino, m.Name, &ent); e != 0 {
+	if e := c.s.fs.Link(ctx, n.ino, dir.ino, m.Name, &ent); e != 0 {
 		return e
 	}
 	if ent.Ino != 0 {
@@ -229,6 +346,11 @@ func (c *conn) rename(r *request, body []byte) fs.Errno {
 	if e := c.sameEntry(r, parent, name, n); e != 0 {
 		return e
 	}
+	if id := c.checked(); id != nil {
+		if e := r.mayRename(id, parent.ino, name, dir.ino, m.Name); e != 0 {
+			return e
+		}
+	}
 	if e := c.s.fs.Rename(&r.ctx, parent.ino, name, dir.ino, m.Name, 0); e != 0 {
 		return e
 	}
@@ -266,7 +388,13 @@ func (c *conn) renameat(r *request, body []byte) fs.Errno {
 		return e
 	}
 	defer c.putFid(nf, &r.ctx)
-	if e := c.s.fs.Rename(r.ctxFor(of, nobody), odir.ino, m.OldName, ndir.ino, m.NewName, 0); e != 0 {
+	ctx := r.ctxFor(of, nobody)
+	if id := c.checked(); id != nil {
+		if e := r.mayRename(id, odir.ino, m.OldName, ndir.ino, m.NewName); e != 0 {
+			return e
+		}
+	}
+	if e := c.s.fs.Rename(ctx, odir.ino, m.OldName, ndir.ino, m.NewName, 0); e != 0 {
 		return e
 	}
 	r.begin(MsgRrenameat, HeaderSize)
@@ -292,6 +420,11 @@ func (c *conn) unlinkat(r *request, body []byte) fs.Errno {
 	}
 	defer c.putFid(f, &r.ctx)
 	ctx := r.ctxFor(f, nobody)
+	if id := c.checked(); id != nil {
+		if _, e := r.mayDelete(id, dir.ino, m.Name); e != 0 {
+			return e
+		}
+	}
 	if m.Flags&AtRemoveDir != 0 {
 		e = c.s.fs.Rmdir(ctx, dir.ino, m.Name)
 	} else {
@@ -360,6 +493,15 @@ func (c *conn) xattrwalk(r *request, body []byte) fs.Errno {
 		return eBadf
 	}
 	ctx := r.ctxFor(f, nobody)
+	if id := c.checked(); id != nil && len(m.Name) > 0 {
+		a, e := r.attrOf(n.ino)
+		if e != 0 {
+			return e
+		}
+		if e := mayGetXattr(id, &a, m.Name); e != 0 {
+			return e
+		}
+	}
 	get := func(dst []byte) (int, fs.Errno) {
 		if len(m.Name) == 0 {
 			return c.s.fs.ListXattr(ctx, n.ino, dst)
@@ -436,6 +578,16 @@ func (c *conn) xattrcreate(r *request, body []byte) fs.Errno {
 	if f.state != fidWalked || f.n == nil {
 		return eBadf
 	}
+	if id := c.checked(); id != nil {
+		r.ctxFor(f, nobody)
+		a, e := r.attrOf(f.n.ino)
+		if e != 0 {
+			return e
+		}
+		if e := maySetXattr(id, &a, m.Name); e != 0 {
+			return e
+		}
+	}
 	if e := c.chargeXattr(f, int(m.AttrSize)); e != 0 {
 		return e
 	}
@@ -459,6 +611,9 @@ func (c *conn) commitXattr(f *fid) fs.Errno {
 	}
 	f.state = fidWalked
 	ctx := fs.Context{Caller: fs.Caller{Uid: f.uid, Gid: nobody}}
+	if id := c.checked(); id != nil {
+		ctx.Gid = id.Gid
+	}
 	if f.xlen != len(f.xattr) {
 		return eInval
 	}

@@ -55,6 +55,10 @@ type Options struct {
 	// Logf logs connection-level events (never per request). Default
 	// log.Printf.
 	Logf func(format string, args ...any)
+	// Identify decides, once per accepted connection, who its client is
+	// and what it may claim (see Peer); an error refuses the connection.
+	// nil: PeerCred for a unix socket, Trusted for anything else.
+	Identify func(nc net.Conn) (Peer, error)
 	// Debug, if set, logs every request and its reply's size or errno
 	// (slow: for debugging a client).
 	Debug func(format string, args ...any)
@@ -187,6 +191,10 @@ func (s *Server) ServeConn(nc net.Conn) error {
 var errTooManyConns = errors.New("p9: too many connections")
 
 func (s *Server) newConn(nc net.Conn) (*conn, error) {
+	peer, err := s.identify(nc)
+	if err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -196,6 +204,7 @@ func (s *Server) newConn(nc net.Conn) (*conn, error) {
 		return nil, errTooManyConns
 	}
 	c := &conn{
+		peer:     peer,
 		s:        s,
 		nc:       nc,
 		id:       s.nextConn.Add(1),
@@ -301,6 +310,8 @@ type conn struct {
 	free chan *request // idle request slots
 	work chan *request // slots holding a request for a worker
 	busy sync.WaitGroup
+
+	peer Peer // who the client is: set before the conn is served, then read-only
 }
 
 // request is one request slot, reused: it owns its buffers, which grow to

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -37,12 +38,27 @@ unix!PATH. A Linux client mounts it with
   mount -t 9p -o trans=tcp,port=PORT,version=9p2000.L HOST /mnt
   mount -t 9p -o trans=unix,version=9p2000.L PATH /mnt
 The attach name (mount -o aname=SUB) selects a subdirectory of DIR as the
-root; ".." never leaves it. Permissions are checked by the client (the
-Linux default, access=client); the server performs every request itself.
+root, walked with the client's permissions; ".." never leaves it, and no
+aname reaches outside DIR.
 
-There is no authentication: a client names its own uid in Tattach. Listen
-on a unix socket (created mode 0600, so only this user can connect) or on
-a loopback / trusted address, never on a network untrusted clients reach.
+Who a client is (the server performs every request itself, as root):
+  unix:PATH   the socket is created mode 0600 (0660 with --socket-group),
+              so only fastfsd's user (and that group) can connect. The
+              kernel tells who connected (SO_PEERCRED). Root is trusted:
+              it acts as the uid it names in Tattach, and its client
+              checks permissions (the Linux default, access=client). Any
+              other user acts as itself with its own groups, whatever
+              Tattach names (naming another uid is refused with EPERM),
+              and the server checks every request's permissions as the
+              kernel would for it (modes, groups, sticky directories,
+              ownership; EACCES or EPERM as the kernel answers).
+  tcp         loopback addresses only, unless --insecure-tcp. A loopback
+              peer is identified by the kernel's record of who owns its
+              socket, then treated as on a unix socket. A peer from the
+              network cannot be identified: with --insecure-tcp it acts as
+              any uid it names (no authentication), so use --all-squash.
+  --all-squash UID:GID makes every connection act as UID:GID (no
+              supplementary groups), checked by the server as above.
 
 flags:
 `
@@ -71,6 +87,8 @@ func runP9(args []string) error {
 	readOnly := fl.Bool("read-only", false, "refuse every change with EROFS")
 	drain := fl.Duration("drain", 10*time.Second, "on SIGINT/SIGTERM, how long to let running requests finish before closing connections")
 	socketGroup := fl.String("socket-group", "", "with --listen unix:PATH, make the socket mode 0660 owned by this group (name or gid), so its members may connect; default mode 0600 (only fastfsd's user)")
+	insecureTCP := fl.Bool("insecure-tcp", false, "allow --listen tcp on an address that is not loopback: network clients are NOT authenticated and act as the uid they name unless --all-squash is given")
+	allSquash := fl.String("all-squash", "", "UID:GID: every client acts as this user and group (no supplementary groups), whatever it names in Tattach; the server checks permissions for it")
 	debug := fl.Bool("debug", false, "log every request and its reply to stderr (slow)")
 	var policy fsPolicy
 	policy.addFlags(fl)
@@ -110,6 +128,21 @@ func runP9(args []string) error {
 		}
 		return fmt.Errorf("--shared-dir %s: %v; give an existing directory", *dir, err)
 	}
+	if network == "tcp" && !*insecureTCP {
+		if err := requireLoopback(addr); err != nil {
+			return err
+		}
+	}
+	var squash *p9.Identity
+	if *allSquash != "" {
+		uid, gid, ok := strings.Cut(*allSquash, ":")
+		u, err1 := strconv.ParseUint(uid, 10, 32)
+		g, err2 := strconv.ParseUint(gid, 10, 32)
+		if !ok || err1 != nil || err2 != nil || u == 1<<32-1 || g == 1<<32-1 {
+			return fmt.Errorf("--all-squash %q: want UID:GID, two numbers (e.g. 65534:65534)", *allSquash)
+		}
+		squash = &p9.Identity{Uid: uint32(u), Gid: uint32(g)}
+	}
 	if *socketGroup != "" && network != "unix" {
 		return errors.New("--socket-group applies to --listen unix:PATH only")
 	}
@@ -117,7 +150,7 @@ func runP9(args []string) error {
 		network: network, addr: addr, dir: *dir, socketGroup: *socketGroup,
 		fsOpts: passthrough.Options{Cache: cm, Xattr: *xattr, ReadOnly: *readOnly},
 		srvOpts: p9.Options{MaxMsize: uint32(*msize), MaxConns: *maxConns, MaxFids: *maxFids,
-			MaxRequests: *maxReqs},
+			MaxRequests: *maxReqs, Identify: p9Identify(squash)},
 		drain:  *drain,
 		policy: policy,
 	}
@@ -194,6 +227,36 @@ func listenP9(network, addr string, gid int) (net.Listener, error) {
 		return nil, fmt.Errorf("%w; pick a free address", err)
 	}
 	return l, nil
+}
+
+// requireLoopback refuses a tcp listen address that is not loopback: a
+// host name must resolve to loopback addresses only, and an empty or
+// unspecified host (every address) is refused.
+func requireLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--listen tcp %s: %w", addr, err)
+	}
+	refuse := fmt.Errorf("--listen tcp %s: not a loopback address; 9P has no authentication, so a network listener needs the explicit --insecure-tcp (and, to keep clients from acting as any uid, --all-squash UID:GID)", addr)
+	if host == "" {
+		return refuse
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		if !ip.IsLoopback() {
+			return refuse
+		}
+		return nil
+	}
+	ips, err := net.LookupIP(host)
+	if err != nil || len(ips) == 0 {
+		return fmt.Errorf("--listen tcp %s: resolve %s: %v", addr, host, err)
+	}
+	for _, ip := range ips {
+		if !ip.IsLoopback() {
+			return refuse
+		}
+	}
+	return nil
 }
 
 // serveP9 serves cfg until ctx ends, then drains. ready, if not nil,

@@ -160,3 +160,41 @@ func TestServeP9(t *testing.T) {
 		t.Errorf("socket left behind: %v", err)
 	}
 }
+
+func TestRequireLoopback(t *testing.T) {
+	for addr, ok := range map[string]bool{
+		"127.0.0.1:564": true, "[::1]:564": true, "localhost:564": true,
+		":564": false, "0.0.0.0:564": false, "[::]:564": false, "192.0.2.1:564": false,
+	} {
+		if err := requireLoopback(addr); (err == nil) != ok {
+			t.Errorf("requireLoopback(%q) = %v, want ok=%v", addr, err, ok)
+		}
+	}
+}
+
+// TestTCPPeerUid: the kernel reports the owner of a loopback client's
+// socket (this process) through sock_diag.
+func TestTCPPeerUid(t *testing.T) {
+	for _, network := range []string{"127.0.0.1:0", "[::1]:0"} {
+		l, err := net.Listen("tcp", network)
+		if err != nil {
+			t.Logf("%s: %v (skipped)", network, err)
+			continue
+		}
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		uid, err := tcpPeerUid(s.LocalAddr().(*net.TCPAddr), s.RemoteAddr().(*net.TCPAddr))
+		if err != nil || uid != uint32(os.Getuid()) {
+			t.Errorf("%s: tcpPeerUid = %d, %v; want %d", network, uid, err, os.Getuid())
+		}
+		c.Close()
+		s.Close()
+		l.Close()
+	}
+}

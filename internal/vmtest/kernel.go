@@ -22,6 +22,8 @@ const DefaultKernelDir = "/var/cache/fastfsd/guest-kernel/current"
 var DefaultModules = []string{
 	"virtio_pci", "virtio_console", "fuse", "virtiofs",
 	"netfs", "9pnet", "9pnet_virtio", "9pnet_fd", "9p",
+	// fastfsd 9p identifies a loopback tcp client through sock_diag.
+	"inet_diag", "tcp_diag",
 }
 
 // Kernel is an unpacked guest kernel.

@@ -417,3 +417,126 @@ func TestConnectRaceDaemonStarts(t *testing.T) {
 		starts, time.Since(began).Round(time.Millisecond), rep.Attempts, rep.Refused)
 	checkLoop(t, rep, control)
 }
+
+// p9Share makes the 9P share: a 0755 root directory holding /pub (0777)
+// and /secret (0600 root).
+func p9Share(t *testing.T) string {
+	t.Helper()
+	d := publicDir(t)
+	os.Chmod(d, 0o755)
+	if err := os.Mkdir(filepath.Join(d, "pub"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(filepath.Join(d, "pub"), 0o777)
+	if err := os.WriteFile(filepath.Join(d, "secret"), []byte("root only"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// checkP9Attack asserts what the 9P child could not do: attach as root,
+// create anything owned by root or with gid 0, chown to root, read or
+// change root's file; and that what it made belongs to it.
+func checkP9Attack(t *testing.T, rep p9Report, share string) {
+	t.Helper()
+	want := map[string]string{
+		"connect":      "ok",
+		"version":      "ok",
+		"attach-uid0":  syscall.EPERM.Error(),
+		"attach-root":  syscall.EPERM.Error(),
+		"attach-self":  "ok",
+		"walk-pub":     "ok",
+		"create-gid0":  syscall.EPERM.Error(),
+		"create-suid":  "ok",
+		"chown-root":   syscall.EPERM.Error(),
+		"walk-secret":  "ok",
+		"open-secret":  syscall.EACCES.Error(),
+		"chmod-secret": syscall.EPERM.Error(),
+	}
+	for k, v := range want {
+		if rep[k] != v {
+			t.Errorf("%s: got %q, want %q", k, rep[k], v)
+		}
+	}
+	var st syscall.Stat_t
+	if err := syscall.Lstat(filepath.Join(share, "pub/mine"), &st); err != nil {
+		t.Fatalf("the child's file: %v", err)
+	}
+	if st.Uid != nobody || st.Gid != nobody {
+		t.Errorf("the child's setuid file is uid %d gid %d, want %d:%d (never root's)", st.Uid, st.Gid, nobody, nobody)
+	}
+	if _, err := os.Lstat(filepath.Join(share, "pub/evil")); !os.IsNotExist(err) {
+		t.Errorf("pub/evil exists (%v): a create with gid 0 went through", err)
+	}
+	if err := syscall.Lstat(filepath.Join(share, "secret"), &st); err != nil || st.Mode&0o7777 != 0o600 || st.Uid != 0 {
+		t.Errorf("root's secret changed: mode %#o uid %d %v", st.Mode&0o7777, st.Uid, err)
+	}
+}
+
+// TestP9UnixGroupMember: uid 65534, in the socket's group, connects to a
+// root daemon's 9P socket but acts only as itself.
+func TestP9UnixGroupMember(t *testing.T) {
+	bin := fastfsd(t)
+	share := p9Share(t)
+	dir := publicDir(t)
+	sock := filepath.Join(dir, "9p.sock")
+	const group = 4242 // a gid only the child has
+	d := startDaemon(t, bin, sock, "9p", "--listen", "unix:"+sock, "--shared-dir", share, "--socket-group", fmt.Sprint(group))
+	defer d.stop(t)
+	c := startChild(t, "9p", "unix:"+sock, group)
+	var rep p9Report
+	c.result(t, &rep)
+	checkP9Attack(t, rep, share)
+}
+
+// TestP9TCPLoopback: over loopback tcp, uid 65534 is identified by the
+// kernel's record of its socket and acts only as itself.
+func TestP9TCPLoopback(t *testing.T) {
+	bin := fastfsd(t)
+	share := p9Share(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	d := &daemon{cmd: exec.Command(bin, "9p", "--listen", "tcp:"+addr, "--shared-dir", share), done: make(chan error, 1)}
+	d.cmd.Stderr = &d.errb
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.done <- d.cmd.Wait() }()
+	defer d.stop(t)
+	for i := 0; ; i++ {
+		nc, err := net.Dial("tcp", addr)
+		if err == nil {
+			nc.Close()
+			break
+		}
+		select {
+		case err := <-d.done:
+			t.Fatalf("fastfsd 9p exited: %v\n%s", err, d.errb.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+		if i > 1000 {
+			t.Fatal("fastfsd 9p did not listen within 10 s")
+		}
+	}
+	c := startChild(t, "9p", "tcp:"+addr)
+	var rep p9Report
+	c.result(t, &rep)
+	checkP9Attack(t, rep, share)
+}
+
+// TestP9RefusesNetworkListen: without --insecure-tcp, a tcp listen address
+// that is not loopback is refused before anything listens.
+func TestP9RefusesNetworkListen(t *testing.T) {
+	bin := fastfsd(t)
+	share := t.TempDir()
+	for _, addr := range []string{"tcp:0.0.0.0:0", "tcp::0", "tcp:[::]:0", "tcp!*!0"} {
+		out, err := exec.Command(bin, "9p", "--listen", addr, "--shared-dir", share).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "--insecure-tcp") {
+			t.Errorf("fastfsd 9p --listen %s: %v, output %q; want a refusal naming --insecure-tcp", addr, err, out)
+		}
+	}
+}

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"os/user"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fastfsd/fastfsd/p9"
+)
+
+// p9Identify returns the Options.Identify of `fastfsd 9p`:
+//
+//   - with --all-squash, every connection acts as that uid and gid (no
+//     supplementary groups), whatever it names in Tattach;
+//   - a unix socket peer is who SO_PEERCRED says (p9.PeerCred);
+//   - a tcp peer on the loopback is identified by the owner of its own
+//     socket, which the kernel reports (NETLINK_SOCK_DIAG, as `ss -e`
+//     shows it), with the groups the host's group database gives that
+//     uid; uid 0 is trusted as on a unix socket;
+//   - a tcp peer from elsewhere (only with --insecure-tcp) cannot be
+//     identified: it is trusted with the uid it names — the documented
+//     meaning of the opt-in — unless --all-squash is given.
+func p9Identify(squash *p9.Identity) func(net.Conn) (p9.Peer, error) {
+	return func(nc net.Conn) (p9.Peer, error) {
+		if squash != nil {
+			return p9.Peer{Squash: true, Identity: *squash}, nil
+		}
+		switch c := nc.(type) {
+		case *net.UnixConn:
+			return p9.PeerCred(c)
+		case *net.TCPConn:
+			local, _ := c.LocalAddr().(*net.TCPAddr)
+			remote, _ := c.RemoteAddr().(*net.TCPAddr)
+			if local == nil || remote == nil {
+				return p9.Peer{}, errors.New("tcp connection without addresses")
+			}
+			if !remote.IP.IsLoopback() {
+				return p9.Peer{Trusted: true}, nil // --insecure-tcp: the operator's choice
+			}
+			uid, err := tcpPeerUid(local, remote)
+			if err != nil {
+				return p9.Peer{}, fmt.Errorf("identify loopback peer %v: %w", remote, err)
+			}
+			if uid == 0 {
+				return p9.Peer{Trusted: true}, nil
+			}
+			return p9.Peer{Identity: userIdentity(uid)}, nil
+		}
+		return p9.Peer{}, fmt.Errorf("cannot identify a %T peer", nc)
+	}
+}
+
+// userIdentity is uid with its primary group and supplementary groups
+// from the host's user and group databases (getgrouplist); an unknown uid
+// gets gid 65534 and no groups.
+func userIdentity(uid uint32) p9.Identity {
+	id := p9.Identity{Uid: uid, Gid: 65534}
+	u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10))
+	if err != nil {
+		return id
+	}
+	if g, err := strconv.ParseUint(u.Gid, 10, 32); err == nil {
+		id.Gid = uint32(g)
+	}
+	gs, _ := u.GroupIds()
+	for _, s := range gs {
+		if g, err := strconv.ParseUint(s, 10, 32); err == nil && uint32(g) != id.Gid {
+			id.Groups = append(id.Groups, uint32(g))
+		}
+	}
+	return id
+}
+
+// tcpPeerUid asks the kernel (NETLINK_SOCK_DIAG, inet_diag exact lookup)
+// for the uid owning the peer's end of a loopback tcp connection: the
+// socket whose local address is remote and whose peer is local.
+func tcpPeerUid(local, remote *net.TCPAddr) (uint32, error) {
+	family := uint8(unix.AF_INET6)
+	lip, rip := local.IP.To16(), remote.IP.To16()
+	if l4, r4 := local.IP.To4(), remote.IP.To4(); l4 != nil && r4 != nil {
+		family, lip, rip = unix.AF_INET, l4, r4
+	}
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+	if err != nil {
+		return 0, fmt.Errorf("netlink socket: %w", err)
+	}
+	defer unix.Close(fd)
+	tv := unix.Timeval{Sec: 1}
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+
+	// nlmsghdr (16) + inet_diag_req_v2 (56).
+	const reqLen = 16 + 56
+	var b [reqLen]byte
+	ne := binary.NativeEndian
+	ne.PutUint32(b[0:], reqLen)
+	ne.PutUint16(b[4:], 20) // SOCK_DIAG_BY_FAMILY
+	ne.PutUint16(b[6:], unix.NLM_F_REQUEST)
+	ne.PutUint32(b[8:], 1) // seq
+	q := b[16:]
+	q[0] = family
+	q[1] = unix.IPPROTO_TCP
+	ne.PutUint32(q[4:], 0xffffffff) // every state
+	id := q[8:]                     // inet_diag_sockid: ports and addresses big-endian
+	binary.BigEndian.PutUint16(id[0:], uint16(remote.Port))
+	binary.BigEndian.PutUint16(id[2:], uint16(local.Port))
+	copy(id[4:20], rip)
+	copy(id[20:36], lip)
+	ne.PutUint32(id[40:], 0xffffffff) // INET_DIAG_NOCOOKIE
+	ne.PutUint32(id[44:], 0xffffffff)
+	if err := unix.Sendto(fd, b[:], 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return 0, fmt.Errorf("sock_diag request: %w", err)
+	}
+	var rb [1024]byte
+	n, _, err := unix.Recvfrom(fd, rb[:], 0)
+	if err != nil {
+		return 0, fmt.Errorf("sock_diag reply: %w", err)
+	}
+	if n < 16 {
+		return 0, errors.New("sock_diag: short reply")
+	}
+	switch typ := ne.Uint16(rb[4:]); typ {
+	case unix.NLMSG_ERROR:
+		if n >= 20 {
+			if e := int32(ne.Uint32(rb[16:])); e < 0 {
+				return 0, fmt.Errorf("sock_diag: %w", unix.Errno(-e))
+			}
+		}
+		return 0, errors.New("sock_diag: error reply")
+	case 20:
+	default:
+		return 0, fmt.Errorf("sock_diag: unexpected reply type %d", typ)
+	}
+	// inet_diag_msg: family, state, timer, retrans (4), sockid (48),
+	// expires, rqueue, wqueue (12), uid at 64, inode.
+	if n < 16+72 {
+		return 0, errors.New("sock_diag: short inet_diag_msg")
+	}
+	return ne.Uint32(rb[16+64:]), nil
+}

@@ -1,0 +1,233 @@
+package p9
+
+import (
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"github.com/fastfsd/fastfsd/fs/passthrough"
+	"github.com/fastfsd/fastfsd/internal/testutil"
+)
+
+// permTree is the host tree the permission tests run on (made as root):
+//
+//	/            0755 root        /secret   0600 root
+//	/pub         0777 root        /shared   0644 root
+//	/sticky     01777 root        /sticky/f 0666 root
+//	/closed      0700 root        /grp      0060 root:2000
+//	/suid       04777 root
+func permTree(t *testing.T) string {
+	t.Helper()
+	testutil.RequireRoot(t)
+	d := t.TempDir()
+	os.Chmod(d, 0o755)
+	mk := func(name string, mode os.FileMode, gid int) {
+		p := filepath.Join(d, name)
+		if mode.IsDir() {
+			os.Mkdir(p, 0)
+		} else {
+			os.WriteFile(p, []byte("data"), 0)
+		}
+		os.Chown(p, 0, gid)
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk("pub", os.ModeDir|0o777, 0)
+	mk("sticky", os.ModeDir|os.ModeSticky|0o777, 0)
+	mk("sticky/f", 0o666, 0)
+	mk("closed", os.ModeDir|0o700, 0)
+	mk("secret", 0o600, 0)
+	mk("shared", 0o644, 0)
+	mk("grp", 0o060, 2000)
+	mk("suid", os.ModeSetuid|0o777, 0)
+	return d
+}
+
+// startPermServer serves dir through fs/passthrough to connections that
+// all get peer.
+func startPermServer(t *testing.T, dir string, peer Peer) string {
+	t.Helper()
+	fsys, err := passthrough.New(dir, passthrough.Options{Xattr: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewServer(fsys, &Options{Logf: t.Logf, Identify: func(net.Conn) (Peer, error) { return peer, nil }})
+	sock := filepath.Join(t.TempDir(), "9p.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(l) }()
+	t.Cleanup(func() {
+		s.Close()
+		if err := <-done; !errors.Is(err, ErrServerClosed) {
+			t.Errorf("Serve: %v", err)
+		}
+		fsys.Close()
+	})
+	return sock
+}
+
+func hostStat(t *testing.T, p string) (mode, uid, gid uint32) {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Lstat(p, &st); err != nil {
+		t.Fatalf("stat %s: %v", p, err)
+	}
+	return st.Mode, st.Uid, st.Gid
+}
+
+// TestPeerActsAsItself: a peer identified as uid 1000 (groups 1000, 2000)
+// cannot attach as another uid, and everything it does is checked as the
+// kernel would check uid 1000.
+func TestPeerActsAsItself(t *testing.T) {
+	dir := permTree(t)
+	sock := startPermServer(t, dir, Peer{Identity: Identity{Uid: 1000, Gid: 1000, Groups: []uint32{2000}}})
+	r := dialRaw(t, sock)
+	r.version(65536)
+
+	r.errno("attach as uid 0", &Tattach{Fid: 1, Afid: NoFid, NUname: 0}, syscall.EPERM)
+	r.errno("attach as uname root", &Tattach{Fid: 1, Afid: NoFid, Uname: []byte("root"), NUname: NoUid}, syscall.EPERM)
+	r.errno("attach as uid 1001", &Tattach{Fid: 1, Afid: NoFid, NUname: 1001}, syscall.EPERM)
+	r.ok(&Tattach{Fid: 1, Afid: NoFid, NUname: 1000}, MsgRattach)
+	r.ok(&Tattach{Fid: 99, Afid: NoFid, Uname: []byte("someone"), NUname: NoUid}, MsgRattach)
+	r.errno("aname through a 0700 dir", &Tattach{Fid: 98, Afid: NoFid, Aname: []byte("closed/x"), NUname: 1000}, syscall.EACCES)
+
+	// Creating: not in a root 0755 directory; in /pub only with its groups.
+	r.ok(walkMsg(1, 2), MsgRwalk)
+	r.errno("create in root's 0755 dir", &Tlcreate{Fid: 2, Name: []byte("x"), Flags: 2, Mode: 0o644, Gid: 1000}, syscall.EACCES)
+	r.ok(walkMsg(1, 3, "pub"), MsgRwalk)
+	r.errno("create with gid 0", &Tlcreate{Fid: 3, Name: []byte("x"), Flags: 2, Mode: 0o644, Gid: 0}, syscall.EPERM)
+	r.ok(&Tlcreate{Fid: 3, Name: []byte("mine"), Flags: 2, Mode: 0o4755, Gid: 2000}, MsgRlcreate)
+	if m, u, g := hostStat(t, filepath.Join(dir, "pub/mine")); u != 1000 || g != 2000 || m&0o7777 != 0o4755 {
+		t.Errorf("created file: mode %#o uid %d gid %d, want 04755 1000 2000 (setuid to itself only)", m&0o7777, u, g)
+	}
+	r.ok(walkMsg(1, 4, "pub"), MsgRwalk)
+	r.errno("mknod a device", &Tmknod{Dfid: 4, Name: []byte("dev"), Mode: syscall.S_IFCHR | 0o666, Major: 1, Minor: 3, Gid: 1000}, syscall.EPERM)
+	r.ok(&Tmkdir{Dfid: 4, Name: []byte("d"), Mode: 0o755, Gid: 1000}, MsgRmkdir)
+
+	// Ownership: no chown away, chgrp only to its groups, no chmod of root's.
+	r.ok(walkMsg(1, 5, "pub", "mine"), MsgRwalk)
+	r.errno("chown own file to root", &Tsetattr{Fid: 5, Valid: SetAttrUID, UID: 0}, syscall.EPERM)
+	r.errno("chgrp own file to 0", &Tsetattr{Fid: 5, Valid: SetAttrGID, GID: 0}, syscall.EPERM)
+	r.ok(&Tsetattr{Fid: 5, Valid: SetAttrGID, GID: 1000}, MsgRsetattr)
+	r.ok(walkMsg(1, 6, "shared"), MsgRwalk)
+	r.errno("chmod root's file", &Tsetattr{Fid: 6, Valid: SetAttrMode, Mode: 0o4777}, syscall.EPERM)
+	r.errno("set times of root's file", &Tsetattr{Fid: 6, Valid: SetAttrMtime | SetAttrMtimeSet, MtimeSec: 1}, syscall.EPERM)
+	r.errno("touch root's 0644 file", &Tsetattr{Fid: 6, Valid: SetAttrMtime}, syscall.EACCES)
+	r.errno("truncate root's 0644 file", &Tsetattr{Fid: 6, Valid: SetAttrSize}, syscall.EACCES)
+
+	// Opening by mode bits, groups included.
+	r.ok(walkMsg(1, 7, "secret"), MsgRwalk)
+	r.errno("open root's 0600", &Tlopen{Fid: 7, Flags: 0}, syscall.EACCES)
+	r.errno("open 0644 for writing", &Tlopen{Fid: 6, Flags: 2}, syscall.EACCES)
+	r.ok(&Tlopen{Fid: 6, Flags: 0}, MsgRlopen)
+	r.ok(walkMsg(1, 8, "grp"), MsgRwalk)
+	r.ok(&Tlopen{Fid: 8, Flags: 2}, MsgRlopen) // 0060 root:2000, 2000 supplementary
+	r.ok(walkMsg(1, 9, "closed"), MsgRwalk)
+	r.errno("walk into 0700 dir", walkMsg(9, 15, "x"), syscall.EACCES)
+
+	// Sticky directory: root's file cannot be removed or renamed away.
+	r.ok(walkMsg(1, 10, "sticky"), MsgRwalk)
+	r.errno("unlink root's file in sticky dir", &Tunlinkat{DirFid: 10, Name: []byte("f")}, syscall.EPERM)
+	r.errno("rename root's file in sticky dir", &Trenameat{OldDirFid: 10, OldName: []byte("f"), NewDirFid: 10, NewName: []byte("g")}, syscall.EPERM)
+	r.ok(&Tlcreate{Fid: 10, Name: []byte("own"), Flags: 2, Mode: 0o644, Gid: 1000}, MsgRlcreate)
+	r.ok(walkMsg(1, 11, "sticky"), MsgRwalk)
+	r.ok(&Tunlinkat{DirFid: 11, Name: []byte("own")}, MsgRunlinkat)
+
+	// A write clears set-user-ID of root's 04777 file.
+	r.ok(walkMsg(1, 12, "suid"), MsgRwalk)
+	r.ok(&Tlopen{Fid: 12, Flags: 1}, MsgRlopen)
+	r.ok(&Twrite{Fid: 12, Data: []byte("x")}, MsgRwrite)
+	if m, _, _ := hostStat(t, filepath.Join(dir, "suid")); m&0o7777 != 0o777 {
+		t.Errorf("after an unprivileged write: mode %#o, want 0777", m&0o7777)
+	}
+
+	// xattrs that change how the host treats a file are refused.
+	r.ok(walkMsg(1, 13, "pub", "mine"), MsgRwalk)
+	r.errno("set trusted.x", &Txattrcreate{Fid: 13, Name: []byte("trusted.x"), AttrSize: 1}, syscall.EPERM)
+	r.errno("set security.capability", &Txattrcreate{Fid: 13, Name: []byte("security.capability"), AttrSize: 1}, syscall.EPERM)
+	r.ok(walkMsg(1, 14, "shared"), MsgRwalk)
+	r.errno("set user.x on root's 0644 file", &Txattrcreate{Fid: 14, Name: []byte("user.x"), AttrSize: 1}, syscall.EACCES)
+}
+
+// TestSquash: with all-squash any n_uname is accepted and acts as the
+// squash identity.
+func TestSquash(t *testing.T) {
+	dir := permTree(t)
+	sock := startPermServer(t, dir, Peer{Squash: true, Identity: Identity{Uid: 65534, Gid: 65534}})
+	r := dialRaw(t, sock)
+	r.version(65536)
+	r.ok(&Tattach{Fid: 1, Afid: NoFid, NUname: 0}, MsgRattach)
+	r.ok(walkMsg(1, 2, "pub"), MsgRwalk)
+	r.ok(&Tlcreate{Fid: 2, Name: []byte("sq"), Flags: 2, Mode: 0o4755, Gid: 0}, MsgRlcreate)
+	if m, u, g := hostStat(t, filepath.Join(dir, "pub/sq")); u != 65534 || g != 65534 {
+		t.Errorf("squashed create: mode %#o uid %d gid %d, want uid and gid 65534", m&0o7777, u, g)
+	}
+	r.ok(walkMsg(1, 3, "secret"), MsgRwalk)
+	r.errno("open root's 0600 as the squashed user", &Tlopen{Fid: 3, Flags: 0}, syscall.EACCES)
+}
+
+// TestTrustedPeerUnchanged: a trusted peer still acts as the uid it names.
+func TestTrustedPeerUnchanged(t *testing.T) {
+	dir := permTree(t)
+	sock := startPermServer(t, dir, Peer{Trusted: true})
+	r := dialRaw(t, sock)
+	r.version(65536)
+	r.ok(&Tattach{Fid: 1, Afid: NoFid, NUname: 0}, MsgRattach)
+	r.ok(walkMsg(1, 2, "secret"), MsgRwalk)
+	r.ok(&Tlopen{Fid: 2, Flags: 2}, MsgRlopen)
+}
+
+// TestPeerCredUnix: over a real unix socket, PeerCred reports this
+// process (root: trusted) — the default Identify.
+func TestPeerCredUnix(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "s")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	p, err := PeerCred(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uint32(os.Getuid()) == 0 && !p.Trusted || uint32(os.Getuid()) != 0 && (p.Trusted || p.Uid != uint32(os.Getuid())) {
+		t.Errorf("PeerCred = %+v for uid %d", p, os.Getuid())
+	}
+	if _, err := PeerCred(&net.TCPConn{}); !errors.Is(err, ErrNoPeerCred) {
+		t.Errorf("PeerCred of a tcp conn: %v", err)
+	}
+}
+
+func TestProcGroups(t *testing.T) {
+	gs, _ := os.Getgroups()
+	got := procGroups(int32(os.Getpid()), uint32(os.Geteuid()), uint32(os.Getegid()))
+	want := 0
+	for _, g := range gs {
+		if g != os.Getegid() {
+			want++
+		}
+	}
+	if len(got) != want {
+		t.Errorf("procGroups = %v, getgroups = %v", got, gs)
+	}
+	if g := procGroups(int32(os.Getpid()), uint32(os.Geteuid())+1, uint32(os.Getegid())); g != nil {
+		t.Errorf("groups of a pid whose uid does not match: %v, want none", g)
+	}
+}
