@@ -122,6 +122,15 @@ func TestPeerActsAsItself(t *testing.T) {
 	r.errno("touch root's 0644 file", &Tsetattr{Fid: 6, Valid: SetAttrMtime}, syscall.EACCES)
 	r.errno("truncate root's 0644 file", &Tsetattr{Fid: 6, Valid: SetAttrSize}, syscall.EACCES)
 
+	// Tlcreate of an existing name opens it only as Tlopen would.
+	r.ok(walkMsg(1, 20), MsgRwalk)
+	r.errno("lcreate of root's 0644 file for writing", &Tlcreate{Fid: 20, Name: []byte("shared"), Flags: 2, Mode: 0o644, Gid: 1000}, syscall.EACCES)
+	r.errno("lcreate O_EXCL of an existing file", &Tlcreate{Fid: 20, Name: []byte("shared"), Flags: 0 | DotlExcl, Mode: 0o644, Gid: 1000}, syscall.EEXIST)
+	r.ok(&Tlcreate{Fid: 20, Name: []byte("shared"), Flags: 0, Mode: 0o644, Gid: 1000}, MsgRlcreate)
+	if rd := r.ok(&Tread{Fid: 20, Count: 100}, MsgRread).(*Rread); string(rd.Data) != "data" {
+		t.Errorf("read through lcreate of an existing file: %q", rd.Data)
+	}
+
 	// Opening by mode bits, groups included.
 	r.ok(walkMsg(1, 7, "secret"), MsgRwalk)
 	r.errno("open root's 0600", &Tlopen{Fid: 7, Flags: 0}, syscall.EACCES)

@@ -309,6 +309,9 @@ func connectLoop(arg string) int {
 		for _, p := range paths {
 			try(p)
 		}
+		if i == 0 {
+			fmt.Println(`"ready"`) // the parent waits for this line
+		}
 		if i%8 == 0 {
 			for d := range dirs {
 				priv, _ := filepath.Glob(filepath.Join(d, ".sock-*", "*"))
@@ -336,6 +339,8 @@ func childMain(role, arg string) int {
 func runLoop(t *testing.T, paths []string, f func()) loopReport {
 	t.Helper()
 	c := startChild(t, "connect-loop", strings.Join(paths, ","))
+	var ready string
+	c.result(t, &ready) // the loop runs: race from here
 	f()
 	c.stdin.Close()
 	var rep loopReport
