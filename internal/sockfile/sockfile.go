@@ -63,6 +63,9 @@ func (l *Listener) Close() error {
 	return err
 }
 
+// Addr is the socket's final path (not the private name it was bound at).
+func (l *Listener) Addr() net.Addr { return &net.UnixAddr{Name: l.path, Net: "unix"} }
+
 // Path is the socket file's path as given to Listen.
 func (l *Listener) Path() string { return l.path }
 

@@ -35,6 +35,9 @@ func TestModeIgnoresUmask(t *testing.T) {
 	if m, _ := sockMode(t, path); m != 0o600 {
 		t.Errorf("mode %#o, want 0600", m)
 	}
+	if a := l.Addr().String(); a != path {
+		t.Errorf("Addr %s, want %s", a, path)
+	}
 	c, err := net.Dial("unix", path)
 	if err != nil {
 		t.Fatalf("dial: %v", err)
