@@ -21,6 +21,20 @@ type fuseprobeOpStats struct {
 	Errors uint64
 }
 
+type fuseprobeP9Key struct {
+	_    structs.HostLayout
+	Clnt uint64
+	Tag  uint32
+	Pad  uint32
+}
+
+type fuseprobeP9Val struct {
+	_       structs.HostLayout
+	StartNs uint64
+	Type    uint32
+	Pad     uint32
+}
+
 type fuseprobeReqKey struct {
 	_      structs.HostLayout
 	Conn   uint32
@@ -49,6 +63,9 @@ const (
 	fuseprobeMapFuseHist     = "fuse_hist"
 	fuseprobeMapFuseInflight = "fuse_inflight"
 	fuseprobeMapFuseStats    = "fuse_stats"
+	fuseprobeMapP9Hist       = "p9_hist"
+	fuseprobeMapP9Inflight   = "p9_inflight"
+	fuseprobeMapP9Stats      = "p9_stats"
 	fuseprobeMapSysHist      = "sys_hist"
 	fuseprobeMapSysInflight  = "sys_inflight"
 	fuseprobeMapSysStats     = "sys_stats"
@@ -56,6 +73,8 @@ const (
 	fuseprobeProgFuseEndTp   = "fuse_end_tp"
 	fuseprobeProgFuseSendKp  = "fuse_send_kp"
 	fuseprobeProgFuseSendTp  = "fuse_send_tp"
+	fuseprobeProgP9ReqTp     = "p9_req_tp"
+	fuseprobeProgP9ResTp     = "p9_res_tp"
 	fuseprobeProgSysEnterRtp = "sys_enter_rtp"
 	fuseprobeProgSysExitRtp  = "sys_exit_rtp"
 	fuseprobeVarFilterConn   = "filter_conn"
@@ -108,6 +127,8 @@ type fuseprobeProgramSpecs struct {
 	FuseEndTp   *ebpf.ProgramSpec `ebpf:"fuse_end_tp"`
 	FuseSendKp  *ebpf.ProgramSpec `ebpf:"fuse_send_kp"`
 	FuseSendTp  *ebpf.ProgramSpec `ebpf:"fuse_send_tp"`
+	P9ReqTp     *ebpf.ProgramSpec `ebpf:"p9_req_tp"`
+	P9ResTp     *ebpf.ProgramSpec `ebpf:"p9_res_tp"`
 	SysEnterRtp *ebpf.ProgramSpec `ebpf:"sys_enter_rtp"`
 	SysExitRtp  *ebpf.ProgramSpec `ebpf:"sys_exit_rtp"`
 }
@@ -119,6 +140,9 @@ type fuseprobeMapSpecs struct {
 	FuseHist     *ebpf.MapSpec `ebpf:"fuse_hist"`
 	FuseInflight *ebpf.MapSpec `ebpf:"fuse_inflight"`
 	FuseStats    *ebpf.MapSpec `ebpf:"fuse_stats"`
+	P9Hist       *ebpf.MapSpec `ebpf:"p9_hist"`
+	P9Inflight   *ebpf.MapSpec `ebpf:"p9_inflight"`
+	P9Stats      *ebpf.MapSpec `ebpf:"p9_stats"`
 	SysHist      *ebpf.MapSpec `ebpf:"sys_hist"`
 	SysInflight  *ebpf.MapSpec `ebpf:"sys_inflight"`
 	SysStats     *ebpf.MapSpec `ebpf:"sys_stats"`
@@ -155,6 +179,9 @@ type fuseprobeMaps struct {
 	FuseHist     *ebpf.Map `ebpf:"fuse_hist"`
 	FuseInflight *ebpf.Map `ebpf:"fuse_inflight"`
 	FuseStats    *ebpf.Map `ebpf:"fuse_stats"`
+	P9Hist       *ebpf.Map `ebpf:"p9_hist"`
+	P9Inflight   *ebpf.Map `ebpf:"p9_inflight"`
+	P9Stats      *ebpf.Map `ebpf:"p9_stats"`
 	SysHist      *ebpf.Map `ebpf:"sys_hist"`
 	SysInflight  *ebpf.Map `ebpf:"sys_inflight"`
 	SysStats     *ebpf.Map `ebpf:"sys_stats"`
@@ -165,6 +192,9 @@ func (m *fuseprobeMaps) Close() error {
 		m.FuseHist,
 		m.FuseInflight,
 		m.FuseStats,
+		m.P9Hist,
+		m.P9Inflight,
+		m.P9Stats,
 		m.SysHist,
 		m.SysInflight,
 		m.SysStats,
@@ -187,6 +217,8 @@ type fuseprobePrograms struct {
 	FuseEndTp   *ebpf.Program `ebpf:"fuse_end_tp"`
 	FuseSendKp  *ebpf.Program `ebpf:"fuse_send_kp"`
 	FuseSendTp  *ebpf.Program `ebpf:"fuse_send_tp"`
+	P9ReqTp     *ebpf.Program `ebpf:"p9_req_tp"`
+	P9ResTp     *ebpf.Program `ebpf:"p9_res_tp"`
 	SysEnterRtp *ebpf.Program `ebpf:"sys_enter_rtp"`
 	SysExitRtp  *ebpf.Program `ebpf:"sys_exit_rtp"`
 }
@@ -197,6 +229,8 @@ func (p *fuseprobePrograms) Close() error {
 		p.FuseEndTp,
 		p.FuseSendKp,
 		p.FuseSendTp,
+		p.P9ReqTp,
+		p.P9ResTp,
 		p.SysEnterRtp,
 		p.SysExitRtp,
 	)

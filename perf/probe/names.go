@@ -64,3 +64,25 @@ func SyscallName(nr uint32) string {
 	}
 	return fmt.Sprintf("sys_%d", nr)
 }
+
+// p9Names are the 9P2000.L T-messages' names by type/2, the index the 9P
+// probe counts under (the types are even and below 128).
+var p9Names = map[uint32]string{
+	8 / 2: "Tstatfs", 12 / 2: "Tlopen", 14 / 2: "Tlcreate", 16 / 2: "Tsymlink",
+	18 / 2: "Tmknod", 20 / 2: "Trename", 22 / 2: "Treadlink", 24 / 2: "Tgetattr",
+	26 / 2: "Tsetattr", 30 / 2: "Txattrwalk", 32 / 2: "Txattrcreate",
+	40 / 2: "Treaddir", 50 / 2: "Tfsync", 52 / 2: "Tlock", 54 / 2: "Tgetlock",
+	70 / 2: "Tlink", 72 / 2: "Tmkdir", 74 / 2: "Trenameat", 76 / 2: "Tunlinkat",
+	100 / 2: "Tversion", 102 / 2: "Tauth", 104 / 2: "Tattach", 108 / 2: "Tflush",
+	110 / 2: "Twalk", 112 / 2: "Topen", 114 / 2: "Tcreate", 116 / 2: "Tread",
+	118 / 2: "Twrite", 120 / 2: "Tclunk", 122 / 2: "Tremove", 124 / 2: "Tstat",
+	126 / 2: "Twstat",
+}
+
+// P9Name names a 9P message type index (type/2).
+func P9Name(op uint32) string {
+	if n, ok := p9Names[op]; ok {
+		return n
+	}
+	return fmt.Sprintf("T%d", op*2)
+}

@@ -176,6 +176,7 @@ func (r *Stats) setPercentiles() {
 type Snapshot struct {
 	Mode     Mode    `json:"mode"`
 	Fuse     []Stats `json:"fuse"`
+	P9       []Stats `json:"p9,omitempty"` // 9P requests by T-message (Mode9P)
 	Syscalls []Stats `json:"syscalls,omitempty"`
 }
 
@@ -186,6 +187,14 @@ func (p *Probe) Snapshot() (*Snapshot, error) {
 	var err error
 	if s.Fuse, err = readStats(p.coll.Maps["fuse_hist"], p.coll.Maps["fuse_stats"], maxOps, OpName); err != nil {
 		return nil, err
+	}
+	if p.coll.Programs["p9_req_tp"] != nil {
+		if s.P9, err = readStats(p.coll.Maps["p9_hist"], p.coll.Maps["p9_stats"], maxOps, P9Name); err != nil {
+			return nil, err
+		}
+		if s.P9 == nil {
+			s.P9 = []Stats{}
+		}
 	}
 	if p.coll.Programs["sys_enter_rtp"] != nil {
 		if s.Syscalls, err = readStats(p.coll.Maps["sys_hist"], p.coll.Maps["sys_stats"], maxSyscalls, SyscallName); err != nil {
@@ -241,7 +250,11 @@ func (s *Snapshot) WriteText(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 	}
-	section(fmt.Sprintf("FUSE request round trips (kernel, %s mode)", s.Mode), s.Fuse)
+	if s.Mode == Mode9P {
+		section("9P request round trips (kernel v9fs client, 9p tracepoints)", s.P9)
+	} else {
+		section(fmt.Sprintf("FUSE request round trips (kernel, %s mode)", s.Mode), s.Fuse)
+	}
 	if s.Syscalls != nil {
 		section("daemon system calls", s.Syscalls)
 	}
@@ -343,5 +356,5 @@ func (s *Snapshot) Sub(earlier *Snapshot) *Snapshot {
 		}
 		return out
 	}
-	return &Snapshot{Mode: s.Mode, Fuse: sub(s.Fuse, earlier.Fuse), Syscalls: sub(s.Syscalls, earlier.Syscalls)}
+	return &Snapshot{Mode: s.Mode, Fuse: sub(s.Fuse, earlier.Fuse), P9: sub(s.P9, earlier.P9), Syscalls: sub(s.Syscalls, earlier.Syscalls)}
 }

@@ -10,8 +10,9 @@
 //   - kprobes on the functions around them, for kernels without the
 //     tracepoints (CO-RE against the kernel's or the fuse module's BTF),
 //     keyed by (connection, request address).
-// A third pair, on the raw syscall tracepoints, times the system calls of one
-// process (the daemon) by syscall number.
+// A third pair, on the v9fs client's 9p tracepoints, times 9P requests per
+// message type. A fourth, on the raw syscall tracepoints, times the system
+// calls of one process (the daemon) by syscall number.
 //
 // Every map is named so that `bpftool map dump name fuse_hist` reads it.
 
@@ -263,6 +264,86 @@ SEC("kprobe/fuse_request_end")
 int BPF_KPROBE(fuse_end_kp, struct fuse_req___fastfs *req)
 {
 	req_end(req_conn(req), (__u64)req, BPF_CORE_READ(req, out.h.error) != 0);
+	return 0;
+}
+
+// 9P: the v9fs client's tracepoints 9p:9p_client_req / 9p:9p_client_res
+// (net/9p/client.c, include/trace/events/9p.h) time each request from the
+// moment the client sends it to the moment its reply is checked, keyed by
+// (client, tag) — a tag is unique among one client's requests in flight.
+// Per T-message type: type/2 < MAX_OPS (9P2000.L T-types are even, < 128).
+// The loader checks the field offsets against the tracepoints' format
+// files before attaching (probe.go, check9PFormat).
+struct p9_key {
+	__u64 clnt;
+	__u32 tag;
+	__u32 pad;
+};
+
+struct p9_val {
+	__u64 start_ns;
+	__u32 type;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct p9_key);
+	__type(value, struct p9_val);
+} p9_inflight SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_OPS * HIST_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} p9_hist SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_OPS);
+	__type(key, __u32);
+	__type(value, struct op_stats);
+} p9_stats SEC(".maps");
+
+struct tp_9p_client_req {
+	__u64 common;
+	__u64 clnt;	// void *
+	__u8 type;
+	__u8 pad[3];
+	__u32 tag;
+};
+
+struct tp_9p_client_res {
+	__u64 common;
+	__u64 clnt;
+	__u8 type;
+	__u8 pad[3];
+	__u32 tag;
+	__u32 err;	// 0 or a negative errno
+};
+
+SEC("tracepoint/9p/9p_client_req")
+int p9_req_tp(struct tp_9p_client_req *ctx)
+{
+	struct p9_key k = { .clnt = ctx->clnt, .tag = ctx->tag };
+	struct p9_val v = { .start_ns = bpf_ktime_get_ns(), .type = ctx->type };
+	bpf_map_update_elem(&p9_inflight, &k, &v, BPF_ANY);
+	return 0;
+}
+
+SEC("tracepoint/9p/9p_client_res")
+int p9_res_tp(struct tp_9p_client_res *ctx)
+{
+	struct p9_key k = { .clnt = ctx->clnt, .tag = ctx->tag };
+	struct p9_val *v = bpf_map_lookup_elem(&p9_inflight, &k);
+	if (!v)
+		return 0;
+	__u64 delta = bpf_ktime_get_ns() - v->start_ns;
+	__u32 op = (v->type / 2) < MAX_OPS ? v->type / 2 : MAX_OPS - 1;
+	bpf_map_delete_elem(&p9_inflight, &k);
+	account(&p9_hist, &p9_stats, op, delta, ctx->err != 0);
 	return 0;
 }
 
