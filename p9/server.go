@@ -236,6 +236,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	done := make(chan struct{})
 	go func() { s.connWG.Wait(); close(done) }()
+	go dropStalled(conns, done)
 	var err error
 	select {
 	case <-done:
@@ -298,6 +299,10 @@ type conn struct {
 	// a Tflush naming it (lock order: wmu before mu).
 	wmu  sync.Mutex
 	wbuf [16]byte // guarded by wmu: small replies of the reader (Rflush, Rlerror)
+	// writing is set while a write is in progress and writes counts the
+	// finished ones: Shutdown tells a client that stopped reading by them.
+	writing atomic.Bool
+	writes  atomic.Uint64
 
 	mu sync.Mutex
 	// Guarded by mu.
@@ -391,7 +396,10 @@ func (c *conn) serve() (err error) {
 			if _, err := io.ReadFull(c.br, b[:]); err != nil {
 				return err
 			}
-			c.flush(h.Tag, binary.LittleEndian.Uint16(b[:]))
+			if err := c.flush(h.Tag, binary.LittleEndian.Uint16(b[:])); err != nil {
+				c.logf("%v; closing", err)
+				return err
+			}
 			continue
 		case MsgTversion:
 			body := make([]byte, n)
@@ -534,8 +542,36 @@ func (c *conn) reply(r *request) {
 //
 // Preconditions: c.wmu is held.
 func (c *conn) write(b []byte) {
+	c.writing.Store(true)
 	if _, err := c.nc.Write(b); err != nil {
 		c.nc.Close()
+	}
+	c.writing.Store(false)
+	c.writes.Add(1)
+}
+
+// dropStalled, during a Shutdown, drops every connection whose reply
+// write has not moved for stallLimit (a client that stopped reading):
+// draining it would take for ever, and so would SIGTERM.
+func dropStalled(conns []*conn, done <-chan struct{}) {
+	const stallLimit = time.Second
+	last := make([]uint64, len(conns))
+	t := time.NewTicker(stallLimit)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+		for i, c := range conns {
+			n := c.writes.Load()
+			if c.writing.Load() && n == last[i] {
+				c.logf("shutdown: client has not read its replies for %v; closing", stallLimit)
+				c.nc.Close()
+			}
+			last[i] = n
+		}
 	}
 }
 
@@ -551,19 +587,38 @@ func (c *conn) writeRflushLocked(tag uint16) {
 // to stop; Rflush goes out after that request's reply (run's reply writes
 // it), or at once if oldtag is not in flight. Per the protocol, Tflush is
 // always answered with Rflush, never Rlerror.
-func (c *conn) flush(tag, oldtag uint16) {
+//
+// The Rflushes owed for one request are bounded (maxFlushers): a client
+// that floods Tflush at a request whose reply cannot be written (it
+// stopped reading) would otherwise grow the list for ever. Past the bound
+// the connection is dropped with errFlushFlood.
+func (c *conn) flush(tag, oldtag uint16) error {
 	c.mu.Lock()
 	if r, ok := c.inflight[oldtag]; ok && oldtag != tag {
+		if len(r.flushers) >= maxFlushers {
+			c.mu.Unlock()
+			return fmt.Errorf("%w (tag %d)", errFlushFlood, oldtag)
+		}
 		r.intr.Set()
 		r.flushers = append(r.flushers, tag)
 		c.mu.Unlock()
-		return
+		return nil
 	}
 	c.mu.Unlock()
 	c.wmu.Lock()
 	c.writeRflushLocked(tag)
 	c.wmu.Unlock()
+	return nil
 }
+
+// maxFlushers bounds the Tflushes naming one request that wait for its
+// reply. Linux sends one per interrupted request (and one more if that
+// flush is interrupted in turn); 16 is far above any honest client.
+const maxFlushers = 16
+
+// errFlushFlood drops a connection that sent more than maxFlushers
+// Tflushes for one request.
+var errFlushFlood = errors.New("p9: more than 16 Tflush for one request in flight (a flood)")
 
 // interruptAll sets the interrupt flag of every request in flight.
 func (c *conn) interruptAll() {

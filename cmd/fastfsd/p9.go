@@ -60,6 +60,20 @@ Who a client is (the server performs every request itself, as root):
   --all-squash UID:GID makes every connection act as UID:GID (no
               supplementary groups), checked by the server as above.
 
+Bounds (a client past one gets that request refused, or its connection
+dropped with a log line; the daemon keeps serving everyone else):
+  connections      --max-conns; one more is closed on accept
+  fids             --max-fids per connection (EMFILE)
+  requests         --max-requests served at once per connection, 4 more read
+                   ahead; each holds up to 2×msize of buffers, so a connection
+                   holds at most (max-requests+4)×2×msize
+  xattr buffers    16 MiB per connection (Txattrwalk/Txattrcreate: ENOMEM)
+  Tflush           16 pending for one request; more drops the connection
+  locks            Tlock never waits in the server (status BLOCKED: the Linux
+                   client retries, interruptibly), so no worker waits on a lock
+  stalled reader   a client that stops reading holds only its own requests;
+                   at shutdown it is dropped after 1 s without progress
+
 flags:
 `
 
