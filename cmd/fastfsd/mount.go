@@ -56,6 +56,7 @@ func runMount(args []string) error {
 	var policy fsPolicy
 	policy.addFlags(fl)
 	obs := addObserveFlags(fl)
+	inodes := addInodeFlags(fl)
 	fl.Usage = func() {
 		fmt.Fprint(fl.Output(), mountUsage)
 		fl.PrintDefaults()
@@ -110,11 +111,18 @@ func runMount(args []string) error {
 	if err := policy.check(); err != nil {
 		return err
 	}
-	pfs, err := passthrough.New(*source, passthrough.Options{Cache: cm, Xattr: *xattr, Passthrough: usePass, ReadOnly: *readOnly})
+	fsOpts := passthrough.Options{Cache: cm, Xattr: *xattr, Passthrough: usePass, ReadOnly: *readOnly}
+	if err := inodes.apply(&fsOpts); err != nil {
+		return err
+	}
+	pfs, err := passthrough.New(*source, fsOpts)
 	if err != nil {
 		return err
 	}
 	defer pfs.Close()
+	if n := fileHandlesNote(pfs, fsOpts.FileHandles); n != "" {
+		fmt.Fprintln(os.Stderr, "fastfsd mount: "+n)
+	}
 	fsys, err := policy.wrap(pfs, *xattr)
 	if err != nil {
 		return err

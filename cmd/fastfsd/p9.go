@@ -107,6 +107,7 @@ func runP9(args []string) error {
 	var policy fsPolicy
 	policy.addFlags(fl)
 	obs := addObserveFlags(fl)
+	inodes := addInodeFlags(fl)
 	fl.Usage = func() {
 		fmt.Fprint(fl.Output(), p9Usage)
 		fl.PrintDefaults()
@@ -175,6 +176,9 @@ func runP9(args []string) error {
 		cfg.srvOpts.Stats = p9Meter{stats.Default.NewSet("9p", p9.StatsName)}
 	}
 	if err := obs.start(); err != nil {
+		return err
+	}
+	if err := inodes.apply(&cfg.fsOpts); err != nil {
 		return err
 	}
 	if *debug {
@@ -281,6 +285,9 @@ func serveP9(ctx context.Context, cfg p9Config, ready chan<- net.Addr) error {
 		return err
 	}
 	defer pfs.Close()
+	if n := fileHandlesNote(pfs, cfg.fsOpts.FileHandles); n != "" {
+		fmt.Fprintln(os.Stderr, "fastfsd 9p: "+n)
+	}
 	fsys, err := cfg.policy.wrap(pfs, cfg.fsOpts.Xattr)
 	if err != nil {
 		return err

@@ -94,6 +94,11 @@ flags:
                             SHMEM (GET_SHMEM_CONFIG, SHMEM_MAP/UNMAP); off by default
   --cache-size SIZE         DAX window size, a multiple of 2M (default 1G; e.g. 512M, 4G)
   --keep-listening          accept a new front-end after one disconnects
+  --inode-file-handles MODE prefer (default, as virtiofsd): inodes held as file handles, their
+                            O_PATH fds in a bounded cache; mandatory: fail if handles do not
+                            work (needs CAP_DAC_READ_SEARCH); never: one open fd per inode
+  --inode-fd-cache N        unused inode fds kept open with file handles (default 0: a quarter
+                            of RLIMIT_NOFILE, at most 8192)
   --sandbox none            no sandbox (chroot/namespace: accepted with a warning; containment is openat2 RESOLVE_IN_ROOT)
   --log-level LEVEL         error, warn, info (default), debug
   --metrics ADDR            serve per-opcode counts and service-time histograms (Prometheus text) at http://ADDR/metrics
@@ -134,6 +139,8 @@ type virtiofsConfig struct {
 	dax           bool   // --dax, -o dax (virtiofs_dax.go)
 	cacheSize     uint64 // --cache-size; 0: virtiofs.DefaultCacheSize
 	keep          bool
+	fileHandles   passthrough.FileHandleMode // --inode-file-handles (inodes.go)
+	fdCache       int                        // --inode-fd-cache
 	level         slog.Level
 	printCaps     bool
 	help          bool
@@ -149,10 +156,10 @@ type virtiofsConfig struct {
 }
 
 // pendingFlags are confinement flags whose implementation is in progress
-// elsewhere (sandbox, seccomp, capabilities, file handles): accepted with a
+// elsewhere (sandbox, seccomp, capabilities): accepted with a
 // warning until then. Every other virtiofsd flag either works or is
 // refused by name (refusedFlags); docs/virtiofsd-flags.md lists them all.
-var pendingFlags = map[string]bool{"seccomp": true, "modcaps": true, "inode-file-handles": true}
+var pendingFlags = map[string]bool{"seccomp": true, "modcaps": true}
 
 // noopFlags are virtiofsd flags asking for what fastfsd always does; the
 // value says why (logged at debug level, and in docs/virtiofsd-flags.md).
@@ -212,7 +219,7 @@ func parseLevel(s string) (slog.Level, error) {
 // parseVirtiofsArgs parses the virtiofsd-compatible command line. Warnings
 // name accepted-but-ignored flags.
 func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
-	c := &virtiofsConfig{fd: -1, tag: "fastfs", xattr: true, queues: min(max(runtime.NumCPU(), 1), 16), level: slog.LevelInfo}
+	c := &virtiofsConfig{fd: -1, tag: "fastfs", xattr: true, queues: min(max(runtime.NumCPU(), 1), 16), level: slog.LevelInfo, fileHandles: passthrough.FileHandlesPrefer}
 	var warns []string
 	applyOpt := func(o string) error {
 		k, v, hasV := strings.Cut(o, "=")
@@ -342,6 +349,16 @@ func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
 			}
 		case "socket-group":
 			c.socketGroup, err = value()
+		case "inode-file-handles":
+			if v, err = value(); err == nil {
+				if c.fileHandles, err = passthrough.ParseFileHandleMode(v); err != nil {
+					err = fmt.Errorf("--inode-file-handles %q: want never, prefer or mandatory", v)
+				}
+			}
+		case "inode-fd-cache":
+			if v, err = value(); err == nil {
+				c.fdCache, err = parseFdCache(v)
+			}
 		case "metrics":
 			c.observe.metrics, err = value()
 		case "pprof":
@@ -557,11 +574,15 @@ func runVirtiofs(args []string) error {
 			return fmt.Errorf("--rlimit-nofile %d: %w (above the hard limit needs CAP_SYS_RESOURCE; see /proc/sys/fs/nr_open)", c.rlimitNofile, err)
 		}
 	}
-	pfs, err := passthrough.New(c.dir, passthrough.Options{Cache: c.cache, Xattr: c.xattr, ReadOnly: c.readOnly, DirectIO: c.directIO})
+	pfs, err := passthrough.New(c.dir, passthrough.Options{Cache: c.cache, Xattr: c.xattr, ReadOnly: c.readOnly, DirectIO: c.directIO,
+		FileHandles: c.fileHandles, FdCache: c.fdCache})
 	if err != nil {
 		return fmt.Errorf("%w; check --shared-dir", err)
 	}
 	defer pfs.Close()
+	if n := fileHandlesNote(pfs, c.fileHandles); n != "" {
+		log.Info("virtiofs: " + n)
+	}
 	fsys, err := c.policy.wrap(pfs, c.xattr)
 	if err != nil {
 		return err

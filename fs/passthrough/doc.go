@@ -14,6 +14,22 @@
 // makes that request use a closed (or reused) fd. The root is fs.RootInode
 // and is never forgotten.
 //
+// With Options.FileHandles (prefer, mandatory; virtiofsd's
+// --inode-file-handles) an inode is also held as a file handle
+// (name_to_handle_at) and its O_PATH fd is open only while the inode is in
+// a bounded CLOCK cache (Options.FdCache, AutoFdCache by default) or in use
+// by a request or an open handle; a request that finds it closed reopens
+// it with open_by_handle_at, through an O_RDONLY fd of the inode's mount
+// (one per mount under the export). So the fds the FS holds do not grow
+// with the inodes the client remembers. A directory reopened from its
+// handle must still be the root or beneath it (the same walk up ".." that
+// guards ".."): EACCES if the host moved it out of the export. A
+// non-directory is the inode the client looked up, wherever its names are
+// now, as a pinned O_PATH fd would be; one the host deleted is ESTALE.
+// Inodes on a filesystem that cannot make handles keep their fd (prefer)
+// or fail the lookup (mandatory). open_by_handle_at needs
+// CAP_DAC_READ_SEARCH; prefer falls back to an fd per inode without it.
+//
 // Handles are fds opened for I/O by reopening the inode's O_PATH fd through
 // /proc/self/fd (opened once at New), as virtiofsd does. Read and Write go
 // from a handle's fd straight to the transport's Sink and Source (preadv
@@ -133,9 +149,11 @@
 // Linux 5.6 or later (openat2; New checks), procfs at /proc, and for
 // passthrough the kernel's FUSE passthrough (6.9+). chmod of an inode
 // without a handle uses fchmodat2 (6.6+) and falls back to the /proc magic
-// link. Every inode the client holds is an open fd: Go raises the soft
-// RLIMIT_NOFILE to the hard limit at start, which bounds how many inodes a
-// client can keep looked up.
+// link. Without file handles every inode the client holds is an open fd:
+// Go raises the soft RLIMIT_NOFILE to the hard limit at start, which then
+// bounds how many inodes a client can keep looked up. File handles need
+// name_to_handle_at and open_by_handle_at (allowed by any seccomp filter
+// in front of this package) and CAP_DAC_READ_SEARCH.
 //
 // Imports: fs, internal/sys and golang.org/x/sys/unix; never a transport.
 package passthrough

@@ -84,10 +84,18 @@ func (d *dirSink) Add(e fs.DirEntry, plus *fs.Entry) bool {
 
 var rootCtx = &fs.Context{}
 
-// newTestFS exports a fresh temporary directory.
+// newTestFS exports a fresh temporary directory. Options that leave
+// FileHandles at never get prefer with the smallest fd cache (see below).
 func newTestFS(t testing.TB, opts Options) (*FS, string) {
 	t.Helper()
 	dir := t.TempDir()
+	if opts.FileHandles == FileHandlesNever && os.Getenv("FASTFSD_TEST_FILE_HANDLES") != "never" {
+		// Handles are the daemon's default: run every test with them and
+		// the smallest fd cache, so reopening from handles is exercised
+		// everywhere. FASTFSD_TEST_FILE_HANDLES=never runs the fd-per-inode
+		// mode instead.
+		opts.FileHandles, opts.FdCache = FileHandlesPrefer, MinFdCache
+	}
 	f, err := New(dir, opts)
 	if err != nil {
 		t.Fatal(err)

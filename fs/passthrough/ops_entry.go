@@ -72,7 +72,10 @@ func (f *FS) addFd(fd int, out *fs.Entry) fs.Errno {
 		unix.Close(fd)
 		return errno(err)
 	}
-	id := f.inodes.insert(fd, &st)
+	id, e := f.inodes.insert(fd, &st)
+	if e != 0 {
+		return e
+	}
 	f.fillEntry(out, id, &st)
 	return fs.OK
 }

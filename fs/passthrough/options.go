@@ -75,4 +75,13 @@ type Options struct {
 	// own cache regardless, and host O_DIRECT needs aligned buffers, which
 	// spliced pipes and guest memory do not guarantee (EINVAL).
 	DirectIO bool
+	// FileHandles keeps inodes as file handles with their O_PATH fds in
+	// a bounded cache (prefer, mandatory) instead of one open fd per
+	// inode the client remembers (never, the zero value). Handles need
+	// CAP_DAC_READ_SEARCH (open_by_handle_at) and a filesystem that
+	// exports them (ext4, xfs, btrfs, tmpfs…).
+	FileHandles FileHandleMode
+	// FdCache is the number of unused inode fds kept open with file
+	// handles; 0: AutoFdCache of RLIMIT_NOFILE.
+	FdCache int
 }

@@ -48,6 +48,10 @@ type FS struct {
 	// umask is the process umask when New ran, which the host applies to
 	// every inode the FS creates (see fixMode). Immutable.
 	umask uint32
+
+	// fhErr is why FileHandlesPrefer fell back to keeping fds (nil if
+	// it did not). Immutable.
+	fhErr error
 }
 
 var (
@@ -93,6 +97,29 @@ func New(root string, opts Options) (*FS, error) {
 	}
 	f.inodes.init()
 	f.handles.init()
+	if opts.FileHandles != FileHandlesNever {
+		size := opts.FdCache
+		if size == 0 {
+			size = autoFdCache()
+		}
+		if size < MinFdCache {
+			unix.Close(rootFd)
+			unix.Close(procFd)
+			return nil, fmt.Errorf("passthrough: fd cache of %d: must be at least %d", size, MinFdCache)
+		}
+		h, err := probeHandles(rootFd, root, opts.FileHandles == FileHandlesMandatory, size, procFd)
+		switch {
+		case err == nil:
+			h.verifyDir = f.beneathRoot
+			f.inodes.fh = h
+		case opts.FileHandles == FileHandlesMandatory:
+			unix.Close(rootFd)
+			unix.Close(procFd)
+			return nil, fmt.Errorf("passthrough: inode file handles are mandatory but do not work on %q: %w; use prefer or never", root, err)
+		default:
+			f.fhErr = err
+		}
+	}
 	f.root = f.inodes.insertRoot(rootFd, &st)
 	switch opts.Cache {
 	case CacheAuto:
@@ -114,7 +141,20 @@ func (f *FS) Close() error {
 		f.putHandle(h)
 	}
 	f.inodes.drop(false)
+	if f.inodes.fh != nil {
+		f.inodes.fh.close()
+	}
 	return unix.Close(f.procFd)
+}
+
+// FileHandles reports whether inodes are kept as file handles with a
+// bounded fd cache, its size, and, if Options.FileHandles asked for them
+// (prefer) but New fell back to keeping an fd per inode, why.
+func (f *FS) FileHandles() (on bool, cacheSize int, fallback error) {
+	if h := f.inodes.fh; h != nil {
+		return true, len(h.cache.slots), nil
+	}
+	return false, 0, f.fhErr
 }
 
 // Init records what the client and transport agreed on.
@@ -309,11 +349,7 @@ func openBeneath(dir *inode, name []byte, flags int, mode uint32) (int, fs.Errno
 // getInode resolves an ID; ESTALE if the client names an inode it has
 // forgotten (or never had).
 func (f *FS) getInode(id fs.Inode) (*inode, fs.Errno) {
-	in := f.inodes.get(id)
-	if in == nil {
-		return nil, syscall.ESTALE
-	}
-	return in, fs.OK
+	return f.inodes.acquire(id)
 }
 
 // getDir is getInode for an inode that must be a directory.

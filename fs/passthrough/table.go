@@ -3,6 +3,7 @@ package passthrough
 import (
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -29,16 +30,37 @@ func keyOf(st *unix.Stat_t) inodeKey { return inodeKey{dev: st.Dev, ino: st.Ino}
 // is in the table, i.e. while nlookup > 0 or it is the root) plus one per
 // request or handle using it. The fd is closed when refs reaches 0, which
 // can happen only after the inode left the table, so no new reference can
-// be taken then.
+// be taken then. With file handles the fd cache may close the fd of an
+// inode nobody uses earlier (fdcache.go: refs then carries fdClosed, and
+// get reopens it from fh).
 type inode struct {
 	id  fs.Inode
 	key inodeKey
-	// fd is an O_PATH|O_NOFOLLOW fd; valid while refs > 0. Immutable.
+	// fd is an O_PATH|O_NOFOLLOW fd, valid for whoever holds a reference
+	// taken by get (not ref). Written only by reopen, under fdMu, while
+	// refs carries fdClosed (no user then).
 	fd int
 	// typ is the S_IFMT bits; a host inode never changes type. Immutable.
 	typ uint32
+	// slot is the inode's fd cache slot, -1 if none. +checklocks:fdCache.mu
+	slot int32
+	// mountFd is the fd open_by_handle_at needs for fh; -1 without a
+	// handle. Immutable.
+	mountFd int32
+	// fh is the file handle the fd is reopened from; the zero value (no
+	// handle: the fd stays open for the inode's life). Immutable.
+	fh unix.FileHandle
 
+	// refs is the reference count (refMask bits) and fdClosed.
 	refs atomic.Int64
+	// fdMu serialises reopening the fd.
+	fdMu sync.Mutex
+	// used is the fd cache's CLOCK reference bit; set by get.
+	used atomic.Bool
+	// uncached: the fd is open without a cache slot (the inode was in
+	// use when its slot was taken); put closes it when the last user is
+	// done. Written under fdCache.mu.
+	uncached atomic.Bool
 
 	// nlookup is the client's lookup count. +checklocks:keyShard.mu of
 	// this inode's key shard.
@@ -70,8 +92,15 @@ type lockOwner struct {
 func (in *inode) isDir() bool     { return in.typ == unix.S_IFDIR }
 func (in *inode) isSymlink() bool { return in.typ == unix.S_IFLNK }
 
-// release closes the inode's fds. Called once, when refs reaches 0.
-func (in *inode) release() {
+// hasHandle reports whether the inode can be reopened from a file handle.
+func (in *inode) hasHandle() bool { return in.fh != unix.FileHandle{} }
+
+// release closes the inode's fds. Called once, when refs reaches 0; v is
+// refs then (fdClosed: the fd is closed already).
+func (in *inode) release(t *inodeTable, v int64) {
+	if in.hasHandle() {
+		t.fh.cache.remove(in)
+	}
 	in.lockMu.Lock()
 	for _, o := range in.lockOwners {
 		unix.Close(o.fd)
@@ -84,7 +113,9 @@ func (in *inode) release() {
 		in.ptFd = -1
 	}
 	in.ptMu.Unlock()
-	unix.Close(in.fd)
+	if v&fdClosed == 0 {
+		unix.Close(in.fd)
+	}
 }
 
 type idShard struct {
@@ -108,6 +139,9 @@ type inodeTable struct {
 	keys [nShards]keyShard
 	// next is the last ID handed out; IDs are never reused.
 	next atomic.Uint64
+	// fh keeps inodes as file handles with a bounded fd cache; nil: every
+	// inode keeps its fd (FileHandlesNever). Set before first use.
+	fh *handles
 }
 
 func (t *inodeTable) init() {
@@ -126,24 +160,84 @@ func (t *inodeTable) keyShard(k inodeKey) *keyShard {
 }
 
 // get returns the inode with the given ID with a reference the caller
-// must drop with put, or nil if the ID is unknown.
+// must drop with put, or nil if the ID is unknown or its fd cannot be
+// reopened (acquire says why).
 func (t *inodeTable) get(id fs.Inode) *inode {
+	in, _ := t.acquire(id)
+	return in
+}
+
+// acquire returns the inode with the given ID and its fd open, with a
+// reference the caller must drop with put: ESTALE if the ID is unknown,
+// or the error of reopening the fd from its file handle (ESTALE: the
+// host deleted the inode; EACCES: a directory the host moved out of the
+// share). Known inode with its fd cached: two atomic operations under a
+// shard's read lock, no allocation.
+func (t *inodeTable) acquire(id fs.Inode) (*inode, fs.Errno) {
+	s := t.idShard(id)
+	s.mu.RLock()
+	in := s.m[id]
+	var v int64
+	if in != nil {
+		// The table's own reference is held while in is in s.m, so
+		// refs > 0 here and in cannot be released under us.
+		v = in.refs.Add(1)
+	}
+	s.mu.RUnlock()
+	if in == nil {
+		return nil, syscall.ESTALE
+	}
+	if v&fdClosed != 0 {
+		if e := t.reopen(in); e != 0 {
+			t.put(in)
+			return nil, e
+		}
+	} else if t.fh != nil && !in.used.Load() {
+		in.used.Store(true)
+	}
+	return in, fs.OK
+}
+
+// reopen opens in's fd again (fdcache.go) unless another user did first.
+//
+// Preconditions: the caller holds a reference on in.
+func (t *inodeTable) reopen(in *inode) fs.Errno {
+	in.fdMu.Lock()
+	defer in.fdMu.Unlock()
+	if in.refs.Load()&fdClosed == 0 {
+		return fs.OK // reopened by another user meanwhile
+	}
+	fd, e := t.fh.reopen(in)
+	if e != 0 {
+		return e
+	}
+	in.fd = fd
+	in.refs.Add(-fdClosed) // publishes fd to users who add after this
+	t.fh.cache.add(in)
+	return fs.OK
+}
+
+// ref takes a reference on id without needing its fd (forget, tests).
+func (t *inodeTable) ref(id fs.Inode) *inode {
 	s := t.idShard(id)
 	s.mu.RLock()
 	in := s.m[id]
 	if in != nil {
-		// The table's own reference is held while in is in s.m, so
-		// refs > 0 here and the fd is open.
 		in.refs.Add(1)
 	}
 	s.mu.RUnlock()
 	return in
 }
 
-// put drops a reference taken by get, refByKey or insert.
+// put drops a reference taken by get, ref or insert.
 func (t *inodeTable) put(in *inode) {
-	if in.refs.Add(-1) == 0 {
-		in.release()
+	v := in.refs.Add(-1)
+	if v&refMask == 0 {
+		in.release(t, v)
+	} else if v == 1 && in.uncached.Load() {
+		// The last user of an inode whose cache slot was taken while
+		// it was in use: close its fd now (fdcache.go).
+		t.fh.cache.putIdle(in)
 	}
 }
 
@@ -165,8 +259,9 @@ func (t *inodeTable) lookupKey(k inodeKey) (fs.Inode, bool) {
 
 // insert adds the inode (fd, st) with lookup count 1, or raises the count
 // of the inode the table already has for st's key and closes fd. It takes
-// ownership of fd either way.
-func (t *inodeTable) insert(fd int, st *unix.Stat_t) fs.Inode {
+// ownership of fd either way. With file handles it makes the new inode's
+// handle first; only FileHandlesMandatory makes that an error.
+func (t *inodeTable) insert(fd int, st *unix.Stat_t) (fs.Inode, fs.Errno) {
 	k := keyOf(st)
 	s := t.keyShard(k)
 	s.mu.Lock()
@@ -174,29 +269,54 @@ func (t *inodeTable) insert(fd int, st *unix.Stat_t) fs.Inode {
 		in.nlookup++
 		s.mu.Unlock()
 		unix.Close(fd)
-		return in.id
+		return in.id, fs.OK
 	}
+	s.mu.Unlock()
 	in := &inode{
-		id:      fs.Inode(t.next.Add(1)),
 		key:     k,
 		fd:      fd,
 		typ:     st.Mode & unix.S_IFMT,
+		slot:    -1,
+		mountFd: -1,
 		nlookup: 1,
 		ptFd:    -1,
 	}
+	if t.fh != nil {
+		fh, m, ok, e := t.fh.handleOf(fd, in.typ)
+		if e != 0 {
+			unix.Close(fd)
+			return 0, e
+		}
+		if ok {
+			in.fh, in.mountFd = fh, int32(m)
+		}
+	}
 	in.refs.Store(1) // the table's
+	s.mu.Lock()
+	if old := s.m[k]; old != nil { // a racing lookup of the same inode won
+		old.nlookup++
+		s.mu.Unlock()
+		unix.Close(fd)
+		return old.id, fs.OK
+	}
+	in.id = fs.Inode(t.next.Add(1))
 	s.m[k] = in
 	is := t.idShard(in.id)
 	is.mu.Lock()
 	is.m[in.id] = in
 	is.mu.Unlock()
 	s.mu.Unlock()
-	return in.id
+	if in.hasHandle() {
+		// After the inode is visible: the cache may close the fd at once
+		// (under pressure); get reopens it.
+		t.fh.cache.add(in)
+	}
+	return in.id, fs.OK
 }
 
 // insertRoot adds the root with ID fs.RootInode.
 func (t *inodeTable) insertRoot(fd int, st *unix.Stat_t) *inode {
-	in := &inode{id: fs.RootInode, key: keyOf(st), fd: fd, typ: st.Mode & unix.S_IFMT, nlookup: 1, ptFd: -1}
+	in := &inode{id: fs.RootInode, key: keyOf(st), fd: fd, typ: st.Mode & unix.S_IFMT, slot: -1, mountFd: -1, nlookup: 1, ptFd: -1}
 	in.refs.Store(1)
 	t.keyShard(in.key).m[in.key] = in
 	t.idShard(in.id).m[in.id] = in
@@ -210,7 +330,7 @@ func (t *inodeTable) forget(id fs.Inode, n uint64) {
 	if id == fs.RootInode {
 		return
 	}
-	in := t.get(id)
+	in := t.ref(id)
 	if in == nil {
 		return
 	}
@@ -275,7 +395,7 @@ func (t *inodeTable) count() int {
 
 // nlookupOf reports id's lookup count, or 0 if unknown (tests).
 func (t *inodeTable) nlookupOf(id fs.Inode) uint64 {
-	in := t.get(id)
+	in := t.ref(id)
 	if in == nil {
 		return 0
 	}

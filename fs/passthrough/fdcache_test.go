@@ -1,0 +1,280 @@
+package passthrough
+
+import (
+	"fmt"
+	"os"
+	"syscall"
+	"testing"
+
+	"github.com/fastfsd/fastfsd/fs"
+)
+
+func newHandlesFS(t *testing.T, cache int) (*FS, string) {
+	t.Helper()
+	f, dir := newTestFS(t, Options{FileHandles: FileHandlesMandatory, FdCache: cache})
+	if on, size, err := f.FileHandles(); !on || size != cache {
+		t.Fatalf("FileHandles() = %v, %d, %v; want on with %d fds (root runs the tests: CAP_DAC_READ_SEARCH)", on, size, err, cache)
+	}
+	return f, dir
+}
+
+// TestFileHandlesBoundFds: the client remembers many more inodes than the
+// fd cache holds; the FS's open fds stay within the cache size, and every
+// inode still answers GETATTR and, for a directory, LOOKUP (its fd reopened
+// from its handle).
+func TestFileHandlesBoundFds(t *testing.T) {
+	const cache, dirs, files = 16, 20, 40 // 820 inodes
+	f, root := newHandlesFS(t, cache)
+	for d := range dirs {
+		dp := join(root, fmt.Sprintf("d%d", d))
+		if err := os.Mkdir(dp, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for i := range files {
+			writeFile(t, join(dp, fmt.Sprintf("f%d", i)), "x", 0o644)
+		}
+	}
+	base := openFds(t)
+	var ids []fs.Inode
+	var dirIDs []fs.Inode
+	for d := range dirs {
+		de := lookup(t, f, fs.RootInode, fmt.Sprintf("d%d", d))
+		dirIDs = append(dirIDs, de.Ino)
+		for i := range files {
+			ids = append(ids, lookup(t, f, de.Ino, fmt.Sprintf("f%d", i)).Ino)
+		}
+	}
+	if n := f.inodes.count(); n != 1+dirs+dirs*files {
+		t.Fatalf("table holds %d inodes, want %d", n, 1+dirs+dirs*files)
+	}
+	// Mount fds are open already (the root's at New).
+	if grown := openFds(t) - base; grown > cache {
+		t.Fatalf("%d inodes looked up: %d more fds open, want at most the cache's %d", len(ids)+dirs, grown, cache)
+	}
+	var a fs.AttrOut
+	for _, id := range ids {
+		if e := f.GetAttr(rootCtx, id, 0, false, &a); e != 0 {
+			t.Fatalf("GetAttr(%d) after eviction: %v", id, e)
+		}
+	}
+	for d, id := range dirIDs { // a second LOOKUP needs the directory's fd again
+		e := lookup(t, f, id, "f0")
+		if e.Ino != ids[d*files] {
+			t.Fatalf("d%d/f0 is inode %d again, want %d", d, e.Ino, ids[d*files])
+		}
+		f.Forget(e.Ino, 1)
+	}
+	if grown := openFds(t) - base; grown > cache {
+		t.Fatalf("after GETATTR of every inode: %d more fds open, want at most %d", grown, cache)
+	}
+	if n := f.inodes.fh.cache.open(); n != cache {
+		t.Errorf("cache holds %d fds, want it full (%d)", n, cache)
+	}
+	for _, id := range append(ids, dirIDs...) {
+		f.Forget(id, 1)
+	}
+	if grown := openFds(t) - base; grown > 0 {
+		t.Errorf("every inode forgotten: %d fds more than before the lookups", grown)
+	}
+}
+
+// TestFileHandlesInUseKeepsFd: an inode whose cache slot is taken while a
+// handle uses it keeps its fd (unlink-while-open still works), and closes
+// it once released.
+func TestFileHandlesInUseKeepsFd(t *testing.T) {
+	const cache = 16
+	f, root := newHandlesFS(t, cache)
+	writeFile(t, join(root, "open"), "data", 0o644)
+	e := lookup(t, f, fs.RootInode, "open")
+	fh := open(t, f, e.Ino, uint32(os.O_RDONLY))
+	for i := range 4 * cache {
+		writeFile(t, join(root, fmt.Sprint(i)), "", 0o644)
+		f.Forget(lookup(t, f, fs.RootInode, fmt.Sprint(i)).Ino, 1)
+	}
+	if err := os.Remove(join(root, "open")); err != nil {
+		t.Fatal(err)
+	}
+	var a fs.AttrOut
+	if e := f.GetAttr(rootCtx, e.Ino, 0, false, &a); e != 0 || a.Attr.Nlink != 0 || a.Attr.Size != 4 {
+		t.Fatalf("GetAttr of an unlinked open file: %v, nlink %d size %d; want nlink 0 size 4", e, a.Attr.Nlink, a.Attr.Size)
+	}
+	base := openFds(t)
+	f.Release(rootCtx, e.Ino, fh, uint32(os.O_RDONLY))
+	if n := openFds(t); n != base-2 { // the handle's fd and the inode's uncached one
+		t.Errorf("after Release: %d fds, want %d (inode fd closed with its last user)", n, base-2)
+	}
+	// Its handle can no longer open: the inode is gone.
+	if e := f.GetAttr(rootCtx, e.Ino, 0, false, &a); e != syscall.ESTALE {
+		t.Errorf("GetAttr of a deleted, evicted inode: %v, want ESTALE", e)
+	}
+}
+
+// TestFileHandlesContainment: a directory the host moves out of the shared
+// directory while the client holds it is refused when reopened from its
+// handle (EACCES, as ".." is), so no name is resolved beneath it; one
+// moved within the share is served.
+func TestFileHandlesContainment(t *testing.T) {
+	const cache = 16
+	top := t.TempDir()
+	root, outside := join(top, "share"), join(top, "outside")
+	for _, d := range []string{root, outside, join(root, "in"), join(root, "in", "sub"), join(root, "stay")} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeFile(t, join(root, "in", "sub", "secret"), "x", 0o644)
+	f, err := New(root, Options{FileHandles: FileHandlesMandatory, FdCache: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	in := lookup(t, f, fs.RootInode, "in")
+	sub := lookup(t, f, in.Ino, "sub")
+	stay := lookup(t, f, fs.RootInode, "stay")
+	evict := func() {
+		for i := range 2 * cache {
+			n := fmt.Sprintf("e%d", i)
+			os.Mkdir(join(root, n), 0o755)
+			f.Forget(lookup(t, f, fs.RootInode, n).Ino, 1)
+		}
+	}
+	evict()
+	if err := os.Rename(join(root, "in"), join(outside, "in")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(join(root, "stay"), join(root, "e0", "stay")); err != nil {
+		t.Fatal(err)
+	}
+	var a fs.AttrOut
+	if e := f.GetAttr(rootCtx, sub.Ino, 0, false, &a); e != syscall.EACCES {
+		t.Errorf("GetAttr of a directory moved out of the share: %v, want EACCES", e)
+	}
+	var out fs.Entry
+	if e := f.Lookup(rootCtx, sub.Ino, []byte("secret"), &out); e != syscall.EACCES {
+		t.Errorf("Lookup beneath a directory moved out of the share: %v, want EACCES", e)
+	}
+	if e := f.GetAttr(rootCtx, stay.Ino, 0, false, &a); e != 0 {
+		t.Errorf("GetAttr of a directory moved within the share: %v", e)
+	}
+	// Moved back, it is served again.
+	if err := os.Rename(join(outside, "in"), join(root, "in")); err != nil {
+		t.Fatal(err)
+	}
+	if e := f.Lookup(rootCtx, sub.Ino, []byte("secret"), &out); e != 0 {
+		t.Errorf("Lookup beneath the directory moved back: %v", e)
+	}
+}
+
+// TestFileHandleModes: parsing, the fallback report, never keeps fds.
+func TestFileHandleModes(t *testing.T) {
+	for _, s := range []string{"never", "prefer", "mandatory"} {
+		m, err := ParseFileHandleMode(s)
+		if err != nil || m.String() != s {
+			t.Errorf("ParseFileHandleMode(%q) = %v, %v", s, m, err)
+		}
+	}
+	if _, err := ParseFileHandleMode("always"); err == nil {
+		t.Error(`ParseFileHandleMode("always") succeeded`)
+	}
+	if _, err := New(t.TempDir(), Options{FileHandles: FileHandlesPrefer, FdCache: MinFdCache - 1}); err == nil {
+		t.Error("New accepted an fd cache below MinFdCache")
+	}
+	for nofile, want := range map[uint64]int{64: MinFdCache, 4096: 1024, 1 << 20: MaxFdCache} {
+		if got := AutoFdCache(nofile); got != want {
+			t.Errorf("AutoFdCache(%d) = %d, want %d", nofile, got, want)
+		}
+	}
+	// never (the zero Options): every inode keeps its fd.
+	root := t.TempDir()
+	for i := range 3 * MinFdCache {
+		writeFile(t, join(root, fmt.Sprint(i)), "", 0o644)
+	}
+	f, err := New(root, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if on, _, why := f.FileHandles(); on || why != nil {
+		t.Fatalf("never: FileHandles() = %v, %v", on, why)
+	}
+	base := openFds(t)
+	for i := range 3 * MinFdCache {
+		lookup(t, f, fs.RootInode, fmt.Sprint(i))
+	}
+	if grown := openFds(t) - base; grown != 3*MinFdCache {
+		t.Errorf("never: %d lookups opened %d fds, want one each", 3*MinFdCache, grown)
+	}
+}
+
+// TestFileHandlesNoHandleFs: /proc cannot make file handles: mandatory
+// refuses it at New, prefer falls back and says why.
+func TestFileHandlesNoHandleFs(t *testing.T) {
+	if _, err := New("/proc/self", Options{FileHandles: FileHandlesMandatory}); err == nil {
+		t.Error("mandatory file handles accepted /proc, which exports none")
+	}
+	f, err := New("/proc/self", Options{FileHandles: FileHandlesPrefer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if on, _, why := f.FileHandles(); on || why == nil {
+		t.Errorf("prefer on /proc: FileHandles() = %v, %v; want a fallback with its reason", on, why)
+	}
+}
+
+// BenchmarkInodeModes compares GETATTR and LOOKUP of a known name in a
+// subdirectory with an fd per inode (never), with file handles when the
+// fd is cached (hit), and when every call must reopen it from its handle
+// (miss: round robin over 4× as many directories as the cache holds).
+func BenchmarkInodeModes(b *testing.B) {
+	const cache = MinFdCache
+	for _, c := range []struct {
+		name  string
+		mode  FileHandleMode
+		nodes int
+	}{
+		{"never", FileHandlesNever, 1},
+		{"handles-hit", FileHandlesMandatory, 1},
+		{"handles-miss", FileHandlesMandatory, 4 * cache},
+	} {
+		dir := b.TempDir()
+		for i := range c.nodes {
+			os.Mkdir(join(dir, fmt.Sprint(i)), 0o755)
+			writeFile(b, join(dir, fmt.Sprint(i), "f"), "", 0o644)
+		}
+		f, err := New(dir, Options{FileHandles: c.mode, FdCache: cache})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var ids []fs.Inode
+		for i := range c.nodes {
+			ids = append(ids, lookup(b, f, fs.RootInode, fmt.Sprint(i)).Ino)
+			lookup(b, f, ids[i], "f")
+		}
+		name := []byte("f")
+		b.Run("GetAttr/"+c.name, func(b *testing.B) {
+			var ao fs.AttrOut
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if e := f.GetAttr(rootCtx, ids[i], 0, false, &ao); e != 0 {
+					b.Fatal(e)
+				}
+				i = (i + 1) % len(ids)
+			}
+		})
+		b.Run("Lookup/"+c.name, func(b *testing.B) {
+			var out fs.Entry
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if e := f.Lookup(rootCtx, ids[i], name, &out); e != 0 {
+					b.Fatal(e)
+				}
+				f.Forget(out.Ino, 1)
+				i = (i + 1) % len(ids)
+			}
+		})
+		f.Close()
+	}
+}
