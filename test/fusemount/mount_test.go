@@ -135,6 +135,13 @@ func (l *lockedBuffer) String() string {
 // mount table) rather than sleeping, and gives up if fastfsd exits.
 func startMount(t *testing.T, bin string, flags ...string) *mount {
 	t.Helper()
+	return startMountWith(t, 0, bin, flags...)
+}
+
+// startMountWith is startMount with fastfsd's RLIMIT_NOFILE set to nofile
+// (soft and hard, as "ulimit -n" in a shell does) unless it is 0.
+func startMountWith(t *testing.T, nofile int, bin string, flags ...string) *mount {
+	t.Helper()
 	top := t.TempDir()
 	// uid 1000 (the non-root section) must reach the mount and the twin.
 	for _, d := range []string{filepath.Dir(top), top} {
@@ -158,21 +165,37 @@ func startMount(t *testing.T, bin string, flags ...string) *mount {
 			t.Fatal(err)
 		}
 	}
+	t.Cleanup(func() { m.stop(t) })
+	m.start(t, nofile, bin, flags...)
+	return m
+}
+
+// start runs fastfsd on m's export and mount point (again, after it
+// ended: a restart) and waits for the mount.
+func (m *mount) start(t *testing.T, nofile int, bin string, flags ...string) {
+	t.Helper()
+	top := m.top
+	m.out, m.exited, m.waitErr, m.exitExpected = &lockedBuffer{}, make(chan struct{}), nil, false
 	args := append([]string{"mount", "--source", m.export, "--allow-other"}, flags...)
 	if os.Getenv("FASTFSD_TEST_DEBUG") == "1" {
 		args = append(args, "--debug") // every request and reply, saved on failure
 	}
 	args = append(args, m.mnt)
 	m.cmd = exec.Command(bin, args...)
+	if nofile > 0 {
+		// The shell execs fastfsd: same pid, with the limit in place
+		// before the Go runtime reads it.
+		m.cmd = exec.Command("sh", append([]string{"-c", fmt.Sprintf(`ulimit -n %d && exec "$0" "$@"`, nofile), bin}, args...)...)
+	}
 	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
 	if err := m.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", bin, err)
 	}
+	exited := m.exited
 	go func() {
 		m.waitErr = m.cmd.Wait()
-		close(m.exited)
+		close(exited)
 	}()
-	t.Cleanup(func() { m.stop(t) })
 
 	mi, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
@@ -191,7 +214,7 @@ func startMount(t *testing.T, bin string, flags ...string) *mount {
 				t.Fatalf("mountinfo lists %s as %s but its st_dev is that of its parent", m.mnt, fst)
 			}
 			t.Logf("fastfsd %s: mounted (%s)", strings.Join(flags, " "), fst)
-			return m
+			return
 		}
 		select {
 		case <-m.exited:
