@@ -1,0 +1,156 @@
+package fusemount
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fastfsd/fastfsd/fs/passthrough"
+)
+
+// manyInodesLimit is the RLIMIT_NOFILE fastfsd runs under in
+// TestManyInodes (issue 10: "looked up under ulimit -n 4096").
+const manyInodesLimit = 4096
+
+// TestManyInodes looks up (stats) a tree with many more inodes than
+// fastfsd's fd limit through a real mount: with file handles (the default)
+// every lookup succeeds and fastfsd's open fds stay within the fd cache
+// (a quarter of the limit) plus what it held before; with
+// --inode-file-handles=never the same walk runs out of fds (EMFILE), which
+// shows the bound is what the test measures. 100,000 entries in CI;
+// FASTFSD_TEST_INODES=2000000 for the full size. With
+// FASTFSD_TEST_INODES_NEVER_NOFILE=N the never run gets an fd limit of N
+// instead (raise fs.nr_open first) and reports its fds and RSS for
+// comparison.
+func TestManyInodes(t *testing.T) {
+	bin := requirements(t)
+	n := 100000
+	if v := os.Getenv("FASTFSD_TEST_INODES"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1000 {
+			t.Fatalf("FASTFSD_TEST_INODES=%q: want a number ≥ 1000", v)
+		}
+	}
+	const perDir = 1000
+	dirs := (n + perDir - 1) / perDir
+
+	t.Run("handles", func(t *testing.T) {
+		m := startMountWith(t, manyInodesLimit, bin, "--cache=always")
+		build(t, m.export, dirs, perDir)
+		base := len(m.fds(t))
+		bound := base + passthrough.AutoFdCache(manyInodesLimit) + 16
+		start := time.Now()
+		peak := 0
+		walk(t, m.mnt, dirs, perDir, func(done int) bool {
+			if fds := len(m.fds(t)); fds > peak {
+				peak = fds
+			}
+			return true
+		}, nil)
+		fds := len(m.fds(t))
+		peak = max(peak, fds)
+		t.Logf("%d entries looked up in %v: fastfsd fds %d before, %d after (peak %d seen), RSS %s",
+			n, time.Since(start).Round(time.Millisecond), base, fds, peak, rss(t, m.cmd.Process.Pid))
+		if peak > bound {
+			t.Errorf("fastfsd held %d fds after looking up %d entries under ulimit -n %d; the bound is %d (fd cache %d + %d before + slack)",
+				peak, n, manyInodesLimit, bound, passthrough.AutoFdCache(manyInodesLimit), base)
+		}
+	})
+
+	t.Run("never", func(t *testing.T) {
+		limit := manyInodesLimit
+		if v := os.Getenv("FASTFSD_TEST_INODES_NEVER_NOFILE"); v != "" {
+			limit, _ = strconv.Atoi(v)
+		}
+		m := startMountWith(t, limit, bin, "--cache=always", "--inode-file-handles=never")
+		nd := dirs
+		if limit == manyInodesLimit {
+			nd = min(dirs, 2*manyInodesLimit/perDir) // enough to run out
+		}
+		build(t, m.export, nd, perDir)
+		base := len(m.fds(t))
+		start := time.Now()
+		var failed error
+		walk(t, m.mnt, nd, perDir, nil, func(path string, err error) bool {
+			failed = fmt.Errorf("%s: %w", path, err)
+			return false
+		})
+		fds := len(m.fds(t))
+		t.Logf("never, ulimit -n %d: walk of %d entries took %v, ended with %v; fastfsd fds %d before, %d after, RSS %s",
+			limit, nd*perDir, time.Since(start).Round(time.Millisecond), failed, base, fds, rss(t, m.cmd.Process.Pid))
+		if limit > nd*perDir+base+64 {
+			if failed != nil {
+				t.Errorf("never with room for every inode failed: %v", failed)
+			}
+			return
+		}
+		if failed == nil || !strings.Contains(failed.Error(), syscall.EMFILE.Error()) {
+			t.Errorf("never under ulimit -n %d: walk of %d entries ended with %v, want EMFILE (one fd per inode)", limit, nd*perDir, failed)
+		}
+	})
+}
+
+// build makes dirs directories of perDir empty files under root.
+func build(t *testing.T, root string, dirs, perDir int) {
+	t.Helper()
+	for d := range dirs {
+		dp := filepath.Join(root, strconv.Itoa(d))
+		if err := os.Mkdir(dp, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for i := range perDir {
+			if err := unix.Mknod(filepath.Join(dp, strconv.Itoa(i)), unix.S_IFREG|0o644, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// walk lstats every file of the tree build made under mnt. every, if not
+// nil, is called after each directory; fail, if not nil, gets a failed
+// lstat and says whether to go on (nil: fail the test).
+func walk(t *testing.T, mnt string, dirs, perDir int, every func(done int) bool, fail func(string, error) bool) {
+	t.Helper()
+	var st unix.Stat_t
+	for d := range dirs {
+		dp := filepath.Join(mnt, strconv.Itoa(d))
+		for i := range perDir {
+			p := filepath.Join(dp, strconv.Itoa(i))
+			if err := unix.Lstat(p, &st); err != nil {
+				if fail == nil {
+					t.Fatalf("lstat %s: %v", p, err)
+				}
+				if !fail(p, err) {
+					return
+				}
+			}
+		}
+		if every != nil && !every((d+1)*perDir) {
+			return
+		}
+	}
+}
+
+// rss is VmRSS of process pid.
+func rss(t *testing.T, pid int) string {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return "?"
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "?"
+}
