@@ -22,7 +22,7 @@ func TestInitNegotiation(t *testing.T) {
 		{
 			name: "6.18", minor: 45, kernel: allKernelFlags, size: 64,
 			want:    abi.InitAsyncRead | abi.InitHandleKillprivV2 | abi.InitDoReaddirplus | abi.InitMaxPages | abi.InitExt | abi.InitSetxattrExt | abi.InitParallelDirops,
-			notWant: abi.InitPassthrough | abi.InitAllowIdmap | abi.InitDontMask | abi.InitWritebackCache | abi.InitPosixLocks | abi.InitSpliceRead | abi.InitOverIoUring | abi.InitMapAlignment | abi.InitExportSupport,
+			notWant: abi.InitPassthrough | abi.InitAllowIdmap | abi.InitDontMask | abi.InitWritebackCache | abi.InitPosixLocks | abi.InitSpliceRead | abi.InitOverIoUring | abi.InitMapAlignment | abi.InitExportSupport | abi.InitPosixACL | abi.InitSecurityCtx,
 		},
 		{
 			name: "6.1 guest (7.38)", minor: 38, kernel: allKernelFlags &^ (1<<39 - 1&^(1<<37-1)), size: 64,
@@ -41,6 +41,12 @@ func TestInitNegotiation(t *testing.T) {
 			want: abi.InitPosixLocks | abi.InitFlockLocks | abi.InitSpliceRead | abi.InitSpliceWrite | abi.InitWritebackCache,
 			// Writeback excludes passthrough.
 			notWant: abi.InitPassthrough | abi.InitSpliceMove,
+		},
+		{
+			name: "posix acl, no readdirplus", minor: 45, kernel: allKernelFlags, size: 64,
+			opts:    Options{PosixACL: true, NoReaddirplus: true},
+			want:    abi.InitPosixACL,
+			notWant: abi.InitDoReaddirplus | abi.InitReaddirplusAuto,
 		},
 		{
 			name: "passthrough, io_uring, dax", minor: 45, kernel: allKernelFlags, size: 64,

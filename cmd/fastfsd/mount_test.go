@@ -142,3 +142,51 @@ func TestMountBusyAtSIGINT(t *testing.T) {
 		t.Fatalf("%s still mounted (a dead mount) after exit", mnt)
 	}
 }
+
+// TestMountXattrDefaultAndIdmap: the mount door applies the default xattr
+// map (a security.* or trusted.* set through the mount lands on the host
+// under user.virtiofs.*, and the host's own stay hidden) and
+// --translate-uid/--translate-gid (host owners shown translated, files
+// created as translated owners).
+func TestMountXattrDefaultAndIdmap(t *testing.T) {
+	_, src, mnt := startMount(t, "--passthrough=false", "--translate-uid", "map:0:100000:65536", "--translate-gid", "map:0:200000:65536")
+	host := filepath.Join(src, "a")
+	if err := syscall.Setxattr(host, "trusted.hostsecret", []byte("s"), 0); err != nil {
+		t.Fatalf("host setxattr: %v", err)
+	}
+	if err := os.Chown(host, 101234, 204321); err != nil {
+		t.Fatal(err)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(filepath.Join(mnt, "a"), &st); err != nil || st.Uid != 1234 || st.Gid != 4321 {
+		t.Errorf("owner through the mount: %d:%d %v, want 1234:4321", st.Uid, st.Gid, err)
+	}
+	// As root through the mount (root is host 100000:200000).
+	if err := os.WriteFile(filepath.Join(mnt, "new"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Stat(filepath.Join(src, "new"), &st); err != nil || st.Uid != 100000 || st.Gid != 200000 {
+		t.Errorf("host owner of a file root created: %d:%d %v, want 100000:200000", st.Uid, st.Gid, err)
+	}
+	m := filepath.Join(mnt, "a")
+	if err := syscall.Setxattr(m, "trusted.overlay.opaque", []byte("y"), 0); err != nil {
+		t.Fatalf("setxattr trusted.overlay.opaque through the mount: %v", err)
+	}
+	buf := make([]byte, 64)
+	if n, err := syscall.Getxattr(host, "user.virtiofs.trusted.overlay.opaque", buf); err != nil || string(buf[:n]) != "y" {
+		t.Errorf("host user.virtiofs.trusted.overlay.opaque = %q, %v", buf[:n], err)
+	}
+	if _, err := syscall.Getxattr(host, "trusted.overlay.opaque", buf); err != syscall.ENODATA {
+		t.Errorf("host trusted.overlay.opaque: %v, want ENODATA", err)
+	}
+	n, err := syscall.Listxattr(m, buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(buf[:n]); got != "trusted.overlay.opaque\x00" {
+		t.Errorf("listxattr through the mount = %q, want only trusted.overlay.opaque", got)
+	}
+	if err := syscall.Setxattr(m, "user.virtiofs.x", []byte("1"), 0); err != syscall.EPERM {
+		t.Errorf("setxattr user.virtiofs.x through the mount: %v, want EPERM", err)
+	}
+}

@@ -53,10 +53,23 @@ func Wrap(inner fs.FileSystem, uids, gids *Map) fs.FileSystem {
 	return w
 }
 
+// saved is the client's identity in ctx, restored by leave.
+type saved struct {
+	caller     fs.Caller
+	suppGid    uint32
+	hasSuppGid bool
+}
+
 // enter switches ctx to host IDs and reports whether both were allowed
-// (a forbidden one is replaced by Overflow).
-func (w *FS) enter(ctx *fs.Context) (fs.Caller, bool) {
-	saved := ctx.Caller
+// (a forbidden one is replaced by Overflow). A supplementary group sent
+// with a creating request is a guest GID too; a forbidden one is dropped,
+// so it grants nothing.
+func (w *FS) enter(ctx *fs.Context) (saved, bool) {
+	s := saved{ctx.Caller, ctx.SuppGid, ctx.HasSuppGid}
+	if ctx.HasSuppGid {
+		sg, ok := w.gids.ToHost(ctx.SuppGid)
+		ctx.SuppGid, ctx.HasSuppGid = sg, ok
+	}
 	u, okU := w.uids.ToHost(ctx.Uid)
 	if !okU {
 		u = Overflow
@@ -66,10 +79,12 @@ func (w *FS) enter(ctx *fs.Context) (fs.Caller, bool) {
 		g = Overflow
 	}
 	ctx.Uid, ctx.Gid = u, g
-	return saved, okU && okG
+	return s, okU && okG
 }
 
-func (w *FS) leave(ctx *fs.Context, saved fs.Caller) { ctx.Caller = saved }
+func (w *FS) leave(ctx *fs.Context, s saved) {
+	ctx.Caller, ctx.SuppGid, ctx.HasSuppGid = s.caller, s.suppGid, s.hasSuppGid
+}
 
 func (w *FS) attr(a *fs.Attr) {
 	a.Uid = w.uids.ToGuest(a.Uid)
@@ -140,7 +155,7 @@ func (w *FS) Readlink(ctx *fs.Context, ino fs.Inode, buf []byte) (int, fs.Errno)
 // creating enters the host identity for a request that creates an inode
 // owned by the caller; false (EPERM) if the caller's guest IDs are
 // forbidden.
-func (w *FS) creating(ctx *fs.Context) (fs.Caller, bool) {
+func (w *FS) creating(ctx *fs.Context) (saved, bool) {
 	saved, ok := w.enter(ctx)
 	if !ok {
 		w.leave(ctx, saved)

@@ -156,6 +156,8 @@ type recFS struct {
 	seen    fs.Caller
 	setattr fs.SetAttrIn
 	ent     fs.Entry
+	supp    uint32
+	hasSupp bool
 }
 
 func (r *recFS) GetAttr(ctx *fs.Context, ino fs.Inode, fh fs.Handle, hasHandle bool, out *fs.AttrOut) fs.Errno {
@@ -173,6 +175,7 @@ func (r *recFS) Lookup(ctx *fs.Context, parent fs.Inode, name []byte, out *fs.En
 
 func (r *recFS) Mkdir(ctx *fs.Context, parent fs.Inode, name []byte, mode uint32, out *fs.Entry) fs.Errno {
 	r.seen = ctx.Caller
+	r.supp, r.hasSupp = ctx.SuppGid, ctx.HasSuppGid
 	out.Ino = 6
 	out.Attr.Uid, out.Attr.Gid = ctx.Uid, ctx.Gid
 	return 0
@@ -273,8 +276,12 @@ func TestWrap(t *testing.T) {
 	if e := w.GetAttr(bad, 2, 0, false, &ao); e != 0 || inner.seen.Uid != Overflow {
 		t.Errorf("forbidden caller ran as %+v, %v", inner.seen, e)
 	}
+	ctx.SuppGid, ctx.HasSuppGid = 40, true
 	if e := w.Mkdir(ctx, 1, []byte("d"), 0o755, &ent); e != 0 || inner.seen.Uid != 100005 || ent.Attr.Uid != 5 {
 		t.Errorf("mkdir: ran as %+v, owner %d, %v", inner.seen, ent.Attr.Uid, e)
+	}
+	if inner.supp != 100040 || !inner.hasSupp || ctx.SuppGid != 40 || !ctx.HasSuppGid {
+		t.Errorf("supplementary group: inner saw %d/%v, ctx restored to %d/%v", inner.supp, inner.hasSupp, ctx.SuppGid, ctx.HasSuppGid)
 	}
 }
 
