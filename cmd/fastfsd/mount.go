@@ -95,7 +95,7 @@ func runMount(args []string) error {
 		fmt.Fprintln(os.Stderr, "fastfsd mount: --passthrough needs root (CAP_SYS_ADMIN); serving without it")
 		usePass = false
 	}
-	if usePass && cm == passthrough.CacheNever {
+	if usePass && (cm == passthrough.CacheNever || cm == passthrough.CacheMetadata) {
 		usePass = false // direct I/O on every open: nothing to pass through
 	}
 	if st, err := os.Stat(*source); err != nil || !st.IsDir() {

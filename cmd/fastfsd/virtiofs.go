@@ -56,7 +56,8 @@ flags:
   --socket-group GROUP      group owning the socket (mode 0660)
   --shared-dir DIR          directory to serve (also -o source=DIR)
   --tag TAG                 tag in the device config space (VMMs that read it; QEMU sets its own)
-  --cache auto|always|never client caching (also -o cache=…; none = never)
+  --cache auto|always|metadata|never  client caching (also -o cache=…; none = never;
+                            metadata: names and attributes a day, no file data)
   --num-request-queues N    request queues offered (default: CPUs, at most 16)
   --thread-pool-size N      helper goroutines per queue for READ/WRITE ≥ 64 KiB and, when the
                             blocking slots are busy, requests that may block; 0 (default, as
@@ -229,7 +230,7 @@ func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
 		case "cache":
 			m, err := passthrough.ParseCacheMode(v)
 			if err != nil {
-				return fmt.Errorf("-o cache=%s: want auto, always or none", v)
+				return fmt.Errorf("-o cache=%s: want auto, always, metadata or none", v)
 			}
 			c.cache = m
 		case "xattr":
@@ -371,13 +372,9 @@ func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
 			}
 		case "cache":
 			if v, err = value(); err == nil {
-				if v == "metadata" {
-					warns = append(warns, "--cache=metadata: served as auto")
-					v = "auto"
-				}
 				c.cache, err = passthrough.ParseCacheMode(v)
 				if err != nil {
-					err = fmt.Errorf("--cache %q: want auto, always or never", v)
+					err = fmt.Errorf("--cache %q: want auto, always, metadata or never", v)
 				}
 			}
 		case "num-request-queues":

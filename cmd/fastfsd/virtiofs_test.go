@@ -87,6 +87,7 @@ func TestParseVirtiofsArgs(t *testing.T) {
 		{args: "--socket-path=/s --shared-dir=/d --bogus", err: "unknown flag --bogus"},
 		{args: "--socket-path=/s --shared-dir=/d -o bogus", err: "-o bogus: unknown option"},
 		{args: "--socket-path=/s --shared-dir=/d --cache=sometimes", err: "--cache"},
+		{args: "--socket-path=/s --shared-dir=/d --cache=metadata", check: func(c *virtiofsConfig) bool { return c.cache == passthrough.CacheMetadata }},
 		{args: "--socket-path=/s --shared-dir=/d --num-request-queues 0", err: "--num-request-queues"},
 		{args: "--socket-path=/s --shared-dir=/d --tag 0123456789012345678901234567890123456", err: "--tag"},
 		{args: "--socket-path=/s --shared-dir=/d --xattr=yes", err: "takes no value"},

@@ -26,7 +26,7 @@ func TestNewErrors(t *testing.T) {
 }
 
 func TestParseCacheMode(t *testing.T) {
-	for s, want := range map[string]CacheMode{"auto": CacheAuto, "always": CacheAlways, "never": CacheNever} {
+	for s, want := range map[string]CacheMode{"auto": CacheAuto, "always": CacheAlways, "never": CacheNever, "metadata": CacheMetadata} {
 		got, err := ParseCacheMode(s)
 		if err != nil || got != want || got.String() != s {
 			t.Errorf("ParseCacheMode(%q) = %v, %v", s, got, err)
@@ -35,6 +35,33 @@ func TestParseCacheMode(t *testing.T) {
 	if _, err := ParseCacheMode("sometimes"); err == nil {
 		t.Error("ParseCacheMode accepted nonsense")
 	}
+}
+
+// TestCacheMetadata: names and attributes cached a day, file data not
+// cached (direct I/O), directories cached (virtiofsd's --cache=metadata).
+func TestCacheMetadata(t *testing.T) {
+	f, dir := newTestFS(t, Options{Cache: CacheMetadata})
+	writeFile(t, join(dir, "a"), "hello", 0o644)
+	e := lookup(t, f, fs.RootInode, "a")
+	if e.EntryTimeout != alwaysTimeout || e.AttrTimeout != alwaysTimeout {
+		t.Errorf("timeouts %v/%v, want %v", e.EntryTimeout, e.AttrTimeout, alwaysTimeout)
+	}
+	var o fs.OpenOut
+	if errno := f.Open(rootCtx, e.Ino, syscall.O_RDONLY, 0, &o); errno != 0 {
+		t.Fatal(errno)
+	}
+	if o.Flags&fs.OpenDirectIO == 0 || o.Flags&fs.OpenKeepCache != 0 {
+		t.Errorf("file open flags %#x: want direct I/O, no keep-cache", o.Flags)
+	}
+	f.Release(rootCtx, e.Ino, o.Handle, 0)
+	var d fs.OpenOut
+	if errno := f.OpenDir(rootCtx, fs.RootInode, 0, &d); errno != 0 {
+		t.Fatal(errno)
+	}
+	if d.Flags&fs.OpenCacheDir == 0 {
+		t.Errorf("dir open flags %#x: want cache-dir", d.Flags)
+	}
+	f.ReleaseDir(rootCtx, fs.RootInode, d.Handle)
 }
 
 func TestLookupGetAttr(t *testing.T) {

@@ -48,7 +48,7 @@ func (f *FS) OpenDir(ctx *fs.Context, ino fs.Inode, flags uint32, out *fs.OpenOu
 	}
 	h := &handle{fd: fd, in: in, flags: unix.O_RDONLY | unix.O_DIRECTORY, dir: &dirStream{buf: make([]byte, dirBufSize)}}
 	out.Handle = f.handles.add(h)
-	if f.opts.Cache == CacheAlways {
+	if f.opts.Cache == CacheAlways || f.opts.Cache == CacheMetadata {
 		out.Flags = fs.OpenKeepCache | fs.OpenCacheDir
 	}
 	return fs.OK

@@ -22,6 +22,10 @@ const (
 	// CacheNever disables caching: zero timeouts and direct I/O on every
 	// open, so every change on the host is seen at once.
 	CacheNever
+	// CacheMetadata lets the client cache names and attributes for a day
+	// (as CacheAlways) but no file data: direct I/O on every open
+	// (virtiofsd's --cache=metadata).
+	CacheMetadata
 )
 
 // String returns the name ParseCacheMode accepts.
@@ -33,11 +37,14 @@ func (m CacheMode) String() string {
 		return "always"
 	case CacheNever:
 		return "never"
+	case CacheMetadata:
+		return "metadata"
 	}
 	return fmt.Sprintf("CacheMode(%d)", int(m))
 }
 
-// ParseCacheMode parses "auto", "always" or "never".
+// ParseCacheMode parses "auto", "always", "never" (or "none") or
+// "metadata".
 func ParseCacheMode(s string) (CacheMode, error) {
 	switch s {
 	case "auto", "":
@@ -46,8 +53,10 @@ func ParseCacheMode(s string) (CacheMode, error) {
 		return CacheAlways, nil
 	case "never", "none":
 		return CacheNever, nil
+	case "metadata":
+		return CacheMetadata, nil
 	}
-	return 0, fmt.Errorf("passthrough: cache mode %q: want auto, always or never", s)
+	return 0, fmt.Errorf("passthrough: cache mode %q: want auto, always, metadata or never", s)
 }
 
 // Timeouts of each cache mode.

@@ -64,7 +64,7 @@ var (
 // release its fds.
 func New(root string, opts Options) (*FS, error) {
 	switch opts.Cache {
-	case CacheAuto, CacheAlways, CacheNever:
+	case CacheAuto, CacheAlways, CacheNever, CacheMetadata:
 	default:
 		return nil, fmt.Errorf("passthrough: %v: unknown cache mode; use ParseCacheMode", opts.Cache)
 	}
@@ -130,6 +130,9 @@ func New(root string, opts Options) (*FS, error) {
 	case CacheNever:
 		// pwrite on one fd from many workers is safe: let the client
 		// send direct writes to one file in parallel.
+		f.openFlags = fs.OpenDirectIO | fs.OpenParallelDirectWrites
+	case CacheMetadata:
+		f.entryTimeout, f.attrTimeout = alwaysTimeout, alwaysTimeout
 		f.openFlags = fs.OpenDirectIO | fs.OpenParallelDirectWrites
 	}
 	return f, nil
