@@ -1,0 +1,228 @@
+package dos
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// childEnv makes the test binary run a child role instead of the tests.
+const childEnv = "FASTFSD_DOS_CHILD"
+
+func TestMain(m *testing.M) {
+	if role := os.Getenv(childEnv); role != "" {
+		os.Exit(child(role, os.Args[len(os.Args)-2:]))
+	}
+	os.Exit(m.Run())
+}
+
+// child runs a role as the unprivileged attacker. "getlk PATH N": open
+// PATH N times, say "opened", wait for a line, F_OFD_GETLK through every
+// fd (N distinct lock owners), say "done", wait for stdin to close.
+func child(role string, args []string) int {
+	switch role {
+	case "getlk":
+		n, _ := strconv.Atoi(args[1])
+		lim := unix.Rlimit{Cur: uint64(n + 100), Max: uint64(n + 100)}
+		var cur unix.Rlimit
+		unix.Getrlimit(unix.RLIMIT_NOFILE, &cur)
+		if cur.Max < lim.Max {
+			lim.Max = cur.Max
+			lim.Cur = cur.Max
+		}
+		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+			fmt.Println("setrlimit:", err)
+			return 1
+		}
+		fds := make([]int, n)
+		for i := range fds {
+			fd, err := unix.Open(args[0], unix.O_RDWR, 0)
+			if err != nil {
+				fmt.Println("open:", err)
+				return 1
+			}
+			fds[i] = fd
+		}
+		in := bufio.NewReader(os.Stdin)
+		fmt.Println("opened")
+		in.ReadString('\n')
+		for _, fd := range fds {
+			l := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: 0, Len: 0}
+			if err := unix.FcntlFlock(uintptr(fd), unix.F_OFD_GETLK, &l); err != nil {
+				fmt.Println("F_OFD_GETLK:", err)
+				return 1
+			}
+		}
+		fmt.Println("done")
+		io.Copy(io.Discard, in)
+		return 0
+	}
+	fmt.Println("unknown role", role)
+	return 2
+}
+
+// group starts cmds in their own process group, killed at cleanup.
+func start(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	cmd.SysProcAttr.Setpgid = true
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %v: %v", cmd.Args, err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+	})
+}
+
+func statOp(path string) func() error {
+	return func() error {
+		var st unix.Stat_t
+		return unix.Stat(path, &st)
+	}
+}
+
+// flockWaiters is the lock storm's size (issue 10: four processes hung a
+// mount; the suite uses a hundred).
+const flockWaiters = 100
+
+// TestFlockStorm: uid 65534 holds flock on a file for 3 s while 100 more
+// processes of its wait for it. The mount keeps serving root's stat loop,
+// every waiter gets the lock once the holder lets go, and fastfsd's fds
+// and memory stay bounded.
+func TestFlockStorm(t *testing.T) {
+	m := startMount(t, "--cache", "never") // every stat reaches the daemon
+	stat := statOp(filepath.Join(m.mnt, "f"))
+	idle := measureIdle(t, time.Second, stat)
+	baseFds := m.fds()
+
+	holder := asNobody(m.mnt, "flock", "f", "sleep", "3")
+	start(t, holder)
+	time.Sleep(300 * time.Millisecond) // let it take the lock
+	p := startProbe(stat)
+	t0 := time.Now()
+	waiters := make([]*exec.Cmd, flockWaiters)
+	for i := range waiters {
+		waiters[i] = asNobody(m.mnt, "flock", "f", "true")
+		start(t, waiters[i])
+	}
+	time.Sleep(time.Second)
+	// Each waiter holds one open file (one fd in fastfsd) while it waits.
+	checkBounds(t, "100 flock waiters", m.daemon, baseFds+flockWaiters+32, 256<<20)
+	for i, w := range waiters {
+		if err := w.Wait(); err != nil {
+			t.Errorf("waiter %d: %v", i, err)
+		}
+	}
+	t.Logf("all %d waiters got the lock %v after they started (the holder keeps it ~2.7 s)", flockWaiters, time.Since(t0))
+	if d := time.Since(t0); d > 20*time.Second {
+		t.Errorf("waiters took %v", d)
+	}
+	checkProbe(t, "flock storm", p, idle)
+	holder.Wait()
+	if d := m.sigterm(5 * time.Second); d > 5*time.Second {
+		t.Errorf("SIGTERM took %v", d)
+	} else {
+		t.Logf("SIGTERM after the storm: exited in %v", d)
+	}
+}
+
+// TestFlockStormSIGTERM: SIGTERM with 100 lock waits pending ends fastfsd
+// within 5 s (issue 10: it did not end at all), and the waiters end too.
+func TestFlockStormSIGTERM(t *testing.T) {
+	m := startMount(t)
+	holder := asNobody(m.mnt, "flock", "f", "sleep", "60")
+	start(t, holder)
+	time.Sleep(300 * time.Millisecond)
+	waiters := make([]*exec.Cmd, flockWaiters)
+	for i := range waiters {
+		waiters[i] = asNobody(m.mnt, "flock", "f", "true")
+		start(t, waiters[i])
+	}
+	time.Sleep(time.Second)
+	d := m.sigterm(10 * time.Second)
+	t.Logf("SIGTERM with %d lock waits pending: fastfsd exited in %v", flockWaiters, d)
+	if d > 5*time.Second {
+		t.Errorf("SIGTERM with lock waits pending took %v, want < 5 s", d)
+	}
+	if err := m.waitErr; err != nil {
+		t.Errorf("fastfsd exit after SIGTERM: %v", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		for _, w := range waiters {
+			w.Wait()
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Errorf("lock waiters still blocked 5 s after fastfsd exited")
+	}
+}
+
+// TestGetlkOwnerStorm: 5,000 GETLK with distinct lock owners (one
+// F_OFD_GETLK through each of 5,000 open files) must not add 5,000 fds to
+// fastfsd (issue 10: each opened a lock fd kept until FLUSH/RELEASE).
+func TestGetlkOwnerStorm(t *testing.T) {
+	const owners = 5000
+	m := startMount(t, "--cache", "never")
+	stat := statOp(filepath.Join(m.mnt, "f"))
+	idle := measureIdle(t, time.Second, stat)
+	self := childBinary(t)
+	c := asNobody(m.mnt, self, filepath.Join(m.mnt, "f"), strconv.Itoa(owners))
+	c.Env = append(os.Environ(), childEnv+"=getlk")
+	stdin, _ := c.StdinPipe()
+	stdout, _ := c.StdoutPipe()
+	start(t, c)
+	out := bufio.NewReader(stdout)
+	if l, _ := out.ReadString('\n'); l != "opened\n" {
+		t.Fatalf("child: %q", l)
+	}
+	opened := m.fds() // one per open file: the client's own resource
+	p := startProbe(stat)
+	io.WriteString(stdin, "go\n")
+	if l, _ := out.ReadString('\n'); l != "done\n" {
+		t.Fatalf("child: %q", l)
+	}
+	checkProbe(t, "GETLK storm", p, idle)
+	after := m.fds()
+	t.Logf("fastfsd fds: %d with %d files open, %d after %d GETLK with distinct owners", opened, owners, after, owners)
+	if after > opened+16 {
+		t.Errorf("%d GETLK with distinct owners added %d fds to fastfsd", owners, after-opened)
+	}
+	checkBounds(t, "GETLK storm", m.daemon, opened+16, 256<<20)
+	stdin.Close()
+	c.Wait()
+}
+
+// childBinary copies the test binary where uid 65534 may run it (go
+// test's build directory is private).
+func childBinary(t *testing.T) string {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	os.Chmod(filepath.Dir(dir), 0o755)
+	p := filepath.Join(dir, "dos-child")
+	if err := os.WriteFile(p, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
