@@ -24,7 +24,7 @@ build: ## Build fastfsd (and a static copy for guests) into bin/; check arm64 co
 	GOARCH=arm64 $(GO) vet ./... >/dev/null
 
 peers: ## Build the peers measured against (go-fuse loopback and virtio-fs) into bin/peers/.
-	cd perf/peers && $(GO) build -o ../../$(BIN)/peers/ ./gofuse-virtiofs github.com/hanwen/go-fuse/v2/example/loopback
+	cd perf/peers && $(GO) build -o ../../$(BIN)/peers/ ./gofuse-virtiofs ./gofuse-loopback github.com/hanwen/go-fuse/v2/example/loopback
 
 run: deps build ## The main job: boot a guest on fastfsd's virtio-fs, run fio in it, print results, in-guest latency and daemon stats.
 	$(BIN)/fastfs-run -json out/run.json

@@ -47,7 +47,7 @@ type fioFull struct {
 }
 
 // ParseGuestFIO turns one fio JSON report into a figure. Jobs that move
-// 1 MiB blocks report MB/s, file create/stat jobs files/s, the rest IOPS.
+// 1 MiB blocks report MiB/s, file create/stat jobs files/s, the rest IOPS.
 func ParseGuestFIO(job string, raw []byte) (GuestFigure, error) {
 	var r fioFull
 	if err := json.Unmarshal(raw, &r); err != nil {
@@ -69,7 +69,7 @@ func ParseGuestFIO(job string, raw []byte) (GuestFigure, error) {
 		LatP50:  time.Duration(d.ClatNs.Percentile["50.000000"]),
 		LatP99:  time.Duration(d.ClatNs.Percentile["99.000000"])}
 	if bs, _ := j.Options["bs"].(string); bs == "1M" {
-		g.Unit, g.Value = "MB/s", d.BwBytes/1e6
+		g.Unit, g.Value = "MiB/s", d.BwBytes/(1<<20)
 	}
 	if eng, _ := j.Options["ioengine"].(string); eng == "filecreate" || eng == "filestat" {
 		g.Unit = "files/s"
@@ -80,11 +80,13 @@ func ParseGuestFIO(job string, raw []byte) (GuestFigure, error) {
 	return g, nil
 }
 
-// GuestTable is figures per backend from one guest boot.
+// GuestTable is figures per backend from one guest boot. A job run in
+// several rounds keeps every sample; Figures holds the median one.
 type GuestTable struct {
-	Baseline string                            `json:"baseline"`
-	Backends []string                          `json:"backends"`
-	Figures  map[string]map[string]GuestFigure `json:"figures"` // backend → job → figure
+	Baseline string                              `json:"baseline"`
+	Backends []string                            `json:"backends"`
+	Figures  map[string]map[string]GuestFigure   `json:"figures"` // backend → job → median figure
+	Samples  map[string]map[string][]GuestFigure `json:"samples"` // backend → job → every round's figure
 }
 
 // Add records a FASTFS-FIO line named "backend/job".
@@ -110,7 +112,18 @@ func (t *GuestTable) Add(name string, raw []byte) error {
 			t.Backends = append(t.Backends, backend)
 		}
 	}
-	t.Figures[backend][job] = g
+	if t.Samples == nil {
+		t.Samples = map[string]map[string][]GuestFigure{}
+	}
+	if t.Samples[backend] == nil {
+		t.Samples[backend] = map[string][]GuestFigure{}
+	}
+	all := append(t.Samples[backend][job], g)
+	t.Samples[backend][job] = all
+	// The median round (the lower middle one of an even count).
+	sorted := append([]GuestFigure(nil), all...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Value < sorted[j].Value })
+	t.Figures[backend][job] = sorted[(len(sorted)-1)/2]
 	return nil
 }
 
@@ -137,19 +150,25 @@ func (t *GuestTable) WriteText(w io.Writer) {
 	}
 	sort.Strings(rest)
 	names = append(names, rest...)
-	fmt.Fprintf(w, "%-10s %-8s", "job", "unit")
+	fmt.Fprintf(w, "%-10s %-8s %-8s", "job", "unit", "I/O")
 	for _, b := range t.Backends {
 		fmt.Fprintf(w, " %24s", b)
 	}
 	fmt.Fprintln(w)
 	for _, j := range names {
-		unit := ""
+		unit, io := "", "buffered"
 		for _, b := range t.Backends {
 			if g, ok := t.Figures[b][j]; ok {
 				unit = g.Unit
+				if g.Direct {
+					io = "O_DIRECT"
+				}
+			}
+			if unit == "files/s" {
+				io = "-"
 			}
 		}
-		fmt.Fprintf(w, "%-10s %-8s", j, unit)
+		fmt.Fprintf(w, "%-10s %-8s %-8s", j, unit, io)
 		base, hasBase := t.Figures[t.Baseline][j]
 		for _, b := range t.Backends {
 			g, ok := t.Figures[b][j]
@@ -165,8 +184,19 @@ func (t *GuestTable) WriteText(w io.Writer) {
 		fmt.Fprintln(w)
 	}
 	if t.Baseline != "" {
-		fmt.Fprintf(w, "(x) = ratio to %s in the same boot; under TCG compare ratios only, never absolute speeds\n", t.Baseline)
+		fmt.Fprintf(w, "(x) = ratio to %s in the same boot; medians of %d alternated round(s); under TCG compare ratios only, never absolute speeds\n", t.Baseline, t.rounds())
 	}
+}
+
+// rounds is the most samples any figure has.
+func (t *GuestTable) rounds() int {
+	n := 0
+	for _, m := range t.Samples {
+		for _, v := range m {
+			n = max(n, len(v))
+		}
+	}
+	return n
 }
 
 // WriteLatency prints each backend's completion latency (fio clat) per job.
@@ -212,7 +242,9 @@ func (t *GuestTable) Result() *Result {
 		row := Row{Job: j, Unit: unit, Samples: map[string][]float64{}, Median: map[string]float64{}, Ratio: map[string]float64{}}
 		for _, b := range r.Subjects {
 			if g, ok := t.Figures[b][j]; ok {
-				row.Samples[b] = []float64{g.Value}
+				for _, x := range t.Samples[b][j] {
+					row.Samples[b] = append(row.Samples[b], x.Value)
+				}
 				row.Median[b] = g.Value
 			}
 		}

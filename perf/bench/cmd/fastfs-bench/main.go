@@ -24,7 +24,7 @@ func main() {
 	fastfsd := flag.String("fastfsd", "bin/fastfsd", "the fastfsd binary")
 	fastfsdArgs := flag.String("fastfsd-flags", "", "extra flags for fastfsd mount (e.g. --passthrough=false)")
 	variants := flag.String("variants", "", "measure several fastfsd configurations instead of one: NAME=FLAGS;NAME=FLAGS (e.g. 'devfuse=--passthrough=false;uring=--passthrough=false --uring'); NAME=bin:PATH FLAGS runs another fastfsd build (a baseline)")
-	gofuse := flag.String("gofuse", "bin/peers/loopback", "go-fuse's loopback binary (make peers); empty to skip the peer")
+	gofuse := flag.String("gofuse", "bin/peers/gofuse-loopback", "go-fuse's loopback (make peers: bin/peers/gofuse-loopback, which takes -passthrough); measured with passthrough and without; empty to skip the peer")
 	work := flag.String("work", "/tmp/fastfs-bench", "working directory (tmpfs mounts go under it)")
 	out := flag.String("out", "out/bench", "where to write bench.json, bench.svg and bench.txt")
 	rounds := flag.Int("rounds", 3, "alternated rounds per job (medians over them)")
@@ -56,7 +56,10 @@ func main() {
 	}
 	subjects := []bench.Subject{bench.Tmpfs("native", filepath.Join(*work, "native"))}
 	type variant struct{ name, bin, flags string }
-	vs := []variant{{"fastfsd", *fastfsd, *fastfsdArgs}}
+	// By default every subject runs with FUSE passthrough (its default)
+	// and without: file data through the daemon is what tells daemons
+	// apart, and a table with only one of them compares unlike things.
+	vs := []variant{{"fastfsd", *fastfsd, *fastfsdArgs}, {"fastfsd-nopt", *fastfsd, strings.TrimSpace(*fastfsdArgs + " --passthrough=false")}}
 	if *variants != "" {
 		vs = nil
 		for _, v := range strings.Split(*variants, ";") {
@@ -81,10 +84,12 @@ func main() {
 		subjects = append(subjects, bench.FUSEDaemon(v.name, mnt, append(a, mnt)...))
 	}
 	if *gofuse != "" {
-		gsrc := src("gofuse")
-		defer unix.Unmount(gsrc, unix.MNT_DETACH)
-		gmnt := filepath.Join(*work, "mnt-gofuse")
-		subjects = append(subjects, bench.FUSEDaemon("go-fuse", gmnt, *gofuse, "-q", "-directmount", gmnt, gsrc))
+		for _, g := range []struct{ name, pass string }{{"go-fuse", "-passthrough=true"}, {"go-fuse-nopt", "-passthrough=false"}} {
+			gsrc := src(g.name)
+			defer unix.Unmount(gsrc, unix.MNT_DETACH)
+			gmnt := filepath.Join(*work, "mnt-"+g.name)
+			subjects = append(subjects, bench.FUSEDaemon(g.name, gmnt, *gofuse, "-q", "-directmount", g.pass, gmnt, gsrc))
+		}
 	}
 	var suite []bench.Job
 	for _, j := range bench.Suite(*size, *rt, *jobs, *files) {

@@ -41,17 +41,24 @@ func main() {
 	metricsAddr := flag.String("metrics", "127.0.0.1:9187", "where the host fastfsd serves --metrics")
 	jsonOut := flag.String("json", "", "also write everything measured as JSON here")
 	smoke := flag.Bool("smoke", false, "replace the fio suite by a few seconds of metadata calls (to check the set-up)")
-	compare := flag.Bool("compare", false, "bench-guest: also run the suite, in the same boot, on the C virtiofsd, go-fuse's virtio-fs backend and QEMU's virtio-9p, and print ratios to virtio-9p")
+	compare := flag.Bool("compare", false, "bench-guest: also run the suite, in the same boot, on the C virtiofsd, go-fuse's virtio-fs backend and QEMU's virtio-9p, and print ratios to virtio-9p; every subject gets one request queue and no probe or metrics, fastfsd with -queues is a separate row")
+	rounds := flag.Int("rounds", 0, "alternated rounds of the suite over the subjects, medians reported (0: 3 with -compare, else 1)")
 	gofuse := flag.String("gofuse", "bin/peers/gofuse-virtiofs", "go-fuse's virtio-fs backend for -compare (make peers)")
 	outDir := flag.String("out", "", "write bench.txt, bench.json and bench.svg here (with -compare)")
 	flag.Parse()
-	if err := run(*fastfsd, *guestBin, *fioScript, *dir, *queues, *runtime, *size, *metricsAddr, *jsonOut, *smoke, *compare, *gofuse, *outDir); err != nil {
+	if *rounds == 0 {
+		*rounds = 1
+		if *compare {
+			*rounds = 3
+		}
+	}
+	if err := run(*fastfsd, *guestBin, *fioScript, *dir, *queues, *rounds, *runtime, *size, *metricsAddr, *jsonOut, *smoke, *compare, *gofuse, *outDir); err != nil {
 		fmt.Fprintf(os.Stderr, "fastfs-run: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(fastfsd, guestBin, fioScript, dir string, queues, runtime int, size, metricsAddr, jsonOut string, smoke, compare bool, gofuse, outDir string) error {
+func run(fastfsd, guestBin, fioScript, dir string, queues, rounds, runtime int, size, metricsAddr, jsonOut string, smoke, compare bool, gofuse, outDir string) error {
 	for _, f := range []string{fastfsd, guestBin, fioScript} {
 		if _, err := os.Stat(f); err != nil {
 			return fmt.Errorf("%v; run it through make run, which builds it", err)
@@ -68,13 +75,32 @@ func run(fastfsd, guestBin, fioScript, dir string, queues, runtime int, size, me
 		defer os.RemoveAll(dir)
 	}
 	backendArgs := []string{"--cache", "never"}
-	if metricsAddr != "" {
+	if metricsAddr != "" && !compare {
+		// Compared, no subject is observed: the peers have no metrics.
 		backendArgs = append(backendArgs, "--metrics", metricsAddr)
 	}
 	backend := vmtest.Fastfsd(fastfsd, backendArgs...)
 	type target struct{ label, tag, setup string }
 	targets := []target{{"fastfsd", "fastfs", ""}}
-	shares := []vmtest.Share{{Tag: "fastfs", Dir: dir, Backend: &backend, Queues: queues, GuestPath: "/mnt/fastfs"}}
+	mainQueues := queues
+	if compare {
+		// Like with like: every subject one request queue (the C
+		// virtiofsd cannot serve more); fastfsd's multi-queue run is
+		// its own labelled row.
+		mainQueues = 1
+	}
+	shares := []vmtest.Share{{Tag: "fastfs", Dir: dir, Backend: &backend, Queues: mainQueues, GuestPath: "/mnt/fastfs"}}
+	if compare && queues > 1 {
+		d, err := os.MkdirTemp("", "fastfs-run-mq-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		mq := vmtest.Fastfsd(fastfsd, "--cache", "never")
+		label := fmt.Sprintf("fastfsd-%dq", queues)
+		shares = append(shares, vmtest.Share{Tag: "fastfsmq", Dir: d, Backend: &mq, Queues: queues, GuestPath: "/mnt/fastfsmq"})
+		targets = append(targets, target{label, "fastfsmq", ""})
+	}
 	if compare {
 		if _, err := os.Stat(gofuse); err != nil {
 			return fmt.Errorf("%v; make peers builds it", err)
@@ -104,10 +130,20 @@ mount -t 9p -o trans=tcp,port=5640,version=9p2000.L,msize=524288,cache=none 127.
 	var script strings.Builder
 	for _, t := range targets {
 		script.WriteString(t.setup)
-		fmt.Fprintf(&script, `
-echo "FASTFS-STEP %[1]s: fio suite (%[3]ds per job) with fastfsd probe timing round trips"
+	}
+	// The in-guest probe times FUSE mounts only; compared, it is off for
+	// every subject so that none pays for it alone.
+	probeOn := "1"
+	if compare {
+		probeOn = ""
+	}
+	for r := 0; r < rounds; r++ {
+		for i := range targets {
+			t := targets[(i+r)%len(targets)] // rotate the order every round
+			fmt.Fprintf(&script, `
+echo "FASTFS-STEP %[1]s: fio suite (%[3]ds per job), round %[5]d of %[6]d"
 PP=
-if [ "$(stat -f -c %%T /mnt/%[2]s)" = fuseblk ] || grep -q " /mnt/%[2]s virtiofs " /proc/mounts; then
+if [ -n "%[7]s" ] && { [ "$(stat -f -c %%T /mnt/%[2]s)" = fuseblk ] || grep -q " /mnt/%[2]s virtiofs " /proc/mounts; }; then
 	/bin/fastfsd probe --mount /mnt/%[2]s --json > /tmp/probe.json 2>/tmp/probe.err &
 	PP=$!
 else
@@ -122,7 +158,8 @@ fi
 [ -n "$PP" ] && { kill -INT $PP 2>/dev/null; wait $PP; }
 echo "FASTFS-PROBE %[1]s $(tr -d '\n' < /tmp/probe.json)"
 [ -s /tmp/probe.err ] && sed 's/^/probe: /' /tmp/probe.err
-`, t.label, t.tag, runtime, size)
+`, t.label, t.tag, runtime, size, r+1, rounds, probeOn)
+		}
 	}
 	script.WriteString("exit ${RC:-0}\n")
 	cfg := vmtest.Config{
@@ -133,7 +170,7 @@ echo "FASTFS-PROBE %[1]s $(tr -d '\n' < /tmp/probe.json)"
 		},
 		Shares:  shares,
 		Script:  script.String(),
-		Timeout: 10 * time.Minute * time.Duration(len(targets)),
+		Timeout: 10 * time.Minute * time.Duration(len(targets)*rounds),
 	}
 	if compare {
 		// go-fuse's backend never answers QEMU's stop sequence: do not
@@ -239,6 +276,9 @@ echo "FASTFS-PROBE %[1]s $(tr -d '\n' < /tmp/probe.json)"
 	}
 	for _, t := range targets {
 		s := snaps[t.label]
+		if s == nil && compare {
+			continue // compared, no subject is probed
+		}
 		if s == nil {
 			fmt.Printf("\n== %s: guest FUSE round trips: the probe gave no data; see probe: lines in the console ==\n", t.label)
 			continue
