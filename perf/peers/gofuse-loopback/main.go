@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"os/signal"
 	"syscall"
 	"time"
 
@@ -83,5 +84,13 @@ func main() {
 	if err != nil {
 		log.Fatalf("mount: %v", err)
 	}
+	// Unmount on SIGINT/SIGTERM, as the example does: the harness stops
+	// a subject with SIGTERM and expects no mount left behind.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sig
+		server.Unmount()
+	}()
 	server.Wait()
 }
