@@ -228,7 +228,7 @@ echo "FASTFS-PROBE %[1]s $(tr -d '\n' < /tmp/probe.json)"
 			}
 		}
 	}()
-	fmt.Fprintf(os.Stderr, "run: booting QEMU (TCG) with fastfsd serving %s over virtio-fs, %d request queues; a few minutes\n", dir, queues)
+	fmt.Fprintf(os.Stderr, "run: booting QEMU (TCG) with fastfsd serving %s over virtio-fs, %d request queue(s); a few minutes\n", dir, mainQueues)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	res, err := vmtest.Run(ctx, cfg)
@@ -254,7 +254,7 @@ echo "FASTFS-PROBE %[1]s $(tr -d '\n' < /tmp/probe.json)"
 			return err
 		}
 	}
-	fmt.Printf("\n== fio in the guest (QEMU TCG, fastfsd virtio-fs, %d queues; boot %.1fs, run %.1fs) ==\n", queues, res.BootTime.Seconds(), res.RunTime.Seconds())
+	fmt.Printf("\n== fio in the guest (QEMU TCG, fastfsd virtio-fs, %d request queue(s); boot %.1fs, run %.1fs) ==\n", mainQueues, res.BootTime.Seconds(), res.RunTime.Seconds())
 	table.WriteText(os.Stdout)
 	fmt.Printf("\n== fio completion latency in the guest ==\n")
 	table.WriteLatency(os.Stdout)
