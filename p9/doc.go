@@ -106,7 +106,11 @@
 // mode bits) and POSIX ACLs by the owner, protected hard links. A write or
 // truncate by a non-root identity clears set-user-ID and set-group-ID.
 // Tlcreate of a name that does not exist creates with O_EXCL, so a file
-// appearing in between is never opened unchecked.
+// appearing in between is never opened unchecked. TestPermMatrix runs
+// every caller class (directory owner, file owner, group member through
+// the primary and through a supplementary group, other) × directory mode
+// (0755, 0775, 0777, 1777, 2775, 1770) × operation natively and over 9P on
+// twin trees and requires the same errno, owner, group and mode.
 //
 // Names: a name that is empty or holds '/' is EINVAL; creating "." or ".."
 // is EEXIST, removing or renaming them EINVAL; in Twalk "." stays and ".."

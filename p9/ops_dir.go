@@ -283,9 +283,8 @@ func (c *conn) link(r *request, body []byte) fs.Errno {
 	}
 	ctx := r.ctxFor(df, nobody)
 	if id := c.checked(); id != nil {
-		if _, e := r.mayCreate(id, dir.ino); e != 0 {
-			return e
-		}
+		// As do_linkat: protected_hardlinks (may_linkat) before
+		// may_create on the new directory.
 		a, e := r.attrOf(n.ino)
 		if e != 0 {
 			return e
@@ -294,6 +293,9 @@ func (c *conn) link(r *request, body []byte) fs.Errno {
 			return ePerm
 		}
 		if e := mayLink(id, &a); e != 0 {
+			return e
+		}
+		if _, e := r.mayCreate(id, dir.ino); e != 0 {
 			return e
 		}
 	}
