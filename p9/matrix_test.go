@@ -131,7 +131,9 @@ var matrixOps = []matrixOp{
 			})
 		}},
 	{"link", "hl",
-		func(b string, id Identity) error { return syscall.Link(filepath.Join(b, "d/f"), filepath.Join(b, "d/hl")) },
+		func(b string, id Identity) error {
+			return syscall.Link(filepath.Join(b, "d/f"), filepath.Join(b, "d/hl"))
+		},
 		func(r *rawConn, id Identity) syscall.Errno {
 			return then(walkErr(r, 2, "d"), func() syscall.Errno {
 				return then(walkErr(r, 3, "d", "f"), func() syscall.Errno {
