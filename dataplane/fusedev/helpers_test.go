@@ -1,0 +1,132 @@
+package fusedev
+
+import (
+	"encoding/binary"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fastfsd/fastfsd/fs"
+	"github.com/fastfsd/fastfsd/fuse"
+	"github.com/fastfsd/fastfsd/fuse/abi"
+)
+
+// waitingFS is testFS whose lock waits block until interrupted.
+type waitingFS struct {
+	*testFS
+	entered chan struct{}
+}
+
+func (w *waitingFS) SetLk(ctx *fs.Context, ino fs.Inode, fh fs.Handle, owner uint64, lk *fs.Lock, wait, flock bool) fs.Errno {
+	if !wait {
+		return 0
+	}
+	ch := make(chan struct{})
+	if !ctx.OnInterrupt(func() { close(ch) }) {
+		return syscall.EINTR
+	}
+	defer ctx.StopOnInterrupt()
+	w.entered <- struct{}{}
+	<-ch
+	return syscall.EINTR
+}
+
+// TestHelperPool: lock waits leave the worker for the pool, which answers
+// them (EINTR) when interrupted or stopped; with the pool full a lock
+// wait is refused with ENOLCK at once; the worker keeps serving.
+func TestHelperPool(t *testing.T) {
+	d := newFakeDev(t)
+	wfs := &waitingFS{testFS: newTestFS(t), entered: make(chan struct{}, 8)}
+	srv := fuse.NewServer(wfs, fuse.Options{MaxWrite: 128 << 10, Locks: true})
+	d.w.srv = srv
+	d.w.req = srv.NewRequest()
+	ne := binary.NativeEndian
+	n := d.put(opInit, 0, 64)
+	ne.PutUint32(d.req[40:], 7)
+	ne.PutUint32(d.req[44:], 45)
+	ne.PutUint32(d.req[48:], 128<<10)
+	ne.PutUint32(d.req[52:], initExt|1<<1 /* POSIX_LOCKS */)
+	if out := d.roundTrip(t, n); ne.Uint32(out[4:]) != 0 {
+		t.Fatalf("INIT: %x", out)
+	}
+	const slots = 2
+	pool := newHelperPool(srv, slots)
+	d.w.pool = pool
+
+	// send writes a request and lets the worker serve it.
+	send := func(op uint32, unique uint64, argLen int) {
+		t.Helper()
+		n := d.put(op, inoHello, argLen)
+		ne.PutUint64(d.req[8:], unique)
+		if op == uint32(abi.OpInterrupt) {
+			ne.PutUint64(d.req[inHeaderSize:], 100)
+		}
+		if op == uint32(abi.OpSetlkw) {
+			ne.PutUint64(d.req[inHeaderSize+8:], unique) // owner
+			ne.PutUint32(d.req[inHeaderSize+32:], unix.F_WRLCK)
+		}
+		if _, err := unix.Write(d.client, d.req[:n]); err != nil {
+			t.Fatal(err)
+		}
+		m, e := readDev(d.w.fd, d.w.buf)
+		if e != 0 {
+			t.Fatal(e)
+		}
+		d.w.serve(d.w.buf[:m])
+	}
+	// reply reads one reply: its unique and error.
+	reply := func() (uint64, int32) {
+		t.Helper()
+		unix.SetsockoptTimeval(d.client, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 5})
+		r, err := unix.Read(d.client, d.reply)
+		if err != nil || r < outHeaderSize {
+			t.Fatalf("no reply: %v", err)
+		}
+		return ne.Uint64(d.reply[8:]), int32(ne.Uint32(d.reply[4:]))
+	}
+	send(uint32(abi.OpSetlkw), 100, abi.LkInSize)
+	send(uint32(abi.OpSetlkw), 102, abi.LkInSize)
+	for range slots {
+		select {
+		case <-wfs.entered:
+		case <-time.After(5 * time.Second):
+			t.Fatal("lock wait did not reach the filesystem")
+		}
+	}
+	// Pool full: refused at once.
+	send(uint32(abi.OpSetlkw), 104, abi.LkInSize)
+	if u, e := reply(); u != 104 || e != -int32(syscall.ENOLCK) {
+		t.Fatalf("lock wait past the pool: unique %d error %d, want 104 -ENOLCK", u, e)
+	}
+	// The worker still serves.
+	send(3 /* GETATTR */, 106, 16)
+	if u, e := reply(); u != 106 || e != 0 {
+		t.Fatalf("GETATTR while the pool is full: unique %d error %d", u, e)
+	}
+	// INTERRUPT ends the first wait.
+	send(uint32(abi.OpInterrupt), 108, abi.InterruptInSize)
+	if u, e := reply(); u != 100 || e != -int32(syscall.EINTR) {
+		t.Fatalf("interrupted wait: unique %d error %d, want 100 -EINTR", u, e)
+	}
+	// The connection's end ends the other.
+	if !pool.stop(5 * time.Second) {
+		t.Fatal("helpers still running after stop")
+	}
+	if u, e := reply(); u != 102 || e != -int32(syscall.EINTR) {
+		t.Fatalf("wait at the connection's end: unique %d error %d, want 102 -EINTR", u, e)
+	}
+}
+
+// TestWorkerServeAllocsWithPool: the check for a blocking request costs no
+// allocation on the hot path.
+func TestWorkerServeAllocsWithPool(t *testing.T) {
+	d := newFakeDev(t)
+	d.w.pool = newHelperPool(d.w.srv, 2)
+	defer d.w.pool.stop(time.Second)
+	getattr := d.put(3, 1, 16)
+	if n := testing.AllocsPerRun(200, func() { d.put(3, 1, 16); d.roundTrip(t, getattr) }); n != 0 {
+		t.Errorf("GETATTR round trip with a helper pool allocates %v times, want 0", n)
+	}
+}
