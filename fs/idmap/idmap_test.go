@@ -321,3 +321,28 @@ func TestWrapAllocs(t *testing.T) {
 		t.Errorf("GetAttr+Lookup+ReadDir: %v allocs/op", a)
 	}
 }
+
+// FuzzParse: the command-line parsers reject or accept any input without
+// panicking, and what they accept builds a map whose lookups stay in range.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"map:0:100000:65536", "squash-guest:0:1001:4294967295", "forbid-guest:5:1", ":0:1000:1:", "/0/1/2/", "guest:4294967295:0:1", ":"} {
+		f.Add(s, uint32(5))
+	}
+	f.Fuzz(func(t *testing.T, s string, id uint32) {
+		for _, parse := range []func(string) (Entry, error){ParseTranslate, ParseNamespaceMap} {
+			e, err := parse(s)
+			if err != nil {
+				continue
+			}
+			if e.Count == 0 || uint64(e.From)+uint64(e.Count) > 1<<32 {
+				t.Fatalf("%q parsed to an invalid range %v", s, e)
+			}
+			m, err := New([]Entry{e})
+			if err != nil {
+				t.Fatalf("one entry %v: %v", e, err)
+			}
+			m.ToHost(id)
+			m.ToGuest(id)
+		}
+	})
+}

@@ -64,8 +64,8 @@ func (m *memFS) RemoveXattr(ctx *fs.Context, ino fs.Inode, name []byte) fs.Errno
 	return 0
 }
 
-func (m *memFS) Write(ctx *fs.Context, ino fs.Inode, fh fs.Handle, off int64, src fs.Source, flags uint32) (uint32, fs.Errno) {
-	return 0, 0
+func (m *memFS) SetAttr(ctx *fs.Context, ino fs.Inode, in *fs.SetAttrIn, out *fs.AttrOut) fs.Errno {
+	return 0
 }
 
 type mapperMem struct{ memFS }
@@ -138,15 +138,17 @@ func TestWrapDefault(t *testing.T) {
 	if _, e := w.GetXattr(ctx, 2, []byte("user.virtiofs.security.capability"), buf); e != syscall.ENODATA {
 		t.Errorf("forged get: %v, want ENODATA", e)
 	}
-	// A write that kills privileges drops the stored capability too.
-	if _, e := w.Write(ctx, 2, 1, 0, nil, 0); e != 0 || inner.x["user.virtiofs.security.capability"] == "" {
-		t.Errorf("plain write dropped the capability: %v %v", e, inner.x)
+	// A SETATTR that kills privileges (or a chown) drops the stored
+	// capability too; a plain one does not.
+	var ao fs.AttrOut
+	if e := w.SetAttr(ctx, 2, &fs.SetAttrIn{Valid: fs.SetMode, Mode: 0o644}, &ao); e != 0 || inner.x["user.virtiofs.security.capability"] == "" {
+		t.Errorf("chmod dropped the capability: %v %v", e, inner.x)
 	}
-	if _, e := w.Write(ctx, 2, 1, 0, nil, fs.WriteKillSuidGid); e != 0 {
+	if e := w.SetAttr(ctx, 2, &fs.SetAttrIn{Valid: fs.SetSize | fs.SetKillSuidGid}, &ao); e != 0 {
 		t.Fatal(e)
 	}
 	if _, ok := inner.x["user.virtiofs.security.capability"]; ok {
-		t.Errorf("write with WriteKillSuidGid kept the stored capability: %v", inner.x)
+		t.Errorf("truncate with SetKillSuidGid kept the stored capability: %v", inner.x)
 	}
 	if e := w.RemoveXattr(ctx, 2, []byte("security.selinux")); e != 0 || inner.x["security.selinux"] != "host_label" {
 		t.Errorf("remove security.selinux: %v, host %v", e, inner.x)
