@@ -2,14 +2,21 @@ package fusemount
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fastfsd/fastfsd/dataplane/fusedev"
+	"github.com/fastfsd/fastfsd/fs"
+	"github.com/fastfsd/fastfsd/fs/passthrough"
+	"github.com/fastfsd/fastfsd/fuse"
 )
 
 // TestBackingENOSPC serves a full filesystem (a 1 MiB tmpfs mounted on a
@@ -165,5 +172,105 @@ func TestKill9DuringWrites(t *testing.T) {
 	b, err := os.ReadFile(p)
 	if err != nil || len(b) < durable*bs {
 		t.Fatalf("after restart: read %d bytes, %v; want at least %d", len(b), err, durable*bs)
+	}
+}
+
+// eioFS is a passthrough filesystem whose READs of one file fail with
+// EIO: a backing store with a bad block, served in-process through FUSE
+// so that fastfsd's own reads of it fail as a disk's would.
+type eioFS struct {
+	*passthrough.FS
+	bad atomic.Uint64 // inode whose reads fail; 0: none
+}
+
+func (f *eioFS) Lookup(ctx *fs.Context, parent fs.Inode, name []byte, out *fs.Entry) fs.Errno {
+	e := f.FS.Lookup(ctx, parent, name, out)
+	if e == 0 && string(name) == "bad" {
+		f.bad.Store(uint64(out.Ino))
+	}
+	return e
+}
+
+func (f *eioFS) Read(ctx *fs.Context, ino fs.Inode, fh fs.Handle, off int64, size uint32, dst fs.Sink) fs.Errno {
+	if uint64(ino) == f.bad.Load() {
+		return syscall.EIO
+	}
+	return f.FS.Read(ctx, ino, fh, off, size, dst)
+}
+
+// TestBackingEIO: a file of the export whose reads fail with EIO on the
+// host (it lives on a FUSE filesystem that answers EIO, mounted inside the
+// export) reads as EIO through fastfsd, and the rest works: other files
+// on the same backing filesystem, writes to the bad file's neighbours, and
+// the mount as a whole. The backing FUSE filesystem makes no file handles,
+// so with the default --inode-file-handles=prefer its inodes keep their fds.
+func TestBackingEIO(t *testing.T) {
+	bin := requirements(t)
+	for _, flags := range [][]string{{"--cache=auto"}, {"--cache=never"}} {
+		t.Run(flags[0], func(t *testing.T) {
+			m := startMount(t, bin, flags...)
+			src, faulty := filepath.Join(m.top, "faulty-src"), filepath.Join(m.export, "faulty")
+			for _, d := range []string{src, faulty} {
+				if err := os.Mkdir(d, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			os.WriteFile(filepath.Join(src, "bad"), []byte("unreadable"), 0o644)
+			os.WriteFile(filepath.Join(src, "good"), []byte("readable"), 0o644)
+			pfs, err := passthrough.New(src, passthrough.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pfs.Close()
+			conn, err := fusedev.Mount(faulty, fusedev.MountOptions{AllowOther: true, Source: "eio"})
+			if err != nil {
+				t.Fatalf("mount the faulty backing filesystem: %v", err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			served := make(chan error, 1)
+			go func() {
+				served <- conn.Serve(ctx, &eioFS{FS: pfs}, fuse.Options{}, fusedev.ServeOptions{Workers: 1})
+			}()
+			// fastfsd holds files of it open: stop fastfsd first (the
+			// later cleanup then finds it stopped), then this.
+			t.Cleanup(func() {
+				m.stop(t)
+				m.exitExpected = true
+				unix.Unmount(faulty, unix.MNT_DETACH)
+				cancel()
+				select {
+				case <-served:
+				case <-time.After(10 * time.Second):
+					t.Error("faulty backing filesystem did not stop")
+				}
+				conn.Close()
+			})
+			// The host itself sees EIO.
+			if _, err := os.ReadFile(filepath.Join(faulty, "bad")); !errors.Is(err, syscall.EIO) {
+				t.Fatalf("host read of the bad file: %v, want EIO (the fault is not in place)", err)
+			}
+			b, err := os.ReadFile(filepath.Join(m.mnt, "faulty", "bad"))
+			if !errors.Is(err, syscall.EIO) {
+				t.Errorf("client read of a file the host cannot read: %q, %v; want EIO", b, err)
+			}
+			t.Logf("client saw: %v", err)
+			if b, err := os.ReadFile(filepath.Join(m.mnt, "faulty", "good")); err != nil || string(b) != "readable" {
+				t.Errorf("good file next to the bad one: %q, %v", b, err)
+			}
+			if err := os.WriteFile(filepath.Join(m.mnt, "faulty", "new"), []byte("written"), 0o644); err != nil {
+				t.Errorf("write next to the bad file: %v", err)
+			}
+			if b, err := os.ReadFile(filepath.Join(m.mnt, "faulty", "new")); err != nil || string(b) != "written" {
+				t.Errorf("read back next to the bad file: %q, %v", b, err)
+			}
+			if err := os.WriteFile(filepath.Join(m.mnt, "elsewhere"), []byte("x"), 0o644); err != nil {
+				t.Errorf("write elsewhere on the mount: %v", err)
+			}
+			// The same file fails again, the same way (nothing cached a
+			// half-read).
+			if _, err := os.ReadFile(filepath.Join(m.mnt, "faulty", "bad")); !errors.Is(err, syscall.EIO) {
+				t.Errorf("second client read of the bad file: %v, want EIO", err)
+			}
+		})
 	}
 }
