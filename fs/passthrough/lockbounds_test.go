@@ -1,8 +1,10 @@
 package passthrough
 
 import (
+	"fmt"
 	"math"
 	"reflect"
+	"runtime"
 	"sync"
 	"syscall"
 	"testing"
@@ -234,5 +236,43 @@ func TestSpans(t *testing.T) {
 				t.Errorf("got %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestOpenDirHoldsNoBuffer: an open directory handle holds its fd but no
+// getdents buffer between READDIR calls, even one that stopped mid-buffer
+// (a 9P client may keep tens of thousands of directory fids open).
+func TestOpenDirHoldsNoBuffer(t *testing.T) {
+	f, dir := newTestFS(t, Options{})
+	for i := range 200 {
+		writeFile(t, join(dir, fmt.Sprintf("entry-%03d", i)), "", 0o644)
+	}
+	const n = 2000
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	before := ms.HeapInuse
+	hs := make([]fs.Handle, n)
+	for i := range hs {
+		hs[i] = openDir(t, f, fs.RootInode)
+		s := &dirSink{max: 3} // stops with most of a buffer unread
+		if e := f.ReadDir(rootCtx, fs.RootInode, hs[i], 0, s); e != 0 || len(s.ents) != 3 {
+			t.Fatalf("ReadDir: %v, %d entries", e, len(s.ents))
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	grow := int64(ms.HeapInuse) - int64(before)
+	t.Logf("%d open directories, each read partly: heap in use grew %d KiB (%d B each)", n, grow>>10, grow/n)
+	if grow > n*dirBufSize/4 {
+		t.Errorf("%d open directories grew the heap by %d bytes: buffers are kept between calls", n, grow)
+	}
+	// The unread rest is still there, in order.
+	all := readAll(t, f, hs[0], 0, 7, false)
+	if len(all) != 202 {
+		t.Errorf("re-read: %d entries, want 202", len(all))
+	}
+	for _, h := range hs {
+		f.ReleaseDir(rootCtx, fs.RootInode, h)
 	}
 }

@@ -10,17 +10,29 @@ import (
 	"github.com/fastfsd/fastfsd/fs"
 )
 
-// dirBufSize is the getdents64 buffer of one directory handle.
+// dirBufSize is the getdents64 buffer of one READDIR call.
 const dirBufSize = 8192
+
+// dirBufs holds the getdents64 buffers between READDIR calls: a handle
+// holds one only while a call runs, so an open directory costs its fd and
+// no buffer (a 9P client may keep --max-fids of them open). The memory in
+// use is bounded by the READDIR calls running at once; the pool only
+// caches.
+var dirBufs = sync.Pool{New: func() any { return new([dirBufSize]byte) }}
 
 // dirStream is the state of one open directory: the entries getdents64
 // returned that the client has not consumed yet.
 //
 // Invariant: when valid, the host fd's position is just past buf[:end],
 // and buf[pos:end] are the entries that follow cookie next (the d_off of
-// the last entry handed to the client, 0 at the start).
+// the last entry handed to the client, 0 at the start). Between calls buf
+// is nil and pos == end == 0; a call that leaves entries unconsumed
+// clears valid, so that the next one seeks back to next and reads them
+// again.
 type dirStream struct {
 	mu sync.Mutex
+	// bufp is buf's array, from dirBufs during a call. +checklocks:mu
+	bufp *[dirBufSize]byte
 	// +checklocks:mu
 	buf []byte
 	// +checklocks:mu
@@ -46,7 +58,7 @@ func (f *FS) OpenDir(ctx *fs.Context, ino fs.Inode, flags uint32, out *fs.OpenOu
 		f.inodes.put(in)
 		return e
 	}
-	h := &handle{fd: fd, in: in, flags: unix.O_RDONLY | unix.O_DIRECTORY, dir: &dirStream{buf: make([]byte, dirBufSize)}}
+	h := &handle{fd: fd, in: in, flags: unix.O_RDONLY | unix.O_DIRECTORY, dir: &dirStream{}}
 	out.Handle = f.handles.add(h)
 	if f.opts.Cache == CacheAlways || f.opts.Cache == CacheMetadata {
 		out.Flags = fs.OpenKeepCache | fs.OpenCacheDir
@@ -94,6 +106,9 @@ func (f *FS) ReadDir(ctx *fs.Context, ino fs.Inode, fh fs.Handle, off uint64, ds
 	plus := dst.Plus()
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.bufp = dirBufs.Get().(*[dirBufSize]byte)
+	d.buf = d.bufp[:]
+	defer d.putBuf()
 	if !d.valid || off != d.next {
 		d.valid = false
 		if _, err := unix.Seek(h.fd, int64(off), unix.SEEK_SET); err != nil {
@@ -172,6 +187,17 @@ func (f *FS) ReadDir(ctx *fs.Context, ino fs.Inode, fh fs.Handle, off uint64, ds
 		d.pos += reclen
 		d.next = ent.Off
 	}
+}
+
+// putBuf returns the call's buffer to dirBufs (see dirStream).
+// Preconditions: d.mu is held.
+func (d *dirStream) putBuf() {
+	if d.pos < d.end {
+		d.valid = false // entries left unread: the next call seeks to next
+	}
+	d.pos, d.end = 0, 0
+	dirBufs.Put(d.bufp)
+	d.bufp, d.buf = nil, nil
 }
 
 func isDotOrDotDot(name []byte) bool {
