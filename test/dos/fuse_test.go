@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -225,4 +226,49 @@ func childBinary(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestFlockStormUring: the lock storm over FUSE io_uring (--uring). A lock
+// waiter holds its ring entry until granted, so at most half a queue's
+// entries wait for locks; waits past that are refused with ENOLCK ("No
+// locks available" from flock) rather than queued. The mount keeps
+// serving, every waiter ends (granted or refused), SIGTERM is prompt.
+func TestFlockStormUring(t *testing.T) {
+	if _, err := os.Stat("/sys/module/fuse/parameters/enable_uring"); err != nil {
+		t.Skip("no FUSE over io_uring in this kernel (CONFIG_FUSE_IO_URING, 6.14+): nothing to test")
+	}
+	m := startMount(t, "--cache", "never", "--uring")
+	stat := statOp(filepath.Join(m.mnt, "f"))
+	idle := measureIdle(t, time.Second, stat)
+	holder := asNobody(m.mnt, "flock", "f", "sleep", "3")
+	start(t, holder)
+	time.Sleep(300 * time.Millisecond)
+	p := startProbe(stat)
+	waiters := make([]*exec.Cmd, flockWaiters)
+	outs := make([]*lockedBuffer, flockWaiters)
+	for i := range waiters {
+		waiters[i] = asNobody(m.mnt, "flock", "f", "true")
+		outs[i] = &lockedBuffer{}
+		waiters[i].Stderr = outs[i]
+		start(t, waiters[i])
+	}
+	granted, refused := 0, 0
+	for i, w := range waiters {
+		if err := w.Wait(); err == nil {
+			granted++
+		} else if strings.Contains(outs[i].String(), "No locks available") {
+			refused++
+		} else {
+			t.Errorf("waiter %d: %v: %s", i, err, outs[i].String())
+		}
+	}
+	t.Logf("io_uring: %d waiters granted, %d refused with ENOLCK", granted, refused)
+	if granted == 0 {
+		t.Errorf("no waiter got the lock")
+	}
+	checkProbe(t, "flock storm over io_uring", p, idle)
+	holder.Wait()
+	if d := m.sigterm(5 * time.Second); d > 5*time.Second {
+		t.Errorf("SIGTERM took %v", d)
+	}
 }
