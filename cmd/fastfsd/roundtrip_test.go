@@ -242,7 +242,9 @@ func settle(t *testing.T, p *probe.Probe) *probe.Snapshot {
 func sumCounts(s *probe.Snapshot) uint64 {
 	var n uint64
 	for _, r := range s.Fuse {
-		n += r.Count
+		if !oneWay[r.Name] { // the kernel sends FORGETs whenever it evicts
+			n += r.Count
+		}
 	}
 	return n
 }
@@ -261,6 +263,10 @@ var rtBudget = map[string]map[string]float64{
 	},
 	"always": {
 		"create": 5, "create-1k": 6, "stat-cold": 1.5, "stat-again": 0, "stat-missing": 1, "open-read": 3,
+		"rename": 3, "unlink": 2, "unlink-cold": 3, "mkdir": 3, "ls-l": 0.5, "untar": 11,
+	},
+	"metadata": {
+		"create": 5, "create-1k": 6, "stat-cold": 1.5, "stat-again": 0, "stat-missing": 1, "open-read": 4,
 		"rename": 3, "unlink": 2, "unlink-cold": 3, "mkdir": 3, "ls-l": 0.5, "untar": 11,
 	},
 	"auto-nolocks": {
@@ -282,6 +288,7 @@ var rtModes = []struct {
 	{"auto", []string{"--cache=auto"}},
 	{"never", []string{"--cache=never"}},
 	{"always", []string{"--cache=always"}},
+	{"metadata", []string{"--cache=metadata"}},
 	{"auto-nolocks", []string{"--cache=auto", "--locks=false"}},
 	{"auto-nolocks-noxattr", []string{"--cache=auto", "--locks=false", "--xattr=false"}},
 }
@@ -304,10 +311,16 @@ func TestRoundTrips(t *testing.T) {
 			defer p.Close()
 			results[m.name] = map[string]rtCounts{}
 			for _, w := range rtWorkloads() {
+				// Let the last workload's asynchronous requests (RELEASE)
+				// arrive, then prepare: a prep sends only synchronous
+				// requests (stat) or none, so counting can start at
+				// once, before a warmed name could expire.
+				settle(t, p)
 				if w.prep != nil {
 					w.prep(t, src, mnt)
 				}
-				before := settle(t, p)
+				before, err := p.Snapshot()
+				mustT(t, err)
 				for i := 0; i < rtOps; i++ {
 					w.run(t, src, mnt, i)
 				}
@@ -325,7 +338,11 @@ func TestRoundTrips(t *testing.T) {
 				b, ok := rtBudget[m.name][w.name]
 				if !ok {
 					t.Errorf("%s, %s: no budget in rtBudget; add the measured count", w.name, m.name)
-				} else if c.total() > b+0.01 {
+				} else if c.total() > b+1.5/per {
+					// Slack of one request per workload: a slow run (-race,
+					// a busy machine) outlives the 1 s attribute timeout of
+					// the root once and refreshes it; a real extra round
+					// trip per operation costs rtOps of them.
 					t.Errorf("%s, %s: %.2f round trips per operation (%v), budget %g: something now asks the daemon more often; find it with fastfsd probe / --debug",
 						w.name, m.name, c.total(), c, b)
 				}
