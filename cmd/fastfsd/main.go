@@ -5,6 +5,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -71,6 +72,10 @@ func main() {
 	if err := c.run(os.Args[2:]); err != nil {
 		if err == flag.ErrHelp {
 			return
+		}
+		var st exitStatus
+		if errors.As(err, &st) {
+			os.Exit(int(st)) // a namespace sandbox's child said why
 		}
 		fmt.Fprintf(os.Stderr, "fastfsd %s: %v\n", name, err)
 		os.Exit(1)

@@ -16,6 +16,7 @@ import (
 	"github.com/fastfsd/fastfsd/fs/passthrough"
 	"github.com/fastfsd/fastfsd/fuse"
 	"github.com/fastfsd/fastfsd/fuse/abi"
+	"github.com/fastfsd/fastfsd/internal/sandbox"
 	"github.com/fastfsd/fastfsd/internal/stats"
 )
 
@@ -57,6 +58,7 @@ func runMount(args []string) error {
 	policy.addFlags(fl)
 	obs := addObserveFlags(fl)
 	inodes := addInodeFlags(fl)
+	sbf := addSandboxFlags(fl)
 	fl.Usage = func() {
 		fmt.Fprint(fl.Output(), mountUsage)
 		fl.PrintDefaults()
@@ -115,18 +117,15 @@ func runMount(args []string) error {
 	if err := inodes.apply(&fsOpts); err != nil {
 		return err
 	}
-	pfs, err := passthrough.New(*source, fsOpts)
+	sb, err := sbf.options(sandbox.Mount, *source)
 	if err != nil {
 		return err
 	}
-	defer pfs.Close()
-	if n := fileHandlesNote(pfs, fsOpts.FileHandles); n != "" {
-		fmt.Fprintln(os.Stderr, "fastfsd mount: "+n)
-	}
-	fsys, err := policy.wrap(pfs, *xattr)
-	if err != nil {
-		return err
-	}
+	// This process unmounts on exit (umount2, or fusermount3 -u for an
+	// unprivileged user), which Landlock forbids (no mount topology
+	// changes) and no_new_privs breaks (fusermount3 is setuid).
+	sb.Landlock, sb.LandlockRO = nil, nil
+	unprivileged := os.Geteuid() != 0
 	if err := obs.start(); err != nil {
 		return err
 	}
@@ -141,15 +140,39 @@ func runMount(args []string) error {
 	}
 	defer conn.Close()
 
+	if *useUring && !uring.Enabled() {
+		if err := uring.Enable(); err != nil {
+			conn.Unmount()
+			return fmt.Errorf("--uring: %w", err)
+		}
+	}
+	if unprivileged {
+		stderrf("sandbox (mount door): not applied: an unprivileged mount is unmounted by the setuid fusermount3, which no_new_privs and the system-call filter forbid")
+	} else if err := confine(sb, stderrf); err != nil {
+		conn.Unmount()
+		return err
+	}
+	// Opened after confine: passthrough records the capability set its
+	// identity switches restore, which must be the confined one.
+	pfs, err := passthrough.New(*source, fsOpts)
+	if err != nil {
+		conn.Unmount()
+		return err
+	}
+	defer pfs.Close()
+	if n := fileHandlesNote(pfs, fsOpts.FileHandles); n != "" {
+		fmt.Fprintln(os.Stderr, "fastfsd mount: "+n)
+	}
+	fsys, err := policy.wrap(pfs, *xattr)
+	if err != nil {
+		conn.Unmount()
+		return err
+	}
+
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
 	opts := fusedev.ServeOptions{Workers: *workers, Splice: sm, Passthrough: usePass, IOUring: *useUring}
-	if *useUring && !uring.Enabled() {
-		if err := uring.Enable(); err != nil {
-			return fmt.Errorf("--uring: %w", err)
-		}
-	}
 	if *debug {
 		opts.Debug = log.New(os.Stderr, "fastfsd: ", log.Lmicroseconds)
 	}

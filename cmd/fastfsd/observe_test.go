@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"net"
 	"net/http"
 	"os"
@@ -31,6 +32,10 @@ func init() {
 		args = args[1:]
 	}
 	if err := commands[name].run(args); err != nil {
+		var st exitStatus
+		if errors.As(err, &st) {
+			os.Exit(int(st)) // a namespace sandbox's child said why
+		}
 		os.Stderr.WriteString("fastfsd " + name + ": " + err.Error() + "\n")
 		os.Exit(1)
 	}

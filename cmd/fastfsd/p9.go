@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fastfsd/fastfsd/fs/passthrough"
+	"github.com/fastfsd/fastfsd/internal/sandbox"
 	"github.com/fastfsd/fastfsd/internal/sockfile"
 	"github.com/fastfsd/fastfsd/internal/stats"
 	"github.com/fastfsd/fastfsd/p9"
@@ -82,10 +83,16 @@ type p9Config struct {
 	network, addr string
 	dir           string
 	socketGroup   string // --socket-group: "" for a 0600 socket
-	fsOpts        passthrough.Options
-	srvOpts       p9.Options
-	drain         time.Duration
-	policy        fsPolicy
+	// sandbox, if not nil, confines the process once the listener is
+	// up and before the shared directory is opened.
+	sandbox *sandbox.Options
+	// ln, if not nil, is the listener to serve (a namespace sandbox's
+	// child inherits it) instead of listening on network, addr.
+	ln      net.Listener
+	fsOpts  passthrough.Options
+	srvOpts p9.Options
+	drain   time.Duration
+	policy  fsPolicy
 }
 
 func runP9(args []string) error {
@@ -108,6 +115,7 @@ func runP9(args []string) error {
 	policy.addFlags(fl)
 	obs := addObserveFlags(fl)
 	inodes := addInodeFlags(fl)
+	sbf := addSandboxFlags(fl)
 	fl.Usage = func() {
 		fmt.Fprint(fl.Output(), p9Usage)
 		fl.PrintDefaults()
@@ -161,13 +169,21 @@ func runP9(args []string) error {
 	if *socketGroup != "" && network != "unix" {
 		return errors.New("--socket-group applies to --listen unix:PATH only")
 	}
+	sb, err := sbf.options(sandbox.P9, *dir)
+	if err != nil {
+		return err
+	}
+	if network == "unix" {
+		socketDir(&sb, addr)
+	}
 	cfg := p9Config{
 		network: network, addr: addr, dir: *dir, socketGroup: *socketGroup,
 		fsOpts: passthrough.Options{Cache: cm, Xattr: *xattr, ReadOnly: *readOnly},
 		srvOpts: p9.Options{MaxMsize: uint32(*msize), MaxConns: *maxConns, MaxFids: *maxFids,
 			MaxRequests: *maxReqs, Identify: p9Identify(squash)},
-		drain:  *drain,
-		policy: policy,
+		drain:   *drain,
+		policy:  policy,
+		sandbox: &sb,
 	}
 	if err := policy.check(); err != nil {
 		return err
@@ -175,15 +191,60 @@ func runP9(args []string) error {
 	if obs.enabled() {
 		cfg.srvOpts.Stats = p9Meter{stats.Default.NewSet("9p", p9.StatsName)}
 	}
-	if err := obs.start(); err != nil {
-		return err
-	}
 	if err := inodes.apply(&cfg.fsOpts); err != nil {
 		return err
 	}
 	if *debug {
 		cfg.srvOpts.Debug = log.New(os.Stderr, "", log.Lmicroseconds).Printf
 	}
+	if fds, child := sandboxChild(); child {
+		// The namespace sandbox's child (namespace.go): the supervisor
+		// set the transport up.
+		if err := obs.inherit(fds); err != nil {
+			return err
+		}
+		f, err := inheritedFile(fds, "listen")
+		if err != nil {
+			return err
+		}
+		cfg.ln, err = net.FileListener(f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("--sandbox=namespace: inherited listener: %w", err)
+		}
+		if cfg.fsOpts.ProcFd, err = enterNamespaceRoot(cfg.dir); err != nil {
+			return err
+		}
+		cfg.dir = "/"
+		inNamespace(cfg.sandbox)
+	} else {
+		sbf.logAuto(log.Printf)
+		if err := obs.listen(); err != nil {
+			return err
+		}
+		if sbf.namespace() {
+			gid, err := lookupSocketGroup(cfg.socketGroup)
+			if err != nil {
+				return err
+			}
+			l, err := listenP9(network, addr, gid)
+			if err != nil {
+				return err
+			}
+			defer l.Close() // removes a unix socket once the child is gone
+			f, err := l.(interface{ File() (*os.File, error) }).File()
+			if err != nil {
+				return fmt.Errorf("--sandbox=namespace: %w", err)
+			}
+			names, files, err := obs.files()
+			if err != nil {
+				return err
+			}
+			log.Printf("fastfsd 9p: listening on %s:%s", network, l.Addr())
+			return superviseNamespace(append([]string{"listen"}, names...), append([]*os.File{f}, files...), log.Printf)
+		}
+	}
+	obs.serve()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	return serveP9(ctx, cfg, nil)
@@ -280,6 +341,26 @@ func requireLoopback(addr string) error {
 // serveP9 serves cfg until ctx ends, then drains. ready, if not nil,
 // receives the listener's address once it accepts.
 func serveP9(ctx context.Context, cfg p9Config, ready chan<- net.Addr) error {
+	l := cfg.ln
+	if l == nil {
+		gid, err := lookupSocketGroup(cfg.socketGroup)
+		if err != nil {
+			return err
+		}
+		if l, err = listenP9(cfg.network, cfg.addr, gid); err != nil {
+			return err
+		}
+	}
+	// Removes a unix socket file if it is still ours (Landlock allows it:
+	// see socketDir); an inherited listener removes nothing.
+	defer l.Close()
+	if cfg.sandbox != nil {
+		if err := confine(*cfg.sandbox, log.Printf); err != nil {
+			return err
+		}
+	}
+	// Opened after confine: passthrough records the capability set its
+	// identity switches restore, which must be the confined one.
 	pfs, err := passthrough.New(cfg.dir, cfg.fsOpts)
 	if err != nil {
 		return err
@@ -292,15 +373,6 @@ func serveP9(ctx context.Context, cfg p9Config, ready chan<- net.Addr) error {
 	if err != nil {
 		return err
 	}
-	gid, err := lookupSocketGroup(cfg.socketGroup)
-	if err != nil {
-		return err
-	}
-	l, err := listenP9(cfg.network, cfg.addr, gid)
-	if err != nil {
-		return err
-	}
-	defer l.Close() // removes a unix socket file if it is still ours
 	srv := p9.NewServer(fsys, &cfg.srvOpts)
 	log.Printf("fastfsd 9p: serving %s on %s:%s", cfg.dir, cfg.network, l.Addr())
 	if ready != nil {

@@ -24,6 +24,7 @@ import (
 	"github.com/fastfsd/fastfsd/fs/passthrough"
 	"github.com/fastfsd/fastfsd/fs/xattrmap"
 	"github.com/fastfsd/fastfsd/fuse"
+	"github.com/fastfsd/fastfsd/internal/sandbox"
 	"github.com/fastfsd/fastfsd/vhostuser"
 )
 
@@ -100,7 +101,16 @@ flags:
                             work (needs CAP_DAC_READ_SEARCH); never: one open fd per inode
   --inode-fd-cache N        unused inode fds kept open with file handles (default 0: a quarter
                             of RLIMIT_NOFILE, at most 8192)
-  --sandbox none            no sandbox (chroot/namespace: accepted with a warning; containment is openat2 RESOLVE_IN_ROOT)
+  --sandbox auto|namespace|none  confinement after the socket listens: namespace: serve from new
+                            mount, pid and network namespaces whose root is DIR (root, a
+                            CGO_ENABLED=0 build, Linux 6.13+); none: no namespace; auto (default):
+                            namespace where it can, else none, and says why. With each, the
+                            capability drop, no_new_privs, Landlock and the filter apply; chroot
+                            is refused
+  --seccomp kill|log|trap|none  action on a system call outside the allow-list (default kill;
+                            log: allow and audit-log it; trap: SIGSYS, stack trace, exit)
+  --modcaps +CAP:-CAP…      change the kept capabilities (default chown, dac_override,
+                            dac_read_search, fowner, fsetid, setgid, setuid, mknod, setfcap)
   --log-level LEVEL         error, warn, info (default), debug
   --metrics ADDR            serve per-opcode counts and service-time histograms (Prometheus text) at http://ADDR/metrics
   --pprof ADDR              serve net/http/pprof at http://ADDR/debug/pprof/
@@ -154,13 +164,14 @@ type virtiofsConfig struct {
 	rlimitNofile  uint64       // --rlimit-nofile; 0: unchanged
 	noops         []string     // no-op flags given, with why (logged at debug level)
 	observe       observeFlags // --metrics, --pprof
+	sandbox       sandboxFlags // --sandbox, --seccomp, --modcaps (sandbox.go)
 }
 
-// pendingFlags are confinement flags whose implementation is in progress
-// elsewhere (sandbox, seccomp, capabilities): accepted with a
-// warning until then. Every other virtiofsd flag either works or is
-// refused by name (refusedFlags); docs/virtiofsd-flags.md lists them all.
-var pendingFlags = map[string]bool{"seccomp": true, "modcaps": true}
+// pendingFlags are flags whose implementation is in progress elsewhere:
+// accepted with a warning until then (none now). Every other virtiofsd
+// flag either works or is refused by name (refusedFlags);
+// docs/virtiofsd-flags.md lists them all.
+var pendingFlags = map[string]bool{}
 
 // noopFlags are virtiofsd flags asking for what fastfsd always does; the
 // value says why (logged at debug level, and in docs/virtiofsd-flags.md).
@@ -220,7 +231,8 @@ func parseLevel(s string) (slog.Level, error) {
 // parseVirtiofsArgs parses the virtiofsd-compatible command line. Warnings
 // name accepted-but-ignored flags.
 func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
-	c := &virtiofsConfig{fd: -1, tag: "fastfs", xattr: true, queues: min(max(runtime.NumCPU(), 1), 16), level: slog.LevelInfo, fileHandles: passthrough.FileHandlesPrefer}
+	c := &virtiofsConfig{fd: -1, tag: "fastfs", xattr: true, queues: min(max(runtime.NumCPU(), 1), 16), level: slog.LevelInfo, fileHandles: passthrough.FileHandlesPrefer,
+		sandbox: sandboxFlags{sandbox: "auto", seccomp: "kill"}}
 	var warns []string
 	applyOpt := func(o string) error {
 		k, v, hasV := strings.Cut(o, "=")
@@ -260,11 +272,9 @@ func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
 		case "dax":
 			c.dax = true
 		case "sandbox":
-			if v != "none" {
-				warns = append(warns, fmt.Sprintf("-o sandbox=%s: no sandbox is set up; the shared directory is contained by openat2(RESOLVE_IN_ROOT)", v))
-			}
+			c.sandbox.sandbox = v
 		case "modcaps":
-			warns = append(warns, fmt.Sprintf("-o %s: ignored", o))
+			c.sandbox.modcaps = v
 		case "xattrmap":
 			if err := c.policy.setXattrmap(v); err != nil {
 				return fmt.Errorf("-o xattrmap: %w", err)
@@ -430,9 +440,11 @@ func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
 			err = noValue()
 			c.keep = true
 		case "sandbox":
-			if v, err = value(); err == nil && v != "none" {
-				warns = append(warns, fmt.Sprintf("--sandbox=%s: no sandbox is set up; the shared directory is contained by openat2(RESOLVE_IN_ROOT)", v))
-			}
+			c.sandbox.sandbox, err = value()
+		case "seccomp":
+			c.sandbox.seccomp, err = value()
+		case "modcaps":
+			c.sandbox.modcaps, err = value()
 		case "log-level":
 			if v, err = value(); err == nil {
 				c.level, err = parseLevel(v)
@@ -571,19 +583,11 @@ func runVirtiofs(args []string) error {
 			return fmt.Errorf("--rlimit-nofile %d: %w (above the hard limit needs CAP_SYS_RESOURCE; see /proc/sys/fs/nr_open)", c.rlimitNofile, err)
 		}
 	}
-	pfs, err := passthrough.New(c.dir, passthrough.Options{Cache: c.cache, Xattr: c.xattr, ReadOnly: c.readOnly, DirectIO: c.directIO,
-		FileHandles: c.fileHandles, FdCache: c.fdCache})
-	if err != nil {
-		return fmt.Errorf("%w; check --shared-dir", err)
-	}
-	defer pfs.Close()
-	if n := fileHandlesNote(pfs, c.fileHandles); n != "" {
-		log.Info("virtiofs: " + n)
-	}
-	fsys, err := c.policy.wrap(pfs, c.xattr)
+	sb, err := c.sandbox.options(sandbox.Virtiofs, c.dir)
 	if err != nil {
 		return err
 	}
+	socketDir(&sb, c.socketPath)
 	if c.cpusAuto {
 		topo, err := dataplane.ReadTopology()
 		if err != nil {
@@ -595,7 +599,92 @@ func runVirtiofs(args []string) error {
 	if c.observe.enabled() {
 		set = stats.Default.NewSet("virtiofs", func(op uint32) string { return abi.Opcode(op).String() })
 	}
-	if err := c.observe.start(); err != nil {
+	// Catch SIGTERM/SIGINT before the socket exists, so a signal as soon as
+	// it appears still gets the clean stop (and the socket removed).
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sig)
+	// ln is the listener the VMM connects to: inherited (--fd, whose
+	// permissions are the caller's business; or from a namespace
+	// sandbox's supervisor) or created born private.
+	var ln interface {
+		AcceptUnix() (*net.UnixConn, error)
+		Close() error
+		File() (*os.File, error)
+	}
+	logf := func(f string, a ...any) { log.Info(fmt.Sprintf(f, a...)) }
+	fds, child := sandboxChild()
+	switch {
+	case child:
+		// The namespace sandbox's child (namespace.go): the supervisor
+		// set the transport up.
+		if err := c.observe.inherit(fds); err != nil {
+			return err
+		}
+		if _, ok := fds["listen"]; !ok {
+			return errors.New("--sandbox=namespace: the supervisor passed no listening socket")
+		}
+		ln, err = vhostuser.FileListener(fds["listen"])
+	case c.fd >= 0:
+		if c.socketGroup != "" {
+			return errors.New("--socket-group applies to a socket fastfsd creates (--socket-path); with --fd the socket's owner and mode are set by whoever created it")
+		}
+		if err := c.observe.listen(); err != nil {
+			return err
+		}
+		ln, err = vhostuser.FileListener(c.fd)
+	default:
+		gid, gerr := lookupSocketGroup(c.socketGroup)
+		if gerr != nil {
+			return gerr
+		}
+		if err := c.observe.listen(); err != nil {
+			return err
+		}
+		ln, err = vhostuser.Listen(c.socketPath, gid)
+	}
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	if c.sandbox.namespace() && !child {
+		f, err := ln.File()
+		if err != nil {
+			return fmt.Errorf("--sandbox=namespace: %w", err)
+		}
+		names, files, err := c.observe.files()
+		if err != nil {
+			return err
+		}
+		return superviseNamespace(append([]string{"listen"}, names...), append([]*os.File{f}, files...), logf)
+	}
+	c.observe.serve()
+	dir, procFd := c.dir, 0
+	if child {
+		if procFd, err = enterNamespaceRoot(c.dir); err != nil {
+			return err
+		}
+		dir = "/"
+		inNamespace(&sb)
+	} else {
+		c.sandbox.logAuto(logf)
+	}
+	if err := confine(sb, logf); err != nil {
+		return err
+	}
+	// Opened after confine: passthrough records the capability set its
+	// identity switches restore, which must be the confined one.
+	pfs, err := passthrough.New(dir, passthrough.Options{Cache: c.cache, Xattr: c.xattr, ReadOnly: c.readOnly, DirectIO: c.directIO,
+		FileHandles: c.fileHandles, FdCache: c.fdCache, ProcFd: procFd})
+	if err != nil {
+		return fmt.Errorf("%w; check --shared-dir", err)
+	}
+	defer pfs.Close()
+	if n := fileHandlesNote(pfs, c.fileHandles); n != "" {
+		log.Info("virtiofs: " + n)
+	}
+	fsys, err := c.policy.wrap(pfs, c.xattr)
+	if err != nil {
 		return err
 	}
 	dev, err := virtiofs.New(fsys, virtiofs.Options{
@@ -610,33 +699,6 @@ func runVirtiofs(args []string) error {
 	if err := enableDAX(c, dev, log); err != nil {
 		return err
 	}
-	// Catch SIGTERM/SIGINT before the socket exists, so a signal as soon as
-	// it appears still gets the clean stop (and the socket removed).
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sig)
-	// ln is the listener the VMM connects to: inherited (--fd, whose
-	// permissions are the caller's business) or created born private.
-	var ln interface {
-		AcceptUnix() (*net.UnixConn, error)
-		Close() error
-	}
-	if c.fd >= 0 {
-		if c.socketGroup != "" {
-			return errors.New("--socket-group applies to a socket fastfsd creates (--socket-path); with --fd the socket's owner and mode are set by whoever created it")
-		}
-		ln, err = vhostuser.FileListener(c.fd)
-	} else {
-		gid, gerr := lookupSocketGroup(c.socketGroup)
-		if gerr != nil {
-			return gerr
-		}
-		ln, err = vhostuser.Listen(c.socketPath, gid)
-	}
-	if err != nil {
-		return err
-	}
-	defer ln.Close()
 	b := vhostuser.NewBackend(dev)
 	b.Log = log
 	if c.level <= slog.LevelDebug {

@@ -74,10 +74,8 @@ func TestVirtiofsServeDAX(t *testing.T) {
 		t.Fatal(err)
 	}
 	sock := filepath.Join(t.TempDir(), "vfs.sock")
-	done := make(chan error, 1)
-	go func() {
-		done <- runVirtiofs([]string{"--socket-path=" + sock, "--shared-dir", dir, "--dax", "--cache-size", "64M", "--log-level", "warn"})
-	}()
+	ch := startDoor(t, "virtiofs", "--socket-path="+sock, "--shared-dir", dir, "--dax", "--cache-size", "64M", "--log-level", "warn")
+	done := ch.done
 	var f *vt.Frontend
 	var err error
 	for i := 0; i < 200; i++ {

@@ -37,10 +37,15 @@ func TestParseVirtiofsArgs(t *testing.T) {
 		{args: "--socket-path=/s --shared-dir=/d --cache never --tag myfs --num-request-queues 4 --log-level debug", check: func(c *virtiofsConfig) bool {
 			return c.cache == passthrough.CacheNever && c.tag == "myfs" && c.queues == 4 && c.level == slog.LevelDebug
 		}},
-		{args: "--socket-path=/s --shared-dir=/d --sandbox none --seccomp none -f --syslog --preserve-noatime --allow-mmap", warns: 1, check: func(c *virtiofsConfig) bool {
-			return c.syslog && len(c.noops) == 3
+		{args: "--socket-path=/s --shared-dir=/d --sandbox none --seccomp none -f --syslog --preserve-noatime --allow-mmap", check: func(c *virtiofsConfig) bool {
+			return c.syslog && len(c.noops) == 3 && c.sandbox.sandbox == "none" && c.sandbox.seccomp == "none"
 		}},
-		{args: "--socket-path=/s --shared-dir=/d -o sandbox=chroot", warns: 1},
+		{args: "--socket-path=/s --shared-dir=/d -o sandbox=chroot,modcaps=+sys_admin:-mknod", check: func(c *virtiofsConfig) bool {
+			return c.sandbox.sandbox == "chroot" && c.sandbox.modcaps == "+sys_admin:-mknod"
+		}},
+		{args: "--socket-path=/s --shared-dir=/d --seccomp=trap --modcaps=-chown", check: func(c *virtiofsConfig) bool {
+			return c.sandbox.seccomp == "trap" && c.sandbox.modcaps == "-chown" && c.sandbox.sandbox == "auto"
+		}},
 		// Refused by name, with the reason.
 		{args: "--socket-path=/s --shared-dir=/d --announce-submounts", err: "--announce-submounts: not implemented"},
 		{args: "--socket-path=/s --shared-dir=/d --security-label", err: "FUSE_SECURITY_CTX"},
@@ -157,10 +162,8 @@ func TestVirtiofsServe(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "hello"), []byte("hi"), 0o644)
 	sock := filepath.Join(t.TempDir(), "vfs.sock")
-	done := make(chan error, 1)
-	go func() {
-		done <- runVirtiofs([]string{"--socket-path=" + sock, "-o", "source=" + dir + ",cache=none", "--log-level", "warn"})
-	}()
+	ch := startDoor(t, "virtiofs", "--socket-path="+sock, "-o", "source="+dir+",cache=none", "--log-level", "warn")
+	done := ch.done
 	var f *vt.Frontend
 	var err error
 	for i := 0; i < 200; i++ {

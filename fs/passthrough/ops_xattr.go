@@ -9,10 +9,14 @@ import (
 	"github.com/fastfsd/fastfsd/internal/sys"
 )
 
-// Extended attributes go through /proc/self/fd/N paths: O_PATH fds refuse
-// the f*xattr calls, and resolving the magic link lands on the inode the
-// fd holds — for a symlink the symlink itself, never its target — without
-// opening it (so FIFOs and devices are safe too).
+// Extended attributes go through /proc/self/fd/N magic links: O_PATH fds
+// refuse the f*xattr calls, and resolving the magic link lands on the
+// inode the fd holds — for a symlink the symlink itself, never its target
+// — without opening it (so FIFOs and devices are safe too). Where the
+// kernel has the *xattrat calls (6.13+) the link is named relative to
+// f.procFd, as (procFd, "N"), so /proc need not be reachable by path (a
+// sandbox whose root is the shared directory); else by the path
+// "/proc/self/fd/N".
 
 // Limits of the xattr system calls (XATTR_NAME_MAX, XATTR_SIZE_MAX).
 const (
@@ -35,6 +39,25 @@ func (p *procPath) set(fd int) *byte {
 		}
 	}
 	n += copy(p[n:], d[i:])
+	p[n] = 0
+	return &p[0]
+}
+
+// fdName is "N" NUL-terminated, fd N's name in f.procFd, built on the
+// stack.
+type fdName [24]byte
+
+func (p *fdName) set(fd int) *byte {
+	var d [20]byte
+	i := len(d)
+	for v := uint(fd); ; v /= 10 {
+		i--
+		d[i] = byte('0' + v%10)
+		if v < 10 {
+			break
+		}
+	}
+	n := copy(p[:], d[i:])
 	p[n] = 0
 	return &p[0]
 }
@@ -91,6 +114,11 @@ func (f *FS) SetXattr(ctx *fs.Context, ino fs.Inode, name, value []byte, flags u
 		return e
 	}
 	defer f.inodes.put(in)
+	if f.xattrAt {
+		var n fdName
+		cn, _ := xn.set(name)
+		return sys.Setxattrat(f.procFd, n.set(in.fd), cn, value, int(flags))
+	}
 	var p procPath
 	p.set(in.fd)
 	return errno(unix.Setxattr(p.String(), string(name), value, int(flags)))
@@ -111,8 +139,14 @@ func (f *FS) GetXattr(ctx *fs.Context, ino fs.Inode, name []byte, dst []byte) (i
 	if e != 0 {
 		return 0, e
 	}
-	var p procPath
-	n, e := sys.Getxattr(p.set(in.fd), cn, dst)
+	var n int
+	if f.xattrAt {
+		var fn fdName
+		n, e = sys.Getxattrat(f.procFd, fn.set(in.fd), cn, dst)
+	} else {
+		var p procPath
+		n, e = sys.Getxattr(p.set(in.fd), cn, dst)
+	}
 	f.inodes.put(in)
 	return n, e
 }
@@ -128,6 +162,10 @@ func (f *FS) ListXattr(ctx *fs.Context, ino fs.Inode, dst []byte) (int, fs.Errno
 		return 0, e
 	}
 	defer f.inodes.put(in)
+	if f.xattrAt {
+		var fn fdName
+		return sys.Listxattrat(f.procFd, fn.set(in.fd), dst)
+	}
 	var p procPath
 	p.set(in.fd)
 	n, err := unix.Listxattr(p.String(), dst)
@@ -154,6 +192,11 @@ func (f *FS) RemoveXattr(ctx *fs.Context, ino fs.Inode, name []byte) fs.Errno {
 		return e
 	}
 	defer f.inodes.put(in)
+	if f.xattrAt {
+		var fn fdName
+		cn, _ := xn.set(name)
+		return sys.Removexattrat(f.procFd, fn.set(in.fd), cn)
+	}
 	var p procPath
 	p.set(in.fd)
 	return errno(unix.Removexattr(p.String(), string(name)))

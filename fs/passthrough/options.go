@@ -93,4 +93,10 @@ type Options struct {
 	// FdCache is the number of unused inode fds kept open with file
 	// handles; 0: AutoFdCache of RLIMIT_NOFILE.
 	FdCache int
+	// ProcFd, if > 0, is an open /proc/self/fd directory (O_PATH) New
+	// uses instead of opening the path, for a process whose root no
+	// longer shows /proc (a sandbox that pivot_roots into the shared
+	// directory). The FS owns it from then on and closes it in Close.
+	// Extended attributes then need Linux 6.13 (the *xattrat calls).
+	ProcFd int
 }

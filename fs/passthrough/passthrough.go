@@ -1,6 +1,7 @@
 package passthrough
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fastfsd/fastfsd/fs"
+	"github.com/fastfsd/fastfsd/internal/sys"
 )
 
 // FS is a host directory served as an fs.FileSystem. Create it with New;
@@ -21,9 +23,13 @@ type FS struct {
 	opts Options
 	// gen is Entry.Generation for every inode of this instance.
 	gen uint64
-	// procFd is /proc/self/fd, opened O_PATH at New. Immutable.
+	// procFd is /proc/self/fd, opened O_PATH at New (or Options.ProcFd).
+	// Immutable.
 	procFd int
-	root   *inode
+	// xattrAt: the kernel has the *xattrat calls, and xattrs go through
+	// (procFd, "N") instead of the path /proc/self/fd/N. Immutable.
+	xattrAt bool
+	root    *inode
 
 	inodes  inodeTable
 	handles handleTable
@@ -83,17 +89,26 @@ func New(root string, opts Options) (*FS, error) {
 		return nil, fmt.Errorf("passthrough: openat2 in %q: %w; Linux 5.6 or later is needed (openat2 keeps lookups beneath the root)", root, err)
 	}
 	unix.Close(probe)
-	procFd, err := unix.Open("/proc/self/fd", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
+	procFd := opts.ProcFd
+	if procFd <= 0 {
+		procFd, err = unix.Open("/proc/self/fd", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			unix.Close(rootFd)
+			return nil, fmt.Errorf("passthrough: open /proc/self/fd: %w; mount procfs (mount -t proc proc /proc)", err)
+		}
+	}
+	xattrAt := hasXattrAt(procFd, rootFd)
+	if opts.ProcFd > 0 && !xattrAt && opts.Xattr {
 		unix.Close(rootFd)
-		return nil, fmt.Errorf("passthrough: open /proc/self/fd: %w; mount procfs (mount -t proc proc /proc)", err)
+		return nil, errors.New("passthrough: extended attributes with Options.ProcFd need the *xattrat system calls (Linux 6.13); turn xattrs off or keep /proc reachable")
 	}
 	f := &FS{
-		opts:   opts,
-		gen:    uint64(time.Now().UnixNano()),
-		procFd: procFd,
-		creds:  probeCreds(os.Geteuid(), os.Getegid()),
-		umask:  processUmask(),
+		opts:    opts,
+		gen:     uint64(time.Now().UnixNano()),
+		procFd:  procFd,
+		xattrAt: xattrAt,
+		creds:   probeCreds(os.Geteuid(), os.Getegid()),
+		umask:   processUmask(),
 	}
 	f.inodes.init()
 	f.handles.init()
@@ -299,6 +314,15 @@ func (f *FS) fillEntry(out *fs.Entry, id fs.Inode, st *unix.Stat_t) {
 }
 
 // Reopening.
+
+// hasXattrAt reports whether the kernel has getxattrat(2): asked for an
+// xattr of fd's magic link in procFd, anything but ENOSYS says it has.
+func hasXattrAt(procFd, fd int) bool {
+	var n fdName
+	var name = [...]byte{'u', 's', 'e', 'r', '.', 'x', 0}
+	_, e := sys.Getxattrat(procFd, n.set(fd), &name[0], nil)
+	return e != syscall.ENOSYS
+}
 
 // procName is "N" for fd N, the name of its magic link in f.procFd.
 func procName(fd int) string { return strconv.Itoa(fd) }

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fastfsd/fastfsd/internal/sandbox"
+)
+
+// --sandbox=namespace, as virtiofsd: the door serves from new mount, pid
+// and network namespaces whose root is the shared directory.
+//
+// A multi-threaded Go process cannot unshare(CLONE_NEWNS) (its threads
+// share one fs_struct) and CLONE_NEWPID only applies to children, so the
+// door splits in two:
+//
+//   - The supervisor (the process started) parses the flags and sets up
+//     the transport — the listening socket, the metrics/pprof listeners —
+//     then re-executes /proc/self/exe with the same arguments as a child
+//     made with CLONE_NEWNS|CLONE_NEWPID|CLONE_NEWNET, handing the
+//     listeners over as fds 3, 4, … (ExtraFiles) and naming them in
+//     $FASTFSD_SANDBOX_FDS. It forwards SIGINT and SIGTERM to the child,
+//     waits, and exits with the child's status; it serves nothing, and
+//     drops every capability once the child runs (no_new_privs too). It
+//     keeps its copy of the listening socket only so that closing it
+//     removes the socket file on exit.
+//   - The child (pid 1 of its pid namespace) makes its mounts private,
+//     mounts a proc of its own pid namespace on /proc, opens /proc/self/fd
+//     (fs/passthrough reopens inodes through it), bind-mounts the shared
+//     directory on itself, pivot_roots into it and detaches the old root.
+//     Then it confines itself as every door does (capabilities without
+//     sys_admin, no_new_privs, Landlock on "/", the seccomp filter) and
+//     serves "/" through fs/passthrough with that /proc/self/fd fd.
+//     Sockets keep working in the new network namespace: a socket belongs
+//     to the namespace it was made in.
+//
+// The mount door does not offer it yet: its worker fds are opened from
+// /dev/fuse at serve time and its unmount needs the host's mount
+// namespace.
+
+const (
+	sandboxFdsEnv = "FASTFSD_SANDBOX_FDS" // set in the child: "name=fd,…"
+)
+
+// sandboxChild reports whether this process is a namespace sandbox's
+// child, and the fds it inherited by name.
+func sandboxChild() (map[string]int, bool) {
+	v, ok := os.LookupEnv(sandboxFdsEnv)
+	if !ok {
+		return nil, false
+	}
+	fds := map[string]int{}
+	for _, kv := range strings.Split(v, ",") {
+		if k, n, ok := strings.Cut(kv, "="); ok {
+			if fd, err := strconv.Atoi(n); err == nil && fd > 2 {
+				fds[k] = fd
+			}
+		}
+	}
+	return fds, true
+}
+
+// exitStatus is an error that makes main exit with this status and print
+// nothing: the supervisor passing on its child's status.
+type exitStatus int
+
+func (e exitStatus) Error() string { return "exit status " + strconv.Itoa(int(e)) }
+
+// superviseNamespace starts the namespace child with files (name → file,
+// in order) and waits for it; see the comment above. The returned error
+// is an exitStatus for a child that exited non-zero or was killed.
+func superviseNamespace(names []string, files []*os.File, logf func(string, ...any)) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("--sandbox=namespace: find this program: %w", err)
+	}
+	var env []string
+	for i, n := range names {
+		env = append(env, n+"="+strconv.Itoa(3+i))
+	}
+	cmd := exec.Command("/proc/self/exe", os.Args[1:]...)
+	cmd.Args[0] = exe
+	cmd.Env = append(os.Environ(), sandboxFdsEnv+"="+strings.Join(env, ","))
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.ExtraFiles = files
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags: unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWNET,
+		// The child dies with the supervisor. Pdeathsig is bound to the
+		// thread that forks: this goroutine keeps it locked until Wait.
+		Pdeathsig: syscall.SIGKILL,
+	}
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sig)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("--sandbox=namespace: start the sandboxed child: %w; the kernel must allow new mount, pid and network namespaces (or pass --sandbox=none)", err)
+	}
+	for _, f := range files {
+		f.Close() // the child has them
+	}
+	logf("sandbox: serving from pid %d in new mount, pid and network namespaces", cmd.Process.Pid)
+	// The supervisor only waits, forwards signals and removes the
+	// socket on exit (which needs no capability: it made it): it keeps
+	// no capability and cannot gain any.
+	if _, err := sandbox.Apply(sandbox.Options{Caps: 0, Seccomp: sandbox.SeccompNone}); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return fmt.Errorf("--sandbox=namespace: supervisor: %w", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	for {
+		select {
+		case s := <-sig:
+			cmd.Process.Signal(s)
+		case err := <-done:
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+					return exitStatus(128 + int(ws.Signal()))
+				}
+				return exitStatus(ee.ExitCode())
+			}
+			return err
+		}
+	}
+}
+
+// enterNamespaceRoot makes the shared directory dir this process's root,
+// as the namespace child must (see above), and returns an O_PATH fd of
+// /proc/self/fd of the child's own proc. The process must be alone in new
+// mount and pid namespaces and hold CAP_SYS_ADMIN.
+func enterNamespaceRoot(dir string) (procFd int, err error) {
+	step := func(what string, err error) error {
+		if err != nil {
+			return fmt.Errorf("--sandbox=namespace: %s: %w", what, err)
+		}
+		return nil
+	}
+	// Nothing mounted or unmounted here reaches the host.
+	if err := step("make mounts private", unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, "")); err != nil {
+		return -1, err
+	}
+	if err := step("mount /proc", unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")); err != nil {
+		return -1, err
+	}
+	procFd, err = unix.Open("/proc/self/fd", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err := step("open /proc/self/fd", err); err != nil {
+		return -1, err
+	}
+	fail := func(e error) (int, error) {
+		unix.Close(procFd)
+		return -1, e
+	}
+	// pivot_root needs the new root to be a mount point.
+	if err := step("bind-mount "+dir, unix.Mount(dir, dir, "", unix.MS_BIND|unix.MS_REC, "")); err != nil {
+		return fail(err)
+	}
+	if err := step("chdir "+dir, unix.Chdir(dir)); err != nil {
+		return fail(err)
+	}
+	// pivot_root(".", "."): the old root ends up stacked on the new one;
+	// detaching it leaves the shared directory alone.
+	if err := step("pivot_root", unix.PivotRoot(".", ".")); err != nil {
+		return fail(err)
+	}
+	if err := step("detach the old root", unix.Unmount(".", unix.MNT_DETACH)); err != nil {
+		return fail(err)
+	}
+	if err := step("chdir /", unix.Chdir("/")); err != nil {
+		return fail(err)
+	}
+	return procFd, nil
+}
+
+// inheritedFile returns the inherited fd named name as a file.
+func inheritedFile(fds map[string]int, name string) (*os.File, error) {
+	fd, ok := fds[name]
+	if !ok {
+		return nil, fmt.Errorf("--sandbox=namespace: the supervisor passed no %s fd", name)
+	}
+	unix.CloseOnExec(fd)
+	return os.NewFile(uintptr(fd), name), nil
+}
