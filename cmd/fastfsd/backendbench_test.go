@@ -23,12 +23,11 @@ func TestBackendLoadSmoke(t *testing.T) {
 	}
 	for _, queues := range []int{1, 2} {
 		sock := filepath.Join(t.TempDir(), "vfs.sock")
-		done := make(chan error, 1)
-		go func() {
-			done <- runVirtiofs([]string{"--socket-path=" + sock, "--shared-dir=" + dir, "--num-request-queues=2", "--log-level", "warn"})
-		}()
+		// A child process: the door confines the process it runs in.
+		ch := startDoor(t, "virtiofs", "--socket-path="+sock, "--shared-dir="+dir, "--num-request-queues=2", "--log-level", "warn")
+		done := ch.done
 		s, err := vhostload.Connect(vhostload.Config{Socket: sock, Queues: queues, Depth: 4, Tree: tree,
-			Prefix: "smoke", PID: os.Getpid()})
+			Prefix: "smoke", PID: ch.cmd.Process.Pid})
 		if err != nil {
 			t.Fatalf("%d queues: %v", queues, err)
 		}
