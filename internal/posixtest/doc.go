@@ -32,6 +32,13 @@
 // POSIXTEST_DIR, so the compiled test binary (go test -c) runs inside a
 // guest over virtio-fs or 9P; see its comment for the variables.
 //
+// # Other identities
+//
+// The permission and times matrix (cases_matrix.go, docs/posix-parity.md)
+// runs each caller on a locked OS thread whose ids and groups are switched
+// with raw per-thread system calls (runAs), so a door sees every caller
+// without a process start per identity; no user database is needed.
+//
 // # Child processes
 //
 // Lock cases and the non-root section re-execute the test binary. A test
