@@ -37,6 +37,8 @@ var rules = []rule{
 	{"internal/sandbox", []string{mod + "dataplane", mod + "fuse", mod + "fs", mod + "p9", mod + "vhostuser", mod + "ring", mod + "mem", mod + "splice", mod + "dax"}, "confinement knows nothing of what it confines"},
 	{"fs/passthrough", []string{mod + "fuse", mod + "p9", mod + "ring", mod + "dataplane", mod + "vhostuser"}, "backends serve any door"},
 	{"fs/idmap", []string{mod + "fuse", mod + "p9", mod + "ring", mod + "dataplane", mod + "vhostuser", mod + "fs/passthrough", "golang.org/x/sys/unix"}, "wrappers over fs.FileSystem serve any door and any backend"},
+	{"fastfs", []string{mod + "cmd", mod + "perf", mod + "fs/passthrough", mod + "internal/metrics", mod + "internal/sandbox", mod + "examples"}, "the library's serving API serves any fs.FileSystem; cmd/fastfsd sits above it, backends beside it"},
+	{"examples", []string{mod + "internal", mod + "dataplane", mod + "fuse", mod + "p9", mod + "vhostuser", mod + "ring", mod + "mem", mod + "cmd"}, "examples use the public library only (fastfs, fs and its backends)"},
 	{"fs/xattrmap", []string{mod + "fuse", mod + "p9", mod + "ring", mod + "dataplane", mod + "vhostuser", mod + "fs/passthrough", "golang.org/x/sys/unix"}, "wrappers over fs.FileSystem serve any door and any backend"},
 }
 
@@ -64,7 +66,7 @@ func TestImportDirection(t *testing.T) {
 		}
 		seen++
 		rel := strings.TrimPrefix(p.ImportPath, mod)
-		if p.Name == "main" && !strings.HasPrefix(rel, "cmd/") {
+		if p.Name == "main" && !strings.HasPrefix(rel, "cmd/") && !strings.HasPrefix(rel, "examples/") {
 			continue // generators and tools inside a package's tree (fuse/abi/internal/abigen)
 		}
 		for _, r := range rules {

@@ -1,0 +1,38 @@
+// Package fastfs serves a filesystem written in Go with one call per door:
+// Mount puts an fs.FileSystem on a directory of this host through
+// /dev/fuse, and Serve9P serves it to 9P2000.L clients on a listener.
+//
+// A filesystem implements fs.FileSystem; embedding fs.Base answers every
+// method it leaves out (ENOSYS, which FUSE clients remember and stop
+// asking). The smallest complete one, a read-only directory holding one
+// file, is examples/hellofs:
+//
+//	type helloFS struct{ fs.Base } // plus Lookup, GetAttr, Open and Read
+//
+//	m, err := fastfs.Mount(ctx, helloFS{}, "/mnt", nil)
+//	if err == nil {
+//		err = m.Wait() // until unmounted, or ctx is cancelled
+//	}
+//
+// # What each door needs
+//
+// Mount needs /dev/fuse, and root or the setuid fusermount3 (package
+// fuse3) for an unprivileged user. The mount is in place when Mount
+// returns; the kernel holds its first request until the workers have
+// answered INIT. Cancelling ctx, Mounted.Unmount, or an unmount from
+// outside end serving; Wait reports how it ended. A process must not open
+// regular files of its own mount with os.Open (see package fusedev):
+// use syscall.Open, or another process.
+//
+// Serve9P needs only a net.Listener: a unix socket (the client's identity
+// is then its peer credentials) or tcp (the client names its own uid;
+// set P9Options.Identify to decide otherwise). The Linux client mounts it
+// with mount -t 9p -o trans=unix,version=9p2000.L SOCKET DIR, or with
+// trans=tcp.
+//
+// # Imports
+//
+// fastfs sits above the transports (dataplane/fusedev, p9) and below
+// cmd/fastfsd; it imports no backend (fs/passthrough is one filesystem
+// among others it can serve).
+package fastfs

@@ -1,0 +1,182 @@
+package fastfs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/fastfsd/fastfsd/dataplane/fusedev"
+	"github.com/fastfsd/fastfsd/fs"
+	"github.com/fastfsd/fastfsd/fuse"
+	"github.com/fastfsd/fastfsd/p9"
+)
+
+// MountOptions say how Mount mounts and serves. The zero value (or nil)
+// mounts with the defaults: source name "fastfs", only the mounting user
+// may access the mount, one worker per CPU, no FUSE passthrough.
+type MountOptions struct {
+	// FSName is the source shown in /proc/mounts and df (default
+	// "fastfs"); it must not contain a comma, space or NUL.
+	FSName string
+	// AllowOther lets users other than the mounting one access the mount
+	// (unprivileged: needs user_allow_other in /etc/fuse.conf).
+	AllowOther bool
+	// Workers is the number of serving workers, each on its own OS thread
+	// with its own cloned /dev/fuse fd (0: one per CPU the process may run
+	// on).
+	Workers int
+	// NoPin leaves the workers unpinned (by default each is pinned to one
+	// CPU).
+	NoPin bool
+	// Passthrough lets files the filesystem opens with fs.OpenPassthrough
+	// be read and written by the kernel directly (root and Linux 6.9+;
+	// Mount refuses it without root).
+	Passthrough bool
+	// Fuse are the protocol engine's options (locks, writeback, max_write,
+	// …); the zero value is the engine's defaults.
+	Fuse fuse.Options
+	// Debug, if set, logs every request and reply (slow).
+	Debug *log.Logger
+}
+
+// Mounted is a filesystem mounted by Mount and being served.
+// Its methods are safe for concurrent use.
+type Mounted struct {
+	conn *fusedev.Conn
+	done chan struct{}
+	err  error // Serve's result; written before done is closed
+	once sync.Once
+}
+
+// Mount mounts fsys at mountpoint through /dev/fuse and serves it on
+// worker goroutines until the filesystem is unmounted: by Unmount, by
+// ctx being cancelled, or from outside (umount, fusermount3 -u). On return
+// the mount is in place; the kernel's first request waits until the
+// workers have answered INIT, so the mount can be used at once.
+//
+// As root, Mount calls mount(2) itself; otherwise it runs the setuid
+// fusermount3 (package fuse3). The mount uses the kernel's permission
+// checks on the mode, uid and gid fsys reports (default_permissions).
+//
+// A process must not open regular files of its own mount with os.Open
+// (see package fusedev, "Serving and using a mount in one process"): use
+// syscall.Open, or another process.
+func Mount(ctx context.Context, fsys fs.FileSystem, mountpoint string, opts *MountOptions) (*Mounted, error) {
+	var o MountOptions
+	if opts != nil {
+		o = *opts
+	}
+	if fsys == nil {
+		return nil, errors.New("fastfs: mount: nil filesystem")
+	}
+	if o.FSName == "" {
+		o.FSName = "fastfs"
+	}
+	if strings.ContainsAny(o.FSName, ", \x00") {
+		return nil, fmt.Errorf("fastfs: mount: FSName %q must not contain a comma, space or NUL", o.FSName)
+	}
+	if o.Workers < 0 || o.Workers > 1024 {
+		return nil, fmt.Errorf("fastfs: mount: Workers %d: want 0 (one per CPU) to 1024", o.Workers)
+	}
+	if o.Passthrough && os.Geteuid() != 0 {
+		return nil, errors.New("fastfs: mount: Passthrough needs root (CAP_SYS_ADMIN); leave it off for an unprivileged mount")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("fastfs: mount %s: %w", mountpoint, err)
+	}
+	conn, err := fusedev.Mount(mountpoint, fusedev.MountOptions{
+		Source:             o.FSName,
+		AllowOther:         o.AllowOther,
+		DefaultPermissions: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fastfs: %w", err)
+	}
+	m := &Mounted{conn: conn, done: make(chan struct{})}
+	so := fusedev.ServeOptions{Workers: o.Workers, NoPin: o.NoPin, Passthrough: o.Passthrough, Debug: o.Debug}
+	go func() {
+		err := conn.Serve(ctx, fsys, o.Fuse, so)
+		// Serve returns once the mount is gone, or after unmounting it on
+		// a fatal error; unmount again so that closing the fd never leaves
+		// a dead mount behind.
+		if uerr := conn.Unmount(); uerr != nil && err == nil {
+			err = uerr
+		}
+		conn.Close()
+		if err != nil {
+			err = fmt.Errorf("fastfs: serve %s: %w", conn.Mountpoint(), err)
+		}
+		m.err = err
+		close(m.done)
+	}()
+	return m, nil
+}
+
+// Mountpoint returns the absolute path the filesystem is mounted on.
+func (m *Mounted) Mountpoint() string { return m.conn.Mountpoint() }
+
+// Wait waits until the filesystem is unmounted and served no more, and
+// returns nil after a clean unmount or the error that ended serving.
+func (m *Mounted) Wait() error {
+	<-m.done
+	return m.err
+}
+
+// Done is closed once the filesystem is unmounted and served no more.
+func (m *Mounted) Done() <-chan struct{} { return m.done }
+
+// Unmount unmounts the filesystem (lazily and aborting the connection if
+// it is busy, so that it always ends) and waits until serving has ended.
+// It returns what Wait returns.
+func (m *Mounted) Unmount() error {
+	select {
+	case <-m.done:
+	default:
+		var err error
+		m.once.Do(func() { err = m.conn.Unmount() })
+		<-m.done
+		if err != nil && m.err == nil {
+			return fmt.Errorf("fastfs: unmount %s: %w", m.conn.Mountpoint(), err)
+		}
+	}
+	return m.err
+}
+
+// P9Options say how Serve9P serves; nil or the zero value means p9's
+// defaults (see p9.Options).
+type P9Options = p9.Options
+
+// Serve9P serves fsys over 9P2000.L on every connection l accepts until
+// ctx is cancelled; it then stops accepting, closes every connection and
+// returns nil. Serve9P closes l. An error accepting ends serving and is
+// returned. Over a unix socket the client's identity is its peer
+// credentials (SO_PEERCRED); over tcp the client is trusted to name its
+// own uid (set opts.Identify to decide otherwise).
+func Serve9P(ctx context.Context, fsys fs.FileSystem, l net.Listener, opts *P9Options) error {
+	if fsys == nil {
+		l.Close()
+		return errors.New("fastfs: serve 9p: nil filesystem")
+	}
+	srv := p9.NewServer(fsys, opts)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	select {
+	case err := <-errc:
+		srv.Close()
+		if errors.Is(err, p9.ErrServerClosed) {
+			return nil
+		}
+		return fmt.Errorf("fastfs: serve 9p on %s: %w", l.Addr(), err)
+	case <-ctx.Done():
+	}
+	srv.Close()
+	if err := <-errc; err != nil && !errors.Is(err, p9.ErrServerClosed) {
+		return fmt.Errorf("fastfs: serve 9p on %s: %w", l.Addr(), err)
+	}
+	return nil
+}
