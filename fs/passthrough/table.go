@@ -357,26 +357,46 @@ func (t *inodeTable) forget(id fs.Inode, n uint64) {
 	t.put(in)
 }
 
-// drop forgets every inode but the root (Destroy, Close).
+// drop forgets every inode but the root (Destroy, Close). It swaps every
+// shard's map for an empty one with all shard locks held (key shards
+// before ID shards, the table's lock order), so an insert racing it lands
+// wholly in the old table or wholly in the new one, and it costs one
+// release per inode rather than two map deletions and their locks: a
+// client may have looked up millions.
 func (t *inodeTable) drop(keepRoot bool) {
 	for i := range t.keys {
-		s := &t.keys[i]
-		s.mu.Lock()
-		var victims []*inode
-		for k, in := range s.m {
-			if keepRoot && in.id == fs.RootInode {
-				continue
-			}
-			delete(s.m, k)
-			is := t.idShard(in.id)
-			is.mu.Lock()
-			delete(is.m, in.id)
-			is.mu.Unlock()
-			victims = append(victims, in)
+		t.keys[i].mu.Lock()
+	}
+	for i := range t.ids {
+		t.ids[i].mu.Lock()
+	}
+	var root *inode
+	if keepRoot {
+		if root = t.idShard(fs.RootInode).m[fs.RootInode]; root != nil {
+			delete(t.keyShard(root.key).m, root.key) // kept, not released
 		}
-		s.mu.Unlock()
-		for _, in := range victims {
-			t.put(in)
+	}
+	old := make([]map[inodeKey]*inode, len(t.keys))
+	for i := range t.keys {
+		old[i] = t.keys[i].m
+		t.keys[i].m = make(map[inodeKey]*inode)
+	}
+	for i := range t.ids {
+		t.ids[i].m = make(map[fs.Inode]*inode)
+	}
+	if root != nil {
+		t.keyShard(root.key).m[root.key] = root
+		t.idShard(root.id).m[root.id] = root
+	}
+	for i := range t.ids {
+		t.ids[i].mu.Unlock()
+	}
+	for i := range t.keys {
+		t.keys[i].mu.Unlock()
+	}
+	for _, m := range old {
+		for _, in := range m {
+			t.put(in) // the table's reference
 		}
 	}
 }
