@@ -1,6 +1,8 @@
 // Package fastfs serves a filesystem written in Go with one call per door:
 // Mount puts an fs.FileSystem on a directory of this host through
-// /dev/fuse, and Serve9P serves it to 9P2000.L clients on a listener.
+// /dev/fuse, ServeVirtioFS serves it to a VM as a vhost-user-fs
+// (virtio-fs) device on a unix socket, and Serve9P serves it to 9P2000.L
+// clients on a listener.
 //
 // A filesystem implements fs.FileSystem; embedding fs.Base answers every
 // method it leaves out (ENOSYS, which FUSE clients remember and stop
@@ -24,6 +26,12 @@
 // regular files of its own mount with os.Open (see package fusedev):
 // use syscall.Open, or another process.
 //
+// ServeVirtioFS needs a VMM that connects to its socket as the same user
+// (or root), e.g. QEMU with -chardev socket,id=c,path=SOCKET -device
+// vhost-user-fs-pci,chardev=c,tag=TAG and shared guest memory
+// (memory-backend-memfd,share=on); the guest mounts it with
+// mount -t virtiofs TAG DIR.
+//
 // Serve9P needs only a net.Listener: a unix socket (the client's identity
 // is then its peer credentials) or tcp (the client names its own uid;
 // set P9Options.Identify to decide otherwise). The Linux client mounts it
@@ -32,7 +40,8 @@
 //
 // # Imports
 //
-// fastfs sits above the transports (dataplane/fusedev, p9) and below
+// fastfs sits above the transports (dataplane/fusedev, dataplane/virtiofs
+// with vhostuser, p9) and below
 // cmd/fastfsd; it imports no backend (fs/passthrough is one filesystem
 // among others it can serve).
 package fastfs
