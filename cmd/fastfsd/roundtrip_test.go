@@ -301,50 +301,37 @@ func TestRoundTrips(t *testing.T) {
 	results := map[string]map[string]rtCounts{}
 	for _, m := range rtModes {
 		t.Run(m.name, func(t *testing.T) {
-			_, src, mnt := startMount(t, m.args...)
-			conn, err := probe.ConnOf(mnt)
-			mustT(t, err)
-			p, err := probe.Attach(probe.Options{Mode: probe.ModeTracepoint, Conn: conn})
-			if err != nil {
-				t.Fatalf("attach the fuse probe (root and the fuse tracepoints are here): %v", err)
-			}
-			defer p.Close()
-			results[m.name] = map[string]rtCounts{}
-			for _, w := range rtWorkloads() {
-				// Let the last workload's asynchronous requests (RELEASE)
-				// arrive, then prepare: a prep sends only synchronous
-				// requests (stat) or none, so counting can start at
-				// once, before a warmed name could expire.
-				settle(t, p)
-				if w.prep != nil {
-					w.prep(t, src, mnt)
-				}
-				before, err := p.Snapshot()
-				mustT(t, err)
-				for i := 0; i < rtOps; i++ {
-					w.run(t, src, mnt, i)
-				}
-				d := settle(t, p).Sub(before)
-				per := float64(rtOps * max(w.per, 1))
-				c := rtCounts{}
-				for _, r := range d.Fuse {
-					if r.Count == 0 || oneWay[r.Name] {
-						continue
+			// A timing artefact (a slow run outliving the 1 s timeouts of
+			// cache=auto, so names expire mid-workload) inflates one
+			// attempt; a real extra round trip is in every attempt. So a
+			// workload over budget is measured again on a fresh mount, at
+			// most rtAttempts times, and the lowest count is judged.
+			best := map[string]rtCounts{}
+			for attempt := 1; attempt <= rtAttempts; attempt++ {
+				for name, c := range measureRoundTrips(t, m.args) {
+					if b, ok := best[name]; !ok || c.total() < b.total() {
+						best[name] = c
 					}
-					c[r.Name] = float64(r.Count) / per
 				}
-				results[m.name][w.name] = c
+				over := overBudget(m.name, best)
+				if len(over) == 0 {
+					break
+				}
+				if attempt < rtAttempts {
+					t.Logf("attempt %d: over budget %v; measuring again on a fresh mount", attempt, over)
+				}
+			}
+			results[m.name] = best
+			for _, w := range rtWorkloads() {
+				c := best[w.name]
+				per := float64(rtOps * max(w.per, 1))
 				t.Logf("%-12s %5.2f  %v", w.name, c.total(), c)
 				b, ok := rtBudget[m.name][w.name]
 				if !ok {
 					t.Errorf("%s, %s: no budget in rtBudget; add the measured count", w.name, m.name)
 				} else if c.total() > b+1.5/per {
-					// Slack of one request per workload: a slow run (-race,
-					// a busy machine) outlives the 1 s attribute timeout of
-					// the root once and refreshes it; a real extra round
-					// trip per operation costs rtOps of them.
-					t.Errorf("%s, %s: %.2f round trips per operation (%v), budget %g: something now asks the daemon more often; find it with fastfsd probe / --debug",
-						w.name, m.name, c.total(), c, b)
+					t.Errorf("%s, %s: %.2f round trips per operation (%v) in each of %d attempts, budget %g: something now asks the daemon more often; find it with fastfsd probe / --debug",
+						w.name, m.name, c.total(), c, rtAttempts, b)
 				}
 			}
 		})
@@ -352,6 +339,67 @@ func TestRoundTrips(t *testing.T) {
 	if out := os.Getenv("FASTFSD_ROUNDTRIPS_OUT"); out != "" {
 		mustT(t, os.WriteFile(out, []byte(rtTable(results)), 0o644))
 	}
+}
+
+// rtAttempts is how many fresh mounts a mode is measured on before a
+// workload over budget fails the test.
+const rtAttempts = 3
+
+// measureRoundTrips mounts fastfsd with args and counts, per workload, the
+// FUSE requests one operation costs.
+func measureRoundTrips(t *testing.T, args []string) map[string]rtCounts {
+	t.Helper()
+	_, src, mnt := startMount(t, args...)
+	conn, err := probe.ConnOf(mnt)
+	mustT(t, err)
+	p, err := probe.Attach(probe.Options{Mode: probe.ModeTracepoint, Conn: conn})
+	if err != nil {
+		t.Fatalf("attach the fuse probe (root and the fuse tracepoints are here): %v", err)
+	}
+	defer p.Close()
+	res := map[string]rtCounts{}
+	for _, w := range rtWorkloads() {
+		// Let the last workload's asynchronous requests (RELEASE)
+		// arrive, then prepare: a prep sends only synchronous
+		// requests (stat) or none, so counting can start at
+		// once, before a warmed name could expire.
+		settle(t, p)
+		if w.prep != nil {
+			w.prep(t, src, mnt)
+		}
+		before, err := p.Snapshot()
+		mustT(t, err)
+		for i := 0; i < rtOps; i++ {
+			w.run(t, src, mnt, i)
+		}
+		d := settle(t, p).Sub(before)
+		per := float64(rtOps * max(w.per, 1))
+		c := rtCounts{}
+		for _, r := range d.Fuse {
+			if r.Count == 0 || oneWay[r.Name] {
+				continue
+			}
+			c[r.Name] = float64(r.Count) / per
+		}
+		res[w.name] = c
+	}
+	return res
+}
+
+// overBudget names the workloads whose count exceeds their budget in mode
+// (with the slack of one request per workload: a slow run may outlive the
+// root's 1 s attribute timeout once; a real extra round trip per operation
+// costs rtOps of them).
+func overBudget(mode string, res map[string]rtCounts) []string {
+	var over []string
+	for _, w := range rtWorkloads() {
+		b, ok := rtBudget[mode][w.name]
+		per := float64(rtOps * max(w.per, 1))
+		if c, have := res[w.name]; ok && have && c.total() > b+1.5/per {
+			over = append(over, w.name)
+		}
+	}
+	return over
 }
 
 // rtTable renders the results as the Markdown table of docs/roundtrips.md.
