@@ -130,6 +130,12 @@ func runMount(args []string) error {
 		return err
 	}
 
+	// Catch SIGINT/SIGTERM before the mount exists: one that arrives
+	// while the daemon confines itself and opens the directory must still
+	// unmount (Serve sees ctx done at once), not leave a dead mount.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
 	conn, err := fusedev.Mount(mnt, fusedev.MountOptions{
 		Source:             *fsname,
 		AllowOther:         *allowOther,
@@ -169,8 +175,6 @@ func runMount(args []string) error {
 		return err
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 
 	opts := fusedev.ServeOptions{Workers: *workers, Splice: sm, Passthrough: usePass, IOUring: *useUring}
 	if *debug {

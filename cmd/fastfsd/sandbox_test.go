@@ -59,6 +59,15 @@ func TestDoorsConfined(t *testing.T) {
 				mnt := filepath.Join(dir, "mnt")
 				os.Mkdir(mnt, 0o755)
 				ch = startDoor(t, "mount", "--source", share, mnt)
+				// Served once a file of the share shows through.
+				for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+					if b, err := os.ReadFile(filepath.Join(mnt, "a")); err == nil && string(b) == "a\n" {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("%s does not serve %s/a within 10 s; stderr:\n%s", mnt, share, ch.stderr)
+					}
+				}
 				defer func() {
 					ch.cmd.Process.Signal(os.Interrupt)
 					select {
