@@ -175,7 +175,6 @@ func runMount(args []string) error {
 		return err
 	}
 
-
 	opts := fusedev.ServeOptions{Workers: *workers, Splice: sm, Passthrough: usePass, IOUring: *useUring}
 	if *debug {
 		opts.Debug = log.New(os.Stderr, "fastfsd: ", log.Lmicroseconds)
