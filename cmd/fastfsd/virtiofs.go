@@ -112,7 +112,7 @@ flags:
   --modcaps +CAP:-CAP…      change the kept capabilities (default chown, dac_override,
                             dac_read_search, fowner, fsetid, setgid, setuid, mknod, setfcap)
   --log-level LEVEL         error, warn, info (default), debug
-  --metrics ADDR            serve per-opcode counts and service-time histograms (Prometheus text) at http://ADDR/metrics
+  --metrics ADDR            serve per-opcode requests, errors by errno, bytes, service-time histograms, per-queue load and Go/process metrics at http://ADDR/metrics (Prometheus text, OpenMetrics if asked)
   --pprof ADDR              serve net/http/pprof at http://ADDR/debug/pprof/
   --print-capabilities      print the vhost-user back-end capabilities (JSON) and exit
   -o OPT[,OPT…]             virtiofsd options: source, cache, xattr, no_xattr, writeback,
