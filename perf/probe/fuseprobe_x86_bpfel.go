@@ -73,8 +73,8 @@ const (
 	fuseprobeProgFuseEndTp   = "fuse_end_tp"
 	fuseprobeProgFuseSendKp  = "fuse_send_kp"
 	fuseprobeProgFuseSendTp  = "fuse_send_tp"
-	fuseprobeProgP9ReqTp     = "p9_req_tp"
-	fuseprobeProgP9ResTp     = "p9_res_tp"
+	fuseprobeProgP9ReqRtp    = "p9_req_rtp"
+	fuseprobeProgP9ResRtp    = "p9_res_rtp"
 	fuseprobeProgSysEnterRtp = "sys_enter_rtp"
 	fuseprobeProgSysExitRtp  = "sys_exit_rtp"
 	fuseprobeVarFilterConn   = "filter_conn"
@@ -127,8 +127,8 @@ type fuseprobeProgramSpecs struct {
 	FuseEndTp   *ebpf.ProgramSpec `ebpf:"fuse_end_tp"`
 	FuseSendKp  *ebpf.ProgramSpec `ebpf:"fuse_send_kp"`
 	FuseSendTp  *ebpf.ProgramSpec `ebpf:"fuse_send_tp"`
-	P9ReqTp     *ebpf.ProgramSpec `ebpf:"p9_req_tp"`
-	P9ResTp     *ebpf.ProgramSpec `ebpf:"p9_res_tp"`
+	P9ReqRtp    *ebpf.ProgramSpec `ebpf:"p9_req_rtp"`
+	P9ResRtp    *ebpf.ProgramSpec `ebpf:"p9_res_rtp"`
 	SysEnterRtp *ebpf.ProgramSpec `ebpf:"sys_enter_rtp"`
 	SysExitRtp  *ebpf.ProgramSpec `ebpf:"sys_exit_rtp"`
 }
@@ -217,8 +217,8 @@ type fuseprobePrograms struct {
 	FuseEndTp   *ebpf.Program `ebpf:"fuse_end_tp"`
 	FuseSendKp  *ebpf.Program `ebpf:"fuse_send_kp"`
 	FuseSendTp  *ebpf.Program `ebpf:"fuse_send_tp"`
-	P9ReqTp     *ebpf.Program `ebpf:"p9_req_tp"`
-	P9ResTp     *ebpf.Program `ebpf:"p9_res_tp"`
+	P9ReqRtp    *ebpf.Program `ebpf:"p9_req_rtp"`
+	P9ResRtp    *ebpf.Program `ebpf:"p9_res_rtp"`
 	SysEnterRtp *ebpf.Program `ebpf:"sys_enter_rtp"`
 	SysExitRtp  *ebpf.Program `ebpf:"sys_exit_rtp"`
 }
@@ -229,8 +229,8 @@ func (p *fuseprobePrograms) Close() error {
 		p.FuseEndTp,
 		p.FuseSendKp,
 		p.FuseSendTp,
-		p.P9ReqTp,
-		p.P9ResTp,
+		p.P9ReqRtp,
+		p.P9ResRtp,
 		p.SysEnterRtp,
 		p.SysExitRtp,
 	)

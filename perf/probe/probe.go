@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/cilium/ebpf"
@@ -116,10 +115,10 @@ func Attach(opts Options) (_ *Probe, err error) {
 		delete(spec.Programs, "fuse_end_tp")
 	}
 	if mode != Mode9P {
-		delete(spec.Programs, "p9_req_tp")
-		delete(spec.Programs, "p9_res_tp")
-	} else if err := check9PFormat(); err != nil {
-		return nil, err
+		delete(spec.Programs, "p9_req_rtp")
+		delete(spec.Programs, "p9_res_rtp")
+	} else if !tracepointExists("9p", "9p_client_req") {
+		return nil, fmt.Errorf("%w: no tracepoint 9p:9p_client_req (the kernel's 9P client, module 9pnet, is not loaded or not built: mount a 9p filesystem first)", ErrNotSupported)
 	}
 	if opts.Pid == 0 {
 		delete(spec.Programs, "sys_enter_rtp")
@@ -148,13 +147,16 @@ func Attach(opts Options) (_ *Probe, err error) {
 
 	switch mode {
 	case Mode9P:
+		// Raw tracepoints, by event name: link.Tracepoint refuses the
+		// group name "9p" (it starts with a digit), and the raw
+		// arguments are the stable TP_PROTO ones, not tracefs offsets.
 		for _, tp := range []struct {
 			name string
 			prog *ebpf.Program
-		}{{"9p_client_req", p.coll.Programs["p9_req_tp"]}, {"9p_client_res", p.coll.Programs["p9_res_tp"]}} {
-			l, err := link.Tracepoint("9p", tp.name, tp.prog, nil)
+		}{{"9p_client_req", p.coll.Programs["p9_req_rtp"]}, {"9p_client_res", p.coll.Programs["p9_res_rtp"]}} {
+			l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: tp.name, Program: tp.prog})
 			if err != nil {
-				return nil, fmt.Errorf("%w: attach tracepoint 9p:%s: %v", ErrNotSupported, tp.name, err)
+				return nil, fmt.Errorf("%w: attach raw tracepoint 9p:%s: %v", ErrNotSupported, tp.name, err)
 			}
 			p.links = append(p.links, l)
 		}
@@ -301,65 +303,6 @@ func ensureTracefs() {
 		return
 	}
 	_ = unix.Mount("tracefs", "/sys/kernel/tracing", "tracefs", 0, "")
-}
-
-// p9Fields are the 9p tracepoints' fields as bpf/fuse.c reads them:
-// name → offset (include/trace/events/9p.h since Linux 4.x).
-var p9Fields = map[string]map[string]int{
-	"9p_client_req": {"clnt": 8, "type": 16, "tag": 20},
-	"9p_client_res": {"clnt": 8, "type": 16, "tag": 20, "err": 24},
-}
-
-// check9PFormat reads the 9p tracepoints' format files and refuses to
-// attach if a field the programs read is not where they read it.
-func check9PFormat() error {
-	for name, want := range p9Fields {
-		var b []byte
-		var err error
-		for _, dir := range []string{"/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"} {
-			if b, err = os.ReadFile(filepath.Join(dir, "9p", name, "format")); err == nil {
-				break
-			}
-		}
-		if err != nil {
-			return fmt.Errorf("%w: no tracepoint 9p:%s (the kernel's 9P client, module 9pnet, is not loaded or not built: mount a 9p filesystem first)", ErrNotSupported, name)
-		}
-		got := parseFormat(string(b))
-		for f, off := range want {
-			if o, ok := got[f]; !ok || o != off {
-				return fmt.Errorf("%w: tracepoint 9p:%s has field %s at offset %d (present %v), the probe reads it at %d", ErrNotSupported, name, f, o, ok, off)
-			}
-		}
-	}
-	return nil
-}
-
-// parseFormat returns the field offsets of a tracefs format file, whose
-// lines read "\tfield:u32 tag;\toffset:20;\tsize:4;\tsigned:0;".
-func parseFormat(s string) map[string]int {
-	out := map[string]int{}
-	for _, l := range strings.Split(s, "\n") {
-		parts := strings.Split(strings.TrimSpace(l), ";")
-		if len(parts) < 2 || !strings.HasPrefix(parts[0], "field:") {
-			continue
-		}
-		decl := strings.Fields(strings.TrimPrefix(parts[0], "field:"))
-		if len(decl) == 0 {
-			continue
-		}
-		name := strings.TrimLeft(decl[len(decl)-1], "*")
-		if i := strings.IndexByte(name, '['); i >= 0 {
-			name = name[:i]
-		}
-		off, ok := strings.CutPrefix(strings.TrimSpace(parts[1]), "offset:")
-		if !ok {
-			continue
-		}
-		if n, err := strconv.Atoi(off); err == nil {
-			out[name] = n
-		}
-	}
-	return out
 }
 
 // MountKind tells which probe fits the filesystem mounted at path: "fuse"

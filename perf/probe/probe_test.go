@@ -209,35 +209,6 @@ func TestPin(t *testing.T) {
 	}
 }
 
-// TestParseFormat reads a tracefs format file as Linux 6.x writes the 9p
-// tracepoints', and check9PFormat's expectations match it.
-func TestParseFormat(t *testing.T) {
-	const format = `name: 9p_client_res
-ID: 1503
-format:
-	field:unsigned short common_type;	offset:0;	size:2;	signed:0;
-	field:unsigned char common_flags;	offset:2;	size:1;	signed:0;
-	field:unsigned char common_preempt_count;	offset:3;	size:1;	signed:0;
-	field:int common_pid;	offset:4;	size:4;	signed:1;
-
-	field:void * clnt;	offset:8;	size:8;	signed:0;
-	field:__u8 type;	offset:16;	size:1;	signed:0;
-	field:__u32 tag;	offset:20;	size:4;	signed:0;
-	field:__u32 err;	offset:24;	size:4;	signed:0;
-
-print fmt: "client %lu response P9_%s tag  %d err %d", (unsigned long)REC->clnt, __print_symbolic(REC->type, { 6, "P9_TLERROR" }), REC->tag, REC->err
-`
-	got := parseFormat(format)
-	for f, off := range p9Fields["9p_client_res"] {
-		if got[f] != off {
-			t.Errorf("field %s at %d (parsed %v), want %d", f, got[f], got, off)
-		}
-	}
-	if got["common_pid"] != 4 || len(got) != 8 {
-		t.Errorf("parsed %v", got)
-	}
-}
-
 // TestAttach9PNeedsClient: where the kernel has no 9P client loaded, the
 // 9P mode refuses with ErrNotSupported and says what is missing.
 func TestAttach9PNeedsClient(t *testing.T) {

@@ -188,7 +188,7 @@ func (p *Probe) Snapshot() (*Snapshot, error) {
 	if s.Fuse, err = readStats(p.coll.Maps["fuse_hist"], p.coll.Maps["fuse_stats"], maxOps, OpName); err != nil {
 		return nil, err
 	}
-	if p.coll.Programs["p9_req_tp"] != nil {
+	if p.coll.Programs["p9_req_rtp"] != nil {
 		if s.P9, err = readStats(p.coll.Maps["p9_hist"], p.coll.Maps["p9_stats"], maxOps, P9Name); err != nil {
 			return nil, err
 		}

@@ -272,8 +272,6 @@ int BPF_KPROBE(fuse_end_kp, struct fuse_req___fastfs *req)
 // moment the client sends it to the moment its reply is checked, keyed by
 // (client, tag) — a tag is unique among one client's requests in flight.
 // Per T-message type: type/2 < MAX_OPS (9P2000.L T-types are even, < 128).
-// The loader checks the field offsets against the tracepoints' format
-// files before attaching (probe.go, check9PFormat).
 struct p9_key {
 	__u64 clnt;
 	__u32 tag;
@@ -307,43 +305,31 @@ struct {
 	__type(value, struct op_stats);
 } p9_stats SEC(".maps");
 
-struct tp_9p_client_req {
-	__u64 common;
-	__u64 clnt;	// void *
-	__u8 type;
-	__u8 pad[3];
-	__u32 tag;
-};
-
-struct tp_9p_client_res {
-	__u64 common;
-	__u64 clnt;
-	__u8 type;
-	__u8 pad[3];
-	__u32 tag;
-	__u32 err;	// 0 or a negative errno
-};
-
-SEC("tracepoint/9p/9p_client_req")
-int p9_req_tp(struct tp_9p_client_req *ctx)
+// Raw tracepoints: args[] are the tracepoint's TP_PROTO arguments,
+// 9p_client_req(struct p9_client *clnt, int8_t type, int tag) and
+// 9p_client_res(clnt, type, tag, int err). Raw, not tracefs, attachment:
+// the group name "9p" starts with a digit, which the tracefs attach path
+// of cilium/ebpf refuses; raw tracepoints are found by event name.
+SEC("raw_tracepoint/9p_client_req")
+int p9_req_rtp(struct bpf_raw_tracepoint_args *ctx)
 {
-	struct p9_key k = { .clnt = ctx->clnt, .tag = ctx->tag };
-	struct p9_val v = { .start_ns = bpf_ktime_get_ns(), .type = ctx->type };
+	struct p9_key k = { .clnt = ctx->args[0], .tag = (__u32)ctx->args[2] };
+	struct p9_val v = { .start_ns = bpf_ktime_get_ns(), .type = (__u8)ctx->args[1] };
 	bpf_map_update_elem(&p9_inflight, &k, &v, BPF_ANY);
 	return 0;
 }
 
-SEC("tracepoint/9p/9p_client_res")
-int p9_res_tp(struct tp_9p_client_res *ctx)
+SEC("raw_tracepoint/9p_client_res")
+int p9_res_rtp(struct bpf_raw_tracepoint_args *ctx)
 {
-	struct p9_key k = { .clnt = ctx->clnt, .tag = ctx->tag };
+	struct p9_key k = { .clnt = ctx->args[0], .tag = (__u32)ctx->args[2] };
 	struct p9_val *v = bpf_map_lookup_elem(&p9_inflight, &k);
 	if (!v)
 		return 0;
 	__u64 delta = bpf_ktime_get_ns() - v->start_ns;
 	__u32 op = (v->type / 2) < MAX_OPS ? v->type / 2 : MAX_OPS - 1;
 	bpf_map_delete_elem(&p9_inflight, &k);
-	account(&p9_hist, &p9_stats, op, delta, ctx->err != 0);
+	account(&p9_hist, &p9_stats, op, delta, (int)ctx->args[3] != 0);
 	return 0;
 }
 
