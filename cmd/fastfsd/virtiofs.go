@@ -528,6 +528,9 @@ func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
 	if err := c.policy.check(); err != nil {
 		return nil, nil, err
 	}
+	if c.policy.posixACL && !c.xattr {
+		return nil, nil, errors.New("--posix-acl needs extended attributes (ACLs are system.posix_acl_* xattrs): drop --no-xattr")
+	}
 	if c.dir == "" {
 		return nil, nil, errors.New("no shared directory: pass --shared-dir DIR (or -o source=DIR)")
 	}

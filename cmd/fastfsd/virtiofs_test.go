@@ -56,9 +56,10 @@ func TestParseVirtiofsArgs(t *testing.T) {
 		{args: "--socket-path=/s --shared-dir=/d --readonly --allow-direct-io --no-readdirplus --rlimit-nofile 4096", check: func(c *virtiofsConfig) bool {
 			return c.readOnly && c.directIO && c.noReaddirplus && c.rlimitNofile == 4096
 		}},
-		{args: "--socket-path=/s --shared-dir=/d -o allow_direct_io,no_readdirplus,posix_acl,no_xattr", check: func(c *virtiofsConfig) bool {
-			return c.directIO && c.noReaddirplus && c.policy.posixACL && !c.xattr
+		{args: "--socket-path=/s --shared-dir=/d -o allow_direct_io,no_readdirplus,posix_acl", check: func(c *virtiofsConfig) bool {
+			return c.directIO && c.noReaddirplus && c.policy.posixACL && c.xattr
 		}},
+		{args: "--socket-path=/s --shared-dir=/d --posix-acl --no-xattr", err: "--posix-acl needs extended attributes"},
 		{args: "--socket-path=/s --shared-dir=/d --no-xattr --posix-acl", check: func(c *virtiofsConfig) bool {
 			return c.policy.posixACL && c.xattr // implies --xattr
 		}},

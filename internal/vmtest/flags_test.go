@@ -63,6 +63,19 @@ M=/mnt/xmap
 touch $M/f && setfattr -n user.foo -v bar $M/f && res xattrmap:set PASS "" || res xattrmap:set FAIL "setfattr user.foo"
 expect xattrmap:get bar "$(getfattr --only-values -n user.foo $M/f 2>/dev/null)"
 
+# --- --posix-acl: the guest enforces an ACL granting uid 1000 read on a
+# 0600 root file; without the flag (xdef) the same ACL is stored but the
+# guest ignores it, as FUSE does without POSIX_ACL.
+grep -q '^u:' /etc/passwd 2>/dev/null || echo 'u:x:1000:1000::/:/bin/sh' >> /etc/passwd
+ACL=0x0200000001000600ffffffff02000400e803000004000000ffffffff10000400ffffffff20000000ffffffff
+for d in /mnt/acl /mnt/xdef; do
+	echo secret > $d/aclf && chmod 600 $d/aclf && setfattr -n system.posix_acl_access -v $ACL $d/aclf ||
+		res "acl:set:$d" FAIL "setfattr system.posix_acl_access failed"
+done
+expect acl:granted secret "$(su u -c "cat /mnt/acl/aclf" 2>&1)"
+if out=$(su u -c "cat /mnt/xdef/aclf" 2>&1); then res acl:ignored-without-flag FAIL "read as uid 1000 without --posix-acl: $out"
+else res acl:ignored-without-flag PASS "$out"; fi
+
 # --- --readonly: reads work, every change is EROFS.
 R=/mnt/ro
 expect ro:read orig "$(cat $R/existing)"
@@ -80,10 +93,10 @@ refused utimes touch $R/existing
 refused setxattr setfattr -n user.x -v 1 $R/existing
 `
 
-// TestGuestVirtiofsdFlags boots one guest with four fastfsd devices —
+// TestGuestVirtiofsdFlags boots one guest with five fastfsd devices —
 // uid/gid translation (--uid-map and --translate-uid/gid forms), the
-// default xattr map, an explicit --xattrmap, and --readonly — and checks
-// each from the guest and on the host.
+// default xattr map, an explicit --xattrmap, --readonly and --posix-acl —
+// and checks each from the guest and on the host.
 func TestGuestVirtiofsdFlags(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots a QEMU guest; not with -short")
@@ -92,8 +105,8 @@ func TestGuestVirtiofsdFlags(t *testing.T) {
 	k := RequireGuest(t)
 	bin := buildFastfsd(t)
 
-	idDir, xDir, mDir, roDir := t.TempDir(), t.TempDir(), t.TempDir(), t.TempDir()
-	for _, d := range []string{idDir, xDir, mDir, roDir} {
+	idDir, xDir, mDir, roDir, aclDir := t.TempDir(), t.TempDir(), t.TempDir(), t.TempDir(), t.TempDir()
+	for _, d := range []string{idDir, xDir, mDir, roDir, aclDir} {
 		os.Chmod(d, 0o777)
 	}
 	// Guest root is host 100000 (uids) / 200000 (gids): the directory the
@@ -131,11 +144,12 @@ func TestGuestVirtiofsdFlags(t *testing.T) {
 			{Tag: "xdef", Dir: xDir, GuestPath: "/mnt/xdef", Backend: be()},
 			{Tag: "xmap", Dir: mDir, GuestPath: "/mnt/xmap", Backend: be("--xattrmap", ":map::user.virtiofs.:")},
 			{Tag: "ro", Dir: roDir, GuestPath: "/mnt/ro", Backend: be("--readonly")},
+			{Tag: "acl", Dir: aclDir, GuestPath: "/mnt/acl", Backend: be("--posix-acl")},
 		},
 		Script:  flagsGuestScript,
 		Timeout: 4 * time.Minute,
 	})
-	if len(res.Results) < 25 {
+	if len(res.Results) < 28 {
 		t.Errorf("only %d results: the guest script did not run through", len(res.Results))
 	}
 
