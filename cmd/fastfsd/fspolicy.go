@@ -21,6 +21,10 @@ type fsPolicy struct {
 	xattrmapSet bool
 	uids, gids  []idmap.Entry
 	posixACL    bool
+	// nsUids/nsGids: a --uid-map/--gid-map was given, so IDs no entry
+	// covers are unusable and shown as 65534, as in virtiofsd's user
+	// namespace (idmap.Confine), not passed through unchanged.
+	nsUids, nsGids bool
 }
 
 // xattrmapHelp is the flag text every door shows: the default mapping.
@@ -58,6 +62,11 @@ func (p *fsPolicy) addNamespaceMap(which, v string) error {
 	if err != nil {
 		return fmt.Errorf("--%s-map %w", which, err)
 	}
+	if which == "uid" {
+		p.nsUids = true
+	} else {
+		p.nsGids = true
+	}
 	p.add(which, e)
 	return nil
 }
@@ -76,13 +85,27 @@ func (p *fsPolicy) check() error {
 	if p.posixACL && (len(p.uids) > 0 || len(p.gids) > 0) {
 		return errors.New("--posix-acl cannot be combined with --translate-uid/--translate-gid/--uid-map/--gid-map: the IDs inside ACLs would not be translated")
 	}
-	if _, err := idmap.New(p.uids); err != nil {
-		return fmt.Errorf("uid translation: %w", err)
+	_, _, err := p.idMaps()
+	return err
+}
+
+// idMaps builds the uid and gid translations; with a --uid-map/--gid-map
+// the rest of the ID space is confined (idmap.Confine).
+func (p *fsPolicy) idMaps() (uids, gids *idmap.Map, err error) {
+	ue, ge := p.uids, p.gids
+	if p.nsUids {
+		ue = idmap.Confine(ue)
 	}
-	if _, err := idmap.New(p.gids); err != nil {
-		return fmt.Errorf("gid translation: %w", err)
+	if p.nsGids {
+		ge = idmap.Confine(ge)
 	}
-	return nil
+	if uids, err = idmap.New(ue); err != nil {
+		return nil, nil, fmt.Errorf("uid translation: %w", err)
+	}
+	if gids, err = idmap.New(ge); err != nil {
+		return nil, nil, fmt.Errorf("gid translation: %w", err)
+	}
+	return uids, gids, nil
 }
 
 // wrap applies the policy to fsys. xattrOn says whether the filesystem
@@ -102,8 +125,10 @@ func (p *fsPolicy) wrap(fsys fs.FileSystem, xattrOn bool) (fs.FileSystem, error)
 		}
 		fsys = xattrmap.Wrap(fsys, m)
 	}
-	uids, _ := idmap.New(p.uids)
-	gids, _ := idmap.New(p.gids)
+	uids, gids, err := p.idMaps()
+	if err != nil {
+		return nil, err
+	}
 	return idmap.Wrap(fsys, uids, gids), nil
 }
 

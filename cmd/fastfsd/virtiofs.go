@@ -77,7 +77,8 @@ flags:
   --translate-uid SPEC      translate UIDs guest<->host (repeatable): map:G:H:N, guest:G:H:N,
                             host:H:G:N, squash-guest:G:H:N, squash-host:H:G:N, forbid-guest:G:N
   --translate-gid SPEC      the same for GIDs
-  --uid-map :NS:HOST:N:     virtiofsd's user-namespace map, served as --translate-uid map:NS:HOST:N
+  --uid-map :NS:HOST:N:     virtiofsd's user-namespace map, served as --translate-uid map:NS:HOST:N;
+                            IDs outside it are unusable and shown as 65534, as in a namespace
   --gid-map :NS:HOST:N:     the same for GIDs
   --readonly                refuse every change with EROFS
   --posix-acl               offer POSIX ACLs (FUSE_POSIX_ACL; implies --xattr; not with uid/gid translation)

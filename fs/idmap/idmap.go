@@ -254,3 +254,57 @@ func (m *Map) ToGuest(id uint32) uint32 {
 	v, _ := m.toGuest.lookup(id)
 	return v
 }
+
+// Confine returns entries completed with the meaning of a user namespace's
+// map (virtiofsd --uid-map/--gid-map): a guest ID no entry covers cannot be
+// used (ForbidGuest: it owns nothing it creates or is given, and its other
+// requests run as Overflow), and a host ID no entry covers is shown to the
+// guest as Overflow (SquashHost), as the kernel shows an unmapped ID inside
+// a namespace. Without this an unmapped guest ID would map to itself: with
+// --uid-map=:1000:1000:1: guest root would create files as host root.
+func Confine(entries []Entry) []Entry {
+	var guest, host [][2]uint64 // covered [lo, hi) per direction
+	for _, e := range entries {
+		lo, hi := uint64(e.From), uint64(e.From)+uint64(e.Count)
+		switch e.Kind {
+		case Guest, SquashGuest, ForbidGuest:
+			guest = append(guest, [2]uint64{lo, hi})
+		case Host, SquashHost:
+			host = append(host, [2]uint64{lo, hi})
+		case Bidi:
+			guest = append(guest, [2]uint64{lo, hi})
+			host = append(host, [2]uint64{uint64(e.To), uint64(e.To) + uint64(e.Count)})
+		}
+	}
+	out := append([]Entry(nil), entries...)
+	for _, g := range gaps(guest) {
+		out = append(out, Entry{Kind: ForbidGuest, From: uint32(g[0]), Count: uint32(g[1] - g[0])})
+	}
+	for _, g := range gaps(host) {
+		out = append(out, Entry{Kind: SquashHost, From: uint32(g[0]), To: Overflow, Count: uint32(g[1] - g[0])})
+	}
+	return out
+}
+
+// gaps returns the parts of [0, 1<<32) that no range covers. A gap is
+// never longer than 1<<32 - 1 (a Count is a uint32): a whole-space gap
+// (no range at all) is split in two.
+func gaps(covered [][2]uint64) [][2]uint64 {
+	sort.Slice(covered, func(i, j int) bool { return covered[i][0] < covered[j][0] })
+	var out [][2]uint64
+	next := uint64(0)
+	for _, c := range covered {
+		if c[0] > next {
+			out = append(out, [2]uint64{next, c[0]})
+		}
+		next = max(next, c[1])
+	}
+	if next < 1<<32 {
+		if next == 0 {
+			out = append(out, [2]uint64{0, 1 << 31})
+			next = 1 << 31
+		}
+		out = append(out, [2]uint64{next, 1 << 32})
+	}
+	return out
+}

@@ -346,3 +346,53 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestConfine: a --uid-map leaves no ID outside it usable or visible. With
+// :1000:1000:1: guest root (uncovered) must not map to host root, and host
+// root's files must not look like guest root's.
+func TestConfine(t *testing.T) {
+	e, err := ParseNamespaceMap(":1000:1000:1:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := New(Confine([]Entry{e}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range []uint32{0, 1, 999, 1001, 65534, 4294967295} {
+		if h, ok := m.ToHost(g); ok {
+			t.Errorf("unmapped guest ID %d usable as host %d", g, h)
+		}
+	}
+	if h, ok := m.ToHost(1000); !ok || h != 1000 {
+		t.Errorf("ToHost(1000) = %d, %v; want 1000", h, ok)
+	}
+	for _, h := range []uint32{0, 999, 1001, 4294967295} {
+		if g := m.ToGuest(h); g != Overflow {
+			t.Errorf("unmapped host ID %d shown as %d, want %d", h, g, Overflow)
+		}
+	}
+	if g := m.ToGuest(1000); g != 1000 {
+		t.Errorf("ToGuest(1000) = %d", g)
+	}
+	// The common rootless form: guest 0..65535 is host 100000..; guest
+	// 100000 (outside) must not reach the host ID guest root has.
+	e, _ = ParseNamespaceMap(":0:100000:65536:")
+	m, err = New(Confine([]Entry{e}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, ok := m.ToHost(0); !ok || h != 100000 {
+		t.Errorf("ToHost(0) = %d, %v", h, ok)
+	}
+	if _, ok := m.ToHost(100000); ok {
+		t.Error("guest 100000 (unmapped) usable")
+	}
+	if g := m.ToGuest(0); g != Overflow {
+		t.Errorf("host root shown as guest %d", g)
+	}
+	// No entries: everything forbidden and hidden, in ranges New accepts.
+	if _, err := New(Confine(nil)); err != nil {
+		t.Errorf("Confine(nil): %v", err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -285,5 +286,45 @@ func TestAccess(t *testing.T) {
 		{rootCtx, fe.Ino, 0x10, syscall.EINVAL},
 	} {
 		wantErrno(t, "Access", f.Access(c.ctx, c.ino, c.mask), c.want)
+	}
+}
+
+// TestCreateExistingSpecial: CREATE without O_EXCL of a name that turns
+// out to be a device node or a FIFO must not open it. The daemon would
+// otherwise hand the client a handle on a host device (a guest's root, or
+// its kernel, sends CREATE for a node it made with MKNOD: READ and WRITE
+// then reach the host's disk), or block its worker in open(2) of a FIFO
+// with no writer.
+func TestCreateExistingSpecial(t *testing.T) {
+	testutil.RequireRoot(t)
+	f, dir := newTestFS(t, Options{})
+	if err := unix.Mknod(join(dir, "zero"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 5))); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mkfifo(join(dir, "fifo"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"zero", "fifo"} {
+		for _, ctx := range []*fs.Context{rootCtx, {Caller: fs.Caller{Uid: 1000, Gid: 1000}}} {
+			var e fs.Entry
+			var oo fs.OpenOut
+			done := make(chan fs.Errno, 1)
+			go func() { done <- f.Create(ctx, fs.RootInode, []byte(name), 0o644, unix.O_RDONLY, &e, &oo) }()
+			var errno fs.Errno
+			select {
+			case errno = <-done:
+			case <-time.After(3 * time.Second):
+				// Unblock the open of the FIFO so the test can end.
+				if w, err := os.OpenFile(join(dir, name), os.O_WRONLY, 0); err == nil {
+					w.Close()
+				}
+				errno = <-done
+				t.Errorf("CREATE of the existing %s as uid %d blocked in open(2)", name, ctx.Uid)
+			}
+			if errno == 0 {
+				f.Release(ctx, e.Ino, oo.Handle, 0)
+				t.Errorf("CREATE of the existing %s as uid %d opened it; want it refused", name, ctx.Uid)
+			}
+		}
 	}
 }

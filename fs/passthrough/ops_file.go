@@ -134,7 +134,10 @@ func (f *FS) Open(ctx *fs.Context, ino fs.Inode, flags, openFlags uint32, out *f
 // O_EXCL, the existing file is opened with the host checking the caller's
 // own fsuid and fsgid (strictPerms), as an open of an existing file must be
 // checked: the client never checked this one. The host then also clears
-// set-user-ID and set-group-ID on O_TRUNC as it would for the caller.
+// set-user-ID and set-group-ID on O_TRUNC as it would for the caller. An
+// existing name is opened only if it is a regular file (EACCES for a
+// device node, FIFO or socket; EISDIR, ELOOP as open(2) for a directory or
+// symlink).
 func (f *FS) Create(ctx *fs.Context, parent fs.Inode, name []byte, mode, flags uint32, out *fs.Entry, open *fs.OpenOut) fs.Errno {
 	if e := checkNewName(name, syscall.EISDIR, syscall.EISDIR); e != 0 {
 		return e
@@ -166,10 +169,34 @@ func (f *FS) Create(ctx *fs.Context, parent fs.Inode, name []byte, mode, flags u
 		if err := f.strictPerms(ctx); err != nil {
 			return err
 		}
-		if fd, e = openBeneath(dir, name, fl|unix.O_CREAT|unix.O_NOFOLLOW, mode&07777); e != 0 {
+		// Only a regular file is opened: never a device node (a client
+		// that made one with MKNOD would get a handle on the host's
+		// device) nor a FIFO (open(2) would block this worker until a
+		// writer came). The name is pinned with O_PATH, its type checked,
+		// and that very inode opened through /proc/self/fd, where the host
+		// checks the caller's permission.
+		pfd, e := openBeneath(dir, name, unix.O_PATH|unix.O_NOFOLLOW, 0)
+		if e != 0 {
 			return e
 		}
-		return nil
+		defer unix.Close(pfd)
+		var st unix.Stat_t
+		if err := unix.Fstat(pfd, &st); err != nil {
+			return err
+		}
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFREG:
+		case unix.S_IFDIR:
+			return syscall.EISDIR // as open(2) with O_CREAT
+		case unix.S_IFLNK:
+			return syscall.ELOOP // as open(2) with O_NOFOLLOW
+		default:
+			return syscall.EACCES // a special file: the client opens those itself
+		}
+		return ignoringEINTR(func() (err error) {
+			fd, err = unix.Openat(f.procFd, procName(pfd), fl|unix.O_CLOEXEC, 0)
+			return err
+		})
 	})
 	if e != 0 {
 		return e
