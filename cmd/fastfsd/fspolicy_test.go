@@ -3,8 +3,10 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/fastfsd/fastfsd/fs"
 	"github.com/fastfsd/fastfsd/fs/passthrough"
@@ -64,5 +66,26 @@ func TestUidMapConfines(t *testing.T) {
 	}
 	if ent.Attr.Uid != 65534 || ent.Attr.Gid != 65534 {
 		t.Errorf("host root's file shown as %d:%d, want 65534:65534", ent.Attr.Uid, ent.Attr.Gid)
+	}
+}
+
+// TestP9TCPNamespaceRefused: a loopback tcp listener identifies each peer
+// with NETLINK_SOCK_DIAG, which from the namespace sandbox's new network
+// namespace finds nothing: every client, root included, was refused
+// ("sock_diag: no such file or directory") while the daemon looked
+// healthy. The combination is refused at start with a way out.
+func TestP9TCPNamespaceRefused(t *testing.T) {
+	dir := t.TempDir()
+	done := make(chan error, 1)
+	go func() {
+		done <- runP9([]string{"--listen", "tcp:127.0.0.1:0", "--shared-dir", dir, "--sandbox", "namespace"})
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "cannot serve --listen tcp") {
+			t.Errorf("9p --listen tcp --sandbox=namespace: %v; want it refused as unable to identify peers", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("9p --listen tcp --sandbox=namespace started serving; every client would be refused")
 	}
 }

@@ -169,6 +169,18 @@ func runP9(args []string) error {
 	if *socketGroup != "" && network != "unix" {
 		return errors.New("--socket-group applies to --listen unix:PATH only")
 	}
+	if network == "tcp" && squash == nil {
+		// A tcp peer is identified by NETLINK_SOCK_DIAG, which answers for
+		// the network namespace the asking process is in: from the
+		// sandbox's new one it finds no peer and every client, root
+		// included, would be refused.
+		switch sbf.sandbox {
+		case "namespace":
+			return errors.New("--sandbox=namespace cannot serve --listen tcp: the sandbox's network namespace cannot see who owns a loopback peer's socket, so every client would be refused; use --listen unix:PATH, or --all-squash UID:GID (no peer to identify), or --sandbox=none")
+		case "auto":
+			sbf.sandbox, sbf.autoNone = "none", "--listen tcp identifies peers from the host's network namespace (use unix:PATH or --all-squash for a namespace)"
+		}
+	}
 	sb, err := sbf.options(sandbox.P9, *dir)
 	if err != nil {
 		return err
