@@ -25,14 +25,14 @@ type sandboxFlags struct {
 }
 
 const (
-	sandboxHelp = "confinement entered after the transport is set up: none (no namespace or chroot; the capability drop, no_new_privs, Landlock and the seccomp filter still apply), namespace (besides, serve from new mount, pid and network namespaces whose root is the shared directory; virtiofs and 9p doors, a CGO_ENABLED=0 build, Linux 6.13+), auto (namespace where those hold and this is root, else none; says which). Default none; chroot is not implemented and is refused"
+	sandboxHelp = "confinement entered after the transport is set up: none (no namespace or chroot; the capability drop, no_new_privs, Landlock and the seccomp filter still apply), namespace (besides, serve from new mount, pid and network namespaces whose root is the shared directory; virtiofs and 9p doors, a CGO_ENABLED=0 build, Linux 6.13+), auto (namespace where those hold and this is root, else none; says which); chroot is not implemented and is refused"
 	seccompHelp = "action on a system call outside this door's allow-list (docs/sandbox.md): kill (the process), log (allow, log to the audit log), trap (SIGSYS: the Go runtime prints the stack and exits), none (no filter)"
 	modcapsHelp = "change the kept capability set, virtiofsd style: +CAP:-CAP… (e.g. +sys_admin:-mknod); the defaults per door are in docs/sandbox.md"
 )
 
 func addSandboxFlags(fl *flag.FlagSet) *sandboxFlags {
 	s := new(sandboxFlags)
-	fl.StringVar(&s.sandbox, "sandbox", "none", sandboxHelp)
+	fl.StringVar(&s.sandbox, "sandbox", "auto", sandboxHelp)
 	fl.StringVar(&s.seccomp, "seccomp", "kill", seccompHelp)
 	fl.StringVar(&s.modcaps, "modcaps", "", modcapsHelp)
 	return s

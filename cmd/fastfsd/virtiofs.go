@@ -104,8 +104,8 @@ flags:
                             of RLIMIT_NOFILE, at most 8192)
   --sandbox auto|namespace|none  confinement after the socket listens: namespace: serve from new
                             mount, pid and network namespaces whose root is DIR (root, a
-                            CGO_ENABLED=0 build, Linux 6.13+); none (default): no namespace;
-                            auto: namespace where it can, else none, and says why. With each, the
+                            CGO_ENABLED=0 build, Linux 6.13+); none: no namespace; auto (default):
+                            namespace where it can, else none, and says why. With each, the
                             capability drop, no_new_privs, Landlock and the filter apply; chroot
                             is refused
   --seccomp kill|log|trap|none  action on a system call outside the allow-list (default kill;
@@ -233,7 +233,7 @@ func parseLevel(s string) (slog.Level, error) {
 // name accepted-but-ignored flags.
 func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
 	c := &virtiofsConfig{fd: -1, tag: "fastfs", xattr: true, queues: min(max(runtime.NumCPU(), 1), 16), level: slog.LevelInfo, fileHandles: passthrough.FileHandlesPrefer,
-		sandbox: sandboxFlags{sandbox: "none", seccomp: "kill"}}
+		sandbox: sandboxFlags{sandbox: "auto", seccomp: "kill"}}
 	var warns []string
 	applyOpt := func(o string) error {
 		k, v, hasV := strings.Cut(o, "=")

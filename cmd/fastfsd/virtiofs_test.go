@@ -44,7 +44,7 @@ func TestParseVirtiofsArgs(t *testing.T) {
 			return c.sandbox.sandbox == "chroot" && c.sandbox.modcaps == "+sys_admin:-mknod"
 		}},
 		{args: "--socket-path=/s --shared-dir=/d --seccomp=trap --modcaps=-chown", check: func(c *virtiofsConfig) bool {
-			return c.sandbox.seccomp == "trap" && c.sandbox.modcaps == "-chown" && c.sandbox.sandbox == "none"
+			return c.sandbox.seccomp == "trap" && c.sandbox.modcaps == "-chown" && c.sandbox.sandbox == "auto"
 		}},
 		// Refused by name, with the reason.
 		{args: "--socket-path=/s --shared-dir=/d --announce-submounts", err: "--announce-submounts: not implemented"},
