@@ -202,6 +202,12 @@ func TestGetlkOwnerStorm(t *testing.T) {
 		t.Errorf("%d GETLK with distinct owners added %d fds to fastfsd", owners, after-opened)
 	}
 	checkBounds(t, "GETLK storm", m.daemon, opened+16, 256<<20)
+	// SIGTERM with the 5,000 files still open.
+	d := m.sigterm(10 * time.Second)
+	t.Logf("SIGTERM with %d files open: exited in %v", owners, d)
+	if d > 5*time.Second {
+		t.Errorf("SIGTERM took %v, want < 5 s", d)
+	}
 	stdin.Close()
 	c.Wait()
 }
