@@ -9,7 +9,12 @@
 // directory of mode 0700 made next to the target (so on the same file
 // system), sets the socket's group and mode there, where nobody else can
 // reach it, and then moves it into place with rename(2), which is atomic:
-// the name refers either to the old entry or to the finished socket.
+// the name refers either to the old entry or to the finished socket. The
+// private directory is pinned by an O_PATH fd as soon as it is made (and
+// checked to be this user's, mode 0700) and reached only through
+// /proc/self/fd/N: in a directory other users may write without the sticky
+// bit, they could otherwise swap in a world-writable one of their own and
+// connect to the socket before its mode is set.
 //
 // Replacing a stale socket never follows a symbolic link and never clobbers
 // something that is not a socket: the new socket is swapped in with
@@ -26,6 +31,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -92,14 +98,38 @@ func Listen(path string, opts Options) (*Listener, error) {
 	dir := filepath.Dir(path)
 	// MkdirTemp makes the directory with mode 0700 &^ umask: never more
 	// than 0700, so only this user (and root) can reach what is inside.
-	priv, err := os.MkdirTemp(dir, ".sock-")
+	realPriv, err := os.MkdirTemp(dir, ".sock-")
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: make a private directory next to it: %w; the directory must be writable by fastfsd", what, path, err)
 	}
+	// Pin the directory just made and use it only through that fd
+	// (/proc/self/fd/N): if dir is writable by someone else (not sticky),
+	// they could rename it away and put their own in its place, and the
+	// socket would be bound where they can connect before its mode is set.
+	privFd, err := unix.Open(realPriv, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		os.Remove(realPriv)
+		return nil, fmt.Errorf("%s %s: open the private directory %s: %w", what, path, realPriv, err)
+	}
+	defer unix.Close(privFd)
+	var pst unix.Stat_t
+	if err := unix.Fstat(privFd, &pst); err != nil || pst.Uid != uint32(os.Geteuid()) || pst.Mode&0o077 != 0 {
+		return nil, fmt.Errorf("%s %s: the private directory %s was replaced before it could be used (is %s writable by other users? put the socket in a directory only fastfsd's user can write)", what, path, realPriv, dir)
+	}
+	if testHookPrivate != nil {
+		testHookPrivate(realPriv)
+	}
+	priv := "/proc/self/fd/" + strconv.Itoa(privFd)
 	keep := false // set if priv holds someone else's file (see place)
 	defer func() {
-		if !keep {
-			os.RemoveAll(priv)
+		if keep {
+			return
+		}
+		unix.Unlinkat(privFd, "s", 0)
+		// Remove the directory by name only if the name is still ours.
+		var st unix.Stat_t
+		if unix.Lstat(realPriv, &st) == nil && st.Dev == pst.Dev && st.Ino == pst.Ino {
+			unix.Rmdir(realPriv)
 		}
 	}()
 	tmp := filepath.Join(priv, "s")
@@ -110,6 +140,9 @@ func Listen(path string, opts Options) (*Listener, error) {
 	// The name Go would unlink on Close is the temporary one; Listener.Close
 	// removes the final name instead.
 	ln.SetUnlinkOnClose(false)
+	if testHookBound != nil {
+		testHookBound()
+	}
 	fail := func(err error) (*Listener, error) {
 		ln.Close()
 		return nil, fmt.Errorf("%s %s: %w", what, path, err)
@@ -128,7 +161,7 @@ func Listen(path string, opts Options) (*Listener, error) {
 	if err := unix.Lstat(tmp, &st); err != nil {
 		return fail(err)
 	}
-	if err := place(tmp, path, priv, &keep); err != nil {
+	if err := place(tmp, path, realPriv, &keep); err != nil {
 		return fail(err)
 	}
 	return &Listener{UnixListener: ln, path: path, dev: st.Dev, ino: st.Ino}, nil
@@ -157,6 +190,11 @@ func checkStale(path, what string) error {
 	}
 	return nil
 }
+
+// Test hooks: after the private directory is made and pinned, and after
+// the socket is bound in it.
+var testHookPrivate func(priv string)
+var testHookBound func()
 
 // place moves the socket tmp (inside the private directory priv) to path.
 // If path does not exist, a no-replace rename does it. If it exists (a

@@ -165,3 +165,50 @@ func TestExchangeRefusesNonSocket(t *testing.T) {
 		t.Errorf("after refusal: path holds %q, keep=%v; want the file back in place", b, keep)
 	}
 }
+
+// TestPrivateDirSwapped: in a directory another user may write (not
+// sticky), that user can rename the private directory away and put a
+// world-writable one of their own in its place. The socket must still be
+// bound in the directory Listen made (pinned by fd), never in theirs,
+// where they could connect before its mode is set.
+func TestPrivateDirSwapped(t *testing.T) {
+	dir := t.TempDir()
+	os.Chmod(dir, 0o777) // writable by anyone, no sticky bit
+	path := filepath.Join(dir, "vhost.sock")
+	var theirs string
+	testHookPrivate = func(priv string) {
+		theirs = priv
+		if err := os.Rename(priv, priv+".moved"); err != nil {
+			t.Errorf("swap: %v", err)
+		}
+		os.Mkdir(priv, 0o777)
+		os.Chmod(priv, 0o777)
+	}
+	connected := false
+	testHookBound = func() {
+		if c, err := net.Dial("unix", filepath.Join(theirs, "s")); err == nil {
+			connected = true
+			c.Close()
+		}
+	}
+	defer func() { testHookPrivate, testHookBound = nil, nil }()
+	l, err := Listen(path, Options{})
+	if err != nil {
+		t.Fatalf("Listen: %v", err)
+	}
+	defer l.Close()
+	if connected {
+		t.Error("connected to the socket through the swapped-in world-writable directory before its mode was set")
+	}
+	if m, _ := sockMode(t, path); m != 0o600 {
+		t.Errorf("mode %#o, want 0600", m)
+	}
+	if _, err := os.Lstat(filepath.Join(theirs, "s")); err == nil {
+		t.Error("the socket was bound in the swapped-in directory")
+	}
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	c.Close()
+}
