@@ -1,12 +1,16 @@
 package main
 
 import (
+	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/fastfsd/fastfsd/fs"
 	"github.com/fastfsd/fastfsd/fs/passthrough"
@@ -87,5 +91,61 @@ func TestP9TCPNamespaceRefused(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("9p --listen tcp --sandbox=namespace started serving; every client would be refused")
+	}
+}
+
+// TestP9TCPClosedPeerNotRoot: a loopback peer that connects as an
+// unprivileged user, queues its requests and closes before the daemon
+// identifies it leaves a time-wait socket, which sock_diag reports as
+// uid 0. It was trusted as root (its queued Tattach n_uname=0 and Tlcreate
+// would run as root); it must be refused.
+func TestP9TCPClosedPeerNotRoot(t *testing.T) {
+	testutil.RequireRoot(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	// dial64k connects from a socket owned by uid 65534: the kernel
+	// records the creator's fsuid as the socket's owner.
+	dial64k := func() int {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		unix.SetfsuidRetUid(65534)
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		unix.SetfsuidRetUid(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Connect(fd, &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+			t.Fatal(err)
+		}
+		return fd
+	}
+	fd := dial64k()
+	unix.Write(fd, make([]byte, 100))
+	unix.Close(fd)
+	time.Sleep(200 * time.Millisecond) // its end is a time-wait socket now
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	peer, err := p9Identify(nil)(c)
+	if err == nil && (peer.Trusted || peer.Uid == 0) {
+		t.Fatalf("a closed peer of uid 65534 was identified as %v", peer)
+	}
+	// A live peer is still identified as who it is.
+	fd = dial64k()
+	defer unix.Close(fd)
+	c2, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	peer, err = p9Identify(nil)(c2)
+	if err != nil || peer.Trusted || peer.Uid != 65534 {
+		t.Errorf("a live peer of uid 65534 identified as %v, %v", peer, err)
 	}
 }

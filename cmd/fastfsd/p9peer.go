@@ -140,5 +140,18 @@ func tcpPeerUid(local, remote *net.TCPAddr) (uint32, error) {
 	if n < 16+72 {
 		return 0, errors.New("sock_diag: short inet_diag_msg")
 	}
+	// A peer that closed its end before it was identified leaves a
+	// time-wait mini-socket, which sock_diag reports with uid 0: it would
+	// be trusted as root, and the requests it queued before closing would
+	// run as any uid it named. Only a full socket has an owner.
+	// A peer that closed its end before it was identified leaves an
+	// orphaned socket or a time-wait mini-socket (reported in state
+	// TIME_WAIT or FIN_WAIT2), which sock_diag reports with uid 0 and
+	// inode 0: it would be trusted as root, and the requests it queued
+	// before closing would run as any uid it named. A live peer's socket
+	// has a socket file (inode); without one there is no owner to trust.
+	if ino := ne.Uint32(rb[16+68:]); ino == 0 {
+		return 0, fmt.Errorf("sock_diag: the peer closed its socket (tcp state %d) before it could be identified", rb[16+1])
+	}
 	return ne.Uint32(rb[16+64:]), nil
 }
