@@ -293,6 +293,25 @@ func mayGetXattr(id *Identity, a *fs.Attr, name []byte) fs.Errno {
 	return 0
 }
 
+// dropTrusted removes the trusted.* names from a listxattr result (names
+// each ended by a NUL), in place, as the kernel's listxattr does for a
+// caller without CAP_SYS_ADMIN.
+func dropTrusted(list []byte) []byte {
+	out := list[:0]
+	for len(list) > 0 {
+		end := bytes.IndexByte(list, 0)
+		if end < 0 {
+			end = len(list) - 1 // no final NUL: keep what is there
+		}
+		name := list[:end+1]
+		list = list[end+1:]
+		if !bytes.HasPrefix(name, xattrTrusted) {
+			out = append(out, name...)
+		}
+	}
+	return out
+}
+
 // maySetXattr is xattr_permission and the LSM checks for setting or
 // removing name, for non-root: user.* on a regular file or directory the
 // identity may write (EPERM on other types, and in a sticky directory for

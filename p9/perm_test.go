@@ -1,12 +1,15 @@
 package p9
 
 import (
+	"bytes"
 	"errors"
 	"net"
 	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/fastfsd/fastfsd/fs/passthrough"
 	"github.com/fastfsd/fastfsd/internal/testutil"
@@ -163,6 +166,21 @@ func TestPeerActsAsItself(t *testing.T) {
 	r.errno("set security.capability", &Txattrcreate{Fid: 13, Name: []byte("security.capability"), AttrSize: 1}, syscall.EPERM)
 	r.ok(walkMsg(1, 14, "shared"), MsgRwalk)
 	r.errno("set user.x on root's 0644 file", &Txattrcreate{Fid: 14, Name: []byte("user.x"), AttrSize: 1}, syscall.EACCES)
+
+	// The host's trusted.* names are not listed to a non-root peer, as
+	// listxattr(2) does not list them to it natively.
+	if err := unix.Setxattr(filepath.Join(dir, "shared"), "trusted.hostsecret", []byte("s"), 0); err != nil {
+		t.Fatalf("setxattr trusted.* on the host: %v", err)
+	}
+	if err := unix.Setxattr(filepath.Join(dir, "shared"), "user.visible", []byte("v"), 0); err != nil {
+		t.Fatal(err)
+	}
+	r.ok(walkMsg(1, 16, "shared"), MsgRwalk)
+	r.ok(&Txattrwalk{Fid: 16, Newfid: 17}, MsgRxattrwalk)
+	list := r.ok(&Tread{Fid: 17, Count: 4096}, MsgRread).(*Rread).Data
+	if bytes.Contains(list, []byte("trusted.")) || !bytes.Contains(list, []byte("user.visible\x00")) {
+		t.Errorf("xattr list seen by uid 1000: %q; want user.visible and no trusted.*", list)
+	}
 }
 
 // TestSquash: with all-squash any n_uname is accepted and acts as the
