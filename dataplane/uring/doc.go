@@ -24,4 +24,11 @@
 // FORGET, INTERRUPT and notifications still travel on /dev/fuse, so the
 // /dev/fuse transport (dataplane/fusedev) keeps reading the device and
 // starts this package's queues once INIT has agreed OVER_IO_URING.
+//
+// Kernel limit (6.18): a signal that reaches a caller after its request
+// was queued for the ring but before the kernel copied it into a ring
+// entry produces no INTERRUPT (fs/fuse/dev_uring.c sets FR_SENT without the
+// FR_INTERRUPTED re-check the /dev/fuse read path makes). A lock wait so
+// signalled goes on until the lock is granted, the daemon stops or the
+// filesystem is unmounted; the /dev/fuse door has no such window.
 package uring

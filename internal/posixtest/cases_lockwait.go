@@ -93,6 +93,11 @@ func lockWait(s *Side, kind string) {
 	var vpid int
 	fmt.Sscanf(victim.line(), "waiting %d", &vpid)
 	s.Rec("victim blocked", "%v", blockedIn(vpid, nr))
+	if s.serverPid != 0 && !blockedIn(s.serverPid, nr) {
+		// The daemon waits in the same call as the client (F_OFD_SETLKW
+		// or flock) once it has the request: see Env.ServerPid.
+		s.Fatalf("daemon %d never waited for the %s lock the victim asked for", s.serverPid, kind)
+	}
 	victim.cmd.Process.Signal(syscall.SIGKILL)
 	_, err := victim.finish()
 	s.Rec("victim killed", "%v", err != nil && strings.Contains(err.Error(), "killed"))

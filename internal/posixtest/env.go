@@ -62,6 +62,15 @@ type Env struct {
 	FioJobMiB int
 	// TarFiles is the number of files in the tar round trip (default 3000).
 	TarFiles int
+	// ServerPid is the serving daemon's pid when the test can see it (0:
+	// unknown, e.g. inside a guest). Lock cases use it to wait until the
+	// daemon itself waits for a lock before they signal the waiter: over
+	// FUSE io_uring the kernel loses an INTERRUPT for a signal that
+	// arrives before the request reached the ring entry (fs/fuse/dev_uring.c
+	// fuse_uring_prepare_send sets FR_SENT without the FR_INTERRUPTED
+	// re-check that the /dev/fuse read path makes), so a waiter killed in
+	// that window stays until the lock is granted.
+	ServerPid int
 }
 
 // need skips t when the door lacks c.

@@ -27,7 +27,9 @@ type Side struct {
 	// itself on the reference side, "" on a mount whose backing the test
 	// cannot see.
 	Backing string
-	log     []step
+	// serverPid is Env.ServerPid on the mount side, 0 on the reference.
+	serverPid int
+	log       []step
 }
 
 type step struct{ name, val string }
@@ -197,6 +199,7 @@ func twin(t *testing.T, env Env, body func(s *Side)) {
 	t.Helper()
 	ref := newSide(t, "ref", env.Ref, "")
 	mnt := newSide(t, "mount", env.Dir, env.Backing)
+	mnt.serverPid = env.ServerPid
 	if !runSide(t, ref, body) {
 		t.Fatalf("the reference (native) run aborted: the case is wrong, not the door")
 	}

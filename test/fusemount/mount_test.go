@@ -368,6 +368,9 @@ func TestPosix(t *testing.T) {
 				Outside: m.outside,
 				Lacks:   d.lacks,
 				Known:   d.known,
+				// The lock cases wait for the daemon's own lock wait
+				// before killing a waiter (posixtest.Env.ServerPid).
+				ServerPid: m.cmd.Process.Pid,
 			}
 			if testing.Short() {
 				env.FioJobMiB, env.TarFiles = 16, 500
