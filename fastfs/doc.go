@@ -26,6 +26,17 @@
 // regular files of its own mount with os.Open (see package fusedev):
 // use syscall.Open, or another process.
 //
+// # Telling the kernel what changed
+//
+// A filesystem that changes on its own (a clock, a network share, files
+// changed by another process) can keep the client's cache long and still
+// be seen changed: Mounted.InvalidateInode drops an inode's cached
+// attributes and data, InvalidateEntry a cached name, NotifyDelete a name
+// that was removed. They are methods of the served mount, not of
+// fs.FileSystem, and may be called from any goroutine, but not while
+// serving a request about the same inode. The other doors do not have
+// them yet (virtio-fs's notification queue, 9P has none).
+//
 // ServeVirtioFS needs a VMM that connects to its socket as the same user
 // (or root), e.g. QEMU with -chardev socket,id=c,path=SOCKET -device
 // vhost-user-fs-pci,chardev=c,tag=TAG and shared guest memory

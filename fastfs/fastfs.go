@@ -180,3 +180,30 @@ func Serve9P(ctx context.Context, fsys fs.FileSystem, l net.Listener, opts *P9Op
 	}
 	return nil
 }
+
+// InvalidateInode tells the kernel that ino changed without its asking:
+// it drops ino's cached attributes and, with off >= 0, its cached data
+// from off for length bytes (length <= 0: to the end of the file; off < 0:
+// attributes only). The next stat or read of ino asks the filesystem.
+// It may be called from any goroutine, but not while serving a request
+// about ino (see package fusedev, "Deadlock rule"). ENOENT means the
+// kernel had nothing cached for ino.
+func (m *Mounted) InvalidateInode(ino fs.Inode, off, length int64) error {
+	return m.conn.NotifyInvalInode(uint64(ino), off, length)
+}
+
+// InvalidateEntry tells the kernel that name in directory parent may now
+// name another inode, or none: it drops the cached entry (and parent's
+// cached attributes), so the next lookup of name asks the filesystem.
+// The same rules as InvalidateInode apply, for parent.
+func (m *Mounted) InvalidateEntry(parent fs.Inode, name string) error {
+	return m.conn.NotifyInvalEntry(uint64(parent), []byte(name), false)
+}
+
+// NotifyDelete tells the kernel that name in directory parent, which was
+// child, was removed: it drops the cached entry and, if it still named
+// child, deletes it (processes with it open see it unlinked; inotify
+// watchers get IN_DELETE). The same rules as InvalidateInode apply.
+func (m *Mounted) NotifyDelete(parent, child fs.Inode, name string) error {
+	return m.conn.NotifyDelete(uint64(parent), uint64(child), []byte(name))
+}

@@ -48,6 +48,14 @@
 // a backing id and the kernel does that file's I/O itself. An id is closed
 // once the reply carrying it has been written.
 //
+// # Notifications
+//
+// Conn.NotifyInvalInode, NotifyInvalEntry and NotifyDelete write the
+// kernel's FUSE_NOTIFY_INVAL_INODE, _INVAL_ENTRY and _DELETE messages to the
+// mount's fd, from any goroutine (notify.go states the deadlock rule). They
+// serve every door of the mount, FUSE over io_uring included. STORE,
+// RETRIEVE, POLL, RESEND, INC_EPOCH and PRUNE are not sent yet.
+//
 // # Ending
 //
 // Reads returning ENODEV (the filesystem was unmounted, from outside or by

@@ -51,6 +51,14 @@ type Conn struct {
 
 	workers []*workerStats // +checklocks:mu; set by Serve before workers start
 	server  *fuse.Server   // +checklocks:mu; the engine Serve made
+
+	// fdMu is held for reading by a notification's write on fd and for
+	// writing by Close, so fd is never closed (and its number reused)
+	// under a write. Separate from mu: a notification may block in the
+	// kernel until a worker serves a request, and nothing a worker does
+	// may wait for it.
+	fdMu     sync.RWMutex
+	fdClosed bool // +checklocks:fdMu
 }
 
 // Server returns the engine Serve runs (nil before Serve), e.g. to read
@@ -308,5 +316,8 @@ func (c *Conn) Close() error {
 		return nil
 	}
 	c.closed = true
+	c.fdMu.Lock()
+	defer c.fdMu.Unlock()
+	c.fdClosed = true
 	return unix.Close(c.fd)
 }
