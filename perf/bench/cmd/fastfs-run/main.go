@@ -3,7 +3,10 @@
 // directory, runs the fio suite inside the guest with fastfsd's eBPF probe
 // timing every FUSE round trip in the guest kernel, and prints the fio
 // results, the guest-side round-trip latency histograms, and the daemon's
-// own per-opcode statistics scraped from its --metrics endpoint.
+// own per-opcode statistics scraped from its --metrics endpoint. With
+// -json FILE it also writes run-top.svg beside FILE: each operation's
+// request rate and mean service time in every second of the run, as
+// `fastfsd top --metrics` shows them live.
 package main
 
 import (
@@ -206,6 +209,7 @@ echo "FASTFS-PROBE %[1]s $(tr -d '\n' < /tmp/probe.json)"
 	var (
 		mu      sync.Mutex
 		metrics string
+		samples []topSample // one per second, for the run-top.svg chart
 	)
 	stopScrape := make(chan struct{})
 	go func() {
@@ -213,7 +217,7 @@ echo "FASTFS-PROBE %[1]s $(tr -d '\n' < /tmp/probe.json)"
 			select {
 			case <-stopScrape:
 				return
-			case <-time.After(500 * time.Millisecond):
+			case <-time.After(time.Second):
 			}
 			resp, err := http.Get("http://" + metricsAddr + "/metrics")
 			if err != nil {
@@ -222,8 +226,12 @@ echo "FASTFS-PROBE %[1]s $(tr -d '\n' < /tmp/probe.json)"
 			b, err := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			if err == nil && resp.StatusCode == 200 && bytes.Contains(b, []byte("fastfsd_requests_total")) {
+				at := time.Now()
 				mu.Lock()
 				metrics = string(b)
+				// What `fastfsd top --metrics` shows each second, kept
+				// for the chart: a few minutes of scrapes, a few KiB.
+				samples = append(samples, sampleOf(at, parseMetrics(metrics)))
 				mu.Unlock()
 			}
 		}
@@ -317,6 +325,19 @@ echo "FASTFS-PROBE %[1]s $(tr -d '\n' < /tmp/probe.json)"
 		for _, o := range ops {
 			fmt.Printf("%-16s %10d %8d %12d %12s\n", o.op, o.count, o.errors, o.bytes, o.mean.Round(100*time.Nanosecond))
 		}
+	}
+	if jsonOut != "" && !compare {
+		mu.Lock()
+		ts := seriesOf(samples, 8)
+		mu.Unlock()
+		svg := filepath.Join(filepath.Dir(jsonOut), "run-top.svg")
+		var buf bytes.Buffer
+		writeTopSVG(&buf, ts, fmt.Sprintf("fastfsd virtio-fs, guest fio suite: per-op rate and service time each second (--metrics), %s", time.Now().UTC().Format("2006-01-02 15:04")))
+		os.MkdirAll(filepath.Dir(svg), 0o755)
+		if err := os.WriteFile(svg, buf.Bytes(), 0o644); err != nil {
+			return err
+		}
+		fmt.Printf("\nwrote %s: per-operation requests/s and mean service time each second of the run (%d intervals, %d operations)\n", svg, len(ts.at), len(ts.ops))
 	}
 	if jsonOut != "" {
 		b, _ := json.MarshalIndent(struct {
