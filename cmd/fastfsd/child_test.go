@@ -1,39 +1,21 @@
 package main
 
 import (
-	"bytes"
 	"os"
 	"os/exec"
-	"sync"
 	"testing"
+
+	"github.com/fastfsd/fastfsd/internal/testutil"
 )
 
 // Serving doors confine the process they run in (internal/sandbox), for
 // good: tests run them as a child process (see the init in
 // observe_test.go, FASTFSD_TEST_CHILD).
 
-// lockedBuffer collects a child's stderr.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // child is a running "fastfsd NAME" started by startDoor.
 type child struct {
 	cmd    *exec.Cmd
-	stderr *lockedBuffer
+	stderr *testutil.Buffer
 	done   chan error // receives cmd.Wait's result once
 }
 
@@ -41,7 +23,7 @@ type child struct {
 // at the end of the test if still running, and its stderr is logged.
 func startDoor(t *testing.T, name string, args ...string) *child {
 	t.Helper()
-	c := &child{stderr: new(lockedBuffer), done: make(chan error, 1)}
+	c := &child{stderr: new(testutil.Buffer), done: make(chan error, 1)}
 	c.cmd = exec.Command(os.Args[0], append([]string{"-test.run=^$"}, args...)...)
 	c.cmd.Env = append(os.Environ(), "FASTFSD_TEST_CHILD="+name)
 	c.cmd.Stderr = c.stderr

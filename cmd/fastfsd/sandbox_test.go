@@ -118,18 +118,16 @@ func TestDoorsConfined(t *testing.T) {
 func staticFastfsd(t *testing.T) string {
 	t.Helper()
 	testutil.RequireCommand(t, "go")
-	bin := filepath.Join(t.TempDir(), "fastfsd")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	bin, err := testutil.BuildFastfsd(t.TempDir(), "fastfsd", []string{"CGO_ENABLED=0"})
+	if err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }
 
 // nsChild waits for the namespace supervisor pid to have its serving
 // child confined and returns the child's pid.
-func nsChild(t *testing.T, pid int, stderr *lockedBuffer) int {
+func nsChild(t *testing.T, pid int, stderr *testutil.Buffer) int {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
@@ -174,7 +172,7 @@ func TestNamespaceSandbox(t *testing.T) {
 			} else {
 				args = []string{"9p", "--listen", "unix:" + sock, "--shared-dir", share, "--sandbox", "namespace"}
 			}
-			stderr := new(lockedBuffer)
+			stderr := new(testutil.Buffer)
 			cmd := exec.Command(bin, args...)
 			cmd.Stderr = stderr
 			if err := cmd.Start(); err != nil {

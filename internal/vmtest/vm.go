@@ -14,9 +14,10 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
+
+	"github.com/fastfsd/fastfsd/internal/testutil"
 )
 
 // QEMU is the emulator binary.
@@ -241,29 +242,12 @@ func shellQuote(s string) string {
 type proc struct {
 	name string
 	cmd  *exec.Cmd
-	log  *lockedBuffer
+	log  *testutil.Buffer
 	done chan struct{}
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func startProc(name string, argv []string) (*proc, error) {
-	p := &proc{name: name, log: &lockedBuffer{}, done: make(chan struct{})}
+	p := &proc{name: name, log: &testutil.Buffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(argv[0], argv[1:]...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	// Own process group (so a kill reaches its children) and die with us.

@@ -2,13 +2,12 @@ package bench
 
 import (
 	"encoding/json"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/fastfsd/fastfsd/internal/testutil"
 	"github.com/fastfsd/fastfsd/internal/vmtest"
 	"github.com/fastfsd/fastfsd/perf/probe"
 )
@@ -26,11 +25,9 @@ func TestGuestProbe9P(t *testing.T) {
 		t.Skip("boots a QEMU guest")
 	}
 	k := vmtest.RequireGuest(t)
-	bin := filepath.Join(t.TempDir(), "fastfsd-static")
-	cmd := exec.Command("go", "build", "-o", bin, "../../cmd/fastfsd")
-	cmd.Env = append(cmd.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build fastfsd: %v\n%s", err, out)
+	bin, err := testutil.BuildFastfsd(t.TempDir(), "fastfsd-static", []string{"CGO_ENABLED=0"})
+	if err != nil {
+		t.Fatal(err)
 	}
 	const n = 200
 	res := vmtest.RunT(t, vmtest.Config{

@@ -2,13 +2,12 @@ package bench
 
 import (
 	"encoding/json"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/fastfsd/fastfsd/internal/testutil"
 	"github.com/fastfsd/fastfsd/internal/vmtest"
 	"github.com/fastfsd/fastfsd/perf/probe"
 )
@@ -24,16 +23,13 @@ func TestGuestProbe(t *testing.T) {
 	}
 	k := vmtest.RequireGuest(t)
 	dir := t.TempDir()
-	host, guest := filepath.Join(dir, "fastfsd"), filepath.Join(dir, "fastfsd-static")
-	for _, b := range []struct {
-		out string
-		env []string
-	}{{host, nil}, {guest, []string{"CGO_ENABLED=0"}}} {
-		cmd := exec.Command("go", "build", "-o", b.out, "../../cmd/fastfsd")
-		cmd.Env = append(cmd.Environ(), b.env...)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("build fastfsd: %v\n%s", err, out)
-		}
+	host, err := testutil.BuildFastfsd(dir, "fastfsd", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	guest, err := testutil.BuildFastfsd(dir, "fastfsd-static", []string{"CGO_ENABLED=0"})
+	if err != nil {
+		t.Fatal(err)
 	}
 	const n = 400
 	backend := vmtest.Fastfsd(host, "--cache", "never")

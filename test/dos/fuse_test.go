@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fastfsd/fastfsd/internal/testutil"
 )
 
 // childEnv makes the test binary run a child role instead of the tests.
@@ -251,10 +253,10 @@ func TestFlockStormUring(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	p := startProbe(stat)
 	waiters := make([]*exec.Cmd, flockWaiters)
-	outs := make([]*lockedBuffer, flockWaiters)
+	outs := make([]*testutil.Buffer, flockWaiters)
 	for i := range waiters {
 		waiters[i] = asNobody(m.mnt, "flock", "f", "true")
-		outs[i] = &lockedBuffer{}
+		outs[i] = &testutil.Buffer{}
 		waiters[i].Stderr = outs[i]
 		start(t, waiters[i])
 	}

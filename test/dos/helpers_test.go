@@ -1,7 +1,6 @@
 package dos
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -40,11 +39,7 @@ func fastfsd(t *testing.T) string {
 			buildErr = err
 			return
 		}
-		binPath = filepath.Join(dir, "fastfsd")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/fastfsd/fastfsd/cmd/fastfsd").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/fastfsd: %v\n%s", err, out)
-		}
+		binPath, buildErr = testutil.BuildFastfsd(dir, "fastfsd", nil)
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
@@ -52,28 +47,11 @@ func fastfsd(t *testing.T) string {
 	return binPath
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // daemon is one running fastfsd.
 type daemon struct {
 	t       *testing.T
 	cmd     *exec.Cmd
-	out     *lockedBuffer
+	out     *testutil.Buffer
 	exited  chan struct{}
 	waitErr error
 	stopped bool
@@ -81,7 +59,7 @@ type daemon struct {
 
 func startDaemon(t *testing.T, args ...string) *daemon {
 	t.Helper()
-	d := &daemon{t: t, out: &lockedBuffer{}, exited: make(chan struct{})}
+	d := &daemon{t: t, out: &testutil.Buffer{}, exited: make(chan struct{})}
 	d.cmd = exec.Command(fastfsd(t), args...)
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
 	if err := d.cmd.Start(); err != nil {

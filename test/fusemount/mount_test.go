@@ -8,14 +8,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/fastfsd/fastfsd/internal/posixtest"
 	"github.com/fastfsd/fastfsd/internal/testutil"
-	"golang.org/x/sys/unix"
 )
 
 func TestMain(m *testing.M) { posixtest.Main(m) }
@@ -26,14 +26,13 @@ func TestMain(m *testing.M) { posixtest.Main(m) }
 func fastfsd(t *testing.T) string {
 	t.Helper()
 	testutil.RequireCommand(t, "go")
-	bin := filepath.Join(t.TempDir(), "fastfsd")
-	args := []string{"build", "-o", bin}
+	var flags []string
 	if raceBuild {
-		args = append(args, "-race")
+		flags = append(flags, "-race")
 	}
-	cmd := exec.Command("go", append(args, "github.com/fastfsd/fastfsd/cmd/fastfsd")...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/fastfsd: %v\n%s", err, out)
+	bin, err := testutil.BuildFastfsd(t.TempDir(), "fastfsd", nil, flags...)
+	if err != nil {
+		t.Fatal(err)
 	}
 	// A tree where the mount command has not landed yet builds a
 	// fastfsd that does not know it: say so rather than fail obscurely.
@@ -105,28 +104,11 @@ func requirements(t *testing.T) string {
 type mount struct {
 	top, export, mnt, ref, outside string
 	cmd                            *exec.Cmd
-	out                            *lockedBuffer
+	out                            *testutil.Buffer
 	exited                         chan struct{}
 	waitErr                        error
 	// exitExpected: the test itself ended fastfsd and checked how.
 	exitExpected bool
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // startMount mounts a fresh export with fastfsd and the given flags, and
@@ -157,7 +139,7 @@ func startMountWith(t *testing.T, nofile int, bin string, flags ...string) *moun
 		mnt:     filepath.Join(top, "mnt"),
 		ref:     filepath.Join(top, "backing", "ref"),
 		outside: filepath.Join(top, "backing", "outside"),
-		out:     &lockedBuffer{},
+		out:     &testutil.Buffer{},
 		exited:  make(chan struct{}),
 	}
 	for _, d := range []string{m.export, m.mnt, m.ref, m.outside} {
@@ -175,7 +157,7 @@ func startMountWith(t *testing.T, nofile int, bin string, flags ...string) *moun
 func (m *mount) start(t *testing.T, nofile int, bin string, flags ...string) {
 	t.Helper()
 	top := m.top
-	m.out, m.exited, m.waitErr, m.exitExpected = &lockedBuffer{}, make(chan struct{}), nil, false
+	m.out, m.exited, m.waitErr, m.exitExpected = &testutil.Buffer{}, make(chan struct{}), nil, false
 	args := append([]string{"mount", "--source", m.export, "--allow-other"}, flags...)
 	if os.Getenv("FASTFSD_TEST_DEBUG") == "1" {
 		args = append(args, "--debug") // every request and reply, saved on failure

@@ -64,12 +64,7 @@ func fastfsd(t *testing.T) string {
 			return
 		}
 		os.Chmod(binDir, 0o755)
-		binPath = filepath.Join(binDir, "fastfsd")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/fastfsd")
-		cmd.Dir = "../.."
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/fastfsd: %v\n%s", err, out)
-		}
+		binPath, buildErr = testutil.BuildFastfsd(binDir, "fastfsd", nil)
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
