@@ -313,23 +313,22 @@ func TestRoundTrips(t *testing.T) {
 						best[name] = c
 					}
 				}
-				over := overBudget(m.name, best)
-				if len(over) == 0 {
+				exceeded := overBudget(m.name, best)
+				if len(exceeded) == 0 {
 					break
 				}
 				if attempt < rtAttempts {
-					t.Logf("attempt %d: over budget %v; measuring again on a fresh mount", attempt, over)
+					t.Logf("attempt %d: over budget %v; measuring again on a fresh mount", attempt, exceeded)
 				}
 			}
 			results[m.name] = best
 			for _, w := range rtWorkloads() {
 				c := best[w.name]
-				per := float64(rtOps * max(w.per, 1))
 				t.Logf("%-12s %5.2f  %v", w.name, c.total(), c)
 				b, ok := rtBudget[m.name][w.name]
 				if !ok {
 					t.Errorf("%s, %s: no budget in rtBudget; add the measured count", w.name, m.name)
-				} else if c.total() > b+1.5/per {
+				} else if over(c, b, w) {
 					t.Errorf("%s, %s: %.2f round trips per operation (%v) in each of %d attempts, budget %g: something now asks the daemon more often; find it with fastfsd probe / --debug",
 						w.name, m.name, c.total(), c, rtAttempts, b)
 				}
@@ -391,15 +390,20 @@ func measureRoundTrips(t *testing.T, args []string) map[string]rtCounts {
 // root's 1 s attribute timeout once; a real extra round trip per operation
 // costs rtOps of them).
 func overBudget(mode string, res map[string]rtCounts) []string {
-	var over []string
+	var names []string
 	for _, w := range rtWorkloads() {
 		b, ok := rtBudget[mode][w.name]
-		per := float64(rtOps * max(w.per, 1))
-		if c, have := res[w.name]; ok && have && c.total() > b+1.5/per {
-			over = append(over, w.name)
+		if c, have := res[w.name]; ok && have && over(c, b, w) {
+			names = append(names, w.name)
 		}
 	}
-	return over
+	return names
+}
+
+// over reports whether c exceeds budget b for w, with the slack of one
+// request per workload.
+func over(c rtCounts, b float64, w rtWorkload) bool {
+	return c.total() > b+1.5/float64(rtOps*max(w.per, 1))
 }
 
 // rtTable renders the results as the Markdown table of docs/roundtrips.md.
