@@ -355,13 +355,13 @@ echo "FASTFS-PROBE %[1]s $(tr -d '\n' < /tmp/probe.json)"
 type opStat struct {
 	op                   string
 	count, errors, bytes uint64
+	sum                  float64 // service time, seconds, since the daemon started
 	mean                 time.Duration
 }
 
 // parseMetrics reads the counters fastfsd's /metrics serves, by op.
 func parseMetrics(text string) []opStat {
 	by := map[string]*opStat{}
-	sums := map[string]float64{}
 	for _, l := range strings.Split(text, "\n") {
 		if strings.HasPrefix(l, "#") || l == "" {
 			continue
@@ -397,13 +397,13 @@ func parseMetrics(text string) []opStat {
 		case "fastfsd_bytes_total":
 			o.bytes = uint64(f)
 		case "fastfsd_request_duration_seconds_sum":
-			sums[op] = f
+			o.sum = f
 		}
 	}
 	var out []opStat
-	for op, o := range by {
+	for _, o := range by {
 		if o.count > 0 {
-			o.mean = time.Duration(sums[op] / float64(o.count) * 1e9)
+			o.mean = time.Duration(o.sum / float64(o.count) * 1e9)
 		}
 		out = append(out, *o)
 	}

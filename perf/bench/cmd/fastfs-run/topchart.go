@@ -22,7 +22,7 @@ func sampleOf(at time.Time, ops []opStat) topSample {
 	s := topSample{at: at, count: map[string]float64{}, sum: map[string]float64{}}
 	for _, o := range ops {
 		s.count[o.op] = float64(o.count)
-		s.sum[o.op] = float64(o.count) * o.mean.Seconds()
+		s.sum[o.op] = o.sum
 	}
 	return s
 }

@@ -18,9 +18,9 @@ func TestTopSeriesAndSVG(t *testing.T) {
 		// from the second interval on, 1 ms each.
 		reads := uint64(max(i-1, 0) * 10)
 		samples = append(samples, sampleOf(t0.Add(time.Duration(i)*time.Second), []opStat{
-			{op: "LOOKUP", count: uint64(100 * i), mean: 10 * time.Microsecond},
-			{op: "READ", count: reads, mean: time.Millisecond},
-			{op: "INIT", count: 1, mean: time.Microsecond}, // no change: left out
+			{op: "LOOKUP", count: uint64(100 * i), sum: float64(100*i) * 10e-6},
+			{op: "READ", count: reads, sum: float64(reads) * 1e-3},
+			{op: "INIT", count: 1, sum: 1e-6}, // no change: left out
 		}))
 	}
 	ts := seriesOf(samples, 8)
