@@ -17,6 +17,7 @@ import (
 	"github.com/fastfsd/fastfsd/fs/passthrough"
 	"github.com/fastfsd/fastfsd/fuse"
 	"github.com/fastfsd/fastfsd/fuse/abi"
+	"github.com/fastfsd/fastfsd/internal/stats"
 	"github.com/fastfsd/fastfsd/ring/ringtest"
 	"github.com/fastfsd/fastfsd/vhostuser"
 	vt "github.com/fastfsd/fastfsd/vhostuser/vhostusertest"
@@ -789,4 +790,30 @@ func TestLockWaitsOffWorker(t *testing.T) {
 		}
 	}
 	t.Logf("GET_VRING_BASE with %d lock waits pending: %v", slots, time.Since(start))
+}
+
+// TestRestartKeepsStatsWorkers: a guest that stops and restarts its queues
+// gets its slots' stats.Workers back from the Set (helper and blocking
+// slots included), so the Set does not grow with each restart.
+func TestRestartKeepsStatsWorkers(t *testing.T) {
+	set := &stats.Set{Door: "virtiofs-test"}
+	d := newDaemonOpts(t, virtiofs.Options{Tag: "myfs", RequestQueues: 1, Helpers: 2, BlockingHelpers: 4, Stats: set})
+	g := d.guest(vt.GuestConfig{})
+	session(t, g, "f")
+	want := len(set.Workers())
+	if want == 0 {
+		t.Fatal("no stats workers")
+	}
+	for i := range 4 {
+		if _, err := g.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Restart(); err != nil {
+			t.Fatal(err)
+		}
+		session(t, g, fmt.Sprintf("f%d", i))
+		if n := len(set.Workers()); n != want {
+			t.Fatalf("restart %d: %d stats workers, want %d", i+1, n, want)
+		}
+	}
 }

@@ -186,8 +186,10 @@ func newWorker(d *Device, q *vhostuser.Queue, rq *ring.Queue, stop int) (*worker
 func (w *worker) close() {
 	if st := w.d.opts.Stats; st != nil {
 		// Give the slots' counters back (their counts stay in the totals),
-		// so a guest that restarts its queues does not grow the Set.
-		for _, s := range append(append([]*slot{w.own}, w.free...), w.spare...) {
+		// so a guest that restarts its queues does not grow the Set. slots
+		// holds every helper and blocking slot once (free, bfree and spare
+		// only ever hold some of them, spare repeating the free lists').
+		for _, s := range append(w.slots, w.own) {
 			if s.obs != nil {
 				st.Release(s.obs)
 				s.obs = nil
