@@ -172,12 +172,19 @@ func (s *Server) Handle(r *Request) (n int) {
 		s.logf("unique %d: Out of %d bytes cannot hold a reply: dropped", h.Unique, len(r.Out))
 		return 0
 	}
+	// One defer (so it stays open-coded): recover a panicking filesystem,
+	// and leave no interrupt flag behind for the Request's next request —
+	// a request interrupted unregistered (Request.Interrupt, or a blocking
+	// op ended by InterruptAll) would otherwise keep it set.
 	defer func() {
 		if p := recover(); p != nil {
 			s.panics.Add(1)
 			s.logAlways("unique %d %v: panic (bug) answered EIO: %v", h.Unique, h.Opcode, p)
 			q.dataLen = 0
 			n = s.errReply(r, syscall.EIO)
+		}
+		if q.intr.IsSet() {
+			q.intr.Clear()
 		}
 	}()
 	total := len(r.In)
@@ -208,13 +215,6 @@ func (s *Server) Handle(r *Request) (n int) {
 		Unique: h.Unique,
 	}
 	q.ctx.SetInterrupt(&q.intr)
-	defer func() {
-		// A request interrupted unregistered (Request.Interrupt, or a
-		// blocking op ended by InterruptAll) leaves no flag behind.
-		if q.intr.IsSet() {
-			q.intr.Clear()
-		}
-	}()
 	if ext > 0 {
 		if e := parseExtensions(&q.ctx, r.In[len(r.In)-ext:]); e != 0 {
 			s.logf("unique %d %v: malformed request extension", h.Unique, h.Opcode)
