@@ -132,10 +132,15 @@
 // owner is its open file — are dropped at Release: the client's kernel
 // keeps no record of a FUSE file's locks and sends no unlock at close.
 // GetLk reports the pid the holding owner last locked with (0 for a lock
-// held by a host process). A waiting SetLk polls with backoff (100 µs
-// doubling to 20 ms) so that an interrupted request returns EINTR instead
-// of blocking a worker forever; it gives up no fairness a kernel wait
-// queue would give. flock(2) locks are taken on the handle's fd.
+// held by a host process). A waiting SetLk blocks in the host's own wait,
+// F_OFD_SETLKW on a dup of the owner's fd or flock(2) without LOCK_NB, on
+// the calling thread (no inode lock held meanwhile), so the host kernel
+// queues it with every other waiter. An interrupt wakes it: the waiting
+// thread is sent sys.WakeSignal with tgkill, which is installed without
+// SA_RESTART, so the call returns and SetLk answers EINTR (blockingCall).
+// The call holds its thread for as long as the lock is held elsewhere, so
+// a transport makes it only off its workers (fs.FileSystem.SetLk).
+// flock(2) locks are taken on the handle's fd.
 //
 // # Concurrency
 //
