@@ -28,18 +28,7 @@ const (
 type procPath [32]byte
 
 func (p *procPath) set(fd int) *byte {
-	n := copy(p[:], "/proc/self/fd/")
-	var d [20]byte
-	i := len(d)
-	for v := uint(fd); ; v /= 10 {
-		i--
-		d[i] = byte('0' + v%10)
-		if v < 10 {
-			break
-		}
-	}
-	n += copy(p[n:], d[i:])
-	p[n] = 0
+	putFd(p[copy(p[:], "/proc/self/fd/"):], fd)
 	return &p[0]
 }
 
@@ -48,6 +37,12 @@ func (p *procPath) set(fd int) *byte {
 type fdName [24]byte
 
 func (p *fdName) set(fd int) *byte {
+	putFd(p[:], fd)
+	return &p[0]
+}
+
+// putFd writes fd in decimal, NUL-terminated, at the start of b.
+func putFd(b []byte, fd int) {
 	var d [20]byte
 	i := len(d)
 	for v := uint(fd); ; v /= 10 {
@@ -57,9 +52,7 @@ func (p *fdName) set(fd int) *byte {
 			break
 		}
 	}
-	n := copy(p[:], d[i:])
-	p[n] = 0
-	return &p[0]
+	b[copy(b, d[i:])] = 0
 }
 
 func (p *procPath) String() string {
