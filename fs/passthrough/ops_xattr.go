@@ -96,7 +96,8 @@ func (f *FS) SetXattr(ctx *fs.Context, ino fs.Inode, name, value []byte, flags u
 		return syscall.E2BIG
 	}
 	var xn xattrName
-	if _, e := xn.set(name); e != 0 {
+	cn, e := xn.set(name)
+	if e != 0 {
 		return e
 	}
 	if e := f.readOnly(); e != 0 {
@@ -109,7 +110,6 @@ func (f *FS) SetXattr(ctx *fs.Context, ino fs.Inode, name, value []byte, flags u
 	defer f.inodes.put(in)
 	if f.xattrAt {
 		var n fdName
-		cn, _ := xn.set(name)
 		return sys.Setxattrat(f.procFd, n.set(in.fd), cn, value, int(flags))
 	}
 	var p procPath
@@ -174,7 +174,8 @@ func (f *FS) RemoveXattr(ctx *fs.Context, ino fs.Inode, name []byte) fs.Errno {
 		return syscall.ENOSYS
 	}
 	var xn xattrName
-	if _, e := xn.set(name); e != 0 {
+	cn, e := xn.set(name)
+	if e != 0 {
 		return e
 	}
 	if e := f.readOnly(); e != 0 {
@@ -187,7 +188,6 @@ func (f *FS) RemoveXattr(ctx *fs.Context, ino fs.Inode, name []byte) fs.Errno {
 	defer f.inodes.put(in)
 	if f.xattrAt {
 		var fn fdName
-		cn, _ := xn.set(name)
 		return sys.Removexattrat(f.procFd, fn.set(in.fd), cn)
 	}
 	var p procPath
