@@ -8,7 +8,7 @@ import (
 )
 
 // interrupts tracks the requests that may block for long, so that
-// FUSE_INTERRUPT can reach them. Only such requests (mayBlock) register:
+// FUSE_INTERRUPT can reach them. Only such requests (Blocking) register:
 // READ, WRITE, GETATTR and the like never take the lock.
 //
 // An INTERRUPT may be read by one worker before another worker that read
@@ -38,10 +38,7 @@ func (t *interrupts) init() { t.inflight = make(map[uint64]*fs.Interrupt) }
 // helper, never on a worker that other requests wait behind (DESIGN.md,
 // Concurrency). These are also the requests that register for
 // FUSE_INTERRUPT.
-func Blocking(op abi.Opcode) bool { return mayBlock(op) }
-
-// mayBlock reports whether requests with op register for interrupts.
-func mayBlock(op abi.Opcode) bool {
+func Blocking(op abi.Opcode) bool {
 	switch op {
 	case abi.OpSetlkw, abi.OpFsync, abi.OpFsyncdir, abi.OpSyncfs,
 		abi.OpFallocate, abi.OpCopyFileRange, abi.OpCopyFileRange64:
