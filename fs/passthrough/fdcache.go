@@ -139,28 +139,28 @@ func (c *fdCache) add(in *inode) {
 	}
 	// Two sweeps clear every reference bit; the bound also holds when
 	// users keep setting them meanwhile.
+	i := -1
 	for range 2*len(c.slots) + 1 {
-		i := c.hand
+		j := c.hand
 		c.hand++
 		if c.hand == len(c.slots) {
 			c.hand = 0
 		}
-		v := c.slots[i]
+		v := c.slots[j]
 		if v == nil {
-			c.slots[i], in.slot = in, int32(i)
+			c.slots[j], in.slot = in, int32(j)
 			return
 		}
-		if v.used.Load() {
-			v.used.Store(false)
-			continue
+		if !v.used.Load() {
+			i = j
+			break
 		}
-		c.slots[i], in.slot = in, int32(i)
-		v.slot = -1
-		c.evict(v)
-		return
+		v.used.Store(false)
 	}
-	// Every slot was used again during two sweeps: take the hand's.
-	i := c.hand
+	if i < 0 {
+		// Every slot was used again during two sweeps: take the hand's.
+		i = c.hand
+	}
 	v := c.slots[i]
 	c.slots[i], in.slot = in, int32(i)
 	v.slot = -1
@@ -176,7 +176,7 @@ func (c *fdCache) evict(v *inode) {
 	// Stored before loading refs, as put adds before loading uncached: of
 	// an evict and a put racing, at least one sees the other, and the
 	// compare-and-swap lets only one close.
-	c.closeIfIdle(v)
+	c.closeIdle(v)
 }
 
 // closeIfIdle closes v's fd if v is uncached and unused.
@@ -186,6 +186,14 @@ func (c *fdCache) closeIfIdle(v *inode) {
 	if v.slot >= 0 || !v.uncached.Load() {
 		return
 	}
+	c.closeIdle(v)
+}
+
+// closeIdle closes the fd of v, which has no slot and is uncached, if v
+// is unused.
+//
+// Preconditions: c.mu is held.
+func (c *fdCache) closeIdle(v *inode) {
 	if v.refs.Load() != 1 {
 		return // in use (its last put comes back here), released, or closed
 	}
