@@ -338,10 +338,13 @@ type InitInfo struct {
 	// DAX: the client maps file ranges (virtio-fs) and will send
 	// SETUPMAPPING / REMOVEMAPPING (see Mapper).
 	DAX bool
-	// Locks: the client sends POSIX and flock lock requests to the
-	// filesystem, and Flush's lock owner must drop that owner's locks.
-	// False, the client's kernel keeps locks itself: nothing at close(2)
-	// concerns the filesystem, which may then answer opens with
-	// OpenNoFlush and spare the client a FLUSH round trip per close.
+	// Locks is FUSE's: the client negotiated FUSE_POSIX_LOCKS or
+	// FUSE_FLOCK_LOCKS, so it sends lock requests to the filesystem and
+	// Flush's lock owner must drop that owner's locks. False under FUSE,
+	// the client's kernel keeps locks itself: nothing at close(2) concerns
+	// the filesystem, which may then answer opens with OpenNoFlush and
+	// spare the client a FLUSH round trip per close. The 9P server leaves
+	// it false and still calls SetLk and GetLk (9P has no FLUSH at close,
+	// and ignores OpenNoFlush): only the choice of OpenNoFlush depends on it.
 	Locks bool
 }
