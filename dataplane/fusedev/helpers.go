@@ -11,6 +11,7 @@ import (
 
 	"github.com/fastfsd/fastfsd/fuse"
 	"github.com/fastfsd/fastfsd/fuse/abi"
+	"github.com/fastfsd/fastfsd/internal/stats"
 )
 
 // DefaultBlockingHelpers is the default ServeOptions.BlockingHelpers: how
@@ -37,6 +38,9 @@ type helperSlot struct {
 	in   []byte
 	req  *fuse.Request
 	errb [outHeaderSize]byte
+	// obs counts the requests this slot serves (nil: no Stats). A slot is
+	// served by one helper at a time, so the Worker has one writer.
+	obs *stats.Worker
 }
 
 // helperPool is a connection's bounded set of helpers for requests that
@@ -47,15 +51,24 @@ type helperSlot struct {
 // (it ends on its own).
 type helperPool struct {
 	srv     *fuse.Server
+	stats   *stats.Set       // nil: no Stats
+	slots   []*helperSlot    // every slot, to release their stats.Workers
 	free    chan *helperSlot // idle slots
 	work    chan *helperSlot // handed over; capacity = slots, so a send never blocks
 	running sync.WaitGroup
 }
 
-func newHelperPool(srv *fuse.Server, n int) *helperPool {
-	p := &helperPool{srv: srv, free: make(chan *helperSlot, n), work: make(chan *helperSlot, n)}
+// newHelperPool starts n helpers; with st non-nil each slot counts what it
+// serves in a stats.Worker of st, as a worker does.
+func newHelperPool(srv *fuse.Server, n int, st *stats.Set) *helperPool {
+	p := &helperPool{srv: srv, stats: st, free: make(chan *helperSlot, n), work: make(chan *helperSlot, n)}
 	for range n {
-		p.free <- &helperSlot{in: make([]byte, 0, helperInMax), req: &fuse.Request{Out: make([]byte, max(helperOutSize, fuse.MinOutSize))}}
+		s := &helperSlot{in: make([]byte, 0, helperInMax), req: &fuse.Request{Out: make([]byte, max(helperOutSize, fuse.MinOutSize))}}
+		if st != nil {
+			s.obs = st.NewWorker()
+		}
+		p.slots = append(p.slots, s)
+		p.free <- s
 		p.running.Add(1)
 		go p.helper()
 	}
@@ -85,6 +98,9 @@ func (p *helperPool) offload(w *worker, in []byte) bool {
 		return false
 	}
 	putErrReply(w.errb[:], h.unique, int32(syscall.ENOLCK))
+	if w.obs != nil {
+		w.obs.Observe(h.opcode, uint32(syscall.ENOLCK), 0, 0)
+	}
 	w.send(w.errb[:])
 	return true
 }
@@ -94,7 +110,14 @@ func (p *helperPool) helper() {
 	for s := range p.work {
 		r := s.req
 		r.In, r.Src, r.Dst = s.in, nil, nil
-		n := p.call(s)
+		var n int
+		if s.obs != nil {
+			t0 := time.Now()
+			n = p.call(s)
+			observeReply(s.obs, r, n, time.Since(t0))
+		} else {
+			n = p.call(s)
+		}
 		if n > 0 {
 			sendReply(s.fd, s.id, r.Out[:n], r.In, s.errb[:])
 		}
@@ -130,6 +153,14 @@ func (p *helperPool) stop(d time.Duration) bool {
 	go func() { p.running.Wait(); close(idle) }()
 	select {
 	case <-idle:
+		// No helper is left to write the slots' counters: give them back
+		// (their counts stay in the totals).
+		if p.stats != nil {
+			for _, s := range p.slots {
+				p.stats.Release(s.obs)
+				s.obs = nil
+			}
+		}
 		return true
 	case <-time.After(d):
 		fmt.Fprintf(os.Stderr, "fastfsd: fusedev: blocking requests still running %v after the connection ended; leaving their fds open\n", d)

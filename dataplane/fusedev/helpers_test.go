@@ -11,6 +11,7 @@ import (
 	"github.com/fastfsd/fastfsd/fs"
 	"github.com/fastfsd/fastfsd/fuse"
 	"github.com/fastfsd/fastfsd/fuse/abi"
+	"github.com/fastfsd/fastfsd/internal/stats"
 )
 
 // waitingFS is testFS whose lock waits block until interrupted.
@@ -52,7 +53,7 @@ func TestHelperPool(t *testing.T) {
 		t.Fatalf("INIT: %x", out)
 	}
 	const slots = 2
-	pool := newHelperPool(srv, slots)
+	pool := newHelperPool(srv, slots, nil)
 	d.w.pool = pool
 
 	// send writes a request and lets the worker serve it.
@@ -123,10 +124,54 @@ func TestHelperPool(t *testing.T) {
 // allocation on the hot path.
 func TestWorkerServeAllocsWithPool(t *testing.T) {
 	d := newFakeDev(t)
-	d.w.pool = newHelperPool(d.w.srv, 2)
+	d.w.pool = newHelperPool(d.w.srv, 2, nil)
 	defer d.w.pool.stop(time.Second)
 	getattr := d.put(3, 1, 16)
 	if n := testing.AllocsPerRun(200, func() { d.put(3, 1, 16); d.roundTrip(t, getattr) }); n != 0 {
 		t.Errorf("GETATTR round trip with a helper pool allocates %v times, want 0", n)
+	}
+}
+
+// TestHelperPoolStats: a request served on the pool (FSYNC) is counted in
+// the Set, as one served by a worker is, and the pool gives its slots'
+// Workers back when it stops.
+func TestHelperPoolStats(t *testing.T) {
+	d := newFakeDev(t)
+	set := &stats.Set{Door: "fuse-test"}
+	d.w.obs = set.NewWorker()
+	pool := newHelperPool(d.w.srv, 2, set)
+	d.w.pool = pool
+	ne := binary.NativeEndian
+	n := d.put(uint32(abi.OpFsync), inoHello, abi.FsyncInSize)
+	if _, err := unix.Write(d.client, d.req[:n]); err != nil {
+		t.Fatal(err)
+	}
+	m, e := readDev(d.w.fd, d.w.buf)
+	if e != 0 {
+		t.Fatal(e)
+	}
+	d.w.serve(d.w.buf[:m])
+	unix.SetsockoptTimeval(d.client, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 5})
+	if r, err := unix.Read(d.client, d.reply); err != nil || r < outHeaderSize || ne.Uint64(d.reply[8:]) != 2 {
+		t.Fatalf("no FSYNC reply: %v", err)
+	}
+	var fsyncs uint64
+	for _, o := range set.Totals() {
+		if o.Op == uint32(abi.OpFsync) {
+			fsyncs = o.Count
+		}
+	}
+	if fsyncs != 1 {
+		t.Fatalf("FSYNC through the pool counted %d times, want 1", fsyncs)
+	}
+	if !pool.stop(5 * time.Second) {
+		t.Fatal("helpers still running after stop")
+	}
+	// The pool's two Workers are free again: the next two come from them.
+	before := len(set.Workers())
+	set.NewWorker()
+	set.NewWorker()
+	if after := len(set.Workers()); after != before {
+		t.Fatalf("pool's stats Workers not released: Set grew from %d to %d", before, after)
 	}
 }

@@ -60,8 +60,9 @@ type ServeOptions struct {
 	// Debug, if set, logs every request and reply. Nil costs one branch
 	// per request.
 	Debug *log.Logger
-	// Stats, if set, gets one stats.Worker per worker that counts every
-	// request with its service time. Nil costs one branch per request.
+	// Stats, if set, gets one stats.Worker per worker and per blocking
+	// helper slot that counts every request with its service time. Nil
+	// costs one branch per request.
 	Stats *stats.Set
 	// IOUring offers FUSE over io_uring (the kernel offers it when the fuse
 	// module's enable_uring parameter is on). When INIT agrees on it,
@@ -209,7 +210,7 @@ func (c *Conn) serve(ctx context.Context, srv *fuse.Server, opts ServeOptions) e
 	if nh <= 0 {
 		nh = DefaultBlockingHelpers
 	}
-	pool := newHelperPool(srv, nh)
+	pool := newHelperPool(srv, nh, opts.Stats)
 	// Runs before the fds close: whatever still waits (a lock nobody will
 	// release, now that the mount is gone) is interrupted and answers.
 	defer func() { keepFds = !pool.stop(2 * time.Second) }()
@@ -462,9 +463,16 @@ func (w *worker) observe(r *fuse.Request) int {
 	t0 := time.Now()
 	n := w.call(r)
 	d := time.Since(t0)
+	observeReply(w.obs, r, n, d)
+	return n
+}
+
+// observeReply counts in obs the request r whose reply (n bytes of r.Out)
+// took d to make: its errno, and for READ and WRITE the bytes moved.
+func observeReply(obs *stats.Worker, r *fuse.Request, n int, d time.Duration) {
 	h, ok := readHdr(r.In)
 	if !ok {
-		return n
+		return
 	}
 	var errno uint32
 	var bytes uint64
@@ -479,8 +487,7 @@ func (w *worker) observe(r *fuse.Request) int {
 			bytes = uint64(ne.Uint32(r.Out[outHeaderSize:]))
 		}
 	}
-	w.obs.Observe(h.opcode, errno, bytes, d)
-	return n
+	obs.Observe(h.opcode, errno, bytes, d)
 }
 
 // call calls the engine; a panic in it (a bug) becomes an EIO reply so
