@@ -193,10 +193,9 @@ func (f *FS) Create(ctx *fs.Context, parent fs.Inode, name []byte, mode, flags u
 		default:
 			return syscall.EACCES // a special file: the client opens those itself
 		}
-		return ignoringEINTR(func() (err error) {
-			fd, err = unix.Openat(f.procFd, procName(pfd), fl|unix.O_CLOEXEC, 0)
-			return err
-		})
+		var err error
+		fd, err = f.openProc(pfd, fl)
+		return err
 	})
 	if e != 0 {
 		return e

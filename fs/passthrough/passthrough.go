@@ -340,18 +340,27 @@ func (f *FS) reopen(in *inode, flags int) (int, fs.Errno) {
 	default:
 		return -1, syscall.EBADF
 	}
-	// O_NOFOLLOW would refuse the magic link itself; O_CREAT and O_EXCL
-	// make no sense on an existing inode; O_NOCTTY is moot for files.
-	flags &^= unix.O_NOFOLLOW | unix.O_CREAT | unix.O_EXCL | unix.O_NOCTTY
-	var fd int
-	err := ignoringEINTR(func() (err error) {
-		fd, err = unix.Openat(f.procFd, procName(in.fd), flags|unix.O_CLOEXEC, 0)
-		return err
-	})
+	fd, err := f.openProc(in.fd, flags)
 	if err != nil {
 		return -1, errno(err)
 	}
 	return fd, fs.OK
+}
+
+// openProc opens for I/O the inode of fd (an O_PATH fd) through its magic
+// link in f.procFd, where the host checks permission against the calling
+// thread. The caller has refused the file types that must not be opened,
+// each with its own errno (reopen, Create). O_NOFOLLOW would refuse the
+// magic link itself; O_CREAT and O_EXCL make no sense on an existing
+// inode; O_NOCTTY is moot for files.
+func (f *FS) openProc(fd, flags int) (int, error) {
+	flags &^= unix.O_NOFOLLOW | unix.O_CREAT | unix.O_EXCL | unix.O_NOCTTY
+	var nfd int
+	err := ignoringEINTR(func() (err error) {
+		nfd, err = unix.Openat(f.procFd, procName(fd), flags|unix.O_CLOEXEC, 0)
+		return err
+	})
+	return nfd, err
 }
 
 // openBeneath opens name (a checked, normal name) in directory dir with
