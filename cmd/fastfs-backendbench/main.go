@@ -171,8 +171,8 @@ func session(b backend, q, depth int, dur time.Duration, ops int, t vhostload.Tr
 	os.Remove(sock)
 	args := strings.Fields(strings.NewReplacer("{sock}", sock, "{dir}", tree).Replace(b.cmd))
 	cmd := exec.Command(args[0], args[1:]...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &lockedWriter{w: &stderr}
+	stderr := new(syncBuffer)
+	cmd.Stderr = stderr
 	cmd.Stdout = io.Discard
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Sprintf("start: %v", err)
@@ -238,15 +238,24 @@ func session(b backend, q, depth int, dur time.Duration, ops int, t vhostload.Tr
 	return res, ""
 }
 
-type lockedWriter struct {
+// syncBuffer collects a back-end's stderr: os/exec's copy goroutine
+// writes while died() reads. (testutil.Buffer's shape; a command does not
+// import the test helpers.)
+type syncBuffer struct {
 	mu sync.Mutex
-	w  io.Writer
+	b  bytes.Buffer // guarded by mu
 }
 
-func (l *lockedWriter) Write(p []byte) (int, error) {
+func (l *syncBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.w.Write(p)
+	return l.b.Write(p)
+}
+
+func (l *syncBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func lastLine(s string) string {
