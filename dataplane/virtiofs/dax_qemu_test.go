@@ -2,7 +2,6 @@ package virtiofs_test
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -27,12 +26,9 @@ func TestQEMUDAXUnsupported(t *testing.T) {
 	testutil.RequireRoot(t)
 	k := vmtest.RequireGuest(t)
 	testutil.RequireCommand(t, "go")
-	bin := filepath.Join(t.TempDir(), "fastfsd")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/fastfsd")
-	cmd.Dir = "../.."
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/fastfsd: %v\n%s", err, out)
+	bin, err := testutil.BuildFastfsd(t.TempDir(), "fastfsd", []string{"CGO_ENABLED=0"})
+	if err != nil {
+		t.Fatal(err)
 	}
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "hello"), []byte("from the host\n"), 0o644)

@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -25,12 +23,10 @@ func TestGuestBenchHelpers(t *testing.T) {
 	}
 	testutil.RequireRoot(t)
 	k := vmtest.RequireGuest(t)
-	bin := filepath.Join(t.TempDir(), "fastfsd")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/fastfsd")
-	cmd.Dir = "../.."
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	testutil.RequireCommand(t, "go")
+	bin, err := testutil.BuildFastfsd(t.TempDir(), "fastfsd", []string{"CGO_ENABLED=0"})
+	if err != nil {
+		t.Fatal(err)
 	}
 	var shares []vmtest.Share
 	var script strings.Builder

@@ -58,12 +58,9 @@ var peers = []peer{
 func buildFastfsd(t testing.TB) string {
 	t.Helper()
 	testutil.RequireCommand(t, "go")
-	bin := filepath.Join(t.TempDir(), "fastfsd")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/fastfsd")
-	cmd.Dir = "../.."
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/fastfsd: %v\n%s", err, out)
+	bin, err := testutil.BuildFastfsd(t.TempDir(), "fastfsd", []string{"CGO_ENABLED=0"})
+	if err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }

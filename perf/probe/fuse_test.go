@@ -7,8 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fastfsd/fastfsd/internal/testutil"
 	"golang.org/x/sys/unix"
+
+	"github.com/fastfsd/fastfsd/internal/testutil"
 )
 
 // TestProbeCountsGetattr mounts fastfsd with caching off, makes a known
@@ -19,10 +20,9 @@ func TestProbeCountsGetattr(t *testing.T) {
 	testutil.RequireRoot(t)
 	testutil.RequireDevFuse(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "fastfsd")
-	build := exec.Command("go", "build", "-o", bin, "../../cmd/fastfsd")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build fastfsd: %v\n%s", err, out)
+	bin, err := testutil.BuildFastfsd(dir, "fastfsd", nil)
+	if err != nil {
+		t.Fatal(err)
 	}
 	src, mnt := filepath.Join(dir, "src"), filepath.Join(dir, "mnt")
 	os.Mkdir(src, 0o755)
