@@ -192,9 +192,6 @@ func (p *Probe) Snapshot() (*Snapshot, error) {
 		if s.P9, err = readStats(p.coll.Maps["p9_hist"], p.coll.Maps["p9_stats"], maxOps, P9Name); err != nil {
 			return nil, err
 		}
-		if s.P9 == nil {
-			s.P9 = []Stats{}
-		}
 	}
 	if p.coll.Programs["sys_enter_rtp"] != nil {
 		if s.Syscalls, err = readStats(p.coll.Maps["sys_hist"], p.coll.Maps["sys_stats"], maxSyscalls, SyscallName); err != nil {
