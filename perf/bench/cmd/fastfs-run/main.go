@@ -4,7 +4,8 @@
 // timing every FUSE round trip in the guest kernel, and prints the fio
 // results, the guest-side round-trip latency histograms, and the daemon's
 // own per-opcode statistics scraped from its --metrics endpoint. With
-// -json FILE it also writes run-top.svg beside FILE: each operation's
+// -json FILE (and without -compare, where no subject is observed) it also
+// writes run-top.svg beside FILE: each operation's
 // request rate and mean service time in every second of the run, as
 // `fastfsd top --metrics` shows them live.
 package main
