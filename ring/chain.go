@@ -39,6 +39,16 @@ func (c *Chain) reset(head uint16) {
 	c.readLen, c.writeLen = 0, 0
 }
 
+// CopyFrom makes c a copy of src (the same head and buffers), copying
+// only src's buffers in use rather than the whole array: moving a chain
+// to another Chain costs what it holds, not MaxBuffers entries.
+func (c *Chain) CopyFrom(src *Chain) {
+	c.Head = src.Head
+	c.nr, c.n = src.nr, src.n
+	c.readLen, c.writeLen = src.readLen, src.writeLen
+	copy(c.buf[:src.n], src.buf[:src.n])
+}
+
 // Readable returns the device-readable buffers (the request).
 func (c *Chain) Readable() []Buffer { return c.buf[:c.nr:c.nr] }
 

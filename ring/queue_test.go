@@ -795,3 +795,35 @@ func TestUsedFlagsStartClear(t *testing.T) {
 		t.Fatalf("used.idx = %d, want 6 (taken over from memory)", got)
 	}
 }
+
+// TestChainCopyFrom: a copy has the source's head, buffers and lengths,
+// whatever the destination held before.
+func TestChainCopyFrom(t *testing.T) {
+	e := newEnv(t, 8, allFeatures, nil)
+	var big, small, dst ring.Chain
+	if _, err := e.d.Add([]ringtest.Buf{
+		{Addr: e.data(0), Len: 10}, {Addr: e.data(1), Len: 20}, {Addr: e.data(2), Len: 30},
+		{Addr: e.data(3), Len: 40, Write: true}, {Addr: e.data(4), Len: 50, Write: true},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	head, err := e.d.Add([]ringtest.Buf{{Addr: e.data(5), Len: 5}, {Addr: e.data(6), Len: 6, Write: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.d.Kick()
+	for _, c := range []*ring.Chain{&big, &small} {
+		if ok, err := e.q.Pop(c); !ok || err != nil {
+			t.Fatalf("Pop = %v, %v", ok, err)
+		}
+	}
+	dst.CopyFrom(&big)
+	dst.CopyFrom(&small)
+	if dst.Head != head || dst.ReadableLen() != 5 || dst.WritableLen() != 6 {
+		t.Fatalf("copy: head %d lengths %d/%d, want %d 5/6", dst.Head, dst.ReadableLen(), dst.WritableLen(), head)
+	}
+	r, w := dst.Readable(), dst.Writable()
+	if len(r) != 1 || len(w) != 1 || r[0].GPA != e.data(5) || len(r[0].Bytes) != 5 || w[0].GPA != e.data(6) || len(w[0].Bytes) != 6 {
+		t.Fatalf("copy: readable %v writable %v", r, w)
+	}
+}

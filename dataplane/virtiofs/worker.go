@@ -349,7 +349,7 @@ func (w *worker) drainRing() (stop, ok bool) {
 		case offloadBlocking:
 			b := w.bfree[len(w.bfree)-1]
 			w.bfree = w.bfree[:len(w.bfree)-1]
-			b.chain = s.chain
+			b.chain.CopyFrom(&s.chain)
 			w.inflight++
 			w.work <- b
 			continue
