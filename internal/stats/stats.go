@@ -53,9 +53,8 @@ type Worker struct {
 	_      cpu.CacheLinePad
 	ops    [MaxOps]opCounters
 	errnos [MaxErrno]atomic.Uint64
-	busyNs atomic.Uint64 // sum of service times of every op
-	depth  atomic.Int64  // requests taken in the worker's last batch (SetDepth)
-	index  int           // position in its Set, a stable label
+	depth  atomic.Int64 // requests taken in the worker's last batch (SetDepth)
+	index  int          // position in its Set, a stable label
 	_      cpu.CacheLinePad
 }
 
@@ -76,7 +75,6 @@ func (w *Worker) Observe(op, errno uint32, n uint64, d time.Duration) {
 	}
 	ns := uint64(max(d, 0))
 	c.sumNs.Add(ns)
-	w.busyNs.Add(ns)
 	slot := 0
 	if ns > 0 {
 		slot = min(bits.Len64(ns)-1, HistSlots-1)
@@ -213,9 +211,12 @@ func (s *Set) Workers() []WorkerTotals {
 	ws := s.snapshot()
 	out := make([]WorkerTotals, len(ws))
 	for i, w := range ws {
-		t := WorkerTotals{Index: w.index, Busy: time.Duration(w.busyNs.Load()), Depth: w.depth.Load()}
+		t := WorkerTotals{Index: w.index, Depth: w.depth.Load()}
 		for op := range w.ops {
+			// Busy is the sum of the ops' service times (no counter of
+			// its own: one atomic add less per request).
 			t.Requests += w.ops[op].count.Load()
+			t.Busy += time.Duration(w.ops[op].sumNs.Load())
 		}
 		out[i] = t
 	}
