@@ -93,9 +93,10 @@ func newSlotSized(d *Device, small bool) *slot {
 }
 
 // worker serves one virtqueue on its own locked (and optionally pinned)
-// thread. Requests run to completion inline, or, with Options.Helpers,
-// long ones (SETLKW, FSYNC, FALLOCATE, big READ/WRITE…) on helper
-// goroutines while the worker goes on popping. Everything here is owned by
+// thread. Requests run to completion inline, or on helper goroutines while
+// the worker goes on popping: those that may block (SETLKW, FSYNC,
+// FALLOCATE…) on a blocking slot (every queue has Options.BlockingHelpers
+// of them), and, with Options.Helpers, big READ/WRITE on a helper slot. Everything here is owned by
 // the worker's goroutine except where a field says otherwise.
 type worker struct {
 	// served counts chains popped (requests), worker-owned; read by
@@ -145,8 +146,7 @@ type worker struct {
 }
 
 func newWorker(d *Device, q *vhostuser.Queue, rq *ring.Queue, stop int) (*worker, error) {
-	w := &worker{d: d, index: q.Index, q: rq, mem: q.Memory, kick: q.Kick, call: q.Call, errFd: q.Err, stop: stop, doneFd: -1}
-	w.own = newSlot(d)
+	w := &worker{d: d, index: q.Index, q: rq, mem: q.Memory, kick: q.Kick, call: q.Call, errFd: q.Err, stop: stop}
 	binary.LittleEndian.PutUint64(w.one[:], 1)
 	w.pfd[0] = unix.PollFd{Fd: int32(stop), Events: unix.POLLIN}
 	w.pfd[1] = unix.PollFd{Fd: int32(q.Kick), Events: unix.POLLIN}
@@ -162,6 +162,8 @@ func newWorker(d *Device, q *vhostuser.Queue, rq *ring.Queue, stop int) (*worker
 	}
 	w.doneFd = fd
 	w.pfd[2] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
+	// The inline slot only now: an error above would leak its stats.Worker.
+	w.own = newSlot(d)
 	w.work = make(chan *slot, h+b)
 	w.done = make([]*slot, 0, h+b)
 	w.spare = make([]*slot, 0, h+b)
@@ -197,9 +199,7 @@ func (w *worker) close() {
 		}
 	}
 	w.reader.Close()
-	if w.doneFd >= 0 {
-		unix.Close(w.doneFd)
-	}
+	unix.Close(w.doneFd)
 }
 
 // run is the worker loop (ring.Queue's documented kick-driven loop). It
@@ -209,10 +209,8 @@ func (w *worker) run() (err error) {
 	panicOnFault() // see fault.go
 	defer func() {
 		w.quiesce()
-		if w.work != nil {
-			close(w.work)
-			w.helpers.Wait()
-		}
+		close(w.work)
+		w.helpers.Wait()
 		w.reader.Exit()
 	}()
 	defer func() {
@@ -464,7 +462,7 @@ func (w *worker) helper() {
 	for s := range w.work {
 		s.n = w.d.serveGuarded(s, w.index)
 		w.doneMu.Lock()
-		w.done = append(w.done, s) // within capacity: at most Helpers slots
+		w.done = append(w.done, s) // within capacity: at most every slot (Helpers + BlockingHelpers)
 		w.doneMu.Unlock()
 		signal(w.doneFd, &w.one)
 	}
@@ -540,15 +538,12 @@ func (w *worker) pending() bool {
 // sleep waits for a kick, a completion from a helper, or a stop; true means
 // stop.
 func (w *worker) sleep() bool {
-	p := w.pfd[:2]
+	p := w.pfd[:]
 	timeout := -1
 	if w.kick < 0 {
 		// Polling mode: no kick fd, look again every ms.
 		p[1] = unix.PollFd{Fd: -1}
 		timeout = 1
-	}
-	if w.doneFd >= 0 {
-		p = w.pfd[:3]
 	}
 	for {
 		_, err := unix.Poll(p, timeout)
@@ -561,7 +556,7 @@ func (w *worker) sleep() bool {
 		if w.kick >= 0 && w.pfd[1].Revents != 0 {
 			drain(w.kick, &w.scr)
 		}
-		if len(p) > 2 && w.pfd[2].Revents != 0 {
+		if w.pfd[2].Revents != 0 {
 			drain(w.doneFd, &w.scr)
 		}
 		return false
