@@ -111,7 +111,7 @@ func (b *Backend) Serve(c *net.UnixConn) (err error) {
 	}
 	defer func() {
 		if p := recover(); p != nil {
-			if f, ok := p.(interface{ Addr() uintptr }); ok {
+			if f := mem.AsFault(p); f != nil {
 				s.log.Error("vhostuser: fault on guest memory (front-end shrank its memory file?), dropping the connection", "addr", f.Addr(), "panic", p)
 			} else {
 				s.log.Error("vhostuser: internal error, dropping the connection", "panic", p, "stack", string(debug.Stack()))

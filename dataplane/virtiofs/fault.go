@@ -1,8 +1,9 @@
 package virtiofs
 
 import (
-	"runtime"
 	"runtime/debug"
+
+	"github.com/fastfsd/fastfsd/mem"
 )
 
 // Guest memory faults.
@@ -37,29 +38,13 @@ import (
 // goroutine, so each one that touches guest memory calls it first.
 func panicOnFault() { debug.SetPanicOnFault(true) }
 
-// faultError is the panic value a fault under debug.SetPanicOnFault
-// carries: a runtime.Error with the faulting address.
-type faultError interface {
-	runtime.Error
-	Addr() uintptr
-}
-
-// asFault returns p as a memory fault, or nil if p is another panic (a
-// bug, which the caller re-raises).
-func asFault(p any) faultError {
-	if f, ok := p.(faultError); ok {
-		return f
-	}
-	return nil
-}
-
 // serveGuarded is serve with a fault on guest memory turned into a failed
 // request: it returns 0 (nothing written) and counts the fault. Any other
 // panic is re-raised. Zero cost on the normal path but a deferred call.
 func (d *Device) serveGuarded(s *slot, queue int) (n uint32) {
 	defer func() {
 		if p := recover(); p != nil {
-			f := asFault(p)
+			f := mem.AsFault(p)
 			if f == nil {
 				panic(p)
 			}
@@ -79,7 +64,7 @@ func (d *Device) serveGuarded(s *slot, queue int) (n uint32) {
 func (w *worker) offloadGuarded(s *slot) (where int) {
 	defer func() {
 		if p := recover(); p != nil {
-			if asFault(p) == nil {
+			if mem.AsFault(p) == nil {
 				panic(p)
 			}
 			where = offloadInline

@@ -217,7 +217,7 @@ func (w *worker) run() (err error) {
 		// A fault on the ring (not one request's buffers: serveGuarded
 		// catches those) breaks this queue only.
 		if p := recover(); p != nil {
-			f := asFault(p)
+			f := mem.AsFault(p)
 			if f == nil {
 				panic(p)
 			}
@@ -408,7 +408,7 @@ func (w *worker) offload(s *slot) int {
 func refuse(c *ring.Chain, e unix.Errno) (n uint32) {
 	defer func() {
 		if p := recover(); p != nil {
-			if asFault(p) == nil {
+			if mem.AsFault(p) == nil {
 				panic(p)
 			}
 			n = 0
