@@ -198,14 +198,21 @@ func (q *queue) run(started chan<- error) error {
 		return err
 	}
 	defer q.close()
-	reap := func(userData uint64, res int32) { q.complete(userData, res) }
+	reqs := 0 // request CQEs of this wake-up (not the evfd READ's)
+	reap := func(userData uint64, res int32) {
+		if userData != evfdTag {
+			reqs++
+		}
+		q.complete(userData, res)
+	}
 	for q.done == nil {
 		if err := q.ring.submitAndWait(1); err != nil {
 			return err
 		}
-		n := q.ring.reap(reap)
+		reqs = 0
+		q.ring.reap(reap)
 		if q.stats != nil {
-			q.stats.SetDepth(n) // CQEs (requests) this wake-up found
+			q.stats.SetDepth(reqs) // requests this wake-up found
 		}
 	}
 	if errors.Is(q.done, errConnEnded) {
