@@ -38,9 +38,6 @@ type helperSlot struct {
 	in   []byte
 	req  *fuse.Request
 	errb [outHeaderSize]byte
-	// obs counts the requests this slot serves (nil: no Stats). A slot is
-	// served by one helper at a time, so the Worker has one writer.
-	obs *stats.Worker
 }
 
 // helperPool is a connection's bounded set of helpers for requests that
@@ -50,24 +47,28 @@ type helperSlot struct {
 // be queued behind it) and any other blocking request is served inline
 // (it ends on its own).
 type helperPool struct {
-	srv     *fuse.Server
-	stats   *stats.Set       // nil: no Stats
-	slots   []*helperSlot    // every slot, to release their stats.Workers
+	srv   *fuse.Server
+	stats *stats.Set // nil: no Stats
+	// obs counts what every helper serves: one Worker (one series) for the
+	// pool, not one per slot. A Worker takes one writer at a time, which
+	// obsMu gives; blocking requests are few and slow, so the lock costs
+	// nothing that matters.
+	obsMu   sync.Mutex
+	obs     *stats.Worker    // nil: no Stats; +checklocks:obsMu for writes
 	free    chan *helperSlot // idle slots
 	work    chan *helperSlot // handed over; capacity = slots, so a send never blocks
 	running sync.WaitGroup
 }
 
-// newHelperPool starts n helpers; with st non-nil each slot counts what it
-// serves in a stats.Worker of st, as a worker does.
+// newHelperPool starts n helpers; with st non-nil they count what they
+// serve in one stats.Worker of st, as a worker does.
 func newHelperPool(srv *fuse.Server, n int, st *stats.Set) *helperPool {
 	p := &helperPool{srv: srv, stats: st, free: make(chan *helperSlot, n), work: make(chan *helperSlot, n)}
+	if st != nil {
+		p.obs = st.NewWorker()
+	}
 	for range n {
 		s := &helperSlot{in: make([]byte, 0, helperInMax), req: &fuse.Request{Out: make([]byte, max(helperOutSize, fuse.MinOutSize))}}
-		if st != nil {
-			s.obs = st.NewWorker()
-		}
-		p.slots = append(p.slots, s)
 		p.free <- s
 		p.running.Add(1)
 		go p.helper()
@@ -111,10 +112,13 @@ func (p *helperPool) helper() {
 		r := s.req
 		r.In, r.Src, r.Dst = s.in, nil, nil
 		var n int
-		if s.obs != nil {
+		if p.obs != nil {
 			t0 := time.Now()
 			n = p.call(s)
-			observeReply(s.obs, r, n, time.Since(t0))
+			d := time.Since(t0)
+			p.obsMu.Lock()
+			observeReply(p.obs, r, n, d)
+			p.obsMu.Unlock()
 		} else {
 			n = p.call(s)
 		}
@@ -153,13 +157,11 @@ func (p *helperPool) stop(d time.Duration) bool {
 	go func() { p.running.Wait(); close(idle) }()
 	select {
 	case <-idle:
-		// No helper is left to write the slots' counters: give them back
+		// No helper is left to write the pool's counters: give them back
 		// (their counts stay in the totals).
 		if p.stats != nil {
-			for _, s := range p.slots {
-				p.stats.Release(s.obs)
-				s.obs = nil
-			}
+			p.stats.Release(p.obs)
+			p.obs = nil
 		}
 		return true
 	case <-time.After(d):
