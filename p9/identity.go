@@ -72,7 +72,10 @@ var ErrNoPeerCred = errors.New("p9: peer credentials need a unix socket connecti
 // it is how the kernel's v9fs client connects for a root mount); any other
 // peer acts as its uid and gid, with the supplementary groups of its
 // process (from /proc/PID/status, if that process still exists and still
-// has the uid and gid it connected with; none otherwise).
+// has the uid and gid it connected with; none otherwise). A confined
+// server cannot read that file (Landlock, a pid namespace): it should
+// identify peers itself (Options.Identify), as fastfsd 9p does with
+// SO_PEERGROUPS.
 func PeerCred(nc net.Conn) (Peer, error) {
 	uc, ok := nc.(*net.UnixConn)
 	if !ok {

@@ -45,7 +45,8 @@ aname reaches outside DIR.
 Who a client is (the server performs every request itself, as root):
   unix:PATH   the socket is created mode 0600 (0660 with --socket-group),
               so only fastfsd's user (and that group) can connect. The
-              kernel tells who connected (SO_PEERCRED). Root is trusted:
+              kernel tells who connected, with its groups (SO_PEERCRED,
+              SO_PEERGROUPS). Root is trusted:
               it acts as the uid it names in Tattach, and its client
               checks permissions (the Linux default, access=client). Any
               other user acts as itself with its own groups, whatever
@@ -55,7 +56,8 @@ Who a client is (the server performs every request itself, as root):
               ownership; EACCES or EPERM as the kernel answers).
   tcp         loopback addresses only, unless --insecure-tcp. A loopback
               peer is identified by the kernel's record of who owns its
-              socket, then treated as on a unix socket. A peer from the
+              socket, with its groups from the host's user and group
+              databases, then treated as on a unix socket. A peer from the
               network cannot be identified: with --insecure-tcp it acts as
               any uid it names (no authentication), so use --all-squash.
   --all-squash UID:GID makes every connection act as UID:GID (no
@@ -187,6 +189,11 @@ func runP9(args []string) error {
 	}
 	if network == "unix" {
 		socketDir(&sb, addr)
+	}
+	if network == "tcp" && squash == nil {
+		// A loopback peer's groups come from the host's user and group
+		// databases (p9peer.go userIdentity), read when it connects.
+		sb.LandlockROFiles = []string{"/etc/passwd", "/etc/group", "/etc/nsswitch.conf"}
 	}
 	cfg := p9Config{
 		network: network, addr: addr, dir: *dir, socketGroup: *socketGroup,

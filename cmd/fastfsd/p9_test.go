@@ -2,18 +2,23 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	hp9 "github.com/hugelgupf/p9/p9"
+	"golang.org/x/sys/unix"
 
 	"github.com/fastfsd/fastfsd/fs/passthrough"
+	"github.com/fastfsd/fastfsd/internal/testutil"
 	"github.com/fastfsd/fastfsd/p9"
 )
 
@@ -196,5 +201,79 @@ func TestTCPPeerUid(t *testing.T) {
 		c.Close()
 		s.Close()
 		l.Close()
+	}
+}
+
+// TestP9PeerGroupsConfined: a unix socket peer acts with its supplementary
+// groups once the door is confined (defaults: Landlock hides other
+// processes' /proc entries, a namespace their pids), so a file its group
+// may read is readable.
+func TestP9PeerGroupsConfined(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir, err := os.MkdirTemp("", "p9groups")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	share, sock := filepath.Join(dir, "share"), filepath.Join(dir, "9p.sock")
+	os.Chmod(dir, 0o755)
+	os.Mkdir(share, 0o755)
+	g := filepath.Join(share, "g")
+	os.WriteFile(g, []byte("group\n"), 0o640)
+	os.Chown(g, 0, 4242)
+	startDoor(t, "9p", "--listen", "unix:"+sock, "--socket-group", "4242", "--shared-dir", share)
+
+	// Connect as uid and gid 65534 with supplementary group 4242: from a
+	// thread of its own, whose credentials alone change (raw syscalls);
+	// it ends with the goroutine (locked, never unlocked).
+	type dialed struct {
+		nc  net.Conn
+		err error
+	}
+	ch := make(chan dialed)
+	go func() {
+		runtime.LockOSThread()
+		gs := []uint32{4242}
+		for _, c := range [][4]uintptr{
+			{unix.SYS_SETGROUPS, 1, uintptr(unsafe.Pointer(&gs[0]))},
+			{unix.SYS_SETRESGID, 65534, 65534, 65534},
+			{unix.SYS_SETRESUID, 65534, 65534, 65534},
+		} {
+			if _, _, e := unix.RawSyscall(c[0], c[1], c[2], c[3]); e != 0 {
+				ch <- dialed{err: fmt.Errorf("syscall %d: %w", c[0], e)}
+				return
+			}
+		}
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			nc, err := net.Dial("unix", sock)
+			if err == nil || time.Now().After(deadline) {
+				ch <- dialed{nc, err}
+				return
+			}
+		}
+	}()
+	d := <-ch
+	if d.err != nil {
+		t.Fatal(d.err)
+	}
+	c, err := hp9.NewClient(d.nc, hp9.WithMessageSize(128<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	root, err := c.Attach("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, f, err := root.Walk([]string{"g"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.Open(hp9.ReadOnly); err != nil {
+		t.Fatalf("open a 0640 file of the peer's supplementary group: %v", err)
+	}
+	buf := make([]byte, 16)
+	if n, err := f.ReadAt(buf, 0); string(buf[:n]) != "group\n" {
+		t.Fatalf("read: %q %v", buf[:n], err)
 	}
 }

@@ -7,9 +7,11 @@ import (
 	"net"
 	"os/user"
 	"strconv"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/fastfsd/fastfsd/internal/sys"
 	"github.com/fastfsd/fastfsd/p9"
 )
 
@@ -17,7 +19,10 @@ import (
 //
 //   - with --all-squash, every connection acts as that uid and gid (no
 //     supplementary groups), whatever it names in Tattach;
-//   - a unix socket peer is who SO_PEERCRED says (p9.PeerCred);
+//   - a unix socket peer is who SO_PEERCRED says (p9.PeerCred), with the
+//     supplementary groups it connected with (SO_PEERGROUPS: the confined
+//     daemon cannot read the /proc entry p9.PeerCred would, nor name the
+//     peer's pid from the namespace sandbox);
 //   - a tcp peer on the loopback is identified by the owner of its own
 //     socket, which the kernel reports (NETLINK_SOCK_DIAG, as `ss -e`
 //     shows it), with the groups the host's group database gives that
@@ -32,7 +37,7 @@ func p9Identify(squash *p9.Identity) func(net.Conn) (p9.Peer, error) {
 		}
 		switch c := nc.(type) {
 		case *net.UnixConn:
-			return p9.PeerCred(c)
+			return unixPeer(c)
 		case *net.TCPConn:
 			local, _ := c.LocalAddr().(*net.TCPAddr)
 			remote, _ := c.RemoteAddr().(*net.TCPAddr)
@@ -53,6 +58,33 @@ func p9Identify(squash *p9.Identity) func(net.Conn) (p9.Peer, error) {
 		}
 		return p9.Peer{}, fmt.Errorf("cannot identify a %T peer", nc)
 	}
+}
+
+// unixPeer is p9.PeerCred with the groups from SO_PEERGROUPS.
+func unixPeer(c *net.UnixConn) (p9.Peer, error) {
+	p, err := p9.PeerCred(c)
+	if err != nil || p.Trusted {
+		return p, err
+	}
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return p9.Peer{}, err
+	}
+	var gs []uint32
+	var e syscall.Errno
+	if err := raw.Control(func(fd uintptr) { gs, e = sys.PeerGroups(int(fd)) }); err != nil {
+		return p9.Peer{}, err
+	}
+	if e != 0 {
+		return p9.Peer{}, fmt.Errorf("SO_PEERGROUPS: %w", e)
+	}
+	p.Groups = p.Groups[:0]
+	for _, g := range gs {
+		if g != p.Gid {
+			p.Groups = append(p.Groups, g)
+		}
+	}
+	return p, nil
 }
 
 // userIdentity is uid with its primary group and supplementary groups

@@ -127,7 +127,7 @@ func (s *sandboxFlags) namespace() bool { return s.sandbox == "namespace" }
 // inNamespace adapts o for the namespace sandbox's child, whose root is
 // the shared directory: Landlock allows "/" and nothing else.
 func inNamespace(o *sandbox.Options) {
-	o.Landlock, o.LandlockRO, o.LandlockUnlink = []string{"/"}, nil, nil
+	o.Landlock, o.LandlockRO, o.LandlockROFiles, o.LandlockUnlink = []string{"/"}, nil, nil, nil
 }
 
 // socketDir lets the daemon remove its listening socket at path on exit

@@ -38,6 +38,9 @@ type Options struct {
 	// LandlockRO are trees opened read-only besides (e.g. /proc/self for
 	// /proc/self/fd and mountinfo).
 	LandlockRO []string
+	// LandlockROFiles are single files opened read-only besides (e.g. the
+	// user and group databases); missing ones are skipped.
+	LandlockROFiles []string
 	// LandlockUnlink are directories in which files may be removed (and
 	// nothing else): where the listening socket is, so that it can be
 	// removed on exit.
@@ -73,7 +76,7 @@ func Apply(o Options) (Report, error) {
 	}
 	r.Landlock = "off"
 	if len(o.Landlock) > 0 {
-		r.Landlock, err = restrictPaths(o.Landlock, o.LandlockRO, o.LandlockUnlink)
+		r.Landlock, err = restrictPaths(o.Landlock, o.LandlockRO, o.LandlockROFiles, o.LandlockUnlink)
 		if err != nil {
 			return r, fmt.Errorf("sandbox: landlock: %w", err)
 		}
@@ -91,7 +94,7 @@ func Apply(o Options) (Report, error) {
 // restrictPaths restricts file access of all threads to rw (all rights)
 // and ro (read files and directories). Where the kernel has no Landlock it
 // does nothing and says so.
-func restrictPaths(rw, ro, unlink []string) (string, error) {
+func restrictPaths(rw, ro, roFiles, unlink []string) (string, error) {
 	abi, err := llsys.LandlockGetABIVersion()
 	if err != nil || abi < 1 {
 		if err == nil {
@@ -102,6 +105,9 @@ func restrictPaths(rw, ro, unlink []string) (string, error) {
 	rules := []landlock.Rule{landlock.RWDirs(rw...).WithRefer().WithIoctlDev()}
 	if len(ro) > 0 {
 		rules = append(rules, landlock.RODirs(ro...).IgnoreIfMissing())
+	}
+	if len(roFiles) > 0 {
+		rules = append(rules, landlock.ROFiles(roFiles...).IgnoreIfMissing())
 	}
 	if len(unlink) > 0 {
 		rules = append(rules, landlock.PathAccess(llsys.AccessFSRemoveFile, unlink...))
@@ -114,6 +120,9 @@ func restrictPaths(rw, ro, unlink []string) (string, error) {
 	msg := fmt.Sprintf("ABI v%d: files under %s", abi, strings.Join(rw, ", "))
 	if len(ro) > 0 {
 		msg += "; read-only " + strings.Join(ro, ", ")
+	}
+	if len(roFiles) > 0 {
+		msg += "; read-only files " + strings.Join(roFiles, ", ")
 	}
 	if len(unlink) > 0 {
 		msg += "; unlink in " + strings.Join(unlink, ", ")
