@@ -130,7 +130,7 @@ func tcpPeerUid(local, remote *net.TCPAddr) (uint32, error) {
 	var b [reqLen]byte
 	ne := binary.NativeEndian
 	ne.PutUint32(b[0:], reqLen)
-	ne.PutUint16(b[4:], 20) // SOCK_DIAG_BY_FAMILY
+	ne.PutUint16(b[4:], unix.SOCK_DIAG_BY_FAMILY)
 	ne.PutUint16(b[6:], unix.NLM_F_REQUEST)
 	ne.PutUint32(b[8:], 1) // seq
 	q := b[16:]
@@ -163,7 +163,7 @@ func tcpPeerUid(local, remote *net.TCPAddr) (uint32, error) {
 			}
 		}
 		return 0, errors.New("sock_diag: error reply")
-	case 20:
+	case unix.SOCK_DIAG_BY_FAMILY:
 	default:
 		return 0, fmt.Errorf("sock_diag: unexpected reply type %d", typ)
 	}
@@ -172,10 +172,6 @@ func tcpPeerUid(local, remote *net.TCPAddr) (uint32, error) {
 	if n < 16+72 {
 		return 0, errors.New("sock_diag: short inet_diag_msg")
 	}
-	// A peer that closed its end before it was identified leaves a
-	// time-wait mini-socket, which sock_diag reports with uid 0: it would
-	// be trusted as root, and the requests it queued before closing would
-	// run as any uid it named. Only a full socket has an owner.
 	// A peer that closed its end before it was identified leaves an
 	// orphaned socket or a time-wait mini-socket (reported in state
 	// TIME_WAIT or FIN_WAIT2), which sock_diag reports with uid 0 and

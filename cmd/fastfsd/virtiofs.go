@@ -168,12 +168,6 @@ type virtiofsConfig struct {
 	sandbox       sandboxFlags // --sandbox, --seccomp, --modcaps (sandbox.go)
 }
 
-// pendingFlags are flags whose implementation is in progress elsewhere:
-// accepted with a warning until then (none now). Every other virtiofsd
-// flag either works or is refused by name (refusedFlags);
-// docs/virtiofsd-flags.md lists them all.
-var pendingFlags = map[string]bool{}
-
 // noopFlags are virtiofsd flags asking for what fastfsd always does; the
 // value says why (logged at debug level, and in docs/virtiofsd-flags.md).
 var noopFlags = map[string]string{
@@ -186,24 +180,19 @@ var noopFlags = map[string]string{
 	"no-announce-submounts": "submounts are not announced (the default)",
 }
 
-// refusal says why a virtiofsd flag is refused, and whether it takes a
-// value (only to word the error).
-type refusal struct {
-	value bool
-	why   string
-}
-
 const noMigration = "not implemented: fastfsd does not support vhost-user migration (--print-capabilities offers none)"
 
-// refusedFlags are virtiofsd flags fastfsd does not implement.
-var refusedFlags = map[string]refusal{
-	"daemonize":                {false, "fastfsd does not daemonize itself; run it under your service manager (it stays in the foreground)"},
-	"announce-submounts":       {false, "not implemented: fastfsd reports host inode numbers without a device number per submount; export one filesystem per daemon"},
-	"security-label":           {false, "not implemented: fastfsd does not negotiate FUSE_SECURITY_CTX; labels a guest sets with setxattr are kept as user.virtiofs.security.* by the default --xattrmap"},
-	"migration-mode":           {true, noMigration},
-	"migration-on-error":       {true, noMigration},
-	"migration-verify-handles": {false, noMigration},
-	"migration-confirm-paths":  {false, noMigration},
+// refusedFlags are virtiofsd flags fastfsd does not implement, with why.
+// Every other virtiofsd flag works or is a no-op (noopFlags);
+// docs/virtiofsd-flags.md lists them all.
+var refusedFlags = map[string]string{
+	"daemonize":                "fastfsd does not daemonize itself; run it under your service manager (it stays in the foreground)",
+	"announce-submounts":       "not implemented: fastfsd reports host inode numbers without a device number per submount; export one filesystem per daemon",
+	"security-label":           "not implemented: fastfsd does not negotiate FUSE_SECURITY_CTX; labels a guest sets with setxattr are kept as user.virtiofs.security.* by the default --xattrmap",
+	"migration-mode":           noMigration,
+	"migration-on-error":       noMigration,
+	"migration-verify-handles": noMigration,
+	"migration-confirm-paths":  noMigration,
 }
 
 // refusedOpts are -o options fastfsd does not implement.
@@ -211,8 +200,8 @@ var refusedOpts = map[string]string{
 	"timeout":            "not implemented: cache timeouts follow --cache (auto 1 s, always 1 day, never 0)",
 	"max_idle_threads":   "not implemented: helpers per queue are set with --thread-pool-size",
 	"allow_root":         "not applicable: a VMM, not local users, is the only client of a vhost-user device",
-	"announce_submounts": refusedFlags["announce-submounts"].why,
-	"security_label":     refusedFlags["security-label"].why,
+	"announce_submounts": refusedFlags["announce-submounts"],
+	"security_label":     refusedFlags["security-label"],
 }
 
 func parseLevel(s string) (slog.Level, error) {
@@ -236,7 +225,7 @@ func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
 		sandbox: sandboxFlags{sandbox: "auto", seccomp: "kill"}}
 	var warns []string
 	applyOpt := func(o string) error {
-		k, v, hasV := strings.Cut(o, "=")
+		k, v, _ := strings.Cut(o, "=")
 		switch k {
 		case "source":
 			c.dir = v
@@ -297,7 +286,6 @@ func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
 			if why, ok := refusedOpts[k]; ok {
 				return fmt.Errorf("-o %s: %s", o, why)
 			}
-			_ = hasV
 			return fmt.Errorf("-o %s: unknown option (see fastfsd virtiofs --help)", o)
 		}
 		return nil
@@ -506,18 +494,10 @@ func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
 				c.noops = append(c.noops, a+": "+why)
 				break
 			}
-			if r, ok := refusedFlags[name]; ok {
-				return nil, nil, fmt.Errorf("%s: %s", a, r.why)
+			if why, ok := refusedFlags[name]; ok {
+				return nil, nil, fmt.Errorf("%s: %s", a, why)
 			}
-			if !pendingFlags[name] {
-				return nil, nil, fmt.Errorf("unknown flag %s (see fastfsd virtiofs --help and docs/virtiofsd-flags.md)", a)
-			}
-			if !hasVal {
-				if _, err = value(); err != nil {
-					break
-				}
-			}
-			warns = append(warns, fmt.Sprintf("%s: ignored", a))
+			return nil, nil, fmt.Errorf("unknown flag %s (see fastfsd virtiofs --help and docs/virtiofsd-flags.md)", a)
 		}
 		if err != nil {
 			return nil, nil, err

@@ -90,7 +90,6 @@ var (
 		"removexattrat", "setfsuid", "setfsgid", "capget", "capset", "umask", "ioctl",
 		"getgroups", "setgroups", "getresuid", "getresgid",
 		"lseek", "fadvise64", "readahead", "splice", "tee", "vmsplice", "fchdir", "chdir",
-		"file_getattr", "file_setattr",
 	}
 	// network: sockets of the listener and the metrics/pprof HTTP server.
 	network = []string{
