@@ -118,9 +118,9 @@ flags:
   --print-capabilities      print the vhost-user back-end capabilities (JSON) and exit
   -o OPT[,OPT…]             virtiofsd options: source, cache, xattr, no_xattr, writeback,
                             no_writeback, posix_lock, no_posix_lock, flock, no_flock,
-                            killpriv_v2, no_killpriv_v2, log_level, sandbox, debug, xattrmap,
-                            readdirplus, no_readdirplus, allow_direct_io, no_allow_direct_io,
-                            posix_acl, no_posix_acl, no_security_label
+                            killpriv_v2, no_killpriv_v2, log_level, sandbox, modcaps, debug,
+                            xattrmap, readdirplus, no_readdirplus, allow_direct_io,
+                            no_allow_direct_io, posix_acl, no_posix_acl, no_security_label
   -d                        debug logging (as -o debug)
 
 Every virtiofsd flag fastfsd does not implement is refused by name; see
@@ -219,7 +219,8 @@ func parseLevel(s string) (slog.Level, error) {
 }
 
 // parseVirtiofsArgs parses the virtiofsd-compatible command line. Warnings
-// name accepted-but-ignored flags.
+// name settings that were adjusted (--cache-size without --dax, --writeback
+// with cache=never).
 func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
 	c := &virtiofsConfig{fd: -1, tag: "fastfs", xattr: true, queues: min(max(runtime.NumCPU(), 1), 16), level: slog.LevelInfo, fileHandles: passthrough.FileHandlesPrefer,
 		sandbox: sandboxFlags{sandbox: "auto", seccomp: "kill"}}
