@@ -44,9 +44,9 @@ func runMount(args []string) error {
 	fl := flag.NewFlagSet("mount", flag.ContinueOnError)
 	source := fl.String("source", "", "directory to serve (required)")
 	workers := fl.Int("workers", 0, "number of workers, each with its own cloned /dev/fuse fd and pinned to one CPU; 0 = one per CPU this process may run on")
-	cache := fl.String("cache", "auto", "client caching: auto (names and attributes 1 s, data until the file changes), always (1 day; only this client changes DIR), never (no caching, direct I/O)")
+	cache := fl.String("cache", "auto", "client caching: auto (names and attributes 1 s, data until the file changes), always (1 day; only this client changes DIR), metadata (names and attributes 1 day, no file data: direct I/O), never (no caching, direct I/O)")
 	allowOther := fl.Bool("allow-other", false, "let users other than the mounting one access the mount (unprivileged: needs user_allow_other in /etc/fuse.conf)")
-	pass := fl.Bool("passthrough", true, "FUSE passthrough: the kernel reads and writes opened regular files directly (needs root and Linux 6.9+; not with --cache=never)")
+	pass := fl.Bool("passthrough", true, "FUSE passthrough: the kernel reads and writes opened regular files directly (needs root and Linux 6.9+; not with --cache=never or metadata)")
 	spliceMode := fl.String("splice", "auto", "data path for READ and WRITE payloads that are not passed through: on (splice through pipes; READs under 32 KiB are copied), off (read/write with buffers), auto (on without --passthrough, where large payloads reach the server; off with it, where requests are mostly small)")
 	xattr := fl.Bool("xattr", true, "serve extended attributes (off: the client stops asking, and stops asking for security.capability before the first write to each file)")
 	locks := fl.Bool("locks", true, "serve POSIX and flock locks on the host files, so that processes on the host see them; off, the kernel keeps the mount's locks itself (exact among the mount's users, unseen on the host) and close(2) costs no FLUSH round trip")
@@ -79,7 +79,7 @@ func runMount(args []string) error {
 	}
 	cm, err := passthrough.ParseCacheMode(*cache)
 	if err != nil {
-		return fmt.Errorf("--cache %q: want auto, always or never", *cache)
+		return fmt.Errorf("--cache: %w", err)
 	}
 	var sm fusedev.SpliceMode
 	switch *spliceMode {

@@ -101,7 +101,7 @@ func runP9(args []string) error {
 	fl := flag.NewFlagSet("9p", flag.ContinueOnError)
 	listen := fl.String("listen", "", "address to listen on: tcp:HOST:PORT, unix:PATH, tcp!HOST!PORT or unix!PATH (required)")
 	dir := fl.String("shared-dir", "", "directory to serve (required)")
-	cache := fl.String("cache", "auto", "passthrough cache mode: auto, always or never (9P clients choose their own caching with mount -o cache=; this only sets the filesystem's mode)")
+	cache := fl.String("cache", "auto", "passthrough cache mode: auto, always, metadata or never (9P clients choose their own caching with mount -o cache=; this only sets the filesystem's mode)")
 	maxConns := fl.Int("max-conns", p9.DefaultMaxConns, "most client connections at once; more are closed on accept")
 	msize := fl.Uint("msize", p9.DefaultMaxMsize, "largest message size to agree on in Tversion (bytes, at least 512)")
 	maxFids := fl.Int("max-fids", p9.DefaultMaxFids, "most fids one connection may hold (EMFILE beyond)")
@@ -139,7 +139,7 @@ func runP9(args []string) error {
 	}
 	cm, err := passthrough.ParseCacheMode(*cache)
 	if err != nil {
-		return fmt.Errorf("--cache %q: want auto, always or never", *cache)
+		return fmt.Errorf("--cache: %w", err)
 	}
 	if *msize < p9.MinMsize || *msize > 1<<30 {
 		return fmt.Errorf("--msize %d: want %d to %d", *msize, p9.MinMsize, 1<<30)

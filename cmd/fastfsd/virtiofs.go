@@ -233,7 +233,7 @@ func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
 		case "cache":
 			m, err := passthrough.ParseCacheMode(v)
 			if err != nil {
-				return fmt.Errorf("-o cache=%s: want auto, always, metadata or none", v)
+				return fmt.Errorf("-o cache: %w", err)
 			}
 			c.cache = m
 		case "xattr":
@@ -374,7 +374,7 @@ func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
 			if v, err = value(); err == nil {
 				c.cache, err = passthrough.ParseCacheMode(v)
 				if err != nil {
-					err = fmt.Errorf("--cache %q: want auto, always, metadata or never", v)
+					err = fmt.Errorf("--cache: %w", err)
 				}
 			}
 		case "num-request-queues":
