@@ -58,7 +58,7 @@ func runMount(args []string) error {
 	policy.addFlags(fl)
 	obs := addObserveFlags(fl)
 	inodes := addInodeFlags(fl)
-	sbf := addSandboxFlags(fl)
+	sbf := addSandboxFlags(fl, sandbox.Mount)
 	fl.Usage = func() {
 		fmt.Fprint(fl.Output(), mountUsage)
 		fl.PrintDefaults()
@@ -121,10 +121,6 @@ func runMount(args []string) error {
 	if err != nil {
 		return err
 	}
-	// This process unmounts on exit (umount2, or fusermount3 -u for an
-	// unprivileged user), which Landlock forbids (no mount topology
-	// changes) and no_new_privs breaks (fusermount3 is setuid).
-	sb.Landlock, sb.LandlockRO = nil, nil
 	unprivileged := os.Geteuid() != 0
 	if err := obs.start(); err != nil {
 		return err

@@ -117,7 +117,7 @@ func runP9(args []string) error {
 	policy.addFlags(fl)
 	obs := addObserveFlags(fl)
 	inodes := addInodeFlags(fl)
-	sbf := addSandboxFlags(fl)
+	sbf := addSandboxFlags(fl, sandbox.P9)
 	fl.Usage = func() {
 		fmt.Fprint(fl.Output(), p9Usage)
 		fl.PrintDefaults()

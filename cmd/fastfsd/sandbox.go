@@ -25,21 +25,29 @@ type sandboxFlags struct {
 }
 
 const (
-	sandboxHelp = "confinement entered after the transport is set up: none (no namespace or chroot; the capability drop, no_new_privs, Landlock and the seccomp filter still apply), namespace (besides, serve from new mount, pid and network namespaces whose root is the shared directory; virtiofs and 9p doors, a CGO_ENABLED=0 build, Linux 6.13+), auto (namespace where those hold and this is root, else none; says which); chroot is not implemented and is refused"
-	seccompHelp = "action on a system call outside this door's allow-list (docs/sandbox.md): kill (the process), log (allow, log to the audit log), trap (SIGSYS: the Go runtime prints the stack and exits), none (no filter)"
-	modcapsHelp = "change the kept capability set, virtiofsd style: +CAP:-CAP… (e.g. +sys_admin:-mknod); the defaults per door are in docs/sandbox.md"
+	sandboxHelp      = "confinement entered after the transport is set up: none (no namespace or chroot; the capability drop, no_new_privs, Landlock and the seccomp filter still apply), namespace (besides, serve from new mount, pid and network namespaces whose root is the shared directory; virtiofs and 9p doors, a CGO_ENABLED=0 build, Linux 6.13+), auto (namespace where those hold and this is root, else none; says which); chroot is not implemented and is refused"
+	mountSandboxHelp = "confinement entered once /dev/fuse is open: none (no namespace or chroot; the capability drop, no_new_privs and the seccomp filter still apply; the mount door has no Landlock, which forbids the unmount on exit), auto (none on this door, and says so); namespace is not implemented on this door, chroot on any, and both are refused"
+	seccompHelp      = "action on a system call outside this door's allow-list (docs/sandbox.md): kill (the process), log (allow, log to the audit log), trap (SIGSYS: the Go runtime prints the stack and exits), none (no filter)"
+	modcapsHelp      = "change the kept capability set, virtiofsd style: +CAP:-CAP… (e.g. +sys_admin:-mknod); the defaults per door are in docs/sandbox.md"
 )
 
-func addSandboxFlags(fl *flag.FlagSet) *sandboxFlags {
+func addSandboxFlags(fl *flag.FlagSet, door sandbox.Door) *sandboxFlags {
 	s := new(sandboxFlags)
-	fl.StringVar(&s.sandbox, "sandbox", "auto", sandboxHelp)
+	help := sandboxHelp
+	if door == sandbox.Mount {
+		help = mountSandboxHelp
+	}
+	fl.StringVar(&s.sandbox, "sandbox", "auto", help)
 	fl.StringVar(&s.seccomp, "seccomp", "kill", seccompHelp)
 	fl.StringVar(&s.modcaps, "modcaps", "", modcapsHelp)
 	return s
 }
 
 // options checks the flags (before anything is set up, so a typo fails
-// early) and returns door's sandbox options for shared directory dir.
+// early) and returns door's sandbox options for shared directory dir. The
+// mount door gets no Landlock: it unmounts on exit (umount2, or
+// fusermount3 -u for an unprivileged user), which Landlock forbids (no
+// mount topology changes).
 func (s *sandboxFlags) options(door sandbox.Door, dir string) (sandbox.Options, error) {
 	o := sandbox.Options{Door: door}
 	if s.sandbox == "auto" {
@@ -68,6 +76,9 @@ func (s *sandboxFlags) options(door sandbox.Door, dir string) (sandbox.Options, 
 	}
 	if o.Caps, err = sandbox.ParseModcaps(sandbox.DefaultCaps(door), s.modcaps); err != nil {
 		return o, err
+	}
+	if door == sandbox.Mount {
+		return o, nil
 	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
