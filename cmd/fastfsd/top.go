@@ -146,24 +146,12 @@ func (f *topFrame) write(w io.Writer, max int) {
 			fmt.Fprintf(w, "… %d more\n", len(f.rows)-max)
 			break
 		}
-		fmt.Fprintf(w, "%-24s %10.1f %9.1f %10s %10s %10s\n", r.name, r.rate, r.errRate, fmtTopDur(r.p50), fmtTopDur(r.mean), fmtTopDur(r.p99))
+		fmt.Fprintf(w, "%-24s %10.1f %9.1f %10s %10s %10s\n", r.name, r.rate, r.errRate, probe.FormatDuration(r.p50), probe.FormatDuration(r.mean), probe.FormatDuration(r.p99))
 	}
 	if len(f.rows) == 0 {
 		fmt.Fprintln(w, "(no requests in this interval)")
 	}
 	fmt.Fprintln(w)
-}
-
-func fmtTopDur(d time.Duration) string {
-	switch {
-	case d >= time.Second:
-		return fmt.Sprintf("%.2fs", d.Seconds())
-	case d >= time.Millisecond:
-		return fmt.Sprintf("%.2fms", float64(d)/1e6)
-	case d >= time.Microsecond:
-		return fmt.Sprintf("%.1fµs", float64(d)/1e3)
-	}
-	return fmt.Sprintf("%dns", int64(d))
 }
 
 // topSource yields the interval since its previous sample.

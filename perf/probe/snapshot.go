@@ -239,7 +239,7 @@ func (s *Snapshot) WriteText(w io.Writer) {
 		fmt.Fprintf(w, "%s\n%-16s %9s %7s %9s %-27s %-27s %-27s %9s\n", title, "", "count", "errors", "mean", "p50 [bucket)", "p90 [bucket)", "p99 [bucket)", "max")
 		for _, r := range rows {
 			fmt.Fprintf(w, "%-16s %9d %7d %9s %-27s %-27s %-27s %9s\n", r.Name, r.Count, r.Errors,
-				fmtDur(r.Mean), fmtPct(r.P50), fmtPct(r.P90), fmtPct(r.P99), fmtDur(r.Max))
+				FormatDuration(r.Mean), fmtPct(r.P50), fmtPct(r.P90), fmtPct(r.P99), FormatDuration(r.Max))
 		}
 		for _, r := range rows {
 			fmt.Fprintf(w, "\n@%s (ns):\n", r.Name)
@@ -310,10 +310,12 @@ func fmtPow(v uint64) string {
 
 // fmtPct prints a percentile and the bucket it came from: "12.3µs [12.0µs,12.8µs)".
 func fmtPct(p Percentile) string {
-	return fmt.Sprintf("%s [%s,%s)", fmtDur(p.Value), fmtDur(p.Lo), fmtDur(p.Hi))
+	return fmt.Sprintf("%s [%s,%s)", FormatDuration(p.Value), FormatDuration(p.Lo), FormatDuration(p.Hi))
 }
 
-func fmtDur(d time.Duration) string {
+// FormatDuration prints d in the largest unit it reaches (s, ms, µs,
+// ns): "1.23s", "4.56ms", "7.8µs", "90ns". fastfsd top uses it too.
+func FormatDuration(d time.Duration) string {
 	switch {
 	case d >= time.Second:
 		return fmt.Sprintf("%.2fs", d.Seconds())
