@@ -17,11 +17,7 @@ import (
 // process is replaced; a live one (someone accepts on it) or a file that is
 // not a socket is an error.
 func Listen(path string, gid int) (*sockfile.Listener, error) {
-	opts := sockfile.Options{Mode: 0o600, What: "vhostuser: --socket-path"}
-	if gid >= 0 {
-		opts.Mode, opts.Gid, opts.SetGid = 0o660, gid, true
-	}
-	return sockfile.Listen(path, opts)
+	return sockfile.Listen(path, sockfile.GroupOptions("vhostuser: --socket-path", gid))
 }
 
 // FileListener adopts an inherited listening unix socket (virtiofsd --fd=N,

@@ -314,11 +314,7 @@ func parseP9Addr(s string) (network, addr string, err error) {
 // live one is an error.
 func listenP9(network, addr string, gid int) (net.Listener, error) {
 	if network == "unix" {
-		opts := sockfile.Options{Mode: 0o600, What: "--listen unix"}
-		if gid >= 0 {
-			opts.Mode, opts.Gid, opts.SetGid = 0o660, gid, true
-		}
-		return sockfile.Listen(addr, opts)
+		return sockfile.Listen(addr, sockfile.GroupOptions("--listen unix", gid))
 	}
 	l, err := net.Listen(network, addr)
 	if err != nil {

@@ -51,6 +51,16 @@ type Options struct {
 	What string
 }
 
+// GroupOptions are the Options of a daemon's --socket-group flag: mode
+// 0600, or 0660 owned by group gid when gid >= 0. what names the socket in
+// errors.
+func GroupOptions(what string, gid int) Options {
+	if gid < 0 {
+		return Options{Mode: 0o600, What: what}
+	}
+	return Options{Mode: 0o660, Gid: gid, SetGid: true, What: what}
+}
+
 // Listener is a listening unix socket whose file is removed by Close if it
 // is still the one Listen created (a later daemon may have replaced it).
 type Listener struct {
