@@ -30,18 +30,30 @@ func addInodeFlags(fl *flag.FlagSet) *inodeFlags {
 
 // apply checks the flags and sets them in o.
 func (f *inodeFlags) apply(o *passthrough.Options) error {
-	m, err := passthrough.ParseFileHandleMode(f.mode)
+	m, err := parseFileHandles(f.mode)
 	if err != nil {
-		return fmt.Errorf("--inode-file-handles %q: want never, prefer or mandatory", f.mode)
+		return err
 	}
-	if f.fdCache != 0 && (f.fdCache < passthrough.MinFdCache || f.fdCache > 1<<20) {
-		return fmt.Errorf("--inode-fd-cache %d: want 0 (automatic) or %d to %d", f.fdCache, passthrough.MinFdCache, 1<<20)
+	n, err := parseFdCache(strconv.Itoa(f.fdCache))
+	if err != nil {
+		return err
 	}
-	o.FileHandles, o.FdCache = m, f.fdCache
+	o.FileHandles, o.FdCache = m, n
 	return nil
 }
 
-// parseFdCache parses --inode-fd-cache's value (virtiofs's own parser).
+// parseFileHandles parses --inode-file-handles's value (apply, and
+// virtiofs's own parser).
+func parseFileHandles(v string) (passthrough.FileHandleMode, error) {
+	m, err := passthrough.ParseFileHandleMode(v)
+	if err != nil {
+		return m, fmt.Errorf("--inode-file-handles %q: want never, prefer or mandatory", v)
+	}
+	return m, nil
+}
+
+// parseFdCache parses --inode-fd-cache's value (apply, and virtiofs's own
+// parser).
 func parseFdCache(v string) (int, error) {
 	n, err := strconv.Atoi(v)
 	if err != nil || n != 0 && (n < passthrough.MinFdCache || n > 1<<20) {

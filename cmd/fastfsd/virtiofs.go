@@ -352,9 +352,7 @@ func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
 			c.socketGroup, err = value()
 		case "inode-file-handles":
 			if v, err = value(); err == nil {
-				if c.fileHandles, err = passthrough.ParseFileHandleMode(v); err != nil {
-					err = fmt.Errorf("--inode-file-handles %q: want never, prefer or mandatory", v)
-				}
+				c.fileHandles, err = parseFileHandles(v)
 			}
 		case "inode-fd-cache":
 			if v, err = value(); err == nil {
