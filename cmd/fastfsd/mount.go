@@ -92,12 +92,22 @@ func runMount(args []string) error {
 	default:
 		return fmt.Errorf("--splice %q: want auto, on or off", *spliceMode)
 	}
+	// given holds the flags on the command line: a default that cannot
+	// apply is dropped quietly, a flag asked for that cannot is refused.
+	given := map[string]bool{}
+	fl.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	usePass := *pass
 	if usePass && os.Geteuid() != 0 {
-		fmt.Fprintln(os.Stderr, "fastfsd mount: --passthrough needs root (CAP_SYS_ADMIN); serving without it")
+		if given["passthrough"] {
+			return errors.New("--passthrough needs root (CAP_SYS_ADMIN, for FUSE_DEV_IOC_BACKING_OPEN); run as root or drop the flag")
+		}
+		fmt.Fprintln(os.Stderr, "fastfsd mount: FUSE passthrough (on by default) needs root (CAP_SYS_ADMIN); serving without it")
 		usePass = false
 	}
 	if usePass && (cm == passthrough.CacheNever || cm == passthrough.CacheMetadata) {
+		if given["passthrough"] {
+			return fmt.Errorf("--passthrough with --cache=%s: every open is direct I/O there, so nothing would be passed through; drop one of them", cm)
+		}
 		usePass = false // direct I/O on every open: nothing to pass through
 	}
 	if st, err := os.Stat(*source); err != nil || !st.IsDir() {
@@ -122,6 +132,21 @@ func runMount(args []string) error {
 		return err
 	}
 	unprivileged := os.Geteuid() != 0
+	if unprivileged {
+		// No confinement is applied to an unprivileged mount (below): a
+		// confinement flag asked for explicitly would be ignored, so it
+		// is refused instead.
+		var asked []string
+		if given["seccomp"] && sbf.seccomp != "none" {
+			asked = append(asked, "--seccomp="+sbf.seccomp)
+		}
+		if given["modcaps"] {
+			asked = append(asked, "--modcaps="+sbf.modcaps)
+		}
+		if len(asked) > 0 {
+			return fmt.Errorf("%s: an unprivileged mount is not confined (its unmount runs the setuid fusermount3, which no_new_privs and the system-call filter forbid); run as root, or drop the flag", strings.Join(asked, " "))
+		}
+	}
 	if err := obs.start(); err != nil {
 		return err
 	}

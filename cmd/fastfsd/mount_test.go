@@ -190,3 +190,14 @@ func TestMountXattrDefaultAndIdmap(t *testing.T) {
 		t.Errorf("setxattr user.virtiofs.x through the mount: %v, want EPERM", err)
 	}
 }
+
+// TestMountRefusesIgnoredPassthrough: --passthrough given with a cache mode
+// where every open is direct I/O would be ignored, so it is refused before
+// anything is mounted (the default passthrough is dropped quietly there).
+func TestMountRefusesIgnoredPassthrough(t *testing.T) {
+	dir := t.TempDir()
+	err := runMount([]string{"--passthrough", "--cache=never", "--source", dir, dir})
+	if err == nil || !strings.Contains(err.Error(), "nothing would be passed through") {
+		t.Fatalf("--passthrough --cache=never: got %v, want a refusal", err)
+	}
+}

@@ -26,7 +26,7 @@ type sandboxFlags struct {
 
 const (
 	sandboxHelp      = "confinement entered after the transport is set up: none (no namespace or chroot; the capability drop, no_new_privs, Landlock and the seccomp filter still apply), namespace (besides, serve from new mount, pid and network namespaces whose root is the shared directory; virtiofs and 9p doors, a CGO_ENABLED=0 build, Linux 6.13+), auto (namespace where those hold and this is root, else none; says which); chroot is not implemented and is refused"
-	mountSandboxHelp = "confinement entered once /dev/fuse is open: none (no namespace or chroot; the capability drop, no_new_privs and the seccomp filter still apply; the mount door has no Landlock, which forbids the unmount on exit), auto (none on this door, and says so); namespace is not implemented on this door, chroot on any, and both are refused"
+	mountSandboxHelp = "confinement entered once /dev/fuse is open, as root (an unprivileged mount is not confined, and refuses --seccomp/--modcaps): none (no namespace or chroot; the capability drop, no_new_privs and the seccomp filter still apply; the mount door has no Landlock, which forbids the unmount on exit), auto (none on this door, and says so); namespace is not implemented on this door, chroot on any, and both are refused"
 	seccompHelp      = "action on a system call outside this door's allow-list (docs/sandbox.md): kill (the process), log (allow, log to the audit log), trap (SIGSYS: the Go runtime prints the stack and exits), none (no filter)"
 	modcapsHelp      = "change the kept capability set, virtiofsd style: +CAP:-CAP… (e.g. +sys_admin:-mknod); the defaults per door are in docs/sandbox.md"
 )
