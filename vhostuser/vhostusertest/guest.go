@@ -266,8 +266,13 @@ func (q *GuestQueue) Wait() (id uint16, n uint32, err error) {
 		}
 		if id, n, ok := q.D.Used(); ok {
 			// Published but not signalled (yet): the device must signal,
-			// we asked for it with used_event.
-			if c, err := WaitCall(q.Ev.Call, 1000); err != nil || !c {
+			// we asked for it with used_event. It stores used.idx before
+			// it writes the call eventfd, so a device thread descheduled
+			// in between (a loaded CI machine) shows this state for a
+			// while: allow it the rest of the timeout, as a lost
+			// interrupt never comes at all.
+			wait := max(int(time.Until(deadline)/time.Millisecond), 1000)
+			if c, err := WaitCall(q.Ev.Call, wait); err != nil || !c {
 				return 0, 0, fmt.Errorf("%w (used id %d)", ErrNoInterrupt, id)
 			}
 			return id, n, nil
