@@ -45,6 +45,9 @@ func RunT(t testing.TB, cfg Config) *Result {
 	}
 	t.Logf("guest: boot %.1fs (guest uptime %.1fs at ready), run %.1fs, total %.1fs",
 		res.BootTime.Seconds(), res.GuestBoot, res.RunTime.Seconds(), res.Total.Seconds())
+	if res.RetriedBoot != "" {
+		t.Logf("guest: the first boot's kernel died before FASTFS-READY; booted again. First boot's console:\n%s", res.RetriedBoot)
+	}
 	for _, r := range res.Results {
 		t.Logf("  %-4s %-24s %s", r.Status, r.Name, r.Detail)
 	}
