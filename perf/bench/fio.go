@@ -40,7 +40,8 @@ func Suite(size, runtime string, jobs int, files int) []Job {
 		j(fmt.Sprintf("randread-4k-%djobs-buffered", jobs), "IOPS", "--rw=randread", "--bs=4k", fmt.Sprintf("--numjobs=%d", jobs)),
 		j("randwrite-4k-buffered", "IOPS", "--rw=randwrite", "--bs=4k", "--numjobs=1"),
 		{Name: fmt.Sprintf("create-%d", files), Unit: "files/s", Meta: func(ctx context.Context, dir string) (float64, error) { return metaCreate(dir, files) }},
-		{Name: fmt.Sprintf("stat-%d", files), Unit: "files/s", Meta: func(ctx context.Context, dir string) (float64, error) { return metaStat(dir, files) }},
+		{Name: fmt.Sprintf("stat-%d-cold", files), Unit: "files/s", Meta: func(ctx context.Context, dir string) (float64, error) { return metaStat(dir, files, true) }},
+		{Name: fmt.Sprintf("stat-%d-warm", files), Unit: "files/s", Meta: func(ctx context.Context, dir string) (float64, error) { return metaStat(dir, files, false) }},
 		{Name: fmt.Sprintf("unlink-%d", files), Unit: "files/s", Meta: func(ctx context.Context, dir string) (float64, error) { return metaUnlink(dir, files) }},
 		{Name: "untar", Unit: "files/s", Meta: func(ctx context.Context, dir string) (float64, error) { return untar(ctx, dir) }},
 	}

@@ -92,7 +92,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			row.Err[name] = e
 		}
 		for r := 0; r < rounds; r++ {
-			for _, s := range cfg.Subjects {
+			// Each round starts one subject later than the one before,
+			// so no subject always runs first or right after another's
+			// load (a cold cache, a timeout that lapses between jobs).
+			for _, s := range rotate(cfg.Subjects, r) {
 				if row.Err[s.Name] != "" {
 					continue
 				}
@@ -225,4 +228,10 @@ func WriteAll(r *Result, dir string, w io.Writer) error {
 	}
 	fmt.Fprintf(w, "wrote %s/bench.{txt,json,svg}\n", dir)
 	return nil
+}
+
+// rotate returns subjects started at index r modulo their number.
+func rotate(subjects []Subject, r int) []Subject {
+	k := r % len(subjects)
+	return append(append([]Subject(nil), subjects[k:]...), subjects[:k]...)
 }
