@@ -34,6 +34,11 @@ var xattrmapHelp = "xattr name mapping rules in virtiofsd's syntax (docs/virtiof
 	"(trusted.* and security.* from the client are stored as user.virtiofs.<name>, read back under their own names; " +
 	"the host's own trusted.*/security.* stay hidden; user.virtiofs.* cannot be named directly)"
 
+// allowDevicesHelp is the --allow-devices text of every door.
+const allowDevicesHelp = "let clients create character and block device nodes (a client's root, as the host allows: CAP_MKNOD). " +
+	"Off (default), MKNOD/Tmknod of a device fails with EPERM, so that no client puts into the shared directory a node through which host processes reach a host device; " +
+	"FIFOs, sockets and the overlayfs whiteout (character device 0:0) are still created"
+
 func indentRules(s, ind string) string { return ind + strings.ReplaceAll(s, "\n", "\n"+ind) }
 
 func (p *fsPolicy) setXattrmap(v string) error {

@@ -54,6 +54,7 @@ func runMount(args []string) error {
 	debug := fl.Bool("debug", false, "log every request and reply to stderr (slow)")
 	useUring := fl.Bool("uring", false, "serve FUSE over io_uring (Linux 6.14+): one ring per CPU, one system call per batch of requests; turns the fuse module's enable_uring parameter on if needed (root)")
 	readOnly := fl.Bool("read-only", false, "refuse every change with EROFS")
+	allowDevices := fl.Bool("allow-devices", false, allowDevicesHelp)
 	var policy fsPolicy
 	policy.addFlags(fl)
 	obs := addObserveFlags(fl)
@@ -123,7 +124,7 @@ func runMount(args []string) error {
 	if err := policy.check(); err != nil {
 		return err
 	}
-	fsOpts := passthrough.Options{Cache: cm, Xattr: *xattr, Passthrough: usePass, ReadOnly: *readOnly}
+	fsOpts := passthrough.Options{Cache: cm, Xattr: *xattr, Passthrough: usePass, ReadOnly: *readOnly, AllowDevices: *allowDevices}
 	if err := inodes.apply(&fsOpts); err != nil {
 		return err
 	}

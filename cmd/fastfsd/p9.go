@@ -108,6 +108,7 @@ func runP9(args []string) error {
 	maxReqs := fl.Int("max-requests", p9.DefaultMaxRequests, "requests of one connection served at once; each holds up to 2×msize of buffers")
 	xattr := fl.Bool("xattr", true, "serve extended attributes")
 	readOnly := fl.Bool("read-only", false, "refuse every change with EROFS")
+	allowDevices := fl.Bool("allow-devices", false, allowDevicesHelp)
 	drain := fl.Duration("drain", 10*time.Second, "on SIGINT/SIGTERM, how long to let running requests finish before closing connections")
 	socketGroup := fl.String("socket-group", "", "with --listen unix:PATH, make the socket mode 0660 owned by this group (name or gid), so its members may connect; default mode 0600 (only fastfsd's user)")
 	insecureTCP := fl.Bool("insecure-tcp", false, "allow --listen tcp on an address that is not loopback: network clients are NOT authenticated and act as the uid they name unless --all-squash is given")
@@ -197,7 +198,7 @@ func runP9(args []string) error {
 	}
 	cfg := p9Config{
 		network: network, addr: addr, dir: *dir, socketGroup: *socketGroup,
-		fsOpts: passthrough.Options{Cache: cm, Xattr: *xattr, ReadOnly: *readOnly},
+		fsOpts: passthrough.Options{Cache: cm, Xattr: *xattr, ReadOnly: *readOnly, AllowDevices: *allowDevices},
 		srvOpts: p9.Options{MaxMsize: uint32(*msize), MaxConns: *maxConns, MaxFids: *maxFids,
 			MaxRequests: *maxReqs, Identify: p9Identify(squash)},
 		drain:   *drain,

@@ -81,6 +81,10 @@ flags:
                             IDs outside it are unusable and shown as 65534, as in a namespace
   --gid-map :NS:HOST:N:     the same for GIDs
   --readonly                refuse every change with EROFS
+  --allow-devices           let the guest create character and block device nodes (fastfsd's own;
+                            virtiofsd has none). Default: MKNOD of a device fails with EPERM, so
+                            the guest cannot leave a node through which host processes reach a
+                            host device; FIFOs, sockets and the 0:0 overlayfs whiteout are made
   --posix-acl               offer POSIX ACLs (FUSE_POSIX_ACL; implies --xattr; not with uid/gid translation)
   --no-readdirplus          list directories with READDIR only
   --allow-direct-io         honour the guest's O_DIRECT on host files
@@ -159,6 +163,7 @@ type virtiofsConfig struct {
 	version       bool
 	policy        fsPolicy     // --xattrmap, --translate-uid/gid, --uid-map/--gid-map, --posix-acl
 	readOnly      bool         // --readonly
+	allowDevices  bool         // --allow-devices
 	directIO      bool         // --allow-direct-io
 	noReaddirplus bool         // --no-readdirplus
 	syslog        bool         // --syslog
@@ -465,6 +470,9 @@ func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
 		case "readonly":
 			err = noValue()
 			c.readOnly = true
+		case "allow-devices":
+			err = noValue()
+			c.allowDevices = true
 		case "posix-acl":
 			err = noValue()
 			c.policy.posixACL, c.xattr = true, true // implies --xattr, as in virtiofsd
@@ -658,7 +666,7 @@ func runVirtiofs(args []string) error {
 	// Opened after confine: passthrough records the capability set its
 	// identity switches restore, which must be the confined one.
 	pfs, err := passthrough.New(dir, passthrough.Options{Cache: c.cache, Xattr: c.xattr, ReadOnly: c.readOnly, DirectIO: c.directIO,
-		FileHandles: c.fileHandles, FdCache: c.fdCache, ProcFd: procFd})
+		AllowDevices: c.allowDevices, FileHandles: c.fileHandles, FdCache: c.fdCache, ProcFd: procFd})
 	if err != nil {
 		return fmt.Errorf("%w; check --shared-dir", err)
 	}

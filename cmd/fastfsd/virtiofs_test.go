@@ -54,8 +54,10 @@ func TestParseVirtiofsArgs(t *testing.T) {
 		{args: "--socket-path=/s --shared-dir=/d -o timeout=5", err: "-o timeout=5: not implemented"},
 		{args: "--socket-path=/s --shared-dir=/d -o allow_root", err: "allow_root"},
 		{args: "--socket-path=/s --shared-dir=/d --readonly --allow-direct-io --no-readdirplus --rlimit-nofile 4096", check: func(c *virtiofsConfig) bool {
-			return c.readOnly && c.directIO && c.noReaddirplus && c.rlimitNofile == 4096
+			return c.readOnly && c.directIO && c.noReaddirplus && c.rlimitNofile == 4096 && !c.allowDevices
 		}},
+		{args: "--socket-path=/s --shared-dir=/d --allow-devices", check: func(c *virtiofsConfig) bool { return c.allowDevices }},
+		{args: "--socket-path=/s --shared-dir=/d --allow-devices=1", err: "takes no value"},
 		{args: "--socket-path=/s --shared-dir=/d -o allow_direct_io,no_readdirplus,posix_acl", check: func(c *virtiofsConfig) bool {
 			return c.directIO && c.noReaddirplus && c.policy.posixACL && c.xattr
 		}},

@@ -153,7 +153,7 @@ func TestKillSuidGid(t *testing.T) {
 }
 
 func TestMknodSymlinkLink(t *testing.T) {
-	f, dir := newTestFS(t, Options{})
+	f, dir := newTestFS(t, Options{AllowDevices: true})
 	var e fs.Entry
 	for _, c := range []struct {
 		name string

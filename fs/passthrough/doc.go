@@ -58,10 +58,14 @@
 // through /proc/self/fd is refused for symlinks (ELOOP) and for special
 // files (EBADF: opening a FIFO or device would block or reach a device).
 //
-// What the client may create is the client's business: a guest's root can
-// make setuid executables and device nodes in the exported directory, as
-// with virtiofsd. If host processes may execute or open what is in it,
-// mount the host directory nosuid,nodev.
+// A client's root can make setuid executables in the exported directory,
+// as with virtiofsd; if host processes may execute what is in it, mount
+// the host directory nosuid. Device nodes are refused (Mknod of a
+// character or block device is EPERM, but for the 0:0 whiteout) unless
+// Options.AllowDevices: a node a client made would let host processes
+// that may open it reach the host device it names. With AllowDevices,
+// mount the host directory nodev if host processes may open what is in
+// it.
 //
 // # Security model: identity and permissions
 //

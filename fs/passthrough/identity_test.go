@@ -289,6 +289,39 @@ func TestAccess(t *testing.T) {
 	}
 }
 
+// TestMknodDevicesRefused: by default (no Options.AllowDevices) a device
+// node is EPERM even for root, and nothing is left on the host; FIFOs,
+// sockets and the 0:0 whiteout are made. With AllowDevices root makes
+// them (TestMknodSymlinkLink).
+func TestMknodDevicesRefused(t *testing.T) {
+	testutil.RequireRoot(t) // as root the host itself would allow them
+	f, dir := newTestFS(t, Options{})
+	var e fs.Entry
+	for _, c := range []struct {
+		name string
+		mode uint32
+		rdev uint32
+		want syscall.Errno
+	}{
+		{"null", unix.S_IFCHR | 0o666, uint32(unix.Mkdev(1, 3)), syscall.EPERM},
+		{"loop", unix.S_IFBLK | 0o660, uint32(unix.Mkdev(7, 0)), syscall.EPERM},
+		{"blk0", unix.S_IFBLK | 0o660, 0, syscall.EPERM},
+		{"whiteout", unix.S_IFCHR, 0, 0},
+		{"fifo", unix.S_IFIFO | 0o600, 0, 0},
+		{"sock", unix.S_IFSOCK | 0o600, 0, 0},
+	} {
+		wantErrno(t, "Mknod "+c.name, f.Mknod(rootCtx, fs.RootInode, []byte(c.name), c.mode, c.rdev, &e), c.want)
+		var st unix.Stat_t
+		err := unix.Lstat(join(dir, c.name), &st)
+		switch {
+		case c.want != 0 && err != unix.ENOENT:
+			t.Errorf("%s refused, yet the host has it: %v (mode %o)", c.name, err, st.Mode)
+		case c.want == 0 && (err != nil || st.Mode&unix.S_IFMT != c.mode&unix.S_IFMT || uint32(st.Rdev) != c.rdev):
+			t.Errorf("%s on the host: mode %o rdev %x, %v; want mode %o rdev %x", c.name, st.Mode, st.Rdev, err, c.mode, c.rdev)
+		}
+	}
+}
+
 // TestCreateExistingSpecial: CREATE without O_EXCL of a name that turns
 // out to be a device node or a FIFO must not open it. The daemon would
 // otherwise hand the client a handle on a host device (a guest's root, or

@@ -230,13 +230,19 @@ func (f *FS) Mkdir(ctx *fs.Context, parent fs.Inode, name []byte, mode uint32, o
 	return f.newEntry(ctx, dir, name, mode, out)
 }
 
-// Mknod creates a regular file, FIFO, socket or device node.
+// Mknod creates a regular file, FIFO, socket or (with
+// Options.AllowDevices) device node. Without it a device is EPERM, except
+// the whiteout (character device 0:0) overlayfs in a client makes.
 func (f *FS) Mknod(ctx *fs.Context, parent fs.Inode, name []byte, mode, rdev uint32, out *fs.Entry) fs.Errno {
 	if e := checkNewName(name, syscall.EEXIST, syscall.EEXIST); e != 0 {
 		return e
 	}
 	switch mode & unix.S_IFMT {
-	case unix.S_IFREG, unix.S_IFIFO, unix.S_IFSOCK, unix.S_IFCHR, unix.S_IFBLK:
+	case unix.S_IFREG, unix.S_IFIFO, unix.S_IFSOCK:
+	case unix.S_IFCHR, unix.S_IFBLK:
+		if !f.opts.AllowDevices && !isWhiteout(mode, rdev) {
+			return syscall.EPERM
+		}
 	case 0:
 		mode |= unix.S_IFREG // mknod(2): a zero type is a regular file
 	default:
@@ -255,6 +261,13 @@ func (f *FS) Mknod(ctx *fs.Context, parent fs.Inode, name []byte, mode, rdev uin
 		return e
 	}
 	return f.newEntry(ctx, dir, name, mode, out)
+}
+
+// isWhiteout reports whether mode and rdev make an overlayfs whiteout: a
+// character device numbered 0:0, which opens as ENXIO (no driver has
+// major 0), so it reaches no host device.
+func isWhiteout(mode, rdev uint32) bool {
+	return mode&unix.S_IFMT == unix.S_IFCHR && rdev == 0
 }
 
 // Symlink creates symlink name → target. The target is stored as given;

@@ -66,7 +66,7 @@ const (
 )
 
 // Options configure New. The zero value is CacheAuto, xattrs off, no FUSE
-// passthrough, read-write.
+// passthrough, read-write, no device nodes.
 type Options struct {
 	// Cache sets entry and attribute timeouts and the open flags.
 	Cache CacheMode
@@ -79,6 +79,13 @@ type Options struct {
 	Passthrough bool
 	// ReadOnly refuses every change with EROFS.
 	ReadOnly bool
+	// AllowDevices lets Mknod create character and block device nodes
+	// (for a caller the host lets do so: CAP_MKNOD). Off, Mknod of a
+	// device fails with EPERM, so that no client puts into the export a
+	// node through which host processes would reach a host device; FIFOs,
+	// sockets and the overlayfs whiteout (a character device 0:0, which
+	// no driver serves) are still created.
+	AllowDevices bool
 	// DirectIO passes a client's O_DIRECT through to the host file. Off
 	// (virtiofsd's default), O_DIRECT is dropped: the client bypasses its
 	// own cache regardless, and host O_DIRECT needs aligned buffers, which

@@ -51,7 +51,7 @@ func TestGuestPosixMatrix(t *testing.T) {
 	}
 	dir := t.TempDir()
 	os.Chmod(dir, 0o755)
-	be := Fastfsd(bin)
+	be := Fastfsd(bin, "--allow-devices") // the matrix makes char and block devices as root
 	res := RunT(t, Config{
 		Kernel:  k,
 		Shares:  []Share{{Tag: "fastfsd", Dir: dir, Backend: &be, GuestPath: "/mnt/fastfsd"}},

@@ -342,7 +342,11 @@ func TestPosix(t *testing.T) {
 			if d.broken != "" && os.Getenv("POSIXTEST_RUN_KNOWN") != "1" {
 				t.Skipf("KNOWN BUG, not run (POSIXTEST_RUN_KNOWN=1 runs it): %s", d.broken)
 			}
-			m := startMount(t, bin, d.flags...)
+			// The suite makes character and block devices as root
+			// (cases_meta, cases_matrix): the daemon refuses them
+			// without --allow-devices (cmd/fastfsd's
+			// TestDevicesRefusedByDefault checks that default).
+			m := startMount(t, bin, append(append([]string(nil), d.flags...), "--allow-devices")...)
 			env := posixtest.Env{
 				Dir:     m.mnt,
 				Ref:     m.ref,

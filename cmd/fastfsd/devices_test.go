@@ -1,0 +1,197 @@
+package main
+
+import (
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hugelgupf/p9/linux"
+	hp9 "github.com/hugelgupf/p9/p9"
+	"golang.org/x/sys/unix"
+
+	"github.com/fastfsd/fastfsd/fuse/abi"
+	"github.com/fastfsd/fastfsd/internal/testutil"
+	vt "github.com/fastfsd/fastfsd/vhostuser/vhostusertest"
+)
+
+// mknodFunc asks a door, as a root client, to make name with mode and
+// rdev, and returns the errno the door answered (0: made).
+type mknodFunc func(t *testing.T, name string, mode, rdev uint32) syscall.Errno
+
+// devNodes are what TestDevicesRefusedByDefault makes through each door:
+// the devices are refused without --allow-devices; the rest never are.
+var devNodes = []struct {
+	name   string
+	mode   uint32
+	rdev   uint32
+	device bool
+}{
+	{"null", unix.S_IFCHR | 0o644, uint32(unix.Mkdev(1, 3)), true},
+	{"loop", unix.S_IFBLK | 0o640, uint32(unix.Mkdev(7, 0)), true},
+	{"whiteout", unix.S_IFCHR, 0, false},
+	{"fifo", unix.S_IFIFO | 0o644, 0, false},
+	{"sock", unix.S_IFSOCK | 0o644, 0, false},
+}
+
+// TestDevicesRefusedByDefault: a root client cannot make a character or
+// block device in the share through any door (EPERM, nothing on the
+// host) unless the daemon runs with --allow-devices; FIFOs, sockets and
+// the 0:0 whiteout are made either way.
+func TestDevicesRefusedByDefault(t *testing.T) {
+	testutil.RequireRoot(t)
+	doors := []struct {
+		name  string
+		start func(t *testing.T, allow bool) (share string, mknod mknodFunc)
+	}{
+		{"mount", startMountMknod},
+		{"virtiofs", startVirtiofsMknod},
+		{"9p", startP9Mknod},
+	}
+	for _, d := range doors {
+		for _, allow := range []bool{false, true} {
+			name := d.name
+			if allow {
+				name += ",allow-devices"
+			}
+			t.Run(name, func(t *testing.T) {
+				share, mknod := d.start(t, allow)
+				for _, n := range devNodes {
+					want := syscall.Errno(0)
+					if n.device && !allow {
+						want = syscall.EPERM
+					}
+					if got := mknod(t, n.name, n.mode, n.rdev); got != want {
+						t.Errorf("mknod %s (mode %o rdev %#x): %v, want %v", n.name, n.mode, n.rdev, got, want)
+					}
+					var st unix.Stat_t
+					err := unix.Lstat(filepath.Join(share, n.name), &st)
+					switch {
+					case want != 0 && err != unix.ENOENT:
+						t.Errorf("%s refused, yet the host has it: %v (mode %o)", n.name, err, st.Mode)
+					case want == 0 && (err != nil || st.Mode&unix.S_IFMT != n.mode&unix.S_IFMT || uint32(st.Rdev) != n.rdev):
+						t.Errorf("%s on the host: mode %o rdev %#x, %v; want mode %o rdev %#x", n.name, st.Mode, st.Rdev, err, n.mode, n.rdev)
+					}
+				}
+			})
+		}
+	}
+}
+
+func allowFlag(allow bool) []string {
+	if allow {
+		return []string{"--allow-devices"}
+	}
+	return nil
+}
+
+// startMountMknod mounts a share through /dev/fuse; mknod(2) on the mount
+// as this (root) process.
+func startMountMknod(t *testing.T, allow bool) (string, mknodFunc) {
+	_, src, mnt := startMount(t, allowFlag(allow)...)
+	return src, func(t *testing.T, name string, mode, rdev uint32) syscall.Errno {
+		err := unix.Mknod(filepath.Join(mnt, name), mode, int(rdev))
+		if err == nil {
+			return 0
+		}
+		var e syscall.Errno
+		if !errors.As(err, &e) {
+			t.Fatalf("mknod %s: %v", name, err)
+		}
+		return e
+	}
+}
+
+// startVirtiofsMknod serves a share to a Go vhost-user front-end and
+// sends MKNOD requests from uid 0, as a guest's root would.
+func startVirtiofsMknod(t *testing.T, allow bool) (string, mknodFunc) {
+	dir := t.TempDir()
+	share, sock := filepath.Join(dir, "share"), filepath.Join(dir, "vfs.sock")
+	os.Mkdir(share, 0o755)
+	startDoor(t, "virtiofs", append([]string{"--socket-path=" + sock, "--shared-dir=" + share, "--log-level=warn"}, allowFlag(allow)...)...)
+	var f *vt.Frontend
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if f, err = vt.Dial(sock); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("dial %s: %v", sock, err)
+	}
+	t.Cleanup(func() { f.Close() })
+	g, err := vt.NewGuest(f, vt.GuestConfig{Queues: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Stop(); g.Close() })
+	q := g.Queues[1]
+	unique := uint64(1)
+	call := func(op abi.Opcode, node uint64, args ...[]byte) syscall.Errno {
+		n := 0
+		for _, a := range args {
+			n += len(a)
+		}
+		h := make([]byte, abi.InHeaderSize)
+		unique++
+		(&abi.InHeader{Len: uint32(abi.InHeaderSize + n), Opcode: op, Unique: unique, NodeID: node}).Marshal(h)
+		out, err := q.Submit(vt.Buffers{In: append([][]byte{h}, args...), Out: []int{abi.OutHeaderSize + max(abi.InitOutSize, abi.EntryOutSize)}})
+		var oh abi.OutHeader
+		if err != nil || !oh.Unmarshal(out) {
+			t.Fatalf("%v: %x %v", op, out, err)
+		}
+		return syscall.Errno(-oh.Error)
+	}
+	in := make([]byte, abi.InitInSize)
+	(&abi.InitIn{Major: 7, Minor: abi.KernelMinorVersion, Flags: uint32(abi.InitMaxPages)}).Marshal(in)
+	if e := call(abi.OpInit, 0, in); e != 0 {
+		t.Fatalf("INIT: %v", e)
+	}
+	return share, func(t *testing.T, name string, mode, rdev uint32) syscall.Errno {
+		mk := make([]byte, abi.MknodInSize)
+		(&abi.MknodIn{Mode: mode, Rdev: rdev}).Marshal(mk)
+		return call(abi.OpMknod, abi.RootID, mk, append([]byte(name), 0))
+	}
+}
+
+// startP9Mknod serves a share on a unix socket and sends Tmknod from this
+// (root) process, which the door identifies by SO_PEERCRED.
+func startP9Mknod(t *testing.T, allow bool) (string, mknodFunc) {
+	dir := t.TempDir()
+	share, sock := filepath.Join(dir, "share"), filepath.Join(dir, "9p.sock")
+	os.Mkdir(share, 0o755)
+	startDoor(t, "9p", append([]string{"--listen", "unix:" + sock, "--shared-dir", share}, allowFlag(allow)...)...)
+	var nc net.Conn
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if nc, err = net.Dial("unix", sock); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("dial %s: %v", sock, err)
+	}
+	c, err := hp9.NewClient(nc, hp9.WithMessageSize(128<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	root, err := c.Attach("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return share, func(t *testing.T, name string, mode, rdev uint32) syscall.Errno {
+		_, err := root.Mknod(name, hp9.FileMode(mode), unix.Major(uint64(rdev)), unix.Minor(uint64(rdev)), 0, 0)
+		if err == nil {
+			return 0
+		}
+		var e linux.Errno
+		if !errors.As(err, &e) {
+			t.Fatalf("Tmknod %s: %v", name, err)
+		}
+		return syscall.Errno(e)
+	}
+}
