@@ -1,0 +1,119 @@
+package nodefs_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sort"
+	"syscall"
+	"testing"
+
+	"github.com/fastfsd/fastfsd/fastfs"
+	"github.com/fastfsd/fastfsd/fs/nodefs"
+	"github.com/fastfsd/fastfsd/internal/testutil"
+)
+
+// TestMount serves a tree through /dev/fuse with fastfs.Mount and uses it
+// with system calls: the kernel sees the IDs the Tree gave as st_ino,
+// reads through the handles it keeps, lists the directory with
+// READDIRPLUS, creates with Mknod and gets the defaults for the rest.
+func TestMount(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireDevFuse(t)
+	root := newDir()
+	f := &testFile{data: []byte("through the kernel")}
+	root.children["f"] = f
+	root.children["bare"] = &bare{}
+	tree := nodefs.New(root, &nodefs.Options{}) // no caching: every stat asks
+	mnt := t.TempDir()
+	m, err := fastfs.Mount(context.Background(), tree, mnt, &fastfs.MountOptions{FSName: "nodefs-test", Workers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := m.Unmount(); err != nil {
+			t.Errorf("unmount: %v", err)
+		}
+	}()
+	p := func(n string) string { return filepath.Join(mnt, n) }
+
+	var st syscall.Stat_t
+	if err := syscall.Stat(p("f"), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Ino != uint64(f.ID()) || st.Mode != syscall.S_IFREG|0o644 || st.Size != int64(len(f.data)) {
+		t.Errorf("stat f: ino %d mode %o size %d; want ino %d (its ID), mode 100644, size %d", st.Ino, st.Mode, st.Size, f.ID(), len(f.data))
+	}
+	got, err := readFile(p("f"))
+	if err != nil || string(got) != string(f.data) {
+		t.Errorf("read f: %q %v", got, err)
+	}
+	if err := syscall.Mknod(p("new"), syscall.S_IFREG|0o600, 0); err != nil {
+		t.Errorf("mknod new: %v", err)
+	}
+	if got, err := readFile(p("new")); err != nil || string(got) != "new" {
+		t.Errorf("read new: %q %v", got, err)
+	}
+	if err := syscall.Mkdir(p("d"), 0o755); !errors.Is(err, syscall.EPERM) {
+		t.Errorf("mkdir in a directory without Mkdir: %v, want EPERM", err)
+	}
+	if err := syscall.Chmod(p("bare"), 0o600); !errors.Is(err, syscall.EPERM) {
+		t.Errorf("chmod of a node without Setattr: %v, want EPERM", err)
+	}
+	if _, err := syscall.Getxattr(p("f"), "user.x", nil); !errors.Is(err, syscall.ENODATA) {
+		t.Errorf("getxattr of a node without xattrs: %v, want ENODATA", err)
+	}
+	if err := syscall.Setxattr(p("f"), "user.x", []byte("v"), 0); !errors.Is(err, syscall.EOPNOTSUPP) {
+		t.Errorf("setxattr of a node without xattrs: %v, want EOPNOTSUPP", err)
+	}
+	names, err := readDir(mnt)
+	sort.Strings(names)
+	if err != nil || len(names) != 3 || names[0] != "bare" || names[1] != "f" || names[2] != "new" {
+		t.Errorf("readdir: %v %v", names, err)
+	}
+	// bare is empty (size 0): the kernel reads nothing from it.
+	if got, err := readFile(p("bare")); err != nil || len(got) != 0 {
+		t.Errorf("read bare: %q %v, want empty", got, err)
+	}
+	// Every open the kernel made has been released.
+	if n := tree.OpenHandles(); n != 0 {
+		t.Errorf("%d handles kept after every file was closed", n)
+	}
+}
+
+// readFile reads a file with plain system calls (this process serves the
+// mount: see package fusedev on os.Open).
+func readFile(path string) ([]byte, error) {
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer syscall.Close(fd)
+	buf := make([]byte, 4096)
+	n, err := syscall.Read(fd, buf)
+	if err != nil {
+		return nil, err
+	}
+	return buf[:n], nil
+}
+
+// readDir lists a directory with getdents, skipping "." and "..".
+func readDir(path string) ([]string, error) {
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer syscall.Close(fd)
+	var names []string
+	buf := make([]byte, 8192)
+	for {
+		n, err := syscall.Getdents(fd, buf)
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			return names, nil
+		}
+		_, _, names = syscall.ParseDirent(buf[:n], -1, names)
+	}
+}
