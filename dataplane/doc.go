@@ -18,11 +18,15 @@
 // (sched_getaffinity, so taskset and cpusets are honoured), placed on
 // distinct physical cores first, by the core and package ids in
 // /sys/devices/system/cpu/cpuN/topology (a CPU whose ids cannot be read
-// counts as a core of its own). klauspost/cpuid/v2 only fills
-// Topology.Brand and ThreadsPerCore, which the plan does not use.
-// fusedev pins a worker per planned CPU; uring pins queue i's worker to
-// CPU i (the CPU that kernel queue serves) where the mask allows; virtiofs
-// pins its queue workers only when given CPUs (fastfsd virtiofs --cpus).
+// counts as a core of its own), SMT siblings last. On a part cpuid
+// (klauspost/cpuid/v2) calls hybrid, performance cores come before the
+// efficiency cores the kernel lists in /sys/devices/cpu_atom/cpus. cpuid's
+// cache-line size is checked against x/sys/cpu.CacheLinePad, the
+// compile-time padding between per-worker counters and ring indices
+// (TestCacheLinePad). fusedev pins a worker per planned CPU; uring pins
+// queue i's worker to CPU i (the CPU that kernel queue serves) where the
+// mask allows; virtiofs pins its queue workers to the CPUs it is given
+// (fastfsd virtiofs pins by the plan unless --cpus none).
 //
 // dataplane imports the engine (fuse), the endpoint packages (splice, ring,
 // mem, vhostuser) and internal/sys; never perf or cmd.

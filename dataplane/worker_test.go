@@ -3,10 +3,13 @@ package dataplane
 import (
 	"errors"
 	"os"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
+	"unsafe"
 
+	"golang.org/x/sys/cpu"
 	"golang.org/x/sys/unix"
 )
 
@@ -75,7 +78,7 @@ func TestWorkerError(t *testing.T) {
 func TestPlan(t *testing.T) {
 	// Two cores with two threads each, numbered as Linux does on x86
 	// (siblings are N apart).
-	topo := Topology{Allowed: []CPU{{0, 0, 0}, {1, 1, 0}, {2, 0, 0}, {3, 1, 0}}}
+	topo := Topology{Allowed: []CPU{{ID: 0, Core: 0}, {ID: 1, Core: 1}, {ID: 2, Core: 0}, {ID: 3, Core: 1}}}
 	for _, tc := range []struct {
 		n    int
 		want []int
@@ -98,12 +101,57 @@ func TestPlan(t *testing.T) {
 		}
 	}
 	// Adjacent siblings (0,1 on core 0): spread first.
-	topo = Topology{Allowed: []CPU{{0, 0, 0}, {1, 0, 0}, {2, 1, 0}, {3, 1, 0}}}
+	topo = Topology{Allowed: []CPU{{ID: 0, Core: 0}, {ID: 1, Core: 0}, {ID: 2, Core: 1}, {ID: 3, Core: 1}}}
 	if got := topo.Plan(2); got[0] != 0 || got[1] != 2 {
 		t.Errorf("Plan(2) with adjacent siblings = %v, want [0 2]", got)
 	}
 	if (Topology{}).Plan(3) != nil {
 		t.Errorf("Plan on no CPUs not nil")
+	}
+	// A hybrid part: CPUs 0-3 are two performance cores with two threads
+	// each, 4-7 four single-threaded efficiency cores. One worker per
+	// physical core first, performance cores before efficiency cores;
+	// SMT siblings last.
+	topo = Topology{Allowed: []CPU{{ID: 0, Core: 0}, {ID: 1, Core: 0}, {ID: 2, Core: 1}, {ID: 3, Core: 1},
+		{ID: 4, Core: 8, Efficiency: true}, {ID: 5, Core: 9, Efficiency: true}, {ID: 6, Core: 10, Efficiency: true}, {ID: 7, Core: 11, Efficiency: true}}}
+	if got, want := topo.Plan(0), []int{0, 2, 4, 5, 6, 7, 1, 3}; !slices.Equal(got, want) {
+		t.Errorf("hybrid Plan(0) = %v, want %v (performance cores, then efficiency cores, then siblings)", got, want)
+	}
+}
+
+func TestParseCPUList(t *testing.T) {
+	got, err := parseCPUList("0-2,5,8-9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []int{0, 1, 2, 5, 8, 9} {
+		if !got[c] {
+			t.Errorf("CPU %d missing from %v", c, got)
+		}
+	}
+	if len(got) != 6 {
+		t.Errorf("parsed %v, want 6 CPUs", got)
+	}
+	for _, bad := range []string{"x", "3-1", "1-y"} {
+		if _, err := parseCPUList(bad); err == nil {
+			t.Errorf("parseCPUList(%q) accepted", bad)
+		}
+	}
+}
+
+// TestCacheLinePad pins that the padding between per-worker counters and
+// ring indices (x/sys/cpu.CacheLinePad, sized per architecture at compile
+// time) covers this machine's cache line as cpuid reports it.
+func TestCacheLinePad(t *testing.T) {
+	topo, err := ReadTopology()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if topo.CacheLine == 0 {
+		t.Skip("cpuid reports no cache-line size here")
+	}
+	if pad := int(unsafe.Sizeof(cpu.CacheLinePad{})); pad < topo.CacheLine {
+		t.Fatalf("cpu.CacheLinePad is %d bytes, the cache line %d: counters would share lines", pad, topo.CacheLine)
 	}
 }
 

@@ -94,8 +94,9 @@ flags:
   --writeback               client write-back cache
   --posix-lock              serve POSIX and flock locks
   --no-killpriv-v2          do not offer HANDLE_KILLPRIV_V2
-  --cpus LIST|auto          pin queue worker i to CPU LIST[i % len] (e.g. 0,1); auto: one
-                            per physical core first (default: workers on their own threads, unpinned)
+  --cpus LIST|auto|none     pin queue worker i to CPU LIST[i % len] (e.g. 0,1); auto (default):
+                            by the CPU plan, one per physical core first, performance cores
+                            before efficiency cores, SMT siblings last; none: unpinned
   --busy-poll DURATION      poll rings this long before sleeping (e.g. 50us)
   --dax                     offer a DAX window (also -o dax): needs a front-end speaking vhost-user
                             SHMEM (GET_SHMEM_CONFIG, SHMEM_MAP/UNMAP); off by default
@@ -149,7 +150,8 @@ type virtiofsConfig struct {
 	locks         bool
 	noKillpriv    bool
 	cpus          []int
-	cpusAuto      bool
+	cpusAuto      bool // --cpus auto asked for: a topology that cannot be read is an error
+	cpusNone      bool // --cpus none: queue workers unpinned
 	helpers       int
 	busyPoll      time.Duration
 	dax           bool   // --dax, -o dax (virtiofs_dax.go)
@@ -410,8 +412,11 @@ func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
 			err = noValue()
 			c.noKillpriv = true
 		case "cpus":
+			c.cpus, c.cpusAuto, c.cpusNone = nil, false, false
 			if v, err = value(); err == nil && v == "auto" {
 				c.cpusAuto = true
+			} else if err == nil && v == "none" {
+				c.cpusNone = true
 			} else if err == nil {
 				for _, f := range strings.Split(v, ",") {
 					n, e := strconv.Atoi(strings.TrimSpace(f))
@@ -579,12 +584,18 @@ func runVirtiofs(args []string) error {
 		return err
 	}
 	socketDir(&sb, c.socketPath)
-	if c.cpusAuto {
+	if c.cpus == nil && !c.cpusNone {
+		// Pinned by default, as the /dev/fuse workers are: hiprio and
+		// each request queue get a CPU of the plan.
 		topo, err := dataplane.ReadTopology()
-		if err != nil {
-			return fmt.Errorf("--cpus auto: %w; pass a CPU list instead", err)
+		switch {
+		case err != nil && c.cpusAuto:
+			return fmt.Errorf("--cpus auto: %w; pass a CPU list, or --cpus none", err)
+		case err != nil:
+			log.Warn("virtiofs: queue workers unpinned: CPU topology unreadable", "err", err)
+		default:
+			c.cpus = topo.Plan(1 + c.queues)
 		}
-		c.cpus = topo.Plan(1 + c.queues)
 	}
 	var set *stats.Set
 	if c.observe.enabled() {

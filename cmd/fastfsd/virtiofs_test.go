@@ -87,6 +87,7 @@ func TestParseVirtiofsArgs(t *testing.T) {
 			return len(c.cpus) == 2 && c.busyPoll.Microseconds() == 50 && c.keep
 		}},
 		{args: "--socket-path=/s --shared-dir=/d --cpus auto", check: func(c *virtiofsConfig) bool { return c.cpusAuto }},
+		{args: "--socket-path=/s --shared-dir=/d --cpus 0,1 --cpus none", check: func(c *virtiofsConfig) bool { return c.cpusNone && c.cpus == nil }},
 		{args: "--socket-path=/s --shared-dir=/d --cpus 0,x", err: "--cpus"},
 		{args: "--print-capabilities", check: func(c *virtiofsConfig) bool { return c.printCaps }},
 		{args: "--socket-path=/s", err: "no shared directory"},

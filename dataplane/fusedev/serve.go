@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/cpu"
 	"golang.org/x/sys/unix"
 
 	"github.com/fastfsd/fastfsd/dataplane"
@@ -80,12 +81,13 @@ type ServeOptions struct {
 }
 
 // workerStats is one worker's counters, alone on its cache line(s) so
-// workers never share one.
+// workers never share one (cpu.CacheLinePad is the architecture's line;
+// dataplane's TestCacheLinePad checks it against cpuid).
 type workerStats struct {
-	_        [64]byte
+	_        cpu.CacheLinePad
 	requests atomic.Uint64 // requests read (written by the worker only)
 	spliced  atomic.Uint64 // replies or payloads moved by splice
-	_        [48]byte
+	_        cpu.CacheLinePad
 }
 
 // Stats are the counters of one worker.
