@@ -43,7 +43,13 @@ import (
 //     Sockets keep working in the new network namespace: a socket belongs
 //     to the namespace it was made in.
 //
-// The mount door does not offer it yet: its worker fds are opened from
+// --sandbox=chroot is the same split without new namespaces (the child
+// is made with no clone flags), for containers that forbid them: the
+// child opens /proc/self/fd, chroots into the shared directory and
+// confines itself as above. Like virtiofsd's chroot mode it does not
+// hide the host's processes or network from the child.
+//
+// The mount door does not offer either yet: its worker fds are opened from
 // /dev/fuse at serve time and its unmount needs the host's mount
 // namespace.
 
@@ -78,10 +84,14 @@ func (e exitStatus) Error() string { return "exit status " + strconv.Itoa(int(e)
 // superviseNamespace starts the namespace child with files (name → file,
 // in order) and waits for it; see the comment above. The returned error
 // is an exitStatus for a child that exited non-zero or was killed.
-func superviseNamespace(names []string, files []*os.File, logf func(string, ...any)) error {
+func superviseNamespace(names []string, files []*os.File, chroot bool, logf func(string, ...any)) error {
+	mode, flags := "namespace", uintptr(unix.CLONE_NEWNS|unix.CLONE_NEWPID|unix.CLONE_NEWNET)
+	if chroot {
+		mode, flags = "chroot", 0
+	}
 	exe, err := os.Executable()
 	if err != nil {
-		return fmt.Errorf("--sandbox=namespace: find this program: %w", err)
+		return fmt.Errorf("--sandbox=%s: find this program: %w", mode, err)
 	}
 	var env []string
 	for i, n := range names {
@@ -93,7 +103,7 @@ func superviseNamespace(names []string, files []*os.File, logf func(string, ...a
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.ExtraFiles = files
 	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags: unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWNET,
+		Cloneflags: flags,
 		// The child dies with the supervisor. Pdeathsig is bound to the
 		// thread that forks: this goroutine keeps it locked until Wait.
 		Pdeathsig: syscall.SIGKILL,
@@ -104,19 +114,26 @@ func superviseNamespace(names []string, files []*os.File, logf func(string, ...a
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("--sandbox=namespace: start the sandboxed child: %w; the kernel must allow new mount, pid and network namespaces (or pass --sandbox=none)", err)
+		if chroot {
+			return fmt.Errorf("--sandbox=chroot: start the sandboxed child: %w", err)
+		}
+		return fmt.Errorf("--sandbox=namespace: start the sandboxed child: %w; the kernel must allow new mount, pid and network namespaces (or pass --sandbox=chroot or none)", err)
 	}
 	for _, f := range files {
 		f.Close() // the child has them
 	}
-	logf("sandbox: serving from pid %d in new mount, pid and network namespaces", cmd.Process.Pid)
+	if chroot {
+		logf("sandbox: serving from pid %d chrooted into the shared directory", cmd.Process.Pid)
+	} else {
+		logf("sandbox: serving from pid %d in new mount, pid and network namespaces", cmd.Process.Pid)
+	}
 	// The supervisor only waits, forwards signals and removes the
 	// socket on exit (which needs no capability: it made it): it keeps
 	// no capability and cannot gain any.
 	if _, err := sandbox.Apply(sandbox.Options{Caps: 0, Seccomp: sandbox.SeccompNone}); err != nil {
 		cmd.Process.Kill()
 		cmd.Wait()
-		return fmt.Errorf("--sandbox=namespace: supervisor: %w", err)
+		return fmt.Errorf("--sandbox=%s: supervisor: %w", mode, err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -182,6 +199,36 @@ func enterNamespaceRoot(dir string) (procFd int, err error) {
 		return fail(err)
 	}
 	return procFd, nil
+}
+
+// enterChrootRoot makes the shared directory dir this process's root by
+// chroot(2), as the chroot child must, and returns an O_PATH fd of the
+// host's /proc/self/fd, opened first (the chroot hides /proc). chroot
+// changes the root of every thread: Go's threads share one fs_struct
+// (CLONE_FS). The process must hold CAP_SYS_CHROOT, which confine then
+// drops.
+func enterChrootRoot(dir string) (procFd int, err error) {
+	procFd, err = unix.Open("/proc/self/fd", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("--sandbox=chroot: open /proc/self/fd: %w", err)
+	}
+	if err := unix.Chroot(dir); err != nil {
+		unix.Close(procFd)
+		return -1, fmt.Errorf("--sandbox=chroot: chroot %s: %w", dir, err)
+	}
+	if err := unix.Chdir("/"); err != nil {
+		unix.Close(procFd)
+		return -1, fmt.Errorf("--sandbox=chroot: chdir /: %w", err)
+	}
+	return procFd, nil
+}
+
+// enterSandboxRoot is the child's step into its root for either mode.
+func (s *sandboxFlags) enterSandboxRoot(dir string) (procFd int, err error) {
+	if s.chroot() {
+		return enterChrootRoot(dir)
+	}
+	return enterNamespaceRoot(dir)
 }
 
 // inheritedFile returns the inherited fd named name as a file.

@@ -232,7 +232,7 @@ func runP9(args []string) error {
 		if err != nil {
 			return fmt.Errorf("--sandbox=namespace: inherited listener: %w", err)
 		}
-		if cfg.fsOpts.ProcFd, err = enterNamespaceRoot(cfg.dir); err != nil {
+		if cfg.fsOpts.ProcFd, err = sbf.enterSandboxRoot(cfg.dir); err != nil {
 			return err
 		}
 		cfg.dir = "/"
@@ -242,7 +242,7 @@ func runP9(args []string) error {
 		if err := obs.listen(); err != nil {
 			return err
 		}
-		if sbf.namespace() {
+		if sbf.supervised() {
 			gid, err := lookupSocketGroup(cfg.socketGroup)
 			if err != nil {
 				return err
@@ -254,14 +254,14 @@ func runP9(args []string) error {
 			defer l.Close() // removes a unix socket once the child is gone
 			f, err := l.(interface{ File() (*os.File, error) }).File()
 			if err != nil {
-				return fmt.Errorf("--sandbox=namespace: %w", err)
+				return fmt.Errorf("--sandbox=%s: %w", sbf.sandbox, err)
 			}
 			names, files, err := obs.files()
 			if err != nil {
 				return err
 			}
 			log.Printf("fastfsd 9p: listening on %s:%s", network, l.Addr())
-			return superviseNamespace(append([]string{"listen"}, names...), append([]*os.File{f}, files...), log.Printf)
+			return superviseNamespace(append([]string{"listen"}, names...), append([]*os.File{f}, files...), sbf.chroot(), log.Printf)
 		}
 	}
 	obs.serve()

@@ -25,7 +25,7 @@ type sandboxFlags struct {
 }
 
 const (
-	sandboxHelp      = "confinement entered after the transport is set up: none (no namespace or chroot; the capability drop, no_new_privs, Landlock and the seccomp filter still apply), namespace (besides, serve from new mount, pid and network namespaces whose root is the shared directory; virtiofs and 9p doors, a CGO_ENABLED=0 build, Linux 6.13+), auto (namespace where those hold and this is root, else none; says which); chroot is not implemented and is refused"
+	sandboxHelp      = "confinement entered after the transport is set up: none (no namespace or chroot; the capability drop, no_new_privs, Landlock and the seccomp filter still apply), namespace (besides, serve from new mount, pid and network namespaces whose root is the shared directory; virtiofs and 9p doors, a CGO_ENABLED=0 build, Linux 6.13+), chroot (serve from a chroot into the shared directory, without new namespaces, for containers that forbid them; as namespace's build and kernel), auto (namespace where those hold and this is root, else none; says which)"
 	mountSandboxHelp = "confinement entered once /dev/fuse is open, as root (an unprivileged mount is not confined, and refuses --seccomp/--modcaps): none (no namespace or chroot; the capability drop, no_new_privs and the seccomp filter still apply; the mount door has no Landlock, which forbids the unmount on exit), auto (none on this door, and says so); namespace is not implemented on this door, chroot on any, and both are refused"
 	seccompHelp      = "action on a system call outside this door's allow-list (docs/sandbox.md): kill (the process), log (allow, log to the audit log), trap (SIGSYS: the Go runtime prints the stack and exits), none (no filter)"
 	modcapsHelp      = "change the kept capability set, virtiofsd style: +CAP:-CAP… (e.g. +sys_admin:-mknod); the defaults per door are in docs/sandbox.md"
@@ -66,9 +66,14 @@ func (s *sandboxFlags) options(door sandbox.Door, dir string) (sandbox.Options, 
 			return o, errors.New("--sandbox=namespace: not implemented on the mount door (its unmount needs the host's mount namespace); pass --sandbox=none (the capability drop, no_new_privs and the seccomp filter apply with it)")
 		}
 	case "chroot":
-		return o, errors.New("--sandbox=chroot: not implemented; pass --sandbox=namespace or none (the capability drop, no_new_privs, Landlock and the seccomp filter apply with both)")
+		if cgoBuild() {
+			return o, errors.New("--sandbox=chroot: this fastfsd was built with cgo, whose all-threads calls (libpsx) read /proc/PID/task, which the chroot does not show; use a CGO_ENABLED=0 build (make build's bin/fastfsd-static) or --sandbox=none")
+		}
+		if door == sandbox.Mount {
+			return o, errors.New("--sandbox=chroot: not implemented on the mount door (its unmount needs the host's root); pass --sandbox=none")
+		}
 	default:
-		return o, fmt.Errorf("--sandbox %q: want none or namespace (chroot is not implemented)", s.sandbox)
+		return o, fmt.Errorf("--sandbox %q: want auto, namespace, chroot or none", s.sandbox)
 	}
 	var err error
 	if o.Seccomp, err = sandbox.ParseSeccomp(s.seccomp); err != nil {
@@ -134,6 +139,14 @@ func cgoBuild() bool {
 
 // namespace reports whether the door serves from a namespace sandbox.
 func (s *sandboxFlags) namespace() bool { return s.sandbox == "namespace" }
+
+// chroot reports whether the door serves from a chroot into the shared
+// directory (no new namespaces: for containers that forbid them).
+func (s *sandboxFlags) chroot() bool { return s.sandbox == "chroot" }
+
+// supervised reports whether the door serves from a re-executed child
+// (namespace.go), namespace or chroot.
+func (s *sandboxFlags) supervised() bool { return s.namespace() || s.chroot() }
 
 // inNamespace adapts o for the namespace sandbox's child, whose root is
 // the shared directory: Landlock allows "/" and nothing else.

@@ -150,7 +150,8 @@ func nsChild(t *testing.T, pid int, stderr *testutil.Buffer) int {
 	return 0
 }
 
-// TestNamespaceSandbox: with --sandbox=namespace the virtiofs and 9p doors
+// TestNamespaceSandbox: with --sandbox=namespace (and =chroot, without new
+// namespaces) the virtiofs and 9p doors
 // serve from a child whose root is the shared directory, in its own pid
 // and network namespaces, confined as without it; the requests work
 // (fs/passthrough through the child's own /proc/self/fd, xattrs through
@@ -159,8 +160,12 @@ func nsChild(t *testing.T, pid int, stderr *testutil.Buffer) int {
 func TestNamespaceSandbox(t *testing.T) {
 	testutil.RequireRoot(t)
 	bin := staticFastfsd(t)
-	for _, door := range []sandbox.Door{sandbox.Virtiofs, sandbox.P9} {
-		t.Run(door.String(), func(t *testing.T) {
+	for _, tc := range []struct {
+		mode string
+		door sandbox.Door
+	}{{"namespace", sandbox.Virtiofs}, {"namespace", sandbox.P9}, {"chroot", sandbox.Virtiofs}, {"chroot", sandbox.P9}} {
+		mode, door := tc.mode, tc.door
+		t.Run(mode+"/"+door.String(), func(t *testing.T) {
 			dir := t.TempDir()
 			share := filepath.Join(dir, "share")
 			os.Mkdir(share, 0o755)
@@ -168,9 +173,9 @@ func TestNamespaceSandbox(t *testing.T) {
 			sock := filepath.Join(dir, "door.sock")
 			var args []string
 			if door == sandbox.Virtiofs {
-				args = []string{"virtiofs", "--socket-path", sock, "--shared-dir", share, "--sandbox", "namespace"}
+				args = []string{"virtiofs", "--socket-path", sock, "--shared-dir", share, "--sandbox", mode}
 			} else {
-				args = []string{"9p", "--listen", "unix:" + sock, "--shared-dir", share, "--sandbox", "namespace"}
+				args = []string{"9p", "--listen", "unix:" + sock, "--shared-dir", share, "--sandbox", mode}
 			}
 			stderr := new(testutil.Buffer)
 			cmd := exec.Command(bin, args...)
@@ -199,8 +204,11 @@ func TestNamespaceSandbox(t *testing.T) {
 			for _, ns := range []string{"mnt", "pid", "net"} {
 				a, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", cmd.Process.Pid, ns))
 				b, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", child, ns))
-				if a == "" || a == b {
+				if mode == "namespace" && (a == "" || a == b) {
 					t.Errorf("%s namespace: supervisor %q, child %q: want a new one", ns, a, b)
+				}
+				if mode == "chroot" && (a == "" || a != b) {
+					t.Errorf("%s namespace: supervisor %q, child %q: want the same (chroot makes none)", ns, a, b)
 				}
 			}
 			// The supervisor drops its capabilities once the child runs.

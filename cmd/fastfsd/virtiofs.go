@@ -649,21 +649,21 @@ func runVirtiofs(args []string) error {
 		return err
 	}
 	defer ln.Close()
-	if c.sandbox.namespace() && !child {
+	if c.sandbox.supervised() && !child {
 		f, err := ln.File()
 		if err != nil {
-			return fmt.Errorf("--sandbox=namespace: %w", err)
+			return fmt.Errorf("--sandbox=%s: %w", c.sandbox.sandbox, err)
 		}
 		names, files, err := c.observe.files()
 		if err != nil {
 			return err
 		}
-		return superviseNamespace(append([]string{"listen"}, names...), append([]*os.File{f}, files...), logf)
+		return superviseNamespace(append([]string{"listen"}, names...), append([]*os.File{f}, files...), c.sandbox.chroot(), logf)
 	}
 	c.observe.serve()
 	dir, procFd := c.dir, 0
 	if child {
-		if procFd, err = enterNamespaceRoot(c.dir); err != nil {
+		if procFd, err = c.sandbox.enterSandboxRoot(c.dir); err != nil {
 			return err
 		}
 		dir = "/"
