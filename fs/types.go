@@ -49,6 +49,17 @@ type Context struct {
 	// set-group-ID bit come out as the caller's kernel would make them.
 	SuppGid    uint32
 	HasSuppGid bool
+	// SecLabelName and SecLabel, on a creating request (Create, Mknod,
+	// Mkdir, Symlink, Tmpfile) whose transport agreed on security labels
+	// (FUSE_SECURITY_CTX, fastfsd's --security-label), are the xattr name
+	// ("security.selinux", "security.SMACK64"…; no NUL) and the value of
+	// the label the client's LSM chose for the new inode. A filesystem
+	// that keeps labels stores it on the inode it creates, or fails the
+	// request and leaves nothing created. Both nil when there is none.
+	// They view the request's bytes: valid until the method returns; a
+	// wrapper may replace them for the call it makes (fs/xattrmap maps
+	// the name as a client's SetXattr name).
+	SecLabelName, SecLabel []byte
 	// Unique is the transport's request ID (FUSE unique, 9P tag); for logs.
 	Unique uint64
 

@@ -21,10 +21,13 @@ func FuzzHandle(f *testing.F) {
 	f.Add(initReq(45, allKernelFlags), false)
 	f.Add([]byte{}, false)
 	f.Add(mkReq(abi.OpPoll, 10, uint64(PollHackInode), enc(&abi.PollIn{}, abi.PollInSize)), false)
+	for _, req := range labelledRequests() {
+		f.Add(withExt(req, append(secctxExt(selinux), suppGroupExt(7)...)), false)
+	}
 	f.Fuzz(func(t *testing.T, in []byte, useDst bool) {
 		fake := newFakeFS()
 		fake.pfd = 3
-		s := NewServer(fake, Options{MaxWrite: 64 << 10, Locks: true, Backing: &fakeBacking{}, DAX: &fakeDAX{}, PollHack: true})
+		s := NewServer(fake, Options{MaxWrite: 64 << 10, Locks: true, Backing: &fakeBacking{}, DAX: &fakeDAX{}, PollHack: true, SecurityLabel: true})
 		r := s.NewRequest()
 		r.In = initReq(45, allKernelFlags)
 		if n := s.Handle(r); n == 0 || outHdr(t, r.Out, n).Error != 0 {

@@ -249,7 +249,7 @@ func (f *fakeFS) newEntry(out *fs.Entry, mode uint32) {
 }
 
 func (f *fakeFS) Symlink(ctx *fs.Context, parent fs.Inode, name, target []byte, out *fs.Entry) fs.Errno {
-	if e := f.rec(call{op: "symlink", ino: parent, name: string(name), name2: string(target)}); e != 0 {
+	if e := f.rec(call{op: "symlink", ino: parent, name: string(name), name2: string(target), ctx: *ctx}); e != 0 {
 		return e
 	}
 	f.newEntry(out, syscall.S_IFLNK|0o777)
@@ -285,7 +285,7 @@ func (f *fakeFS) Rename(ctx *fs.Context, parent fs.Inode, name []byte, newParent
 }
 
 func (f *fakeFS) Link(ctx *fs.Context, ino fs.Inode, newParent fs.Inode, newName []byte, out *fs.Entry) fs.Errno {
-	if e := f.rec(call{op: "link", ino: ino, a: uint64(newParent), name: string(newName)}); e != 0 {
+	if e := f.rec(call{op: "link", ino: ino, a: uint64(newParent), name: string(newName), ctx: *ctx}); e != 0 {
 		return e
 	}
 	out.Ino = ino
@@ -324,7 +324,7 @@ func (f *fakeFS) Create(ctx *fs.Context, parent fs.Inode, name []byte, mode, fla
 }
 
 func (f *fakeFS) Tmpfile(ctx *fs.Context, parent fs.Inode, mode, flags uint32, out *fs.Entry, open *fs.OpenOut) fs.Errno {
-	if e := f.rec(call{op: "tmpfile", ino: parent, a: uint64(mode), flags: flags}); e != 0 {
+	if e := f.rec(call{op: "tmpfile", ino: parent, a: uint64(mode), flags: flags, ctx: *ctx}); e != 0 {
 		return e
 	}
 	f.newEntry(out, syscall.S_IFREG|mode)

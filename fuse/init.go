@@ -61,6 +61,9 @@ func (s *Server) wantFlags() abi.InitFlags {
 	if o.PosixACL {
 		f |= abi.InitPosixACL
 	}
+	if o.SecurityLabel {
+		f |= abi.InitSecurityCtx
+	}
 	if o.NoReaddirplus {
 		f &^= abi.InitDoReaddirplus | abi.InitReaddirplusAuto
 	}
@@ -90,6 +93,10 @@ func (s *Server) wantFlags() abi.InitFlags {
 	}
 	return f
 }
+
+// secctxExtMinor is the first protocol minor whose security contexts
+// are request extensions (fuse_ext_header, in.total_extlen).
+const secctxExtMinor = 38
 
 // initOutSize is the size of fuse_init_out a kernel of that minor expects.
 func initOutSize(minor uint32) int {
@@ -145,6 +152,13 @@ func (s *Server) doInit(r *Request) int {
 	flags := kflags & s.want
 	if flags&abi.InitWritebackCache != 0 {
 		flags &^= abi.InitPassthrough // the kernel refuses both together
+	}
+
+	if s.opts.SecurityLabel && (flags&abi.InitSecurityCtx == 0 || minor < secctxExtMinor) {
+		// Before 7.38 the context followed the name with no extension
+		// header, a layout the engine does not decode.
+		s.logAlways("INIT: security labels asked for, but the kernel (FUSE 7.%d) does not offer SECURITY_CTX as a request extension (7.%d, Linux 6.3, or later): refused", in.Minor, secctxExtMinor)
+		return s.errReply(r, syscall.EPROTO)
 	}
 
 	ag := &Agreement{

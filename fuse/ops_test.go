@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"math"
+	"reflect"
 	"syscall"
 	"testing"
 
@@ -124,7 +125,7 @@ func TestOpcodeArguments(t *testing.T) {
 		h.ok(in)
 		got := h.fs.last()
 		got.ctx = fs.Context{}
-		if got != want {
+		if !reflect.DeepEqual(got, want) {
 			t.Errorf("call %+v, want %+v", got, want)
 		}
 	}

@@ -47,6 +47,13 @@ type Options struct {
 	// reads through GETXATTR system.posix_acl_*, and sends them with
 	// SETXATTR (the filesystem must store them as the host does).
 	PosixACL bool
+	// SecurityLabel asks for FUSE_SECURITY_CTX: the client sends the
+	// label its LSM chose for each inode a creating request makes
+	// (fs.Context.SecLabelName, SecLabel), which the filesystem must
+	// store. INIT fails with EPROTO if the kernel does not offer it with
+	// the extension layout of protocol 7.38 (Linux 6.3) or later: a label
+	// asked for that would go unstored is refused, not dropped.
+	SecurityLabel bool
 	// NoReaddirplus withholds READDIRPLUS: the client lists with READDIR
 	// and looks names up one by one.
 	NoReaddirplus bool

@@ -1,6 +1,7 @@
 package fuse
 
 import (
+	"bytes"
 	"encoding/binary"
 	"log"
 	"os"
@@ -215,14 +216,17 @@ func (s *Server) Handle(r *Request) (n int) {
 		Unique: h.Unique,
 	}
 	q.ctx.SetInterrupt(&q.intr)
+	ag := s.agreed.Load()
 	if ext > 0 {
-		if e := parseExtensions(&q.ctx, r.In[len(r.In)-ext:]); e != 0 {
+		// A security context is taken only where the kernel sends one:
+		// on creating requests, once INIT agreed on SECURITY_CTX.
+		secctx := ag != nil && ag.Flags&abi.InitSecurityCtx != 0 && labelled(h.Opcode)
+		if e := parseExtensions(&q.ctx, r.In[len(r.In)-ext:], secctx); e != 0 {
 			s.logf("unique %d %v: malformed request extension", h.Unique, h.Opcode)
 			return s.errReply(r, e)
 		}
 	}
 
-	ag := s.agreed.Load()
 	if ag == nil || s.destroyed.Load() {
 		if h.Opcode == abi.OpInit {
 			return s.doInit(r)
@@ -466,13 +470,25 @@ func (s *Server) logReply(r *Request, n int) {
 		int32(ne.Uint32(r.Out[4:])), n, r.req.dataLen)
 }
 
+// labelled reports whether op is a request the kernel adds a security
+// context to when SECURITY_CTX is agreed (fs/fuse/dir.c get_create_ext:
+// every creating request but LINK).
+func labelled(op abi.Opcode) bool {
+	switch op {
+	case abi.OpCreate, abi.OpMknod, abi.OpMkdir, abi.OpSymlink, abi.OpTmpfile:
+		return true
+	}
+	return false
+}
+
 // parseExtensions walks the request extensions (struct fuse_ext_header
 // blocks, each 8-aligned and sized including its header) and records in
 // ctx what the filesystem acts on: the supplementary group of a creating
-// request (FUSE_EXT_GROUPS, sent with FUSE_CREATE_SUPP_GROUP). Security
-// contexts are skipped (FUSE_SECURITY_CTX is never negotiated). A block
-// that overruns the extension area is EINVAL. Allocation-free.
-func parseExtensions(ctx *fs.Context, b []byte) fs.Errno {
+// request (FUSE_EXT_GROUPS, sent with FUSE_CREATE_SUPP_GROUP) and, if
+// secctx, its security context (parseSecctx). Without secctx a security
+// context block is skipped unread. A block that overruns the extension
+// area is EINVAL. Allocation-free.
+func parseExtensions(ctx *fs.Context, b []byte, secctx bool) fs.Errno {
 	for len(b) > 0 {
 		var h abi.ExtHeader
 		if len(b) < abi.ExtHeaderSize || !h.Unmarshal(b) {
@@ -482,6 +498,16 @@ func parseExtensions(ctx *fs.Context, b []byte) fs.Errno {
 			return syscall.EINVAL
 		}
 		body := b[abi.ExtHeaderSize:h.Size]
+		if secctx && h.Type <= abi.MaxNrSecctx {
+			// struct fuse_secctx_header is the extension header with
+			// nr_secctx in place of the type.
+			if ctx.SecLabelName != nil {
+				return syscall.EINVAL // a second security context block
+			}
+			if e := parseSecctx(ctx, h.Type, body); e != 0 {
+				return e
+			}
+		}
 		if h.Type == abi.ExtGroups {
 			var sg abi.SuppGroups
 			if len(body) < abi.SuppGroupsSize || !sg.Unmarshal(body) {
@@ -500,5 +526,49 @@ func parseExtensions(ctx *fs.Context, b []byte) fs.Errno {
 		}
 		b = b[h.Size:]
 	}
+	return fs.OK
+}
+
+// parseSecctx decodes the nr security contexts of body, the part of a
+// fuse_secctx_header block after its header: nr × (struct fuse_secctx
+// {size, padding}, the NUL-terminated xattr name, size bytes of context),
+// each padded to 8 bytes (FUSE_REC_ALIGN). The kernel sends nr = 0 (no
+// LSM labels this inode: body empty) or 1; more, or a record that does
+// not fill body exactly, is EINVAL. The name must be a security.* name
+// other than security.capability (a label is never a file capability),
+// 1 to 255 bytes, and the context 1 to 64 KiB. On success ctx views the
+// name and context in body. Allocation-free.
+func parseSecctx(ctx *fs.Context, nr uint32, body []byte) fs.Errno {
+	if nr == 0 {
+		if len(body) != 0 {
+			return syscall.EINVAL
+		}
+		return fs.OK
+	}
+	if nr > 1 {
+		return syscall.EINVAL
+	}
+	var sc abi.Secctx
+	if len(body) < abi.SecctxSize || !sc.Unmarshal(body) {
+		return syscall.EINVAL
+	}
+	rest := body[abi.SecctxSize:]
+	n := bytes.IndexByte(rest, 0)
+	if n < 0 || n > xattrNameMax {
+		return syscall.EINVAL
+	}
+	name := rest[:n]
+	rest = rest[n+1:]
+	const prefix = "security."
+	if len(name) <= len(prefix) || string(name[:len(prefix)]) != prefix || string(name) == "security.capability" {
+		return syscall.EINVAL
+	}
+	if sc.Size == 0 || sc.Size > xattrSizeMax || int(sc.Size) > len(rest) {
+		return syscall.EINVAL
+	}
+	if pad := len(rest) - int(sc.Size); pad >= 8 {
+		return syscall.EINVAL // more than the record's alignment
+	}
+	ctx.SecLabelName, ctx.SecLabel = name, rest[:sc.Size]
 	return fs.OK
 }
