@@ -18,6 +18,7 @@ import (
 	"github.com/fastfsd/fastfsd/fuse/abi"
 	"github.com/fastfsd/fastfsd/internal/sandbox"
 	"github.com/fastfsd/fastfsd/internal/stats"
+	"golang.org/x/sys/unix"
 )
 
 func init() {
@@ -55,6 +56,7 @@ func runMount(args []string) error {
 	useUring := fl.Bool("uring", false, "serve FUSE over io_uring (Linux 6.14+): one ring per CPU, one system call per batch of requests; turns the fuse module's enable_uring parameter on if needed (root)")
 	readOnly := fl.Bool("read-only", false, "refuse every change with EROFS")
 	allowDevices := fl.Bool("allow-devices", false, allowDevicesHelp)
+	watch := fl.Bool("watch", false, "watch DIR's filesystem for changes other processes make on the host (fanotify) and invalidate the kernel's cached names, attributes and data of what changed, so that --cache=always serves fresh data; root only (CAP_SYS_ADMIN), not with --cache=never (nothing is cached)")
 	var policy fsPolicy
 	policy.addFlags(fl)
 	obs := addObserveFlags(fl)
@@ -111,6 +113,12 @@ func runMount(args []string) error {
 		}
 		usePass = false // direct I/O on every open: nothing to pass through
 	}
+	if *watch && os.Geteuid() != 0 {
+		return errors.New("--watch needs root: fanotify's filesystem mark needs CAP_SYS_ADMIN; run as root, or drop --watch and use --cache=auto (1 s) or never to see host changes")
+	}
+	if *watch && cm == passthrough.CacheNever {
+		return errors.New("--watch with --cache=never: the client caches nothing, so there is nothing to invalidate; drop --watch, or use --cache=always --watch")
+	}
 	if st, err := os.Stat(*source); err != nil || !st.IsDir() {
 		if err == nil {
 			err = errors.New("not a directory")
@@ -148,8 +156,22 @@ func runMount(args []string) error {
 			return fmt.Errorf("%s: an unprivileged mount is not confined (its unmount runs the setuid fusermount3, which no_new_privs and the system-call filter forbid); run as root, or drop the flag", strings.Join(asked, " "))
 		}
 	}
+	if *watch && !sb.Caps.Has(unix.CAP_DAC_READ_SEARCH) {
+		return errors.New("--watch with --modcaps=-dac_read_search: the watcher opens the file handles fanotify reports (open_by_handle_at), which needs it; keep dac_read_search or drop --watch")
+	}
 	if err := obs.start(); err != nil {
 		return err
+	}
+	// The watcher marks the filesystem now, while the process has
+	// CAP_SYS_ADMIN: after confine it only reads events and opens handles,
+	// so the system-call filter need not allow fanotify_init or
+	// fanotify_mark.
+	var watcher *passthrough.Watcher
+	if *watch {
+		if watcher, err = passthrough.NewWatcher(*source); err != nil {
+			return fmt.Errorf("--watch: %w", err)
+		}
+		defer watcher.Close()
 	}
 
 	// Catch SIGINT/SIGTERM before the mount exists: one that arrives
@@ -205,7 +227,27 @@ func runMount(args []string) error {
 		opts.Stats = stats.Default.NewSet("fuse", func(op uint32) string { return abi.Opcode(op).String() })
 	}
 	eng := fuse.Options{Locks: *locks}
+	watchDone := make(chan struct{})
+	if watcher != nil {
+		// Notifications name pfs's inode IDs, which the policy wrappers
+		// pass through unchanged. Run stops with the session (ENODEV or
+		// EBADF from the notifications) or when closed below.
+		go func() {
+			defer close(watchDone)
+			err := watcher.Run(pfs, conn)
+			// ENODEV, EBADF: the session ended (unmounted); Serve says why.
+			if err != nil && !errors.Is(err, syscall.ENODEV) && !errors.Is(err, syscall.EBADF) {
+				fmt.Fprintf(os.Stderr, "fastfsd mount: --watch: %v; host changes are no longer seen before the cache timeouts\n", err)
+			}
+		}()
+	} else {
+		close(watchDone)
+	}
 	serveErr := conn.Serve(ctx, fsys, eng, opts)
+	if watcher != nil {
+		watcher.Close()
+		<-watchDone
+	}
 	// Serve returns after the mount is gone (or it unmounted it on an
 	// error); make sure nothing is left before closing the fd, which
 	// would otherwise leave a dead mount.

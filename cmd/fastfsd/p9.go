@@ -114,6 +114,7 @@ func runP9(args []string) error {
 	insecureTCP := fl.Bool("insecure-tcp", false, "allow --listen tcp on an address that is not loopback: network clients are NOT authenticated and act as the uid they name unless --all-squash is given")
 	allSquash := fl.String("all-squash", "", "UID:GID: every client acts as this user and group (no supplementary groups), whatever it names in Tattach; the server checks permissions for it")
 	debug := fl.Bool("debug", false, "log every request and its reply to stderr (slow)")
+	watch := fl.Bool("watch", false, "refused on this door: 9P has no message from server to client, so the server cannot invalidate a client's cache (fastfsd mount --watch has them)")
 	var policy fsPolicy
 	policy.addFlags(fl)
 	obs := addObserveFlags(fl)
@@ -129,6 +130,9 @@ func runP9(args []string) error {
 	if fl.NArg() != 0 {
 		fl.Usage()
 		return fmt.Errorf("unexpected arguments %q; everything is a flag", fl.Args())
+	}
+	if *watch {
+		return errors.New("--watch: not on the 9p door: 9P has no message from server to client, so a client's cache cannot be invalidated; mount the client with cache=none (v9fs's default) to see host changes, or use fastfsd mount --watch")
 	}
 	if *listen == "" || *dir == "" {
 		fl.Usage()

@@ -196,6 +196,7 @@ var refusedFlags = map[string]string{
 	"daemonize":                "fastfsd does not daemonize itself; run it under your service manager (it stays in the foreground)",
 	"announce-submounts":       "not implemented: fastfsd reports host inode numbers without a device number per submount; export one filesystem per daemon",
 	"security-label":           "not implemented: fastfsd does not negotiate FUSE_SECURITY_CTX; labels a guest sets with setxattr are kept as user.virtiofs.security.* by the default --xattrmap",
+	"watch":                    "not on this door: Linux's virtio-fs driver does not negotiate the notification queue (VIRTIO_FS_F_NOTIFICATION; its feature table is empty), so the host cannot invalidate what a guest caches; use --cache=auto (1 s) or never for a directory the host changes (fastfsd mount --watch serves this host's kernel)",
 	"migration-mode":           noMigration,
 	"migration-on-error":       noMigration,
 	"migration-verify-handles": noMigration,

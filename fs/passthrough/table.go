@@ -527,3 +527,31 @@ func (t *handleTable) removeAll() []*handle {
 	}
 	return hs
 }
+
+// idOf returns the ID of the inode with key k, if the table has it,
+// without raising its lookup count (the watcher's mapping).
+func (t *inodeTable) idOf(k inodeKey) (fs.Inode, bool) {
+	s := t.keyShard(k)
+	s.mu.Lock()
+	in := s.m[k]
+	var id fs.Inode
+	if in != nil {
+		id = in.id
+	}
+	s.mu.Unlock()
+	return id, in != nil
+}
+
+// allIDs returns the IDs of every inode in the table.
+func (t *inodeTable) allIDs() []fs.Inode {
+	var out []fs.Inode
+	for i := range t.ids {
+		s := &t.ids[i]
+		s.mu.RLock()
+		for id := range s.m {
+			out = append(out, id)
+		}
+		s.mu.RUnlock()
+	}
+	return out
+}

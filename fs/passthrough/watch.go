@@ -1,0 +1,381 @@
+package passthrough
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fastfsd/fastfsd/fs"
+)
+
+// Notifier is what a Watcher tells of changes made on the host: the
+// kernel cache notifications of a FUSE session (dataplane/fusedev's Conn
+// has these methods). Inode numbers are the FS's fs.Inode IDs, which are
+// the session's node IDs.
+type Notifier interface {
+	// NotifyInvalInode drops the client's cached attributes of ino and,
+	// with off >= 0, its cached data from off (length <= 0: to the end).
+	NotifyInvalInode(ino uint64, off, length int64) error
+	// NotifyInvalEntry drops the client's cached entry name in parent
+	// (positive or negative) and parent's cached attributes and listing.
+	NotifyInvalEntry(parent uint64, name []byte, expireOnly bool) error
+}
+
+// watchMask is what a Watcher asks fanotify for: data and attribute
+// changes of any inode, and entries created, deleted or moved in any
+// directory, directories included (FAN_ONDIR).
+const watchMask = unix.FAN_MODIFY | unix.FAN_ATTRIB | unix.FAN_CREATE | unix.FAN_DELETE |
+	unix.FAN_MOVED_FROM | unix.FAN_MOVED_TO | unix.FAN_ONDIR
+
+// direntEvents change a directory's entries.
+const direntEvents = unix.FAN_CREATE | unix.FAN_DELETE | unix.FAN_MOVED_FROM | unix.FAN_MOVED_TO
+
+// Watcher finds changes other processes make to the filesystem holding a
+// served directory, with fanotify, and turns them into kernel cache
+// notifications (Run), so that a client may cache for long (CacheAlways)
+// and still see the host's changes within milliseconds.
+//
+// It marks the whole filesystem (FAN_MARK_FILESYSTEM: one mark, no
+// per-directory watches to add as the client walks the tree, and no
+// limit like inotify's max_user_watches) and asks for file ids
+// (FAN_REPORT_FID with FAN_REPORT_DFID_NAME): each event names the
+// changed inode by its file handle, and an entry change by the
+// directory's handle and the name. A handle is mapped to the FS's inode
+// by opening it (open_by_handle_at, O_PATH) and looking its (st_dev,
+// st_ino) up in the inode table without taking a lookup; an inode the
+// client does not know (outside the export, or never looked up) is
+// skipped.
+//
+// What it does not see or skips:
+//   - Changes the daemon makes itself (the event's pid is this process):
+//     the client made them through the session and its kernel already
+//     knows. Writes the kernel does itself through FUSE passthrough carry
+//     the writing client process's pid and are reported: an extra
+//     invalidation, not a stale cache.
+//   - Stores through a shared mmap of a host file (fanotify has no event
+//     for them), and filesystems mounted beneath the export (another
+//     filesystem, not marked).
+//   - After a queue overflow (more than fanotify's max_queued_events
+//     changes waiting, 16384 by default) the events lost cannot be
+//     known: Run drops the cached attributes and data of every inode the
+//     client knows, but names the client cached (positive or negative)
+//     stay until their entry timeout. WatchStats.Overflows counts them.
+//
+// Creating a Watcher needs CAP_SYS_ADMIN (a filesystem mark); Run then
+// needs only read(2), open_by_handle_at (CAP_DAC_READ_SEARCH), fstat and
+// the notifications' writes, so a daemon may create it before confining
+// itself and its system-call filter need not allow fanotify_init or
+// fanotify_mark.
+type Watcher struct {
+	file *os.File // the fanotify fd, non-blocking, read through the poller
+	// mountMu is held for reading around each use of mountFd and for
+	// writing by Close, so the fd is never closed (and its number
+	// reused) under an open_by_handle_at.
+	mountMu sync.RWMutex
+	// mountFd is root opened O_RDONLY: open_by_handle_at's mount fd (an
+	// O_PATH fd is refused with EBADF); -1 once closed. +checklocks:mountMu
+	mountFd int
+	fsid    [2]int32 // the marked filesystem's; events of others are skipped
+	pid     int32    // this process: its own changes are skipped
+
+	events, own, unknown, notified, overflows, errs atomic.Uint64
+}
+
+// WatchStats counts what a Watcher saw and did.
+type WatchStats struct {
+	Events    uint64 // events read
+	Own       uint64 // events of changes this process made (skipped)
+	Unknown   uint64 // handles naming no inode the client knows (skipped)
+	Notified  uint64 // notifications sent (ENOENT, nothing cached, included)
+	Overflows uint64 // queue overflows (events lost; see Watcher)
+	Errors    uint64 // notifications that failed other than with ENOENT
+}
+
+// NewWatcher marks the filesystem holding root for changes. It needs
+// CAP_SYS_ADMIN, Linux 5.9 (FAN_REPORT_DFID_NAME) and a filesystem whose
+// file handles can be opened (ext4, xfs, btrfs, tmpfs…).
+func NewWatcher(root string) (*Watcher, error) {
+	fd, err := unix.FanotifyInit(unix.FAN_CLASS_NOTIF|unix.FAN_CLOEXEC|unix.FAN_NONBLOCK|
+		unix.FAN_REPORT_DFID_NAME|unix.FAN_REPORT_FID, unix.O_RDONLY|unix.O_LARGEFILE|unix.O_CLOEXEC)
+	switch {
+	case err == unix.EPERM:
+		return nil, errors.New("passthrough: watch: fanotify_init: operation not permitted; watching the host filesystem needs CAP_SYS_ADMIN (run as root)")
+	case err == unix.EINVAL || err == unix.ENOSYS:
+		return nil, fmt.Errorf("passthrough: watch: fanotify_init: %w; the kernel lacks fanotify with file ids and names (Linux 5.9)", err)
+	case err != nil:
+		return nil, fmt.Errorf("passthrough: watch: fanotify_init: %w", err)
+	}
+	fail := func(err error) (*Watcher, error) {
+		unix.Close(fd)
+		return nil, err
+	}
+	if err := unix.FanotifyMark(fd, unix.FAN_MARK_ADD|unix.FAN_MARK_FILESYSTEM, watchMask, unix.AT_FDCWD, root); err != nil {
+		switch err {
+		case unix.EPERM:
+			return fail(fmt.Errorf("passthrough: watch: fanotify_mark %s: operation not permitted; a filesystem mark needs CAP_SYS_ADMIN (run as root)", root))
+		case unix.ENODEV, unix.EOPNOTSUPP, unix.EXDEV:
+			return fail(fmt.Errorf("passthrough: watch: fanotify_mark %s: %w; its filesystem does not report file ids to fanotify", root, err))
+		}
+		return fail(fmt.Errorf("passthrough: watch: fanotify_mark %s: %w", root, err))
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(root, &sfs); err != nil {
+		return fail(fmt.Errorf("passthrough: watch: statfs %s: %w", root, err))
+	}
+	mfd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fail(fmt.Errorf("passthrough: watch: open %s: %w", root, err))
+	}
+	// The handles of events must open: probe with root's own.
+	h, _, err := unix.NameToHandleAt(unix.AT_FDCWD, root, 0)
+	if err == nil {
+		var hfd int
+		if hfd, err = unix.OpenByHandleAt(mfd, h, unix.O_PATH|unix.O_CLOEXEC); err == nil {
+			unix.Close(hfd)
+		}
+	}
+	if err != nil {
+		unix.Close(mfd)
+		return fail(fmt.Errorf("passthrough: watch: %s: its file handles cannot be opened (%w); watching needs a filesystem that exports them and CAP_DAC_READ_SEARCH", root, err))
+	}
+	return &Watcher{
+		file:    os.NewFile(uintptr(fd), "fanotify"),
+		mountFd: mfd,
+		fsid:    sfs.Fsid.Val,
+		pid:     int32(os.Getpid()),
+	}, nil
+}
+
+// Stats returns what the Watcher counted so far.
+func (w *Watcher) Stats() WatchStats {
+	return WatchStats{
+		Events: w.events.Load(), Own: w.own.Load(), Unknown: w.unknown.Load(),
+		Notified: w.notified.Load(), Overflows: w.overflows.Load(), Errors: w.errs.Load(),
+	}
+}
+
+// Close closes the Watcher's fds; Run returns nil. It may be called from
+// any goroutine, more than once.
+func (w *Watcher) Close() error {
+	err := w.file.Close()
+	w.mountMu.Lock()
+	if w.mountFd >= 0 {
+		unix.Close(w.mountFd)
+		w.mountFd = -1
+	}
+	w.mountMu.Unlock()
+	if errors.Is(err, os.ErrClosed) {
+		err = nil
+	}
+	return err
+}
+
+// Run reads events until Close and sends n the notifications they call
+// for, naming f's inodes: a file's data changed (its cached data and
+// attributes dropped), its attributes changed (attributes dropped), an
+// entry created, deleted or moved (the entry dropped in its directory, and
+// the directory's attributes and listing). Run serves one FS and one
+// Notifier; call it once, on a goroutine of its own: a notification may
+// wait in the kernel for a request about the same inode to be answered
+// (fusedev's notify.go), so it must not run on a serving worker.
+//
+// It returns nil after Close, or the error of a session that is gone
+// (ENODEV, EBADF from the Notifier) or of reading the events.
+func (w *Watcher) Run(f *FS, n Notifier) error {
+	buf := make([]byte, 64<<10)
+	for {
+		nr, err := w.file.Read(buf)
+		if err != nil {
+			if errors.Is(err, os.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("passthrough: watch: read fanotify events: %w", err)
+		}
+		if err := w.handle(buf[:nr], f, n); err != nil {
+			return err
+		}
+	}
+}
+
+// fanotify_event_metadata and fanotify_event_info_header, as
+// include/uapi/linux/fanotify.h lays them out.
+const (
+	metaSize       = 24 // event_len u32, vers u8, reserved u8, metadata_len u16, mask u64, fd s32, pid s32
+	infoHeaderSize = 4  // info_type u8, pad u8, len u16
+	fidHeaderSize  = 8  // fsid (two s32)
+	fhHeaderSize   = 8  // handle_bytes u32, handle_type s32
+	metadataVers   = unix.FANOTIFY_METADATA_VERSION
+)
+
+// fid is one file id record of an event: a handle and, for a
+// DFID_NAME record, the entry's name. Both are views into the read buffer.
+type fid struct {
+	fsid   [2]int32
+	typ    int32
+	handle []byte
+	name   []byte
+	ok     bool
+}
+
+// parseFid decodes an info record's body (after the info header).
+func parseFid(b []byte, withName bool) fid {
+	if len(b) < fidHeaderSize+fhHeaderSize {
+		return fid{}
+	}
+	var r fid
+	r.fsid[0] = int32(binary.NativeEndian.Uint32(b[0:]))
+	r.fsid[1] = int32(binary.NativeEndian.Uint32(b[4:]))
+	hb := binary.NativeEndian.Uint32(b[8:])
+	r.typ = int32(binary.NativeEndian.Uint32(b[12:]))
+	b = b[fidHeaderSize+fhHeaderSize:]
+	if hb == 0 || uint64(hb) > uint64(len(b)) {
+		return fid{}
+	}
+	r.handle = b[:hb]
+	if withName {
+		rest := b[hb:]
+		end := 0
+		for end < len(rest) && rest[end] != 0 {
+			end++
+		}
+		if end == len(rest) || end == 0 {
+			return fid{} // no NUL in the record, or an empty name
+		}
+		r.name = rest[:end]
+	}
+	r.ok = true
+	return r
+}
+
+// handle acts on one read's events. It returns an error only when the
+// session is gone.
+func (w *Watcher) handle(b []byte, f *FS, n Notifier) error {
+	for len(b) >= metaSize {
+		evLen := binary.NativeEndian.Uint32(b[0:])
+		vers := b[4]
+		metaLen := binary.NativeEndian.Uint16(b[6:])
+		mask := binary.NativeEndian.Uint64(b[8:])
+		pid := int32(binary.NativeEndian.Uint32(b[20:]))
+		if vers != metadataVers || evLen < metaSize || uint64(evLen) > uint64(len(b)) || metaLen < metaSize || uint32(metaLen) > evLen {
+			return fmt.Errorf("passthrough: watch: malformed fanotify event (version %d, length %d of %d)", vers, evLen, len(b))
+		}
+		ev := b[:evLen]
+		b = b[evLen:]
+		w.events.Add(1)
+		if mask&unix.FAN_Q_OVERFLOW != 0 {
+			w.overflows.Add(1)
+			if err := w.invalidateAll(f, n); err != nil {
+				return err
+			}
+			continue
+		}
+		if pid == w.pid {
+			w.own.Add(1)
+			continue
+		}
+		var dir, obj fid
+		for info := ev[metaLen:]; len(info) >= infoHeaderSize; {
+			typ := info[0]
+			l := int(binary.NativeEndian.Uint16(info[2:]))
+			if l < infoHeaderSize || l > len(info) {
+				break
+			}
+			body := info[infoHeaderSize:l]
+			info = info[l:]
+			switch typ {
+			case unix.FAN_EVENT_INFO_TYPE_FID:
+				obj = parseFid(body, false)
+			case unix.FAN_EVENT_INFO_TYPE_DFID_NAME:
+				dir = parseFid(body, true)
+			case unix.FAN_EVENT_INFO_TYPE_DFID:
+				dir = parseFid(body, false)
+			}
+		}
+		// An event on a directory itself names it as the directory
+		// with the name "." (FAN_REPORT_DFID_NAME) and no FID record.
+		if !obj.ok && dir.ok && (dir.name == nil || string(dir.name) == ".") {
+			obj, dir = dir, fid{}
+		}
+		if mask&direntEvents != 0 && dir.ok && dir.name != nil {
+			if id, ok := w.inodeOf(f, dir); ok {
+				if err := w.send(n.NotifyInvalEntry(uint64(id), dir.name, false)); err != nil {
+					return err
+				}
+			}
+		}
+		if mask&(unix.FAN_MODIFY|unix.FAN_ATTRIB) != 0 && obj.ok {
+			if id, ok := w.inodeOf(f, obj); ok {
+				off := int64(-1) // attributes only
+				if mask&unix.FAN_MODIFY != 0 {
+					off = 0 // and all the data
+				}
+				if err := w.send(n.NotifyInvalInode(uint64(id), off, 0)); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// inodeOf maps an event's file id to the FS's inode, if the client knows
+// it.
+func (w *Watcher) inodeOf(f *FS, id fid) (fs.Inode, bool) {
+	if id.fsid != w.fsid {
+		w.unknown.Add(1)
+		return 0, false
+	}
+	w.mountMu.RLock()
+	fd, err := -1, error(syscall.EBADF)
+	if w.mountFd >= 0 {
+		fd, err = unix.OpenByHandleAt(w.mountFd, unix.NewFileHandle(id.typ, id.handle), unix.O_PATH|unix.O_CLOEXEC)
+	}
+	w.mountMu.RUnlock()
+	if err != nil {
+		w.unknown.Add(1) // ESTALE: gone already
+		return 0, false
+	}
+	var st unix.Stat_t
+	err = unix.Fstat(fd, &st)
+	unix.Close(fd)
+	if err != nil {
+		w.unknown.Add(1)
+		return 0, false
+	}
+	ino, ok := f.inodes.idOf(keyOf(&st))
+	if !ok {
+		w.unknown.Add(1)
+	}
+	return ino, ok
+}
+
+// send counts a notification's outcome and returns an error only for a
+// session that is gone.
+func (w *Watcher) send(err error) error {
+	w.notified.Add(1)
+	switch err {
+	case nil, syscall.ENOENT: // ENOENT: the client caches nothing of it
+		return nil
+	case syscall.ENODEV, syscall.EBADF, syscall.ENOTCONN:
+		return fmt.Errorf("passthrough: watch: notify: %w", err)
+	}
+	w.errs.Add(1)
+	return nil
+}
+
+// invalidateAll drops the cached attributes and data of every inode the
+// client knows (after events were lost).
+func (w *Watcher) invalidateAll(f *FS, n Notifier) error {
+	for _, id := range f.inodes.allIDs() {
+		if err := w.send(n.NotifyInvalInode(uint64(id), 0, 0)); err != nil {
+			return err
+		}
+	}
+	return nil
+}

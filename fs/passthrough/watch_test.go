@@ -1,0 +1,243 @@
+package passthrough
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fastfsd/fastfsd/fs"
+	"github.com/fastfsd/fastfsd/internal/testutil"
+)
+
+// recNotifier records the notifications a Watcher sends.
+type recNotifier struct {
+	mu   sync.Mutex
+	msgs []string
+	ch   chan struct{}
+}
+
+func (r *recNotifier) add(s string) {
+	r.mu.Lock()
+	r.msgs = append(r.msgs, s)
+	r.mu.Unlock()
+	select {
+	case r.ch <- struct{}{}:
+	default:
+	}
+}
+
+func (r *recNotifier) NotifyInvalInode(ino uint64, off, length int64) error {
+	r.add(fmt.Sprintf("inode %d off %d", ino, off))
+	return nil
+}
+
+func (r *recNotifier) NotifyInvalEntry(parent uint64, name []byte, expireOnly bool) error {
+	r.add(fmt.Sprintf("entry %d %s", parent, name))
+	return nil
+}
+
+// waitFor waits up to 5 s for msg and returns what was recorded.
+func (r *recNotifier) waitFor(t *testing.T, msg string) {
+	t.Helper()
+	deadline := time.After(5 * time.Second)
+	for {
+		r.mu.Lock()
+		for _, m := range r.msgs {
+			if m == msg {
+				r.mu.Unlock()
+				return
+			}
+		}
+		got := append([]string(nil), r.msgs...)
+		r.mu.Unlock()
+		select {
+		case <-r.ch:
+		case <-deadline:
+			t.Fatalf("no %q within 5 s; got %q", msg, got)
+		}
+	}
+}
+
+func (r *recNotifier) reset() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := r.msgs
+	r.msgs = nil
+	return m
+}
+
+// host runs a shell command as another process (the watcher skips this
+// one's changes).
+func host(t *testing.T, script string) {
+	t.Helper()
+	if out, err := exec.Command("sh", "-c", script).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v: %s", script, err, out)
+	}
+}
+
+func TestWatcher(t *testing.T) {
+	testutil.RequireRoot(t)
+	f, dir := newTestFS(t, Options{Cache: CacheAlways})
+	w, err := NewWatcher(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recNotifier{ch: make(chan struct{}, 1)}
+	done := make(chan error, 1)
+	go func() { done <- w.Run(f, rec) }()
+	defer func() {
+		w.Close()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+
+	writeFile(t, join(dir, "a"), "one", 0o644)
+	if err := os.Mkdir(join(dir, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	a := lookup(t, f, fs.RootInode, "a").Ino
+	d := lookup(t, f, fs.RootInode, "d").Ino
+	root := uint64(fs.RootInode)
+
+	host(t, "echo two > "+join(dir, "a"))
+	rec.waitFor(t, fmt.Sprintf("inode %d off 0", a))
+	host(t, "chmod 600 "+join(dir, "a"))
+	rec.waitFor(t, fmt.Sprintf("inode %d off -1", a))
+	host(t, "touch "+join(dir, "d", "new"))
+	rec.waitFor(t, fmt.Sprintf("entry %d new", d))
+	host(t, "mv "+join(dir, "d", "new")+" "+join(dir, "moved"))
+	rec.waitFor(t, fmt.Sprintf("entry %d new", d))
+	rec.waitFor(t, fmt.Sprintf("entry %d moved", root))
+	host(t, "rm "+join(dir, "moved"))
+	rec.waitFor(t, fmt.Sprintf("entry %d moved", root))
+	host(t, "chmod 700 "+join(dir, "d"))
+	rec.waitFor(t, fmt.Sprintf("inode %d off -1", d))
+
+	// A file the client never looked up: nothing but its directory's
+	// entry.
+	rec.reset()
+	host(t, "echo x > "+join(dir, "other")+"; echo y >> "+join(dir, "other"))
+	rec.waitFor(t, fmt.Sprintf("entry %d other", root))
+	time.Sleep(100 * time.Millisecond)
+	for _, m := range rec.reset() {
+		if m != fmt.Sprintf("entry %d other", root) && m != fmt.Sprintf("inode %d off -1", root) {
+			t.Errorf("unexpected notification %q for a change to a file the client does not know", m)
+		}
+	}
+
+	// This process's own changes (the daemon's, on behalf of the client)
+	// are skipped.
+	own := w.Stats().Own
+	writeFile(t, join(dir, "a"), "mine", 0o644)
+	if err := os.Remove(join(dir, "d", "x")); err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	os.WriteFile(join(dir, "d", "mine"), nil, 0o644)
+	deadline := time.Now().Add(5 * time.Second)
+	for w.Stats().Own == own && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if w.Stats().Own == own {
+		t.Error("no event of this process's own changes was seen and skipped")
+	}
+	if got := rec.reset(); len(got) != 0 {
+		t.Errorf("notifications for this process's own changes: %q", got)
+	}
+}
+
+func TestWatcherStopsOnGoneSession(t *testing.T) {
+	testutil.RequireRoot(t)
+	f, dir := newTestFS(t, Options{Cache: CacheAlways})
+	w, err := NewWatcher(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	writeFile(t, join(dir, "a"), "one", 0o644)
+	lookup(t, f, fs.RootInode, "a")
+	done := make(chan error, 1)
+	go func() { done <- w.Run(f, goneNotifier{}) }()
+	host(t, "echo two > "+join(dir, "a"))
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("Run returned nil after the session was gone, want ENODEV")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run still running 5 s after the session was gone")
+	}
+}
+
+type goneNotifier struct{}
+
+func (goneNotifier) NotifyInvalInode(uint64, int64, int64) error { return syscall.ENODEV }
+func (goneNotifier) NotifyInvalEntry(uint64, []byte, bool) error { return syscall.ENODEV }
+
+// TestNewWatcherUnprivileged creates a watcher on a thread whose
+// effective uid is 65534 (so its effective capabilities are empty): the
+// refusal must name CAP_SYS_ADMIN. The thread is never unlocked, so it
+// dies with the goroutine and no other goroutine runs with its identity.
+func TestNewWatcherUnprivileged(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir := t.TempDir()
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		// setresuid(2) on this thread only (Go's syscall.Setresuid would
+		// change every thread).
+		if _, _, e := syscall.RawSyscall(syscall.SYS_SETRESUID, ^uintptr(0), 65534, ^uintptr(0)); e != 0 {
+			errc <- fmt.Errorf("setresuid: %v", e)
+			return
+		}
+		w, err := NewWatcher(dir)
+		if err == nil {
+			w.Close()
+			err = errors.New("NewWatcher succeeded with euid 65534")
+		} else if !strings.Contains(err.Error(), "needs CAP_SYS_ADMIN") {
+			err = fmt.Errorf("NewWatcher with euid 65534: %v, want an error naming CAP_SYS_ADMIN", err)
+		} else {
+			err = nil
+		}
+		errc <- err
+	}()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// FuzzWatchEvents: whatever a read of the fanotify fd holds, handle
+// neither panics nor reads outside it.
+func FuzzWatchEvents(f *testing.F) {
+	ev := make([]byte, metaSize+infoHeaderSize+fidHeaderSize+fhHeaderSize+8+2)
+	ev[4] = metadataVers
+	ev[0] = byte(len(ev))
+	ev[6] = metaSize
+	ev[8] = byte(0x2) // FAN_MODIFY
+	info := ev[metaSize:]
+	info[0] = 2 // DFID_NAME
+	info[2] = byte(len(info))
+	info[infoHeaderSize+fidHeaderSize] = 8 // handle_bytes
+	info[len(info)-2] = 'x'
+	f.Add(ev)
+	f.Add(ev[:metaSize])
+	f.Add([]byte{})
+	fsys, _ := newTestFS(f, Options{})
+	w := &Watcher{mountFd: -1}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		w.handle(b, fsys, nopNotifier{})
+	})
+}
+
+type nopNotifier struct{}
+
+func (nopNotifier) NotifyInvalInode(uint64, int64, int64) error { return nil }
+func (nopNotifier) NotifyInvalEntry(uint64, []byte, bool) error { return nil }
