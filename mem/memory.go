@@ -100,7 +100,10 @@ func (r *Reader) Enter() *Table {
 	// Exit since), that earlier Store precedes this table Load just as well,
 	// so storing e again would change nothing: skip it.
 	if e := r.m.epoch.Load(); e != r.online {
-		r.state.Store(e)
+		// A swap, not Store: under -race an atomic store has no fence
+		// after it (golang/go#58020) and the table Load below could pass
+		// it; a swap is a full barrier in every build.
+		r.state.Swap(e)
 		r.online = e
 	}
 	return r.m.table.Load()
@@ -229,7 +232,7 @@ func (m *Memory) Synchronize(ctx context.Context) error {
 // Why it is enough. All operations below are sequentially consistent, so
 // they happen in one total order S. The writer did W1: table.Store(new)
 // (before this call), W2: target = epoch.Add(1), W3: state.Load() per
-// reader. A reader's Enter does R1: e = epoch.Load(), R2: state.Store(e),
+// reader. A reader's Enter does R1: e = epoch.Load(), R2: state.Swap(e),
 // R3: table.Load(); it skips R2 when its state already holds e, stored by
 // an earlier Enter with no Exit since — that earlier store then plays R2's
 // role, as it precedes R3 in program order and so in S.

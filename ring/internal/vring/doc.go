@@ -26,6 +26,9 @@
 // All sync/atomic operations are sequentially consistent (the Go memory
 // model); on amd64 a store is an XCHG and a CAS a LOCK CMPXCHG (full
 // barriers), on arm64 they are STLR / LDAXR-STLXR or CASAL and loads are LDAR.
+// Under -race a plain atomic store loses its fence (golang/go#58020), so
+// the stores here that a load of the other side's field follows are swaps
+// ([Word.Store]) or CASes ([Field.Store]), full barriers in every build.
 // This is stronger than virtio needs: acquire for avail.idx, release for
 // used.idx, and a store→load barrier before reading an event field or the
 // other side's idx after publishing (see package ring).

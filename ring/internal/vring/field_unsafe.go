@@ -98,8 +98,18 @@ func (w Word) Load() (lo, hi uint16) {
 	return uint16(v), uint16(v >> 16)
 }
 
-// Store atomically stores lo into bytes 0-1 and hi into bytes 2-3
-// (sequentially consistent, so at least release).
+// Store atomically stores lo into bytes 0-1 and hi into bytes 2-3, and is
+// a full barrier: no later load is satisfied before the store is visible
+// (the store→load order virtio's notification suppression needs).
+//
+// It is a swap, not atomic.StoreUint32: built with -race, Go's atomic
+// stores run through the ThreadSanitizer runtime, which makes them a plain
+// MOV on amd64 with no fence after it (golang/go#58020), so a following
+// load could pass the store and a notification be lost (a virtio-fs test
+// saw the device load used_event before its used.idx store was visible,
+// while the driver set used_event and read the old used.idx). A swap is
+// an XCHG in both builds (the same instruction atomic.StoreUint32 is
+// without -race) and SWPAL or LDAXR/STLXR on arm64.
 func (w Word) Store(lo, hi uint16) {
-	atomic.StoreUint32(w.w, le(uint32(lo)|uint32(hi)<<16))
+	atomic.SwapUint32(w.w, le(uint32(lo)|uint32(hi)<<16))
 }
