@@ -1,6 +1,8 @@
 package p9
 
 import (
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -10,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/fastfsd/fastfsd/fs/passthrough"
 	"github.com/fastfsd/fastfsd/internal/testutil"
@@ -281,8 +285,9 @@ func asCaller(id Identity, f func() error) error {
 	return <-errc
 }
 
-// matrixTree makes base/d and base/d/f for a case.
-func matrixTree(t *testing.T, base string, dirMode uint32) {
+// matrixTree makes base/d and base/d/f for a case, and gives d and f
+// the ACLs of acl (if any).
+func matrixTree(t *testing.T, base string, dirMode uint32, acl *matrixACL) {
 	t.Helper()
 	d := filepath.Join(base, "d")
 	if err := os.MkdirAll(d, 0o755); err != nil {
@@ -311,6 +316,80 @@ func matrixTree(t *testing.T, base string, dirMode uint32) {
 	sl := filepath.Join(d, "sl0")
 	os.Symlink("f", sl)
 	os.Lchown(sl, 1002, 2000)
+	if acl == nil {
+		return
+	}
+	for _, x := range []struct {
+		path, name string
+		ents       []aclEnt
+	}{
+		{d, "system.posix_acl_access", acl.dir},
+		{d, "system.posix_acl_default", acl.dirDefault},
+		{f, "system.posix_acl_access", acl.file},
+	} {
+		if x.ents == nil {
+			continue
+		}
+		if err := unix.Setxattr(x.path, x.name, aclXattr(x.ents...), 0); err != nil {
+			if errors.Is(err, unix.EOPNOTSUPP) {
+				t.Skipf("the test directory's filesystem keeps no POSIX ACLs: %v", err)
+			}
+			t.Fatalf("set %s on %s: %v", x.name, x.path, err)
+		}
+	}
+}
+
+// aclEnt is one POSIX ACL entry: tag (aclUser…), permission bits, id.
+type aclEnt struct {
+	tag  uint16
+	perm uint16
+	id   uint32
+}
+
+// aclXattr encodes entries (in the kernel's order: user_obj, users,
+// group_obj, groups, mask, other) as the system.posix_acl_* value.
+func aclXattr(ents ...aclEnt) []byte {
+	b := binary.LittleEndian.AppendUint32(nil, aclVersion)
+	for _, e := range ents {
+		id := e.id
+		if e.tag == aclUserObj || e.tag == aclGroupObj || e.tag == aclMask || e.tag == aclOther {
+			id = ^uint32(0) // ACL_UNDEFINED_ID
+		}
+		b = binary.LittleEndian.AppendUint16(b, e.tag)
+		b = binary.LittleEndian.AppendUint16(b, e.perm)
+		b = binary.LittleEndian.AppendUint32(b, id)
+	}
+	return b
+}
+
+// matrixACL gives d (dir, and its default ACL dirDefault) and d/f (file)
+// POSIX ACLs on top of the tree of matrixTree (d 1001:2000, f 1002:2000
+// 0660), so that what the ACL grants or denies differs from what the
+// mode bits alone would: the server must decide as the kernel's
+// posix_acl_permission does.
+type matrixACL struct {
+	name                  string
+	dir, dirDefault, file []aclEnt
+}
+
+var matrixACLs = []matrixACL{
+	// "other" (1005) may read and write f through a named-user entry.
+	{name: "file-user-grants", file: []aclEnt{{aclUserObj, 6, 0}, {aclUser, 6, 1005}, {aclGroupObj, 6, 0}, {aclMask, 6, 0}, {aclOther, 0, 0}}},
+	// group-primary (1003) is denied by its named-user entry although
+	// its group may read and write.
+	{name: "file-user-denies", file: []aclEnt{{aclUserObj, 6, 0}, {aclUser, 0, 1003}, {aclGroupObj, 6, 0}, {aclMask, 6, 0}, {aclOther, 0, 0}}},
+	// The mask limits the named user and the group to reading.
+	{name: "file-mask", file: []aclEnt{{aclUserObj, 6, 0}, {aclUser, 6, 1005}, {aclGroupObj, 6, 0}, {aclMask, 4, 0}, {aclOther, 0, 0}}},
+	// A named group (1004, group-supplementary's primary group) may write
+	// in d; d's own group only search and read, though the mask (the
+	// mode's group bits) says rwx.
+	{name: "dir-group-grants", dir: []aclEnt{{aclUserObj, 7, 0}, {aclGroupObj, 5, 0}, {aclGroup, 7, 1004}, {aclMask, 7, 0}, {aclOther, 5, 0}}},
+	// A named user (1005, other) may write in d, and what is created
+	// there inherits d's default ACL.
+	{name: "dir-user-default", dir: []aclEnt{{aclUserObj, 7, 0}, {aclUser, 7, 1005}, {aclGroupObj, 5, 0}, {aclMask, 7, 0}, {aclOther, 5, 0}},
+		dirDefault: []aclEnt{{aclUserObj, 7, 0}, {aclUser, 7, 1005}, {aclGroupObj, 5, 0}, {aclMask, 5, 0}, {aclOther, 0, 0}}},
+	// A mask of --- on d: its group and named entries give nothing.
+	{name: "dir-mask-none", dir: []aclEnt{{aclUserObj, 7, 0}, {aclUser, 7, 1005}, {aclGroupObj, 7, 0}, {aclMask, 0, 0}, {aclOther, 5, 0}}},
 }
 
 func TestPermMatrix(t *testing.T) {
@@ -336,59 +415,74 @@ func TestPermMatrix(t *testing.T) {
 	defer func() { s.Close(); fsys.Close() }()
 
 	cases, diffs := 0, 0
-	for _, mode := range matrixDirModes {
-		for _, c := range matrixCallers {
-			for _, op := range matrixOps {
-				cases++
-				name := fmt.Sprintf("%#o/%s/%s", mode, c.name, op.name)
-				nb, sb := filepath.Join(native, fmt.Sprint(cases)), filepath.Join(served, fmt.Sprint(cases))
-				matrixTree(t, nb, mode)
-				matrixTree(t, sb, mode)
-				var want syscall.Errno
-				if err := asCaller(c.id, func() error { return op.native(nb, c.id) }); err != nil {
-					e, ok := err.(syscall.Errno)
-					if !ok {
-						t.Fatalf("%s: native: %v", name, err)
-					}
-					want = e
-				}
-				id := c.id
-				next.Store(&id)
-				r := dialRaw(t, sock)
-				r.version(65536)
-				// Attach at the case's directory, as the caller.
-				r.ok(&Tattach{Fid: 1, Afid: NoFid, Aname: []byte(fmt.Sprint(cases)), NUname: c.id.Uid}, MsgRattach)
-				got := op.p9(r, c.id)
-				r.nc.Close()
-				if got != want {
-					diffs++
-					t.Errorf("%s: 9P gives %v, the kernel %v", name, errName(got), errName(want))
-					continue
-				}
-				if op.creates != "" && want == 0 {
-					var a, b syscall.Stat_t
-					syscall.Lstat(filepath.Join(nb, "d", op.creates), &a)
-					syscall.Lstat(filepath.Join(sb, "d", op.creates), &b)
-					if a.Uid != b.Uid || a.Gid != b.Gid || a.Mode != b.Mode {
-						diffs++
-						t.Errorf("%s: created %s: 9P uid %d gid %d mode %#o, natively uid %d gid %d mode %#o",
-							name, op.creates, b.Uid, b.Gid, b.Mode, a.Uid, a.Gid, a.Mode)
-					}
-				}
-				if op.name == "chmod" && want == 0 {
-					var a, b syscall.Stat_t
-					syscall.Lstat(filepath.Join(nb, "d/f"), &a)
-					syscall.Lstat(filepath.Join(sb, "d/f"), &b)
-					if a.Mode != b.Mode {
-						diffs++
-						t.Errorf("%s: mode after chmod: 9P %#o, natively %#o", name, b.Mode, a.Mode)
-					}
-				}
+	run := func(tree string, mode uint32, acl *matrixACL, c matrixCaller, op matrixOp) {
+		cases++
+		name := fmt.Sprintf("%s/%s/%s", tree, c.name, op.name)
+		nb, sb := filepath.Join(native, fmt.Sprint(cases)), filepath.Join(served, fmt.Sprint(cases))
+		matrixTree(t, nb, mode, acl)
+		matrixTree(t, sb, mode, acl)
+		var want syscall.Errno
+		if err := asCaller(c.id, func() error { return op.native(nb, c.id) }); err != nil {
+			e, ok := err.(syscall.Errno)
+			if !ok {
+				t.Fatalf("%s: native: %v", name, err)
+			}
+			want = e
+		}
+		id := c.id
+		next.Store(&id)
+		r := dialRaw(t, sock)
+		r.version(65536)
+		// Attach at the case's directory, as the caller.
+		r.ok(&Tattach{Fid: 1, Afid: NoFid, Aname: []byte(fmt.Sprint(cases)), NUname: c.id.Uid}, MsgRattach)
+		got := op.p9(r, c.id)
+		r.nc.Close()
+		if got != want {
+			diffs++
+			t.Errorf("%s: 9P gives %v, the kernel %v", name, errName(got), errName(want))
+			return
+		}
+		if op.creates != "" && want == 0 {
+			var a, b syscall.Stat_t
+			syscall.Lstat(filepath.Join(nb, "d", op.creates), &a)
+			syscall.Lstat(filepath.Join(sb, "d", op.creates), &b)
+			if a.Uid != b.Uid || a.Gid != b.Gid || a.Mode != b.Mode {
+				diffs++
+				t.Errorf("%s: created %s: 9P uid %d gid %d mode %#o, natively uid %d gid %d mode %#o",
+					name, op.creates, b.Uid, b.Gid, b.Mode, a.Uid, a.Gid, a.Mode)
+			}
+		}
+		if op.name == "chmod" && want == 0 {
+			var a, b syscall.Stat_t
+			syscall.Lstat(filepath.Join(nb, "d/f"), &a)
+			syscall.Lstat(filepath.Join(sb, "d/f"), &b)
+			if a.Mode != b.Mode {
+				diffs++
+				t.Errorf("%s: mode after chmod: 9P %#o, natively %#o", name, b.Mode, a.Mode)
 			}
 		}
 	}
-	t.Logf("%d cases (%d directory modes × %d callers × %d operations), %d differ from the kernel",
-		cases, len(matrixDirModes), len(matrixCallers), len(matrixOps), diffs)
+	for _, mode := range matrixDirModes {
+		for _, c := range matrixCallers {
+			for _, op := range matrixOps {
+				run(fmt.Sprintf("%#o", mode), mode, nil, c, op)
+			}
+		}
+	}
+	modeCases := cases
+	for i := range matrixACLs {
+		acl := &matrixACLs[i]
+		for _, c := range matrixCallers {
+			for _, op := range matrixOps {
+				run("acl-"+acl.name, 0o755, acl, c, op)
+			}
+		}
+	}
+	t.Logf("%d cases (%d directory modes × %d callers × %d operations, then %d ACL trees × %d callers × %d operations), %d differ from the kernel",
+		cases, len(matrixDirModes), len(matrixCallers), len(matrixOps), len(matrixACLs), len(matrixCallers), len(matrixOps), diffs)
+	if cases-modeCases != len(matrixACLs)*len(matrixCallers)*len(matrixOps) {
+		t.Errorf("ran %d ACL cases", cases-modeCases)
+	}
 }
 
 func errName(e syscall.Errno) string {

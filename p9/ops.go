@@ -409,7 +409,7 @@ func (c *conn) remove(r *request, body []byte) fs.Errno {
 		return e
 	}
 	if id := c.checked(); id != nil {
-		if _, e := r.mayDelete(id, parent.ino, name); e != 0 {
+		if _, _, e := r.mayDelete(id, parent.ino, name); e != 0 {
 			return e
 		}
 	}
@@ -510,7 +510,7 @@ func (c *conn) lopen(r *request, body []byte) fs.Errno {
 	}
 	isDir := attr.Attr.Mode&syscall.S_IFMT == syscall.S_IFDIR
 	if id := c.checked(); id != nil {
-		if e := mayOpen(id, &attr.Attr, flags); e != 0 {
+		if e := r.mayOpen(id, n.ino, &attr.Attr, flags); e != 0 {
 			return e
 		}
 	}
@@ -791,7 +791,7 @@ func (c *conn) setattr(r *request, body []byte) fs.Errno {
 		if e != 0 {
 			return e
 		}
-		if e := checkSetattr(id, &a, &in); e != 0 {
+		if e := r.checkSetattr(id, n.ino, &a, &in); e != 0 {
 			return e
 		}
 	}

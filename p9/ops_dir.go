@@ -124,7 +124,7 @@ func (c *conn) lcreateExisting(r *request, f *fid, id *Identity, dir *node, name
 	case syscall.S_IFLNK:
 		return syscall.ELOOP // O_CREAT does not follow a final symlink here
 	}
-	if e := mayOpen(id, a, flags); e != 0 {
+	if e := r.mayOpen(id, ino, a, flags); e != 0 {
 		return e
 	}
 	var ent fs.Entry
@@ -292,7 +292,7 @@ func (c *conn) link(r *request, body []byte) fs.Errno {
 		if a.Mode&syscall.S_IFMT == syscall.S_IFDIR {
 			return ePerm
 		}
-		if e := mayLink(id, &a); e != 0 {
+		if e := r.mayLink(id, n.ino, &a); e != 0 {
 			return e
 		}
 		if _, e := r.mayCreate(id, dir.ino); e != 0 {
@@ -423,7 +423,7 @@ func (c *conn) unlinkat(r *request, body []byte) fs.Errno {
 	defer c.putFid(f, &r.ctx)
 	ctx := r.ctxFor(f, nobody)
 	if id := c.checked(); id != nil {
-		if _, e := r.mayDelete(id, dir.ino, m.Name); e != 0 {
+		if _, _, e := r.mayDelete(id, dir.ino, m.Name); e != 0 {
 			return e
 		}
 	}
@@ -500,7 +500,7 @@ func (c *conn) xattrwalk(r *request, body []byte) fs.Errno {
 		if e != 0 {
 			return e
 		}
-		if e := mayGetXattr(id, &a, m.Name); e != 0 {
+		if e := r.mayGetXattr(id, n.ino, &a, m.Name); e != 0 {
 			return e
 		}
 	}
@@ -589,7 +589,7 @@ func (c *conn) xattrcreate(r *request, body []byte) fs.Errno {
 		if e != 0 {
 			return e
 		}
-		if e := maySetXattr(id, &a, m.Name); e != 0 {
+		if e := r.maySetXattr(id, f.n.ino, &a, m.Name); e != 0 {
 			return e
 		}
 	}

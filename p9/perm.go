@@ -2,6 +2,7 @@ package p9
 
 import (
 	"bytes"
+	"encoding/binary"
 	"syscall"
 
 	"github.com/fastfsd/fastfsd/fs"
@@ -10,12 +11,15 @@ import (
 // Permission checks for connections that are not Trusted (see Peer). The
 // filesystem performs every request with the daemon's rights (it creates
 // as the caller, but may read and write anything), so the server checks
-// first, as the kernel's generic_permission, may_delete, may_create,
+// first, as the kernel's generic_permission (with posix_acl_permission
+// for an inode that has a POSIX access ACL), may_delete, may_create,
 // chown_ok, setattr_prepare and xattr_permission would for the
 // connection's Identity, with the same errnos (EACCES for a mode bit
-// denied, EPERM for what needs ownership or privilege).
+// denied, EPERM for what needs ownership or privilege). A default ACL
+// needs no check here: the host kernel applies a directory's default ACL
+// to what the filesystem creates in it.
 //
-// The checks read the attributes with GetAttr right before the operation:
+// The checks read the attributes (and an ACL) right before the operation:
 // a mode or owner changed in between (by the host or another client) is
 // seen at the next request — the same window as a client kernel checking
 // for a FUSE daemon. Trusted connections skip all of this: their client
@@ -43,10 +47,37 @@ func (c *conn) checked() *Identity {
 	return &c.peer.Identity
 }
 
-// permission is generic_permission: the owner's, group's or others' bits
-// of a, the first class id belongs to (supplementary groups included).
-// Root may do anything but execute a non-directory without an x bit.
-func permission(id *Identity, a *fs.Attr, mask uint32) fs.Errno {
+// permission is generic_permission for the inode ino whose attributes are
+// a: root may do anything but execute a non-directory without an x bit;
+// the owner gets the owner's bits; anyone else is checked against ino's
+// POSIX access ACL when it has one and the group bits are not all clear
+// (acl_permission_check: the group bits are then the ACL's mask), else
+// against the group's or others' bits, the first class id belongs to
+// (supplementary groups included).
+//
+// The ACL is read from the filesystem (system.posix_acl_access) at each
+// check, as the attributes are; a filesystem that keeps no ACL for ino
+// (ENODATA) or none at all (EOPNOTSUPP) leaves the mode bits to decide.
+// So does one that serves no extended attributes (ENOSYS: fastfsd 9p
+// --xattr=false), which therefore cannot honour the host's ACLs for
+// untrusted peers; its help says so.
+func (r *request) permission(id *Identity, ino fs.Inode, a *fs.Attr, mask uint32) fs.Errno {
+	if id.Uid == 0 || id.Uid == a.Uid || a.Mode&0o070 == 0 {
+		return modePermission(id, a, mask)
+	}
+	acl, e := r.accessACL(ino)
+	if e != 0 {
+		return e
+	}
+	if acl == nil {
+		return modePermission(id, a, mask)
+	}
+	return aclPermission(id, a, acl, mask)
+}
+
+// modePermission is generic_permission on the mode bits alone (an inode
+// without an ACL).
+func modePermission(id *Identity, a *fs.Attr, mask uint32) fs.Errno {
 	if id.Uid == 0 {
 		if mask&mayExec != 0 && a.Mode&syscall.S_IFMT != syscall.S_IFDIR && a.Mode&0o111 == 0 {
 			return eAcces
@@ -66,6 +97,120 @@ func permission(id *Identity, a *fs.Attr, mask uint32) fs.Errno {
 		return eAcces
 	}
 	return 0
+}
+
+// The POSIX ACL extended attribute: a little-endian header (version 2)
+// and 8-byte entries {tag u16, perm u16, id u32}, in the order the kernel
+// keeps them (include/uapi/linux/posix_acl_xattr.h, posix_acl.h).
+const (
+	aclVersion  = 2
+	aclUserObj  = 0x01
+	aclUser     = 0x02
+	aclGroupObj = 0x04
+	aclGroup    = 0x08
+	aclMask     = 0x10
+	aclOther    = 0x20
+	aclHeader   = 4
+	aclEntry    = 8
+	// aclBufSize holds an ACL of 30 entries in the request; a longer
+	// one is read into a buffer of its own.
+	aclBufSize = aclHeader + 30*aclEntry
+)
+
+var xattrACLAccess = []byte("system.posix_acl_access")
+
+// accessACL returns ino's access ACL, in r.acl or (if longer) a buffer of
+// its own, valid until the next call; nil if it has none or the
+// filesystem keeps none.
+func (r *request) accessACL(ino fs.Inode) ([]byte, fs.Errno) {
+	n, e := r.c.s.fs.GetXattr(&r.ctx, ino, xattrACLAccess, r.acl[:])
+	buf := r.acl[:]
+	for try := 0; e == eRange && try < 3; try++ { // longer than r.acl, or grew in between
+		if n, e = r.c.s.fs.GetXattr(&r.ctx, ino, xattrACLAccess, nil); e != 0 {
+			break
+		}
+		if n < 0 || n > XattrSizeMax {
+			return nil, syscall.EIO
+		}
+		buf = make([]byte, n)
+		n, e = r.c.s.fs.GetXattr(&r.ctx, ino, xattrACLAccess, buf)
+	}
+	switch e {
+	case 0:
+	case syscall.ENODATA, syscall.EOPNOTSUPP, syscall.ENOSYS:
+		return nil, 0
+	default:
+		return nil, e
+	}
+	if n < 0 || n > len(buf) {
+		return nil, syscall.EIO
+	}
+	return buf[:n], 0
+}
+
+// aclPermission is posix_acl_permission for a non-owner, non-root
+// identity: the first entry that names it decides: ACL_USER for its uid
+// (limited by ACL_MASK); else any ACL_GROUP_OBJ or ACL_GROUP entry of one
+// of its groups that grants all of mask (limited by ACL_MASK), EACCES if
+// it is in such groups but none grants it; else ACL_OTHER. The owner's
+// entry (ACL_USER_OBJ) does not apply: the owner was checked on the mode
+// bits, which are that entry. A malformed ACL is EIO, as the kernel's
+// posix_acl_from_xattr refuses it.
+func aclPermission(id *Identity, a *fs.Attr, acl []byte, mask uint32) fs.Errno {
+	if len(acl) < aclHeader || (len(acl)-aclHeader)%aclEntry != 0 ||
+		binary.LittleEndian.Uint32(acl) != aclVersion {
+		return syscall.EIO
+	}
+	ents := acl[aclHeader:]
+	mask &= mayRead | mayWrite | mayExec
+	// The ACL_MASK entry, if any (it follows the entries it limits).
+	maskPerm, hasMask := uint32(7), false
+	for i := 0; i+aclEntry <= len(ents); i += aclEntry {
+		if binary.LittleEndian.Uint16(ents[i:]) == aclMask {
+			maskPerm, hasMask = uint32(binary.LittleEndian.Uint16(ents[i+2:])), true
+		}
+	}
+	limited := func(perm uint32) fs.Errno {
+		if hasMask {
+			perm &= maskPerm
+		}
+		if mask&^perm != 0 {
+			return eAcces
+		}
+		return 0
+	}
+	found := false
+	for i := 0; i+aclEntry <= len(ents); i += aclEntry {
+		tag := binary.LittleEndian.Uint16(ents[i:])
+		perm := uint32(binary.LittleEndian.Uint16(ents[i+2:]))
+		eid := binary.LittleEndian.Uint32(ents[i+4:])
+		switch tag {
+		case aclUserObj, aclMask:
+		case aclUser:
+			if eid == id.Uid {
+				return limited(perm)
+			}
+		case aclGroupObj, aclGroup:
+			g := a.Gid
+			if tag == aclGroup {
+				g = eid
+			}
+			if id.inGroup(g) {
+				found = true
+				if mask&^perm == 0 {
+					return limited(perm)
+				}
+			}
+		case aclOther:
+			if found || mask&^perm != 0 {
+				return eAcces
+			}
+			return 0
+		default:
+			return syscall.EIO
+		}
+	}
+	return syscall.EIO // no ACL_OTHER entry
 }
 
 // owns is inode_owner_or_capable.
@@ -99,7 +244,7 @@ func (r *request) mayExecDir(id *Identity, dir fs.Inode) fs.Errno {
 	if e != 0 {
 		return e
 	}
-	return permission(id, &a, mayExec)
+	return r.permission(id, dir, &a, mayExec)
 }
 
 // mayCreate is may_create: write and search on the directory. It returns
@@ -109,32 +254,32 @@ func (r *request) mayCreate(id *Identity, dir fs.Inode) (fs.Attr, fs.Errno) {
 	if e != 0 {
 		return a, e
 	}
-	return a, permission(id, &a, mayWrite|mayExec)
+	return a, r.permission(id, dir, &a, mayWrite|mayExec)
 }
 
 // mayDelete is may_delete for name in dir: write and search on dir, and
 // in a sticky directory only the owner of the file or of the directory
 // (or root) may remove or rename it away (EPERM). It returns the victim's
-// attributes; ENOENT if there is none.
-func (r *request) mayDelete(id *Identity, dir fs.Inode, name []byte) (fs.Attr, fs.Errno) {
+// attributes and inode; ENOENT if there is none.
+func (r *request) mayDelete(id *Identity, dir fs.Inode, name []byte) (fs.Attr, fs.Inode, fs.Errno) {
 	da, e := r.attrOf(dir)
 	if e != 0 {
-		return fs.Attr{}, e
+		return fs.Attr{}, 0, e
 	}
-	if e := permission(id, &da, mayWrite|mayExec); e != 0 {
-		return fs.Attr{}, e
+	if e := r.permission(id, dir, &da, mayWrite|mayExec); e != 0 {
+		return fs.Attr{}, 0, e
 	}
-	va, _, found, e := r.childAttr(dir, name)
+	va, vino, found, e := r.childAttr(dir, name)
 	if e != 0 {
-		return fs.Attr{}, e
+		return fs.Attr{}, 0, e
 	}
 	if !found {
-		return fs.Attr{}, eNoent
+		return fs.Attr{}, 0, eNoent
 	}
 	if da.Mode&syscall.S_ISVTX != 0 && id.Uid != 0 && id.Uid != va.Uid && id.Uid != da.Uid {
-		return fs.Attr{}, ePerm
+		return fs.Attr{}, 0, ePerm
 	}
-	return va, 0
+	return va, vino, 0
 }
 
 // createCtx sets r's caller for a creating request in a directory with
@@ -188,8 +333,8 @@ func openMask(fl uint32) uint32 {
 
 // mayOpen checks opening a with host flags fl: the mode bits, and
 // O_NOATIME only for the owner (EPERM).
-func mayOpen(id *Identity, a *fs.Attr, fl uint32) fs.Errno {
-	if e := permission(id, a, openMask(fl)); e != 0 {
+func (r *request) mayOpen(id *Identity, ino fs.Inode, a *fs.Attr, fl uint32) fs.Errno {
+	if e := r.permission(id, ino, a, openMask(fl)); e != 0 {
 		return e
 	}
 	if fl&syscall.O_NOATIME != 0 && !owns(id, a) {
@@ -202,7 +347,7 @@ func mayOpen(id *Identity, a *fs.Attr, fl uint32) fs.Errno {
 // distribution): the owner may link anything; others only a regular file
 // that is neither set-user-ID nor executable set-group-ID and that they
 // may read and write (EPERM otherwise).
-func mayLink(id *Identity, a *fs.Attr) fs.Errno {
+func (r *request) mayLink(id *Identity, ino fs.Inode, a *fs.Attr) fs.Errno {
 	if owns(id, a) {
 		return 0
 	}
@@ -210,7 +355,7 @@ func mayLink(id *Identity, a *fs.Attr) fs.Errno {
 	if m&syscall.S_IFMT != syscall.S_IFREG || m&syscall.S_ISUID != 0 || m&(syscall.S_ISGID|0o010) == syscall.S_ISGID|0o010 {
 		return ePerm
 	}
-	if permission(id, a, mayRead|mayWrite) != 0 {
+	if r.permission(id, ino, a, mayRead|mayWrite) != 0 {
 		return ePerm
 	}
 	return 0
@@ -224,7 +369,7 @@ func mayLink(id *Identity, a *fs.Attr) fs.Errno {
 // change by a non-root owner who is not in the file's (new) group drops
 // S_ISGID, and a size change by a non-root identity clears set-user-ID
 // and set-group-ID (SetKillSuidGid), as the kernel does.
-func checkSetattr(id *Identity, a *fs.Attr, in *fs.SetAttrIn) fs.Errno {
+func (r *request) checkSetattr(id *Identity, ino fs.Inode, a *fs.Attr, in *fs.SetAttrIn) fs.Errno {
 	if id.Uid == 0 {
 		return 0
 	}
@@ -251,7 +396,7 @@ func checkSetattr(id *Identity, a *fs.Attr, in *fs.SetAttrIn) fs.Errno {
 		if a.Mode&syscall.S_IFMT == syscall.S_IFDIR {
 			return eIsdir
 		}
-		if e := permission(id, a, mayWrite); e != 0 {
+		if e := r.permission(id, ino, a, mayWrite); e != 0 {
 			return e
 		}
 		in.Valid |= fs.SetKillSuidGid
@@ -263,7 +408,7 @@ func checkSetattr(id *Identity, a *fs.Attr, in *fs.SetAttrIn) fs.Errno {
 		return ePerm
 	}
 	if in.Valid&(fs.SetAtime|fs.SetMtime) != 0 && !owner {
-		if permission(id, a, mayWrite) != 0 {
+		if r.permission(id, ino, a, mayWrite) != 0 {
 			return eAcces
 		}
 	}
@@ -280,7 +425,7 @@ var (
 // mayGetXattr is xattr_permission for reading name: trusted.* is hidden
 // from non-root (ENODATA), user.* needs read permission; the rest
 // (security.*, system.*) is readable by anyone who can reach the file.
-func mayGetXattr(id *Identity, a *fs.Attr, name []byte) fs.Errno {
+func (r *request) mayGetXattr(id *Identity, ino fs.Inode, a *fs.Attr, name []byte) fs.Errno {
 	if id.Uid == 0 {
 		return 0
 	}
@@ -288,7 +433,7 @@ func mayGetXattr(id *Identity, a *fs.Attr, name []byte) fs.Errno {
 	case bytes.HasPrefix(name, xattrTrusted):
 		return syscall.ENODATA
 	case bytes.HasPrefix(name, xattrUser):
-		return permission(id, a, mayRead)
+		return r.permission(id, ino, a, mayRead)
 	}
 	return 0
 }
@@ -318,7 +463,7 @@ func dropTrusted(list []byte) []byte {
 // a non-owner), POSIX ACLs by the owner; everything else (security.*,
 // trusted.*, other system.*) needs privileges the connection does not
 // have (EPERM).
-func maySetXattr(id *Identity, a *fs.Attr, name []byte) fs.Errno {
+func (r *request) maySetXattr(id *Identity, ino fs.Inode, a *fs.Attr, name []byte) fs.Errno {
 	if id.Uid == 0 {
 		return 0
 	}
@@ -331,7 +476,7 @@ func maySetXattr(id *Identity, a *fs.Attr, name []byte) fs.Errno {
 		if t == syscall.S_IFDIR && a.Mode&syscall.S_ISVTX != 0 && !owns(id, a) {
 			return ePerm
 		}
-		return permission(id, a, mayWrite)
+		return r.permission(id, ino, a, mayWrite)
 	case bytes.HasPrefix(name, xattrPosixACL):
 		if !owns(id, a) {
 			return ePerm
@@ -347,21 +492,21 @@ func maySetXattr(id *Identity, a *fs.Attr, name []byte) fs.Errno {
 // write permission on a directory that moves to another parent (its ".."
 // changes).
 func (r *request) mayRename(id *Identity, oldDir fs.Inode, oldName []byte, newDir fs.Inode, newName []byte) fs.Errno {
-	src, e := r.mayDelete(id, oldDir, oldName)
+	src, srcIno, e := r.mayDelete(id, oldDir, oldName)
 	if e != 0 {
 		return e
 	}
 	if _, _, found, e := r.childAttr(newDir, newName); e != 0 {
 		return e
 	} else if found {
-		if _, e := r.mayDelete(id, newDir, newName); e != 0 {
+		if _, _, e := r.mayDelete(id, newDir, newName); e != 0 {
 			return e
 		}
 	} else if _, e := r.mayCreate(id, newDir); e != 0 {
 		return e
 	}
 	if src.Mode&syscall.S_IFMT == syscall.S_IFDIR && oldDir != newDir {
-		if e := permission(id, &src, mayWrite); e != 0 {
+		if e := r.permission(id, srcIno, &src, mayWrite); e != 0 {
 			return e
 		}
 	}

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/fastfsd/fastfsd/fs"
 	"github.com/fastfsd/fastfsd/fs/passthrough"
 	"github.com/fastfsd/fastfsd/internal/testutil"
 )
@@ -257,4 +258,61 @@ func TestProcGroups(t *testing.T) {
 	if g := procGroups(int32(os.Getpid()), uint32(os.Geteuid())+1, uint32(os.Getegid())); g != nil {
 		t.Errorf("groups of a pid whose uid does not match: %v, want none", g)
 	}
+}
+
+// TestACLPermissionMalformed: an ACL the kernel would not have stored
+// (truncated, another version, an unknown tag, no ACL_OTHER entry) fails
+// the check with EIO rather than granting or denying on half of it; a
+// long ACL (past the request's buffer) is read whole.
+func TestACLPermissionMalformed(t *testing.T) {
+	id := &Identity{Uid: 1005, Gid: 1005}
+	a := &fs.Attr{Mode: syscall.S_IFREG | 0o660, Uid: 1002, Gid: 2000}
+	good := aclXattr(aclEnt{aclUserObj, 6, 0}, aclEnt{aclUser, 6, 1005}, aclEnt{aclGroupObj, 6, 0}, aclEnt{aclMask, 6, 0}, aclEnt{aclOther, 0, 0})
+	if e := aclPermission(id, a, good, mayRead|mayWrite); e != 0 {
+		t.Fatalf("a named user's rw entry: %v, want success", e)
+	}
+	wrongVersion := append([]byte{}, good...)
+	wrongVersion[0] = 1
+	unknownTag := append([]byte{}, good...)
+	unknownTag[aclHeader+aclEntry] = 0x40
+	for name, acl := range map[string][]byte{
+		"empty":         nil,
+		"header only":   good[:aclHeader],
+		"truncated":     good[:len(good)-3],
+		"wrong version": wrongVersion,
+		"unknown tag":   unknownTag,
+		"no other":      aclXattr(aclEnt{aclUserObj, 6, 0}, aclEnt{aclGroupObj, 6, 0}),
+	} {
+		if e := aclPermission(&Identity{Uid: 1007, Gid: 1007}, a, acl, mayRead); e != syscall.EIO {
+			t.Errorf("%s: %v, want EIO", name, e)
+		}
+	}
+
+	// Through the server: 100 named users (more than the request's
+	// buffer holds), the last of which grants write.
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	p := filepath.Join(dir, "f")
+	os.WriteFile(p, nil, 0o600)
+	os.Chown(p, 1002, 2000)
+	ents := []aclEnt{{aclUserObj, 6, 0}}
+	for u := uint32(3000); u < 3099; u++ {
+		ents = append(ents, aclEnt{aclUser, 0, u})
+	}
+	ents = append(ents, aclEnt{aclUser, 6, 3100}, aclEnt{aclGroupObj, 0, 0}, aclEnt{aclMask, 6, 0}, aclEnt{aclOther, 0, 0})
+	if err := unix.Setxattr(p, "system.posix_acl_access", aclXattr(ents...), 0); err != nil {
+		t.Skipf("no POSIX ACLs on the test directory's filesystem: %v", err)
+	}
+	sock := startPermServer(t, dir, Peer{Identity: Identity{Uid: 3100, Gid: 3100}})
+	r := dialRaw(t, sock)
+	r.version(65536)
+	r.ok(&Tattach{Fid: 1, Afid: NoFid, NUname: 3100}, MsgRattach)
+	r.ok(walkMsg(1, 2, "f"), MsgRwalk)
+	r.ok(&Tlopen{Fid: 2, Flags: syscall.O_RDWR}, MsgRlopen)
+	sock2 := startPermServer(t, dir, Peer{Identity: Identity{Uid: 3050, Gid: 3050}})
+	r2 := dialRaw(t, sock2)
+	r2.version(65536)
+	r2.ok(&Tattach{Fid: 1, Afid: NoFid, NUname: 3050}, MsgRattach)
+	r2.ok(walkMsg(1, 2, "f"), MsgRwalk)
+	r2.errno("open by a named user with no rights", &Tlopen{Fid: 2, Flags: syscall.O_RDONLY}, syscall.EACCES)
 }

@@ -344,6 +344,9 @@ type request struct {
 	entry fs.Entry
 	statx fs.StatxOut
 	stfs  fs.StatFs
+	// acl receives an inode's access ACL for a permission check
+	// (accessACL).
+	acl [aclBufSize]byte
 }
 
 func (c *conn) logf(format string, args ...any) {

@@ -106,7 +106,7 @@ func runP9(args []string) error {
 	msize := fl.Uint("msize", p9.DefaultMaxMsize, "largest message size to agree on in Tversion (bytes, at least 512)")
 	maxFids := fl.Int("max-fids", p9.DefaultMaxFids, "most fids one connection may hold (EMFILE beyond)")
 	maxReqs := fl.Int("max-requests", p9.DefaultMaxRequests, "requests of one connection served at once; each holds up to 2×msize of buffers")
-	xattr := fl.Bool("xattr", true, "serve extended attributes")
+	xattr := fl.Bool("xattr", true, "serve extended attributes; off, the server also cannot see POSIX ACLs, and its permission checks of the clients it does not trust (above) use the mode bits alone")
 	readOnly := fl.Bool("read-only", false, "refuse every change with EROFS")
 	allowDevices := fl.Bool("allow-devices", false, allowDevicesHelp)
 	drain := fl.Duration("drain", 10*time.Second, "on SIGINT/SIGTERM, how long to let running requests finish before closing connections")
