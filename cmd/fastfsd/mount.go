@@ -209,7 +209,11 @@ func runMount(args []string) error {
 		conn.Unmount()
 		return err
 	}
-	defer pfs.Close()
+	// pfs is not closed: runMount returns only for the process to exit,
+	// and exit closes every fd the inode table holds at once, where Close
+	// would release each inode the client ever looked up, one by one (0.4 s
+	// for 200,000, after the unmount; SIGTERM must end the daemon in
+	// seconds whatever the kernel remembers, issue 10).
 	if n := fileHandlesNote(pfs, fsOpts.FileHandles); n != "" {
 		fmt.Fprintln(os.Stderr, "fastfsd mount: "+n)
 	}

@@ -20,6 +20,10 @@ import (
 // TestManyInodes (issue 10: "looked up under ulimit -n 4096").
 const manyInodesLimit = 4096
 
+// sigtermLimit is how long fastfsd may take to exit after SIGTERM (issue
+// 10: "SIGTERM ends the daemon within 5 s").
+const sigtermLimit = 5 * time.Second
+
 // TestManyInodes looks up (stats) a tree with many more inodes than
 // fastfsd's fd limit through a real mount: with file handles (the default)
 // every lookup succeeds and fastfsd's open fds stay within the fd cache
@@ -67,6 +71,10 @@ func TestManyInodes(t *testing.T) {
 			t.Errorf("fastfsd held %d fds after looking up %d entries under ulimit -n %d; the bound is %d (fd cache %d + %d before + slack)",
 				peak, n, manyInodesLimit, bound, passthrough.AutoFdCache(manyInodesLimit), base)
 		}
+		// Issue 10: SIGTERM ends the daemon within 5 s in this state too
+		// (the kernel evicts every inode it cached while it unmounts).
+		took := m.terminate(t, sigtermLimit)
+		t.Logf("SIGTERM after looking up %d entries: fastfsd exited and unmounted in %v", n, took.Round(time.Millisecond))
 	})
 
 	t.Run("never", func(t *testing.T) {
@@ -100,6 +108,37 @@ func TestManyInodes(t *testing.T) {
 			t.Errorf("never under ulimit -n %d: walk of %d entries ended with %v, want EMFILE (one fd per inode)", limit, nd*perDir, failed)
 		}
 	})
+}
+
+// terminate sends fastfsd SIGTERM and fails the test unless it exits
+// cleanly within limit with the mount gone; it returns how long it took.
+func (m *mount) terminate(t *testing.T, limit time.Duration) time.Duration {
+	t.Helper()
+	m.exitExpected = true
+	start := time.Now()
+	if err := m.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("SIGTERM: %v", err)
+	}
+	select {
+	case <-m.exited:
+	case <-time.After(limit):
+		t.Errorf("fastfsd still running %v after SIGTERM", limit)
+		select {
+		case <-m.exited: // late: took says how late
+		case <-time.After(60 * time.Second):
+			m.cmd.Process.Kill()
+			<-m.exited
+			t.Fatalf("fastfsd did not exit within 60 s of SIGTERM; killed it; output:\n%s", tail(m.out.String(), 4000))
+		}
+	}
+	took := time.Since(start)
+	if m.waitErr != nil {
+		t.Errorf("fastfsd exited with %v after SIGTERM; output:\n%s", m.waitErr, tail(m.out.String(), 4000))
+	}
+	if fst := mountInfo(t, m.mnt); fst != "" {
+		t.Errorf("%s still mounted (%s) after fastfsd exited on SIGTERM", m.mnt, fst)
+	}
+	return took
 }
 
 // build makes dirs directories of perDir empty files under root.
