@@ -115,6 +115,12 @@ type NodeCreater interface {
 	Create(ctx *fs.Context, name []byte, mode, flags uint32, out *fs.OpenOut) (Node, FileHandle, fs.Errno)
 }
 
+// NodeTmpfiler creates and opens a file with no name in this directory,
+// as open(2) with O_TMPFILE does.
+type NodeTmpfiler interface {
+	Tmpfile(ctx *fs.Context, mode, flags uint32, out *fs.OpenOut) (Node, FileHandle, fs.Errno)
+}
+
 // NodeSymlinker creates symlink name pointing at target.
 type NodeSymlinker interface {
 	Symlink(ctx *fs.Context, name, target []byte) (Node, fs.Errno)

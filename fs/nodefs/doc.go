@@ -45,7 +45,7 @@
 //   - ENOSYS only where the client then falls back to something correct
 //     and remembers it: Lseek (the file is all data), CopyFileRange (read
 //     and write), Statx (GETATTR), Access (the client checks the mode
-//     bits), Tmpfile (EOPNOTSUPP to the caller), GetLk/SetLk (a FUSE
+//     bits), Tmpfile (without NodeTmpfiler: EOPNOTSUPP to the caller), GetLk/SetLk (a FUSE
 //     client keeps locks itself unless fuse.Options.Locks is set).
 //
 // # Permissions

@@ -390,7 +390,7 @@ func (t *Tree) Create(ctx *fs.Context, parent fs.Inode, name []byte, mode, flags
 	}
 	child, f, e := d.Create(ctx, name, mode, flags, open)
 	if e := t.entry(ctx, child, e, out); e != 0 {
-		if child != nil && e != 0 {
+		if child != nil {
 			t.release(ctx, child.embedded(), f)
 		}
 		return e
@@ -399,10 +399,24 @@ func (t *Tree) Create(ctx *fs.Context, parent fs.Inode, name []byte, mode, flags
 	return 0
 }
 
-// Tmpfile is not offered (ENOSYS: the client answers O_TMPFILE with
-// EOPNOTSUPP from then on).
-func (t *Tree) Tmpfile(*fs.Context, fs.Inode, uint32, uint32, *fs.Entry, *fs.OpenOut) fs.Errno {
-	return eNosys
+// Tmpfile asks parent's NodeTmpfiler; ENOSYS without one (the client
+// answers O_TMPFILE with EOPNOTSUPP from then on).
+func (t *Tree) Tmpfile(ctx *fs.Context, parent fs.Inode, mode, flags uint32, out *fs.Entry, open *fs.OpenOut) fs.Errno {
+	d, e := dir[NodeTmpfiler](t, parent)
+	if e == ePerm {
+		return eNosys
+	} else if e != 0 {
+		return e
+	}
+	child, f, e := d.Tmpfile(ctx, mode, flags, open)
+	if e := t.entry(ctx, child, e, out); e != 0 {
+		if child != nil {
+			t.release(ctx, child.embedded(), f)
+		}
+		return e
+	}
+	open.Handle = t.open(child.embedded(), f)
+	return 0
 }
 
 // Read asks the node's NodeReader; EINVAL (not readable) without one.

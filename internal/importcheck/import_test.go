@@ -41,6 +41,7 @@ var rules = []rule{
 	{"examples", []string{mod + "internal", mod + "dataplane", mod + "fuse", mod + "p9", mod + "vhostuser", mod + "ring", mod + "mem", mod + "cmd"}, "examples use the public library only (fastfs, fs and its backends)"},
 	{"fs/nodefs", []string{mod + "fuse", mod + "p9", mod + "ring", mod + "dataplane", mod + "vhostuser", mod + "fastfs", mod + "fs/passthrough", "golang.org/x/sys/unix"}, "the node tree is an fs.FileSystem any door serves"},
 	{"fs/vfs", []string{mod + "fuse", mod + "p9", mod + "ring", mod + "dataplane", mod + "vhostuser", mod + "fs/passthrough", mod + "fastfs", "golang.org/x/sys/unix"}, "the VFS routes fs.FileSystem calls to any backends over any door"},
+	{"fs/memfs", []string{mod + "fuse", mod + "p9", mod + "ring", mod + "dataplane", mod + "vhostuser", mod + "fastfs", mod + "fs/passthrough", "golang.org/x/sys/unix"}, "the in-memory filesystem is an fs.FileSystem any door serves"},
 	{"fs/xattrmap", []string{mod + "fuse", mod + "p9", mod + "ring", mod + "dataplane", mod + "vhostuser", mod + "fs/passthrough", "golang.org/x/sys/unix"}, "wrappers over fs.FileSystem serve any door and any backend"},
 }
 

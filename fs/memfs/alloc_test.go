@@ -1,0 +1,76 @@
+package memfs_test
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/fastfsd/fastfsd/fs/memfs"
+	"github.com/fastfsd/fastfsd/fuse"
+	"github.com/fastfsd/fastfsd/fuse/abi"
+)
+
+type marshaler interface{ Marshal([]byte) bool }
+
+func enc(m marshaler, n int) []byte {
+	b := make([]byte, n)
+	if !m.Marshal(b) {
+		panic("enc: short buffer")
+	}
+	return b
+}
+
+func mkReq(op abi.Opcode, node uint64, parts ...[]byte) []byte {
+	body := bytes.Join(parts, nil)
+	h := abi.InHeader{Len: uint32(abi.InHeaderSize + len(body)), Opcode: op, Unique: 10, NodeID: node, UID: 0, GID: 0, PID: 42}
+	return append(enc(&h, abi.InHeaderSize), body...)
+}
+
+func serveReq(t testing.TB, s *fuse.Server, r *fuse.Request, in []byte) (int32, []byte) {
+	t.Helper()
+	r.In = in
+	n := s.Handle(r)
+	var h abi.OutHeader
+	if n < abi.OutHeaderSize || !h.Unmarshal(r.Out[:n]) {
+		t.Fatalf("reply of %d bytes has no header", n)
+	}
+	return h.Error, r.Out[abi.OutHeaderSize:n]
+}
+
+// TestAllocs: GETATTR, LOOKUP of a file the client holds and a 4 KiB READ
+// of it allocate nothing in the fuse engine and memfs together.
+func TestAllocs(t *testing.T) {
+	fsys := memfs.New(nil)
+	if err := fsys.WriteFile("d/f", bytes.Repeat([]byte("x"), 8192), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := fuse.NewServer(fsys, fuse.Options{})
+	r := s.NewRequest()
+	lo, hi := (abi.InitFlags(1<<43-1) &^ abi.InitReserved).Split()
+	if e, _ := serveReq(t, s, r, mkReq(abi.OpInit, 0, enc(&abi.InitIn{Major: 7, Minor: 45, MaxReadahead: 128 << 10, Flags: lo, Flags2: hi}, abi.InitInSize))); e != 0 {
+		t.Fatalf("INIT: %d", e)
+	}
+	var d, f abi.EntryOut
+	if e, out := serveReq(t, s, r, mkReq(abi.OpLookup, 1, []byte("d\x00"))); e != 0 || !d.Unmarshal(out) {
+		t.Fatalf("LOOKUP d: %d", e)
+	}
+	lookup := mkReq(abi.OpLookup, d.NodeID, []byte("f\x00"))
+	if e, out := serveReq(t, s, r, lookup); e != 0 || !f.Unmarshal(out) {
+		t.Fatalf("LOOKUP f: %d", e)
+	}
+	var o abi.OpenOut
+	if e, out := serveReq(t, s, r, mkReq(abi.OpOpen, f.NodeID, enc(&abi.OpenIn{}, abi.OpenInSize))); e != 0 || !o.Unmarshal(out) {
+		t.Fatalf("OPEN f: %d", e)
+	}
+	for name, in := range map[string][]byte{
+		"GETATTR": mkReq(abi.OpGetattr, f.NodeID, enc(&abi.GetattrIn{}, abi.GetattrInSize)),
+		"LOOKUP":  lookup,
+		"READ":    mkReq(abi.OpRead, f.NodeID, enc(&abi.ReadIn{Fh: o.Fh, Offset: 2048, Size: 4096}, abi.ReadInSize)),
+	} {
+		if e, _ := serveReq(t, s, r, in); e != 0 {
+			t.Fatalf("%s: errno %d", name, -e)
+		}
+		if a := testing.AllocsPerRun(500, func() { r.In = in; s.Handle(r) }); a != 0 {
+			t.Errorf("%s: %v allocs per request, want 0", name, a)
+		}
+	}
+}
