@@ -33,6 +33,15 @@ const (
 // ones its workers are serving.
 const readAhead = 4
 
+// ReadAhead and XattrBudget are the fixed per-connection bounds, for a
+// daemon stating its whole memory bound: a connection holds at most
+// (Options.MaxRequests+ReadAhead) request slots of up to 2×msize each, and
+// XattrBudget bytes of xattr buffers.
+const (
+	ReadAhead   = readAhead
+	XattrBudget = xattrBudget
+)
+
 // nobody is the uid and gid of a request whose user is unknown.
 const nobody = 65534
 

@@ -71,6 +71,11 @@ dropped with a log line; the daemon keeps serving everyone else):
                    ahead; each holds up to 2×msize of buffers, so a connection
                    holds at most (max-requests+4)×2×msize
   xattr buffers    16 MiB per connection (Txattrwalk/Txattrcreate: ENOMEM)
+  in all           --max-conns times a connection's: at most
+                   max-conns×((max-requests+4)×2×msize + 16 MiB) of buffers,
+                   3.5 GiB with the defaults (logged at start for the flags
+                   given); lower --max-conns, --max-requests or --msize to
+                   bound the daemon's memory tighter
   Tflush           16 pending for one request; more drops the connection
   locks            Tlock never waits in the server (status BLOCKED: the Linux
                    client retries, interruptibly), so no worker waits on a lock
@@ -394,7 +399,8 @@ func serveP9(ctx context.Context, cfg p9Config, ready chan<- net.Addr) error {
 		return err
 	}
 	srv := p9.NewServer(fsys, &cfg.srvOpts)
-	log.Printf("fastfsd 9p: serving %s on %s:%s", cfg.dir, cfg.network, l.Addr())
+	log.Printf("fastfsd 9p: serving %s on %s:%s; request and xattr buffers bounded at %s (%d connections × ((%d+4) requests × 2×msize %d + 16 MiB))",
+		cfg.dir, cfg.network, l.Addr(), fmtBytes(p9BufferBound(cfg.srvOpts)), cfg.srvOpts.MaxConns, cfg.srvOpts.MaxRequests, cfg.srvOpts.MaxMsize)
 	if ready != nil {
 		ready <- l.Addr()
 	}
@@ -422,3 +428,23 @@ type p9Meter struct{ s *stats.Set }
 
 func (m p9Meter) Take() p9.Counter  { return m.s.NewWorker() }
 func (m p9Meter) Give(c p9.Counter) { m.s.Release(c.(*stats.Worker)) }
+
+// p9BufferBound is the most request and xattr buffer memory the 9P server
+// holds with opts (what p9Usage's "in all" line states): every connection
+// with every request slot (served and read ahead) at its 2×msize and its
+// whole xattr budget.
+func p9BufferBound(opts p9.Options) uint64 {
+	perConn := uint64(opts.MaxRequests+p9.ReadAhead)*2*uint64(opts.MaxMsize) + p9.XattrBudget
+	return uint64(opts.MaxConns) * perConn
+}
+
+// fmtBytes prints n in the largest binary unit that keeps one decimal.
+func fmtBytes(n uint64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
