@@ -147,6 +147,11 @@ func (m *Mounted) Unmount() error {
 	return m.err
 }
 
+// FuseOptions are the FUSE protocol engine's options (MountOptions.Fuse,
+// VirtioFSOptions.Fuse: locks, writeback, max_write, …), named here so
+// that a library user needs no other package to set them.
+type FuseOptions = fuse.Options
+
 // P9Options say how Serve9P serves; nil or the zero value means p9's
 // defaults (see p9.Options).
 type P9Options = p9.Options
