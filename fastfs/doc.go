@@ -32,10 +32,15 @@
 // changed by another process) can keep the client's cache long and still
 // be seen changed: Mounted.InvalidateInode drops an inode's cached
 // attributes and data, InvalidateEntry a cached name, NotifyDelete a name
-// that was removed. They are methods of the served mount, not of
-// fs.FileSystem, and may be called from any goroutine, but not while
-// serving a request about the same inode. The other doors do not have
-// them yet (virtio-fs's notification queue, 9P has none).
+// that was removed, Store puts data in the page cache and Retrieve reads
+// it back, NotifyPoll wakes poll(2) waiters of an fs.Poller's file,
+// IncEpoch makes every cached name be looked up again, Prune drops unused
+// inodes and Resend has unanswered requests sent again. They are methods
+// of the served mount, not of fs.FileSystem, and may be called from any
+// goroutine, but not while serving a request about the same inode.
+// virtio-fs has no way to send them to a Linux guest (its driver never
+// negotiates the notification queue: virtiofs.ErrNotifyUnsupported), and
+// 9P has none. examples/clockfs is a filesystem that notifies.
 //
 // ServeVirtioFS needs a VMM that connects to its socket as the same user
 // (or root), e.g. QEMU with -chardev socket,id=c,path=SOCKET -device

@@ -212,3 +212,57 @@ func (m *Mounted) InvalidateEntry(parent fs.Inode, name string) error {
 func (m *Mounted) NotifyDelete(parent, child fs.Inode, name string) error {
 	return m.conn.NotifyDelete(uint64(parent), uint64(child), []byte(name))
 }
+
+// Store puts data into the kernel's page cache of regular file ino at
+// off (extending its cached size if the data reaches past it), so that
+// the client reads it with no READ. The same rules as InvalidateInode
+// apply; ENOENT means the kernel does not know ino.
+func (m *Mounted) Store(ino fs.Inode, off int64, data []byte) error {
+	return m.conn.NotifyStore(uint64(ino), off, data)
+}
+
+// Retrieve reads back what the kernel has cached of regular file ino from
+// off, up to len(dst) bytes, into dst, and returns the offset the data
+// starts at and its length (short, or 0, where nothing is cached). It
+// waits for the kernel's answer, which a worker hands over, so it must
+// not be called from a request handler; it returns early with ctx's error,
+// or when the filesystem is unmounted.
+func (m *Mounted) Retrieve(ctx context.Context, ino fs.Inode, off int64, dst []byte) (int64, int, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-m.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return m.conn.NotifyRetrieve(ctx, uint64(ino), off, dst)
+}
+
+// NotifyPoll wakes the client's poll(2), select(2) and epoll waiters on
+// the open file the kernel named kh in an fs.Poller's Poll call; they poll
+// again. Call it when that file becomes ready, from any goroutine but not
+// from Poll itself.
+func (m *Mounted) NotifyPoll(kh uint64) error { return m.conn.NotifyPoll(kh) }
+
+// Resend makes the kernel send again every request the filesystem has
+// received but not answered yet (Linux 6.9); an answer to the first copy
+// is then dropped.
+func (m *Mounted) Resend() error { return m.conn.NotifyResend() }
+
+// IncEpoch makes every name the kernel has cached be looked up again at
+// its next use, and drops cached directory listings (Linux 6.16): one
+// call for "everything may have changed".
+func (m *Mounted) IncEpoch() error { return m.conn.NotifyIncEpoch() }
+
+// Prune asks the kernel to drop the inodes ids from its caches where
+// nothing holds them (no open file, cwd or mount); it FORGETs them.
+// Inodes in use stay (Linux 6.18).
+func (m *Mounted) Prune(ids ...fs.Inode) error {
+	u := make([]uint64, len(ids))
+	for i, id := range ids {
+		u[i] = uint64(id)
+	}
+	return m.conn.NotifyPrune(u)
+}

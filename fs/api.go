@@ -135,6 +135,20 @@ type FileSystem interface {
 	SetLk(ctx *Context, ino Inode, fh Handle, owner uint64, lk *Lock, wait, flock bool) Errno
 }
 
+// Poller is implemented by filesystems whose open files can become ready
+// for I/O after poll(2) asks (a FIFO-like or event file). Without it the
+// client takes every file as always ready (the kernel's default mask).
+type Poller interface {
+	// Poll reports which of events (the POLLIN, POLLOUT… bits of
+	// poll(2)) the open handle fh is ready for now. With schedule set a
+	// waiter sleeps if none is: the filesystem keeps kh and, once fh
+	// becomes ready, wakes it with the session's poll notification for kh
+	// (fastfs.Mounted.NotifyPoll), from any goroutine but not from this
+	// call; the client then polls again. A kh stays meaningful until fh's
+	// Release.
+	Poll(ctx *Context, ino Inode, fh Handle, kh uint64, schedule bool, events uint32) (revents uint32, e Errno)
+}
+
 // Mapper is implemented by filesystems that let a virtio-fs client map file
 // ranges into its DAX window. The transport calls it for FUSE_SETUPMAPPING
 // to learn which fd backs the range; it performs the mapping itself.

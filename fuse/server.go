@@ -105,6 +105,9 @@ type Server struct {
 	// open) a second, different backing file for an inode that already has
 	// one, so every open of the inode shares the first registration.
 	backingIno map[fs.Inode]*backingRef
+
+	// retr are the NOTIFY_RETRIEVEs waiting for their NOTIFY_REPLY.
+	retr retrievals
 }
 
 type backingRef struct {
@@ -348,9 +351,13 @@ func (s *Server) dispatch(r *Request, ag *Agreement) int {
 	case abi.OpIoctl:
 		return s.errReply(r, syscall.ENOTTY)
 	case abi.OpNotifyReply:
-		// The engine never sends NOTIFY_RETRIEVE; an answer has no taker.
-		return 0
-	case abi.OpPoll, abi.OpBmap:
+		return s.notifyReply(r)
+	case abi.OpPoll:
+		if p, ok := s.fs.(fs.Poller); ok {
+			return s.poll(r, p)
+		}
+		return s.errReply(r, syscall.ENOSYS)
+	case abi.OpBmap:
 		// ENOSYS: the kernel remembers it and uses the default poll mask
 		// (and no bmap) from then on.
 		return s.errReply(r, syscall.ENOSYS)

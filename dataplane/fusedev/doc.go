@@ -50,11 +50,14 @@
 //
 // # Notifications
 //
-// Conn.NotifyInvalInode, NotifyInvalEntry and NotifyDelete write the
-// kernel's FUSE_NOTIFY_INVAL_INODE, _INVAL_ENTRY and _DELETE messages to the
-// mount's fd, from any goroutine (notify.go states the deadlock rule). They
-// serve every door of the mount, FUSE over io_uring included. STORE,
-// RETRIEVE, POLL, RESEND, INC_EPOCH and PRUNE are not sent yet.
+// Conn.NotifyInvalInode, NotifyInvalEntry, NotifyDelete, NotifyStore,
+// NotifyRetrieve, NotifyPoll, NotifyResend, NotifyIncEpoch and NotifyPrune
+// write the kernel's FUSE_NOTIFY_* messages to the mount's fd, from any
+// goroutine (notify.go states the deadlock rule). They serve every door of
+// the mount, FUSE over io_uring included. NotifyRetrieve waits for the
+// kernel's NOTIFY_REPLY, which arrives as a request on whichever worker or
+// ring reads it; the engine (fuse.Server.BeginRetrieve) hands its data to
+// the waiting caller.
 //
 // # Ending
 //

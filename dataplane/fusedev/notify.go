@@ -2,6 +2,10 @@ package fusedev
 
 import (
 	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"math"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -103,5 +107,129 @@ func (c *Conn) notify(code abi.NotifyCode, msg []byte, name []byte) error {
 	} else {
 		_, err = unix.Writev(c.fd, [][]byte{msg, name, nul})
 	}
+	return err
+}
+
+// NotifyStore puts data into the kernel's page cache of ino at off,
+// extending its cached size if the data reaches past it: a read of that
+// range is then answered from the cache, with no READ. The inode must be
+// a regular file the kernel knows (ENOENT otherwise).
+func (c *Conn) NotifyStore(ino uint64, off int64, data []byte) error {
+	if off < 0 || len(data) > math.MaxInt32 {
+		return syscall.EINVAL
+	}
+	var b [abi.OutHeaderSize + abi.NotifyStoreSize]byte
+	out := abi.NotifyStoreOut{NodeID: ino, Offset: uint64(off), Size: uint32(len(data))}
+	out.Marshal(b[abi.OutHeaderSize:])
+	return c.notifyData(abi.NotifyStore, b[:], data)
+}
+
+// NotifyRetrieve asks the kernel for what it has cached of regular file
+// ino from off, up to len(dst) bytes (and the connection's max_write), and
+// waits for its answer (a NOTIFY_REPLY request the engine hands back
+// here). It returns the offset the data starts at and its length: n is
+// short, or 0, where the kernel has no page cached. It fails with the
+// kernel's errno when the inode is unknown (ENOENT) or not a regular file
+// (EINVAL), and with ctx's error if ctx ends first. dst is written only
+// before NotifyRetrieve returns.
+func (c *Conn) NotifyRetrieve(ctx context.Context, ino uint64, off int64, dst []byte) (dataOff int64, n int, err error) {
+	c.mu.Lock()
+	srv := c.server
+	c.mu.Unlock()
+	if srv == nil {
+		return 0, 0, errNotServing
+	}
+	if off < 0 || len(dst) > math.MaxInt32 {
+		return 0, 0, syscall.EINVAL
+	}
+	rt, err := srv.BeginRetrieve(dst)
+	if err != nil {
+		return 0, 0, err
+	}
+	var b [abi.OutHeaderSize + abi.NotifyRetrieveSize]byte
+	out := abi.NotifyRetrieveOut{NotifyUnique: rt.ID(), NodeID: ino, Offset: uint64(off), Size: uint32(len(dst))}
+	out.Marshal(b[abi.OutHeaderSize:])
+	if err := c.notify(abi.NotifyRetrieve, b[:], nil); err != nil {
+		srv.EndRetrieve(rt)
+		return 0, 0, err
+	}
+	select {
+	case <-rt.Done():
+	case <-ctx.Done():
+		srv.EndRetrieve(rt)
+		select {
+		case <-rt.Done(): // answered just before EndRetrieve
+		default:
+			return 0, 0, ctx.Err()
+		}
+	}
+	o, k := rt.Result()
+	return int64(o), k, nil
+}
+
+var errNotServing = errors.New("fusedev: notify retrieve: the connection is not being served (call Serve first)")
+
+// NotifyPoll wakes the client's poll(2), select(2) and epoll waiters on
+// the handle the kernel named kh in a POLL request (fs.Poller): they poll
+// again.
+func (c *Conn) NotifyPoll(kh uint64) error {
+	var b [abi.OutHeaderSize + abi.NotifyPollWakeupSize]byte
+	out := abi.NotifyPollWakeupOut{Kh: kh}
+	out.Marshal(b[abi.OutHeaderSize:])
+	return c.notify(abi.NotifyPoll, b[:], nil)
+}
+
+// NotifyResend makes the kernel send again every request the server has
+// read but not answered (Linux 6.9): for a server that lost requests, e.g.
+// one restarted with the connection kept. An answer to the first copy is
+// then refused (ENOENT), the second one's counts.
+func (c *Conn) NotifyResend() error {
+	var b [abi.OutHeaderSize]byte
+	return c.notify(abi.NotifyResend, b[:], nil)
+}
+
+// NotifyIncEpoch starts a new epoch (Linux 6.16): every entry the kernel
+// cached before it is looked up again at its next use, and cached
+// directory listings are dropped, as if each had been invalidated.
+func (c *Conn) NotifyIncEpoch() error {
+	var b [abi.OutHeaderSize]byte
+	return c.notify(abi.NotifyIncEpoch, b[:], nil)
+}
+
+// maxPrune is the most node IDs one PRUNE message carries.
+const maxPrune = 512
+
+// NotifyPrune asks the kernel to drop the inodes ids from its caches
+// (Linux 6.18) where nothing holds them (no open file, cwd or mount): their
+// entries go, and the kernel FORGETs them. Inodes in use stay.
+func (c *Conn) NotifyPrune(ids []uint64) error {
+	var b [abi.OutHeaderSize + abi.NotifyPruneSize + 8*maxPrune]byte
+	for len(ids) > 0 {
+		k := min(len(ids), maxPrune)
+		out := abi.NotifyPruneOut{Count: uint32(k)}
+		out.Marshal(b[abi.OutHeaderSize:])
+		p := b[abi.OutHeaderSize+abi.NotifyPruneSize:]
+		for i, id := range ids[:k] {
+			binary.NativeEndian.PutUint64(p[8*i:], id)
+		}
+		if err := c.notify(abi.NotifyPrune, b[:abi.OutHeaderSize+abi.NotifyPruneSize+8*k], nil); err != nil {
+			return err
+		}
+		ids = ids[k:]
+	}
+	return nil
+}
+
+// notifyData is notify for a message followed by a payload (STORE), in
+// one writev.
+func (c *Conn) notifyData(code abi.NotifyCode, msg, data []byte) error {
+	h := abi.OutHeader{Len: uint32(len(msg) + len(data)), Error: int32(code)}
+	h.Marshal(msg)
+	c.fdMu.RLock()
+	defer c.fdMu.RUnlock()
+	if c.fdClosed {
+		return syscall.EBADF
+	}
+	_, err := unix.Writev(c.fd, [][]byte{msg, data})
 	return err
 }

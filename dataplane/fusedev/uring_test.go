@@ -2,6 +2,7 @@ package fusedev
 
 import (
 	"bytes"
+	"context"
 	"path/filepath"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/fastfsd/fastfsd/fuse/abi"
 	"github.com/fastfsd/fastfsd/internal/stats"
 	"github.com/fastfsd/fastfsd/internal/testutil"
+	"golang.org/x/sys/unix"
 )
 
 // requireURing turns FUSE over io_uring on, or skips (fails under CI).
@@ -85,4 +87,50 @@ func agreedOK(srv *fuse.Server) bool { _, ok := srv.Agreed(); return ok }
 func agreedURing(srv *fuse.Server) bool {
 	ag, ok := srv.Agreed()
 	return ok && ag.Flags&abi.InitOverIoUring != 0
+}
+
+// TestNotifyIOUring: notifications reach a connection served over
+// io_uring, and the kernel's NOTIFY_REPLY to a RETRIEVE (which it queues
+// like a request, so it arrives on a ring) finds its caller: what STORE
+// put in the page cache comes back.
+func TestNotifyIOUring(t *testing.T) {
+	requireURing(t)
+	var s *served
+	for attempt := 0; ; attempt++ {
+		s = serveTest(t, ServeOptions{Workers: 1, Splice: SpliceOff, IOUring: true})
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			if srv := s.c.Server(); (srv != nil && agreedOK(srv)) || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if srv := s.c.Server(); srv != nil && agreedURing(srv) {
+			break
+		}
+		if attempt == 1 {
+			t.Fatal("INIT did not agree OVER_IO_URING with enable_uring on")
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // the queues register their entries
+	var st unix.Stat_t
+	if err := unix.Stat(filepath.Join(s.mnt, "hello"), &st); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.c.NotifyStore(uint64(inoHello), 0, []byte("HELLO, FUSE\n")); err != nil {
+		t.Fatalf("NotifyStore: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	buf := make([]byte, 64)
+	off, n, err := s.c.NotifyRetrieve(ctx, uint64(inoHello), 0, buf)
+	if err != nil || off != 0 || string(buf[:n]) != "HELLO, FUSE\n" {
+		t.Fatalf("NotifyRetrieve over io_uring: off %d, %q, %v; want the stored data", off, buf[:n], err)
+	}
+	if err := s.c.NotifyInvalInode(uint64(inoHello), 0, 0); err != nil {
+		t.Fatalf("NotifyInvalInode: %v", err)
+	}
+	if _, n, err = s.c.NotifyRetrieve(ctx, uint64(inoHello), 0, buf); err != nil || n != 0 {
+		t.Fatalf("NotifyRetrieve after the invalidation: %q, %v; want nothing cached", buf[:n], err)
+	}
 }
