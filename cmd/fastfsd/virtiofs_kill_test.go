@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fastfsd/fastfsd/fuse/abi"
+	"github.com/fastfsd/fastfsd/internal/vhostload"
 	vt "github.com/fastfsd/fastfsd/vhostuser/vhostusertest"
 )
 
@@ -228,4 +229,88 @@ func TestVirtiofsKill9Reconnect(t *testing.T) {
 		}
 	}
 	t.Logf("after the reconnect: the in-flight request answered EIO; after INIT all %d fsynced blocks read back and are on disk", durable)
+}
+
+// TestVirtiofsKeepListeningAbruptDisconnect: fastfsd virtiofs
+// --keep-listening, and front-ends that vanish mid-load (the VMM killed:
+// requests in flight, no GET_VRING_BASE, the socket and guest memory simply
+// gone), each followed by a front-end that runs a load on the same daemon
+// and must get every reply and every interrupt it asks for
+// (vhostusertest ErrNoInterrupt fails it); the daemon serves on.
+func TestVirtiofsKeepListeningAbruptDisconnect(t *testing.T) {
+	dir := t.TempDir()
+	tree, err := vhostload.MakeTree(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(t.TempDir(), "vfs.sock")
+	d := startDoor(t, "virtiofs", "--socket-path="+sock, "-o", "source="+dir+",cache=none", "--log-level", "warn",
+		"--keep-listening", "--thread-pool-size=4")
+	dial := func() *vt.Frontend {
+		t.Helper()
+		for i := 0; ; i++ {
+			f, err := vt.Dial(sock)
+			if err == nil {
+				return f
+			}
+			if i == 500 {
+				t.Fatalf("dial %s: %v", sock, err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	const size = 64 << 10 // big enough for --thread-pool-size helpers
+	payload := bytes.Repeat([]byte{'x'}, size)
+	for round := 1; round <= 3; round++ {
+		// A front-end that writes, with 16 WRITEs in flight, and vanishes.
+		f := dial()
+		g, err := vt.NewGuest(f, vt.GuestConfig{Queues: 2})
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		c := &vfsClient{t: t, g: g, q: g.Queues[1]}
+		c.init()
+		a := make([]byte, abi.CreateInSize)
+		(&abi.CreateIn{Flags: syscall.O_RDWR | syscall.O_CREAT | syscall.O_TRUNC, Mode: syscall.S_IFREG | 0o644}).Marshal(a)
+		out := c.must(abi.OpCreate, 1, append(a, fmt.Sprintf("w%d\x00", round)...), nil, abi.EntryOutSize+abi.OpenOutSize)
+		var e abi.EntryOut
+		var o abi.OpenOut
+		e.Unmarshal(out)
+		o.Unmarshal(out[abi.EntryOutSize:])
+		for i := range 16 {
+			h := make([]byte, abi.InHeaderSize)
+			(&abi.InHeader{Len: uint32(abi.InHeaderSize + abi.WriteInSize + size), Opcode: abi.OpWrite, Unique: uint64(100 + i), NodeID: e.NodeID, PID: 1}).Marshal(h)
+			wa := make([]byte, abi.WriteInSize)
+			(&abi.WriteIn{Fh: o.Fh, Offset: uint64(i * size), Size: size}).Marshal(wa)
+			if _, err := c.q.Add(vt.Buffers{In: [][]byte{h, wa, payload}, Out: []int{16, abi.WriteOutSize}, Offset: uint64(i) * (size + 8192)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.q.Kick()
+		f.Close()
+		g.Close()
+
+		// The next front-end, on the same daemon, under load.
+		s, err := vhostload.Connect(vhostload.Config{Socket: sock, Queues: 1, Depth: 4, Tree: tree})
+		if err != nil {
+			t.Fatalf("round %d: the front-end after one vanished: %v", round, err)
+		}
+		for _, k := range []vhostload.Kind{vhostload.Getattr, vhostload.Read4K, vhostload.Read128K} {
+			r, err := s.Run(k, 10*time.Second, 100)
+			if err != nil {
+				t.Fatalf("round %d, %v: %v", round, k, err)
+			}
+			if r.Errors != 0 || r.Ops < 100 {
+				t.Errorf("round %d, %v: %d ops, %d errors (%s)", round, k, r.Ops, r.Errors, r.FirstError)
+			}
+		}
+		if err := s.Close(); err != nil {
+			t.Errorf("round %d: close: %v", round, err)
+		}
+	}
+	select {
+	case err := <-d.done:
+		t.Fatalf("fastfsd virtiofs --keep-listening exited: %v", err)
+	default:
+	}
 }
