@@ -108,10 +108,56 @@ func startMountMknod(t *testing.T, allow bool) (string, mknodFunc) {
 // startVirtiofsMknod serves a share to a Go vhost-user front-end and
 // sends MKNOD requests from uid 0, as a guest's root would.
 func startVirtiofsMknod(t *testing.T, allow bool) (string, mknodFunc) {
+	share, vc := startVirtiofsClient(t, abi.InitMaxPages, allowFlag(allow)...)
+	return share, func(t *testing.T, name string, mode, rdev uint32) syscall.Errno {
+		mk := make([]byte, abi.MknodInSize)
+		(&abi.MknodIn{Mode: mode, Rdev: rdev}).Marshal(mk)
+		return vc.call(abi.OpMknod, abi.RootID, nil, mk, append([]byte(name), 0))
+	}
+}
+
+// vhostClient sends FUSE requests to a virtiofs door from a Go vhost-user
+// front-end, as a guest's root (uid 0) on the first request queue.
+type vhostClient struct {
+	t      *testing.T
+	q      *vt.GuestQueue
+	unique uint64
+	// agreed is the INIT reply's flags.
+	agreed abi.InitFlags
+}
+
+// startVirtiofsClient runs "fastfsd virtiofs" on a fresh share with the
+// extra args, connects, and sends INIT offering flags.
+func startVirtiofsClient(t *testing.T, flags abi.InitFlags, extra ...string) (string, *vhostClient) {
+	share, vc := dialVirtiofs(t, extra...)
+	if e := vc.init(flags); e != 0 {
+		t.Fatalf("INIT: %v", e)
+	}
+	return share, vc
+}
+
+// init sends INIT offering flags and records what the door agreed to.
+func (vc *vhostClient) init(flags abi.InitFlags) syscall.Errno {
+	lo, hi := flags.Split()
+	in := make([]byte, abi.InitInSize)
+	(&abi.InitIn{Major: 7, Minor: abi.KernelMinorVersion, Flags: lo, Flags2: hi}).Marshal(in)
+	out, e := vc.reply(abi.OpInit, 0, nil, in)
+	if e != 0 {
+		return e
+	}
+	var io abi.InitOut
+	io.Unmarshal(out)
+	vc.agreed = abi.MakeInitFlags(io.Flags, io.Flags2)
+	return 0
+}
+
+// dialVirtiofs runs "fastfsd virtiofs" on a fresh share with the extra
+// args and connects a front-end with two queues, sending nothing.
+func dialVirtiofs(t *testing.T, extra ...string) (string, *vhostClient) {
 	dir := t.TempDir()
 	share, sock := filepath.Join(dir, "share"), filepath.Join(dir, "vfs.sock")
 	os.Mkdir(share, 0o755)
-	startDoor(t, "virtiofs", append([]string{"--socket-path=" + sock, "--shared-dir=" + share, "--log-level=warn"}, allowFlag(allow)...)...)
+	startDoor(t, "virtiofs", append([]string{"--socket-path=" + sock, "--shared-dir=" + share, "--log-level=warn"}, extra...)...)
 	var f *vt.Frontend
 	var err error
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
@@ -128,33 +174,35 @@ func startVirtiofsMknod(t *testing.T, allow bool) (string, mknodFunc) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { g.Stop(); g.Close() })
-	q := g.Queues[1]
-	unique := uint64(1)
-	call := func(op abi.Opcode, node uint64, args ...[]byte) syscall.Errno {
-		n := 0
-		for _, a := range args {
-			n += len(a)
-		}
-		h := make([]byte, abi.InHeaderSize)
-		unique++
-		(&abi.InHeader{Len: uint32(abi.InHeaderSize + n), Opcode: op, Unique: unique, NodeID: node}).Marshal(h)
-		out, err := q.Submit(vt.Buffers{In: append([][]byte{h}, args...), Out: []int{abi.OutHeaderSize + max(abi.InitOutSize, abi.EntryOutSize)}})
-		var oh abi.OutHeader
-		if err != nil || !oh.Unmarshal(out) {
-			t.Fatalf("%v: %x %v", op, out, err)
-		}
-		return syscall.Errno(-oh.Error)
+	return share, &vhostClient{t: t, q: g.Queues[1], unique: 1}
+}
+
+// call sends op on node with args and the request extensions ext, and
+// returns the reply's errno.
+func (vc *vhostClient) call(op abi.Opcode, node uint64, ext []byte, args ...[]byte) syscall.Errno {
+	_, e := vc.reply(op, node, ext, args...)
+	return e
+}
+
+// reply is call returning the reply's arguments too.
+func (vc *vhostClient) reply(op abi.Opcode, node uint64, ext []byte, args ...[]byte) ([]byte, syscall.Errno) {
+	n := len(ext)
+	for _, a := range args {
+		n += len(a)
 	}
-	in := make([]byte, abi.InitInSize)
-	(&abi.InitIn{Major: 7, Minor: abi.KernelMinorVersion, Flags: uint32(abi.InitMaxPages)}).Marshal(in)
-	if e := call(abi.OpInit, 0, in); e != 0 {
-		t.Fatalf("INIT: %v", e)
+	h := make([]byte, abi.InHeaderSize)
+	vc.unique++
+	(&abi.InHeader{Len: uint32(abi.InHeaderSize + n), Opcode: op, Unique: vc.unique, NodeID: node, TotalExtlen: uint16(len(ext) / 8)}).Marshal(h)
+	in := append([][]byte{h}, args...)
+	if len(ext) > 0 {
+		in = append(in, ext)
 	}
-	return share, func(t *testing.T, name string, mode, rdev uint32) syscall.Errno {
-		mk := make([]byte, abi.MknodInSize)
-		(&abi.MknodIn{Mode: mode, Rdev: rdev}).Marshal(mk)
-		return call(abi.OpMknod, abi.RootID, mk, append([]byte(name), 0))
+	out, err := vc.q.Submit(vt.Buffers{In: in, Out: []int{abi.OutHeaderSize + max(abi.InitOutSize, abi.EntryOutSize+abi.OpenOutSize)}})
+	var oh abi.OutHeader
+	if err != nil || !oh.Unmarshal(out) {
+		vc.t.Fatalf("%v: %x %v", op, out, err)
 	}
+	return out[abi.OutHeaderSize:], syscall.Errno(-oh.Error)
 }
 
 // startP9Mknod serves a share on a unix socket and sends Tmknod from this

@@ -57,6 +57,7 @@ func runMount(args []string) error {
 	readOnly := fl.Bool("read-only", false, "refuse every change with EROFS")
 	allowDevices := fl.Bool("allow-devices", false, allowDevicesHelp)
 	watch := fl.Bool("watch", false, "watch DIR's filesystem for changes other processes make on the host (fanotify) and invalidate the kernel's cached names, attributes and data of what changed, so that --cache=always serves fresh data; root only (CAP_SYS_ADMIN), not with --cache=never (nothing is cached)")
+	secLabel := fl.Bool("security-label", false, securityLabelHelp)
 	var policy fsPolicy
 	policy.addFlags(fl)
 	obs := addObserveFlags(fl)
@@ -131,6 +132,9 @@ func runMount(args []string) error {
 
 	if err := policy.check(); err != nil {
 		return err
+	}
+	if *secLabel && !*xattr {
+		return errors.New("--security-label needs --xattr: labels are stored as extended attributes")
 	}
 	fsOpts := passthrough.Options{Cache: cm, Xattr: *xattr, Passthrough: usePass, ReadOnly: *readOnly, AllowDevices: *allowDevices}
 	if err := inodes.apply(&fsOpts); err != nil {
@@ -230,7 +234,7 @@ func runMount(args []string) error {
 	if obs.enabled() {
 		opts.Stats = stats.Default.NewSet("fuse", func(op uint32) string { return abi.Opcode(op).String() })
 	}
-	eng := fuse.Options{Locks: *locks}
+	eng := fuse.Options{Locks: *locks, SecurityLabel: *secLabel}
 	watchDone := make(chan struct{})
 	if watcher != nil {
 		// Notifications name pfs's inode IDs, which the policy wrappers

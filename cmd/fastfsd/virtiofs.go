@@ -81,6 +81,10 @@ flags:
                             IDs outside it are unusable and shown as 65534, as in a namespace
   --gid-map :NS:HOST:N:     the same for GIDs
   --readonly                refuse every change with EROFS
+  --security-label          ask the guest for the security label (SELinux…) its LSM gives each new
+                            inode (FUSE_SECURITY_CTX; also -o security_label) and store it as that
+                            xattr through --xattrmap (default: as user.virtiofs.security.selinux…);
+                            a label that cannot be stored fails the creation; needs --xattr
   --allow-devices           let the guest create character and block device nodes (fastfsd's own;
                             virtiofsd has none). Default: MKNOD of a device fails with EPERM, so
                             the guest cannot leave a node through which host processes reach a
@@ -125,7 +129,8 @@ flags:
                             no_writeback, posix_lock, no_posix_lock, flock, no_flock,
                             killpriv_v2, no_killpriv_v2, log_level, sandbox, modcaps, debug,
                             xattrmap, readdirplus, no_readdirplus, allow_direct_io,
-                            no_allow_direct_io, posix_acl, no_posix_acl, no_security_label
+                            no_allow_direct_io, posix_acl, no_posix_acl, security_label,
+                            no_security_label
   -d                        debug logging (as -o debug)
 
 Every virtiofsd flag fastfsd does not implement is refused by name; see
@@ -166,6 +171,7 @@ type virtiofsConfig struct {
 	policy        fsPolicy     // --xattrmap, --translate-uid/gid, --uid-map/--gid-map, --posix-acl
 	readOnly      bool         // --readonly
 	allowDevices  bool         // --allow-devices
+	securityLabel bool         // --security-label, -o security_label
 	directIO      bool         // --allow-direct-io
 	noReaddirplus bool         // --no-readdirplus
 	syslog        bool         // --syslog
@@ -195,7 +201,6 @@ const noMigration = "not implemented: fastfsd does not support vhost-user migrat
 var refusedFlags = map[string]string{
 	"daemonize":                "fastfsd does not daemonize itself; run it under your service manager (it stays in the foreground)",
 	"announce-submounts":       "not implemented: fastfsd reports host inode numbers without a device number per submount; export one filesystem per daemon",
-	"security-label":           "not implemented: fastfsd does not negotiate FUSE_SECURITY_CTX; labels a guest sets with setxattr are kept as user.virtiofs.security.* by the default --xattrmap",
 	"watch":                    "not on this door: Linux's virtio-fs driver does not negotiate the notification queue (VIRTIO_FS_F_NOTIFICATION; its feature table is empty), so the host cannot invalidate what a guest caches; use --cache=auto (1 s) or never for a directory the host changes (fastfsd mount --watch serves this host's kernel)",
 	"migration-mode":           noMigration,
 	"migration-on-error":       noMigration,
@@ -209,7 +214,6 @@ var refusedOpts = map[string]string{
 	"max_idle_threads":   "not implemented: helpers per queue are set with --thread-pool-size",
 	"allow_root":         "not applicable: a VMM, not local users, is the only client of a vhost-user device",
 	"announce_submounts": refusedFlags["announce-submounts"],
-	"security_label":     refusedFlags["security-label"],
 }
 
 func parseLevel(s string) (slog.Level, error) {
@@ -290,7 +294,10 @@ func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
 			c.policy.posixACL, c.xattr = true, true
 		case "no_posix_acl":
 			c.policy.posixACL = false
+		case "security_label":
+			c.securityLabel = true
 		case "no_security_label":
+			c.securityLabel = false
 		default:
 			if why, ok := refusedOpts[k]; ok {
 				return fmt.Errorf("-o %s: %s", o, why)
@@ -479,6 +486,9 @@ func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
 		case "allow-devices":
 			err = noValue()
 			c.allowDevices = true
+		case "security-label":
+			err = noValue()
+			c.securityLabel = true
 		case "posix-acl":
 			err = noValue()
 			c.policy.posixACL, c.xattr = true, true // implies --xattr, as in virtiofsd
@@ -521,6 +531,9 @@ func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
 	}
 	if err := c.policy.check(); err != nil {
 		return nil, nil, err
+	}
+	if c.securityLabel && !c.xattr {
+		return nil, nil, errors.New("--security-label needs extended attributes (labels are stored as xattrs): drop --no-xattr")
 	}
 	if c.policy.posixACL && !c.xattr {
 		return nil, nil, errors.New("--posix-acl needs extended attributes (ACLs are system.posix_acl_* xattrs): drop --no-xattr")
@@ -693,7 +706,7 @@ func runVirtiofs(args []string) error {
 	dev, err := virtiofs.New(fsys, virtiofs.Options{
 		Tag: c.tag, RequestQueues: c.queues, CPUs: c.cpus, BusyPoll: c.busyPoll, Helpers: c.helpers, Log: log,
 		Fuse: fuse.Options{Writeback: c.writeback, Locks: c.locks, NoKillPrivV2: c.noKillpriv,
-			PosixACL: c.policy.posixACL, NoReaddirplus: c.noReaddirplus},
+			PosixACL: c.policy.posixACL, NoReaddirplus: c.noReaddirplus, SecurityLabel: c.securityLabel},
 		Stats: set,
 	})
 	if err != nil {

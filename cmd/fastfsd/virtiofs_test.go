@@ -48,7 +48,10 @@ func TestParseVirtiofsArgs(t *testing.T) {
 		}},
 		// Refused by name, with the reason.
 		{args: "--socket-path=/s --shared-dir=/d --announce-submounts", err: "--announce-submounts: not implemented"},
-		{args: "--socket-path=/s --shared-dir=/d --security-label", err: "FUSE_SECURITY_CTX"},
+		{args: "--socket-path=/s --shared-dir=/d --security-label", check: func(c *virtiofsConfig) bool { return c.securityLabel }},
+		{args: "--socket-path=/s --shared-dir=/d -o security_label", check: func(c *virtiofsConfig) bool { return c.securityLabel }},
+		{args: "--socket-path=/s --shared-dir=/d -o security_label,no_security_label", check: func(c *virtiofsConfig) bool { return !c.securityLabel }},
+		{args: "--socket-path=/s --shared-dir=/d --security-label --no-xattr", err: "--security-label needs extended attributes"},
 		{args: "--socket-path=/s --shared-dir=/d --migration-mode=find-paths", err: "migration"},
 		{args: "--socket-path=/s --shared-dir=/d --daemonize", err: "does not daemonize"},
 		{args: "--socket-path=/s --shared-dir=/d -o timeout=5", err: "-o timeout=5: not implemented"},

@@ -103,6 +103,21 @@
 // The identity switch needs CAP_SETUID/CAP_SETGID (New probes for them);
 // a daemon without them creates everything as itself.
 //
+// # Security labels
+//
+// A creating request may carry the label the client's LSM chose for the
+// new inode (fs.Context.SecLabelName and SecLabel, FUSE_SECURITY_CTX).
+// Create, Tmpfile, Mkdir, Mknod and Symlink store it as that xattr on the
+// inode they made, as the daemon, once the caller's identity is undone
+// (virtiofsd's way; it does not use the host's /proc/thread-self/attr/
+// fscreate, which only an SELinux host has and which would apply the
+// client's label under the host's policy): the inode exists unlabelled
+// for the moment between the two calls. If the label cannot be stored the
+// new name is removed and the request fails with the host's errno. A
+// label mapped into user.* (fs/xattrmap's default) is not stored on
+// symlinks and special files, which cannot hold user.* xattrs. Create of
+// a file that already exists does not relabel it.
+//
 // # umask
 //
 // The client kernel has already applied the caller's umask to the mode of

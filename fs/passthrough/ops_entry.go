@@ -170,9 +170,11 @@ func linkInode(procFd, fd, dirFd int, name string) error {
 func (f *FS) Forget(ino fs.Inode, n uint64) { f.inodes.forget(ino, n) }
 
 // newEntry finishes a creating request: it looks up the name just created
-// in dir, gives it the permission bits of mode that the process umask took
-// away (fixMode), and fills out.
-func (f *FS) newEntry(ctx *fs.Context, dir *inode, name []byte, mode uint32, out *fs.Entry) fs.Errno {
+// in dir (of type typ, S_IFMT bits), gives it the permission bits of mode
+// that the process umask took away (fixMode) and the client's security
+// label (setLabel; if that fails, the name is removed again and the
+// request fails), and fills out.
+func (f *FS) newEntry(ctx *fs.Context, dir *inode, name []byte, typ, mode uint32, out *fs.Entry) fs.Errno {
 	fd, e := openBeneath(dir, name, unix.O_PATH|unix.O_NOFOLLOW, 0)
 	if e != 0 {
 		return e
@@ -181,7 +183,25 @@ func (f *FS) newEntry(ctx *fs.Context, dir *inode, name []byte, mode uint32, out
 		unix.Close(fd)
 		return e
 	}
+	if e := f.setLabel(ctx, fd, typ); e != 0 {
+		unix.Close(fd)
+		removeNew(dir, name, typ)
+		return e
+	}
 	return f.addFd(fd, out)
+}
+
+// removeNew removes name, of type typ, which the request creating it has
+// just made in dir, when the request fails after all (its label could not
+// be stored): the client is told it failed, so nothing may be left. A
+// name the host replaced in between is removed too (as virtiofsd does);
+// an error is ignored: the request's own is reported.
+func removeNew(dir *inode, name []byte, typ uint32) {
+	flags := 0
+	if typ == unix.S_IFDIR {
+		flags = unix.AT_REMOVEDIR
+	}
+	_ = unix.Unlinkat(dir.fd, string(name), flags)
 }
 
 // fixMode gives the inode just created (fd, any kind of fd) the
@@ -227,7 +247,7 @@ func (f *FS) Mkdir(ctx *fs.Context, parent fs.Inode, name []byte, mode uint32, o
 	if e := f.asCaller(ctx, func() error { return unix.Mkdirat(dir.fd, s, mode&07777) }); e != 0 {
 		return e
 	}
-	return f.newEntry(ctx, dir, name, mode, out)
+	return f.newEntry(ctx, dir, name, unix.S_IFDIR, mode, out)
 }
 
 // Mknod creates a regular file, FIFO, socket or (with
@@ -260,7 +280,7 @@ func (f *FS) Mknod(ctx *fs.Context, parent fs.Inode, name []byte, mode, rdev uin
 	if e := f.asCaller(ctx, func() error { return unix.Mknodat(dir.fd, s, mode, int(rdev)) }); e != 0 {
 		return e
 	}
-	return f.newEntry(ctx, dir, name, mode, out)
+	return f.newEntry(ctx, dir, name, mode&unix.S_IFMT, mode, out)
 }
 
 // isWhiteout reports whether mode and rdev make an overlayfs whiteout: a
@@ -299,7 +319,7 @@ func (f *FS) Symlink(ctx *fs.Context, parent fs.Inode, name, target []byte, out 
 	if e := f.asCaller(ctx, func() error { return unix.Symlinkat(t, dir.fd, s) }); e != 0 {
 		return e
 	}
-	return f.newEntry(ctx, dir, name, 0, out)
+	return f.newEntry(ctx, dir, name, unix.S_IFLNK, 0, out)
 }
 
 // Unlink removes a non-directory.

@@ -205,6 +205,13 @@ func (f *FS) Create(ctx *fs.Context, parent fs.Inode, name []byte, mode, flags u
 			unix.Close(fd)
 			return e
 		}
+		// The label is the new file's: an existing file opened
+		// instead keeps its own.
+		if e := f.setLabel(ctx, fd, unix.S_IFREG); e != 0 {
+			unix.Close(fd)
+			removeNew(dir, name, unix.S_IFREG)
+			return e
+		}
 	}
 	return f.openedNew(fd, fl, out, open)
 }
@@ -265,6 +272,10 @@ func (f *FS) Tmpfile(ctx *fs.Context, parent fs.Inode, mode, flags uint32, out *
 	}
 	if e := f.fixMode(ctx, fd, mode); e != 0 {
 		unix.Close(fd)
+		return e
+	}
+	if e := f.setLabel(ctx, fd, unix.S_IFREG); e != 0 {
+		unix.Close(fd) // the unnamed file goes with its last fd
 		return e
 	}
 	return f.openedNew(fd, fl, out, open)

@@ -108,13 +108,54 @@ func (f *FS) SetXattr(ctx *fs.Context, ino fs.Inode, name, value []byte, flags u
 		return e
 	}
 	defer f.inodes.put(in)
+	return f.setxattrFd(in.fd, cn, name, value, int(flags))
+}
+
+// setxattrFd sets name (also given NUL-terminated as cn) on the inode fd
+// holds, any kind of fd, through its /proc/self/fd link.
+func (f *FS) setxattrFd(fd int, cn *byte, name, value []byte, flags int) fs.Errno {
 	if f.xattrAt {
 		var n fdName
-		return sys.Setxattrat(f.procFd, n.set(in.fd), cn, value, int(flags))
+		return sys.Setxattrat(f.procFd, n.set(fd), cn, value, flags)
 	}
 	var p procPath
-	p.set(in.fd)
-	return errno(unix.Setxattr(p.String(), string(name), value, int(flags)))
+	p.set(fd)
+	return errno(unix.Setxattr(p.String(), string(name), value, flags))
+}
+
+// setLabel stores the security label a creating request carries
+// (ctx.SecLabelName and SecLabel: the label the client's LSM chose,
+// FUSE_SECURITY_CTX, its name already mapped by fs/xattrmap) on the inode
+// just created, which fd holds (any kind of fd), of type typ (S_IFMT
+// bits). It runs as the daemon, after the switch to the caller's identity
+// is undone, as virtiofsd does: the client's kernel chose the label for
+// an inode its caller was allowed to create, and the host may demand
+// privilege for a security.* name (an LSM's consent; CAP_SYS_ADMIN where
+// the kernel asks for it) that the caller's identity would not have. The host kernel keeps user.* xattrs on regular files and
+// directories only (EPERM elsewhere): a label mapped into user.* (the
+// default map) is not stored on a symlink, FIFO, socket or device, which
+// the client then sees unlabelled, as it would see one created before it
+// labelled anything. On any other failure the caller removes what it
+// created and fails the request with the errno. No label: nothing to do.
+func (f *FS) setLabel(ctx *fs.Context, fd int, typ uint32) fs.Errno {
+	if ctx == nil || ctx.SecLabelName == nil {
+		return fs.OK
+	}
+	if !f.opts.Xattr {
+		return syscall.EOPNOTSUPP // labels are xattrs
+	}
+	if typ != unix.S_IFREG && typ != unix.S_IFDIR && len(ctx.SecLabelName) >= 5 && string(ctx.SecLabelName[:5]) == "user." {
+		return fs.OK
+	}
+	if len(ctx.SecLabel) > xattrSizeMax {
+		return syscall.E2BIG
+	}
+	var xn xattrName
+	cn, e := xn.set(ctx.SecLabelName)
+	if e != 0 {
+		return e
+	}
+	return f.setxattrFd(fd, cn, ctx.SecLabelName, ctx.SecLabel, 0)
 }
 
 // GetXattr copies name's value to dst, or returns its size if dst is

@@ -165,3 +165,68 @@ func (w *FS) dropCapability(ctx *fs.Context, ino fs.Inode) {
 	// nothing is gained by failing the write over it.
 	_ = w.FileSystem.RemoveXattr(ctx, ino, w.capName)
 }
+
+// Security labels (fs.Context.SecLabelName, sent with creating requests
+// under FUSE_SECURITY_CTX) are xattrs the client names: each creating
+// method maps the label's name as SetXattr maps a client's name, before
+// anything is created, as virtiofsd does (so with the default map a
+// guest's security.selinux label is stored as
+// user.virtiofs.security.selinux and reads back under its own name). A
+// name the map refuses fails the request with the rule's errno (EPERM,
+// EOPNOTSUPP) and nothing is created.
+
+// labelled runs create with ctx's label name replaced by its host name
+// (built in a pooled buffer that create must not keep), and puts the
+// client's name back after: ctx belongs to the transport's request.
+func (w *FS) labelled(ctx *fs.Context, create func() fs.Errno) fs.Errno {
+	buf := nameBufs.Get().(*[2*maxField + 1]byte)
+	defer nameBufs.Put(buf)
+	client := ctx.SecLabelName
+	host, e := w.m.Client(client, buf[:0])
+	if e != 0 {
+		return e
+	}
+	ctx.SecLabelName = host
+	defer func() { ctx.SecLabelName = client }()
+	return create()
+}
+
+// Create is the inner Create with the label's name mapped.
+func (w *FS) Create(ctx *fs.Context, parent fs.Inode, name []byte, mode, flags uint32, out *fs.Entry, open *fs.OpenOut) fs.Errno {
+	if ctx.SecLabelName == nil {
+		return w.FileSystem.Create(ctx, parent, name, mode, flags, out, open)
+	}
+	return w.labelled(ctx, func() fs.Errno { return w.FileSystem.Create(ctx, parent, name, mode, flags, out, open) })
+}
+
+// Tmpfile is the inner Tmpfile with the label's name mapped.
+func (w *FS) Tmpfile(ctx *fs.Context, parent fs.Inode, mode, flags uint32, out *fs.Entry, open *fs.OpenOut) fs.Errno {
+	if ctx.SecLabelName == nil {
+		return w.FileSystem.Tmpfile(ctx, parent, mode, flags, out, open)
+	}
+	return w.labelled(ctx, func() fs.Errno { return w.FileSystem.Tmpfile(ctx, parent, mode, flags, out, open) })
+}
+
+// Mkdir is the inner Mkdir with the label's name mapped.
+func (w *FS) Mkdir(ctx *fs.Context, parent fs.Inode, name []byte, mode uint32, out *fs.Entry) fs.Errno {
+	if ctx.SecLabelName == nil {
+		return w.FileSystem.Mkdir(ctx, parent, name, mode, out)
+	}
+	return w.labelled(ctx, func() fs.Errno { return w.FileSystem.Mkdir(ctx, parent, name, mode, out) })
+}
+
+// Mknod is the inner Mknod with the label's name mapped.
+func (w *FS) Mknod(ctx *fs.Context, parent fs.Inode, name []byte, mode, rdev uint32, out *fs.Entry) fs.Errno {
+	if ctx.SecLabelName == nil {
+		return w.FileSystem.Mknod(ctx, parent, name, mode, rdev, out)
+	}
+	return w.labelled(ctx, func() fs.Errno { return w.FileSystem.Mknod(ctx, parent, name, mode, rdev, out) })
+}
+
+// Symlink is the inner Symlink with the label's name mapped.
+func (w *FS) Symlink(ctx *fs.Context, parent fs.Inode, name, target []byte, out *fs.Entry) fs.Errno {
+	if ctx.SecLabelName == nil {
+		return w.FileSystem.Symlink(ctx, parent, name, target, out)
+	}
+	return w.labelled(ctx, func() fs.Errno { return w.FileSystem.Symlink(ctx, parent, name, target, out) })
+}

@@ -183,3 +183,84 @@ func TestWrapAllocs(t *testing.T) {
 		t.Errorf("GetXattr: %v allocs/op", a)
 	}
 }
+
+// labelFS records the label name each creating call sees.
+type labelFS struct {
+	fs.Base
+	seen []string
+}
+
+func (l *labelFS) rec(ctx *fs.Context, out *fs.Entry) fs.Errno {
+	l.seen = append(l.seen, string(ctx.SecLabelName)+"="+string(ctx.SecLabel))
+	out.Ino = 9
+	return 0
+}
+func (l *labelFS) Create(ctx *fs.Context, _ fs.Inode, _ []byte, _, _ uint32, out *fs.Entry, _ *fs.OpenOut) fs.Errno {
+	return l.rec(ctx, out)
+}
+func (l *labelFS) Tmpfile(ctx *fs.Context, _ fs.Inode, _, _ uint32, out *fs.Entry, _ *fs.OpenOut) fs.Errno {
+	return l.rec(ctx, out)
+}
+func (l *labelFS) Mkdir(ctx *fs.Context, _ fs.Inode, _ []byte, _ uint32, out *fs.Entry) fs.Errno {
+	return l.rec(ctx, out)
+}
+func (l *labelFS) Mknod(ctx *fs.Context, _ fs.Inode, _ []byte, _, _ uint32, out *fs.Entry) fs.Errno {
+	return l.rec(ctx, out)
+}
+func (l *labelFS) Symlink(ctx *fs.Context, _ fs.Inode, _, _ []byte, out *fs.Entry) fs.Errno {
+	return l.rec(ctx, out)
+}
+
+// TestWrapLabels: the security label of a creating request goes through
+// the map as a client's SetXattr name does (default: stored as
+// user.virtiofs.security.selinux); a name the map refuses fails the
+// request before the inner filesystem creates anything; the client's name
+// is back in ctx afterwards.
+func TestWrapLabels(t *testing.T) {
+	creates := map[string]func(w fs.FileSystem, ctx *fs.Context) fs.Errno{
+		"create": func(w fs.FileSystem, ctx *fs.Context) fs.Errno {
+			return w.Create(ctx, 1, []byte("f"), 0o644, 0, &fs.Entry{}, &fs.OpenOut{})
+		},
+		"tmpfile": func(w fs.FileSystem, ctx *fs.Context) fs.Errno {
+			return w.Tmpfile(ctx, 1, 0o644, 2, &fs.Entry{}, &fs.OpenOut{})
+		},
+		"mkdir": func(w fs.FileSystem, ctx *fs.Context) fs.Errno {
+			return w.Mkdir(ctx, 1, []byte("d"), 0o755, &fs.Entry{})
+		},
+		"mknod": func(w fs.FileSystem, ctx *fs.Context) fs.Errno {
+			return w.Mknod(ctx, 1, []byte("p"), 0o10644, 0, &fs.Entry{})
+		},
+		"symlink": func(w fs.FileSystem, ctx *fs.Context) fs.Errno {
+			return w.Symlink(ctx, 1, []byte("l"), []byte("t"), &fs.Entry{})
+		},
+	}
+	for _, c := range []struct {
+		rules, seen string
+		want        syscall.Errno
+	}{
+		{Default, "user.virtiofs.security.selinux=lbl", 0},
+		{":ok:all:::", "security.selinux=lbl", 0},
+		{":map:security.selinux:trusted.virtiofs.:", "trusted.virtiofs.security.selinux=lbl", 0},
+		{":bad:all:security.:: :ok:all:::", "", syscall.EPERM},
+		{":unsupported:all:security.:: :ok:all:::", "", syscall.EOPNOTSUPP},
+	} {
+		for op, create := range creates {
+			inner := &labelFS{}
+			w := Wrap(inner, MustParse(c.rules))
+			ctx := &fs.Context{SecLabelName: []byte("security.selinux"), SecLabel: []byte("lbl")}
+			if e := create(w, ctx); e != c.want {
+				t.Errorf("%s under %q: %v, want %v", op, c.rules, e, c.want)
+			}
+			if got := strings.Join(inner.seen, ","); got != c.seen {
+				t.Errorf("%s under %q: inner saw label %q, want %q", op, c.rules, got, c.seen)
+			}
+			if string(ctx.SecLabelName) != "security.selinux" {
+				t.Errorf("%s under %q: ctx label name %q afterwards", op, c.rules, ctx.SecLabelName)
+			}
+			inner.seen = nil
+			if e := create(w, &fs.Context{}); e != 0 || len(inner.seen) != 1 || inner.seen[0] != "=" {
+				t.Errorf("%s without a label under %q: %v, inner saw %q", op, c.rules, e, inner.seen)
+			}
+		}
+	}
+}
