@@ -172,10 +172,12 @@ func (c *fdCache) add(in *inode) {
 //
 // Preconditions: c.mu is held.
 func (c *fdCache) evict(v *inode) {
-	v.uncached.Store(true)
 	// Stored before loading refs, as put adds before loading uncached: of
 	// an evict and a put racing, at least one sees the other, and the
-	// compare-and-swap lets only one close.
+	// compare-and-swap lets only one close. A swap, not Store: under -race
+	// an atomic store has no fence after it (golang/go#58020) and the refs
+	// load could pass it, leaving an evicted fd open for good.
+	v.uncached.Swap(true)
 	c.closeIdle(v)
 }
 
