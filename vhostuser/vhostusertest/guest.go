@@ -270,7 +270,9 @@ func (q *GuestQueue) Wait() (id uint16, n uint32, err error) {
 			// it writes the call eventfd, so a device thread descheduled
 			// in between (a loaded CI machine) shows this state for a
 			// while: allow it the rest of the timeout, as a lost
-			// interrupt never comes at all.
+			// interrupt never comes at all. (The lost interrupts once
+			// seen here under -race were real: an atomic store without a
+			// fence, see ring/internal/vring TestStoreLoadOrder.)
 			wait := max(int(time.Until(deadline)/time.Millisecond), 1000)
 			if c, err := WaitCall(q.Ev.Call, wait); err != nil || !c {
 				return 0, 0, fmt.Errorf("%w (used id %d)", ErrNoInterrupt, id)
