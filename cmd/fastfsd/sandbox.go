@@ -44,11 +44,12 @@ func addSandboxFlags(fl *flag.FlagSet, door sandbox.Door) *sandboxFlags {
 }
 
 // options checks the flags (before anything is set up, so a typo fails
-// early) and returns door's sandbox options for shared directory dir. The
+// early) and returns door's sandbox options for the shared directories
+// dirs (Landlock allows each). The
 // mount door gets no Landlock: it unmounts on exit (umount2, or
 // fusermount3 -u for an unprivileged user), which Landlock forbids (no
 // mount topology changes).
-func (s *sandboxFlags) options(door sandbox.Door, dir string) (sandbox.Options, error) {
+func (s *sandboxFlags) options(door sandbox.Door, dirs ...string) (sandbox.Options, error) {
 	o := sandbox.Options{Door: door}
 	if s.sandbox == "auto" {
 		s.sandbox, s.autoNone = "namespace", namespaceUnavailable(door)
@@ -85,14 +86,16 @@ func (s *sandboxFlags) options(door sandbox.Door, dir string) (sandbox.Options, 
 	if door == sandbox.Mount {
 		return o, nil
 	}
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return o, fmt.Errorf("shared directory %s: %w", dir, err)
+	for _, dir := range dirs {
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			return o, fmt.Errorf("shared directory %s: %w", dir, err)
+		}
+		if abs, err = filepath.EvalSymlinks(abs); err != nil {
+			return o, fmt.Errorf("shared directory %s: %w", dir, err)
+		}
+		o.Landlock = append(o.Landlock, abs)
 	}
-	if abs, err = filepath.EvalSymlinks(abs); err != nil {
-		return o, fmt.Errorf("shared directory %s: %w", dir, err)
-	}
-	o.Landlock = []string{abs}
 	// /proc/self: mountinfo, and the /proc/self/fd magic links
 	// fs/passthrough reopens inodes through (Landlock checks the file
 	// they land on, which is under the shared directory).

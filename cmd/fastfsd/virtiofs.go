@@ -21,10 +21,12 @@ import (
 
 	"github.com/fastfsd/fastfsd/dataplane"
 	"github.com/fastfsd/fastfsd/dataplane/virtiofs"
+	"github.com/fastfsd/fastfsd/fs"
 	"github.com/fastfsd/fastfsd/fs/passthrough"
 	"github.com/fastfsd/fastfsd/fs/xattrmap"
 	"github.com/fastfsd/fastfsd/fuse"
 	"github.com/fastfsd/fastfsd/internal/sandbox"
+	"github.com/fastfsd/fastfsd/internal/sockfile"
 	"github.com/fastfsd/fastfsd/vhostuser"
 )
 
@@ -37,6 +39,7 @@ func init() {
 }
 
 const virtiofsUsage = `usage: fastfsd virtiofs --socket-path PATH --shared-dir DIR [flags]
+       fastfsd virtiofs --socket-path PATH --shared-dir NAME=DIR… [--control-socket CTL --share-root ROOT] [flags]
        virtiofsd --socket-path=PATH -o source=DIR[,cache=auto|always|none] [flags]
 
 Serves DIR to a VM's virtio-fs driver through a VMM (QEMU -device
@@ -56,6 +59,16 @@ flags:
   --fd N                    inherited listening socket instead of --socket-path (libvirt)
   --socket-group GROUP      group owning the socket (mode 0660)
   --shared-dir DIR          directory to serve (also -o source=DIR)
+  --shared-dir NAME=DIR     (repeatable) serve each DIR as the directory NAME of a read-only
+                            root (fs/vfs); NAME: no '/', not . or ..; a plain DIR cannot sit
+                            beside named shares. Not with --sandbox=namespace or chroot (their
+                            root is one directory); auto then means none
+  --control-socket PATH     add and remove shares under a running guest: a socket (mode 0600,
+                            born private; peers of another uid are dropped) taking one JSON
+                            request per line (see "fastfsd share --help"). Needs --share-root;
+                            not with --sandbox=namespace or chroot
+  --share-root DIR          shares added through --control-socket must be directories under DIR
+                            (resolved beneath it: no symlink leads out); Landlock allows it
   --tag TAG                 tag in the device config space (VMMs that read it; QEMU sets its own)
   --cache auto|always|metadata|never  client caching (also -o cache=…; none = never;
                             metadata: names and attributes a day, no file data)
@@ -146,7 +159,10 @@ type virtiofsConfig struct {
 	socketPath    string
 	fd            int
 	socketGroup   string
-	dir           string
+	dir           string   // the one shared directory (a plain --shared-dir DIR), else ""
+	shares        shareSet // every --shared-dir / -o source (shares.go)
+	control       string   // --control-socket
+	shareRoot     string   // --share-root
 	tag           string
 	cache         passthrough.CacheMode
 	queues        int
@@ -241,7 +257,9 @@ func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
 		k, v, _ := strings.Cut(o, "=")
 		switch k {
 		case "source":
-			c.dir = v
+			if err := c.shares.add(v); err != nil {
+				return fmt.Errorf("-o source: %w", err)
+			}
 		case "cache":
 			m, err := passthrough.ParseCacheMode(v)
 			if err != nil {
@@ -378,7 +396,13 @@ func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
 		case "pprof":
 			c.observe.pprof, err = value()
 		case "shared-dir", "source":
-			c.dir, err = value()
+			if v, err = value(); err == nil {
+				err = c.shares.add(v)
+			}
+		case "control-socket":
+			c.control, err = value()
+		case "share-root":
+			c.shareRoot, err = value()
 		case "tag":
 			if c.tag, err = value(); err == nil && (c.tag == "" || len(c.tag) > virtiofs.TagSize) {
 				err = fmt.Errorf("--tag %q: want 1 to %d bytes", c.tag, virtiofs.TagSize)
@@ -538,8 +562,19 @@ func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
 	if c.policy.posixACL && !c.xattr {
 		return nil, nil, errors.New("--posix-acl needs extended attributes (ACLs are system.posix_acl_* xattrs): drop --no-xattr")
 	}
-	if c.dir == "" {
-		return nil, nil, errors.New("no shared directory: pass --shared-dir DIR (or -o source=DIR)")
+	if err := c.shares.check(c.control != ""); err != nil {
+		return nil, nil, err
+	}
+	if c.shares.plain(c.control != "") {
+		c.dir = c.shares.specs[0].dir
+	}
+	if c.dir == "" && (c.sandbox.sandbox == "namespace" || c.sandbox.sandbox == "chroot") {
+		// The namespace and chroot sandboxes make one shared directory
+		// the root; a share added at run time could not be reached.
+		return nil, nil, fmt.Errorf("--sandbox=%s serves one shared directory as its root: not with several --shared-dir NAME=DIR or --control-socket; pass --sandbox=none (the capability drop, no_new_privs, Landlock on the shares' directories and --share-root, and the seccomp filter still apply)", c.sandbox.sandbox)
+	}
+	if (c.control == "") != (c.shareRoot == "") {
+		return nil, nil, errors.New("--control-socket PATH and --share-root DIR go together: shares added at run time must lie under --share-root, the one place besides the initial shares that Landlock lets the daemon open")
 	}
 	if (c.socketPath == "") == (c.fd < 0) {
 		return nil, nil, errors.New("pass exactly one of --socket-path PATH and --fd N: where the VMM connects")
@@ -593,11 +628,19 @@ func runVirtiofs(args []string) error {
 			return fmt.Errorf("--rlimit-nofile %d: %w (above the hard limit needs CAP_SYS_RESOURCE; see /proc/sys/fs/nr_open)", c.rlimitNofile, err)
 		}
 	}
-	sb, err := c.sandbox.options(sandbox.Virtiofs, c.dir)
+	if c.dir == "" && c.sandbox.sandbox == "auto" {
+		c.sandbox.sandbox, c.sandbox.autoNone = "none", "several shares or --control-socket (the namespace sandbox's root is one shared directory)"
+	}
+	landlockDirs := c.shares.dirs()
+	if c.shareRoot != "" {
+		landlockDirs = append(landlockDirs, c.shareRoot)
+	}
+	sb, err := c.sandbox.options(sandbox.Virtiofs, landlockDirs...)
 	if err != nil {
 		return err
 	}
 	socketDir(&sb, c.socketPath)
+	socketDir(&sb, c.control)
 	if c.cpus == nil && !c.cpusNone {
 		// Pinned by default, as the /dev/fuse workers are: hiprio and
 		// each request queue get a CPU of the plan.
@@ -663,6 +706,15 @@ func runVirtiofs(args []string) error {
 		return err
 	}
 	defer ln.Close()
+	// The control socket, born private like the vhost-user one, before
+	// confinement (Landlock then forbids making files).
+	var ctlLn *sockfile.Listener
+	if c.control != "" {
+		if ctlLn, err = listenControl(c.control); err != nil {
+			return err
+		}
+		defer ctlLn.Close()
+	}
 	if c.sandbox.supervised() && !child {
 		f, err := ln.File()
 		if err != nil {
@@ -690,18 +742,36 @@ func runVirtiofs(args []string) error {
 	}
 	// Opened after confine: passthrough records the capability set its
 	// identity switches restore, which must be the confined one.
-	pfs, err := passthrough.New(dir, passthrough.Options{Cache: c.cache, Xattr: c.xattr, ReadOnly: c.readOnly, DirectIO: c.directIO,
-		AllowDevices: c.allowDevices, FileHandles: c.fileHandles, FdCache: c.fdCache, ProcFd: procFd})
-	if err != nil {
-		return fmt.Errorf("%w; check --shared-dir", err)
+	if child {
+		c.shares.specs[0].dir = dir // the sandbox's root
 	}
-	defer pfs.Close()
-	if n := fileHandlesNote(pfs, c.fileHandles); n != "" {
-		log.Info("virtiofs: " + n)
+	mk := func(dir string) (fs.FileSystem, error) {
+		pfs, err := passthrough.New(dir, passthrough.Options{Cache: c.cache, Xattr: c.xattr, ReadOnly: c.readOnly, DirectIO: c.directIO,
+			AllowDevices: c.allowDevices, FileHandles: c.fileHandles, FdCache: c.fdCache, ProcFd: procFd})
+		if err != nil {
+			return nil, fmt.Errorf("%w; check --shared-dir", err)
+		}
+		if n := fileHandlesNote(pfs, c.fileHandles); n != "" {
+			log.Info("virtiofs: " + n)
+		}
+		return pfs, nil
 	}
-	fsys, err := c.policy.wrap(pfs, c.xattr)
+	inner, v, closeShares, err := c.shares.build(c.control != "", mk)
 	if err != nil {
 		return err
+	}
+	defer closeShares()
+	fsys, err := c.policy.wrap(inner, c.xattr)
+	if err != nil {
+		return err
+	}
+	if ctlLn != nil {
+		ctl, err := newControlServer(v, mk, log, c.shareRoot)
+		if err != nil {
+			return err
+		}
+		go ctl.Serve(ctlLn.UnixListener)
+		log.Info("virtiofs: control socket listening", "path", c.control, "share-root", ctl.root)
 	}
 	dev, err := virtiofs.New(fsys, virtiofs.Options{
 		Tag: c.tag, RequestQueues: c.queues, CPUs: c.cpus, BusyPoll: c.busyPoll, Helpers: c.helpers, Log: log,
@@ -744,7 +814,7 @@ func runVirtiofs(args []string) error {
 	if where == "" {
 		where = "fd " + strconv.Itoa(c.fd)
 	}
-	log.Info("virtiofs: waiting for the front-end", "socket", where, "shared-dir", c.dir, "request-queues", c.queues)
+	log.Info("virtiofs: waiting for the front-end", "socket", where, "shared-dir", c.shares.String(), "request-queues", c.queues)
 	for {
 		conn, err := ln.AcceptUnix()
 		if err != nil {
