@@ -13,6 +13,7 @@ import (
 
 	"github.com/fastfsd/fastfsd/dataplane/fusedev"
 	"github.com/fastfsd/fastfsd/dataplane/uring"
+	"github.com/fastfsd/fastfsd/fs"
 	"github.com/fastfsd/fastfsd/fs/passthrough"
 	"github.com/fastfsd/fastfsd/fuse"
 	"github.com/fastfsd/fastfsd/fuse/abi"
@@ -30,6 +31,7 @@ func init() {
 }
 
 const mountUsage = `usage: fastfsd mount --source DIR [flags] MOUNTPOINT
+       fastfsd mount --source NAME=DIR --source NAME2=DIR2… [flags] MOUNTPOINT
 
 Mounts DIR at MOUNTPOINT through /dev/fuse and serves it in the foreground
 until the filesystem is unmounted (umount MOUNTPOINT, or fusermount3 -u) or
@@ -43,7 +45,8 @@ flags:
 
 func runMount(args []string) error {
 	fl := flag.NewFlagSet("mount", flag.ContinueOnError)
-	source := fl.String("source", "", "directory to serve (required)")
+	var sources shareSet
+	fl.Func("source", "directory to serve (required); NAME=DIR, repeatable, serves each DIR as the directory NAME of a read-only root (fs/vfs; NAME: no '/', not . or ..)", sources.add)
 	workers := fl.Int("workers", 0, "number of workers, each with its own cloned /dev/fuse fd and pinned to one CPU; 0 = one per CPU this process may run on")
 	cache := fl.String("cache", "auto", "client caching: auto (names and attributes 1 s, data until the file changes), always (1 day; only this client changes DIR), metadata (names and attributes 1 day, no file data: direct I/O), never (no caching, direct I/O)")
 	allowOther := fl.Bool("allow-other", false, "let users other than the mounting one access the mount (unprivileged: needs user_allow_other in /etc/fuse.conf)")
@@ -75,9 +78,13 @@ func runMount(args []string) error {
 		return fmt.Errorf("want exactly one MOUNTPOINT after the flags, got %d arguments; flags go before MOUNTPOINT", fl.NArg())
 	}
 	mnt := fl.Arg(0)
-	if *source == "" {
-		return errors.New("--source DIR is required: the directory to serve")
+	if len(sources.specs) == 0 {
+		return errors.New("--source DIR is required: the directory to serve (or --source NAME=DIR for each of several)")
 	}
+	if err := sources.check(false); err != nil {
+		return errors.New(strings.ReplaceAll(err.Error(), "--shared-dir", "--source"))
+	}
+	plain := sources.plain(false)
 	if *workers < 0 || *workers > 1024 {
 		return fmt.Errorf("--workers %d: want 0 (one per CPU) to 1024", *workers)
 	}
@@ -120,11 +127,16 @@ func runMount(args []string) error {
 	if *watch && cm == passthrough.CacheNever {
 		return errors.New("--watch with --cache=never: the client caches nothing, so there is nothing to invalidate; drop --watch, or use --cache=always --watch")
 	}
-	if st, err := os.Stat(*source); err != nil || !st.IsDir() {
-		if err == nil {
-			err = errors.New("not a directory")
+	if *watch && !plain {
+		return errors.New("--watch with several --source NAME=DIR: the watcher serves one directory; drop --watch, or serve one --source DIR")
+	}
+	for _, dir := range sources.dirs() {
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			if err == nil {
+				err = errors.New("not a directory")
+			}
+			return fmt.Errorf("--source %s: %v; give an existing directory", dir, err)
 		}
-		return fmt.Errorf("--source %s: %v; give an existing directory", *source, err)
 	}
 	if strings.ContainsAny(*fsname, ", \x00") {
 		return fmt.Errorf("--fsname %q: must not contain a comma, space or NUL", *fsname)
@@ -140,7 +152,7 @@ func runMount(args []string) error {
 	if err := inodes.apply(&fsOpts); err != nil {
 		return err
 	}
-	sb, err := sbf.options(sandbox.Mount, *source)
+	sb, err := sbf.options(sandbox.Mount, sources.dirs()...)
 	if err != nil {
 		return err
 	}
@@ -172,7 +184,7 @@ func runMount(args []string) error {
 	// fanotify_mark.
 	var watcher *passthrough.Watcher
 	if *watch {
-		if watcher, err = passthrough.NewWatcher(*source); err != nil {
+		if watcher, err = passthrough.NewWatcher(sources.specs[0].dir); err != nil {
 			return fmt.Errorf("--watch: %w", err)
 		}
 		defer watcher.Close()
@@ -208,20 +220,29 @@ func runMount(args []string) error {
 	}
 	// Opened after confine: passthrough records the capability set its
 	// identity switches restore, which must be the confined one.
-	pfs, err := passthrough.New(*source, fsOpts)
+	// pfs is the one backend of a plain --source DIR (the watcher's).
+	var pfs *passthrough.FS
+	inner, _, _, err := sources.build(false, func(dir string) (fs.FileSystem, error) {
+		p, err := passthrough.New(dir, fsOpts)
+		if err != nil {
+			return nil, err
+		}
+		if n := fileHandlesNote(p, fsOpts.FileHandles); n != "" {
+			fmt.Fprintln(os.Stderr, "fastfsd mount: "+n)
+		}
+		pfs = p
+		return p, nil
+	})
 	if err != nil {
 		conn.Unmount()
 		return err
 	}
-	// pfs is not closed: runMount returns only for the process to exit,
-	// and exit closes every fd the inode table holds at once, where Close
-	// would release each inode the client ever looked up, one by one (0.4 s
-	// for 200,000, after the unmount; SIGTERM must end the daemon in
-	// seconds whatever the kernel remembers, issue 10).
-	if n := fileHandlesNote(pfs, fsOpts.FileHandles); n != "" {
-		fmt.Fprintln(os.Stderr, "fastfsd mount: "+n)
-	}
-	fsys, err := policy.wrap(pfs, *xattr)
+	// The backends are not closed: runMount returns only for the process
+	// to exit, and exit closes every fd the inode tables hold at once,
+	// where Close would release each inode the client ever looked up, one
+	// by one (0.4 s for 200,000, after the unmount; SIGTERM must end the
+	// daemon in seconds whatever the kernel remembers, issue 10).
+	fsys, err := policy.wrap(inner, *xattr)
 	if err != nil {
 		conn.Unmount()
 		return err

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -336,5 +337,65 @@ func TestVirtiofsShares(t *testing.T) {
 	os.Chmod(ctl, 0o666)
 	if got := nobody(); !strings.HasPrefix(got, "no reply:") {
 		t.Errorf("uid 65534 on a 0666 control socket: %q, want no reply", got)
+	}
+}
+
+// TestMountShares mounts two directories as the shares a and b of one
+// /dev/fuse mount with fastfsd mount --source NAME=DIR, reads each through
+// the mount, checks a rename between them is EXDEV, and stops it with
+// SIGTERM (exit 0, mount gone).
+func TestMountShares(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireDevFuse(t)
+	dir := t.TempDir()
+	a, b, mnt := filepath.Join(dir, "a"), filepath.Join(dir, "b"), filepath.Join(dir, "mnt")
+	for _, d := range []string{a, b, mnt} {
+		os.Mkdir(d, 0o755)
+	}
+	os.WriteFile(filepath.Join(a, "f"), []byte("in a"), 0o644)
+	os.WriteFile(filepath.Join(b, "f"), []byte("in b"), 0o644)
+	cmd := exec.Command(os.Args[0], "-test.run=^$", "--source", "a="+a, "--source", "b="+b, mnt)
+	cmd.Env = append(os.Environ(), "FASTFSD_TEST_MOUNT_CHILD=1")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+		syscall.Unmount(mnt, syscall.MNT_DETACH)
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for !mounted(mnt) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not become a mount within 10 s", mnt)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ents, err := os.ReadDir(mnt)
+	if err != nil || len(ents) != 2 || ents[0].Name() != "a" || ents[1].Name() != "b" || !ents[0].IsDir() {
+		t.Fatalf("ls %s: %v %v, want a and b", mnt, ents, err)
+	}
+	for _, c := range []struct{ path, want string }{{"a/f", "in a"}, {"b/f", "in b"}} {
+		if got, err := os.ReadFile(filepath.Join(mnt, c.path)); err != nil || string(got) != c.want {
+			t.Errorf("read %s: %q %v, want %q", c.path, got, err, c.want)
+		}
+	}
+	if err := os.Rename(filepath.Join(mnt, "a/f"), filepath.Join(mnt, "b/g")); !errors.Is(err, syscall.EXDEV) {
+		t.Errorf("rename a/f b/g: %v, want EXDEV", err)
+	}
+	if err := os.WriteFile(filepath.Join(mnt, "b/new"), []byte("x"), 0o644); err != nil {
+		t.Errorf("create b/new: %v", err)
+	} else if got, _ := os.ReadFile(filepath.Join(b, "new")); string(got) != "x" {
+		t.Errorf("b/new on the host: %q", got)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if code := waitExit(t, cmd); code != 0 {
+		t.Errorf("exit status %d after SIGTERM, want 0", code)
+	}
+	if mounted(mnt) {
+		t.Error("still mounted after SIGTERM")
 	}
 }
