@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -189,6 +190,84 @@ func enterNamespaceRoot(dir string) (procFd int, err error) {
 	}
 	// pivot_root(".", "."): the old root ends up stacked on the new one;
 	// detaching it leaves the shared directory alone.
+	if err := step("pivot_root", unix.PivotRoot(".", ".")); err != nil {
+		return fail(err)
+	}
+	if err := step("detach the old root", unix.Unmount(".", unix.MNT_DETACH)); err != nil {
+		return fail(err)
+	}
+	if err := step("chdir /", unix.Chdir("/")); err != nil {
+		return fail(err)
+	}
+	return procFd, nil
+}
+
+// enterNamespaceShares is enterNamespaceRoot for several shares: the new
+// root is a read-only tmpfs holding each share's directory bind-mounted
+// at /NAME (the paths the door then serves). The tmpfs is mounted on the
+// first share's directory, which exists and which nothing outside this
+// mount namespace sees; every share is opened first, so the bind mounts
+// take the directories themselves (through /proc/self/fd/N), whatever the
+// tmpfs then hides. The process must be alone in new mount and pid
+// namespaces and hold CAP_SYS_ADMIN.
+func enterNamespaceShares(specs []shareSpec) (procFd int, err error) {
+	step := func(what string, err error) error {
+		if err != nil {
+			return fmt.Errorf("--sandbox=namespace: %s: %w", what, err)
+		}
+		return nil
+	}
+	if len(specs) == 0 {
+		return -1, errors.New("--sandbox=namespace: no share to serve")
+	}
+	if err := step("make mounts private", unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, "")); err != nil {
+		return -1, err
+	}
+	if err := step("mount /proc", unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")); err != nil {
+		return -1, err
+	}
+	procFd, err = unix.Open("/proc/self/fd", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err := step("open /proc/self/fd", err); err != nil {
+		return -1, err
+	}
+	fds := make([]int, 0, len(specs))
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	fail := func(e error) (int, error) {
+		unix.Close(procFd)
+		return -1, e
+	}
+	for _, sp := range specs {
+		fd, err := unix.Open(sp.dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err := step("open share "+sp.name+" ("+sp.dir+")", err); err != nil {
+			return fail(err)
+		}
+		fds = append(fds, fd)
+	}
+	top := specs[0].dir
+	const flags = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+	if err := step("mount the root's tmpfs on "+top, unix.Mount("fastfs-shares", top, "tmpfs", flags, "mode=0555,size=64k")); err != nil {
+		return fail(err)
+	}
+	for i, sp := range specs {
+		at := filepath.Join(top, sp.name)
+		if err := step("mkdir "+at, unix.Mkdir(at, 0o555)); err != nil {
+			return fail(err)
+		}
+		src := "/proc/self/fd/" + strconv.Itoa(fds[i])
+		if err := step("bind-mount share "+sp.name+" ("+sp.dir+")", unix.Mount(src, at, "", unix.MS_BIND|unix.MS_REC, "")); err != nil {
+			return fail(err)
+		}
+	}
+	if err := step("make the root read-only", unix.Mount("", top, "", unix.MS_REMOUNT|unix.MS_RDONLY|flags, "")); err != nil {
+		return fail(err)
+	}
+	if err := step("chdir "+top, unix.Chdir(top)); err != nil {
+		return fail(err)
+	}
 	if err := step("pivot_root", unix.PivotRoot(".", ".")); err != nil {
 		return fail(err)
 	}

@@ -248,6 +248,7 @@ func TestNamespaceSandbox(t *testing.T) {
 			}
 		})
 	}
+	t.Run("namespace/virtiofs-shares", func(t *testing.T) { testNamespaceShares(t, bin) })
 }
 
 // virtiofsLookup plays QEMU and the guest: FUSE INIT, then LOOKUP name.

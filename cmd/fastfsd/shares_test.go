@@ -99,8 +99,10 @@ func TestVirtiofsShareArgs(t *testing.T) {
 		{args: "--socket-path=/s --shared-dir a=/x --control-socket /c", err: "go together"},
 		{args: "--socket-path=/s --shared-dir a=/x --share-root /r", err: "go together"},
 		{args: "--socket-path=/s --shared-dir a/b=/x", n: -1}, // a path with '=': one plain directory
-		{args: "--socket-path=/s --shared-dir a=/x --shared-dir b=/y --sandbox namespace", err: "--sandbox=namespace serves one shared directory"},
-		{args: "--socket-path=/s --control-socket /c --share-root /r -o sandbox=chroot", err: "--sandbox=chroot serves one shared directory"},
+		{args: "--socket-path=/s --shared-dir a=/x --shared-dir b=/y --sandbox namespace", n: 2},
+		{args: "--socket-path=/s --shared-dir a=/x --shared-dir b=/y --sandbox chroot", err: "--sandbox=chroot serves one shared directory"},
+		{args: "--socket-path=/s --control-socket /c --share-root /r -o sandbox=chroot", err: "--control-socket with --sandbox=chroot"},
+		{args: "--socket-path=/s --control-socket /c --share-root /r --sandbox namespace", err: "--control-socket with --sandbox=namespace"},
 		{args: "--socket-path=/s --shared-dir /x --sandbox namespace", n: -2}, // one directory: as before
 	} {
 		c, _, err := parseVirtiofsArgs(strings.Fields(tc.args))
@@ -397,5 +399,84 @@ func TestMountShares(t *testing.T) {
 	}
 	if mounted(mnt) {
 		t.Error("still mounted after SIGTERM")
+	}
+}
+
+// testNamespaceShares (a subtest of TestNamespaceSandbox, which builds
+// the static binary): fastfsd virtiofs with two shares under
+// --sandbox=namespace serves from a child whose root is a read-only
+// directory holding exactly the two shares, and the guest reaches a
+// file of each.
+func testNamespaceShares(t *testing.T, bin string) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	for _, d := range []string{a, b} {
+		os.Mkdir(d, 0o755)
+		os.WriteFile(filepath.Join(d, "in-"+filepath.Base(d)), []byte("x"), 0o644)
+	}
+	sock := filepath.Join(dir, "door.sock")
+	stderr := new(testutil.Buffer)
+	cmd := exec.Command(bin, "virtiofs", "--socket-path", sock, "--shared-dir", "a="+a, "--shared-dir", "b="+b, "--sandbox", "namespace")
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			<-done
+		}
+		t.Logf("stderr:\n%s", stderr)
+	}()
+	child := nsChild(t, cmd.Process.Pid, stderr)
+	root := fmt.Sprintf("/proc/%d/root", child)
+	ents, err := os.ReadDir(root)
+	if err != nil || len(ents) != 2 || ents[0].Name() != "a" || ents[1].Name() != "b" {
+		t.Fatalf("the child's root holds %v (%v), want exactly a and b", ents, err)
+	}
+	var st, want syscall.Stat_t
+	syscall.Stat(filepath.Join(root, "b"), &st)
+	syscall.Stat(b, &want)
+	if st.Dev != want.Dev || st.Ino != want.Ino {
+		t.Errorf("the child's /b is %d:%d, want the share's directory %d:%d", st.Dev, st.Ino, want.Dev, want.Ino)
+	}
+	if err := syscall.Mkdir(filepath.Join(root, "x"), 0o755); err != syscall.EROFS {
+		t.Errorf("mkdir in the child's root: %v, want EROFS", err)
+	}
+	f, err := vt.Dial(sock)
+	if err != nil {
+		t.Fatalf("dial %s: %v", sock, err)
+	}
+	defer f.Close()
+	g, err := vt.NewGuest(f, vt.GuestConfig{Queues: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	in := abi.InitIn{Major: 7, Minor: abi.KernelMinorVersion, Flags: uint32(abi.InitMaxPages)}
+	ia := make([]byte, abi.InitInSize)
+	in.Marshal(ia)
+	if e, _ := fuseCall(t, g, abi.OpInit, 0, ia, abi.InitOutSize); e != 0 {
+		t.Fatalf("INIT: %d", e)
+	}
+	for _, d := range []string{"a", "b"} {
+		n, e := lookupNode(t, g, 1, d)
+		if e != 0 {
+			t.Fatalf("LOOKUP %s: %d", d, e)
+		}
+		if _, e := lookupNode(t, g, n, "in-"+d); e != 0 {
+			t.Errorf("LOOKUP %s/in-%s: %d", d, d, e)
+		}
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("exit after SIGTERM: %v, want status 0", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("still running 10 s after SIGTERM")
 	}
 }

@@ -61,12 +61,13 @@ flags:
   --shared-dir DIR          directory to serve (also -o source=DIR)
   --shared-dir NAME=DIR     (repeatable) serve each DIR as the directory NAME of a read-only
                             root (fs/vfs); NAME: no '/', not . or ..; a plain DIR cannot sit
-                            beside named shares. Not with --sandbox=namespace or chroot (their
-                            root is one directory); auto then means none
+                            beside named shares. Under --sandbox=namespace the child's root is a
+                            read-only tmpfs holding each DIR bind-mounted at /NAME; not with
+                            --sandbox=chroot
   --control-socket PATH     add and remove shares under a running guest: a socket (mode 0600,
                             born private; peers of another uid are dropped) taking one JSON
                             request per line (see "fastfsd share --help"). Needs --share-root;
-                            not with --sandbox=namespace or chroot
+                            not with --sandbox=namespace or chroot (auto then means none)
   --share-root DIR          shares added through --control-socket must be directories under DIR
                             (resolved beneath it: no symlink leads out); Landlock allows it
   --tag TAG                 tag in the device config space (VMMs that read it; QEMU sets its own)
@@ -568,10 +569,13 @@ func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
 	if c.shares.plain(c.control != "") {
 		c.dir = c.shares.specs[0].dir
 	}
-	if c.dir == "" && (c.sandbox.sandbox == "namespace" || c.sandbox.sandbox == "chroot") {
-		// The namespace and chroot sandboxes make one shared directory
-		// the root; a share added at run time could not be reached.
-		return nil, nil, fmt.Errorf("--sandbox=%s serves one shared directory as its root: not with several --shared-dir NAME=DIR or --control-socket; pass --sandbox=none (the capability drop, no_new_privs, Landlock on the shares' directories and --share-root, and the seccomp filter still apply)", c.sandbox.sandbox)
+	if c.control != "" && (c.sandbox.sandbox == "namespace" || c.sandbox.sandbox == "chroot") {
+		// The sandbox's root holds the shares it started with; a
+		// directory added at run time could not be reached from it.
+		return nil, nil, fmt.Errorf("--control-socket with --sandbox=%s: a directory added at run time would be outside the sandbox's root; pass --sandbox=none (the capability drop, no_new_privs, Landlock on the shares' directories and --share-root, and the seccomp filter still apply)", c.sandbox.sandbox)
+	}
+	if c.dir == "" && c.sandbox.sandbox == "chroot" {
+		return nil, nil, errors.New("--sandbox=chroot serves one shared directory as its root (it makes no mount namespace to gather several in): with several --shared-dir NAME=DIR pass --sandbox=namespace or none")
 	}
 	if (c.control == "") != (c.shareRoot == "") {
 		return nil, nil, errors.New("--control-socket PATH and --share-root DIR go together: shares added at run time must lie under --share-root, the one place besides the initial shares that Landlock lets the daemon open")
@@ -628,8 +632,8 @@ func runVirtiofs(args []string) error {
 			return fmt.Errorf("--rlimit-nofile %d: %w (above the hard limit needs CAP_SYS_RESOURCE; see /proc/sys/fs/nr_open)", c.rlimitNofile, err)
 		}
 	}
-	if c.dir == "" && c.sandbox.sandbox == "auto" {
-		c.sandbox.sandbox, c.sandbox.autoNone = "none", "several shares or --control-socket (the namespace sandbox's root is one shared directory)"
+	if c.control != "" && c.sandbox.sandbox == "auto" {
+		c.sandbox.sandbox, c.sandbox.autoNone = "none", "--control-socket (a directory added at run time would be out of the namespace sandbox's reach)"
 	}
 	landlockDirs := c.shares.dirs()
 	if c.shareRoot != "" {
@@ -727,12 +731,20 @@ func runVirtiofs(args []string) error {
 		return superviseNamespace(append([]string{"listen"}, names...), append([]*os.File{f}, files...), c.sandbox.chroot(), logf)
 	}
 	c.observe.serve()
-	dir, procFd := c.dir, 0
+	procFd := 0
 	if child {
-		if procFd, err = c.sandbox.enterSandboxRoot(c.dir); err != nil {
+		if c.dir != "" {
+			procFd, err = c.sandbox.enterSandboxRoot(c.dir)
+		} else {
+			procFd, err = enterNamespaceShares(c.shares.specs)
+		}
+		if err != nil {
 			return err
 		}
-		dir = "/"
+		// The sandbox's root is the one share, or holds each at /NAME.
+		for i := range c.shares.specs {
+			c.shares.specs[i].dir = "/" + c.shares.specs[i].name
+		}
 		inNamespace(&sb)
 	} else {
 		c.sandbox.logAuto(logf)
@@ -742,9 +754,6 @@ func runVirtiofs(args []string) error {
 	}
 	// Opened after confine: passthrough records the capability set its
 	// identity switches restore, which must be the confined one.
-	if child {
-		c.shares.specs[0].dir = dir // the sandbox's root
-	}
 	mk := func(dir string) (fs.FileSystem, error) {
 		pfs, err := passthrough.New(dir, passthrough.Options{Cache: c.cache, Xattr: c.xattr, ReadOnly: c.readOnly, DirectIO: c.directIO,
 			AllowDevices: c.allowDevices, FileHandles: c.fileHandles, FdCache: c.fdCache, ProcFd: procFd})
