@@ -276,6 +276,9 @@ func runMount(args []string) error {
 	if watcher != nil {
 		watcher.Close()
 		<-watchDone
+		ws := watcher.Stats()
+		fmt.Fprintf(os.Stderr, "fastfsd mount: --watch: %d events (%d of this daemon's own changes, %d about inodes the client did not know), %d notifications sent, %d failed, %d queue overflows\n",
+			ws.Events, ws.Own, ws.Unknown, ws.Notified, ws.Errors, ws.Overflows)
 	}
 	// Serve returns after the mount is gone (or it unmounted it on an
 	// error); make sure nothing is left before closing the fd, which

@@ -139,7 +139,10 @@ type keyShard struct {
 type inodeTable struct {
 	ids  [nShards]idShard
 	keys [nShards]keyShard
-	// next is the last ID handed out; IDs are never reused.
+	// next is the last ID handed out; IDs are never reused. insert bumps
+	// it under the key shard's lock, together with adding the inode, so
+	// that a reader who loaded it before a lookup that missed knows the
+	// miss is stale once it changes (the watcher's negative cache).
 	next atomic.Uint64
 	// fh keeps inodes as file handles with a bounded fd cache; nil: every
 	// inode keeps its fd (FileHandlesNever). Set before first use.

@@ -85,7 +85,19 @@ type Watcher struct {
 	pid     int32    // this process: its own changes are skipped
 
 	events, own, unknown, notified, overflows, errs atomic.Uint64
+	opens                                           atomic.Uint64 // handles opened to map them (tests)
+
+	// neg remembers handles that named no inode of the table, with the
+	// table's last inode ID (inodeTable.next) when that was found: until
+	// an inode is added, the answer stands, and an event about a file the
+	// client never looked up (on a busy host filesystem, most of them)
+	// costs a map lookup instead of open_by_handle_at and fstat. Used by
+	// Run's goroutine only; cleared when it reaches maxNeg entries.
+	neg map[string]uint64
 }
+
+// maxNeg bounds Watcher.neg.
+const maxNeg = 4096
 
 // WatchStats counts what a Watcher saw and did.
 type WatchStats struct {
@@ -331,6 +343,15 @@ func (w *Watcher) inodeOf(f *FS, id fid) (fs.Inode, bool) {
 		w.unknown.Add(1)
 		return 0, false
 	}
+	// Loaded before the lookup: an inode added after it (its ID taken
+	// under the key shard's lock, with its insertion) makes this answer
+	// stale.
+	gen := f.inodes.next.Load()
+	if g, ok := w.neg[string(id.handle)]; ok && g == gen {
+		w.unknown.Add(1)
+		return 0, false
+	}
+	w.opens.Add(1)
 	w.mountMu.RLock()
 	fd, err := -1, error(syscall.EBADF)
 	if w.mountFd >= 0 {
@@ -351,6 +372,10 @@ func (w *Watcher) inodeOf(f *FS, id fid) (fs.Inode, bool) {
 	ino, ok := f.inodes.idOf(keyOf(&st))
 	if !ok {
 		w.unknown.Add(1)
+		if w.neg == nil || len(w.neg) >= maxNeg {
+			w.neg = make(map[string]uint64)
+		}
+		w.neg[string(id.handle)] = gen
 	}
 	return ino, ok
 }

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/fastfsd/fastfsd/fs"
 	"github.com/fastfsd/fastfsd/internal/testutil"
 )
@@ -241,3 +243,35 @@ type nopNotifier struct{}
 
 func (nopNotifier) NotifyInvalInode(uint64, int64, int64) error { return nil }
 func (nopNotifier) NotifyInvalEntry(uint64, []byte, bool) error { return nil }
+
+// TestWatcherNegativeCache: a handle that names no inode the client
+// knows is opened once; asked again it is answered from the cache, until
+// the client looks an inode up, when it is opened again and found.
+func TestWatcherNegativeCache(t *testing.T) {
+	testutil.RequireRoot(t)
+	f, dir := newTestFS(t, Options{Cache: CacheAlways})
+	w, err := NewWatcher(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	writeFile(t, join(dir, "u"), "0", 0o644)
+	h, _, err := unix.NameToHandleAt(unix.AT_FDCWD, join(dir, "u"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := fid{fsid: w.fsid, typ: h.Type(), handle: h.Bytes(), ok: true}
+	for i := range 3 {
+		if _, ok := w.inodeOf(f, id); ok {
+			t.Fatalf("ask %d: u found before the client looked it up", i)
+		}
+	}
+	if n := w.opens.Load(); n != 1 {
+		t.Fatalf("handle opened %d times for three asks, want 1", n)
+	}
+	u := lookup(t, f, fs.RootInode, "u").Ino
+	got, ok := w.inodeOf(f, id)
+	if !ok || got != u || w.opens.Load() != 2 {
+		t.Fatalf("after the lookup: %d, %v, %d opens; want %d, true, 2", got, ok, w.opens.Load(), u)
+	}
+}
