@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fastfsd/fastfsd/fs"
 	"github.com/fastfsd/fastfsd/fs/passthrough"
 	"github.com/fastfsd/fastfsd/internal/sandbox"
 	"github.com/fastfsd/fastfsd/internal/sockfile"
@@ -30,6 +31,7 @@ func init() {
 }
 
 const p9Usage = `usage: fastfsd 9p --listen ADDR --shared-dir DIR [flags]
+       fastfsd 9p --listen ADDR --shared-dir NAME=DIR --shared-dir NAME2=DIR2… [flags]
 
 Serves DIR over 9P2000.L until SIGINT or SIGTERM, which stop accepting,
 let the requests being served finish (at most --drain), and exit 0.
@@ -88,8 +90,9 @@ flags:
 // p9Config is what runP9 parsed from its flags.
 type p9Config struct {
 	network, addr string
-	dir           string
-	socketGroup   string // --socket-group: "" for a 0600 socket
+	dir           string   // the one shared directory, "" with named shares
+	shares        shareSet // every --shared-dir (shares.go)
+	socketGroup   string   // --socket-group: "" for a 0600 socket
 	// sandbox, if not nil, confines the process once the listener is
 	// up and before the shared directory is opened.
 	sandbox *sandbox.Options
@@ -105,7 +108,8 @@ type p9Config struct {
 func runP9(args []string) error {
 	fl := flag.NewFlagSet("9p", flag.ContinueOnError)
 	listen := fl.String("listen", "", "address to listen on: tcp:HOST:PORT, unix:PATH, tcp!HOST!PORT or unix!PATH (required)")
-	dir := fl.String("shared-dir", "", "directory to serve (required)")
+	var shares shareSet
+	fl.Func("shared-dir", "directory to serve (required); NAME=DIR, repeatable, serves each DIR as the directory NAME of a read-only root (fs/vfs; NAME: no '/', not . or ..; not with --sandbox=chroot)", shares.add)
 	cache := fl.String("cache", "auto", "passthrough cache mode: auto, always, metadata or never (9P clients choose their own caching with mount -o cache=; this only sets the filesystem's mode)")
 	maxConns := fl.Int("max-conns", p9.DefaultMaxConns, "most client connections at once; more are closed on accept")
 	msize := fl.Uint("msize", p9.DefaultMaxMsize, "largest message size to agree on in Tversion (bytes, at least 512)")
@@ -139,9 +143,18 @@ func runP9(args []string) error {
 	if *watch {
 		return errors.New("--watch: not on the 9p door: 9P has no message from server to client, so a client's cache cannot be invalidated; mount the client with cache=none (v9fs's default) to see host changes, or use fastfsd mount --watch")
 	}
-	if *listen == "" || *dir == "" {
+	if *listen == "" || len(shares.specs) == 0 {
 		fl.Usage()
 		return errors.New("--listen ADDR and --shared-dir DIR are required")
+	}
+	if err := shares.check(false); err != nil {
+		return err
+	}
+	dir := ""
+	if shares.plain(false) {
+		dir = shares.specs[0].dir
+	} else if sbf.chroot() {
+		return errors.New("--sandbox=chroot serves one shared directory as its root (it makes no mount namespace to gather several in): with several --shared-dir NAME=DIR pass --sandbox=namespace or none")
 	}
 	network, addr, err := parseP9Addr(*listen)
 	if err != nil {
@@ -157,11 +170,13 @@ func runP9(args []string) error {
 	if *maxConns < 1 || *maxFids < 1 || *maxReqs < 1 {
 		return errors.New("--max-conns, --max-fids and --max-requests must be at least 1")
 	}
-	if st, err := os.Stat(*dir); err != nil || !st.IsDir() {
-		if err == nil {
-			err = errors.New("not a directory")
+	for _, d := range shares.dirs() {
+		if st, err := os.Stat(d); err != nil || !st.IsDir() {
+			if err == nil {
+				err = errors.New("not a directory")
+			}
+			return fmt.Errorf("--shared-dir %s: %v; give an existing directory", d, err)
 		}
-		return fmt.Errorf("--shared-dir %s: %v; give an existing directory", *dir, err)
 	}
 	if network == "tcp" && !*insecureTCP {
 		if err := requireLoopback(addr); err != nil {
@@ -193,7 +208,7 @@ func runP9(args []string) error {
 			sbf.sandbox, sbf.autoNone = "none", "--listen tcp identifies peers from the host's network namespace (use unix:PATH or --all-squash for a namespace)"
 		}
 	}
-	sb, err := sbf.options(sandbox.P9, *dir)
+	sb, err := sbf.options(sandbox.P9, shares.dirs()...)
 	if err != nil {
 		return err
 	}
@@ -206,7 +221,7 @@ func runP9(args []string) error {
 		sb.LandlockROFiles = []string{"/etc/passwd", "/etc/group", "/etc/nsswitch.conf"}
 	}
 	cfg := p9Config{
-		network: network, addr: addr, dir: *dir, socketGroup: *socketGroup,
+		network: network, addr: addr, dir: dir, shares: shares, socketGroup: *socketGroup,
 		fsOpts: passthrough.Options{Cache: cm, Xattr: *xattr, ReadOnly: *readOnly, AllowDevices: *allowDevices},
 		srvOpts: p9.Options{MaxMsize: uint32(*msize), MaxConns: *maxConns, MaxFids: *maxFids,
 			MaxRequests: *maxReqs, Identify: p9Identify(squash)},
@@ -241,8 +256,17 @@ func runP9(args []string) error {
 		if err != nil {
 			return fmt.Errorf("--sandbox=namespace: inherited listener: %w", err)
 		}
-		if cfg.fsOpts.ProcFd, err = sbf.enterSandboxRoot(cfg.dir); err != nil {
+		if cfg.dir != "" {
+			cfg.fsOpts.ProcFd, err = sbf.enterSandboxRoot(cfg.dir)
+		} else {
+			cfg.fsOpts.ProcFd, err = enterNamespaceShares(cfg.shares.specs)
+		}
+		if err != nil {
 			return err
+		}
+		// The sandbox's root is the one share, or holds each at /NAME.
+		for i := range cfg.shares.specs {
+			cfg.shares.specs[i].dir = "/" + cfg.shares.specs[i].name
 		}
 		cfg.dir = "/"
 		inNamespace(cfg.sandbox)
@@ -386,21 +410,30 @@ func serveP9(ctx context.Context, cfg p9Config, ready chan<- net.Addr) error {
 	}
 	// Opened after confine: passthrough records the capability set its
 	// identity switches restore, which must be the confined one.
-	pfs, err := passthrough.New(cfg.dir, cfg.fsOpts)
+	if len(cfg.shares.specs) == 0 {
+		cfg.shares.specs = []shareSpec{{dir: cfg.dir}} // a p9Config made with dir alone
+	}
+	inner, _, closeShares, err := cfg.shares.build(false, func(dir string) (fs.FileSystem, error) {
+		pfs, err := passthrough.New(dir, cfg.fsOpts)
+		if err != nil {
+			return nil, err
+		}
+		if n := fileHandlesNote(pfs, cfg.fsOpts.FileHandles); n != "" {
+			fmt.Fprintln(os.Stderr, "fastfsd 9p: "+n)
+		}
+		return pfs, nil
+	})
 	if err != nil {
 		return err
 	}
-	defer pfs.Close()
-	if n := fileHandlesNote(pfs, cfg.fsOpts.FileHandles); n != "" {
-		fmt.Fprintln(os.Stderr, "fastfsd 9p: "+n)
-	}
-	fsys, err := cfg.policy.wrap(pfs, cfg.fsOpts.Xattr)
+	defer closeShares()
+	fsys, err := cfg.policy.wrap(inner, cfg.fsOpts.Xattr)
 	if err != nil {
 		return err
 	}
 	srv := p9.NewServer(fsys, &cfg.srvOpts)
 	log.Printf("fastfsd 9p: serving %s on %s:%s; request and xattr buffers bounded at %s (%d connections × ((%d+4) requests × 2×msize %d + 16 MiB))",
-		cfg.dir, cfg.network, l.Addr(), fmtBytes(p9BufferBound(cfg.srvOpts)), cfg.srvOpts.MaxConns, cfg.srvOpts.MaxRequests, cfg.srvOpts.MaxMsize)
+		cfg.shares.String(), cfg.network, l.Addr(), fmtBytes(p9BufferBound(cfg.srvOpts)), cfg.srvOpts.MaxConns, cfg.srvOpts.MaxRequests, cfg.srvOpts.MaxMsize)
 	if ready != nil {
 		ready <- l.Addr()
 	}

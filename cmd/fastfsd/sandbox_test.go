@@ -248,7 +248,9 @@ func TestNamespaceSandbox(t *testing.T) {
 			}
 		})
 	}
-	t.Run("namespace/virtiofs-shares", func(t *testing.T) { testNamespaceShares(t, bin) })
+	for _, door := range []string{"virtiofs", "9p"} {
+		t.Run("namespace/"+door+"-shares", func(t *testing.T) { testNamespaceShares(t, bin, door) })
+	}
 }
 
 // virtiofsLookup plays QEMU and the guest: FUSE INIT, then LOOKUP name.

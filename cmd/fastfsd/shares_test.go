@@ -2,10 +2,12 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -15,9 +17,13 @@ import (
 	"testing"
 	"time"
 
+	hp9 "github.com/hugelgupf/p9/p9"
+
+	"github.com/fastfsd/fastfsd/fs/passthrough"
 	"github.com/fastfsd/fastfsd/fs/vfs"
 	"github.com/fastfsd/fastfsd/fuse/abi"
 	"github.com/fastfsd/fastfsd/internal/testutil"
+	"github.com/fastfsd/fastfsd/p9"
 	vt "github.com/fastfsd/fastfsd/vhostuser/vhostusertest"
 )
 
@@ -407,7 +413,7 @@ func TestMountShares(t *testing.T) {
 // --sandbox=namespace serves from a child whose root is a read-only
 // directory holding exactly the two shares, and the guest reaches a
 // file of each.
-func testNamespaceShares(t *testing.T, bin string) {
+func testNamespaceShares(t *testing.T, bin string, door string) {
 	dir := t.TempDir()
 	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
 	for _, d := range []string{a, b} {
@@ -416,7 +422,11 @@ func testNamespaceShares(t *testing.T, bin string) {
 	}
 	sock := filepath.Join(dir, "door.sock")
 	stderr := new(testutil.Buffer)
-	cmd := exec.Command(bin, "virtiofs", "--socket-path", sock, "--shared-dir", "a="+a, "--shared-dir", "b="+b, "--sandbox", "namespace")
+	args := []string{"virtiofs", "--socket-path", sock}
+	if door == "9p" {
+		args = []string{"9p", "--listen", "unix:" + sock}
+	}
+	cmd := exec.Command(bin, append(args, "--shared-dir", "a="+a, "--shared-dir", "b="+b, "--sandbox", "namespace")...)
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -445,6 +455,48 @@ func testNamespaceShares(t *testing.T, bin string) {
 	if err := syscall.Mkdir(filepath.Join(root, "x"), 0o755); err != syscall.EROFS {
 		t.Errorf("mkdir in the child's root: %v, want EROFS", err)
 	}
+	if door == "9p" {
+		p9ReadShares(t, sock)
+	} else {
+		virtiofsReadShares(t, sock)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("exit after SIGTERM: %v, want status 0", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("still running 10 s after SIGTERM")
+	}
+}
+
+// p9ReadShares walks to a/in-a and b/in-b over 9P on the unix socket.
+func p9ReadShares(t *testing.T, sock string) {
+	t.Helper()
+	nc, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := hp9.NewClient(nc, hp9.WithMessageSize(128<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	root, err := c.Attach("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"a", "b"} {
+		if _, _, err := root.Walk([]string{d, "in-" + d}); err != nil {
+			t.Errorf("walk %s/in-%s: %v", d, d, err)
+		}
+	}
+}
+
+// virtiofsReadShares plays the guest: INIT, then LOOKUP a/in-a and b/in-b.
+func virtiofsReadShares(t *testing.T, sock string) {
+	t.Helper()
 	f, err := vt.Dial(sock)
 	if err != nil {
 		t.Fatalf("dial %s: %v", sock, err)
@@ -470,13 +522,82 @@ func testNamespaceShares(t *testing.T, bin string) {
 			t.Errorf("LOOKUP %s/in-%s: %d", d, d, e)
 		}
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
+}
+
+// TestServeP9Shares serves two shares over 9P (the hugelgupf/p9
+// client): each share's file reads back, ".." of a share is the root, a
+// file created in one lands in its directory, and the root refuses a
+// mkdir.
+func TestServeP9Shares(t *testing.T) {
+	a, b := t.TempDir(), t.TempDir()
+	os.WriteFile(filepath.Join(a, "f"), []byte("in a"), 0o644)
+	os.WriteFile(filepath.Join(b, "f"), []byte("in b"), 0o644)
+	sock := filepath.Join(t.TempDir(), "9p.sock")
+	cfg := p9Config{network: "unix", addr: sock, shares: shareSet{specs: []shareSpec{{"a", a}, {"b", b}}}, drain: 5 * time.Second,
+		fsOpts: passthrough.Options{Xattr: true}, srvOpts: p9.Options{Logf: t.Logf}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	go func() { done <- serveP9(ctx, cfg, ready) }()
 	select {
+	case <-ready:
 	case err := <-done:
-		if err != nil {
-			t.Errorf("exit after SIGTERM: %v, want status 0", err)
-		}
+		t.Fatalf("serveP9: %v", err)
 	case <-time.After(10 * time.Second):
-		t.Fatal("still running 10 s after SIGTERM")
+		t.Fatal("not ready")
+	}
+	nc, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := hp9.NewClient(nc, hp9.WithMessageSize(128<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	root, err := c.Attach("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []struct{ share, want string }{{"a", "in a"}, {"b", "in b"}} {
+		_, f, err := root.Walk([]string{s.share, "f"})
+		if err != nil {
+			t.Fatalf("walk %s/f: %v", s.share, err)
+		}
+		if _, _, err := f.Open(hp9.ReadOnly); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 16)
+		n, err := f.ReadAt(buf, 0)
+		if (err != nil && err != io.EOF) || string(buf[:n]) != s.want {
+			t.Errorf("read %s/f: %q %v, want %q", s.share, buf[:n], err, s.want)
+		}
+		f.Close()
+	}
+	_, up, err := root.Walk([]string{"a", "..", "b"})
+	if err != nil {
+		t.Fatalf("walk a/../b: %v", err)
+	}
+	qid, _, attr, err := up.GetAttr(hp9.AttrMaskAll)
+	if err != nil || qid.Type&hp9.TypeDir == 0 || attr.Mode.Permissions() != 0o755 {
+		t.Errorf("a/../b: %v %+v %v", qid, attr, err)
+	}
+	_, dirB, _ := root.Walk([]string{"b"})
+	nf, _, _, err := dirB.Create("new", hp9.WriteOnly, 0o600, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nf.WriteAt([]byte("x"), 0)
+	nf.Close()
+	if got, err := os.ReadFile(filepath.Join(b, "new")); err != nil || string(got) != "x" {
+		t.Errorf("b/new on the host: %q %v", got, err)
+	}
+	if _, err := root.Mkdir("c", 0o755, 0, 0); err == nil {
+		t.Error("mkdir in the pseudo root succeeded")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("serveP9: %v", err)
 	}
 }

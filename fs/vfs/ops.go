@@ -57,6 +57,9 @@ func (v *VFS) Destroy() {
 	v.started = false
 	for _, i := range v.names {
 		v.slots[i].fsys.Destroy()
+		// The client is gone with every lookup it held.
+		v.slots[i].lookups.Store(0)
+		v.slots[i].rootLookups.Store(0)
 	}
 }
 

@@ -327,6 +327,16 @@ func TestStale(t *testing.T) {
 	if c.forgets.Load() != 1 || v.Shares()[1].Lookups != 1 {
 		t.Errorf("forget: backend saw %d, shares %+v", c.forgets.Load(), v.Shares())
 	}
+	// A client that goes away (DESTROY) holds nothing; the next INIT
+	// starts every share again.
+	v.Destroy()
+	if a.destroyed.Load() != 1 || c.destroyed.Load() != 1 || v.Shares()[1].Lookups != 0 {
+		t.Errorf("Destroy: a %d c %d destroyed, shares %+v", a.destroyed.Load(), c.destroyed.Load(), v.Shares())
+	}
+	v.Init(ctx, &fs.InitInfo{})
+	if a.inits.Load() != 2 || c.inits.Load() != 2 {
+		t.Errorf("Init after Destroy: a %d c %d inits, want 2", a.inits.Load(), c.inits.Load())
+	}
 }
 
 // TestUnmountWaits unmounts a share while a request is inside its
