@@ -234,6 +234,20 @@ func TestMountWatch(t *testing.T) {
 	})
 }
 
+// TestMountWatchPassthrough: the same kinds of host change, fewer of
+// them, with FUSE passthrough on (the default as root): file data comes
+// from the host file itself there, names and attributes still from the
+// kernel's cache.
+func TestMountWatchPassthrough(t *testing.T) {
+	_, src, mnt := startMount(t, "--cache=always", "--watch")
+	lat := hostChanges(t, src, mnt, 100)
+	var all []time.Duration
+	for _, d := range lat {
+		all = append(all, d...)
+	}
+	t.Logf("%d host changes seen through the mount: p50 %v, p99 %v", len(all), percentile(all, 0.5), percentile(all, 0.99))
+}
+
 // TestWatchRefused: --watch where it cannot work is refused before
 // anything is mounted or served.
 func TestWatchRefused(t *testing.T) {
