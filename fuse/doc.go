@@ -51,7 +51,8 @@
 //
 // # POLL, and serving a mount from the same process
 //
-// POLL is answered ENOSYS, which the kernel remembers (it then reports the
+// POLL goes to the filesystem's fs.Poller if it has one; otherwise it is
+// answered ENOSYS, which the kernel remembers (it then reports the
 // default poll mask). The first POLL comes from the first epoll_ctl on a
 // file of the mount — which package os does for every file it opens,
 // through a raw system call that keeps its P. A process that serves its
@@ -59,6 +60,15 @@
 // (a GC waits for that P while the server goroutine waits for the GC):
 // trigger the first POLL with a blocking epoll_ctl first, as the tests'
 // defusePoll does.
+//
+// # NOTIFY_REPLY
+//
+// The kernel answers a FUSE_NOTIFY_RETRIEVE (sent by the transport, e.g.
+// fusedev.Conn.NotifyRetrieve) with a NOTIFY_REPLY request carrying the
+// cached data, on whichever worker or ring reads it. BeginRetrieve
+// registers the caller's buffer under the notify_unique to send; Handle
+// copies the reply into it and closes the Retrieval's Done channel; a
+// reply nobody waits for is logged and dropped. NOTIFY_REPLY has no reply.
 //
 // # Allocation
 //
