@@ -53,8 +53,12 @@ func main() {
 func serve(ctx context.Context, fsys *memfs.FS, mount, vfs, p9 string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	// The client's kernel sends locks to memfs (fuse.Options.Locks), so
-	// that a lock taken through one door is seen through the others.
+	// The FUSE mount's kernel sends locks to memfs (FuseOptions.Locks),
+	// so that a lock taken through the mount and one taken over 9P are
+	// one lock. A virtio-fs guest keeps its locks itself: its kernel
+	// never interrupts a request (Linux's virtio-fs has no
+	// FUSE_INTERRUPT), so a process killed while it waited for a lock
+	// held here would hang until the lock was free.
 	locks := fastfs.FuseOptions{Locks: true}
 	var doors []<-chan error
 	start := func(f func() error) {
@@ -75,7 +79,7 @@ func serve(ctx context.Context, fsys *memfs.FS, mount, vfs, p9 string) error {
 	}
 	if vfs != "" {
 		start(func() error {
-			return fastfs.ServeVirtioFS(ctx, fsys, vfs, &fastfs.VirtioFSOptions{Tag: "memfs", Fuse: locks})
+			return fastfs.ServeVirtioFS(ctx, fsys, vfs, &fastfs.VirtioFSOptions{Tag: "memfs"})
 		})
 	}
 	if mount != "" {

@@ -3,7 +3,8 @@
 // device nodes, hard links, O_TMPFILE, extended attributes (user, trusted
 // and security namespaces), POSIX record, OFD and flock locks (with
 // blocking waits that an interrupt ends), fallocate, SEEK_DATA/SEEK_HOLE,
-// and relatime access times. It passes fastfs's conformance suite
+// and relatime access times. Where Linux filesystems differ, it answers as
+// tmpfs does (no FALLOC_FL_ZERO_RANGE, files up to 2^63-1 bytes). It passes fastfs's conformance suite
 // (internal/posixtest) through /dev/fuse, and is served over every door
 // by examples/memfs.
 //
@@ -33,8 +34,7 @@
 //
 // # Limits
 //
-// Options.MaxBytes caps the file data (ENOSPC past it); a file is at most
-// 16 TiB (EFBIG), a node's xattrs at most 1 MiB in all (ENOSPC), one open
+// Options.MaxBytes caps the file data (ENOSPC past it); a node's xattrs at most 1 MiB in all (ENOSPC), one open
 // remembers at most 256 lock owners (ENOLCK). The data of a file with no
 // name left is freed when its last open ends.
 //

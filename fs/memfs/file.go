@@ -1,6 +1,7 @@
 package memfs
 
 import (
+	"math"
 	"slices"
 	"sync"
 	"syscall"
@@ -11,9 +12,9 @@ import (
 
 const pageSize = 4096
 
-// maxFileSize is the largest file size (16 TiB, ext4's with 4 KiB
-// blocks); a write or truncate past it fails EFBIG.
-const maxFileSize = 1 << 44
+// maxFileSize is the largest file size, tmpfs's (MAX_LFS_FILESIZE): a
+// file is sparse, so any offset costs one page.
+const maxFileSize = math.MaxInt64
 
 // page is 4 KiB of a file's data; a page never written is a hole and
 // reads as zeros.
@@ -172,7 +173,7 @@ func (f *file) Write(ctx *fs.Context, _ nodefs.FileHandle, off int64, src fs.Sou
 	if off < 0 {
 		return 0, syscall.EINVAL
 	}
-	if off+n > maxFileSize {
+	if off > maxFileSize-n {
 		return 0, syscall.EFBIG
 	}
 	bp := scratch.Get().(*[]byte)
@@ -206,24 +207,20 @@ func (f *file) Write(ctx *fs.Context, _ nodefs.FileHandle, off int64, src fs.Sou
 }
 
 // Fallocate allocates (mode 0, or FALLOC_FL_KEEP_SIZE) or punches holes
-// (PUNCH_HOLE|KEEP_SIZE); other modes are EOPNOTSUPP.
+// (PUNCH_HOLE|KEEP_SIZE); other modes are EOPNOTSUPP, as on tmpfs.
 func (f *file) Fallocate(_ *fs.Context, _ nodefs.FileHandle, off, length uint64, mode uint32) fs.Errno {
-	const keepSize, punchHole, zeroRange = 0x1, 0x2, 0x10
-	if off+length > maxFileSize || off+length < off {
+	const keepSize, punchHole = 0x1, 0x2
+	if off > maxFileSize || length > maxFileSize-off {
 		return syscall.EFBIG
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	start, end := int64(off), int64(off+length)
 	switch mode {
-	case 0, keepSize, zeroRange, zeroRange | keepSize:
+	case 0, keepSize:
 		for i := start / pageSize; i*pageSize < end; i++ {
-			p, e := f.pageAt(i)
-			if e != 0 {
+			if _, e := f.pageAt(i); e != 0 {
 				return e
-			}
-			if mode&zeroRange != 0 {
-				clear(p[max(start-i*pageSize, 0):min(end-i*pageSize, pageSize)])
 			}
 		}
 		if mode&keepSize == 0 && end > f.size {

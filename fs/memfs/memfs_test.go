@@ -106,8 +106,8 @@ func TestSparse(t *testing.T) {
 			t.Errorf("lseek(%d, whence %d) = %d, %v; want %d, %v", c.off, c.whence, got, errno, c.want, c.errno)
 		}
 	}
-	if _, errno := fsys.Write(root, ino, fh, 1<<62, bytesSource("x"), 0); errno != syscall.EFBIG {
-		t.Errorf("write at 2^62: %v, want EFBIG", errno)
+	if _, errno := fsys.Write(root, ino, fh, 1<<63-2, bytesSource("xyz"), 0); errno != syscall.EFBIG {
+		t.Errorf("write past 2^63-1: %v, want EFBIG", errno)
 	}
 	if errno := fsys.Fallocate(root, ino, fh, 0, 4096, 0x3); errno != 0 {
 		t.Fatal(errno)

@@ -27,6 +27,13 @@
 // does the rest once the author drops it too; if it is named again it
 // comes back under the same ID. The root is ID 1 and never forgotten.
 //
+// One Tree may be served over several doors at once (examples/memfs
+// serves one over FUSE, virtio-fs and 9P): lookup counts add up across
+// clients, and each client forgets only what it was given. A client that
+// goes away without forgetting (a FUSE mount torn down, a guest that
+// reboots) leaves its counts behind: those nodes stay reachable by ID,
+// and in memory, for the Tree's life.
+//
 // # What a node without a method gets
 //
 //   - Getattr: a directory (mode 0555) if it has Lookup, else an empty
