@@ -260,6 +260,25 @@ func TestWatchRefused(t *testing.T) {
 	if os.Geteuid() == 0 && (err == nil || !strings.Contains(err.Error(), "dac_read_search")) {
 		t.Errorf("mount --watch --modcaps=-dac_read_search: %v, want a refusal", err)
 	}
+	if os.Geteuid() != 0 {
+		return
+	}
+	// Unprivileged: runMount on a thread whose effective uid is 65534
+	// (os.Geteuid asks the calling thread). The thread is never unlocked,
+	// so it ends with the goroutine; threads the runtime makes meanwhile
+	// are cloned from its template thread, not from this one.
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if _, _, e := syscall.RawSyscall(syscall.SYS_SETRESUID, ^uintptr(0), 65534, ^uintptr(0)); e != 0 {
+			errc <- fmt.Errorf("setresuid: %v", e)
+			return
+		}
+		errc <- runMount([]string{"--watch", "--passthrough=false", "--source", dir, dir})
+	}()
+	if err := <-errc; err == nil || !strings.Contains(err.Error(), "--watch needs root") {
+		t.Errorf("mount --watch as euid 65534: %v, want a refusal naming root", err)
+	}
 }
 
 // TestWatchRefusedOnOtherDoors: the doors without notifications refuse
