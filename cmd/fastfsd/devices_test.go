@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -40,12 +41,13 @@ var devNodes = []struct {
 // TestDevicesRefusedByDefault: a root client cannot make a character or
 // block device in the share through any door (EPERM, nothing on the
 // host) unless the daemon runs with --allow-devices; FIFOs, sockets and
-// the 0:0 whiteout are made either way.
+// the 0:0 whiteout are made either way. The confined daemon keeps
+// CAP_MKNOD only with --allow-devices.
 func TestDevicesRefusedByDefault(t *testing.T) {
 	testutil.RequireRoot(t)
 	doors := []struct {
 		name  string
-		start func(t *testing.T, allow bool) (share string, mknod mknodFunc)
+		start func(t *testing.T, allow bool) (share string, pid int, mknod mknodFunc)
 	}{
 		{"mount", startMountMknod},
 		{"virtiofs", startVirtiofsMknod},
@@ -58,7 +60,15 @@ func TestDevicesRefusedByDefault(t *testing.T) {
 				name += ",allow-devices"
 			}
 			t.Run(name, func(t *testing.T) {
-				share, mknod := d.start(t, allow)
+				share, pid, mknod := d.start(t, allow)
+				st, err := procStatus(pid)
+				if err != nil {
+					t.Fatal(err)
+				}
+				capEff, _ := strconv.ParseUint(st["CapEff"], 16, 64)
+				if has := capEff&(1<<unix.CAP_MKNOD) != 0; has != allow {
+					t.Errorf("CapEff %s: mknod kept %v, want %v", st["CapEff"], has, allow)
+				}
 				for _, n := range devNodes {
 					want := syscall.Errno(0)
 					if n.device && !allow {
@@ -90,9 +100,13 @@ func allowFlag(allow bool) []string {
 
 // startMountMknod mounts a share through /dev/fuse; mknod(2) on the mount
 // as this (root) process.
-func startMountMknod(t *testing.T, allow bool) (string, mknodFunc) {
-	_, src, mnt := startMount(t, allowFlag(allow)...)
-	return src, func(t *testing.T, name string, mode, rdev uint32) syscall.Errno {
+func startMountMknod(t *testing.T, allow bool) (string, int, mknodFunc) {
+	cmd, src, mnt := startMount(t, allowFlag(allow)...)
+	// Confined before the mount serves (the first request's reply).
+	if _, err := os.Stat(filepath.Join(mnt, "a")); err != nil {
+		t.Fatal(err)
+	}
+	return src, cmd.Process.Pid, func(t *testing.T, name string, mode, rdev uint32) syscall.Errno {
 		err := unix.Mknod(filepath.Join(mnt, name), mode, int(rdev))
 		if err == nil {
 			return 0
@@ -107,9 +121,9 @@ func startMountMknod(t *testing.T, allow bool) (string, mknodFunc) {
 
 // startVirtiofsMknod serves a share to a Go vhost-user front-end and
 // sends MKNOD requests from uid 0, as a guest's root would.
-func startVirtiofsMknod(t *testing.T, allow bool) (string, mknodFunc) {
+func startVirtiofsMknod(t *testing.T, allow bool) (string, int, mknodFunc) {
 	share, vc := startVirtiofsClient(t, abi.InitMaxPages, allowFlag(allow)...)
-	return share, func(t *testing.T, name string, mode, rdev uint32) syscall.Errno {
+	return share, vc.pid, func(t *testing.T, name string, mode, rdev uint32) syscall.Errno {
 		mk := make([]byte, abi.MknodInSize)
 		(&abi.MknodIn{Mode: mode, Rdev: rdev}).Marshal(mk)
 		return vc.call(abi.OpMknod, abi.RootID, nil, mk, append([]byte(name), 0))
@@ -122,6 +136,7 @@ type vhostClient struct {
 	t      *testing.T
 	q      *vt.GuestQueue
 	unique uint64
+	pid    int // the door's
 	// agreed is the INIT reply's flags.
 	agreed abi.InitFlags
 }
@@ -157,7 +172,7 @@ func dialVirtiofs(t *testing.T, extra ...string) (string, *vhostClient) {
 	dir := t.TempDir()
 	share, sock := filepath.Join(dir, "share"), filepath.Join(dir, "vfs.sock")
 	os.Mkdir(share, 0o755)
-	startDoor(t, "virtiofs", append([]string{"--socket-path=" + sock, "--shared-dir=" + share, "--log-level=warn"}, extra...)...)
+	ch := startDoor(t, "virtiofs", append([]string{"--socket-path=" + sock, "--shared-dir=" + share, "--log-level=warn"}, extra...)...)
 	var f *vt.Frontend
 	var err error
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
@@ -174,7 +189,7 @@ func dialVirtiofs(t *testing.T, extra ...string) (string, *vhostClient) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { g.Stop(); g.Close() })
-	return share, &vhostClient{t: t, q: g.Queues[1], unique: 1}
+	return share, &vhostClient{t: t, q: g.Queues[1], unique: 1, pid: ch.cmd.Process.Pid}
 }
 
 // call sends op on node with args and the request extensions ext, and
@@ -207,11 +222,11 @@ func (vc *vhostClient) reply(op abi.Opcode, node uint64, ext []byte, args ...[]b
 
 // startP9Mknod serves a share on a unix socket and sends Tmknod from this
 // (root) process, which the door identifies by SO_PEERCRED.
-func startP9Mknod(t *testing.T, allow bool) (string, mknodFunc) {
+func startP9Mknod(t *testing.T, allow bool) (string, int, mknodFunc) {
 	dir := t.TempDir()
 	share, sock := filepath.Join(dir, "share"), filepath.Join(dir, "9p.sock")
 	os.Mkdir(share, 0o755)
-	startDoor(t, "9p", append([]string{"--listen", "unix:" + sock, "--shared-dir", share}, allowFlag(allow)...)...)
+	ch := startDoor(t, "9p", append([]string{"--listen", "unix:" + sock, "--shared-dir", share}, allowFlag(allow)...)...)
 	var nc net.Conn
 	var err error
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
@@ -231,7 +246,7 @@ func startP9Mknod(t *testing.T, allow bool) (string, mknodFunc) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return share, func(t *testing.T, name string, mode, rdev uint32) syscall.Errno {
+	return share, ch.cmd.Process.Pid, func(t *testing.T, name string, mode, rdev uint32) syscall.Errno {
 		_, err := root.Mknod(name, hp9.FileMode(mode), unix.Major(uint64(rdev)), unix.Minor(uint64(rdev)), 0, 0)
 		if err == nil {
 			return 0

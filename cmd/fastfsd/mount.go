@@ -152,6 +152,7 @@ func runMount(args []string) error {
 	if err := inodes.apply(&fsOpts); err != nil {
 		return err
 	}
+	sbf.allowDevices = *allowDevices
 	sb, err := sbf.options(sandbox.Mount, sources.dirs()...)
 	if err != nil {
 		return err

@@ -208,6 +208,7 @@ func runP9(args []string) error {
 			sbf.sandbox, sbf.autoNone = "none", "--listen tcp identifies peers from the host's network namespace (use unix:PATH or --all-squash for a namespace)"
 		}
 	}
+	sbf.allowDevices = *allowDevices
 	sb, err := sbf.options(sandbox.P9, shares.dirs()...)
 	if err != nil {
 		return err

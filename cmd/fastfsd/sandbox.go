@@ -19,6 +19,9 @@ type sandboxFlags struct {
 	sandbox string
 	seccomp string
 	modcaps string
+	// allowDevices adds sandbox.DeviceCaps (mknod) to the door's
+	// default set: the door lets clients make device nodes.
+	allowDevices bool
 	// autoNone says why --sandbox=auto resolved to none ("" if it did
 	// not); logged by the door.
 	autoNone string
@@ -80,7 +83,11 @@ func (s *sandboxFlags) options(door sandbox.Door, dirs ...string) (sandbox.Optio
 	if o.Seccomp, err = sandbox.ParseSeccomp(s.seccomp); err != nil {
 		return o, err
 	}
-	if o.Caps, err = sandbox.ParseModcaps(sandbox.DefaultCaps(door), s.modcaps); err != nil {
+	base := sandbox.DefaultCaps(door)
+	if s.allowDevices {
+		base |= sandbox.DeviceCaps
+	}
+	if o.Caps, err = sandbox.ParseModcaps(base, s.modcaps); err != nil {
 		return o, err
 	}
 	if door == sandbox.Mount {

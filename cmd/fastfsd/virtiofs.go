@@ -134,7 +134,8 @@ flags:
   --seccomp kill|log|trap|none  action on a system call outside the allow-list (default kill;
                             log: allow and audit-log it; trap: SIGSYS, stack trace, exit)
   --modcaps +CAP:-CAP…      change the kept capabilities (default chown, dac_override,
-                            dac_read_search, fowner, fsetid, setgid, setuid, mknod, setfcap)
+                            dac_read_search, fowner, fsetid, setgid, setuid, setfcap; mknod
+                            too with --allow-devices)
   --log-level LEVEL         error, warn, info (default), debug
   --metrics ADDR            serve per-opcode requests, errors by errno, bytes, service-time histograms, per-queue load and Go/process metrics at http://ADDR/metrics (Prometheus text, OpenMetrics if asked)
   --pprof ADDR              serve net/http/pprof at http://ADDR/debug/pprof/
@@ -639,6 +640,7 @@ func runVirtiofs(args []string) error {
 	if c.shareRoot != "" {
 		landlockDirs = append(landlockDirs, c.shareRoot)
 	}
+	c.sandbox.allowDevices = c.allowDevices
 	sb, err := c.sandbox.options(sandbox.Virtiofs, landlockDirs...)
 	if err != nil {
 		return err

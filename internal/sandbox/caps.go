@@ -65,12 +65,18 @@ func capsOf(ns ...int) CapSet {
 
 // fileCaps is what every door's file server needs: virtiofsd's default
 // set (chown, dac_override, fowner, fsetid, setgid, setuid, mknod,
-// setfcap) plus dac_read_search, which fs/passthrough keeps on a thread
-// switched to a caller's fsuid (its asCaller) and which
-// open_by_handle_at(2) requires.
+// setfcap) without mknod, plus dac_read_search, which fs/passthrough
+// keeps on a thread switched to a caller's fsuid (its asCaller) and which
+// open_by_handle_at(2) requires. mknod is needed only to make character
+// and block devices (FIFOs, sockets and, since Linux 5.8, whiteouts need
+// none), which the doors refuse unless --allow-devices: DeviceCaps.
 var fileCaps = capsOf(unix.CAP_CHOWN, unix.CAP_DAC_OVERRIDE, unix.CAP_DAC_READ_SEARCH,
-	unix.CAP_FOWNER, unix.CAP_FSETID, unix.CAP_SETGID, unix.CAP_SETUID, unix.CAP_MKNOD,
+	unix.CAP_FOWNER, unix.CAP_FSETID, unix.CAP_SETGID, unix.CAP_SETUID,
 	unix.CAP_SETFCAP)
+
+// DeviceCaps is what a door adds to DefaultCaps when it lets clients
+// create device nodes (--allow-devices): mknod.
+var DeviceCaps = capsOf(unix.CAP_MKNOD)
 
 // DefaultCaps is the capability set a door keeps: the file server's set;
 // the mount door adds sys_admin, which FUSE passthrough's

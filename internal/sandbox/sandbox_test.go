@@ -220,6 +220,10 @@ func TestParseModcaps(t *testing.T) {
 	if DefaultCaps(Mount) != base|1<<unix.CAP_SYS_ADMIN {
 		t.Errorf("mount door caps %s", DefaultCaps(Mount))
 	}
+	// Devices are refused by default, so mknod is kept only with them.
+	if base.Has(unix.CAP_MKNOD) || !(base | DeviceCaps).Has(unix.CAP_MKNOD) {
+		t.Errorf("default caps %s, device caps %s: want mknod only in the latter", base, DeviceCaps)
+	}
 }
 
 // TestSyscallLists: every name is a system call of this architecture
