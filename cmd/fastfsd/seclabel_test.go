@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -139,9 +140,16 @@ func TestSecurityLabelVirtiofs(t *testing.T) {
 // TestSecurityLabelMount: "fastfsd mount --security-label" agrees on
 // SECURITY_CTX with the host kernel (INIT would fail, and the mount with
 // it, otherwise) and serves every creating request, whose security
-// context header this kernel, with no LSM that labels, sends empty.
+// context header this kernel, with no LSM that labels, sends empty: over
+// /dev/fuse and over FUSE io_uring.
 func TestSecurityLabelMount(t *testing.T) {
-	_, src, mnt := startMount(t, "--security-label")
+	for _, flags := range [][]string{{"--security-label"}, {"--security-label", "--uring", "--passthrough=false"}} {
+		t.Run(strings.Join(flags, " "), func(t *testing.T) { securityLabelMount(t, flags...) })
+	}
+}
+
+func securityLabelMount(t *testing.T, flags ...string) {
+	_, src, mnt := startMount(t, flags...)
 	if err := os.WriteFile(filepath.Join(mnt, "f"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
