@@ -42,7 +42,11 @@
 //
 // A server inside the guest (e.g. `fastfsd 9p` on 127.0.0.1 and a unix
 // socket, mounted with trans=tcp / trans=unix): add the static binary to
-// Files and start it from Script; see TestGuest9PInGuest.
+// Files and start it from Script; see TestGuest9PInGuest. A 9P server on
+// the host, for the guest's v9fs at native speed: QEMU's user-mode network
+// with a guestfwd rule to the server's unix socket (ExtraQEMUArgs, the
+// virtio_net module in Modules), mounted with trans=tcp; see
+// TestGuestPosixMatrix9P.
 //
 // Set FASTFSD_VMTEST_VERBOSE=1 to stream the guest console to stderr.
 package vmtest
