@@ -118,6 +118,9 @@ func runP9(args []string) error {
 	xattr := fl.Bool("xattr", true, "serve extended attributes; off, the server also cannot see POSIX ACLs, and its permission checks of the clients it does not trust (above) use the mode bits alone")
 	readOnly := fl.Bool("read-only", false, "refuse every change with EROFS")
 	allowDevices := fl.Bool("allow-devices", false, allowDevicesHelp)
+	fl.BoolFunc("security-label", "not on this door (refused): 9P2000.L sends no security context with a creating request; a label a client sets afterwards with Txattrcreate goes through --xattrmap", func(string) error {
+		return errors.New("not on the 9p door: 9P2000.L carries no security context with Tlcreate/Tmkdir/Tmknod/Tsymlink (labels a client sets with Txattrcreate go through --xattrmap); --security-label is for fastfsd virtiofs and mount")
+	})
 	drain := fl.Duration("drain", 10*time.Second, "on SIGINT/SIGTERM, how long to let running requests finish before closing connections")
 	socketGroup := fl.String("socket-group", "", "with --listen unix:PATH, make the socket mode 0660 owned by this group (name or gid), so its members may connect; default mode 0600 (only fastfsd's user)")
 	insecureTCP := fl.Bool("insecure-tcp", false, "allow --listen tcp on an address that is not loopback: network clients are NOT authenticated and act as the uid they name unless --all-squash is given")

@@ -294,3 +294,12 @@ func TestP9BufferBound(t *testing.T) {
 		t.Errorf("one connection, one request, msize 8192: bound %d", b)
 	}
 }
+
+// TestP9RefusesSecurityLabel: 9P has no security context, so the flag is
+// refused by name rather than accepted and ignored.
+func TestP9RefusesSecurityLabel(t *testing.T) {
+	err := runP9([]string{"--security-label", "--listen", "unix:/nonexistent/s", "--shared-dir", t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "not on the 9p door") {
+		t.Fatalf("9p --security-label: %v, want a refusal naming the door", err)
+	}
+}
