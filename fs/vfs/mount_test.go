@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -173,6 +174,15 @@ func TestVFSMount(t *testing.T) {
 			if st1.Ino == st2.Ino {
 				t.Errorf("a/data and b/data share st_ino %d", st1.Ino)
 			}
+		}
+		// The reader must be reading while b comes and goes (with
+		// GOMAXPROCS=1 it would otherwise wait for the loop to end).
+		for n, deadline := reads.Load(), time.Now().Add(10*time.Second); reads.Load() == n && readErr.Load() == nil; {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: the reader of a made no progress in 10 s", i)
+			}
+			runtime.Gosched()
+			time.Sleep(time.Millisecond)
 		}
 		// A file of b kept open across the unmount reads ESTALE after it.
 		fd, err := syscall.Open(pathB, syscall.O_RDONLY|syscall.O_CLOEXEC|syscall.O_DIRECT, 0)
