@@ -65,13 +65,13 @@ func (v *VFS) rootLookup(ctx *fs.Context, name []byte, out *fs.Entry) fs.Errno {
 		v.rootSelf(out)
 		return 0
 	}
-	v.mu.Lock()
+	v.mu.RLock()
 	i, ok := v.names[string(name)]
 	var sh share
 	if ok {
 		sh, ok = v.enterSlot(i)
 	}
-	v.mu.Unlock()
+	v.mu.RUnlock()
 	if !ok {
 		return syscall.ENOENT
 	}

@@ -72,7 +72,9 @@ type VFS struct {
 	opts  Options
 	birth time.Time
 
-	mu sync.Mutex
+	// mu is held for reading by lookups of share names in the pseudo
+	// root (every path walk whose cached entry has expired).
+	mu sync.RWMutex
 	// names maps a mounted share's name to its slot. +checklocks:mu
 	names map[string]int
 	// started: the session called Init (and not yet Destroy); info is
@@ -270,8 +272,8 @@ func (v *VFS) closeDrained(s *slot) {
 
 // Shares lists the mounted shares by name.
 func (v *VFS) Shares() []ShareInfo {
-	v.mu.Lock()
-	defer v.mu.Unlock()
+	v.mu.RLock()
+	defer v.mu.RUnlock()
 	out := make([]ShareInfo, 0, len(v.names))
 	for name, i := range v.names {
 		s := &v.slots[i]
