@@ -46,19 +46,27 @@ func (t *Tree) nodeHandle(ino fs.Inode, fh fs.Handle) (*Inode, FileHandle, fs.Er
 }
 
 // closeHandle ends open fh of ino: the node's NodeReleaser is told, and
-// the slot is freed for another open.
+// the slot is freed for another open. The node is found through the
+// handle, not the table: a door that forgets a node before releasing its
+// opens still has them released.
 func (t *Tree) closeHandle(ctx *fs.Context, ino fs.Inode, fh fs.Handle) fs.Errno {
-	in, f, e := t.nodeHandle(ino, fh)
-	if e != 0 {
-		return e
+	if fh == 0 {
+		in, e := t.node(ino)
+		if e != 0 {
+			return e
+		}
+		return t.release(ctx, in, nil)
 	}
-	if fh != 0 {
-		t.hmu.Lock()
-		t.handles[fh-1] = openFile{}
-		t.free = append(t.free, uint32(fh-1))
+	t.hmu.Lock()
+	if fh > fs.Handle(len(t.handles)) || t.handles[fh-1].in == nil || t.handles[fh-1].in.ID() != ino {
 		t.hmu.Unlock()
+		return eBadf
 	}
-	return t.release(ctx, in, f)
+	of := t.handles[fh-1]
+	t.handles[fh-1] = openFile{}
+	t.free = append(t.free, uint32(fh-1))
+	t.hmu.Unlock()
+	return t.release(ctx, of.in, of.fh)
 }
 
 func (t *Tree) release(ctx *fs.Context, in *Inode, f FileHandle) fs.Errno {

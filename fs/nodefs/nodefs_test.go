@@ -266,6 +266,14 @@ func TestHandles(t *testing.T) {
 	if errno := tree.Release(&ctx, a.Ino, oa.Handle, 0); errno != syscall.EBADF {
 		t.Errorf("second release: %v, want EBADF", errno)
 	}
+	// A node forgotten before its open is released still has it released.
+	var ob2 fs.OpenOut
+	tree.Open(&ctx, b.Ino, syscall.O_RDONLY, 0, &ob2)
+	tree.Forget(b.Ino, 1)
+	if errno := tree.Release(&ctx, b.Ino, ob2.Handle, 0); errno != 0 || tree.OpenHandles() != 1 {
+		t.Errorf("release after forget: %v, %d handles kept, want 1", errno, tree.OpenHandles())
+	}
+	lookup(t, tree, fs.RootInode, "b")
 	// The slot is reused for the next open, of any node.
 	var oc fs.OpenOut
 	tree.Open(&ctx, b.Ino, syscall.O_RDONLY, 0, &oc)
