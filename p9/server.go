@@ -33,15 +33,6 @@ const (
 // ones its workers are serving.
 const readAhead = 4
 
-// ReadAhead and XattrBudget are the fixed per-connection bounds, for a
-// daemon stating its whole memory bound: a connection holds at most
-// (Options.MaxRequests+ReadAhead) request slots of up to 2×msize each, and
-// XattrBudget bytes of xattr buffers.
-const (
-	ReadAhead   = readAhead
-	XattrBudget = xattrBudget
-)
-
 // nobody is the uid and gid of a request whose user is unknown.
 const nobody = 65534
 
@@ -259,6 +250,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.fs.Destroy()
 	return err
+}
+
+// BufferBound is the most request and xattr buffer memory s holds, with
+// its options as in effect (defaults applied): every connection with every
+// request slot, served and read ahead, at 2×msize, and its whole xattr
+// budget. Nothing is shared between connections.
+func (s *Server) BufferBound() uint64 {
+	perConn := uint64(s.opts.MaxRequests+readAhead)*2*uint64(s.opts.MaxMsize) + xattrBudget
+	return uint64(s.opts.MaxConns) * perConn
 }
 
 // Close closes the listeners and every connection at once (in-flight

@@ -436,8 +436,8 @@ func serveP9(ctx context.Context, cfg p9Config, ready chan<- net.Addr) error {
 		return err
 	}
 	srv := p9.NewServer(fsys, &cfg.srvOpts)
-	log.Printf("fastfsd 9p: serving %s on %s:%s; request and xattr buffers bounded at %s (%d connections × ((%d+4) requests × 2×msize %d + 16 MiB))",
-		cfg.shares.String(), cfg.network, l.Addr(), fmtBytes(p9BufferBound(cfg.srvOpts)), cfg.srvOpts.MaxConns, cfg.srvOpts.MaxRequests, cfg.srvOpts.MaxMsize)
+	log.Printf("fastfsd 9p: serving %s on %s:%s; request and xattr buffers bounded at %s (--max-conns × ((--max-requests+4) × 2×msize + 16 MiB))",
+		cfg.shares.String(), cfg.network, l.Addr(), fmtBytes(srv.BufferBound()))
 	if ready != nil {
 		ready <- l.Addr()
 	}
@@ -465,15 +465,6 @@ type p9Meter struct{ s *stats.Set }
 
 func (m p9Meter) Take() p9.Counter  { return m.s.NewWorker() }
 func (m p9Meter) Give(c p9.Counter) { m.s.Release(c.(*stats.Worker)) }
-
-// p9BufferBound is the most request and xattr buffer memory the 9P server
-// holds with opts (what p9Usage's "in all" line states): every connection
-// with every request slot (served and read ahead) at its 2×msize and its
-// whole xattr budget.
-func p9BufferBound(opts p9.Options) uint64 {
-	perConn := uint64(opts.MaxRequests+p9.ReadAhead)*2*uint64(opts.MaxMsize) + p9.XattrBudget
-	return uint64(opts.MaxConns) * perConn
-}
 
 // fmtBytes prints n in the largest binary unit that keeps one decimal.
 func fmtBytes(n uint64) string {

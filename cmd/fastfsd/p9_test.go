@@ -282,15 +282,14 @@ func TestP9PeerGroupsConfined(t *testing.T) {
 // states for the defaults is what the server's per-connection bounds add
 // up to.
 func TestP9BufferBound(t *testing.T) {
-	def := p9.Options{MaxConns: p9.DefaultMaxConns, MaxRequests: p9.DefaultMaxRequests, MaxMsize: p9.DefaultMaxMsize}
-	got := fmtBytes(p9BufferBound(def))
+	got := fmtBytes(p9.NewServer(nil, &p9.Options{}).BufferBound())
 	if got != "3.5 GiB" {
 		t.Errorf("bound with the defaults: %s, want 3.5 GiB (64 × ((16+4) × 2 MiB + 16 MiB))", got)
 	}
 	if !strings.Contains(p9Usage, got+" with the defaults") {
 		t.Errorf("fastfsd 9p --help does not state the defaults' bound %s", got)
 	}
-	if b := p9BufferBound(p9.Options{MaxConns: 1, MaxRequests: 1, MaxMsize: 8192}); b != 5*2*8192+16<<20 {
+	if b := p9.NewServer(nil, &p9.Options{MaxConns: 1, MaxRequests: 1, MaxMsize: 8192}).BufferBound(); b != 5*2*8192+16<<20 {
 		t.Errorf("one connection, one request, msize 8192: bound %d", b)
 	}
 }
