@@ -55,12 +55,13 @@ func (c *conn) checked() *Identity {
 // against the group's or others' bits, the first class id belongs to
 // (supplementary groups included).
 //
-// The ACL is read from the filesystem (system.posix_acl_access) at each
-// check, as the attributes are; a filesystem that keeps no ACL for ino
-// (ENODATA) or none at all (EOPNOTSUPP) leaves the mode bits to decide.
-// So does one that serves no extended attributes (ENOSYS: fastfsd 9p
-// --xattr=false), which therefore cannot honour the host's ACLs for
-// untrusted peers; its help says so.
+// The ACL is read at each check, as the attributes are, from
+// Options.ACLs or else the served filesystem; an inode without one
+// (ENODATA) or a filesystem that keeps none (EOPNOTSUPP) leaves the mode
+// bits to decide. So does a served filesystem without extended
+// attributes (ENOSYS), which is why fastfsd 9p reads ACLs from
+// fs/passthrough directly (Options.ACLs) whatever --xattr says, when it
+// serves one directory.
 func (r *request) permission(id *Identity, ino fs.Inode, a *fs.Attr, mask uint32) fs.Errno {
 	if id.Uid == 0 || id.Uid == a.Uid || a.Mode&0o070 == 0 {
 		return modePermission(id, a, mask)
@@ -119,21 +120,39 @@ const (
 
 var xattrACLAccess = []byte("system.posix_acl_access")
 
+// ACLReader reads the POSIX access ACL of an inode, in the kernel's xattr
+// format, into dst and returns its length, or its size if dst is empty:
+// ERANGE if dst is too small, ENODATA if the inode has none, EOPNOTSUPP if
+// the filesystem keeps none (fs/passthrough's FS is one). See
+// Options.ACLs.
+type ACLReader interface {
+	AccessACL(ino fs.Inode, dst []byte) (int, fs.Errno)
+}
+
+// readACL reads ino's access ACL into dst from Options.ACLs or the served
+// filesystem.
+func (r *request) readACL(ino fs.Inode, dst []byte) (int, fs.Errno) {
+	if a := r.c.s.opts.ACLs; a != nil {
+		return a.AccessACL(ino, dst)
+	}
+	return r.c.s.fs.GetXattr(&r.ctx, ino, xattrACLAccess, dst)
+}
+
 // accessACL returns ino's access ACL, in r.acl or (if longer) a buffer of
 // its own, valid until the next call; nil if it has none or the
 // filesystem keeps none.
 func (r *request) accessACL(ino fs.Inode) ([]byte, fs.Errno) {
-	n, e := r.c.s.fs.GetXattr(&r.ctx, ino, xattrACLAccess, r.acl[:])
+	n, e := r.readACL(ino, r.acl[:])
 	buf := r.acl[:]
 	for try := 0; e == eRange && try < 3; try++ { // longer than r.acl, or grew in between
-		if n, e = r.c.s.fs.GetXattr(&r.ctx, ino, xattrACLAccess, nil); e != 0 {
+		if n, e = r.readACL(ino, nil); e != 0 {
 			break
 		}
 		if n < 0 || n > XattrSizeMax {
 			return nil, syscall.EIO
 		}
 		buf = make([]byte, n)
-		n, e = r.c.s.fs.GetXattr(&r.ctx, ino, xattrACLAccess, buf)
+		n, e = r.readACL(ino, buf)
 	}
 	switch e {
 	case 0:

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"testing"
 
@@ -315,4 +316,59 @@ func TestACLPermissionMalformed(t *testing.T) {
 	r2.ok(&Tattach{Fid: 1, Afid: NoFid, NUname: 3050}, MsgRattach)
 	r2.ok(walkMsg(1, 2, "f"), MsgRwalk)
 	r2.errno("open by a named user with no rights", &Tlopen{Fid: 2, Flags: syscall.O_RDONLY}, syscall.EACCES)
+}
+
+// TestACLWithoutXattrs: with extended attributes not served to clients
+// (fs/passthrough Options.Xattr off, fastfsd 9p --xattr=false), the
+// permission checks still read the host's ACLs through Options.ACLs: a
+// named-user entry that denies what the group bits grant is honoured,
+// and one that grants what the other bits deny.
+func TestACLWithoutXattrs(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	p := filepath.Join(dir, "f")
+	os.WriteFile(p, []byte("data"), 0o600)
+	os.Chown(p, 1002, 2000)
+	acl := aclXattr(aclEnt{aclUserObj, 6, 0}, aclEnt{aclUser, 0, 1003}, aclEnt{aclUser, 6, 1005}, aclEnt{aclGroupObj, 6, 0}, aclEnt{aclMask, 6, 0}, aclEnt{aclOther, 0, 0})
+	if err := unix.Setxattr(p, "system.posix_acl_access", acl, 0); err != nil {
+		t.Skipf("no POSIX ACLs on the test directory's filesystem: %v", err)
+	}
+	fsys, err := passthrough.New(dir, passthrough.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fsys.Close()
+	for _, c := range []struct {
+		id   Identity
+		want syscall.Errno
+	}{
+		{Identity{Uid: 1003, Gid: 2000}, syscall.EACCES}, // its group may; its named entry may not
+		{Identity{Uid: 1005, Gid: 1005}, 0},              // others may not; its named entry may
+		{Identity{Uid: 1004, Gid: 2000}, 0},              // the group
+	} {
+		var next atomic.Pointer[Identity]
+		next.Store(&c.id)
+		s := NewServer(fsys, &Options{Logf: t.Logf, ACLs: fsys, Identify: func(net.Conn) (Peer, error) {
+			return Peer{Identity: *next.Load()}, nil
+		}})
+		sock := filepath.Join(t.TempDir(), "9p.sock")
+		l, err := net.Listen("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go s.Serve(l)
+		r := dialRaw(t, sock)
+		r.version(65536)
+		r.ok(&Tattach{Fid: 1, Afid: NoFid, NUname: c.id.Uid}, MsgRattach)
+		r.ok(walkMsg(1, 2, "f"), MsgRwalk)
+		if got := rpcErr(r, &Tlopen{Fid: 2, Flags: syscall.O_RDWR}); got != c.want {
+			t.Errorf("uid %d gid %d: open O_RDWR: %v, want %v", c.id.Uid, c.id.Gid, errName(got), errName(c.want))
+		}
+		if got := rpcErr(r, &Txattrwalk{Fid: 1, Newfid: 3, Name: []byte("system.posix_acl_access")}); got != syscall.ENOSYS && got != syscall.EOPNOTSUPP {
+			t.Errorf("Txattrwalk with xattrs off: %v, want ENOSYS or EOPNOTSUPP (the ACL is read for the checks, not served)", errName(got))
+		}
+		r.nc.Close()
+		s.Close()
+	}
 }

@@ -66,6 +66,14 @@ type Options struct {
 	// service time, errno and payload bytes (fastfsd 9p --metrics); see
 	// metrics.go. Nil costs one comparison per request.
 	Stats Meter
+	// ACLs, if set, is where the permission checks of connections that
+	// are not Trusted read an inode's POSIX access ACL (perm.go): the
+	// filesystem under the served one's wrappers, so that an xattr map
+	// or extended attributes turned off for clients do not hide the
+	// host's ACLs from the checks. Its inode numbers must be the served
+	// filesystem's. Nil: the served filesystem's GetXattr of
+	// system.posix_acl_access.
+	ACLs ACLReader
 }
 
 // Server serves an fs.FileSystem over 9P2000.L. See the package comment.

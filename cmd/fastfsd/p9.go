@@ -115,7 +115,7 @@ func runP9(args []string) error {
 	msize := fl.Uint("msize", p9.DefaultMaxMsize, "largest message size to agree on in Tversion (bytes, at least 512)")
 	maxFids := fl.Int("max-fids", p9.DefaultMaxFids, "most fids one connection may hold (EMFILE beyond)")
 	maxReqs := fl.Int("max-requests", p9.DefaultMaxRequests, "requests of one connection served at once; each holds up to 2×msize of buffers")
-	xattr := fl.Bool("xattr", true, "serve extended attributes; off, the server also cannot see POSIX ACLs, and its permission checks of the clients it does not trust (above) use the mode bits alone")
+	xattr := fl.Bool("xattr", true, "serve extended attributes to clients; off, the host's POSIX ACLs still count in the server's permission checks of the clients it does not trust when it serves one directory, but not with several shares")
 	readOnly := fl.Bool("read-only", false, "refuse every change with EROFS")
 	allowDevices := fl.Bool("allow-devices", false, allowDevicesHelp)
 	fl.BoolFunc("security-label", "not on this door (refused): 9P2000.L sends no security context with a creating request; a label a client sets afterwards with Txattrcreate goes through --xattrmap", func(string) error {
@@ -434,6 +434,12 @@ func serveP9(ctx context.Context, cfg p9Config, ready chan<- net.Addr) error {
 	fsys, err := cfg.policy.wrap(inner, cfg.fsOpts.Xattr)
 	if err != nil {
 		return err
+	}
+	// The permission checks of untrusted clients read ACLs from the
+	// host, beneath the xattr map and whatever --xattr says. Several
+	// shares (fs/vfs, inode numbers of its own): through GetXattr.
+	if a, ok := inner.(p9.ACLReader); ok {
+		cfg.srvOpts.ACLs = a
 	}
 	srv := p9.NewServer(fsys, &cfg.srvOpts)
 	log.Printf("fastfsd 9p: serving %s on %s:%s; request and xattr buffers bounded at %s (--max-conns × ((--max-requests+4) × 2×msize + 16 MiB))",

@@ -164,6 +164,25 @@ func (f *FS) GetXattr(ctx *fs.Context, ino fs.Inode, name []byte, dst []byte) (i
 	if !f.opts.Xattr {
 		return 0, syscall.ENOSYS
 	}
+	return f.getXattr(ino, name, dst)
+}
+
+// aclAccessName is the xattr holding a POSIX access ACL.
+var aclAccessName = []byte("system.posix_acl_access")
+
+// AccessACL copies ino's POSIX access ACL (system.posix_acl_access, the
+// kernel's xattr format) to dst, or returns its size if dst is empty;
+// ERANGE if dst is too small, ENODATA if ino has none, EOPNOTSUPP if the
+// host filesystem keeps none. It reads the host's ACL whether or not
+// Options.Xattr serves extended attributes to clients: it is for a server
+// that checks its clients' permissions itself (p9.Options.ACLs), which
+// must see the ACLs the host kernel would apply. Allocation-free.
+func (f *FS) AccessACL(ino fs.Inode, dst []byte) (int, fs.Errno) {
+	return f.getXattr(ino, aclAccessName, dst)
+}
+
+// getXattr is GetXattr without the Options.Xattr check.
+func (f *FS) getXattr(ino fs.Inode, name []byte, dst []byte) (int, fs.Errno) {
 	var xn xattrName
 	cn, e := xn.set(name)
 	if e != 0 {
