@@ -11,7 +11,8 @@
 //   - over a 9P unix socket whose group they are in, they act as
 //     themselves: Tattach naming uid 0 is refused, what they create belongs
 //     to uid 65534, and they can make no setuid-root file nor chown/chmod
-//     root's files;
+//     root's files, nor open a file whose POSIX ACL denies them what its
+//     mode bits would allow (also with --xattr=false);
 //   - fastfsd 9p refuses a non-loopback tcp listen without its opt-in flag.
 //
 // Each test first proves its attacker works (the same child connects to a

@@ -3,6 +3,7 @@ package hostile
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -425,8 +426,9 @@ func TestConnectRaceDaemonStarts(t *testing.T) {
 	checkLoop(t, rep, control)
 }
 
-// p9Share makes the 9P share: a 0755 root directory holding /pub (0777)
-// and /secret (0600 root).
+// p9Share makes the 9P share: a 0755 root directory holding /pub (0777),
+// /secret (0600 root) and /acl (0666 root, whose POSIX ACL denies
+// uid 65534 everything: u::rw-,u:65534:---,g::rw-,m::rw-,o::rw-).
 func p9Share(t *testing.T) string {
 	t.Helper()
 	d := publicDir(t)
@@ -437,6 +439,21 @@ func p9Share(t *testing.T) string {
 	os.Chmod(filepath.Join(d, "pub"), 0o777)
 	if err := os.WriteFile(filepath.Join(d, "secret"), []byte("root only"), 0o600); err != nil {
 		t.Fatal(err)
+	}
+	acl := filepath.Join(d, "acl")
+	if err := os.WriteFile(acl, []byte("not for 65534"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(acl, 0o666)
+	// The xattr form of the ACL: version 2, then {tag, perm, id} each.
+	val := []byte{2, 0, 0, 0}
+	for _, e := range [][3]uint32{{0x01, 6, ^uint32(0)}, {0x02, 0, nobody}, {0x04, 6, ^uint32(0)}, {0x10, 6, ^uint32(0)}, {0x20, 6, ^uint32(0)}} {
+		val = binary.LittleEndian.AppendUint16(val, uint16(e[0]))
+		val = binary.LittleEndian.AppendUint16(val, uint16(e[1]))
+		val = binary.LittleEndian.AppendUint32(val, e[2])
+	}
+	if err := syscall.Setxattr(acl, "system.posix_acl_access", val, 0); err != nil {
+		t.Fatalf("set a POSIX ACL on %s (the test directory's filesystem must keep ACLs): %v", acl, err)
 	}
 	return d
 }
@@ -459,6 +476,8 @@ func checkP9Attack(t *testing.T, rep p9Report, share string) {
 		"walk-secret":  "ok",
 		"open-secret":  syscall.EACCES.Error(),
 		"chmod-secret": syscall.EPERM.Error(),
+		"walk-acl":     "ok",
+		"open-acl":     syscall.EACCES.Error(), // its mode lets others write; its ACL denies 65534
 	}
 	for k, v := range want {
 		if rep[k] != v {
@@ -497,7 +516,8 @@ func TestP9UnixGroupMember(t *testing.T) {
 }
 
 // TestP9TCPLoopback: over loopback tcp, uid 65534 is identified by the
-// kernel's record of its socket and acts only as itself.
+// kernel's record of its socket and acts only as itself; with extended
+// attributes off for clients, the host's ACL still denies it /acl.
 func TestP9TCPLoopback(t *testing.T) {
 	bin := fastfsd(t)
 	share := p9Share(t)
@@ -507,7 +527,8 @@ func TestP9TCPLoopback(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	d := &daemon{cmd: exec.Command(bin, "9p", "--listen", "tcp:"+addr, "--shared-dir", share), done: make(chan error, 1)}
+	// --xattr=false: the server's checks read the host's ACLs anyway.
+	d := &daemon{cmd: exec.Command(bin, "9p", "--listen", "tcp:"+addr, "--shared-dir", share, "--xattr=false"), done: make(chan error, 1)}
 	d.cmd.Stderr = &d.errb
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)

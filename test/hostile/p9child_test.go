@@ -46,6 +46,8 @@ func p9Child(arg string) int {
 	step("walk-secret", &p9.Twalk{Fid: 1, Newfid: 3, NNames: 1, Names: [p9.MaxWalkElem][]byte{[]byte("secret")}})
 	step("open-secret", &p9.Tlopen{Fid: 3, Flags: 2})
 	step("chmod-secret", &p9.Tsetattr{Fid: 3, Valid: p9.SetAttrMode, Mode: 0o4777})
+	step("walk-acl", &p9.Twalk{Fid: 1, Newfid: 4, NNames: 1, Names: [p9.MaxWalkElem][]byte{[]byte("acl")}})
+	step("open-acl", &p9.Tlopen{Fid: 4, Flags: 2})
 	return 0
 }
 
