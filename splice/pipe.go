@@ -158,6 +158,15 @@ var devNull = sync.OnceValues(func() (int, error) {
 	return unix.Open(os.DevNull, unix.O_WRONLY|unix.O_CLOEXEC, 0)
 })
 
+// OpenDevNull opens the /dev/null fd Drain splices into now rather than
+// at its first use: for a process about to lose /dev (a pivot_root into
+// the served directory, Landlock). Without it, Drain there reads the
+// pipe out into a buffer instead.
+func OpenDevNull() error {
+	_, err := devNull()
+	return err
+}
+
 // Drain discards everything in the pipe (splice to /dev/null, so nothing
 // is copied), leaving Len() == 0.
 func (p *Pipe) Drain() syscall.Errno {

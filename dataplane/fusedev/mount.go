@@ -44,6 +44,9 @@ type Conn struct {
 	fd         int // the /dev/fuse fd of the mount; closed by Close
 	mountpoint string
 	fusermount bool // mounted through fusermount3: unmount through it too
+	// unmount, if set, is how Unmount unmounts: the connection was
+	// mounted by another process (Adopt), which unmounts it.
+	unmount func() error
 
 	mu        sync.Mutex
 	unmounted bool // +checklocks:mu
@@ -51,6 +54,7 @@ type Conn struct {
 
 	workers []*workerStats // +checklocks:mu; set by Serve before workers start
 	server  *fuse.Server   // +checklocks:mu; the engine Serve made
+	prep    *prepared      // +checklocks:mu; what Prepare opened, until Serve takes it
 
 	// fdMu is held for reading by a notification's write on fd and for
 	// writing by Close, so fd is never closed (and its number reused)
@@ -124,6 +128,16 @@ func Mount(mountpoint string, opts MountOptions) (*Conn, error) {
 	return &Conn{fd: fd, mountpoint: abs}, nil
 }
 
+// Adopt returns a Conn for fd, a /dev/fuse fd of a connection another
+// process mounted at mountpoint and handed over (fastfsd mount's
+// namespace sandbox: its supervisor mounts and unmounts in the host's
+// mount namespace, the child serves). Unmount calls unmount, which must
+// make that process unmount the filesystem: Serve's workers end when it
+// is gone. Close closes fd.
+func Adopt(fd int, mountpoint string, unmount func() error) *Conn {
+	return &Conn{fd: fd, mountpoint: mountpoint, unmount: unmount}
+}
+
 func devFuseHint(err error) string {
 	switch {
 	case errors.Is(err, syscall.ENOENT), errors.Is(err, syscall.ENODEV), errors.Is(err, syscall.ENXIO):
@@ -182,6 +196,13 @@ func (c *Conn) Unmount() error {
 	defer c.mu.Unlock()
 	if c.unmounted {
 		return nil
+	}
+	if c.unmount != nil {
+		err := c.unmount()
+		if err == nil {
+			c.unmounted = true
+		}
+		return err
 	}
 	if c.fusermount {
 		err := fusermountUnmount(c.mountpoint)
@@ -316,6 +337,10 @@ func (c *Conn) Close() error {
 		return nil
 	}
 	c.closed = true
+	if c.prep != nil {
+		c.prep.close()
+		c.prep = nil
+	}
 	c.fdMu.Lock()
 	defer c.fdMu.Unlock()
 	c.fdClosed = true

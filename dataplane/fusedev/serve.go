@@ -131,9 +131,12 @@ func (c *Conn) Serve(ctx context.Context, fsys fs.FileSystem, eng fuse.Options, 
 	if opts.MaxWrite <= 0 {
 		opts.MaxWrite = DefaultMaxWrite
 	}
-	if opts.Splice == SpliceAuto && !opts.Passthrough {
-		// See the package comment for the measurements behind this.
-		opts.Splice = SpliceOn
+	opts.Splice = opts.splice()
+	c.mu.Lock()
+	prep := c.prep
+	c.mu.Unlock()
+	if prep != nil && prep.workers != opts.Workers {
+		return fmt.Errorf("serve %s: prepared for %d workers, asked to serve with %d; give Prepare and Serve the same options", c.mountpoint, prep.workers, opts.Workers)
 	}
 	if opts.Splice == SpliceOn {
 		// A whole request (one page of header and arguments, max_write
@@ -143,7 +146,7 @@ func (c *Conn) Serve(ctx context.Context, fsys fs.FileSystem, eng fuse.Options, 
 		page := unix.Getpagesize()
 		if p, err := splice.New(opts.MaxWrite + 2*page); err == nil {
 			p.Close()
-		} else if m, merr := splice.MaxSize(); merr == nil && m-2*page >= 4096 {
+		} else if m, merr := pipeMaxSize(prep); merr == nil && m-2*page >= 4096 {
 			opts.MaxWrite = min(opts.MaxWrite, m-2*page)
 		} else {
 			return fmt.Errorf("serve %s: %w (use --splice=off)", c.mountpoint, err)
@@ -165,8 +168,97 @@ func (c *Conn) Serve(ctx context.Context, fsys fs.FileSystem, eng fuse.Options, 
 	return c.serve(ctx, srv, opts)
 }
 
+// splice resolves SpliceAuto.
+func (o ServeOptions) splice() SpliceMode {
+	if o.Splice == SpliceAuto && !o.Passthrough {
+		// See the package comment for the measurements behind this.
+		return SpliceOn
+	}
+	return o.Splice
+}
+
+// prepared is what Prepare opened and read ahead of Serve.
+type prepared struct {
+	workers int   // the ServeOptions.Workers it was made for
+	cpus    []int // the workers' CPUs (dataplane.Topology.Plan)
+	fds     []int // cloned fds of workers 1…, -1 once Serve took one
+	pipeMax int   // /proc/sys/fs/pipe-max-size, 0 if splice is off
+	queues  int   // io_uring queues the kernel expects, 0 if not asked
+}
+
+// close closes the cloned fds Serve has not taken.
+func (p *prepared) close() {
+	for i, fd := range p.fds {
+		if fd >= 0 {
+			unix.Close(fd)
+			p.fds[i] = -1
+		}
+	}
+}
+
+// pipeMaxSize is the prepared pipe-max-size, or reads it.
+func pipeMaxSize(p *prepared) (int, error) {
+	if p != nil && p.pipeMax > 0 {
+		return p.pipeMax, nil
+	}
+	return splice.MaxSize()
+}
+
+// Prepare opens and reads now what Serve would otherwise open and read
+// outside the served directory — the CPU topology in /sys, one cloned
+// /dev/fuse fd per worker, /dev/null and pipe-max-size for splice, the
+// number of io_uring queues — so that Serve can run after the process has
+// pivot_rooted into the served directory or restricted its file access
+// with Landlock. Serve must then get the same ServeOptions. Close
+// releases what Serve did not take.
+func (c *Conn) Prepare(opts ServeOptions) error {
+	p := &prepared{workers: opts.Workers}
+	topo, err := dataplane.ReadTopology()
+	if err != nil {
+		return err
+	}
+	p.cpus = topo.Plan(opts.Workers)
+	for i := 1; i < len(p.cpus); i++ {
+		fd, err := cloneFd(c.fd)
+		if err != nil {
+			p.close()
+			return fmt.Errorf("prepare %s: worker %d: %w", c.mountpoint, i, err)
+		}
+		p.fds = append(p.fds, fd)
+	}
+	if opts.splice() == SpliceOn {
+		if err := splice.OpenDevNull(); err != nil {
+			p.close()
+			return fmt.Errorf("prepare %s: splice: open /dev/null: %w", c.mountpoint, err)
+		}
+		// Best effort, as in Serve: only needed if pipes must shrink.
+		p.pipeMax, _ = splice.MaxSize()
+	}
+	if opts.IOUring {
+		if p.queues, err = uring.QueueCount(); err != nil {
+			p.close()
+			return fmt.Errorf("prepare %s: --uring: %w", c.mountpoint, err)
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.prep != nil {
+		c.prep.close()
+	}
+	c.prep = p
+	return nil
+}
+
 func (c *Conn) serve(ctx context.Context, srv *fuse.Server, opts ServeOptions) error {
 	bufSize := max(minReadBuffer, inHeaderSize+writeInSize+opts.MaxWrite)
+	// What Prepare opened, if it ran; unused fds are closed on return.
+	c.mu.Lock()
+	prep := c.prep
+	c.prep = nil
+	c.mu.Unlock()
+	if prep != nil {
+		defer prep.close()
+	}
 
 	// Stop on cancel from here on, including while waiting for INIT.
 	stopWatch := context.AfterFunc(ctx, func() { c.Unmount() })
@@ -193,12 +285,17 @@ func (c *Conn) serve(ctx context.Context, srv *fuse.Server, opts ServeOptions) e
 		spliceWrite = agreed&initSpliceWrite != 0
 	}
 
-	topo, err := dataplane.ReadTopology()
-	if err != nil {
-		c.Unmount()
-		return err
+	var cpus []int
+	if prep != nil {
+		cpus = prep.cpus
+	} else {
+		topo, err := dataplane.ReadTopology()
+		if err != nil {
+			c.Unmount()
+			return err
+		}
+		cpus = topo.Plan(opts.Workers)
 	}
-	cpus := topo.Plan(opts.Workers)
 	ws := []*worker{w0}
 	keepFds := false // a helper may still write to them
 	defer func() {
@@ -218,8 +315,10 @@ func (c *Conn) serve(ctx context.Context, srv *fuse.Server, opts ServeOptions) e
 	defer func() { keepFds = !pool.stop(2 * time.Second) }()
 	w0.pool = pool
 	for i := 1; i < len(cpus); i++ {
-		fd, err := cloneFd(c.fd)
-		if err != nil {
+		var fd int
+		if prep != nil {
+			fd, prep.fds[i-1] = prep.fds[i-1], -1
+		} else if fd, err = cloneFd(c.fd); err != nil {
 			c.Unmount()
 			return fmt.Errorf("serve %s: worker %d: %w", c.mountpoint, i, err)
 		}
@@ -265,7 +364,11 @@ func (c *Conn) serve(ctx context.Context, srv *fuse.Server, opts ServeOptions) e
 		// ECANCELED on their entries): they report nil then.
 		waits++
 		go func() {
-			err := uring.Serve(uring.Config{Fd: c.fd, Server: srv, Depth: opts.IOUringDepth, Stats: opts.Stats})
+			cfg := uring.Config{Fd: c.fd, Server: srv, Depth: opts.IOUringDepth, Stats: opts.Stats}
+			if prep != nil {
+				cfg.Queues = prep.queues
+			}
+			err := uring.Serve(cfg)
 			if err != nil {
 				err = fmt.Errorf("serve %s: FUSE over io_uring: %w", c.mountpoint, err)
 			}

@@ -72,6 +72,10 @@ type Config struct {
 	Depth int
 	// Stats, when not nil, counts every request served.
 	Stats *stats.Set
+	// Queues is the number of queues the kernel expects (QueueCount);
+	// 0 reads it from /sys at Serve. A caller that pivot_roots or
+	// restricts itself with Landlock before Serve reads it ahead.
+	Queues int
 }
 
 // ErrNotAgreed is returned when the connection did not agree on io_uring.
@@ -85,9 +89,12 @@ func Serve(cfg Config) error {
 	if !ok || ag.Flags&abi.InitOverIoUring == 0 {
 		return ErrNotAgreed
 	}
-	nq, err := QueueCount()
-	if err != nil {
-		return err
+	nq := cfg.Queues
+	if nq <= 0 {
+		var err error
+		if nq, err = QueueCount(); err != nil {
+			return err
+		}
 	}
 	depth := cfg.Depth
 	if depth <= 0 {
