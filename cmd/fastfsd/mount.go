@@ -8,6 +8,7 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -39,6 +40,13 @@ fastfsd gets SIGINT/SIGTERM, which unmount it. The exit status is 0 after a
 clean unmount. Mounting needs root, or fusermount3 (package fuse3) for an
 unprivileged user. The mount is ready once MOUNTPOINT is a fuse.fastfs mount
 (stat shows a new st_dev).
+
+As root, a child process serves, confined (--sandbox, --seccomp,
+--modcaps; docs/sandbox.md): in new mount, pid and network namespaces
+whose root is DIR where it can (or chrooted into DIR), under Landlock
+limited to DIR, the seccomp filter and the capability drop. This process
+keeps CAP_SYS_ADMIN alone and unmounts: on SIGINT/SIGTERM, and if the
+child dies. An unprivileged mount is one process, not confined.
 
 flags:
 `
@@ -169,6 +177,9 @@ func runMount(args []string) error {
 		if given["modcaps"] {
 			asked = append(asked, "--modcaps="+sbf.modcaps)
 		}
+		if given["sandbox"] && sbf.supervised() {
+			asked = append(asked, "--sandbox="+sbf.sandbox)
+		}
 		if len(asked) > 0 {
 			return fmt.Errorf("%s: an unprivileged mount is not confined (its unmount runs the setuid fusermount3, which no_new_privs and the system-call filter forbid); run as root, or drop the flag", strings.Join(asked, " "))
 		}
@@ -176,19 +187,15 @@ func runMount(args []string) error {
 	if *watch && !sb.Caps.Has(unix.CAP_DAC_READ_SEARCH) {
 		return errors.New("--watch with --modcaps=-dac_read_search: the watcher opens the file handles fanotify reports (open_by_handle_at), which needs it; keep dac_read_search or drop --watch")
 	}
-	if err := obs.start(); err != nil {
-		return err
+	if !plain && sbf.chroot() {
+		return errors.New("--sandbox=chroot serves one directory as its root (it makes no mount namespace to gather several in): with several --source NAME=DIR pass --sandbox=namespace or none")
 	}
-	// The watcher marks the filesystem now, while the process has
-	// CAP_SYS_ADMIN: after confine it only reads events and opens handles,
-	// so the system-call filter need not allow fanotify_init or
-	// fanotify_mark.
-	var watcher *passthrough.Watcher
-	if *watch {
-		if watcher, err = passthrough.NewWatcher(sources.specs[0].dir); err != nil {
-			return fmt.Errorf("--watch: %w", err)
-		}
-		defer watcher.Close()
+	opts := fusedev.ServeOptions{Workers: *workers, Splice: sm, Passthrough: usePass, IOUring: *useUring}
+	if *debug {
+		opts.Debug = log.New(os.Stderr, "fastfsd: ", log.Lmicroseconds)
+	}
+	if obs.enabled() {
+		opts.Stats = stats.Default.NewSet("fuse", func(op uint32) string { return abi.Opcode(op).String() })
 	}
 
 	// Catch SIGINT/SIGTERM before the mount exists: one that arrives
@@ -197,27 +204,90 @@ func runMount(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	conn, err := fusedev.Mount(mnt, fusedev.MountOptions{
-		Source:             *fsname,
-		AllowOther:         *allowOther,
-		DefaultPermissions: true,
-	})
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-
-	if *useUring && !uring.Enabled() {
-		if err := uring.Enable(); err != nil {
-			conn.Unmount()
-			return fmt.Errorf("--uring: %w", err)
+	var conn *fusedev.Conn
+	fds, child := sandboxChild()
+	if child {
+		// The sandbox's serving child (namespace.go, superviseMount):
+		// the supervisor mounted, and unmounts.
+		if err := obs.inherit(fds); err != nil {
+			return err
+		}
+		if conn, err = adoptMount(fds, mnt); err != nil {
+			return err
+		}
+	} else {
+		if err := obs.listen(); err != nil {
+			return err
+		}
+		conn, err = fusedev.Mount(mnt, fusedev.MountOptions{
+			Source:             *fsname,
+			AllowOther:         *allowOther,
+			DefaultPermissions: true,
+		})
+		if err != nil {
+			return err
+		}
+		if *useUring && !uring.Enabled() {
+			if err := uring.Enable(); err != nil {
+				conn.Unmount()
+				conn.Close()
+				return fmt.Errorf("--uring: %w", err)
+			}
+		}
+		if !unprivileged {
+			// Root: a child serves, confined, and this process
+			// unmounts (superviseMount).
+			err := superviseMount(ctx, conn, obs, sbf.sandbox)
+			conn.Close()
+			return err
 		}
 	}
-	if unprivileged {
+	defer conn.Close()
+	obs.serve()
+
+	var watcher *passthrough.Watcher // --watch (root: in the child)
+	if child {
+		// Everything serving needs outside the shares is opened now,
+		// before Landlock and the new root keep it out of reach.
+		if err := conn.Prepare(opts); err != nil {
+			conn.Unmount()
+			return err
+		}
+		// The watcher marks the filesystem now, while the process has
+		// CAP_SYS_ADMIN and sees the host's tree: after confine it only
+		// reads events and opens handles, so the system-call filter
+		// need not allow fanotify_init or fanotify_mark.
+		if *watch {
+			if watcher, err = passthrough.NewWatcher(sources.specs[0].dir); err != nil {
+				conn.Unmount()
+				return fmt.Errorf("--watch: %w", err)
+			}
+			defer watcher.Close()
+		}
+		if sbf.supervised() {
+			if plain {
+				fsOpts.ProcFd, err = sbf.enterSandboxRoot(sources.specs[0].dir)
+			} else {
+				fsOpts.ProcFd, err = enterNamespaceShares(sources.specs)
+			}
+			if err != nil {
+				conn.Unmount()
+				return err
+			}
+			// The sandbox's root is the one share, or holds each at /NAME.
+			for i := range sources.specs {
+				sources.specs[i].dir = "/" + sources.specs[i].name
+			}
+			inNamespace(&sb)
+		} else {
+			sbf.logAuto(stderrf)
+		}
+		if err := confine(sb, stderrf); err != nil {
+			conn.Unmount()
+			return err
+		}
+	} else {
 		stderrf("sandbox (mount door): not applied: an unprivileged mount is unmounted by the setuid fusermount3, which no_new_privs and the system-call filter forbid")
-	} else if err := confine(sb, stderrf); err != nil {
-		conn.Unmount()
-		return err
 	}
 	// Opened after confine: passthrough records the capability set its
 	// identity switches restore, which must be the confined one.
@@ -250,13 +320,6 @@ func runMount(args []string) error {
 		return err
 	}
 
-	opts := fusedev.ServeOptions{Workers: *workers, Splice: sm, Passthrough: usePass, IOUring: *useUring}
-	if *debug {
-		opts.Debug = log.New(os.Stderr, "fastfsd: ", log.Lmicroseconds)
-	}
-	if obs.enabled() {
-		opts.Stats = stats.Default.NewSet("fuse", func(op uint32) string { return abi.Opcode(op).String() })
-	}
 	eng := fuse.Options{Locks: *locks, SecurityLabel: *secLabel}
 	watchDone := make(chan struct{})
 	if watcher != nil {
@@ -292,4 +355,67 @@ func runMount(args []string) error {
 		return fmt.Errorf("%s: %w", mnt, serveErr)
 	}
 	return nil
+}
+
+// superviseMount is the mount door's supervisor as root (namespace.go;
+// mode is --sandbox: namespace, chroot, or none):
+// it hands conn's fd and the metrics and pprof listeners to the child
+// (which asks for the unmount over its supervisorLink), keeps
+// CAP_SYS_ADMIN alone (umount2, and fusectl to abort a busy
+// connection), and unmounts on SIGINT/SIGTERM
+// (ctx), when the child asks, and when the child has exited — cleanly or
+// killed — so that no mount outlives the daemon.
+func superviseMount(ctx context.Context, conn *fusedev.Conn, obs *observeFlags, mode string) error {
+	fail := func(err error) error {
+		conn.Unmount()
+		return fmt.Errorf("sandbox: start the serving child: %w", err)
+	}
+	fd, err := unix.Dup(conn.Fd())
+	if err != nil {
+		return fail(fmt.Errorf("dup the /dev/fuse fd: %w", err))
+	}
+	unix.CloseOnExec(fd)
+	fuseFile := os.NewFile(uintptr(fd), "/dev/fuse")
+	names, files, err := obs.files()
+	if err != nil {
+		fuseFile.Close()
+		return fail(err)
+	}
+	unmount := func() {
+		if err := conn.Unmount(); err != nil {
+			stderrf("sandbox: %v", err)
+		}
+	}
+	// Also when no child could start: closing the fd of a live mount
+	// would leave a dead one.
+	defer unmount()
+	return superviseNamespace(append([]string{"fuse"}, names...), append([]*os.File{fuseFile}, files...), stderrf,
+		supervision{caps: sandbox.CapSet(1) << unix.CAP_SYS_ADMIN, stop: unmount, stopped: ctx.Done(), mode: mode})
+}
+
+// adoptMount is the serving child's connection: the /dev/fuse fd the
+// supervisor mounted, whose Unmount asks the supervisor to unmount (a
+// byte on the supervisorLink): the mount lives in the host's mount
+// namespace, which a namespace child has left, and Landlock forbids the
+// child to unmount anyway.
+func adoptMount(fds map[string]int, mnt string) (*fusedev.Conn, error) {
+	fd, ok := fds["fuse"]
+	if !ok {
+		return nil, errors.New("sandbox: the supervisor passed no /dev/fuse fd")
+	}
+	unix.CloseOnExec(fd)
+	ask, err := supervisorLink(fds)
+	if err != nil {
+		return nil, err
+	}
+	abs, err := filepath.Abs(mnt)
+	if err != nil {
+		abs = mnt
+	}
+	return fusedev.Adopt(fd, abs, func() error {
+		if err := ask(); err != nil {
+			return fmt.Errorf("unmount %s: %w", abs, err)
+		}
+		return nil
+	}), nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +25,10 @@ func init() {
 		args = args[1:]
 	}
 	if err := runMount(args); err != nil {
+		var st exitStatus
+		if errors.As(err, &st) {
+			os.Exit(int(st)) // the serving child said why
+		}
 		os.Stderr.WriteString("fastfsd mount: " + err.Error() + "\n")
 		os.Exit(1)
 	}

@@ -50,9 +50,16 @@ import (
 // confines itself as above. Like virtiofsd's chroot mode it does not
 // hide the host's processes or network from the child.
 //
-// The mount door does not offer either yet: its worker fds are opened from
-// /dev/fuse at serve time and its unmount needs the host's mount
-// namespace.
+// The mount door (as root) splits the same way, with the FUSE mount as
+// its transport: the supervisor opens /dev/fuse and mounts, hands the fd
+// over, keeps CAP_SYS_ADMIN alone, and unmounts — on SIGINT/SIGTERM, when
+// the child asks (a byte on the supervisor link), and when the child has
+// exited, so that a dead child leaves no mount behind. The child
+// prepares what serving needs outside the share (fusedev.Conn.Prepare:
+// cloned /dev/fuse fds, /sys, /dev/null) before it enters its root; see
+// mount.go. With --sandbox=none the mount door splits too, without new
+// namespaces or a new root: Landlock forbids unmounting, so only a child
+// that leaves the unmount to another process can run under it.
 
 const (
 	sandboxFdsEnv = "FASTFSD_SANDBOX_FDS" // set in the child: "name=fd,…"
@@ -82,18 +89,52 @@ type exitStatus int
 
 func (e exitStatus) Error() string { return "exit status " + strconv.Itoa(int(e)) }
 
-// superviseNamespace starts the namespace child with files (name → file,
-// in order) and waits for it; see the comment above. The returned error
-// is an exitStatus for a child that exited non-zero or was killed.
-func superviseNamespace(names []string, files []*os.File, chroot bool, logf func(string, ...any)) error {
-	mode, flags := "namespace", uintptr(unix.CLONE_NEWNS|unix.CLONE_NEWPID|unix.CLONE_NEWNET)
-	if chroot {
-		mode, flags = "chroot", 0
+// supervision is what a door's supervisor does besides starting the
+// child, forwarding signals and waiting. The zero value is the virtiofs
+// and 9p doors' supervisor.
+type supervision struct {
+	// caps is the capability set the supervisor keeps once the child
+	// runs (none by default).
+	caps sandbox.CapSet
+	// stop, if set, is called instead of forwarding SIGINT or SIGTERM,
+	// when the child asks (supervisorLink), when stopped is closed, and
+	// once the child has exited: the mount door's unmount, which needs
+	// the host's mount namespace. It must be safe to call more than once.
+	stop func()
+	// stopped, when closed, means stop (a signal caught before the
+	// supervisor started).
+	stopped <-chan struct{}
+	// mode is the --sandbox mode: "namespace" (also ""), "chroot" (no
+	// new namespaces; the child chroots), or "none" (the mount door
+	// only: no new namespaces and no new root, split only so that the
+	// child may run under Landlock while the supervisor unmounts).
+	mode string
+}
+
+// superviseNamespace starts the sandbox's child with files (name → file,
+// in order) and waits for it; see the comment above and sv. The returned
+// error is an exitStatus for a child that exited non-zero or was killed.
+func superviseNamespace(names []string, files []*os.File, logf func(string, ...any), sv supervision) error {
+	mode, flags := sv.mode, uintptr(unix.CLONE_NEWNS|unix.CLONE_NEWPID|unix.CLONE_NEWNET)
+	switch mode {
+	case "", "namespace":
+		mode = "namespace"
+	case "chroot", "none":
+		flags = 0
 	}
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("--sandbox=%s: find this program: %w", mode, err)
 	}
+	// The link (supervisorLink): a socket pair, one end for the child.
+	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("sandbox: socketpair for the serving child: %w", err)
+	}
+	link := os.NewFile(uintptr(sp[0]), "supervisor link")
+	defer link.Close()
+	names = append(names[:len(names):len(names)], linkName)
+	files = append(files[:len(files):len(files)], os.NewFile(uintptr(sp[1]), "supervisor link"))
 	var env []string
 	for i, n := range names {
 		env = append(env, n+"="+strconv.Itoa(3+i))
@@ -115,34 +156,70 @@ func superviseNamespace(names []string, files []*os.File, chroot bool, logf func
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	if err := cmd.Start(); err != nil {
-		if chroot {
-			return fmt.Errorf("--sandbox=chroot: start the sandboxed child: %w", err)
+		if mode != "namespace" {
+			return fmt.Errorf("--sandbox=%s: start the sandboxed child: %w", mode, err)
 		}
 		return fmt.Errorf("--sandbox=namespace: start the sandboxed child: %w; the kernel must allow new mount, pid and network namespaces (or pass --sandbox=chroot or none)", err)
 	}
 	for _, f := range files {
 		f.Close() // the child has them
 	}
-	if chroot {
+	switch mode {
+	case "chroot":
 		logf("sandbox: serving from pid %d chrooted into the shared directory", cmd.Process.Pid)
-	} else {
+	case "none":
+		logf("sandbox: serving from pid %d (no namespace: --sandbox=none)", cmd.Process.Pid)
+	default:
 		logf("sandbox: serving from pid %d in new mount, pid and network namespaces", cmd.Process.Pid)
 	}
-	// The supervisor only waits, forwards signals and removes the
-	// socket on exit (which needs no capability: it made it): it keeps
-	// no capability and cannot gain any.
-	if _, err := sandbox.Apply(sandbox.Options{Caps: 0, Seccomp: sandbox.SeccompNone}); err != nil {
+	// The supervisor only waits, forwards signals, removes the socket on
+	// exit (which needs no capability: it made it) and, for the mount
+	// door, unmounts: it keeps sv.caps and cannot gain any.
+	if _, err := sandbox.Apply(sandbox.Options{Caps: sv.caps, Seccomp: sandbox.SeccompNone}); err != nil {
 		cmd.Process.Kill()
 		cmd.Wait()
+		if sv.stop != nil {
+			sv.stop()
+		}
 		return fmt.Errorf("--sandbox=%s: supervisor: %w", mode, err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
+	// A byte from the child asks for stop; EOF: the child is gone (done
+	// says how).
+	stopReq := make(chan struct{}, 1)
+	go func() {
+		var b [1]byte
+		for {
+			if n, err := link.Read(b[:]); n == 0 || err != nil {
+				return
+			}
+			select {
+			case stopReq <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	stopped := sv.stopped
 	for {
 		select {
 		case s := <-sig:
-			cmd.Process.Signal(s)
+			if sv.stop != nil && s != syscall.SIGHUP {
+				sv.stop()
+			} else {
+				cmd.Process.Signal(s)
+			}
+		case <-stopped:
+			stopped = nil
+			sv.stop()
+		case <-stopReq:
+			if sv.stop != nil {
+				sv.stop()
+			}
 		case err := <-done:
+			if sv.stop != nil {
+				sv.stop()
+			}
 			var ee *exec.ExitError
 			if errors.As(err, &ee) {
 				if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
@@ -153,6 +230,39 @@ func superviseNamespace(names []string, files []*os.File, chroot bool, logf func
 			return err
 		}
 	}
+}
+
+// linkName names the child's end of its link to the supervisor in
+// $FASTFSD_SANDBOX_FDS.
+const linkName = "supervisor"
+
+// supervisorLink is the child's side of its link to the supervisor (a
+// unix socket pair). It exits this process once the supervisor is gone:
+// Pdeathsig alone does not do, because the kernel clears it
+// (commit_creds) when the thread it was set on, the child's first,
+// changes its fsuid or fsgid — which fs/passthrough's identity switches
+// do on whichever thread they run. The returned ask asks the supervisor
+// to stop (the mount door: unmount).
+func supervisorLink(fds map[string]int) (ask func() error, err error) {
+	f, err := inheritedFile(fds, linkName)
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		var b [1]byte
+		for {
+			if n, err := f.Read(b[:]); n == 0 || err != nil {
+				fmt.Fprintln(os.Stderr, "fastfsd: sandbox: the supervisor is gone; exiting")
+				os.Exit(1)
+			}
+		}
+	}()
+	return func() error {
+		if _, err := f.Write([]byte{1}); err != nil {
+			return fmt.Errorf("ask the supervisor: %w", err)
+		}
+		return nil
+	}, nil
 }
 
 // enterNamespaceRoot makes the shared directory dir this process's root,

@@ -247,7 +247,10 @@ func runP9(args []string) error {
 	}
 	if fds, child := sandboxChild(); child {
 		// The namespace sandbox's child (namespace.go): the supervisor
-		// set the transport up.
+		// set the transport up. It exits if the supervisor dies.
+		if _, err := supervisorLink(fds); err != nil {
+			return err
+		}
 		if err := obs.inherit(fds); err != nil {
 			return err
 		}
@@ -298,7 +301,7 @@ func runP9(args []string) error {
 				return err
 			}
 			log.Printf("fastfsd 9p: listening on %s:%s", network, l.Addr())
-			return superviseNamespace(append([]string{"listen"}, names...), append([]*os.File{f}, files...), sbf.chroot(), log.Printf)
+			return superviseNamespace(append([]string{"listen"}, names...), append([]*os.File{f}, files...), log.Printf, supervision{mode: sbf.sandbox})
 		}
 	}
 	obs.serve()

@@ -28,8 +28,8 @@ type sandboxFlags struct {
 }
 
 const (
-	sandboxHelp      = "confinement entered after the transport is set up: none (no namespace or chroot; the capability drop, no_new_privs, Landlock and the seccomp filter still apply), namespace (besides, serve from new mount, pid and network namespaces whose root is the shared directory; virtiofs and 9p doors, a CGO_ENABLED=0 build, Linux 6.13+), chroot (serve from a chroot into the shared directory, without new namespaces, for containers that forbid them; as namespace's build and kernel), auto (namespace where those hold and this is root, else none; says which)"
-	mountSandboxHelp = "confinement entered once /dev/fuse is open, as root (an unprivileged mount is not confined, and refuses --seccomp/--modcaps): none (no namespace or chroot; the capability drop, no_new_privs and the seccomp filter still apply; the mount door has no Landlock, which forbids the unmount on exit), auto (none on this door, and says so); namespace and chroot are not implemented on this door and are refused"
+	sandboxHelp      = "confinement entered after the transport is set up: none (no namespace or chroot; the capability drop, no_new_privs, Landlock and the seccomp filter still apply), namespace (besides, serve from new mount, pid and network namespaces whose root is the shared directory; a CGO_ENABLED=0 build, Linux 6.13+), chroot (serve from a chroot into the shared directory, without new namespaces, for containers that forbid them; as namespace's build and kernel), auto (namespace where those hold and this is root, else none; says which)"
+	mountSandboxHelp = "confinement entered once the mount is made, as root (an unprivileged mount is not confined, and refuses --sandbox=namespace/chroot, --seccomp, --modcaps): namespace (a child serves from new mount, pid and network namespaces whose root is the source directory, under Landlock, while this process keeps only CAP_SYS_ADMIN and unmounts on exit or if the child dies; a CGO_ENABLED=0 build, Linux 6.13+), chroot (the same, chrooted into the source directory without new namespaces), none (the same split, without namespaces or a new root: the child serves under Landlock limited to the source directory, the capability drop, no_new_privs and the seccomp filter), auto (namespace where it can run, else none; says which)"
 	seccompHelp      = "action on a system call outside this door's allow-list (docs/sandbox.md): kill (the process), log (allow, log to the audit log), trap (SIGSYS: the Go runtime prints the stack and exits), none (no filter)"
 	modcapsHelp      = "change the kept capability set, virtiofsd style: +CAP:-CAP… (e.g. +sys_admin:-mknod); the defaults per door are in docs/sandbox.md"
 )
@@ -48,10 +48,9 @@ func addSandboxFlags(fl *flag.FlagSet, door sandbox.Door) *sandboxFlags {
 
 // options checks the flags (before anything is set up, so a typo fails
 // early) and returns door's sandbox options for the shared directories
-// dirs (Landlock allows each). The
-// mount door gets no Landlock: it unmounts on exit (umount2, or
-// fusermount3 -u for an unprivileged user), which Landlock forbids (no
-// mount topology changes).
+// dirs (Landlock allows each). The mount door applies them in its serving
+// child only (mount.go): Landlock forbids unmounting, which its
+// supervisor does.
 func (s *sandboxFlags) options(door sandbox.Door, dirs ...string) (sandbox.Options, error) {
 	o := sandbox.Options{Door: door}
 	if s.sandbox == "auto" {
@@ -66,15 +65,9 @@ func (s *sandboxFlags) options(door sandbox.Door, dirs ...string) (sandbox.Optio
 		if cgoBuild() {
 			return o, errors.New("--sandbox=namespace: this fastfsd was built with cgo, whose all-threads calls (libpsx) read /proc/PID/task, which the sandbox's root does not show; use a CGO_ENABLED=0 build (make build's bin/fastfsd-static) or --sandbox=none")
 		}
-		if door == sandbox.Mount {
-			return o, errors.New("--sandbox=namespace: not implemented on the mount door (its unmount needs the host's mount namespace); pass --sandbox=none (the capability drop, no_new_privs and the seccomp filter apply with it)")
-		}
 	case "chroot":
 		if cgoBuild() {
 			return o, errors.New("--sandbox=chroot: this fastfsd was built with cgo, whose all-threads calls (libpsx) read /proc/PID/task, which the chroot does not show; use a CGO_ENABLED=0 build (make build's bin/fastfsd-static) or --sandbox=none")
-		}
-		if door == sandbox.Mount {
-			return o, errors.New("--sandbox=chroot: not implemented on the mount door (its unmount needs the host's root); pass --sandbox=none")
 		}
 	default:
 		return o, fmt.Errorf("--sandbox %q: want auto, namespace, chroot or none", s.sandbox)
@@ -89,9 +82,6 @@ func (s *sandboxFlags) options(door sandbox.Door, dirs ...string) (sandbox.Optio
 	}
 	if o.Caps, err = sandbox.ParseModcaps(base, s.modcaps); err != nil {
 		return o, err
-	}
-	if door == sandbox.Mount {
-		return o, nil
 	}
 	for _, dir := range dirs {
 		abs, err := filepath.Abs(dir)
@@ -114,8 +104,6 @@ func (s *sandboxFlags) options(door sandbox.Door, dirs ...string) (sandbox.Optio
 // here, or "" if it can (the test --sandbox=auto makes).
 func namespaceUnavailable(door sandbox.Door) string {
 	switch {
-	case door == sandbox.Mount:
-		return "the mount door does not offer it"
 	case os.Geteuid() != 0:
 		return "not root"
 	case cgoBuild():

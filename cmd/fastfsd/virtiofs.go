@@ -682,7 +682,10 @@ func runVirtiofs(args []string) error {
 	switch {
 	case child:
 		// The namespace sandbox's child (namespace.go): the supervisor
-		// set the transport up.
+		// set the transport up. It exits if the supervisor dies.
+		if _, err := supervisorLink(fds); err != nil {
+			return err
+		}
 		if err := c.observe.inherit(fds); err != nil {
 			return err
 		}
@@ -730,7 +733,7 @@ func runVirtiofs(args []string) error {
 		if err != nil {
 			return err
 		}
-		return superviseNamespace(append([]string{"listen"}, names...), append([]*os.File{f}, files...), c.sandbox.chroot(), logf)
+		return superviseNamespace(append([]string{"listen"}, names...), append([]*os.File{f}, files...), logf, supervision{mode: c.sandbox.sandbox})
 	}
 	c.observe.serve()
 	procFd := 0

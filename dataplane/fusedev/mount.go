@@ -237,8 +237,14 @@ func (c *Conn) Unmount() error {
 
 // Abort tears the connection down at once (fusectl abort): pending and
 // future requests fail, reads on the device return ENODEV. The mount
-// stays (every access then fails with ENOTCONN) until Unmount.
+// stays (every access then fails with ENOTCONN) until Unmount. An
+// adopted Conn asks its mounting process to unmount instead.
 func (c *Conn) Abort() error {
+	if c.unmount != nil {
+		// Adopted: the mounting process unmounts, aborting a busy
+		// connection; this one may not be allowed to.
+		return c.unmount()
+	}
 	id, err := c.connectionID()
 	if err != nil {
 		return err

@@ -81,7 +81,8 @@ var DeviceCaps = capsOf(unix.CAP_MKNOD)
 // DefaultCaps is the capability set a door keeps: the file server's set;
 // the mount door adds sys_admin, which FUSE passthrough's
 // FUSE_DEV_IOC_BACKING_OPEN requires (the kernel checks it in the initial
-// user namespace on every open of a passed-through file).
+// user namespace on every open of a passed-through file). The mount
+// door's unmount is its supervisor's, which keeps sys_admin alone.
 func DefaultCaps(d Door) CapSet {
 	if d == Mount {
 		return fileCaps | capsOf(unix.CAP_SYS_ADMIN)

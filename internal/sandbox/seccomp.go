@@ -99,9 +99,10 @@ var (
 	}
 	// doorCalls: what only one door calls.
 	doorCalls = map[Door][]string{
-		// /dev/fuse: io_uring for --uring; umount2 and mount for the
-		// unmount on exit (the fusectl abort of a busy mount).
-		Mount: {"io_uring_setup", "io_uring_enter", "io_uring_register", "umount2", "mount"},
+		// /dev/fuse: io_uring for --uring. No mount or umount2: the
+		// confined process is a child that leaves the unmount to its
+		// unconfined supervisor (cmd/fastfsd/mount.go).
+		Mount: {"io_uring_setup", "io_uring_enter", "io_uring_register"},
 		// vhost-user: guest memory and DAX windows arrive as fds to
 		// mmap, kicks as eventfds: nothing beyond the common list.
 		Virtiofs: {},

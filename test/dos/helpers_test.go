@@ -93,15 +93,34 @@ func (d *daemon) sigterm(limit time.Duration) time.Duration {
 	}
 }
 
+// pid is the serving process: fastfsd mount as root (and any door with
+// --sandbox=namespace or chroot) serves from a child of the process
+// started, which only supervises (docs/sandbox.md).
+func (d *daemon) pid() int {
+	pid := d.cmd.Process.Pid
+	var kids []string
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, task := range tasks {
+		b, _ := os.ReadFile(task)
+		kids = append(kids, strings.Fields(string(b))...)
+	}
+	if len(kids) == 1 {
+		if c, err := strconv.Atoi(kids[0]); err == nil {
+			return c
+		}
+	}
+	return pid
+}
+
 // fds is fastfsd's open fd count.
 func (d *daemon) fds() int {
-	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", d.cmd.Process.Pid))
+	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", d.pid()))
 	return len(ents)
 }
 
 // rss is fastfsd's resident set in bytes.
 func (d *daemon) rss() int64 {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.cmd.Process.Pid))
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.pid()))
 	for _, l := range strings.Split(string(b), "\n") {
 		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
 			kb, _ := strconv.ParseInt(f[1], 10, 64)

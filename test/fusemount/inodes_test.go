@@ -66,7 +66,7 @@ func TestManyInodes(t *testing.T) {
 		fds := len(m.fds(t))
 		peak = max(peak, fds)
 		t.Logf("%d entries looked up in %v: fastfsd fds %d before, %d after (peak %d seen), RSS %s",
-			n, time.Since(start).Round(time.Millisecond), base, fds, peak, rss(t, m.cmd.Process.Pid))
+			n, time.Since(start).Round(time.Millisecond), base, fds, peak, rss(t, m.pid()))
 		if peak > bound {
 			t.Errorf("fastfsd held %d fds after looking up %d entries under ulimit -n %d; the bound is %d (fd cache %d + %d before + slack)",
 				peak, n, manyInodesLimit, bound, passthrough.AutoFdCache(manyInodesLimit), base)
@@ -97,7 +97,7 @@ func TestManyInodes(t *testing.T) {
 		})
 		fds := len(m.fds(t))
 		t.Logf("never, ulimit -n %d: walk of %d entries took %v, ended with %v; fastfsd fds %d before, %d after, RSS %s",
-			limit, nd*perDir, time.Since(start).Round(time.Millisecond), failed, base, fds, rss(t, m.cmd.Process.Pid))
+			limit, nd*perDir, time.Since(start).Round(time.Millisecond), failed, base, fds, rss(t, m.pid()))
 		if limit > nd*perDir+base+64 {
 			if failed != nil {
 				t.Errorf("never with room for every inode failed: %v", failed)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -215,10 +216,29 @@ func (m *mount) start(t *testing.T, nofile int, bin string, flags ...string) {
 	}
 }
 
+// pid is the serving process: as root, fastfsd mount serves from a child
+// (its sandbox, docs/sandbox.md) while the process started unmounts; the
+// child serves once the mount answers, which startMount waited for.
+func (m *mount) pid() int {
+	pid := m.cmd.Process.Pid
+	var kids []string
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, task := range tasks {
+		b, _ := os.ReadFile(task)
+		kids = append(kids, strings.Fields(string(b))...)
+	}
+	if len(kids) == 1 {
+		if c, err := strconv.Atoi(kids[0]); err == nil {
+			return c
+		}
+	}
+	return pid
+}
+
 // fds lists fastfsd's open file descriptors (fd → what it names).
 func (m *mount) fds(t *testing.T) map[string]string {
 	t.Helper()
-	dir := fmt.Sprintf("/proc/%d/fd", m.cmd.Process.Pid)
+	dir := fmt.Sprintf("/proc/%d/fd", m.pid())
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatalf("list fastfsd's fds: %v", err)
@@ -356,7 +376,7 @@ func TestPosix(t *testing.T) {
 				Known:   d.known,
 				// The lock cases wait for the daemon's own lock wait
 				// before killing a waiter (posixtest.Env.ServerPid).
-				ServerPid: m.cmd.Process.Pid,
+				ServerPid: m.pid(),
 			}
 			if testing.Short() {
 				env.FioJobMiB, env.TarFiles = 16, 500
