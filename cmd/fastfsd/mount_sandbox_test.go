@@ -245,3 +245,47 @@ func TestMountSandbox(t *testing.T) {
 		})
 	}
 }
+
+// TestMountSandboxShares: several --source NAME=DIR under
+// --sandbox=namespace: each share shows its own files at MOUNTPOINT/NAME,
+// the first one too (whose directory the child's root tmpfs is mounted
+// on: a recursive bind made after the tmpfs would show the tmpfs there).
+func TestMountSandboxShares(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireDevFuse(t)
+	bin := staticFastfsd(t)
+	dir := t.TempDir()
+	mnt := filepath.Join(dir, "mnt")
+	os.Mkdir(mnt, 0o755)
+	var args []string
+	for _, n := range []string{"one", "two"} {
+		d := filepath.Join(dir, n)
+		os.Mkdir(d, 0o755)
+		os.WriteFile(filepath.Join(d, "in-"+n), []byte(n), 0o644)
+		args = append(args, "--source", n+"="+d)
+	}
+	stderr := new(testutil.Buffer)
+	cmd := exec.Command(bin, append(append([]string{"mount", "--sandbox", "namespace"}, args...), mnt)...)
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		syscall.Unmount(mnt, syscall.MNT_DETACH)
+		t.Logf("stderr:\n%s", stderr)
+	}()
+	for _, n := range []string{"one", "two"} {
+		p := filepath.Join(mnt, n, "in-"+n)
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			b, err := os.ReadFile(p)
+			if err == nil && string(b) == n {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("read %s: %q %v", p, b, err)
+			}
+		}
+	}
+}

@@ -316,10 +316,10 @@ func enterNamespaceRoot(dir string) (procFd int, err error) {
 // root is a read-only tmpfs holding each share's directory bind-mounted
 // at /NAME (the paths the door then serves). The tmpfs is mounted on the
 // first share's directory, which exists and which nothing outside this
-// mount namespace sees; every share is opened first, so the bind mounts
-// take the directories themselves (through /proc/self/fd/N), whatever the
-// tmpfs then hides. The process must be alone in new mount and pid
-// namespaces and hold CAP_SYS_ADMIN.
+// mount namespace sees; every share's mount tree is cloned first
+// (open_tree), and the clones are moved into the tmpfs, so that they are
+// the directories themselves, whatever the tmpfs then hides. The process
+// must be alone in new mount and pid namespaces and hold CAP_SYS_ADMIN.
 func enterNamespaceShares(specs []shareSpec) (procFd int, err error) {
 	step := func(what string, err error) error {
 		if err != nil {
@@ -350,9 +350,12 @@ func enterNamespaceShares(specs []shareSpec) (procFd int, err error) {
 		unix.Close(procFd)
 		return -1, e
 	}
+	// Each share's mount tree is cloned now (open_tree), before the
+	// tmpfs covers the first one: a recursive bind of the first share's
+	// directory made after would carry that tmpfs along on top of it.
 	for _, sp := range specs {
-		fd, err := unix.Open(sp.dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		if err := step("open share "+sp.name+" ("+sp.dir+")", err); err != nil {
+		fd, err := unix.OpenTree(unix.AT_FDCWD, sp.dir, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+		if err := step("clone share "+sp.name+" ("+sp.dir+")", err); err != nil {
 			return fail(err)
 		}
 		fds = append(fds, fd)
@@ -367,8 +370,7 @@ func enterNamespaceShares(specs []shareSpec) (procFd int, err error) {
 		if err := step("mkdir "+at, unix.Mkdir(at, 0o555)); err != nil {
 			return fail(err)
 		}
-		src := "/proc/self/fd/" + strconv.Itoa(fds[i])
-		if err := step("bind-mount share "+sp.name+" ("+sp.dir+")", unix.Mount(src, at, "", unix.MS_BIND|unix.MS_REC, "")); err != nil {
+		if err := step("mount share "+sp.name+" ("+sp.dir+")", unix.MoveMount(fds[i], "", unix.AT_FDCWD, at, unix.MOVE_MOUNT_F_EMPTY_PATH)); err != nil {
 			return fail(err)
 		}
 	}
