@@ -106,7 +106,8 @@ func startMountMknod(t *testing.T, allow bool) (string, int, mknodFunc) {
 	if _, err := os.Stat(filepath.Join(mnt, "a")); err != nil {
 		t.Fatal(err)
 	}
-	return src, cmd.Process.Pid, func(t *testing.T, name string, mode, rdev uint32) syscall.Errno {
+	// As root the serving process is the supervisor's child.
+	return src, nsChild(t, cmd.Process.Pid, new(testutil.Buffer)), func(t *testing.T, name string, mode, rdev uint32) syscall.Errno {
 		err := unix.Mknod(filepath.Join(mnt, name), mode, int(rdev))
 		if err == nil {
 			return 0
