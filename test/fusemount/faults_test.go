@@ -19,6 +19,13 @@ import (
 	"github.com/fastfsd/fastfsd/fuse"
 )
 
+// laterMounts is the sandbox for tests that mount a filesystem inside
+// the export after fastfsd started: --sandbox=namespace serves from a
+// mount namespace copied at start, which sees such a mount only where the
+// host's mount is shared (docs/sandbox.md); chroot and none serve from
+// the host's namespace (none also in a -race build, which refuses chroot).
+const laterMounts = "--sandbox=none"
+
 // TestBackingENOSPC serves a full filesystem (a 1 MiB tmpfs mounted on a
 // directory of the export, so a submount as well): the client's write or
 // fsync fails with ENOSPC, and once space is freed everything works,
@@ -27,7 +34,7 @@ func TestBackingENOSPC(t *testing.T) {
 	bin := requirements(t)
 	for _, flags := range [][]string{{"--cache=auto"}, {"--cache=auto", "--passthrough=false"}, {"--cache=never"}} {
 		t.Run(flags[len(flags)-1], func(t *testing.T) {
-			m := startMount(t, bin, flags...)
+			m := startMount(t, bin, append(flags, laterMounts)...)
 			small := filepath.Join(m.export, "small")
 			if err := os.Mkdir(small, 0o777); err != nil {
 				t.Fatal(err)
@@ -208,7 +215,7 @@ func TestBackingEIO(t *testing.T) {
 	bin := requirements(t)
 	for _, flags := range [][]string{{"--cache=auto"}, {"--cache=never"}} {
 		t.Run(flags[0], func(t *testing.T) {
-			m := startMount(t, bin, flags...)
+			m := startMount(t, bin, append(flags, laterMounts)...)
 			src, faulty := filepath.Join(m.top, "faulty-src"), filepath.Join(m.export, "faulty")
 			for _, d := range []string{src, faulty} {
 				if err := os.Mkdir(d, 0o755); err != nil {
