@@ -173,15 +173,17 @@ func (n *node) setattr(in *fs.SetAttrIn) {
 		}
 	}
 	now := time.Now()
-	if v&fs.SetAtime != 0 {
-		n.attr.Atime, n.attr.AtimeNsec = in.Atime, in.AtimeNsec
-	} else if v&fs.SetAtimeNow != 0 {
+	// "Now" wins: FUSE and 9P send it with SetAtime/SetMtime, and no
+	// time value.
+	if v&fs.SetAtimeNow != 0 {
 		setTime(&n.attr.Atime, &n.attr.AtimeNsec, now)
+	} else if v&fs.SetAtime != 0 {
+		n.attr.Atime, n.attr.AtimeNsec = in.Atime, in.AtimeNsec
 	}
-	if v&fs.SetMtime != 0 {
-		n.attr.Mtime, n.attr.MtimeNsec = in.Mtime, in.MtimeNsec
-	} else if v&fs.SetMtimeNow != 0 {
+	if v&fs.SetMtimeNow != 0 {
 		setTime(&n.attr.Mtime, &n.attr.MtimeNsec, now)
+	} else if v&fs.SetMtime != 0 {
+		n.attr.Mtime, n.attr.MtimeNsec = in.Mtime, in.MtimeNsec
 	}
 	if v&fs.SetCtime != 0 {
 		n.attr.Ctime, n.attr.CtimeNsec = in.Ctime, in.CtimeNsec

@@ -377,3 +377,20 @@ func (d *dirSink) Add(e fs.DirEntry, _ *fs.Entry) bool {
 	d.names = append(d.names, string(e.Name))
 	return true
 }
+
+// TestSetTimes: explicit times keep their nanoseconds; "now" (sent with
+// the time bit, as FUSE and 9P do) is now, not the zero value beside it.
+func TestSetTimes(t *testing.T) {
+	fsys := memfs.New(nil)
+	ino, _ := create(t, fsys, root, fs.RootInode, "f")
+	var ao fs.AttrOut
+	in := fs.SetAttrIn{Valid: fs.SetAtime | fs.SetMtime, Atime: 1e9, AtimeNsec: 123456789, Mtime: 12e8, MtimeNsec: 987654321}
+	if errno := fsys.SetAttr(root, ino, &in, &ao); errno != 0 || ao.Attr.Atime != 1e9 || ao.Attr.AtimeNsec != 123456789 || ao.Attr.Mtime != 12e8 || ao.Attr.MtimeNsec != 987654321 {
+		t.Errorf("explicit times: %v, %+v", errno, ao.Attr)
+	}
+	before := uint64(time.Now().Unix())
+	in = fs.SetAttrIn{Valid: fs.SetAtime | fs.SetAtimeNow | fs.SetMtime | fs.SetMtimeNow}
+	if errno := fsys.SetAttr(root, ino, &in, &ao); errno != 0 || ao.Attr.Atime < before || ao.Attr.Mtime < before {
+		t.Errorf("times set to now: %v, atime %d mtime %d, want ≥ %d", errno, ao.Attr.Atime, ao.Attr.Mtime, before)
+	}
+}
