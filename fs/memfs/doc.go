@@ -4,9 +4,12 @@
 // and security namespaces), POSIX record, OFD and flock locks (with
 // blocking waits that an interrupt ends), fallocate, SEEK_DATA/SEEK_HOLE,
 // and relatime access times. Where Linux filesystems differ, it answers as
-// tmpfs does (no FALLOC_FL_ZERO_RANGE, files up to 2^63-1 bytes). It passes fastfs's conformance suite
-// (internal/posixtest) through /dev/fuse, and is served over every door
-// by examples/memfs.
+// tmpfs does (no FALLOC_FL_ZERO_RANGE, files up to 2^63-1 bytes).
+//
+// It passes fastfs's conformance suite (internal/posixtest) through
+// /dev/fuse (TestPosixFUSE) and, served by examples/memfs, through
+// virtio-fs and 9P in a guest (internal/vmtest TestGuestMemfsPosix; over
+// 9P without what 9P2000.L has no message for).
 //
 //	fsys := memfs.New(nil)
 //	m, err := fastfs.Mount(ctx, fsys, "/mnt", nil)
