@@ -4,14 +4,16 @@
 // (virtio-fs) device on a unix socket, and Serve9P serves it to 9P2000.L
 // clients on a listener.
 //
-// A filesystem implements fs.FileSystem; embedding fs.Base answers every
-// method it leaves out (ENOSYS, which FUSE clients remember and stop
-// asking). The smallest complete one, a read-only directory holding one
-// file, is examples/hellofs:
+// A filesystem implements fs.FileSystem: either directly, the low-level
+// inode API where embedding fs.Base answers every method left out, or as
+// a tree of Go types on fs/nodefs, which numbers inodes, counts lookups
+// and answers the rest. The smallest complete one, a read-only directory
+// holding one file, is examples/hellofs:
 //
-//	type helloFS struct{ fs.Base } // plus Lookup, GetAttr, Open and Read
-//
-//	m, err := fastfs.Mount(ctx, helloFS{}, "/mnt", nil)
+//	root := &nodefs.Dir{Entries: map[string]nodefs.Node{
+//		"hello": &nodefs.File{Data: []byte("hello, world\n")},
+//	}}
+//	m, err := fastfs.Mount(ctx, nodefs.New(root, nil), "/mnt", nil)
 //	if err == nil {
 //		err = m.Wait() // until unmounted, or ctx is cancelled
 //	}

@@ -18,6 +18,10 @@ import (
 // readFile reads path with plain system calls: this process serves the
 // mount, and os.Open would register the file with the netpoller (see
 // package fusedev, "Serving and using a mount in one process").
+
+// content is what hello must hold.
+var content = []byte("hello, world\n")
+
 func readFile(path string) ([]byte, error) {
 	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 	if err != nil {
@@ -40,7 +44,7 @@ func TestHelloFUSE(t *testing.T) {
 	mnt := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	m, err := fastfs.Mount(ctx, helloFS{}, mnt, &fastfs.MountOptions{FSName: "hellofs", Workers: 2})
+	m, err := fastfs.Mount(ctx, newHello(), mnt, &fastfs.MountOptions{FSName: "hellofs", Workers: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +92,7 @@ func TestHello9P(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	go func() { errc <- fastfs.Serve9P(ctx, helloFS{}, l, nil) }()
+	go func() { errc <- fastfs.Serve9P(ctx, newHello(), l, nil) }()
 	defer func() {
 		cancel()
 		if err := <-errc; err != nil {

@@ -11,7 +11,9 @@
 //	type dir struct{ nodefs.Inode }           // a Lookup method makes it a directory
 //	m, err := fastfs.Mount(ctx, nodefs.New(&dir{}, nil), "/mnt", nil)
 //
-// fs/memfs is a complete read-write filesystem built on it.
+// File and Dir are ready-made read-only nodes (fixed contents, fixed
+// entries); examples/hellofs is a Dir holding one File. fs/memfs is a
+// complete read-write filesystem built on the package.
 //
 // # Inode IDs and lookups
 //
