@@ -446,11 +446,18 @@ func testNamespaceShares(t *testing.T, bin string, door string) {
 	if err != nil || len(ents) != 2 || ents[0].Name() != "a" || ents[1].Name() != "b" {
 		t.Fatalf("the child's root holds %v (%v), want exactly a and b", ents, err)
 	}
-	var st, want syscall.Stat_t
-	syscall.Stat(filepath.Join(root, "b"), &st)
-	syscall.Stat(b, &want)
-	if st.Dev != want.Dev || st.Ino != want.Ino {
-		t.Errorf("the child's /b is %d:%d, want the share's directory %d:%d", st.Dev, st.Ino, want.Dev, want.Ino)
+	// Each share, the first as much as the others (the root's tmpfs once
+	// hid the first share's directory), is its host directory.
+	for name, host := range map[string]string{"a": a, "b": b} {
+		var st, want syscall.Stat_t
+		syscall.Stat(filepath.Join(root, name), &st)
+		syscall.Stat(host, &want)
+		if st.Dev != want.Dev || st.Ino != want.Ino {
+			t.Errorf("the child's /%s is %d:%d, want the share's directory %d:%d", name, st.Dev, st.Ino, want.Dev, want.Ino)
+		}
+		if _, err := os.Stat(filepath.Join(root, name, "in-"+name)); err != nil {
+			t.Errorf("the child's /%s does not show the share's file: %v", name, err)
+		}
 	}
 	if err := syscall.Mkdir(filepath.Join(root, "x"), 0o755); err != syscall.EROFS {
 		t.Errorf("mkdir in the child's root: %v, want EROFS", err)
