@@ -15,9 +15,9 @@ help: ## Show the targets.
 deps: ## Install what builds and tests need (apt packages, guest kernel); idempotent.
 	@bash scripts/deps.sh
 
-build: ## Build fastfsd (and a static copy for guests) into bin/; check arm64 compiles.
-	$(GO) build -o $(BIN)/fastfsd ./cmd/fastfsd
-	CGO_ENABLED=0 $(GO) build -o $(BIN)/fastfsd-static ./cmd/fastfsd
+build: ## Build fastfsd (static, CGO_ENABLED=0: the namespace sandbox needs it; a copy for guests) into bin/; check arm64 compiles.
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/fastfsd ./cmd/fastfsd
+	cp $(BIN)/fastfsd $(BIN)/fastfsd-static
 	$(GO) build -o $(BIN)/fastfs-run ./perf/bench/cmd/fastfs-run
 	$(GO) build -o $(BIN)/fastfs-bench ./perf/bench/cmd/fastfs-bench
 	$(GO) build -o $(BIN)/fastfs-backendbench ./cmd/fastfs-backendbench

@@ -63,11 +63,11 @@ func (s *sandboxFlags) options(door sandbox.Door, dirs ...string) (sandbox.Optio
 	case "none", "":
 	case "namespace":
 		if cgoBuild() {
-			return o, errors.New("--sandbox=namespace: this fastfsd was built with cgo, whose all-threads calls (libpsx) read /proc/PID/task, which the sandbox's root does not show; use a CGO_ENABLED=0 build (make build's bin/fastfsd-static) or --sandbox=none")
+			return o, errors.New("--sandbox=namespace: this fastfsd was built with cgo, whose all-threads calls (libpsx) read /proc/PID/task, which the sandbox's root does not show; use a CGO_ENABLED=0 build (make build's bin/fastfsd) or --sandbox=none")
 		}
 	case "chroot":
 		if cgoBuild() {
-			return o, errors.New("--sandbox=chroot: this fastfsd was built with cgo, whose all-threads calls (libpsx) read /proc/PID/task, which the chroot does not show; use a CGO_ENABLED=0 build (make build's bin/fastfsd-static) or --sandbox=none")
+			return o, errors.New("--sandbox=chroot: this fastfsd was built with cgo, whose all-threads calls (libpsx) read /proc/PID/task, which the chroot does not show; use a CGO_ENABLED=0 build (make build's bin/fastfsd) or --sandbox=none")
 		}
 	default:
 		return o, fmt.Errorf("--sandbox %q: want auto, namespace, chroot or none", s.sandbox)
