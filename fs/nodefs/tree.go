@@ -389,6 +389,13 @@ func (t *Tree) Create(ctx *fs.Context, parent fs.Inode, name []byte, mode, flags
 		return e
 	}
 	child, f, e := d.Create(ctx, name, mode, flags, open)
+	return t.created(ctx, child, f, e, out, open)
+}
+
+// created answers a Create or Tmpfile that made child and opened it as f:
+// its entry, as entry does, and the open's handle; if the entry fails,
+// the open is released.
+func (t *Tree) created(ctx *fs.Context, child Node, f FileHandle, e fs.Errno, out *fs.Entry, open *fs.OpenOut) fs.Errno {
 	if e := t.entry(ctx, child, e, out); e != 0 {
 		if child != nil {
 			t.release(ctx, child.embedded(), f)
@@ -409,14 +416,7 @@ func (t *Tree) Tmpfile(ctx *fs.Context, parent fs.Inode, mode, flags uint32, out
 		return e
 	}
 	child, f, e := d.Tmpfile(ctx, mode, flags, open)
-	if e := t.entry(ctx, child, e, out); e != 0 {
-		if child != nil {
-			t.release(ctx, child.embedded(), f)
-		}
-		return e
-	}
-	open.Handle = t.open(child.embedded(), f)
-	return 0
+	return t.created(ctx, child, f, e, out, open)
 }
 
 // Read asks the node's NodeReader; EINVAL (not readable) without one.
