@@ -87,9 +87,7 @@ func (f *file) Setattr(ctx *fs.Context, _ nodefs.FileHandle, in *fs.SetAttrIn, o
 		if in.Size > maxFileSize {
 			return syscall.EFBIG
 		}
-		if e := f.truncate(int64(in.Size)); e != 0 {
-			return e
-		}
+		f.truncate(int64(in.Size))
 		f.touch(false, in.Valid&(fs.SetMtime|fs.SetMtimeNow) == 0, false)
 		if in.Valid&fs.SetKillSuidGid != 0 {
 			f.killSuidGid(ctx)
@@ -105,7 +103,7 @@ func (f *file) Setattr(ctx *fs.Context, _ nodefs.FileHandle, in *fs.SetAttrIn, o
 // truncate sets the size, dropping the pages past it and zeroing the
 // tail of the last one.
 // +checklocks:f.mu
-func (f *file) truncate(size int64) fs.Errno {
+func (f *file) truncate(size int64) {
 	if size < f.size {
 		for i, p := range f.pages {
 			if i*pageSize >= size {
@@ -117,7 +115,6 @@ func (f *file) truncate(size int64) fs.Errno {
 		}
 	}
 	f.size = size
-	return 0
 }
 
 // pageAt returns page i, allocating it (ENOSPC past the cap).
