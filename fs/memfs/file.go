@@ -123,12 +123,9 @@ func (f *file) pageAt(i int64) (*page, fs.Errno) {
 	if p := f.pages[i]; p != nil {
 		return p, 0
 	}
-	if f.fs.max > 0 && f.fs.used.Add(pageSize) > f.fs.max {
+	if used := f.fs.used.Add(pageSize); f.fs.max > 0 && used > f.fs.max {
 		f.fs.used.Add(-pageSize)
 		return nil, syscall.ENOSPC
-	}
-	if f.fs.max <= 0 {
-		f.fs.used.Add(pageSize)
 	}
 	if f.pages == nil {
 		f.pages = map[int64]*page{}
