@@ -174,22 +174,8 @@ func dialVirtiofs(t *testing.T, extra ...string) (string, *vhostClient) {
 	share, sock := filepath.Join(dir, "share"), filepath.Join(dir, "vfs.sock")
 	os.Mkdir(share, 0o755)
 	ch := startDoor(t, "virtiofs", append([]string{"--socket-path=" + sock, "--shared-dir=" + share, "--log-level=warn"}, extra...)...)
-	var f *vt.Frontend
-	var err error
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if f, err = vt.Dial(sock); err == nil || time.Now().After(deadline) {
-			break
-		}
-	}
-	if err != nil {
-		t.Fatalf("dial %s: %v", sock, err)
-	}
-	t.Cleanup(func() { f.Close() })
-	g, err := vt.NewGuest(f, vt.GuestConfig{Queues: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { g.Stop(); g.Close() })
+	g := dialGuest(t, sock)
+	t.Cleanup(func() { g.Stop() })
 	return share, &vhostClient{t: t, q: g.Queues[1], unique: 1, pid: ch.cmd.Process.Pid}
 }
 

@@ -196,23 +196,7 @@ func TestVirtiofsMetrics(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "vfs.sock")
 	startChild(t, "virtiofs", append(args, "--socket-path="+sock, "-o", "source="+dir+",cache=none", "--log-level", "warn")...)
 	waitHTTP(t, o.metrics+"/metrics")
-	var f *vt.Frontend
-	var err error
-	for range 500 {
-		if f, err = vt.Dial(sock); err == nil {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatalf("dial %s: %v", sock, err)
-	}
-	defer f.Close()
-	g, err := vt.NewGuest(f, vt.GuestConfig{Queues: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
+	g := dialGuest(t, sock)
 	before := metricstest.Scrape(t, o.metrics+"/metrics")
 	hdr := func(op abi.Opcode, node uint64, n int) []byte {
 		b := make([]byte, abi.InHeaderSize)

@@ -183,22 +183,9 @@ func TestNamespaceSandbox(t *testing.T) {
 			} else {
 				args = []string{"9p", "--listen", "unix:" + sock, "--shared-dir", share, "--sandbox", mode}
 			}
-			stderr := new(testutil.Buffer)
-			cmd := exec.Command(bin, args...)
-			cmd.Stderr = stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan error, 1)
-			go func() { done <- cmd.Wait() }()
-			defer func() {
-				if cmd.ProcessState == nil {
-					cmd.Process.Kill()
-					<-done
-				}
-				t.Logf("stderr:\n%s", stderr)
-			}()
-			child := nsChild(t, cmd.Process.Pid, stderr)
+			d := startCmd(t, bin, exec.Command(bin, args...))
+			cmd := d.cmd
+			child := nsChild(t, cmd.Process.Pid, d.stderr)
 			var root, want syscall.Stat_t
 			if err := syscall.Stat(fmt.Sprintf("/proc/%d/root", child), &root); err != nil {
 				t.Fatal(err)
@@ -237,15 +224,7 @@ func TestNamespaceSandbox(t *testing.T) {
 			} else {
 				p9Work(t, sock, share)
 			}
-			cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("exit after SIGTERM: %v, want status 0", err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatal("still running 10 s after SIGTERM")
-			}
+			d.sigterm(t)
 			if _, err := os.Stat(fmt.Sprintf("/proc/%d", child)); err == nil {
 				t.Errorf("child %d outlived the supervisor", child)
 			}

@@ -244,22 +244,7 @@ func TestVirtiofsShares(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "vfs.sock")
 	startDoor(t, "virtiofs", "--socket-path="+sock, "--shared-dir", "a="+filepath.Join(root, "a"),
 		"--shared-dir", "b="+filepath.Join(root, "b"), "--control-socket", ctl, "--share-root", root, "--log-level", "warn")
-	var f *vt.Frontend
-	for i := 0; i < 200; i++ {
-		if f, err = vt.Dial(sock); err == nil {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatalf("dial %s: %v", sock, err)
-	}
-	defer f.Close()
-	g, err := vt.NewGuest(f, vt.GuestConfig{Queues: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
+	g := dialGuest(t, sock)
 	in := abi.InitIn{Major: 7, Minor: abi.KernelMinorVersion, Flags: uint32(abi.InitMaxPages)}
 	a := make([]byte, abi.InitInSize)
 	in.Marshal(a)
@@ -421,26 +406,12 @@ func testNamespaceShares(t *testing.T, bin string, door string) {
 		os.WriteFile(filepath.Join(d, "in-"+filepath.Base(d)), []byte("x"), 0o644)
 	}
 	sock := filepath.Join(dir, "door.sock")
-	stderr := new(testutil.Buffer)
 	args := []string{"virtiofs", "--socket-path", sock}
 	if door == "9p" {
 		args = []string{"9p", "--listen", "unix:" + sock}
 	}
-	cmd := exec.Command(bin, append(args, "--shared-dir", "a="+a, "--shared-dir", "b="+b, "--sandbox", "namespace")...)
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	defer func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			<-done
-		}
-		t.Logf("stderr:\n%s", stderr)
-	}()
-	child := nsChild(t, cmd.Process.Pid, stderr)
+	d := startCmd(t, bin, exec.Command(bin, append(args, "--shared-dir", "a="+a, "--shared-dir", "b="+b, "--sandbox", "namespace")...))
+	child := nsChild(t, d.cmd.Process.Pid, d.stderr)
 	root := fmt.Sprintf("/proc/%d/root", child)
 	ents, err := os.ReadDir(root)
 	if err != nil || len(ents) != 2 || ents[0].Name() != "a" || ents[1].Name() != "b" {
@@ -467,15 +438,7 @@ func testNamespaceShares(t *testing.T, bin string, door string) {
 	} else {
 		virtiofsReadShares(t, sock)
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("exit after SIGTERM: %v, want status 0", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("still running 10 s after SIGTERM")
-	}
+	d.sigterm(t)
 }
 
 // p9ReadShares walks to a/in-a and b/in-b over 9P on the unix socket.
