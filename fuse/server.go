@@ -1,7 +1,6 @@
 package fuse
 
 import (
-	"bytes"
 	"encoding/binary"
 	"log"
 	"os"
@@ -559,13 +558,10 @@ func parseSecctx(ctx *fs.Context, nr uint32, body []byte) fs.Errno {
 	if len(body) < abi.SecctxSize || !sc.Unmarshal(body) {
 		return syscall.EINVAL
 	}
-	rest := body[abi.SecctxSize:]
-	n := bytes.IndexByte(rest, 0)
-	if n < 0 || n > xattrNameMax {
-		return syscall.EINVAL
+	name, rest, e := xattrName(body[abi.SecctxSize:])
+	if e != 0 {
+		return syscall.EINVAL // ERANGE for a long name elsewhere
 	}
-	name := rest[:n]
-	rest = rest[n+1:]
 	const prefix = "security."
 	if len(name) <= len(prefix) || string(name[:len(prefix)]) != prefix || string(name) == "security.capability" {
 		return syscall.EINVAL
