@@ -204,9 +204,14 @@ func runP9(args []string) error {
 		// the network namespace the asking process is in: from the
 		// sandbox's new one it finds no peer and every client, root
 		// included, would be refused.
+		// With chroot the peer is found, but its groups would be read
+		// from the chroot's /etc/passwd and /etc/group: the shared
+		// directory's, which a client may write.
 		switch sbf.sandbox {
 		case "namespace":
 			return errors.New("--sandbox=namespace cannot serve --listen tcp: the sandbox's network namespace cannot see who owns a loopback peer's socket, so every client would be refused; use --listen unix:PATH, or --all-squash UID:GID (no peer to identify), or --sandbox=none")
+		case "chroot":
+			return errors.New("--sandbox=chroot cannot serve --listen tcp: a loopback peer's groups come from /etc/passwd and /etc/group, which inside the chroot are the shared directory's own files (a client could write itself into any group); use --listen unix:PATH, or --all-squash UID:GID (no peer to identify), or --sandbox=none")
 		case "auto":
 			sbf.sandbox, sbf.autoNone = "none", "--listen tcp identifies peers from the host's network namespace (use unix:PATH or --all-squash for a namespace)"
 		}
