@@ -86,6 +86,28 @@ func TestAllocs(t *testing.T) {
 	}
 }
 
+// TestReaddirAllocs: a plain READDIR allocates one DirList per request,
+// however many entries it lists (as the package comment says).
+func TestReaddirAllocs(t *testing.T) {
+	entries := map[string]nodefs.Node{}
+	for _, n := range []string{"a", "b", "c", "d", "e", "f", "g", "h"} {
+		entries[n] = &nodefs.File{Data: []byte(n)}
+	}
+	s := fuse.NewServer(nodefs.New(&nodefs.Dir{Entries: entries}, nil), fuse.Options{})
+	r := s.NewRequest()
+	lo, hi := (abi.InitFlags(1<<43-1) &^ abi.InitReserved).Split()
+	if e, _ := serve(t, s, r, mkReq(abi.OpInit, 0, enc(&abi.InitIn{Major: 7, Minor: 45, MaxReadahead: 128 << 10, Flags: lo, Flags2: hi}, abi.InitInSize))); e != 0 {
+		t.Fatalf("INIT: %d", e)
+	}
+	readdir := mkReq(abi.OpReaddir, 1, enc(&abi.ReadIn{Size: 4096}, abi.ReadInSize))
+	if e, out := serve(t, s, r, readdir); e != 0 || len(out) == 0 {
+		t.Fatalf("READDIR: errno %d, %d bytes", -e, len(out))
+	}
+	if a := testing.AllocsPerRun(500, func() { r.In = readdir; s.Handle(r) }); a != 1 {
+		t.Errorf("READDIR of %d entries: %v allocs per request, want 1 (the DirList)", len(entries), a)
+	}
+}
+
 func benchHot(b *testing.B, name string) {
 	s, r, reqs, _ := hotPath(b)
 	in := reqs[name]

@@ -12,6 +12,8 @@ type DirList struct {
 	t    *Tree
 	ctx  *fs.Context
 	sink fs.DirSink
+	// plus is the entry Add fills (for a plain listing, only its Attr):
+	// here, in the DirList the request allocates anyway, not per entry.
 	plus fs.Entry
 }
 
@@ -28,15 +30,17 @@ func (d *DirList) Add(name []byte, child Node, off uint64) bool {
 	}
 	e := fs.DirEntry{Ino: in.id.Load(), Off: off, Name: name}
 	dot := string(name) == "." || string(name) == ".."
+	// A plain entry's type comes from d.plus.Attr too: a local fs.Attr
+	// would escape into the node's Getattr, one allocation per entry.
+	d.plus = fs.Entry{}
 	if !d.sink.Plus() || dot {
-		var a fs.Attr
-		if d.t.getattr(d.ctx, in, nil, &a) != 0 {
+		a := &d.plus.Attr
+		if d.t.getattr(d.ctx, in, nil, a) != 0 {
 			a.Mode = 0 // DT_UNKNOWN
 		}
 		e.Type = a.Mode & syscall.S_IFMT >> 12
 		return d.sink.Add(e, nil) // "." and "..": no entry, no lookup
 	}
-	d.plus = fs.Entry{}
 	if d.t.getattr(d.ctx, in, nil, &d.plus.Attr) != 0 {
 		return true // vanished while listed: skip it
 	}
