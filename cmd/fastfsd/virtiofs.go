@@ -125,12 +125,13 @@ flags:
                             work (needs CAP_DAC_READ_SEARCH); never: one open fd per inode
   --inode-fd-cache N        unused inode fds kept open with file handles (default 0: a quarter
                             of RLIMIT_NOFILE, at most 8192)
-  --sandbox auto|namespace|none  confinement after the socket listens: namespace: serve from new
-                            mount, pid and network namespaces whose root is DIR (root, a
-                            CGO_ENABLED=0 build, Linux 6.13+); none: no namespace; auto (default):
-                            namespace where it can, else none, and says why. With each, the
-                            capability drop, no_new_privs, Landlock and the filter apply; chroot
-                            is refused
+  --sandbox auto|namespace|chroot|none  confinement after the socket listens: namespace: serve
+                            from new mount, pid and network namespaces whose root is DIR (root, a
+                            CGO_ENABLED=0 build, Linux 6.13+); chroot: serve from a chroot into DIR
+                            in the host's namespaces (one plain DIR; same build and kernel);
+                            none: no namespace or chroot; auto (default): namespace where it can,
+                            else none, and says why. With each, the capability drop,
+                            no_new_privs, Landlock and the filter apply
   --seccomp kill|log|trap|none  action on a system call outside the allow-list (default kill;
                             log: allow and audit-log it; trap: SIGSYS, stack trace, exit)
   --modcaps +CAP:-CAP…      change the kept capabilities (default chown, dac_override,
