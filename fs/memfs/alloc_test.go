@@ -2,6 +2,7 @@ package memfs_test
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
 
 	"github.com/fastfsd/fastfsd/fs/memfs"
@@ -72,5 +73,43 @@ func TestAllocs(t *testing.T) {
 		if a := testing.AllocsPerRun(500, func() { r.In = in; s.Handle(r) }); a != 0 {
 			t.Errorf("%s: %v allocs per request, want 0", name, a)
 		}
+	}
+}
+
+// TestReaddirAllocs: a READDIR allocates the same whatever the number of
+// entries it lists (nothing per entry).
+func TestReaddirAllocs(t *testing.T) {
+	fsys := memfs.New(nil)
+	for i := range 20 {
+		if err := fsys.WriteFile(fmt.Sprintf("d%d/f%d", i%2, i), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := fsys.WriteFile("d2/f", nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := fuse.NewServer(fsys, fuse.Options{})
+	r := s.NewRequest()
+	lo, hi := (abi.InitFlags(1<<43-1) &^ abi.InitReserved).Split()
+	if e, _ := serveReq(t, s, r, mkReq(abi.OpInit, 0, enc(&abi.InitIn{Major: 7, Minor: 45, MaxReadahead: 128 << 10, Flags: lo, Flags2: hi}, abi.InitInSize))); e != 0 {
+		t.Fatalf("INIT: %d", e)
+	}
+	allocs := func(name string) float64 {
+		var d abi.EntryOut
+		if e, out := serveReq(t, s, r, mkReq(abi.OpLookup, 1, []byte(name+"\x00"))); e != 0 || !d.Unmarshal(out) {
+			t.Fatalf("LOOKUP %s: %d", name, e)
+		}
+		var o abi.OpenOut
+		if e, out := serveReq(t, s, r, mkReq(abi.OpOpendir, d.NodeID, enc(&abi.OpenIn{}, abi.OpenInSize))); e != 0 || !o.Unmarshal(out) {
+			t.Fatalf("OPENDIR %s: %d", name, e)
+		}
+		in := mkReq(abi.OpReaddir, d.NodeID, enc(&abi.ReadIn{Fh: o.Fh, Size: 4096}, abi.ReadInSize))
+		if e, out := serveReq(t, s, r, in); e != 0 || len(out) == 0 {
+			t.Fatalf("READDIR %s: errno %d, %d bytes", name, -e, len(out))
+		}
+		return testing.AllocsPerRun(200, func() { r.In = in; s.Handle(r) })
+	}
+	if one, ten := allocs("d2"), allocs("d0"); ten != one {
+		t.Errorf("READDIR: %v allocs per request for 10 entries, %v for 1: want the same", ten, one)
 	}
 }

@@ -105,8 +105,12 @@ func (d *dir) Readdir(_ *fs.Context, fh nodefs.FileHandle, off uint64, dst *node
 		return 0
 	}
 	k, _ := slices.BinarySearchFunc(d.list, off+1, func(e *dirent, c uint64) int { return cmpU64(e.cookie, c) })
+	// Add needs the name only until it returns: one buffer for all of
+	// them, not a []byte(e.name) per entry.
+	name := make([]byte, 0, 255)
 	for _, e := range d.list[k:] {
-		if e.cookie >= end || !dst.Add([]byte(e.name), e.child, e.cookie) {
+		name = append(name[:0], e.name...)
+		if e.cookie >= end || !dst.Add(name, e.child, e.cookie) {
 			break
 		}
 	}
