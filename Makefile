@@ -32,7 +32,7 @@ run: deps build ## The main job: boot a guest on fastfsd's virtio-fs, run fio in
 generate: ## Regenerate the BPF objects (bpf2go; needs clang) and check nothing else changed.
 	$(GO) generate ./...
 
-lint: ## gofmt, go vet, and the import-direction check.
+lint: ## gofmt and go vet (the import-direction check is internal/importcheck's test, run by make test).
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
