@@ -339,8 +339,7 @@ func unlinked(c member) {
 	n := c.base()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if dd, isDir := c.(*dir); isDir {
-		_ = dd
+	if _, isDir := c.(*dir); isDir {
 		n.attr.Nlink = 0
 	} else if n.attr.Nlink > 0 {
 		n.attr.Nlink--
