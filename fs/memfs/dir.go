@@ -424,15 +424,8 @@ func (d *dir) Rename(_ *fs.Context, name []byte, newParent nodefs.Node, newName 
 	}
 	srcDir, srcIsDir := src.child.(*dir)
 	// A directory cannot move under itself.
-	if srcIsDir {
-		for p := np; ; p = p.parent {
-			if p == srcDir {
-				return syscall.EINVAL
-			}
-			if p == p.parent {
-				break
-			}
-		}
+	if srcIsDir && np.under(srcDir) {
+		return syscall.EINVAL
 	}
 	dst := np.byName[string(newName)]
 	if flags&renameExchange != 0 {
@@ -440,15 +433,8 @@ func (d *dir) Rename(_ *fs.Context, name []byte, newParent nodefs.Node, newName 
 			return syscall.ENOENT
 		}
 		dstDir, dstIsDir := dst.child.(*dir)
-		if dstIsDir {
-			for p := d; ; p = p.parent {
-				if p == dstDir {
-					return syscall.EINVAL
-				}
-				if p == p.parent {
-					break
-				}
-			}
+		if dstIsDir && d.under(dstDir) {
+			return syscall.EINVAL
 		}
 		src.child, dst.child = dst.child, src.child
 		if srcIsDir {
@@ -509,6 +495,19 @@ func (d *dir) Rename(_ *fs.Context, name []byte, newParent nodefs.Node, newName 
 	}
 	touchC(src.child)
 	return 0
+}
+
+// under reports whether d is a or below it.
+// +checklocks:d.fs.ns
+func (d *dir) under(a *dir) bool {
+	for p := d; ; p = p.parent {
+		if p == a {
+			return true
+		}
+		if p == p.parent {
+			return false
+		}
+	}
 }
 
 // touchC sets a node's change time.
