@@ -110,7 +110,7 @@ func runP9(args []string) error {
 	listen := fl.String("listen", "", "address to listen on: tcp:HOST:PORT, unix:PATH, tcp!HOST!PORT or unix!PATH (required)")
 	var shares shareSet
 	fl.Func("shared-dir", "directory to serve (required); NAME=DIR, repeatable, serves each DIR as the directory NAME of a read-only root (fs/vfs; NAME: no '/', not . or ..; not with --sandbox=chroot)", shares.add)
-	cache := fl.String("cache", "auto", "passthrough cache mode: auto, always, metadata or never (9P clients choose their own caching with mount -o cache=; this only sets the filesystem's mode)")
+	cache := fl.String("cache", "auto", "auto, always, metadata or never: accepted for symmetry with the other doors, but it changes nothing a 9P client sees (the mode sets FUSE's entry and attribute timeouts and open flags, which 9P does not carry); 9P clients choose their own caching with mount -o cache=")
 	maxConns := fl.Int("max-conns", p9.DefaultMaxConns, "most client connections at once; more are closed on accept")
 	msize := fl.Uint("msize", p9.DefaultMaxMsize, "largest message size to agree on in Tversion (bytes, at least 512)")
 	maxFids := fl.Int("max-fids", p9.DefaultMaxFids, "most fids one connection may hold (EMFILE beyond)")
