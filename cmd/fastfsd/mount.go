@@ -265,20 +265,14 @@ func runMount(args []string) error {
 			defer watcher.Close()
 		}
 		if sbf.supervised() {
+			dir := "" // named shares
 			if plain {
-				fsOpts.ProcFd, err = sbf.enterSandboxRoot(sources.specs[0].dir)
-			} else {
-				fsOpts.ProcFd, err = enterNamespaceShares(sources.specs)
+				dir = sources.specs[0].dir
 			}
-			if err != nil {
+			if fsOpts.ProcFd, err = sbf.enterChildRoot(dir, sources.specs, &sb); err != nil {
 				conn.Unmount()
 				return err
 			}
-			// The sandbox's root is the one share, or holds each at /NAME.
-			for i := range sources.specs {
-				sources.specs[i].dir = "/" + sources.specs[i].name
-			}
-			inNamespace(&sb)
 		} else {
 			sbf.logAuto(stderrf)
 		}

@@ -414,12 +414,29 @@ func enterChrootRoot(dir string) (procFd int, err error) {
 	return procFd, nil
 }
 
-// enterSandboxRoot is the child's step into its root for either mode.
-func (s *sandboxFlags) enterSandboxRoot(dir string) (procFd int, err error) {
-	if s.chroot() {
-		return enterChrootRoot(dir)
+// enterChildRoot is every door's serving child's step into its root:
+// dir, the one plain share ("" with named shares), by the mode's means
+// (enterChrootRoot, enterNamespaceRoot), or a new root holding each of
+// specs at /NAME (enterNamespaceShares). It then points specs at their
+// paths in the new root and adapts o to it (inNamespace).
+func (s *sandboxFlags) enterChildRoot(dir string, specs []shareSpec, o *sandbox.Options) (procFd int, err error) {
+	switch {
+	case dir == "":
+		procFd, err = enterNamespaceShares(specs)
+	case s.chroot():
+		procFd, err = enterChrootRoot(dir)
+	default:
+		procFd, err = enterNamespaceRoot(dir)
 	}
-	return enterNamespaceRoot(dir)
+	if err != nil {
+		return -1, err
+	}
+	// The sandbox's root is the one share, or holds each at /NAME.
+	for i := range specs {
+		specs[i].dir = "/" + specs[i].name
+	}
+	inNamespace(o)
+	return procFd, nil
 }
 
 // inheritedFile returns the inherited fd named name as a file.

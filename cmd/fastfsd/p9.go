@@ -268,20 +268,10 @@ func runP9(args []string) error {
 		if err != nil {
 			return fmt.Errorf("--sandbox=namespace: inherited listener: %w", err)
 		}
-		if cfg.dir != "" {
-			cfg.fsOpts.ProcFd, err = sbf.enterSandboxRoot(cfg.dir)
-		} else {
-			cfg.fsOpts.ProcFd, err = enterNamespaceShares(cfg.shares.specs)
-		}
-		if err != nil {
+		if cfg.fsOpts.ProcFd, err = sbf.enterChildRoot(cfg.dir, cfg.shares.specs, cfg.sandbox); err != nil {
 			return err
 		}
-		// The sandbox's root is the one share, or holds each at /NAME.
-		for i := range cfg.shares.specs {
-			cfg.shares.specs[i].dir = "/" + cfg.shares.specs[i].name
-		}
 		cfg.dir = "/"
-		inNamespace(cfg.sandbox)
 	} else {
 		sbf.logAuto(log.Printf)
 		if err := obs.listen(); err != nil {

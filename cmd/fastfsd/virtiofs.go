@@ -739,19 +739,9 @@ func runVirtiofs(args []string) error {
 	c.observe.serve()
 	procFd := 0
 	if child {
-		if c.dir != "" {
-			procFd, err = c.sandbox.enterSandboxRoot(c.dir)
-		} else {
-			procFd, err = enterNamespaceShares(c.shares.specs)
-		}
-		if err != nil {
+		if procFd, err = c.sandbox.enterChildRoot(c.dir, c.shares.specs, &sb); err != nil {
 			return err
 		}
-		// The sandbox's root is the one share, or holds each at /NAME.
-		for i := range c.shares.specs {
-			c.shares.specs[i].dir = "/" + c.shares.specs[i].name
-		}
-		inNamespace(&sb)
 	} else {
 		c.sandbox.logAuto(logf)
 	}
