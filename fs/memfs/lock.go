@@ -93,9 +93,17 @@ func (n *node) dropLocksOf(fh nodefs.FileHandle) {
 		n.locks.flock, r2 = setFlock(n.locks.flock, heldLock{owner: owner, end: lockEOF, typ: syscall.F_UNLCK})
 		released = released || r1 || r2
 	}
-	if released && n.locks.wake != nil {
-		close(n.locks.wake)
-		n.locks.wake = nil
+	if released {
+		n.locks.wakeWaiters()
+	}
+}
+
+// wakeWaiters wakes every waiter to try again (a lock was released or
+// downgraded).
+func (t *lockTable) wakeWaiters() {
+	if t.wake != nil {
+		close(t.wake)
+		t.wake = nil
 	}
 }
 
@@ -205,9 +213,8 @@ func (n *node) Setlk(ctx *fs.Context, fh nodefs.FileHandle, owner uint64, lk *fs
 			} else {
 				*held, released = setPosix(*held, l)
 			}
-			if released && n.locks.wake != nil {
-				close(n.locks.wake)
-				n.locks.wake = nil
+			if released {
+				n.locks.wakeWaiters()
 			}
 			n.mu.Unlock()
 			return 0
@@ -278,9 +285,8 @@ func (n *node) Flush(_ *fs.Context, _ nodefs.FileHandle, lockOwner uint64) fs.Er
 	}
 	held, released := setPosix(n.locks.posix, heldLock{owner: lockOwner, start: 0, end: lockEOF, typ: syscall.F_UNLCK})
 	n.locks.posix = held
-	if released && n.locks.wake != nil {
-		close(n.locks.wake)
-		n.locks.wake = nil
+	if released {
+		n.locks.wakeWaiters()
 	}
 	return 0
 }
