@@ -67,7 +67,7 @@ func runMount(args []string) error {
 	useUring := fl.Bool("uring", false, "serve FUSE over io_uring (Linux 6.14+): one ring per CPU, one system call per batch of requests; turns the fuse module's enable_uring parameter on if needed (root)")
 	readOnly := fl.Bool("read-only", false, "refuse every change with EROFS")
 	allowDevices := fl.Bool("allow-devices", false, allowDevicesHelp)
-	watch := fl.Bool("watch", false, "watch DIR's filesystem for changes other processes make on the host (fanotify) and invalidate the kernel's cached names, attributes and data of what changed, so that --cache=always serves fresh data; root only (CAP_SYS_ADMIN), not with --cache=never (nothing is cached)")
+	watch := fl.Bool("watch", false, "watch DIR's filesystem for changes other processes make on the host (fanotify) and invalidate the kernel's cached names, attributes and data of what changed, so that --cache=always serves fresh data; root only (CAP_SYS_ADMIN), not with --cache=never (nothing is cached) nor with several --source NAME=DIR (one directory is watched)")
 	secLabel := fl.Bool("security-label", false, securityLabelHelp)
 	var policy fsPolicy
 	policy.addFlags(fl)
