@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/fastfsd/fastfsd/dataplane/fusedev"
 	"github.com/fastfsd/fastfsd/dataplane/uring"
 	"github.com/fastfsd/fastfsd/fs"
@@ -20,7 +22,6 @@ import (
 	"github.com/fastfsd/fastfsd/fuse/abi"
 	"github.com/fastfsd/fastfsd/internal/sandbox"
 	"github.com/fastfsd/fastfsd/internal/stats"
-	"golang.org/x/sys/unix"
 )
 
 func init() {
@@ -53,7 +54,7 @@ flags:
 
 func runMount(args []string) error {
 	fl := flag.NewFlagSet("mount", flag.ContinueOnError)
-	var sources shareSet
+	sources := shareSet{flag: "--source"}
 	fl.Func("source", "directory to serve (required); NAME=DIR, repeatable, serves each DIR as the directory NAME of a read-only root (fs/vfs; NAME: no '/', not . or ..)", sources.add)
 	workers := fl.Int("workers", 0, "number of workers, each with its own cloned /dev/fuse fd and pinned to one CPU; 0 = one per CPU this process may run on")
 	cache := fl.String("cache", "auto", "client caching: auto (names and attributes 1 s, data until the file changes), always (1 day; only this client changes DIR), metadata (names and attributes 1 day, no file data: direct I/O), never (no caching, direct I/O)")
@@ -90,7 +91,7 @@ func runMount(args []string) error {
 		return errors.New("--source DIR is required: the directory to serve (or --source NAME=DIR for each of several)")
 	}
 	if err := sources.check(false); err != nil {
-		return errors.New(strings.ReplaceAll(err.Error(), "--shared-dir", "--source"))
+		return err
 	}
 	plain := sources.plain(false)
 	if *workers < 0 || *workers > 1024 {

@@ -36,22 +36,23 @@ type shareSpec struct {
 	dir  string
 }
 
-// parseShareSpec reads DIR or NAME=DIR. A value whose part before the
-// first '=' holds a '/' (an absolute or relative path with '=' in it) is
-// a plain DIR; write ./a=b for a relative directory named a=b.
-func parseShareSpec(v string) (shareSpec, error) {
+// parseShareSpec reads DIR or NAME=DIR, a value of the flag named flag
+// (for errors). A value whose part before the first '=' holds a '/' (an
+// absolute or relative path with '=' in it) is a plain DIR; write ./a=b
+// for a relative directory named a=b.
+func parseShareSpec(flag, v string) (shareSpec, error) {
 	if v == "" {
-		return shareSpec{}, errors.New("--shared-dir: empty; give DIR or NAME=DIR")
+		return shareSpec{}, fmt.Errorf("%s: empty; give DIR or NAME=DIR", flag)
 	}
 	name, dir, ok := strings.Cut(v, "=")
 	if !ok || strings.Contains(name, "/") {
 		return shareSpec{dir: v}, nil
 	}
 	if err := vfs.CheckName(name); err != nil {
-		return shareSpec{}, fmt.Errorf("--shared-dir %s: %w", v, err)
+		return shareSpec{}, fmt.Errorf("%s %s: %w", flag, v, err)
 	}
 	if dir == "" {
-		return shareSpec{}, fmt.Errorf("--shared-dir %s: no directory after '='", v)
+		return shareSpec{}, fmt.Errorf("%s %s: no directory after '='", flag, v)
 	}
 	return shareSpec{name: name, dir: dir}, nil
 }
@@ -60,10 +61,19 @@ func parseShareSpec(v string) (shareSpec, error) {
 // through a VFS.
 type shareSet struct {
 	specs []shareSpec
+	// flag names the door's flag in errors: "--shared-dir" if "".
+	flag string
+}
+
+func (s *shareSet) flagName() string {
+	if s.flag == "" {
+		return "--shared-dir"
+	}
+	return s.flag
 }
 
 func (s *shareSet) add(v string) error {
-	sp, err := parseShareSpec(v)
+	sp, err := parseShareSpec(s.flagName(), v)
 	if err != nil {
 		return err
 	}
@@ -87,15 +97,16 @@ func (s *shareSet) check(control bool) error {
 		return nil
 	}
 	seen := map[string]bool{}
+	f := s.flagName()
 	for _, sp := range s.specs {
 		if sp.name == "" {
 			if control {
-				return fmt.Errorf("--shared-dir %s: with --control-socket every share needs a name: --shared-dir NAME=%s", sp.dir, sp.dir)
+				return fmt.Errorf("%s %s: with --control-socket every share needs a name: %s NAME=%s", f, sp.dir, f, sp.dir)
 			}
-			return fmt.Errorf("--shared-dir %s: with several shares each needs a name: --shared-dir NAME=%s", sp.dir, sp.dir)
+			return fmt.Errorf("%s %s: with several shares each needs a name: %s NAME=%s", f, sp.dir, f, sp.dir)
 		}
 		if seen[sp.name] {
-			return fmt.Errorf("--shared-dir %s=…: the name %q is given twice", sp.name, sp.name)
+			return fmt.Errorf("%s %s=…: the name %q is given twice", f, sp.name, sp.name)
 		}
 		seen[sp.name] = true
 	}

@@ -76,7 +76,7 @@ func TestParseShareSpec(t *testing.T) {
 		{in: "a=", err: "no directory"},
 		{in: "", err: "empty"},
 	} {
-		sp, err := parseShareSpec(tc.in)
+		sp, err := parseShareSpec("--shared-dir", tc.in)
 		if tc.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.err) {
 				t.Errorf("%q: err %v, want %q", tc.in, err, tc.err)
@@ -569,5 +569,21 @@ func TestServeP9Shares(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("serveP9: %v", err)
+	}
+}
+
+// TestMountSourceErrors: fastfsd mount's share errors name its flag,
+// --source, whether a value fails to parse or the set fails its check.
+func TestMountSourceErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"--source", "a=", "/mnt"},
+		{"--source", "..=/srv", "/mnt"},
+		{"--source", "a=/x", "--source", "a=/y", "/mnt"},
+		{"--source", "/x", "--source", "a=/y", "/mnt"},
+	} {
+		err := runMount(args)
+		if err == nil || !strings.Contains(err.Error(), "--source") || strings.Contains(err.Error(), "--shared-dir") {
+			t.Errorf("mount %q: %v, want an error naming --source (not --shared-dir)", args, err)
+		}
 	}
 }
