@@ -15,13 +15,12 @@ import (
 	"github.com/fastfsd/fastfsd/internal/testutil"
 )
 
-// readFile reads path with plain system calls: this process serves the
-// mount, and os.Open would register the file with the netpoller (see
-// package fusedev, "Serving and using a mount in one process").
-
 // content is what hello must hold.
 var content = []byte("hello, world\n")
 
+// readFile reads path with plain system calls: this process serves the
+// mount, and os.Open would register the file with the netpoller (see
+// package fusedev, "Serving and using a mount in one process").
 func readFile(path string) ([]byte, error) {
 	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 	if err != nil {
