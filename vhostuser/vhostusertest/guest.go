@@ -123,19 +123,27 @@ func NewGuest(f *Frontend, c GuestConfig) (*Guest, error) {
 			return fail(err)
 		}
 	}
-	if ack&(1<<vhostuser.VHOST_USER_F_PROTOCOL_FEATURES) != 0 {
+	if err := g.start(f, proto); err != nil {
+		return fail(err)
+	}
+	return g, nil
+}
+
+// start ends the start sequence on f once every ring is set up:
+// SET_VRING_ENABLE for each (with VHOST_USER_F_PROTOCOL_FEATURES acked)
+// and SET_STATUS(DRIVER_OK) (with protocol feature STATUS in proto).
+func (g *Guest) start(f *Frontend, proto uint64) error {
+	if g.Features&(1<<vhostuser.VHOST_USER_F_PROTOCOL_FEATURES) != 0 {
 		for i := range g.Queues {
 			if err := f.Do(vhostuser.VHOST_USER_SET_VRING_ENABLE, State(uint32(i), 1)); err != nil {
-				return fail(err)
+				return err
 			}
 		}
 	}
 	if proto&(1<<vhostuser.VHOST_USER_PROTOCOL_F_STATUS) != 0 {
-		if err := f.Do(vhostuser.VHOST_USER_SET_STATUS, U64(0xf)); err != nil {
-			return fail(err)
-		}
+		return f.Do(vhostuser.VHOST_USER_SET_STATUS, U64(0xf))
 	}
-	return g, nil
+	return nil
 }
 
 // Stop sends GET_VRING_BASE for every queue, as QEMU does when the VM
@@ -362,17 +370,8 @@ func (g *Guest) Reconnect(f *Frontend) error {
 			return err
 		}
 	}
-	if g.Features&(1<<vhostuser.VHOST_USER_F_PROTOCOL_FEATURES) != 0 {
-		for i := range g.Queues {
-			if err := f.Do(vhostuser.VHOST_USER_SET_VRING_ENABLE, State(uint32(i), 1)); err != nil {
-				return err
-			}
-		}
-	}
-	if proto&(1<<vhostuser.VHOST_USER_PROTOCOL_F_STATUS) != 0 {
-		if err := f.Do(vhostuser.VHOST_USER_SET_STATUS, U64(0xf)); err != nil {
-			return err
-		}
+	if err := g.start(f, proto); err != nil {
+		return err
 	}
 	if g.F != nil && g.F != f {
 		g.F.Close()
