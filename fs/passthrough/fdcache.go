@@ -178,7 +178,7 @@ func (c *fdCache) evict(v *inode) {
 	// an atomic store has no fence after it (golang/go#58020) and the refs
 	// load could pass it, leaving an evicted fd open for good.
 	v.uncached.Swap(true)
-	c.closeIdle(v)
+	c.closeIfIdle(v)
 }
 
 // closeIfIdle closes v's fd if v is uncached and unused.
@@ -188,14 +188,6 @@ func (c *fdCache) closeIfIdle(v *inode) {
 	if v.slot >= 0 || !v.uncached.Load() {
 		return
 	}
-	c.closeIdle(v)
-}
-
-// closeIdle closes the fd of v, which has no slot and is uncached, if v
-// is unused.
-//
-// Preconditions: c.mu is held.
-func (c *fdCache) closeIdle(v *inode) {
 	if v.refs.Load() != 1 {
 		return // in use (its last put comes back here), released, or closed
 	}
