@@ -98,7 +98,9 @@
 // filesystem performs it (the filesystem runs with the daemon's rights),
 // as the kernel would for that identity (perm.go): search permission on
 // every directory walked, mode bits on Tlopen and Tlcreate of an existing
-// file (supplementary groups counted), write and search on the directory
+// file (supplementary groups counted; for a non-owner, an inode's POSIX
+// access ACL too, read at each check from Options.ACLs or else the
+// filesystem's GetXattr), write and search on the directory
 // to create, remove or rename, the sticky-directory rule (EPERM), chown
 // only by root, chgrp by the owner to its own groups, chmod and explicit
 // times by the owner (EPERM), "now" times and truncation with write
