@@ -189,7 +189,7 @@ func runMount(args []string) error {
 		return errors.New("--watch with --modcaps=-dac_read_search: the watcher opens the file handles fanotify reports (open_by_handle_at), which needs it; keep dac_read_search or drop --watch")
 	}
 	if !plain && sbf.chroot() {
-		return errors.New("--sandbox=chroot serves one directory as its root (it makes no mount namespace to gather several in): with several --source NAME=DIR pass --sandbox=namespace or none")
+		return sources.chrootRefused()
 	}
 	opts := fusedev.ServeOptions{Workers: *workers, Splice: sm, Passthrough: usePass, IOUring: *useUring}
 	if *debug {

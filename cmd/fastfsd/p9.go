@@ -157,7 +157,7 @@ func runP9(args []string) error {
 	if shares.plain(false) {
 		dir = shares.specs[0].dir
 	} else if sbf.chroot() {
-		return errors.New("--sandbox=chroot serves one shared directory as its root (it makes no mount namespace to gather several in): with several --shared-dir NAME=DIR pass --sandbox=namespace or none")
+		return shares.chrootRefused()
 	}
 	network, addr, err := parseP9Addr(*listen)
 	if err != nil {

@@ -113,6 +113,12 @@ func (s *shareSet) check(control bool) error {
 	return nil
 }
 
+// chrootRefused is the error of --sandbox=chroot with named shares: the
+// chroot child's root is the one shared directory.
+func (s *shareSet) chrootRefused() error {
+	return fmt.Errorf("--sandbox=chroot serves one shared directory as its root (it makes no mount namespace to gather several in): with several %s NAME=DIR pass --sandbox=namespace or none", s.flagName())
+}
+
 // dirs lists the shares' directories (for Landlock and logs).
 func (s *shareSet) dirs() []string {
 	d := make([]string, len(s.specs))

@@ -577,7 +577,7 @@ func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
 		return nil, nil, fmt.Errorf("--control-socket with --sandbox=%s: a directory added at run time would be outside the sandbox's root; pass --sandbox=none (the capability drop, no_new_privs, Landlock on the shares' directories and --share-root, and the seccomp filter still apply)", c.sandbox.sandbox)
 	}
 	if c.dir == "" && c.sandbox.sandbox == "chroot" {
-		return nil, nil, errors.New("--sandbox=chroot serves one shared directory as its root (it makes no mount namespace to gather several in): with several --shared-dir NAME=DIR pass --sandbox=namespace or none")
+		return nil, nil, c.shares.chrootRefused()
 	}
 	if (c.control == "") != (c.shareRoot == "") {
 		return nil, nil, errors.New("--control-socket PATH and --share-root DIR go together: shares added at run time must lie under --share-root, the one place besides the initial shares that Landlock lets the daemon open")
