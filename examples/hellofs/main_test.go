@@ -18,23 +18,6 @@ import (
 // content is what hello must hold.
 var content = []byte("hello, world\n")
 
-// readFile reads path with plain system calls: this process serves the
-// mount, and os.Open would register the file with the netpoller (see
-// package fusedev, "Serving and using a mount in one process").
-func readFile(path string) ([]byte, error) {
-	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer syscall.Close(fd)
-	buf := make([]byte, 4096)
-	n, err := syscall.Read(fd, buf)
-	if err != nil {
-		return nil, err
-	}
-	return buf[:n], nil
-}
-
 // TestHelloFUSE mounts hellofs through /dev/fuse with the one-call API,
 // reads hello through the kernel, and unmounts.
 func TestHelloFUSE(t *testing.T) {
@@ -56,7 +39,7 @@ func TestHelloFUSE(t *testing.T) {
 	if st.Mode != syscall.S_IFREG|0o444 || st.Size != int64(len(content)) || st.Ino != 2 {
 		t.Errorf("stat hello: mode %o size %d ino %d; want %o %d 2", st.Mode, st.Size, st.Ino, syscall.S_IFREG|0o444, len(content))
 	}
-	got, err := readFile(filepath.Join(mnt, "hello"))
+	got, err := testutil.ReadFile(filepath.Join(mnt, "hello"))
 	if err != nil {
 		t.Fatalf("read hello: %v", err)
 	}

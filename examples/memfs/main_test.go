@@ -110,7 +110,7 @@ func TestThreeDoors(t *testing.T) {
 		t.Fatalf("9p write: %v", err)
 	}
 	nf.Close()
-	if got, err := readFile(filepath.Join(mnt, "from9p")); err != nil || got != from9p {
+	if got, err := testutil.ReadFile(filepath.Join(mnt, "from9p")); err != nil || string(got) != from9p {
 		t.Errorf("read through the mount of a file created over 9P: %q (%v), want %q", got, err, from9p)
 	}
 
@@ -133,7 +133,7 @@ func TestThreeDoors(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Errorf("virtio-fs front-end close: %v", err)
 	}
-	names, err := readDir(mnt)
+	names, err := testutil.ReadDir(mnt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,9 +174,10 @@ func waitMounted(t *testing.T, mnt string) {
 	}
 }
 
-// writeFile and readFile use plain system calls: this process serves the
-// mount, and os.Open would register the file with the netpoller (see
-// package fusedev, "Serving and using a mount in one process").
+// writeFile writes with plain system calls, as testutil.ReadFile reads:
+// this process serves the mount, and os.Open would register the file
+// with the netpoller (see package fusedev, "Serving and using a mount in
+// one process").
 func writeFile(path, s string) error {
 	fd, err := syscall.Open(path, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_TRUNC|syscall.O_CLOEXEC, 0o644)
 	if err != nil {
@@ -185,38 +186,4 @@ func writeFile(path, s string) error {
 	defer syscall.Close(fd)
 	_, err = syscall.Write(fd, []byte(s))
 	return err
-}
-
-func readFile(path string) (string, error) {
-	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		return "", err
-	}
-	defer syscall.Close(fd)
-	buf := make([]byte, 4096)
-	n, err := syscall.Read(fd, buf)
-	if err != nil {
-		return "", err
-	}
-	return string(buf[:n]), nil
-}
-
-func readDir(path string) ([]string, error) {
-	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer syscall.Close(fd)
-	var names []string
-	buf := make([]byte, 8192)
-	for {
-		n, err := syscall.Getdents(fd, buf)
-		if err != nil {
-			return nil, err
-		}
-		if n == 0 {
-			return names, nil
-		}
-		_, _, names = syscall.ParseDirent(buf[:n], -1, names)
-	}
 }

@@ -45,14 +45,14 @@ func TestMount(t *testing.T) {
 	if st.Ino != uint64(f.ID()) || st.Mode != syscall.S_IFREG|0o644 || st.Size != int64(len(f.data)) {
 		t.Errorf("stat f: ino %d mode %o size %d; want ino %d (its ID), mode 100644, size %d", st.Ino, st.Mode, st.Size, f.ID(), len(f.data))
 	}
-	got, err := readFile(p("f"))
+	got, err := testutil.ReadFile(p("f"))
 	if err != nil || string(got) != string(f.data) {
 		t.Errorf("read f: %q %v", got, err)
 	}
 	if err := syscall.Mknod(p("new"), syscall.S_IFREG|0o600, 0); err != nil {
 		t.Errorf("mknod new: %v", err)
 	}
-	if got, err := readFile(p("new")); err != nil || string(got) != "new" {
+	if got, err := testutil.ReadFile(p("new")); err != nil || string(got) != "new" {
 		t.Errorf("read new: %q %v", got, err)
 	}
 	if err := syscall.Mkdir(p("d"), 0o755); !errors.Is(err, syscall.EPERM) {
@@ -67,13 +67,13 @@ func TestMount(t *testing.T) {
 	if err := syscall.Setxattr(p("f"), "user.x", []byte("v"), 0); !errors.Is(err, syscall.EOPNOTSUPP) {
 		t.Errorf("setxattr of a node without xattrs: %v, want EOPNOTSUPP", err)
 	}
-	names, err := readDir(mnt)
+	names, err := testutil.ReadDir(mnt)
 	sort.Strings(names)
 	if err != nil || len(names) != 3 || names[0] != "bare" || names[1] != "f" || names[2] != "new" {
 		t.Errorf("readdir: %v %v", names, err)
 	}
 	// bare is empty (size 0): the kernel reads nothing from it.
-	if got, err := readFile(p("bare")); err != nil || len(got) != 0 {
+	if got, err := testutil.ReadFile(p("bare")); err != nil || len(got) != 0 {
 		t.Errorf("read bare: %q %v, want empty", got, err)
 	}
 	// Every open the kernel made is released. The kernel sends RELEASE
@@ -88,42 +88,5 @@ func TestMount(t *testing.T) {
 			t.Errorf("%d handles kept 5 s after every file was closed", n)
 			break
 		}
-	}
-}
-
-// readFile reads a file with plain system calls (this process serves the
-// mount: see package fusedev on os.Open).
-func readFile(path string) ([]byte, error) {
-	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer syscall.Close(fd)
-	buf := make([]byte, 4096)
-	n, err := syscall.Read(fd, buf)
-	if err != nil {
-		return nil, err
-	}
-	return buf[:n], nil
-}
-
-// readDir lists a directory with getdents, skipping "." and "..".
-func readDir(path string) ([]string, error) {
-	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer syscall.Close(fd)
-	var names []string
-	buf := make([]byte, 8192)
-	for {
-		n, err := syscall.Getdents(fd, buf)
-		if err != nil {
-			return nil, err
-		}
-		if n == 0 {
-			return names, nil
-		}
-		_, _, names = syscall.ParseDirent(buf[:n], -1, names)
 	}
 }

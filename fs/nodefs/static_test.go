@@ -62,11 +62,11 @@ func TestStaticMount(t *testing.T) {
 			t.Errorf("unmount: %v", err)
 		}
 	}()
-	got, err := readFile(filepath.Join(mnt, "b"))
+	got, err := testutil.ReadFile(filepath.Join(mnt, "b"))
 	if err != nil || string(got) != "bee" {
 		t.Fatalf("read b: %q %v", got, err)
 	}
-	names, err := readDir(mnt)
+	names, err := testutil.ReadDir(mnt)
 	if err != nil {
 		t.Fatal(err)
 	}
