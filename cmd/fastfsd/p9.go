@@ -110,7 +110,7 @@ func runP9(args []string) error {
 	listen := fl.String("listen", "", "address to listen on: tcp:HOST:PORT, unix:PATH, tcp!HOST!PORT or unix!PATH (required)")
 	var shares shareSet
 	fl.Func("shared-dir", "directory to serve (required); NAME=DIR, repeatable, serves each DIR as the directory NAME of a read-only root (fs/vfs; NAME: no '/', not . or ..; not with --sandbox=chroot)", shares.add)
-	cache := fl.String("cache", "auto", "auto, always, metadata or never: accepted for symmetry with the other doors, but it changes nothing a 9P client sees (the mode sets FUSE's entry and attribute timeouts and open flags, which 9P does not carry); 9P clients choose their own caching with mount -o cache=")
+	cache := fl.String("cache", "", "refused on this door: a cache mode sets FUSE's entry and attribute timeouts and open flags, which 9P does not carry; 9P clients choose their own caching (mount -o cache=)")
 	maxConns := fl.Int("max-conns", p9.DefaultMaxConns, "most client connections at once; more are closed on accept")
 	msize := fl.Uint("msize", p9.DefaultMaxMsize, "largest message size to agree on in Tversion (bytes, at least 512)")
 	maxFids := fl.Int("max-fids", p9.DefaultMaxFids, "most fids one connection may hold (EMFILE beyond)")
@@ -163,9 +163,8 @@ func runP9(args []string) error {
 	if err != nil {
 		return err
 	}
-	cm, err := passthrough.ParseCacheMode(*cache)
-	if err != nil {
-		return fmt.Errorf("--cache: %w", err)
+	if *cache != "" {
+		return errors.New("--cache: not on the 9p door: the mode sets FUSE's entry and attribute timeouts and open flags, which 9P does not carry; choose the client's caching when it mounts (v9fs: mount -o cache=none|loose|fscache|mmap)")
 	}
 	if *msize < p9.MinMsize || *msize > 1<<30 {
 		return fmt.Errorf("--msize %d: want %d to %d", *msize, p9.MinMsize, 1<<30)
@@ -231,7 +230,7 @@ func runP9(args []string) error {
 	}
 	cfg := p9Config{
 		network: network, addr: addr, dir: dir, shares: shares, socketGroup: *socketGroup,
-		fsOpts: passthrough.Options{Cache: cm, Xattr: *xattr, ReadOnly: *readOnly, AllowDevices: *allowDevices},
+		fsOpts: passthrough.Options{Xattr: *xattr, ReadOnly: *readOnly, AllowDevices: *allowDevices},
 		srvOpts: p9.Options{MaxMsize: uint32(*msize), MaxConns: *maxConns, MaxFids: *maxFids,
 			MaxRequests: *maxReqs, Identify: p9Identify(squash)},
 		drain:   *drain,

@@ -302,3 +302,15 @@ func TestP9RefusesSecurityLabel(t *testing.T) {
 		t.Fatalf("9p --security-label: %v, want a refusal naming the door", err)
 	}
 }
+
+// TestP9RefusesCache: a cache mode sets FUSE timeouts and open flags,
+// which 9P does not carry, so --cache is refused by name rather than
+// accepted and ignored (it was, until the review found it).
+func TestP9RefusesCache(t *testing.T) {
+	for _, mode := range []string{"auto", "always", "never"} {
+		err := runP9([]string{"--cache", mode, "--listen", "unix:/nonexistent/s", "--shared-dir", t.TempDir()})
+		if err == nil || !strings.Contains(err.Error(), "--cache: not on the 9p door") {
+			t.Errorf("9p --cache %s: %v, want a refusal naming the door", mode, err)
+		}
+	}
+}
