@@ -271,6 +271,9 @@ type controlServer struct {
 	mk   backendFunc
 	log  *slog.Logger
 	root string // --share-root, absolute, symlinks resolved
+	// given is --share-root absolute as given (symlinks kept): a client
+	// names directories through it.
+	given string
 	// rootFd is an O_PATH fd of root: added directories are resolved
 	// beneath it (openat2 RESOLVE_BENEATH), so no symlink leads out.
 	rootFd int
@@ -278,9 +281,10 @@ type controlServer struct {
 }
 
 func newControlServer(v *vfs.VFS, mk backendFunc, log *slog.Logger, root string) (*controlServer, error) {
-	abs, err := filepath.Abs(root)
+	given, err := filepath.Abs(root)
+	abs := given
 	if err == nil {
-		abs, err = filepath.EvalSymlinks(abs)
+		abs, err = filepath.EvalSymlinks(given)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("--share-root %s: %w", root, err)
@@ -289,7 +293,7 @@ func newControlServer(v *vfs.VFS, mk backendFunc, log *slog.Logger, root string)
 	if err != nil {
 		return nil, fmt.Errorf("--share-root %s: %w; give an existing directory", root, err)
 	}
-	return &controlServer{v: v, mk: mk, log: log, root: abs, rootFd: fd}, nil
+	return &controlServer{v: v, mk: mk, log: log, root: abs, given: given, rootFd: fd}, nil
 }
 
 // Serve accepts connections on ln until it is closed, one at a time.
@@ -380,11 +384,21 @@ func (c *controlServer) handle(line []byte) controlReply {
 	return controlReply{OK: true}
 }
 
-// add serves dir, which must lie under --share-root, as share name.
+// beneath returns dir relative to root, ok false if it is not under it.
+func beneath(root, dir string) (string, bool) {
+	rel, err := filepath.Rel(root, dir)
+	return rel, err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
+// add serves dir, which must lie under --share-root (named through the
+// root's resolved path or as it was given), as share name.
 func (c *controlServer) add(name, dir string) error {
 	clean := filepath.Clean(dir)
-	rel, err := filepath.Rel(c.root, clean)
-	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+	rel, ok := beneath(c.root, clean)
+	if !ok {
+		rel, ok = beneath(c.given, clean)
+	}
+	if !ok {
 		return fmt.Errorf("add %s: %s is not under --share-root %s; only directories under it may be added at run time", name, dir, c.root)
 	}
 	// Resolve beneath the share root: a symlink on the way cannot lead

@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,6 +21,7 @@ import (
 
 	hp9 "github.com/hugelgupf/p9/p9"
 
+	"github.com/fastfsd/fastfsd/fs"
 	"github.com/fastfsd/fastfsd/fs/passthrough"
 	"github.com/fastfsd/fastfsd/fs/vfs"
 	"github.com/fastfsd/fastfsd/fuse/abi"
@@ -585,5 +588,41 @@ func TestMountSourceErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "--source") || strings.Contains(err.Error(), "--shared-dir") {
 			t.Errorf("mount %q: %v, want an error naming --source (not --shared-dir)", args, err)
 		}
+	}
+}
+
+// TestControlAddSymlinkedRoot: a --share-root given through a symbolic
+// link takes directories named through that same link (the daemon
+// resolves the root, the client sends the path as typed), and still
+// refuses one outside it.
+func TestControlAddSymlinkedRoot(t *testing.T) {
+	real := t.TempDir()
+	os.Mkdir(filepath.Join(real, "x"), 0o755)
+	link := filepath.Join(t.TempDir(), "root")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	v := vfs.New(vfs.Options{})
+	defer unmountAll(v)
+	var opened []string
+	mk := func(dir string) (fs.FileSystem, error) {
+		opened = append(opened, dir)
+		return fs.Base{}, nil
+	}
+	c, err := newControlServer(v, mk, slog.New(slog.DiscardHandler), link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{filepath.Join(link, "x"), filepath.Join(real, "x")} {
+		name := "s" + strconv.Itoa(len(opened))
+		if err := c.add(name, dir); err != nil {
+			t.Errorf("add %s: %v", dir, err)
+		}
+	}
+	if got := len(v.Shares()); got != 2 {
+		t.Errorf("%d shares mounted, want 2", got)
+	}
+	if err := c.add("out", t.TempDir()); err == nil || !strings.Contains(err.Error(), "not under --share-root") {
+		t.Errorf("add a directory outside: %v, want not under --share-root", err)
 	}
 }
