@@ -146,7 +146,7 @@ flags:
                             killpriv_v2, no_killpriv_v2, log_level, sandbox, modcaps, debug,
                             xattrmap, readdirplus, no_readdirplus, allow_direct_io,
                             no_allow_direct_io, posix_acl, no_posix_acl, security_label,
-                            no_security_label
+                            no_security_label, dax
   -d                        debug logging (as -o debug)
 
 Every virtiofsd flag fastfsd does not implement is refused by name; see
