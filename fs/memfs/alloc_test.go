@@ -8,34 +8,8 @@ import (
 	"github.com/fastfsd/fastfsd/fs/memfs"
 	"github.com/fastfsd/fastfsd/fuse"
 	"github.com/fastfsd/fastfsd/fuse/abi"
+	"github.com/fastfsd/fastfsd/internal/fusetest"
 )
-
-type marshaler interface{ Marshal([]byte) bool }
-
-func enc(m marshaler, n int) []byte {
-	b := make([]byte, n)
-	if !m.Marshal(b) {
-		panic("enc: short buffer")
-	}
-	return b
-}
-
-func mkReq(op abi.Opcode, node uint64, parts ...[]byte) []byte {
-	body := bytes.Join(parts, nil)
-	h := abi.InHeader{Len: uint32(abi.InHeaderSize + len(body)), Opcode: op, Unique: 10, NodeID: node, UID: 0, GID: 0, PID: 42}
-	return append(enc(&h, abi.InHeaderSize), body...)
-}
-
-func serveReq(t testing.TB, s *fuse.Server, r *fuse.Request, in []byte) (int32, []byte) {
-	t.Helper()
-	r.In = in
-	n := s.Handle(r)
-	var h abi.OutHeader
-	if n < abi.OutHeaderSize || !h.Unmarshal(r.Out[:n]) {
-		t.Fatalf("reply of %d bytes has no header", n)
-	}
-	return h.Error, r.Out[abi.OutHeaderSize:n]
-}
 
 // TestAllocs: GETATTR, LOOKUP of a file the client holds and a 4 KiB READ
 // of it allocate nothing in the fuse engine and memfs together.
@@ -46,28 +20,25 @@ func TestAllocs(t *testing.T) {
 	}
 	s := fuse.NewServer(fsys, fuse.Options{})
 	r := s.NewRequest()
-	lo, hi := (abi.InitFlags(1<<43-1) &^ abi.InitReserved).Split()
-	if e, _ := serveReq(t, s, r, mkReq(abi.OpInit, 0, enc(&abi.InitIn{Major: 7, Minor: 45, MaxReadahead: 128 << 10, Flags: lo, Flags2: hi}, abi.InitInSize))); e != 0 {
-		t.Fatalf("INIT: %d", e)
-	}
+	fusetest.Init(t, s, r)
 	var d, f abi.EntryOut
-	if e, out := serveReq(t, s, r, mkReq(abi.OpLookup, 1, []byte("d\x00"))); e != 0 || !d.Unmarshal(out) {
+	if e, out := fusetest.Serve(t, s, r, fusetest.Req(abi.OpLookup, 1, []byte("d\x00"))); e != 0 || !d.Unmarshal(out) {
 		t.Fatalf("LOOKUP d: %d", e)
 	}
-	lookup := mkReq(abi.OpLookup, d.NodeID, []byte("f\x00"))
-	if e, out := serveReq(t, s, r, lookup); e != 0 || !f.Unmarshal(out) {
+	lookup := fusetest.Req(abi.OpLookup, d.NodeID, []byte("f\x00"))
+	if e, out := fusetest.Serve(t, s, r, lookup); e != 0 || !f.Unmarshal(out) {
 		t.Fatalf("LOOKUP f: %d", e)
 	}
 	var o abi.OpenOut
-	if e, out := serveReq(t, s, r, mkReq(abi.OpOpen, f.NodeID, enc(&abi.OpenIn{}, abi.OpenInSize))); e != 0 || !o.Unmarshal(out) {
+	if e, out := fusetest.Serve(t, s, r, fusetest.Req(abi.OpOpen, f.NodeID, fusetest.Enc(&abi.OpenIn{}, abi.OpenInSize))); e != 0 || !o.Unmarshal(out) {
 		t.Fatalf("OPEN f: %d", e)
 	}
 	for name, in := range map[string][]byte{
-		"GETATTR": mkReq(abi.OpGetattr, f.NodeID, enc(&abi.GetattrIn{}, abi.GetattrInSize)),
+		"GETATTR": fusetest.Req(abi.OpGetattr, f.NodeID, fusetest.Enc(&abi.GetattrIn{}, abi.GetattrInSize)),
 		"LOOKUP":  lookup,
-		"READ":    mkReq(abi.OpRead, f.NodeID, enc(&abi.ReadIn{Fh: o.Fh, Offset: 2048, Size: 4096}, abi.ReadInSize)),
+		"READ":    fusetest.Req(abi.OpRead, f.NodeID, fusetest.Enc(&abi.ReadIn{Fh: o.Fh, Offset: 2048, Size: 4096}, abi.ReadInSize)),
 	} {
-		if e, _ := serveReq(t, s, r, in); e != 0 {
+		if e, _ := fusetest.Serve(t, s, r, in); e != 0 {
 			t.Fatalf("%s: errno %d", name, -e)
 		}
 		if a := testing.AllocsPerRun(500, func() { r.In = in; s.Handle(r) }); a != 0 {
@@ -90,21 +61,18 @@ func TestReaddirAllocs(t *testing.T) {
 	}
 	s := fuse.NewServer(fsys, fuse.Options{})
 	r := s.NewRequest()
-	lo, hi := (abi.InitFlags(1<<43-1) &^ abi.InitReserved).Split()
-	if e, _ := serveReq(t, s, r, mkReq(abi.OpInit, 0, enc(&abi.InitIn{Major: 7, Minor: 45, MaxReadahead: 128 << 10, Flags: lo, Flags2: hi}, abi.InitInSize))); e != 0 {
-		t.Fatalf("INIT: %d", e)
-	}
+	fusetest.Init(t, s, r)
 	allocs := func(name string) float64 {
 		var d abi.EntryOut
-		if e, out := serveReq(t, s, r, mkReq(abi.OpLookup, 1, []byte(name+"\x00"))); e != 0 || !d.Unmarshal(out) {
+		if e, out := fusetest.Serve(t, s, r, fusetest.Req(abi.OpLookup, 1, []byte(name+"\x00"))); e != 0 || !d.Unmarshal(out) {
 			t.Fatalf("LOOKUP %s: %d", name, e)
 		}
 		var o abi.OpenOut
-		if e, out := serveReq(t, s, r, mkReq(abi.OpOpendir, d.NodeID, enc(&abi.OpenIn{}, abi.OpenInSize))); e != 0 || !o.Unmarshal(out) {
+		if e, out := fusetest.Serve(t, s, r, fusetest.Req(abi.OpOpendir, d.NodeID, fusetest.Enc(&abi.OpenIn{}, abi.OpenInSize))); e != 0 || !o.Unmarshal(out) {
 			t.Fatalf("OPENDIR %s: %d", name, e)
 		}
-		in := mkReq(abi.OpReaddir, d.NodeID, enc(&abi.ReadIn{Fh: o.Fh, Size: 4096}, abi.ReadInSize))
-		if e, out := serveReq(t, s, r, in); e != 0 || len(out) == 0 {
+		in := fusetest.Req(abi.OpReaddir, d.NodeID, fusetest.Enc(&abi.ReadIn{Fh: o.Fh, Size: 4096}, abi.ReadInSize))
+		if e, out := fusetest.Serve(t, s, r, in); e != 0 || len(out) == 0 {
 			t.Fatalf("READDIR %s: errno %d, %d bytes", name, -e, len(out))
 		}
 		return testing.AllocsPerRun(200, func() { r.In = in; s.Handle(r) })

@@ -8,36 +8,8 @@ import (
 	"github.com/fastfsd/fastfsd/fs/nodefs"
 	"github.com/fastfsd/fastfsd/fuse"
 	"github.com/fastfsd/fastfsd/fuse/abi"
+	"github.com/fastfsd/fastfsd/internal/fusetest"
 )
-
-type marshaler interface{ Marshal([]byte) bool }
-
-func enc(m marshaler, n int) []byte {
-	b := make([]byte, n)
-	if !m.Marshal(b) {
-		panic("enc: short buffer")
-	}
-	return b
-}
-
-func mkReq(op abi.Opcode, node uint64, parts ...[]byte) []byte {
-	body := bytes.Join(parts, nil)
-	h := abi.InHeader{Len: uint32(abi.InHeaderSize + len(body)), Opcode: op, Unique: 10, NodeID: node, UID: 1000, GID: 100, PID: 42}
-	return append(enc(&h, abi.InHeaderSize), body...)
-}
-
-// serve runs one request through the engine and returns the reply's
-// errno and arguments.
-func serve(t testing.TB, s *fuse.Server, r *fuse.Request, in []byte) (int32, []byte) {
-	t.Helper()
-	r.In = in
-	n := s.Handle(r)
-	var h abi.OutHeader
-	if n < abi.OutHeaderSize || !h.Unmarshal(r.Out[:n]) {
-		t.Fatalf("reply of %d bytes has no header", n)
-	}
-	return h.Error, r.Out[abi.OutHeaderSize:n]
-}
 
 // hotPath serves a tree through the FUSE engine, looks up "f" and opens
 // it, and returns the hot requests on it: GETATTR and READ of the open
@@ -48,25 +20,22 @@ func hotPath(t testing.TB) (*fuse.Server, *fuse.Request, map[string][]byte, *nod
 	tree := nodefs.New(root, nil)
 	s := fuse.NewServer(tree, fuse.Options{})
 	r := s.NewRequest()
-	lo, hi := (abi.InitFlags(1<<43-1) &^ abi.InitReserved).Split()
-	if e, _ := serve(t, s, r, mkReq(abi.OpInit, 0, enc(&abi.InitIn{Major: 7, Minor: 45, MaxReadahead: 128 << 10, Flags: lo, Flags2: hi}, abi.InitInSize))); e != 0 {
-		t.Fatalf("INIT: %d", e)
-	}
-	lookup := mkReq(abi.OpLookup, 1, []byte("f\x00"))
-	e, out := serve(t, s, r, lookup)
+	fusetest.Init(t, s, r)
+	lookup := fusetest.Req(abi.OpLookup, 1, []byte("f\x00"))
+	e, out := fusetest.Serve(t, s, r, lookup)
 	var ent abi.EntryOut
 	if e != 0 || !ent.Unmarshal(out) {
 		t.Fatalf("LOOKUP f: %d", e)
 	}
-	e, out = serve(t, s, r, mkReq(abi.OpOpen, ent.NodeID, enc(&abi.OpenIn{}, abi.OpenInSize)))
+	e, out = fusetest.Serve(t, s, r, fusetest.Req(abi.OpOpen, ent.NodeID, fusetest.Enc(&abi.OpenIn{}, abi.OpenInSize)))
 	var o abi.OpenOut
 	if e != 0 || !o.Unmarshal(out) || o.Fh == 0 {
 		t.Fatalf("OPEN f: %d, fh %d", e, o.Fh)
 	}
 	return s, r, map[string][]byte{
-		"GETATTR": mkReq(abi.OpGetattr, ent.NodeID, enc(&abi.GetattrIn{}, abi.GetattrInSize)),
+		"GETATTR": fusetest.Req(abi.OpGetattr, ent.NodeID, fusetest.Enc(&abi.GetattrIn{}, abi.GetattrInSize)),
 		"LOOKUP":  lookup,
-		"READ":    mkReq(abi.OpRead, ent.NodeID, enc(&abi.ReadIn{Fh: o.Fh, Size: 4096}, abi.ReadInSize)),
+		"READ":    fusetest.Req(abi.OpRead, ent.NodeID, fusetest.Enc(&abi.ReadIn{Fh: o.Fh, Size: 4096}, abi.ReadInSize)),
 	}, tree
 }
 
@@ -76,7 +45,7 @@ func TestAllocs(t *testing.T) {
 	s, r, reqs, _ := hotPath(t)
 	for name, in := range reqs {
 		t.Run(name, func(t *testing.T) {
-			if e, _ := serve(t, s, r, in); e != 0 {
+			if e, _ := fusetest.Serve(t, s, r, in); e != 0 {
 				t.Fatalf("%s: errno %d", name, -e)
 			}
 			if a := testing.AllocsPerRun(500, func() { r.In = in; s.Handle(r) }); a != 0 {
@@ -95,12 +64,9 @@ func TestReaddirAllocs(t *testing.T) {
 	}
 	s := fuse.NewServer(nodefs.New(&nodefs.Dir{Entries: entries}, nil), fuse.Options{})
 	r := s.NewRequest()
-	lo, hi := (abi.InitFlags(1<<43-1) &^ abi.InitReserved).Split()
-	if e, _ := serve(t, s, r, mkReq(abi.OpInit, 0, enc(&abi.InitIn{Major: 7, Minor: 45, MaxReadahead: 128 << 10, Flags: lo, Flags2: hi}, abi.InitInSize))); e != 0 {
-		t.Fatalf("INIT: %d", e)
-	}
-	readdir := mkReq(abi.OpReaddir, 1, enc(&abi.ReadIn{Size: 4096}, abi.ReadInSize))
-	if e, out := serve(t, s, r, readdir); e != 0 || len(out) == 0 {
+	fusetest.Init(t, s, r)
+	readdir := fusetest.Req(abi.OpReaddir, 1, fusetest.Enc(&abi.ReadIn{Size: 4096}, abi.ReadInSize))
+	if e, out := fusetest.Serve(t, s, r, readdir); e != 0 || len(out) == 0 {
 		t.Fatalf("READDIR: errno %d, %d bytes", -e, len(out))
 	}
 	if a := testing.AllocsPerRun(500, func() { r.In = readdir; s.Handle(r) }); a != 1 {

@@ -1,0 +1,55 @@
+// Package fusetest drives a fuse.Server one request at a time with no
+// kernel and no mount, for tests that measure what a filesystem costs per
+// request (testing.AllocsPerRun through the engine).
+package fusetest
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/fastfsd/fastfsd/fuse"
+	"github.com/fastfsd/fastfsd/fuse/abi"
+)
+
+// Marshaler is any abi struct.
+type Marshaler interface{ Marshal([]byte) bool }
+
+// Enc encodes an abi struct of size n.
+func Enc(m Marshaler, n int) []byte {
+	b := make([]byte, n)
+	if !m.Marshal(b) {
+		panic("fusetest: short buffer")
+	}
+	return b
+}
+
+// Req builds a request about node from uid 1000, gid 100, with a correct
+// header around the concatenated argument parts.
+func Req(op abi.Opcode, node uint64, parts ...[]byte) []byte {
+	body := bytes.Join(parts, nil)
+	h := abi.InHeader{Len: uint32(abi.InHeaderSize + len(body)), Opcode: op, Unique: 10, NodeID: node, UID: 1000, GID: 100, PID: 42}
+	return append(Enc(&h, abi.InHeaderSize), body...)
+}
+
+// Serve runs request in through s on r and returns the reply's errno
+// (negative, as on the wire) and arguments.
+func Serve(t testing.TB, s *fuse.Server, r *fuse.Request, in []byte) (int32, []byte) {
+	t.Helper()
+	r.In = in
+	n := s.Handle(r)
+	var h abi.OutHeader
+	if n < abi.OutHeaderSize || !h.Unmarshal(r.Out[:n]) {
+		t.Fatalf("reply of %d bytes has no header", n)
+	}
+	return h.Error, r.Out[abi.OutHeaderSize:n]
+}
+
+// Init answers INIT as a 7.45 kernel offering every flag would ask it.
+func Init(t testing.TB, s *fuse.Server, r *fuse.Request) {
+	t.Helper()
+	lo, hi := (abi.InitFlags(1<<43-1) &^ abi.InitReserved).Split()
+	in := abi.InitIn{Major: 7, Minor: 45, MaxReadahead: 128 << 10, Flags: lo, Flags2: hi}
+	if e, _ := Serve(t, s, r, Req(abi.OpInit, 0, Enc(&in, abi.InitInSize))); e != 0 {
+		t.Fatalf("INIT: errno %d", -e)
+	}
+}
