@@ -56,9 +56,10 @@
 // others: an ENOSYS from a backend is answered as the kernel would have
 // done after remembering it (Flush, Fsync, FsyncDir, SyncFs and Access
 // succeed; Open and OpenDir succeed with handle 0; a rename with flags
-// answers EINVAL; locks ENOLCK; anything else EOPNOTSUPP). STATFS goes to
-// the backend of the inode it names; SYNCFS (sent for the root) to every
-// share.
+// answers EINVAL; locks ENOLCK; SEEK_DATA and SEEK_HOLE see the whole
+// file as data, as generic_file_llseek does; anything else EOPNOTSUPP).
+// STATFS goes to the backend of the inode it names; SYNCFS (sent for the
+// root) to every share.
 //
 // # Mounting and unmounting
 //

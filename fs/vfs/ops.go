@@ -367,7 +367,35 @@ func (v *VFS) Lseek(ctx *fs.Context, ino fs.Inode, fh fs.Handle, off int64, when
 	}
 	defer v.leave(sh)
 	n, e := sh.s.fsys.Lseek(ctx, b, fh, off, whence)
+	if e == syscall.ENOSYS && (whence == seekData || whence == seekHole) {
+		return seekGeneric(ctx, sh.s.fsys, b, off, whence)
+	}
 	return n, fix(e)
+}
+
+// lseek(2)'s whence values the kernel sends LSEEK for.
+const (
+	seekData = 3
+	seekHole = 4
+)
+
+// seekGeneric answers SEEK_DATA and SEEK_HOLE for a backend without
+// Lseek as the kernel does once it knows (generic_file_llseek): the
+// whole file is data, followed by one hole at its end.
+func seekGeneric(ctx *fs.Context, fsys fs.FileSystem, b fs.Inode, off int64, whence uint32) (int64, fs.Errno) {
+	a := attrOuts.Get().(*fs.AttrOut)
+	defer attrOuts.Put(a)
+	*a = fs.AttrOut{}
+	if e := fsys.GetAttr(ctx, b, 0, false, a); e != 0 {
+		return 0, fix(e)
+	}
+	if uint64(off) >= a.Attr.Size {
+		return 0, syscall.ENXIO
+	}
+	if whence == seekHole {
+		return int64(a.Attr.Size), 0
+	}
+	return off, 0
 }
 
 // CopyFileRange between two shares is EXDEV: the kernel copies through

@@ -261,6 +261,19 @@ func TestRouting(t *testing.T) {
 	if e := v.Statx(ctx, fa.Ino, 0, false, 0, 0x7ff, &sx); e != 0 || sx.Statx.Ino != fa.Attr.Ino || sx.Statx.Size != 5 {
 		t.Errorf("statx from getattr: %v %+v", e, sx.Statx)
 	}
+	// A backend without LSEEK: SEEK_DATA and SEEK_HOLE answered as the
+	// kernel's generic llseek would after remembering ENOSYS (f has 5
+	// bytes).
+	for _, c := range []struct {
+		off    int64
+		whence uint32
+		want   int64
+		err    fs.Errno
+	}{{0, 3, 0, 0}, {4, 3, 4, 0}, {5, 3, 0, syscall.ENXIO}, {0, 4, 5, 0}, {3, 4, 5, 0}, {5, 4, 0, syscall.ENXIO}, {-1, 3, 0, syscall.ENXIO}} {
+		if n, e := v.Lseek(ctx, fa.Ino, 0, c.off, c.whence); n != c.want || e != c.err {
+			t.Errorf("lseek(%d, whence %d): %d %v, want %d %v", c.off, c.whence, n, e, c.want, c.err)
+		}
+	}
 	// A forged ID: slot 0, generation 0, a slot never used.
 	for _, ino := range []fs.Inode{2, fs.Inode(1<<slotShift | 2), fs.Inode(9<<slotShift | 1<<genShift | 2), ra.Ino &^ MaxBackendIno} {
 		if e := v.GetAttr(ctx, ino, 0, false, &ao); e != syscall.ESTALE {
