@@ -94,7 +94,6 @@ const (
 	eNosys  = syscall.ENOSYS
 	eNodata = syscall.ENODATA
 	eNotsup = syscall.EOPNOTSUPP
-	eXdev   = syscall.EXDEV
 )
 
 // node returns the node the client names ino.
