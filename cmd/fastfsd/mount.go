@@ -139,13 +139,8 @@ func runMount(args []string) error {
 	if *watch && !plain {
 		return errors.New("--watch with several --source NAME=DIR: the watcher serves one directory; drop --watch, or serve one --source DIR")
 	}
-	for _, dir := range sources.dirs() {
-		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-			if err == nil {
-				err = errors.New("not a directory")
-			}
-			return fmt.Errorf("--source %s: %v; give an existing directory", dir, err)
-		}
+	if err := sources.statDirs(); err != nil {
+		return err
 	}
 	if strings.ContainsAny(*fsname, ", \x00") {
 		return fmt.Errorf("--fsname %q: must not contain a comma, space or NUL", *fsname)

@@ -172,13 +172,8 @@ func runP9(args []string) error {
 	if *maxConns < 1 || *maxFids < 1 || *maxReqs < 1 {
 		return errors.New("--max-conns, --max-fids and --max-requests must be at least 1")
 	}
-	for _, d := range shares.dirs() {
-		if st, err := os.Stat(d); err != nil || !st.IsDir() {
-			if err == nil {
-				err = errors.New("not a directory")
-			}
-			return fmt.Errorf("--shared-dir %s: %v; give an existing directory", d, err)
-		}
+	if err := shares.statDirs(); err != nil {
+		return err
 	}
 	if network == "tcp" && !*insecureTCP {
 		if err := requireLoopback(addr); err != nil {

@@ -113,6 +113,19 @@ func (s *shareSet) check(control bool) error {
 	return nil
 }
 
+// statDirs checks that every share's directory exists and is one.
+func (s *shareSet) statDirs() error {
+	for _, sp := range s.specs {
+		if st, err := os.Stat(sp.dir); err != nil || !st.IsDir() {
+			if err == nil {
+				err = errors.New("not a directory")
+			}
+			return fmt.Errorf("%s %s: %v; give an existing directory", s.flagName(), sp.dir, err)
+		}
+	}
+	return nil
+}
+
 // chrootRefused is the error of --sandbox=chroot with named shares: the
 // chroot child's root is the one shared directory.
 func (s *shareSet) chrootRefused() error {

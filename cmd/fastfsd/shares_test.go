@@ -583,6 +583,7 @@ func TestMountSourceErrors(t *testing.T) {
 		{"--source", "..=/srv", "/mnt"},
 		{"--source", "a=/x", "--source", "a=/y", "/mnt"},
 		{"--source", "/x", "--source", "a=/y", "/mnt"},
+		{"--source", "/nonexistent-fastfs-source", "/mnt"},
 	} {
 		err := runMount(args)
 		if err == nil || !strings.Contains(err.Error(), "--source") || strings.Contains(err.Error(), "--shared-dir") {
