@@ -43,7 +43,7 @@ func (n *node) Setxattr(_ *fs.Context, name, value []byte, flags uint32) fs.Errn
 	switch {
 	case !bytes.HasPrefix(name, []byte("user.")) && !bytes.HasPrefix(name, []byte("trusted.")) && !bytes.HasPrefix(name, []byte("security.")):
 		return syscall.EOPNOTSUPP
-	case len(name) == 0 || len(name) > xattrNameMax:
+	case len(name) > xattrNameMax: // not empty: it has a namespace prefix
 		return syscall.ERANGE
 	case len(value) > xattrSizeMax:
 		return syscall.E2BIG
