@@ -10,19 +10,6 @@ import (
 	"github.com/fastfsd/fastfsd/internal/testutil"
 )
 
-// readFile reads path with plain system calls (this process serves the
-// mount; see package fusedev, "Serving and using a mount in one process").
-func readFile(path string) (string, error) {
-	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		return "", err
-	}
-	defer syscall.Close(fd)
-	buf := make([]byte, 64)
-	n, err := syscall.Read(fd, buf)
-	return string(buf[:max(n, 0)]), err
-}
-
 // TestTwoShares mounts the example's VFS of two shares through /dev/fuse,
 // reads a file of each, takes one share away while the mount is in use
 // and checks the other still serves.
@@ -40,17 +27,17 @@ func TestTwoShares(t *testing.T) {
 	}
 	defer m.Unmount()
 	for _, c := range []struct{ path, want string }{{"a/f", "from a"}, {"b/f", "from b"}} {
-		if got, err := readFile(filepath.Join(mnt, c.path)); err != nil || got != c.want {
+		if got, err := testutil.ReadFile(filepath.Join(mnt, c.path)); err != nil || string(got) != c.want {
 			t.Fatalf("read %s: %q %v, want %q", c.path, got, err, c.want)
 		}
 	}
 	if err := v.Unmount(ctx, "b"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := readFile(filepath.Join(mnt, "b/f")); err != syscall.ENOENT {
+	if _, err := testutil.ReadFile(filepath.Join(mnt, "b/f")); err != syscall.ENOENT {
 		t.Errorf("read b/f after unmounting b: %v, want ENOENT", err)
 	}
-	if got, err := readFile(filepath.Join(mnt, "a/f")); err != nil || got != "from a" {
+	if got, err := testutil.ReadFile(filepath.Join(mnt, "a/f")); err != nil || string(got) != "from a" {
 		t.Errorf("read a/f after unmounting b: %q %v", got, err)
 	}
 }

@@ -20,44 +20,12 @@ import (
 	"github.com/fastfsd/fastfsd/internal/testutil"
 )
 
-// readFile reads path with plain system calls: this process serves the
-// mount, and os.Open would register the file with the netpoller (see
-// package fusedev, "Serving and using a mount in one process").
-func readFile(path string) ([]byte, error) {
-	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer syscall.Close(fd)
-	buf := make([]byte, 4096)
-	n, err := syscall.Read(fd, buf)
-	if err != nil {
-		return nil, err
-	}
-	return buf[:n], nil
-}
-
-// listDir lists a directory with getdents (no netpoller).
+// listDir lists a directory as testutil.ReadDir does (no netpoller: this
+// process serves the mount), sorted.
 func listDir(path string) ([]string, error) {
-	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer syscall.Close(fd)
-	var names []string
-	buf := make([]byte, 8192)
-	for {
-		n, err := syscall.ReadDirent(fd, buf)
-		if err != nil {
-			return nil, err
-		}
-		if n == 0 {
-			break
-		}
-		_, _, names = syscall.ParseDirent(buf[:n], -1, names)
-	}
+	names, err := testutil.ReadDir(path)
 	sort.Strings(names)
-	return names, nil
+	return names, err
 }
 
 func share(t *testing.T, dir string) *passthrough.FS {
@@ -121,7 +89,7 @@ func TestVFSMount(t *testing.T) {
 				return
 			default:
 			}
-			got, err := readFile(filepath.Join(mnt, "a", "data"))
+			got, err := testutil.ReadFile(filepath.Join(mnt, "a", "data"))
 			if err == nil && !bytes.Equal(got, dataA) {
 				err = errors.New("wrong contents")
 			}
@@ -143,7 +111,7 @@ func TestVFSMount(t *testing.T) {
 		if err := v.Mount("b", share(t, dirB)); err != nil {
 			t.Fatalf("round %d: mount b: %v", i, err)
 		}
-		got, err := readFile(pathB)
+		got, err := testutil.ReadFile(pathB)
 		if err != nil || !bytes.Equal(got, dataB) {
 			t.Fatalf("round %d: read b/data: %q %v", i, got, err)
 		}
@@ -200,7 +168,7 @@ func TestVFSMount(t *testing.T) {
 			t.Errorf("round %d: read of an open b/data after unmount: %v, want ESTALE", i, err)
 		}
 		syscall.Close(fd)
-		if _, err := readFile(pathB); err != syscall.ENOENT {
+		if _, err := testutil.ReadFile(pathB); err != syscall.ENOENT {
 			t.Fatalf("round %d: read b/data after unmount: %v, want ENOENT", i, err)
 		}
 	}
