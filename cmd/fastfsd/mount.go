@@ -366,11 +366,6 @@ func superviseMount(ctx context.Context, conn *fusedev.Conn, obs *observeFlags, 
 	}
 	unix.CloseOnExec(fd)
 	fuseFile := os.NewFile(uintptr(fd), "/dev/fuse")
-	names, files, err := obs.files()
-	if err != nil {
-		fuseFile.Close()
-		return fail(err)
-	}
 	unmount := func() {
 		if err := conn.Unmount(); err != nil {
 			stderrf("sandbox: %v", err)
@@ -379,7 +374,7 @@ func superviseMount(ctx context.Context, conn *fusedev.Conn, obs *observeFlags, 
 	// Also when no child could start: closing the fd of a live mount
 	// would leave a dead one.
 	defer unmount()
-	return superviseNamespace(append([]string{"fuse"}, names...), append([]*os.File{fuseFile}, files...), stderrf,
+	return superviseNamespace("fuse", fuseFile, obs, stderrf,
 		supervision{caps: sandbox.CapSet(1) << unix.CAP_SYS_ADMIN, stop: unmount, stopped: ctx.Done(), mode: mode})
 }
 

@@ -111,10 +111,18 @@ type supervision struct {
 	mode string
 }
 
-// superviseNamespace starts the sandbox's child with files (name → file,
-// in order) and waits for it; see the comment above and sv. The returned
-// error is an exitStatus for a child that exited non-zero or was killed.
-func superviseNamespace(names []string, files []*os.File, logf func(string, ...any), sv supervision) error {
+// superviseNamespace starts the sandbox's child with the door's transport
+// (tf, passed as name: its listening socket or /dev/fuse fd) and obs's
+// metrics and pprof listeners, and waits for it; see the comment above and
+// sv. The returned error is an exitStatus for a child that exited non-zero
+// or was killed.
+func superviseNamespace(name string, tf *os.File, obs *observeFlags, logf func(string, ...any), sv supervision) error {
+	names, files, err := obs.files()
+	if err != nil {
+		tf.Close()
+		return err
+	}
+	names, files = append([]string{name}, names...), append([]*os.File{tf}, files...)
 	mode, flags := sv.mode, uintptr(unix.CLONE_NEWNS|unix.CLONE_NEWPID|unix.CLONE_NEWNET)
 	switch mode {
 	case "", "namespace":
@@ -133,8 +141,8 @@ func superviseNamespace(names []string, files []*os.File, logf func(string, ...a
 	}
 	link := os.NewFile(uintptr(sp[0]), "supervisor link")
 	defer link.Close()
-	names = append(names[:len(names):len(names)], linkName)
-	files = append(files[:len(files):len(files)], os.NewFile(uintptr(sp[1]), "supervisor link"))
+	names = append(names, linkName)
+	files = append(files, os.NewFile(uintptr(sp[1]), "supervisor link"))
 	var env []string
 	for i, n := range names {
 		env = append(env, n+"="+strconv.Itoa(3+i))

@@ -285,12 +285,8 @@ func runP9(args []string) error {
 			if err != nil {
 				return fmt.Errorf("--sandbox=%s: %w", sbf.sandbox, err)
 			}
-			names, files, err := obs.files()
-			if err != nil {
-				return err
-			}
 			log.Printf("fastfsd 9p: listening on %s:%s", network, l.Addr())
-			return superviseNamespace(append([]string{"listen"}, names...), append([]*os.File{f}, files...), log.Printf, supervision{mode: sbf.sandbox})
+			return superviseNamespace("listen", f, obs, log.Printf, supervision{mode: sbf.sandbox})
 		}
 	}
 	obs.serve()

@@ -730,11 +730,7 @@ func runVirtiofs(args []string) error {
 		if err != nil {
 			return fmt.Errorf("--sandbox=%s: %w", c.sandbox.sandbox, err)
 		}
-		names, files, err := c.observe.files()
-		if err != nil {
-			return err
-		}
-		return superviseNamespace(append([]string{"listen"}, names...), append([]*os.File{f}, files...), logf, supervision{mode: c.sandbox.sandbox})
+		return superviseNamespace("listen", f, &c.observe, logf, supervision{mode: c.sandbox.sandbox})
 	}
 	c.observe.serve()
 	procFd := 0
