@@ -384,11 +384,10 @@ func superviseMount(ctx context.Context, conn *fusedev.Conn, obs *observeFlags, 
 // namespace, which a namespace child has left, and Landlock forbids the
 // child to unmount anyway.
 func adoptMount(fds map[string]int, mnt string) (*fusedev.Conn, error) {
-	fd, ok := fds["fuse"]
-	if !ok {
-		return nil, errors.New("sandbox: the supervisor passed no /dev/fuse fd")
+	fd, err := inheritedFd(fds, "fuse")
+	if err != nil {
+		return nil, err
 	}
-	unix.CloseOnExec(fd)
 	ask, err := supervisorLink(fds)
 	if err != nil {
 		return nil, err

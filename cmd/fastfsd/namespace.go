@@ -447,12 +447,21 @@ func (s *sandboxFlags) enterChildRoot(dir string, specs []shareSpec, o *sandbox.
 	return procFd, nil
 }
 
-// inheritedFile returns the inherited fd named name as a file.
-func inheritedFile(fds map[string]int, name string) (*os.File, error) {
+// inheritedFd returns the inherited fd named name, close-on-exec.
+func inheritedFd(fds map[string]int, name string) (int, error) {
 	fd, ok := fds[name]
 	if !ok {
-		return nil, fmt.Errorf("--sandbox=namespace: the supervisor passed no %s fd", name)
+		return -1, fmt.Errorf("sandbox: the supervisor passed no %s fd", name)
 	}
 	unix.CloseOnExec(fd)
+	return fd, nil
+}
+
+// inheritedFile returns the inherited fd named name as a file.
+func inheritedFile(fds map[string]int, name string) (*os.File, error) {
+	fd, err := inheritedFd(fds, name)
+	if err != nil {
+		return nil, err
+	}
 	return os.NewFile(uintptr(fd), name), nil
 }

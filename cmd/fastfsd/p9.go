@@ -260,7 +260,7 @@ func runP9(args []string) error {
 		cfg.ln, err = net.FileListener(f)
 		f.Close()
 		if err != nil {
-			return fmt.Errorf("--sandbox=namespace: inherited listener: %w", err)
+			return fmt.Errorf("sandbox: inherited listener: %w", err)
 		}
 		if cfg.fsOpts.ProcFd, err = sbf.enterChildRoot(cfg.dir, cfg.shares.specs, cfg.sandbox); err != nil {
 			return err

@@ -690,10 +690,11 @@ func runVirtiofs(args []string) error {
 		if err := c.observe.inherit(fds); err != nil {
 			return err
 		}
-		if _, ok := fds["listen"]; !ok {
-			return errors.New("--sandbox=namespace: the supervisor passed no listening socket")
+		fd, ferr := inheritedFd(fds, "listen")
+		if ferr != nil {
+			return ferr
 		}
-		ln, err = vhostuser.FileListener(fds["listen"])
+		ln, err = vhostuser.FileListener(fd)
 	case c.fd >= 0:
 		if c.socketGroup != "" {
 			return errors.New("--socket-group applies to a socket fastfsd creates (--socket-path); with --fd the socket's owner and mode are set by whoever created it")
