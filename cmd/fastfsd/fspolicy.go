@@ -91,8 +91,11 @@ func (p *fsPolicy) add(which string, e idmap.Entry) {
 
 // check validates the combination (virtiofsd's rule: translating IDs
 // would leave the IDs inside POSIX ACLs untranslated).
+// translates reports whether a uid or gid translation is configured.
+func (p *fsPolicy) translates() bool { return len(p.uids) > 0 || len(p.gids) > 0 }
+
 func (p *fsPolicy) check() error {
-	if p.posixACL && (len(p.uids) > 0 || len(p.gids) > 0) {
+	if p.posixACL && p.translates() {
 		return errors.New("--posix-acl cannot be combined with --translate-uid/--translate-gid/--uid-map/--gid-map: the IDs inside ACLs would not be translated")
 	}
 	_, _, err := p.idMaps()

@@ -138,7 +138,7 @@ func TestP9TCPClosedPeerNotRoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	peer, err := p9Identify(nil)(c)
+	peer, err := p9Identify(nil, false)(c)
 	if err == nil && (peer.Trusted || peer.Uid == 0) {
 		t.Fatalf("a closed peer of uid 65534 was identified as %v", peer)
 	}
@@ -150,8 +150,38 @@ func TestP9TCPClosedPeerNotRoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c2.Close()
-	peer, err = p9Identify(nil)(c2)
+	peer, err = p9Identify(nil, false)(c2)
 	if err != nil || peer.Trusted || peer.Uid != 65534 {
 		t.Errorf("a live peer of uid 65534 identified as %v, %v", peer, err)
+	}
+	// With a uid/gid translation only trusted peers are served: the
+	// server's own checks cannot compare an untrusted peer's host IDs (and
+	// ACLs' host IDs) with translated owners.
+	if peer, err = p9Identify(nil, true)(c2); err == nil {
+		t.Errorf("with a translation, a peer of uid 65534 was served as %v", peer)
+	}
+	nc, err := net.Dial("tcp", ln.Addr().String()) // this process: root
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	c3, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c3.Close()
+	if peer, err = p9Identify(nil, true)(c3); err != nil || !peer.Trusted {
+		t.Errorf("with a translation, a root peer: %v, %v; want trusted", peer, err)
+	}
+}
+
+// TestP9SquashWithTranslationRefused: --all-squash checks the squashed
+// identity against translated owners but untranslated ACL IDs, so the
+// combination is refused at start.
+func TestP9SquashWithTranslationRefused(t *testing.T) {
+	err := runP9([]string{"--all-squash", "65534:65534", "--translate-uid", "map:0:100000:65536",
+		"--listen", "unix:/nonexistent/s", "--shared-dir", t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "--all-squash cannot be combined") {
+		t.Fatalf("9p --all-squash with --translate-uid: %v, want a refusal", err)
 	}
 }

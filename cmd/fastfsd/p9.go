@@ -227,13 +227,16 @@ func runP9(args []string) error {
 		network: network, addr: addr, dir: dir, shares: shares, socketGroup: *socketGroup,
 		fsOpts: passthrough.Options{Xattr: *xattr, ReadOnly: *readOnly, AllowDevices: *allowDevices},
 		srvOpts: p9.Options{MaxMsize: uint32(*msize), MaxConns: *maxConns, MaxFids: *maxFids,
-			MaxRequests: *maxReqs, Identify: p9Identify(squash)},
+			MaxRequests: *maxReqs, Identify: p9Identify(squash, policy.translates())},
 		drain:   *drain,
 		policy:  policy,
 		sandbox: &sb,
 	}
 	if err := policy.check(); err != nil {
 		return err
+	}
+	if squash != nil && policy.translates() {
+		return errors.New("--all-squash cannot be combined with --translate-uid/--translate-gid/--uid-map/--gid-map: the server checks the squashed identity's permissions against translated owners but host IDs inside POSIX ACLs; serve translated IDs to a trusted client (a VMM connecting as root) instead")
 	}
 	if obs.enabled() {
 		cfg.srvOpts.Stats = p9Meter{stats.Default.NewSet("9p", p9.StatsName)}

@@ -30,34 +30,55 @@ import (
 //   - a tcp peer from elsewhere (only with --insecure-tcp) cannot be
 //     identified: it is trusted with the uid it names — the documented
 //     meaning of the opt-in — unless --all-squash is given.
-func p9Identify(squash *p9.Identity) func(net.Conn) (p9.Peer, error) {
-	return func(nc net.Conn) (p9.Peer, error) {
+//
+// With a uid/gid translation (translate), only trusted peers are served:
+// the server's own checks of an untrusted peer would compare its host
+// credentials and the host IDs inside POSIX ACLs with the translated
+// (client) owners the wrapped filesystem reports, and grant or refuse
+// the wrong caller.
+func p9Identify(squash *p9.Identity, translate bool) func(net.Conn) (p9.Peer, error) {
+	identify := func(nc net.Conn) (p9.Peer, error) {
 		if squash != nil {
 			return p9.Peer{Squash: true, Identity: *squash}, nil
 		}
-		switch c := nc.(type) {
-		case *net.UnixConn:
-			return unixPeer(c)
-		case *net.TCPConn:
-			local, _ := c.LocalAddr().(*net.TCPAddr)
-			remote, _ := c.RemoteAddr().(*net.TCPAddr)
-			if local == nil || remote == nil {
-				return p9.Peer{}, errors.New("tcp connection without addresses")
-			}
-			if !remote.IP.IsLoopback() {
-				return p9.Peer{Trusted: true}, nil // --insecure-tcp: the operator's choice
-			}
-			uid, err := tcpPeerUid(local, remote)
-			if err != nil {
-				return p9.Peer{}, fmt.Errorf("identify loopback peer %v: %w", remote, err)
-			}
-			if uid == 0 {
-				return p9.Peer{Trusted: true}, nil
-			}
-			return p9.Peer{Identity: userIdentity(uid)}, nil
-		}
-		return p9.Peer{}, fmt.Errorf("cannot identify a %T peer", nc)
+		return identifyPeer(nc)
 	}
+	if !translate {
+		return identify
+	}
+	return func(nc net.Conn) (p9.Peer, error) {
+		p, err := identify(nc)
+		if err == nil && !p.Trusted {
+			return p9.Peer{}, fmt.Errorf("peer uid %d refused: with --translate-uid/--translate-gid/--uid-map/--gid-map only a trusted client (root, e.g. the VMM) is served, since the server cannot check an untrusted one's permissions across the translation", p.Identity.Uid)
+		}
+		return p, err
+	}
+}
+
+// identifyPeer identifies a unix or tcp peer (see p9Identify).
+func identifyPeer(nc net.Conn) (p9.Peer, error) {
+	switch c := nc.(type) {
+	case *net.UnixConn:
+		return unixPeer(c)
+	case *net.TCPConn:
+		local, _ := c.LocalAddr().(*net.TCPAddr)
+		remote, _ := c.RemoteAddr().(*net.TCPAddr)
+		if local == nil || remote == nil {
+			return p9.Peer{}, errors.New("tcp connection without addresses")
+		}
+		if !remote.IP.IsLoopback() {
+			return p9.Peer{Trusted: true}, nil // --insecure-tcp: the operator's choice
+		}
+		uid, err := tcpPeerUid(local, remote)
+		if err != nil {
+			return p9.Peer{}, fmt.Errorf("identify loopback peer %v: %w", remote, err)
+		}
+		if uid == 0 {
+			return p9.Peer{Trusted: true}, nil
+		}
+		return p9.Peer{Identity: userIdentity(uid)}, nil
+	}
+	return p9.Peer{}, fmt.Errorf("cannot identify a %T peer", nc)
 }
 
 // unixPeer is p9.PeerCred with the groups from SO_PEERGROUPS.
