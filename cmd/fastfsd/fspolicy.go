@@ -34,12 +34,14 @@ var xattrmapHelp = "xattr name mapping rules in virtiofsd's syntax (docs/virtiof
 	"(trusted.* and security.* from the client are stored as user.virtiofs.<name>, read back under their own names; " +
 	"the host's own trusted.*/security.* stay hidden; user.virtiofs.* cannot be named directly)"
 
-// securityLabelHelp is the --security-label text of the FUSE doors.
+// securityLabelHelp is the mount door's --security-label text (virtiofs
+// --help writes its own, in virtiofsd's layout).
 const securityLabelHelp = "ask the client for the security label (SELinux, Smack) its LSM gives each new file, directory, node or symlink (FUSE_SECURITY_CTX, Linux 6.3+) and store it as that xattr, " +
 	"through the --xattrmap (by default security.selinux is stored as user.virtiofs.security.selinux); a label that cannot be stored fails the creation. Needs --xattr. " +
 	"The client refuses the session (EPROTO) if its kernel cannot send labels"
 
-// allowDevicesHelp is the --allow-devices text of every door.
+// allowDevicesHelp is the --allow-devices text of the mount and 9p doors
+// (virtiofs --help writes its own).
 const allowDevicesHelp = "let clients create character and block device nodes (a client's root, as the host allows: CAP_MKNOD). " +
 	"Off (default), MKNOD/Tmknod of a device fails with EPERM, so that no client puts into the shared directory a node through which host processes reach a host device; " +
 	"FIFOs, sockets and the overlayfs whiteout (character device 0:0) are still created"
