@@ -86,15 +86,19 @@ func checkName(name []byte) error {
 var nul = []byte{0}
 
 // notify fills msg's out header (msg holds the header and the fixed
-// payload) and writes it, followed by name and a NUL when name is set,
-// in one writev. It holds fdMu for reading so that Close cannot close,
-// and the process reuse, the fd under the write.
+// payload) and writes it, followed by name and a NUL when name is set.
 func (c *Conn) notify(code abi.NotifyCode, msg []byte, name []byte) error {
-	n := len(msg)
-	if name != nil {
-		n += len(name) + 1
+	if name == nil {
+		return c.writeNotify(code, msg, nil, nil)
 	}
-	h := abi.OutHeader{Len: uint32(n), Error: int32(code)}
+	return c.writeNotify(code, msg, name, nul)
+}
+
+// writeNotify fills msg's out header and writes msg, followed by a and b
+// when either is set, in one write(v). It holds fdMu for reading so that
+// Close cannot close, and the process reuse, the fd under the write.
+func (c *Conn) writeNotify(code abi.NotifyCode, msg, a, b []byte) error {
+	h := abi.OutHeader{Len: uint32(len(msg) + len(a) + len(b)), Error: int32(code)}
 	h.Marshal(msg)
 	c.fdMu.RLock()
 	defer c.fdMu.RUnlock()
@@ -102,10 +106,10 @@ func (c *Conn) notify(code abi.NotifyCode, msg []byte, name []byte) error {
 		return syscall.EBADF
 	}
 	var err error
-	if name == nil {
+	if a == nil && b == nil {
 		_, err = unix.Write(c.fd, msg)
 	} else {
-		_, err = unix.Writev(c.fd, [][]byte{msg, name, nul})
+		_, err = unix.Writev(c.fd, [][]byte{msg, a, b})
 	}
 	return err
 }
@@ -121,7 +125,7 @@ func (c *Conn) NotifyStore(ino uint64, off int64, data []byte) error {
 	var b [abi.OutHeaderSize + abi.NotifyStoreSize]byte
 	out := abi.NotifyStoreOut{NodeID: ino, Offset: uint64(off), Size: uint32(len(data))}
 	out.Marshal(b[abi.OutHeaderSize:])
-	return c.notifyData(abi.NotifyStore, b[:], data)
+	return c.writeNotify(abi.NotifyStore, b[:], data, nil)
 }
 
 // NotifyRetrieve asks the kernel for what it has cached of regular file
@@ -218,18 +222,4 @@ func (c *Conn) NotifyPrune(ids []uint64) error {
 		ids = ids[k:]
 	}
 	return nil
-}
-
-// notifyData is notify for a message followed by a payload (STORE), in
-// one writev.
-func (c *Conn) notifyData(code abi.NotifyCode, msg, data []byte) error {
-	h := abi.OutHeader{Len: uint32(len(msg) + len(data)), Error: int32(code)}
-	h.Marshal(msg)
-	c.fdMu.RLock()
-	defer c.fdMu.RUnlock()
-	if c.fdClosed {
-		return syscall.EBADF
-	}
-	_, err := unix.Writev(c.fd, [][]byte{msg, data})
-	return err
 }
