@@ -54,7 +54,8 @@
 // is then its peer credentials) or tcp (the client names its own uid;
 // set P9Options.Identify to decide otherwise). The Linux client mounts it
 // with mount -t 9p -o trans=unix,version=9p2000.L SOCKET DIR, or with
-// trans=tcp.
+// trans=tcp. When ctx is cancelled, P9Options.Drain lets the requests
+// being served finish before the connections are closed.
 //
 // # Imports
 //

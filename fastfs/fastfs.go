@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/fastfsd/fastfsd/dataplane/fusedev"
 	"github.com/fastfsd/fastfsd/fs"
@@ -153,21 +154,42 @@ func (m *Mounted) Unmount() error {
 type FuseOptions = fuse.Options
 
 // P9Options say how Serve9P serves; nil or the zero value means p9's
-// defaults (see p9.Options).
-type P9Options = p9.Options
+// defaults (see p9.Options, whose fields are promoted: opts.MaxConns,
+// opts.Identify, …) and closing every connection at once when ctx is
+// cancelled.
+type P9Options struct {
+	// Options are the 9P server's: bounds (MaxMsize, MaxConns, MaxFids,
+	// MaxRequests), who a client is (Identify), counters (Stats), where
+	// permission checks read ACLs (ACLs), logging (Logf, Debug).
+	p9.Options
+	// Drain, if positive, is how long a cancelled Serve9P lets the
+	// requests being served finish (reading no new ones) before it
+	// closes the connections that remain (p9.Server.Shutdown); zero
+	// closes them at once, interrupting what they serve (p9.Server.Close).
+	Drain time.Duration
+}
 
 // Serve9P serves fsys over 9P2000.L on every connection l accepts until
-// ctx is cancelled; it then stops accepting, closes every connection and
-// returns nil. Serve9P closes l. An error accepting ends serving and is
-// returned. Over a unix socket the client's identity is its peer
-// credentials (SO_PEERCRED); over tcp the client is trusted to name its
-// own uid (set opts.Identify to decide otherwise).
+// ctx is cancelled; it then stops accepting, closes every connection
+// (after at most opts.Drain) and returns nil. Serve9P closes l. An error
+// accepting ends serving and is returned. Over a unix socket the client's
+// identity is its peer credentials (SO_PEERCRED); over tcp the client is
+// trusted to name its own uid (set opts.Identify to decide otherwise).
+// opts.BufferBound() is the most buffer memory serving holds.
 func Serve9P(ctx context.Context, fsys fs.FileSystem, l net.Listener, opts *P9Options) error {
+	var o P9Options
+	if opts != nil {
+		o = *opts
+	}
 	if fsys == nil {
 		l.Close()
 		return errors.New("fastfs: serve 9p: nil filesystem")
 	}
-	srv := p9.NewServer(fsys, opts)
+	if o.Drain < 0 {
+		l.Close()
+		return fmt.Errorf("fastfs: serve 9p: Drain %v: want 0 (close at once) or more", o.Drain)
+	}
+	srv := p9.NewServer(fsys, &o.Options)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 	select {
@@ -179,7 +201,19 @@ func Serve9P(ctx context.Context, fsys fs.FileSystem, l net.Listener, opts *P9Op
 		return fmt.Errorf("fastfs: serve 9p on %s: %w", l.Addr(), err)
 	case <-ctx.Done():
 	}
-	srv.Close()
+	if o.Drain > 0 {
+		dctx, cancel := context.WithTimeout(context.Background(), o.Drain)
+		if err := srv.Shutdown(dctx); err != nil {
+			logf := o.Logf
+			if logf == nil {
+				logf = log.Printf
+			}
+			logf("fastfs: serve 9p on %s: drain: %v; closed the remaining connections", l.Addr(), err)
+		}
+		cancel()
+	} else {
+		srv.Close()
+	}
 	if err := <-errc; err != nil && !errors.Is(err, p9.ErrServerClosed) {
 		return fmt.Errorf("fastfs: serve 9p on %s: %w", l.Addr(), err)
 	}

@@ -100,29 +100,35 @@ var ErrServerClosed = errors.New("p9: server closed")
 // NewServer returns a server of fsys. opts may be nil. fsys.Init is called
 // before the first connection is served; Destroy by Close/Shutdown.
 func NewServer(fsys fs.FileSystem, opts *Options) *Server {
-	s := &Server{fs: fsys, listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}}
-	if opts != nil {
-		s.opts = *opts
+	return &Server{fs: fsys, opts: opts.withDefaults(), listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}}
+}
+
+// withDefaults returns a copy of o (nil: the zero value) with every
+// default applied, as a Server uses it.
+func (o *Options) withDefaults() Options {
+	var d Options
+	if o != nil {
+		d = *o
 	}
-	if s.opts.MaxMsize == 0 {
-		s.opts.MaxMsize = DefaultMaxMsize
+	if d.MaxMsize == 0 {
+		d.MaxMsize = DefaultMaxMsize
 	}
-	if s.opts.MaxMsize < MinMsize {
-		s.opts.MaxMsize = MinMsize
+	if d.MaxMsize < MinMsize {
+		d.MaxMsize = MinMsize
 	}
-	if s.opts.MaxConns <= 0 {
-		s.opts.MaxConns = DefaultMaxConns
+	if d.MaxConns <= 0 {
+		d.MaxConns = DefaultMaxConns
 	}
-	if s.opts.MaxFids <= 0 {
-		s.opts.MaxFids = DefaultMaxFids
+	if d.MaxFids <= 0 {
+		d.MaxFids = DefaultMaxFids
 	}
-	if s.opts.MaxRequests <= 0 {
-		s.opts.MaxRequests = DefaultMaxRequests
+	if d.MaxRequests <= 0 {
+		d.MaxRequests = DefaultMaxRequests
 	}
-	if s.opts.Logf == nil {
-		s.opts.Logf = log.Printf
+	if d.Logf == nil {
+		d.Logf = log.Printf
 	}
-	return s
+	return d
 }
 
 func (s *Server) init() fs.Errno {
@@ -264,9 +270,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // its options as in effect (defaults applied): every connection with every
 // request slot, served and read ahead, at 2×msize, and its whole xattr
 // budget. Nothing is shared between connections.
-func (s *Server) BufferBound() uint64 {
-	perConn := uint64(s.opts.MaxRequests+readAhead)*2*uint64(s.opts.MaxMsize) + xattrBudget
-	return uint64(s.opts.MaxConns) * perConn
+func (s *Server) BufferBound() uint64 { return s.opts.BufferBound() }
+
+// BufferBound is Server.BufferBound of a server made with o (nil: the
+// defaults), known before there is one (to log it, or to refuse options
+// whose bound is too high).
+func (o *Options) BufferBound() uint64 {
+	d := o.withDefaults()
+	perConn := uint64(d.MaxRequests+readAhead)*2*uint64(d.MaxMsize) + xattrBudget
+	return uint64(d.MaxConns) * perConn
 }
 
 // Close closes the listeners and every connection at once (in-flight

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fastfsd/fastfsd/fastfs"
 	"github.com/fastfsd/fastfsd/fs"
 	"github.com/fastfsd/fastfsd/fs/passthrough"
 	"github.com/fastfsd/fastfsd/internal/sandbox"
@@ -168,6 +169,9 @@ func runP9(args []string) error {
 	}
 	if *msize < p9.MinMsize || *msize > 1<<30 {
 		return fmt.Errorf("--msize %d: want %d to %d", *msize, p9.MinMsize, 1<<30)
+	}
+	if *drain < 0 {
+		return fmt.Errorf("--drain %v: want 0 (close the connections at once) or more", *drain)
 	}
 	if *maxConns < 1 || *maxFids < 1 || *maxReqs < 1 {
 		return errors.New("--max-conns, --max-fids and --max-requests must be at least 1")
@@ -432,29 +436,12 @@ func serveP9(ctx context.Context, cfg p9Config, ready chan<- net.Addr) error {
 	if a, ok := inner.(p9.ACLReader); ok {
 		cfg.srvOpts.ACLs = a
 	}
-	srv := p9.NewServer(fsys, &cfg.srvOpts)
 	log.Printf("fastfsd 9p: serving %s on %s:%s; request and xattr buffers bounded at %s (--max-conns × ((--max-requests+4) × 2×msize + 16 MiB))",
-		cfg.shares.String(), cfg.network, l.Addr(), fmtBytes(srv.BufferBound()))
+		cfg.shares.String(), cfg.network, l.Addr(), fmtBytes(cfg.srvOpts.BufferBound()))
 	if ready != nil {
-		ready <- l.Addr()
+		ready <- l.Addr() // l accepts already: a client may connect now
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(l) }()
-	select {
-	case err := <-errc:
-		srv.Close()
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-	dctx, cancel := context.WithTimeout(context.Background(), cfg.drain)
-	defer cancel()
-	if err := srv.Shutdown(dctx); err != nil {
-		log.Printf("fastfsd 9p: drain: %v; closed the remaining connections", err)
-	}
-	if err := <-errc; err != nil && !errors.Is(err, p9.ErrServerClosed) {
-		return fmt.Errorf("serve: %w", err)
-	}
-	return nil
+	return fastfs.Serve9P(ctx, fsys, l, &fastfs.P9Options{Options: cfg.srvOpts, Drain: cfg.drain})
 }
 
 // p9Meter plugs a stats.Set in behind the counter interface p9 states.
