@@ -48,7 +48,9 @@
 // (or root), e.g. QEMU with -chardev socket,id=c,path=SOCKET -device
 // vhost-user-fs-pci,chardev=c,tag=TAG and shared guest memory
 // (memory-backend-memfd,share=on); the guest mounts it with
-// mount -t virtiofs TAG DIR.
+// mount -t virtiofs TAG DIR. ServeVirtioFSListener serves a socket
+// that is already listening instead: one made with another owner or
+// mode, or inherited (libvirt's virtiofsd --fd=N).
 //
 // Serve9P needs only a net.Listener: a unix socket (the client's identity
 // is then its peer credentials) or tcp (the client names its own uid;

@@ -1,32 +1,32 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"github.com/fastfsd/fastfsd/fuse/abi"
-	"github.com/fastfsd/fastfsd/internal/stats"
 	"io"
 	"log/slog"
 	"log/syslog"
-	"net"
 	"os"
 	"os/signal"
 	"os/user"
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/fastfsd/fastfsd/dataplane"
 	"github.com/fastfsd/fastfsd/dataplane/virtiofs"
+	"github.com/fastfsd/fastfsd/fastfs"
 	"github.com/fastfsd/fastfsd/fs"
 	"github.com/fastfsd/fastfsd/fs/passthrough"
 	"github.com/fastfsd/fastfsd/fs/xattrmap"
 	"github.com/fastfsd/fastfsd/fuse"
+	"github.com/fastfsd/fastfsd/fuse/abi"
 	"github.com/fastfsd/fastfsd/internal/sandbox"
 	"github.com/fastfsd/fastfsd/internal/sockfile"
+	"github.com/fastfsd/fastfsd/internal/stats"
 	"github.com/fastfsd/fastfsd/vhostuser"
 )
 
@@ -674,8 +674,7 @@ func runVirtiofs(args []string) error {
 	// permissions are the caller's business; or from a namespace
 	// sandbox's supervisor) or created born private.
 	var ln interface {
-		AcceptUnix() (*net.UnixConn, error)
-		Close() error
+		fastfs.UnixListener
 		File() (*os.File, error)
 	}
 	logf := func(f string, a ...any) { log.Info(fmt.Sprintf(f, a...)) }
@@ -775,83 +774,29 @@ func runVirtiofs(args []string) error {
 		go ctl.Serve(ctlLn.UnixListener)
 		log.Info("virtiofs: control socket listening", "path", c.control, "share-root", ctl.root)
 	}
-	dev, err := virtiofs.New(fsys, virtiofs.Options{
-		Tag: c.tag, RequestQueues: c.queues, CPUs: c.cpus, BusyPoll: c.busyPoll, Helpers: c.helpers, Log: log,
-		Fuse: fuse.Options{Writeback: c.writeback, Locks: c.locks, NoKillPrivV2: c.noKillpriv,
-			PosixACL: c.policy.posixACL, NoReaddirplus: c.noReaddirplus, SecurityLabel: c.securityLabel},
-		Stats: set,
-	})
-	if err != nil {
-		return err
-	}
-	if err := enableDAX(c, dev, log); err != nil {
-		return err
-	}
-	b := vhostuser.NewBackend(dev)
-	b.Log = log
-	if c.level <= slog.LevelDebug {
-		b.OnMessage = func(h vhostuser.Header) {
-			log.Debug("vhostuser: message", "request", h.Request.String(), "flags", h.Flags, "size", h.Size)
-		}
-	}
-
-	// SIGTERM/SIGINT: stop accepting and drop the connection; Serve stops
-	// every ring and returns.
-	var mu sync.Mutex
-	var cur *net.UnixConn
-	stopping := false
+	// SIGTERM/SIGINT: stop accepting and drop the connection; serving
+	// stops every ring and returns nil.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	go func() {
-		s := <-sig
-		log.Info("virtiofs: stopping", "signal", s.String())
-		mu.Lock()
-		stopping = true
-		if cur != nil {
-			cur.Close()
+		select {
+		case s := <-sig:
+			log.Info("virtiofs: stopping", "signal", s.String())
+			cancel()
+		case <-ctx.Done():
 		}
-		mu.Unlock()
-		ln.Close()
 	}()
-
 	where := c.socketPath
 	if where == "" {
 		where = "fd " + strconv.Itoa(c.fd)
 	}
 	log.Info("virtiofs: waiting for the front-end", "socket", where, "shared-dir", c.shares.String(), "request-queues", c.queues)
-	for {
-		conn, err := ln.AcceptUnix()
-		if err != nil {
-			mu.Lock()
-			s := stopping
-			mu.Unlock()
-			if s {
-				return nil
-			}
-			return fmt.Errorf("accept on %s: %w", where, err)
-		}
-		mu.Lock()
-		cur = conn
-		mu.Unlock()
-		log.Info("virtiofs: front-end connected")
-		err = b.Serve(conn)
-		mu.Lock()
-		cur = nil
-		s := stopping
-		mu.Unlock()
-		switch {
-		case s:
-			return nil
-		case errors.Is(err, vhostuser.ErrClosed):
-			log.Info("virtiofs: front-end disconnected", "reason", err)
-		default:
-			log.Warn("virtiofs: session ended", "err", err)
-		}
-		if !c.keep {
-			if errors.Is(err, vhostuser.ErrClosed) || errors.Is(err, vhostuser.ErrDisconnected) {
-				return nil // virtiofsd exits 0 when the front-end goes away
-			}
-			return err
-		}
-	}
+	return fastfs.ServeVirtioFSListener(ctx, fsys, ln, &fastfs.VirtioFSOptions{
+		Tag: c.tag, RequestQueues: c.queues, CPUs: c.cpus, BusyPoll: c.busyPoll, Helpers: c.helpers,
+		DAXWindow: c.daxWindow(), OneSession: !c.keep, KeepAfterError: c.keep, Stats: set, Log: log,
+		Fuse: fuse.Options{Writeback: c.writeback, Locks: c.locks, NoKillPrivV2: c.noKillpriv,
+			PosixACL: c.policy.posixACL, NoReaddirplus: c.noReaddirplus, SecurityLabel: c.securityLabel},
+	})
 }
 
 // lookupSocketGroup resolves --socket-group (a name or a number) to a gid,

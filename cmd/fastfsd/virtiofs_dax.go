@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"log/slog"
 	"strconv"
 	"strings"
 
@@ -40,19 +39,14 @@ func parseCacheSize(s string) (uint64, error) {
 	return n, nil
 }
 
-// enableDAX gives the device its DAX window when --dax was asked for.
-func enableDAX(c *virtiofsConfig, dev *virtiofs.Device, log *slog.Logger) error {
-	if !c.dax {
-		return nil
+// daxWindow is the DAX window's size to offer: 0 without --dax, else
+// --cache-size or virtiofs.DefaultCacheSize.
+func (c *virtiofsConfig) daxWindow() uint64 {
+	switch {
+	case !c.dax:
+		return 0
+	case c.cacheSize == 0:
+		return virtiofs.DefaultCacheSize
 	}
-	size := c.cacheSize
-	if size == 0 {
-		size = virtiofs.DefaultCacheSize
-	}
-	if err := dev.EnableDAX(size); err != nil {
-		return fmt.Errorf("--dax: %w", err)
-	}
-	log.Info("virtiofs: DAX window offered (vhost-user SHMEM); a front-end without SHMEM gets none and the guest mounts without DAX",
-		"cache-size", size)
-	return nil
+	return c.cacheSize
 }
