@@ -125,6 +125,31 @@
 // (ENOMEM beyond). There is no 9P authentication (Tauth): who a client is
 // comes from the transport (see Identity).
 //
+// # Connections
+//
+// Every accepted connection counts against an Owner: Peer.Owner if
+// Identify set it, else ConnOwner's — the uid of a unix socket's peer
+// (SO_PEERCRED), the address of a tcp peer (an IPv6 peer's /64). Three
+// limits keep one client from taking the server from the others; a
+// connection one refuses is closed at accept, with a log line naming its
+// owner, the limit and the option (and fastfsd flag) that raises it (at
+// most 20 such lines a second; the next line logged counts the others):
+//
+//   - Options.MaxConns connections in all (default 64);
+//   - Options.RootConns of them kept for root (default 4): any other
+//     owner is refused once MaxConns-RootConns are open, so root — the
+//     kernel's v9fs client of a root mount, a VMM — still gets in when
+//     others filled the rest;
+//   - Options.MaxConnsPerPeer for each owner but root (default 8).
+//
+// A connection that has not completed Tversion and a Tattach within
+// Options.HandshakeTimeout (default 10 s) of its accept is closed, so a
+// client that connects and stays silent holds its slot only that long.
+// An attached connection is never closed for idleness (the Linux client
+// keeps one per mount, idle for as long as the mount is). A connection's
+// buffers are bounded as below; Server.BufferBound is the bound for all
+// connections and Server.PeerBufferBound for one owner other than root.
+//
 // # Hot path
 //
 // Tread, Twrite, Tgetattr, Twalk and Tclunk allocate nothing per request in

@@ -49,6 +49,10 @@ type Peer struct {
 	// n_uname and acts as Identity anyway.
 	Squash bool
 	Identity
+	// Owner is whom the connection counts against for the connection
+	// limits (Options.MaxConnsPerPeer, Options.RootConns). Left zero by
+	// Identify, the server sets it to ConnOwner's.
+	Owner Owner
 }
 
 // String describes the peer for logs.
@@ -96,9 +100,9 @@ func PeerCred(nc net.Conn) (Peer, error) {
 		return Peer{}, fmt.Errorf("p9: SO_PEERCRED: %w", cerr)
 	}
 	if cred.Uid == 0 {
-		return Peer{Trusted: true, Identity: Identity{Uid: 0, Gid: cred.Gid}}, nil
+		return Peer{Trusted: true, Identity: Identity{Uid: 0, Gid: cred.Gid}, Owner: UidOwner(0)}, nil
 	}
-	p := Peer{Identity: Identity{Uid: cred.Uid, Gid: cred.Gid}}
+	p := Peer{Identity: Identity{Uid: cred.Uid, Gid: cred.Gid}, Owner: UidOwner(cred.Uid)}
 	p.Groups = procGroups(cred.Pid, cred.Uid, cred.Gid)
 	return p, nil
 }

@@ -233,6 +233,7 @@ func (c *conn) attach(r *request, body []byte) fs.Errno {
 		c.unrefNode(cur)
 		return e
 	}
+	c.attached.Store(true) // the handshake timeout no longer applies
 	enc := r.begin(MsgRattach, 20)
 	q := qidOf(&attr, cur.ino)
 	enc.qid(&q)

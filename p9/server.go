@@ -24,6 +24,16 @@ const (
 	DefaultMaxConns    = 64
 	DefaultMaxFids     = 1 << 16
 	DefaultMaxRequests = 16
+	// DefaultMaxConnsPerPeer: a user's 9P programs rarely need more than
+	// a few connections (the kernel's v9fs client, one per mount,
+	// connects as root, which the cap exempts), and 8 keeps one user to
+	// an eighth of DefaultMaxConns.
+	DefaultMaxConnsPerPeer = 8
+	// DefaultRootConns of the MaxConns are kept for root.
+	DefaultRootConns = 4
+	// DefaultHandshakeTimeout is how long a connection may take to
+	// complete Tversion and its first Tattach.
+	DefaultHandshakeTimeout = 10 * time.Second
 	// MinMsize is the smallest msize the server accepts in Tversion: every
 	// fixed-size reply and a Twalk of MaxWalkElem short names fit in it.
 	MinMsize = 512
@@ -43,6 +53,24 @@ type Options struct {
 	// MaxConns bounds concurrent connections; one more is accepted and
 	// closed at once (default 64).
 	MaxConns int
+	// MaxConnsPerPeer bounds the connections of one Owner (a uid on a
+	// unix socket, an address on tcp: see ConnOwner); one more is
+	// accepted and closed at once, with a log line naming the owner.
+	// Root is exempt. 0 means DefaultMaxConnsPerPeer; negative, no cap.
+	MaxConnsPerPeer int
+	// RootConns of the MaxConns are kept for root (Owner.Root): any
+	// other peer is refused once MaxConns-RootConns connections are
+	// open, so root (the kernel's v9fs client of a root mount, a VMM)
+	// still gets in when other users have filled the rest. At most
+	// MaxConns-1 are kept. 0 means DefaultRootConns; negative, none.
+	RootConns int
+	// HandshakeTimeout closes a connection that has not completed
+	// Tversion and a Tattach within it of being accepted (a client that
+	// connects and stays silent holds a slot of MaxConns). A connection
+	// that attached is never closed for idleness: the Linux client keeps
+	// one per mount, idle for as long as the mount is. 0 means
+	// DefaultHandshakeTimeout; negative, no timeout.
+	HandshakeTimeout time.Duration
 	// MaxFids bounds the fids of one connection; Tattach/Twalk/Txattrwalk
 	// beyond it fail with EMFILE (default 65536).
 	MaxFids int
@@ -89,7 +117,12 @@ type Server struct {
 	// Guarded by mu.
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
-	closed    bool
+	// perOwner counts the connections in conns by Owner.Key; an owner
+	// with none has no entry.
+	perOwner map[string]int
+	closed   bool
+
+	refusals refusalLog
 
 	connWG sync.WaitGroup // running connections
 }
@@ -100,11 +133,12 @@ var ErrServerClosed = errors.New("p9: server closed")
 // NewServer returns a server of fsys. opts may be nil. fsys.Init is called
 // before the first connection is served; Destroy by Close/Shutdown.
 func NewServer(fsys fs.FileSystem, opts *Options) *Server {
-	return &Server{fs: fsys, opts: opts.withDefaults(), listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}}
+	return &Server{fs: fsys, opts: opts.withDefaults(), listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}, perOwner: map[string]int{}}
 }
 
 // withDefaults returns a copy of o (nil: the zero value) with every
-// default applied, as a Server uses it.
+// default applied, as a Server uses it. It is idempotent: a limit turned
+// off stays negative, and RootConns ends at most MaxConns-1.
 func (o *Options) withDefaults() Options {
 	var d Options
 	if o != nil {
@@ -118,6 +152,16 @@ func (o *Options) withDefaults() Options {
 	}
 	if d.MaxConns <= 0 {
 		d.MaxConns = DefaultMaxConns
+	}
+	if d.MaxConnsPerPeer == 0 {
+		d.MaxConnsPerPeer = DefaultMaxConnsPerPeer
+	}
+	if d.RootConns == 0 {
+		d.RootConns = DefaultRootConns
+	}
+	d.RootConns = min(d.RootConns, d.MaxConns-1) // negative: none
+	if d.HandshakeTimeout == 0 {
+		d.HandshakeTimeout = DefaultHandshakeTimeout
 	}
 	if d.MaxFids <= 0 {
 		d.MaxFids = DefaultMaxFids
@@ -141,7 +185,8 @@ func (s *Server) init() fs.Errno {
 
 // Serve accepts connections on l and serves each in its own goroutine until
 // l fails or the server is shut down (then it returns ErrServerClosed).
-// Connections beyond MaxConns are closed at once.
+// A connection that a limit refuses (MaxConns, RootConns,
+// MaxConnsPerPeer) is closed at once, with a log line saying which.
 func (s *Server) Serve(l net.Listener) error {
 	if e := s.init(); e != 0 {
 		return fmt.Errorf("p9: filesystem init: %w", e)
@@ -180,7 +225,7 @@ func (s *Server) Serve(l net.Listener) error {
 		backoff = 0
 		c, err := s.newConn(nc)
 		if err != nil {
-			s.opts.Logf("p9: %v: refusing %v", err, nc.RemoteAddr())
+			s.logRefusal(nc, err)
 			nc.Close()
 			continue
 		}
@@ -202,20 +247,25 @@ func (s *Server) ServeConn(nc net.Conn) error {
 	return c.serve()
 }
 
-var errTooManyConns = errors.New("p9: too many connections")
-
 func (s *Server) newConn(nc net.Conn) (*conn, error) {
 	peer, err := s.identify(nc)
 	if err != nil {
 		return nil, err
+	}
+	if peer.Owner.Key == "" {
+		if peer.Owner, err = ConnOwner(nc); err != nil {
+			return nil, err
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil, ErrServerClosed
 	}
-	if len(s.conns) >= s.opts.MaxConns {
-		return nil, errTooManyConns
+	// Before anything is allocated for it: a client refused in a loop
+	// costs an accept and a close.
+	if err := s.admit(peer.Owner); err != nil {
+		return nil, err
 	}
 	c := &conn{
 		peer:     peer,
@@ -277,8 +327,29 @@ func (s *Server) BufferBound() uint64 { return s.opts.BufferBound() }
 // whose bound is too high).
 func (o *Options) BufferBound() uint64 {
 	d := o.withDefaults()
-	perConn := uint64(d.MaxRequests+readAhead)*2*uint64(d.MaxMsize) + xattrBudget
-	return uint64(d.MaxConns) * perConn
+	return uint64(d.MaxConns) * d.connBufferBound()
+}
+
+// PeerBufferBound is the part of BufferBound one peer other than root can
+// hold: its MaxConnsPerPeer connections' (without a per-peer cap, all but
+// the RootConns kept for root). Root is not capped.
+func (s *Server) PeerBufferBound() uint64 { return s.opts.PeerBufferBound() }
+
+// PeerBufferBound is Server.PeerBufferBound of a server made with o.
+func (o *Options) PeerBufferBound() uint64 {
+	d := o.withDefaults()
+	n := d.MaxConns - max(d.RootConns, 0)
+	if d.MaxConnsPerPeer > 0 {
+		n = min(n, d.MaxConnsPerPeer)
+	}
+	return uint64(n) * d.connBufferBound()
+}
+
+// connBufferBound is one connection's share of BufferBound.
+//
+// Preconditions: o has its defaults applied.
+func (o *Options) connBufferBound() uint64 {
+	return uint64(o.MaxRequests+readAhead)*2*uint64(o.MaxMsize) + xattrBudget
 }
 
 // Close closes the listeners and every connection at once (in-flight
@@ -322,6 +393,7 @@ type conn struct {
 	// Tversion while no request is in flight; read by workers.
 	msize     atomic.Uint32
 	versioned atomic.Bool // a Tversion succeeded (9P2000.L was agreed)
+	attached  atomic.Bool // a Tattach succeeded: the handshake is over
 	draining  atomic.Bool // Shutdown: stop reading, finish what runs
 
 	// wmu serializes writes to nc, and orders a reply before the Rflush of
@@ -345,7 +417,9 @@ type conn struct {
 	work chan *request // slots holding a request for a worker
 	busy sync.WaitGroup
 
-	peer Peer // who the client is: set before the conn is served, then read-only
+	// peer is who the client is, with the Owner it counts against: set
+	// before the conn is served, then read-only.
+	peer Peer
 }
 
 // request is one request slot, reused: it owns its buffers, which grow to
@@ -379,7 +453,11 @@ type request struct {
 }
 
 func (c *conn) logf(format string, args ...any) {
-	c.s.opts.Logf("p9: conn %d (%v): "+format, append([]any{c.id, c.nc.RemoteAddr()}, args...)...)
+	who := c.peer.Owner.Key
+	if a := c.nc.RemoteAddr(); a != nil && a.String() != "" && a.String() != "@" {
+		who += ", " + a.String()
+	}
+	c.s.opts.Logf("p9: conn %d (%s): "+format, append([]any{c.id, who}, args...)...)
 }
 
 // serve is the reader goroutine; it returns when the connection ends,
@@ -396,10 +474,22 @@ func (c *conn) serve() (err error) {
 		c.clunkAll()
 		c.nc.Close()
 		c.s.mu.Lock()
-		delete(c.s.conns, c)
+		c.s.release(c)
 		c.s.mu.Unlock()
 		c.s.connWG.Done()
 	}()
+	if d := c.s.opts.HandshakeTimeout; d > 0 {
+		// A client that stays silent (or never attaches) holds a slot
+		// of MaxConns and of its owner's MaxConnsPerPeer: it has d to
+		// finish the handshake. Closing nc ends the reader.
+		t := time.AfterFunc(d, func() {
+			if !c.attached.Load() {
+				c.logf("handshake (Tversion, Tattach) not done within %v (Options.HandshakeTimeout, fastfsd 9p --handshake-timeout); closing", d)
+				c.nc.Close()
+			}
+		})
+		defer t.Stop() // before the teardown above
+	}
 	for range c.s.opts.MaxRequests {
 		go c.worker()
 	}

@@ -1,0 +1,173 @@
+package p9
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Owner is whom a connection counts against for the connection limits
+// that keep one client from taking the server from the others
+// (Options.MaxConnsPerPeer, Options.RootConns).
+type Owner struct {
+	// Key names the owner in the server's accounting and in its log
+	// lines: "uid N" for a peer whose uid the kernel told (UidOwner),
+	// "ip ADDR" for a tcp peer counted by its address. Connections
+	// with the same Key count together.
+	Key string
+	// Root: the owner is uid 0 on this host. Root is not held to
+	// MaxConnsPerPeer (it could act as anyone anyway, and the kernel's
+	// v9fs client of a root mount holds one connection per mount) and
+	// may use the RootConns connections kept for it.
+	Root bool
+}
+
+// UidOwner is the Owner of a connection whose peer the kernel says is uid.
+func UidOwner(uid uint32) Owner {
+	return Owner{Key: "uid " + strconv.FormatUint(uint64(uid), 10), Root: uid == 0}
+}
+
+// ConnOwner is whom nc counts against by default (when Options.Identify
+// leaves Peer.Owner zero):
+//
+//   - a unix socket: the uid of the process that connected (SO_PEERCRED),
+//     whatever Identify made of it (a squashed peer still counts as
+//     itself);
+//   - a tcp connection: the remote IPv4 address, or the /64 prefix of a
+//     remote IPv6 address (one host is commonly given a whole /64, so
+//     counting single addresses would bound nothing). Every local user
+//     of a loopback address shares it: an Identify that can tell the
+//     user should set Peer.Owner (fastfsd 9p does, from the kernel's
+//     socket table);
+//   - anything else: its remote address as a string.
+func ConnOwner(nc net.Conn) (Owner, error) {
+	switch c := nc.(type) {
+	case *net.UnixConn:
+		raw, err := c.SyscallConn()
+		if err != nil {
+			return Owner{}, fmt.Errorf("p9: peer credentials: %w", err)
+		}
+		var cred *syscall.Ucred
+		var cerr error
+		if err := raw.Control(func(fd uintptr) {
+			cred, cerr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+		}); err != nil {
+			return Owner{}, fmt.Errorf("p9: peer credentials: %w", err)
+		}
+		if cerr != nil {
+			return Owner{}, fmt.Errorf("p9: SO_PEERCRED: %w", cerr)
+		}
+		return UidOwner(cred.Uid), nil
+	case *net.TCPConn:
+		if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+			if ip, ok := netip.AddrFromSlice(a.IP); ok {
+				return addrOwner(ip), nil
+			}
+		}
+	}
+	return Owner{Key: "addr " + nc.RemoteAddr().String()}, nil
+}
+
+// addrOwner counts an IPv4 address alone and an IPv6 address by its /64.
+func addrOwner(ip netip.Addr) Owner {
+	ip = ip.Unmap()
+	if ip.Is4() {
+		return Owner{Key: "ip " + ip.String()}
+	}
+	p, _ := ip.Prefix(64)
+	return Owner{Key: "ip " + p.String()}
+}
+
+// Errors of a connection refused at accept by a connection limit.
+var (
+	errTooManyConns  = errors.New("p9: too many connections")
+	errConnsReserved = errors.New("p9: the connections left are kept for root")
+	errPeerConns     = errors.New("p9: too many connections from one peer")
+)
+
+// admit counts a new connection of o against o's share, or says which
+// limit refuses it. The caller adds the connection to s.conns.
+//
+// Preconditions: s.mu is held.
+func (s *Server) admit(o Owner) error {
+	n := len(s.conns)
+	reserved := max(s.opts.RootConns, 0)
+	switch {
+	case n >= s.opts.MaxConns:
+		return fmt.Errorf("%w: %s refused, all %d are open (raise Options.MaxConns, fastfsd 9p --max-conns)",
+			errTooManyConns, o.Key, s.opts.MaxConns)
+	case !o.Root && n >= s.opts.MaxConns-reserved:
+		return fmt.Errorf("%w: %s refused, %d of %d are open and the last %d are kept for root (Options.RootConns, fastfsd 9p --root-conns; raise --max-conns)",
+			errConnsReserved, o.Key, n, s.opts.MaxConns, reserved)
+	case !o.Root && s.opts.MaxConnsPerPeer > 0 && s.perOwner[o.Key] >= s.opts.MaxConnsPerPeer:
+		return fmt.Errorf("%w: %s refused, it has %d open, the most one peer may have (raise Options.MaxConnsPerPeer, fastfsd 9p --max-conns-per-uid)",
+			errPeerConns, o.Key, s.perOwner[o.Key])
+	}
+	s.perOwner[o.Key]++
+	return nil
+}
+
+// release undoes admit: an owner without connections leaves the map.
+//
+// Preconditions: s.mu is held.
+func (s *Server) release(c *conn) {
+	delete(s.conns, c)
+	k := c.peer.Owner.Key
+	if s.perOwner[k]--; s.perOwner[k] <= 0 {
+		delete(s.perOwner, k)
+	}
+}
+
+// logRefusal logs why a connection was refused at accept, unless more
+// than refusalBurst were logged in the last second: a client that
+// connects in a loop must not flood the log. The next line logged says
+// how many were not.
+func (s *Server) logRefusal(nc net.Conn, err error) {
+	ok, skipped := s.refusals.allow(time.Now())
+	if !ok {
+		return
+	}
+	msg := err.Error()
+	if !errors.Is(err, errTooManyConns) && !errors.Is(err, errConnsReserved) && !errors.Is(err, errPeerConns) {
+		msg = fmt.Sprintf("p9: %v: refusing %v", err, nc.RemoteAddr())
+	}
+	if skipped > 0 {
+		msg += fmt.Sprintf(" (and %d more refused connections not logged)", skipped)
+	}
+	s.opts.Logf("%s", msg)
+}
+
+// refusalBurst is how many refusals are logged in a second.
+const refusalBurst = 20
+
+// refusalLog counts refusals logged in the current one-second window.
+type refusalLog struct {
+	mu sync.Mutex
+	// Guarded by mu.
+	start   time.Time // of the window
+	n       int       // lines logged in it
+	skipped int       // refusals not logged since the last line
+}
+
+// allow reports whether a refusal at now may be logged and, if so, how
+// many were not since the last one that was.
+func (l *refusalLog) allow(now time.Time) (bool, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Sub(l.start) >= time.Second {
+		l.start, l.n = now, 0
+	}
+	if l.n >= refusalBurst {
+		l.skipped++
+		return false, 0
+	}
+	l.n++
+	skipped := l.skipped
+	l.skipped = 0
+	return true, skipped
+}

@@ -1,0 +1,401 @@
+package p9
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	hp9 "github.com/hugelgupf/p9/p9"
+)
+
+// limitServer serves a memFS on a loopback tcp listener (peers counted
+// by their address, ConnOwner's default) and on a unix socket whose
+// peers Identify makes root (so that root's share needs no root test
+// process). It returns both addresses and a log of Logf's lines.
+func limitServer(t *testing.T, opts Options) (tcpAddr, sock string, s *Server, logs *logLines) {
+	t.Helper()
+	logs = &logLines{t: t}
+	opts.Logf = logs.printf
+	opts.Identify = func(nc net.Conn) (Peer, error) {
+		if _, ok := nc.(*net.UnixConn); ok {
+			return Peer{Trusted: true, Owner: UidOwner(0)}, nil
+		}
+		return Peer{Trusted: true}, nil // Owner: ConnOwner's, by address
+	}
+	sock, s = startServer(t, newMemFS(""), &opts)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(l) // ends when startServer's cleanup closes s
+	return l.Addr().String(), sock, s, logs
+}
+
+// logLines collects a server's log lines.
+type logLines struct {
+	t     *testing.T
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logLines) printf(format string, args ...any) {
+	l.t.Logf(format, args...)
+	l.mu.Lock()
+	l.lines = append(l.lines, fmt.Sprintf(format, args...))
+	l.mu.Unlock()
+}
+
+// count is how many lines hold every one of subs.
+func (l *logLines) count(subs ...string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+next:
+	for _, line := range l.lines {
+		for _, s := range subs {
+			if !strings.Contains(line, s) {
+				continue next
+			}
+		}
+		n++
+	}
+	return n
+}
+
+// dialFrom connects to a tcp address from local address src (any
+// 127.0.0.0/8 address is the loopback on Linux).
+func dialFrom(t *testing.T, addr, src string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
+	nc, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return nc
+}
+
+// attach runs Tversion and Tattach on nc and fails the test unless both
+// work.
+func attach(t *testing.T, what string, nc net.Conn) *hp9.Client {
+	t.Helper()
+	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	c, err := hp9.NewClient(nc, hp9.WithMessageSize(64<<10))
+	if err != nil {
+		t.Fatalf("%s: Tversion: %v", what, err)
+	}
+	root, err := c.Attach("")
+	if err != nil {
+		t.Fatalf("%s: Tattach: %v", what, err)
+	}
+	if _, _, _, err := root.GetAttr(hp9.AttrMaskAll); err != nil {
+		t.Fatalf("%s: Tgetattr: %v", what, err)
+	}
+	nc.SetDeadline(time.Time{})
+	return c
+}
+
+// wantClosed fails unless the server closed nc without a byte, at once
+// (within 2 s: well before any handshake timeout of these tests).
+func wantClosed(t *testing.T, what string, nc net.Conn) {
+	t.Helper()
+	nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+	var b [1]byte
+	n, err := nc.Read(b[:])
+	if n != 0 || !(errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)) {
+		t.Errorf("%s: read %d bytes, %v; want the connection closed at once (EOF)", what, n, err)
+	}
+}
+
+// wantEmpty waits for every connection's teardown and fails unless the
+// server's accounting is back to empty.
+func wantEmpty(t *testing.T, s *Server) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s.mu.Lock()
+		nc, no := len(s.conns), len(s.perOwner)
+		owners := make(map[string]int, no)
+		for k, v := range s.perOwner {
+			owners[k] = v
+		}
+		s.mu.Unlock()
+		if nc == 0 && no == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("10 s after the clients closed: %d connections, per-owner counts %v; want none", nc, owners)
+		}
+		time.Sleep(5 * time.Millisecond) // teardown is asynchronous; nothing signals its end
+	}
+}
+
+// TestMaxConnsPerPeer: one address gets MaxConnsPerPeer connections, the
+// next is closed at accept with a log line naming it; other addresses
+// and root are unaffected; closing releases the count and the map entry.
+func TestMaxConnsPerPeer(t *testing.T) {
+	addr, sock, s, logs := limitServer(t, Options{MaxConnsPerPeer: 3, HandshakeTimeout: -1})
+	var conns []net.Conn
+	for i := range 3 {
+		nc := dialFrom(t, addr, "127.0.0.2")
+		attach(t, fmt.Sprint("127.0.0.2 conn ", i), nc)
+		conns = append(conns, nc)
+	}
+	for range 2 {
+		wantClosed(t, "127.0.0.2 past its cap", dialFrom(t, addr, "127.0.0.2"))
+	}
+	if n := logs.count("ip 127.0.0.2", "refused", "--max-conns-per-uid"); n != 2 {
+		t.Errorf("%d log lines refusing ip 127.0.0.2 and naming --max-conns-per-uid, want 2", n)
+	}
+	s.mu.Lock()
+	if n := s.perOwner["ip 127.0.0.2"]; n != 3 {
+		t.Errorf("ip 127.0.0.2 counted %d times, want 3 (refused connections must not count)", n)
+	}
+	s.mu.Unlock()
+	// Another address, and root (exempt from the cap), get in.
+	conns = append(conns, dialFrom(t, addr, "127.0.0.3"))
+	attach(t, "127.0.0.3", conns[len(conns)-1])
+	for i := range 4 {
+		nc, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		attach(t, fmt.Sprint("root conn ", i), nc)
+		conns = append(conns, nc)
+	}
+	// A slot freed is a slot to take again.
+	conns[0].Close()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		s.mu.Lock()
+		n := s.perOwner["ip 127.0.0.2"]
+		s.mu.Unlock()
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ip 127.0.0.2 still counted %d times 10 s after one of its connections closed, want 2", n)
+		}
+		time.Sleep(5 * time.Millisecond) // teardown is asynchronous
+	}
+	again := dialFrom(t, addr, "127.0.0.2")
+	attach(t, "127.0.0.2 after one closed", again)
+	for _, nc := range append(conns, again) {
+		nc.Close()
+	}
+	wantEmpty(t, s)
+}
+
+// TestRootConns: once MaxConns-RootConns are open, only root gets in;
+// MaxConns refuses root too.
+func TestRootConns(t *testing.T) {
+	addr, sock, s, logs := limitServer(t, Options{MaxConns: 4, RootConns: 2, MaxConnsPerPeer: -1, HandshakeTimeout: -1})
+	attach(t, "127.0.0.2", dialFrom(t, addr, "127.0.0.2"))
+	attach(t, "127.0.0.3", dialFrom(t, addr, "127.0.0.3"))
+	wantClosed(t, "127.0.0.4 into root's reserve", dialFrom(t, addr, "127.0.0.4"))
+	if n := logs.count("ip 127.0.0.4", "kept for root", "--root-conns"); n != 1 {
+		t.Errorf("%d log lines refusing ip 127.0.0.4 for root's reserve, want 1", n)
+	}
+	for i := range 3 {
+		nc, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		if i < 2 {
+			attach(t, "root in its reserve", nc)
+		} else {
+			wantClosed(t, "root past MaxConns", nc)
+		}
+	}
+	if n := logs.count("uid 0", "--max-conns"); n != 1 {
+		t.Errorf("%d log lines refusing uid 0 past --max-conns, want 1", n)
+	}
+	if s.opts.RootConns != 2 {
+		t.Errorf("RootConns in effect %d, want 2", s.opts.RootConns)
+	}
+	// RootConns keeps at most MaxConns-1; defaults are idempotent (a
+	// limit turned off stays off when they are applied again).
+	for _, tc := range []struct {
+		in            Options
+		root, perPeer int
+		handshake     time.Duration
+	}{
+		{Options{MaxConns: 3, RootConns: 10}, 2, DefaultMaxConnsPerPeer, DefaultHandshakeTimeout},
+		{Options{MaxConns: 3, RootConns: -1, MaxConnsPerPeer: -1, HandshakeTimeout: -1}, 0, -1, -1},
+		{Options{MaxConns: 1}, 0, DefaultMaxConnsPerPeer, DefaultHandshakeTimeout},
+		{Options{}, DefaultRootConns, DefaultMaxConnsPerPeer, DefaultHandshakeTimeout},
+	} {
+		d := tc.in.withDefaults()
+		dd := d.withDefaults()
+		for _, o := range []Options{d, dd} {
+			if max(o.RootConns, 0) != tc.root || o.MaxConnsPerPeer != tc.perPeer || o.HandshakeTimeout != tc.handshake {
+				t.Errorf("%+v with defaults (once or twice): RootConns %d, MaxConnsPerPeer %d, HandshakeTimeout %v; want %d, %d, %v",
+					tc.in, o.RootConns, o.MaxConnsPerPeer, o.HandshakeTimeout, tc.root, tc.perPeer, tc.handshake)
+			}
+		}
+	}
+}
+
+// TestHandshakeTimeout: a silent connection and one that sent Tversion
+// but no Tattach are closed after the timeout; an attached one stays,
+// idle, past several timeouts and still serves.
+func TestHandshakeTimeout(t *testing.T) {
+	const timeout = time.Second // the attached connection must attach well within it
+	addr, _, s, logs := limitServer(t, Options{HandshakeTimeout: timeout})
+	attached := attach(t, "attached", dialFrom(t, addr, "127.0.0.2"))
+	silent := dialFrom(t, addr, "127.0.0.3")
+	versioned := dialFrom(t, addr, "127.0.0.4")
+	versioned.SetDeadline(time.Now().Add(5 * time.Second))
+	tv, err := Encode(nil, 8192, NoTag, &Tversion{Msize: 8192, Version: []byte(Version)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := versioned.Write(tv); err != nil {
+		t.Fatal(err)
+	}
+	rv := make([]byte, HeaderSize+4+2+len(Version))
+	if _, err := io.ReadFull(versioned, rv); err != nil || MsgType(rv[4]) != MsgRversion {
+		t.Fatalf("Tversion: %v, reply % x", err, rv)
+	}
+	start := time.Now()
+	for _, nc := range []net.Conn{silent, versioned} {
+		nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		var b [1]byte
+		n, err := nc.Read(b[:])
+		if n != 0 || !errors.Is(err, io.EOF) {
+			t.Errorf("a connection without Tattach: read %d bytes, %v; want it closed (EOF)", n, err)
+		}
+	}
+	if d := time.Since(start); d > timeout+5*time.Second {
+		t.Errorf("silent connections closed after %v, want about %v", d, timeout)
+	}
+	if n := logs.count("--handshake-timeout"); n != 2 {
+		t.Errorf("%d log lines naming --handshake-timeout, want 2", n)
+	}
+	time.Sleep(2 * timeout)
+	root, err := attached.Attach("")
+	if err != nil {
+		t.Fatalf("the attached connection, idle for %v past the timeout: %v", 2*timeout, err)
+	}
+	if _, _, _, err := root.GetAttr(hp9.AttrMaskAll); err != nil {
+		t.Fatalf("the attached connection: Tgetattr: %v", err)
+	}
+	s.mu.Lock()
+	n, owners := len(s.conns), len(s.perOwner)
+	s.mu.Unlock()
+	if n != 1 || owners != 1 {
+		t.Errorf("%d connections of %d owners left, want the attached one", n, owners)
+	}
+}
+
+// TestConnOwner: a unix peer counts as its SO_PEERCRED uid, a tcp peer as
+// its IPv4 address or IPv6 /64.
+func TestConnOwner(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "s")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		if nc, err := net.Dial("unix", sock); err == nil {
+			defer nc.Close()
+			time.Sleep(time.Second)
+		}
+	}()
+	nc, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	o, err := ConnOwner(nc)
+	if want := UidOwner(uint32(os.Getuid())); err != nil || o != want {
+		t.Errorf("unix peer: %+v, %v; want %+v", o, err, want)
+	}
+	if o := UidOwner(0); !o.Root || o.Key != "uid 0" {
+		t.Errorf("UidOwner(0) = %+v", o)
+	}
+	if o := UidOwner(65534); o.Root || o.Key != "uid 65534" {
+		t.Errorf("UidOwner(65534) = %+v", o)
+	}
+	for in, want := range map[string]string{
+		"192.0.2.7":            "ip 192.0.2.7",
+		"::ffff:192.0.2.7":     "ip 192.0.2.7",
+		"2001:db8:1:2:3:4:5:6": "ip 2001:db8:1:2::/64",
+		"2001:db8:1:2:ffff::1": "ip 2001:db8:1:2::/64",
+		"::1":                  "ip ::/64",
+	} {
+		if o := addrOwner(netip.MustParseAddr(in)); o.Key != want || o.Root {
+			t.Errorf("addrOwner(%s) = %+v, want key %q", in, o, want)
+		}
+	}
+}
+
+// TestConnAccountingNoLeak: many connections of many owners, refused and
+// admitted, opened and closed: the per-owner map ends empty.
+func TestConnAccountingNoLeak(t *testing.T) {
+	addr, _, s, _ := limitServer(t, Options{MaxConns: 16, MaxConnsPerPeer: 2, HandshakeTimeout: -1})
+	for round := range 3 {
+		var conns []net.Conn
+		for i := range 12 {
+			src := fmt.Sprint("127.0.1.", 1+i%4)
+			nc := dialFrom(t, addr, src)
+			conns = append(conns, nc)
+			if i < 8 {
+				attach(t, src, nc)
+			} else {
+				wantClosed(t, src+" past its cap", nc)
+			}
+		}
+		s.mu.Lock()
+		if len(s.perOwner) != 4 || len(s.conns) != 8 {
+			t.Errorf("round %d: %d owners, %d connections; want 4 and 8", round, len(s.perOwner), len(s.conns))
+		}
+		s.mu.Unlock()
+		for _, nc := range conns {
+			nc.Close()
+		}
+		wantEmpty(t, s)
+	}
+}
+
+// TestPeerBufferBound: one owner's share of the buffer bound.
+func TestPeerBufferBound(t *testing.T) {
+	conn := uint64(DefaultMaxRequests+readAhead)*2*DefaultMaxMsize + xattrBudget
+	if b := NewServer(nil, nil).PeerBufferBound(); b != DefaultMaxConnsPerPeer*conn {
+		t.Errorf("default PeerBufferBound %d, want %d", b, DefaultMaxConnsPerPeer*conn)
+	}
+	// Without a per-peer cap, all but root's reserve.
+	if b := (&Options{MaxConnsPerPeer: -1}).PeerBufferBound(); b != (DefaultMaxConns-DefaultRootConns)*conn {
+		t.Errorf("uncapped PeerBufferBound %d, want %d", b, (DefaultMaxConns-DefaultRootConns)*conn)
+	}
+}
+
+// TestRefusalLog: a refusal loop logs refusalBurst lines a second; the
+// next line logged counts the ones that were not.
+func TestRefusalLog(t *testing.T) {
+	var l refusalLog
+	t0 := time.Unix(1000, 0)
+	for i := range refusalBurst + 5 {
+		ok, skipped := l.allow(t0.Add(time.Duration(i) * time.Millisecond))
+		if ok != (i < refusalBurst) || skipped != 0 {
+			t.Fatalf("refusal %d in the first second: allow %v, skipped %d", i, ok, skipped)
+		}
+	}
+	if ok, skipped := l.allow(t0.Add(time.Second)); !ok || skipped != 5 {
+		t.Errorf("a second later: allow %v, skipped %d; want true, 5", ok, skipped)
+	}
+	if ok, skipped := l.allow(t0.Add(time.Second + 1)); !ok || skipped != 0 {
+		t.Errorf("then: allow %v, skipped %d; want true, 0", ok, skipped)
+	}
+}
