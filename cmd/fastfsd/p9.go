@@ -68,7 +68,21 @@ Who a client is (the server performs every request itself, as root):
 
 Bounds (a client past one gets that request refused, or its connection
 dropped with a log line; the daemon keeps serving everyone else):
-  connections      --max-conns; one more is closed on accept
+  connections      --max-conns in all; one more is closed on accept, with a
+                   log line naming its uid or address and the flag to raise
+                   (at most 20 such lines a second; the next counts the rest)
+  per user         --max-conns-per-uid for one peer: a unix socket's uid
+                   (SO_PEERCRED), a loopback tcp peer's uid, a network tcp
+                   peer's address (an IPv6 peer's /64). Root (uid 0) is
+                   exempt: it can act as anyone, and the kernel's v9fs
+                   client of a root mount holds one connection per mount
+  kept for root    --root-conns of --max-conns: any other peer is refused
+                   once max-conns − root-conns are open, so root still
+                   gets in when users (or network peers) took the rest
+  handshake        a connection that has not finished Tversion and Tattach
+                   within --handshake-timeout is closed; an attached one is
+                   never closed for being idle (a v9fs mount may idle for
+                   hours on its one connection)
   fids             --max-fids per connection (EMFILE)
   requests         --max-requests served at once per connection, 4 more read
                    ahead; each holds up to 2×msize of buffers, so a connection
@@ -79,6 +93,8 @@ dropped with a log line; the daemon keeps serving everyone else):
                    3.5 GiB with the defaults (logged at start for the flags
                    given); lower --max-conns, --max-requests or --msize to
                    bound the daemon's memory tighter
+  one user         --max-conns-per-uid times a connection's: 448 MiB with
+                   the defaults (also logged); root is not capped
   Tflush           16 pending for one request; more drops the connection
   locks            Tlock never waits in the server (status BLOCKED: the Linux
                    client retries, interruptibly), so no worker waits on a lock
@@ -113,6 +129,9 @@ func runP9(args []string) error {
 	fl.Func("shared-dir", "directory to serve (required); NAME=DIR, repeatable, serves each DIR as the directory NAME of a read-only root (fs/vfs; NAME: no '/', not . or ..; not with --sandbox=chroot)", shares.add)
 	cache := fl.String("cache", "", "refused on this door: a cache mode sets FUSE's entry and attribute timeouts and open flags, which 9P does not carry; 9P clients choose their own caching (mount -o cache=)")
 	maxConns := fl.Int("max-conns", p9.DefaultMaxConns, "most client connections at once; more are closed on accept")
+	maxConnsPerUid := fl.Int("max-conns-per-uid", p9.DefaultMaxConnsPerPeer, "most connections of one peer other than root (a unix socket's or loopback tcp peer's uid, a network peer's address); more are closed on accept. The default: a user's 9P programs need few (the kernel's v9fs client connects as root), and 8 keeps one user to an eighth of the default --max-conns and 448 MiB of buffers; 0: no cap")
+	rootConns := fl.Int("root-conns", p9.DefaultRootConns, "of --max-conns, how many are kept for root (uid 0): other peers are refused once max-conns − root-conns are open (at most max-conns − 1 are kept); 0: none")
+	handshake := fl.Duration("handshake-timeout", p9.DefaultHandshakeTimeout, "close a connection that has not completed Tversion and Tattach within this long of connecting (an attached connection is never closed for idleness); 0: never")
 	msize := fl.Uint("msize", p9.DefaultMaxMsize, "largest message size to agree on in Tversion (bytes, at least 512)")
 	maxFids := fl.Int("max-fids", p9.DefaultMaxFids, "most fids one connection may hold (EMFILE beyond)")
 	maxReqs := fl.Int("max-requests", p9.DefaultMaxRequests, "requests of one connection served at once; each holds up to 2×msize of buffers")
@@ -176,6 +195,12 @@ func runP9(args []string) error {
 	if *maxConns < 1 || *maxFids < 1 || *maxReqs < 1 {
 		return errors.New("--max-conns, --max-fids and --max-requests must be at least 1")
 	}
+	if *maxConnsPerUid < 0 || *rootConns < 0 || *handshake < 0 {
+		return errors.New("--max-conns-per-uid, --root-conns and --handshake-timeout must not be negative (0 turns each off)")
+	}
+	if flagSet(fl, "root-conns") && *rootConns > 0 && *rootConns >= *maxConns {
+		return fmt.Errorf("--root-conns %d keeps every one of --max-conns %d for root: no other user could connect; give fewer than --max-conns (or 0 for none)", *rootConns, *maxConns)
+	}
 	if err := shares.statDirs(); err != nil {
 		return err
 	}
@@ -231,7 +256,10 @@ func runP9(args []string) error {
 		network: network, addr: addr, dir: dir, shares: shares, socketGroup: *socketGroup,
 		fsOpts: passthrough.Options{Xattr: *xattr, ReadOnly: *readOnly, AllowDevices: *allowDevices},
 		srvOpts: p9.Options{MaxMsize: uint32(*msize), MaxConns: *maxConns, MaxFids: *maxFids,
-			MaxRequests: *maxReqs, Identify: p9Identify(squash, policy.translates())},
+			MaxRequests: *maxReqs, Identify: p9Identify(squash, policy.translates()),
+			// p9's zero means its default; the flags' 0 means off.
+			MaxConnsPerPeer: offIfZero(*maxConnsPerUid), RootConns: offIfZero(*rootConns),
+			HandshakeTimeout: offIfZero(*handshake)},
 		drain:   *drain,
 		policy:  policy,
 		sandbox: &sb,
@@ -436,12 +464,28 @@ func serveP9(ctx context.Context, cfg p9Config, ready chan<- net.Addr) error {
 	if a, ok := inner.(p9.ACLReader); ok {
 		cfg.srvOpts.ACLs = a
 	}
-	log.Printf("fastfsd 9p: serving %s on %s:%s; request and xattr buffers bounded at %s (--max-conns × ((--max-requests+4) × 2×msize + 16 MiB))",
-		cfg.shares.String(), cfg.network, l.Addr(), fmtBytes(cfg.srvOpts.BufferBound()))
+	log.Printf("fastfsd 9p: serving %s on %s:%s; request and xattr buffers bounded at %s (--max-conns × ((--max-requests+4) × 2×msize + 16 MiB)), %s for one uid or address other than root (--max-conns-per-uid × the same)",
+		cfg.shares.String(), cfg.network, l.Addr(), fmtBytes(cfg.srvOpts.BufferBound()), fmtBytes(cfg.srvOpts.PeerBufferBound()))
 	if ready != nil {
 		ready <- l.Addr() // l accepts already: a client may connect now
 	}
 	return fastfs.Serve9P(ctx, fsys, l, &fastfs.P9Options{Options: cfg.srvOpts, Drain: cfg.drain})
+}
+
+// offIfZero maps a flag's 0 (off) to p9.Options' negative (off; its
+// zero is the default).
+func offIfZero[T int | time.Duration](v T) T {
+	if v == 0 {
+		return -1
+	}
+	return v
+}
+
+// flagSet reports whether the flag name was given on the command line.
+func flagSet(fl *flag.FlagSet, name string) bool {
+	set := false
+	fl.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // p9Meter plugs a stats.Set in behind the counter interface p9 states.

@@ -294,6 +294,38 @@ func TestP9BufferBound(t *testing.T) {
 	}
 }
 
+// TestP9PeerBufferBound: the per-uid bound --help states for the
+// defaults is the server's.
+func TestP9PeerBufferBound(t *testing.T) {
+	got := fmtBytes(p9.NewServer(nil, &p9.Options{}).PeerBufferBound())
+	if got != "448.0 MiB" {
+		t.Errorf("per-uid bound with the defaults: %s, want 448.0 MiB (8 × ((16+4) × 2 MiB + 16 MiB))", got)
+	}
+	if !strings.Contains(p9Usage, "448 MiB with") {
+		t.Errorf("fastfsd 9p --help does not state the defaults' per-uid bound 448 MiB")
+	}
+}
+
+// TestP9ConnLimitFlags: the connection-limit flags refuse values that
+// cannot work, by name, before anything listens.
+func TestP9ConnLimitFlags(t *testing.T) {
+	for _, tc := range []struct {
+		flags []string
+		want  string
+	}{
+		{[]string{"--max-conns", "4", "--root-conns", "4"}, "--root-conns 4 keeps every one"},
+		{[]string{"--root-conns", "100"}, "--root-conns 100 keeps every one"},
+		{[]string{"--max-conns-per-uid", "-1"}, "must not be negative"},
+		{[]string{"--root-conns", "-1"}, "must not be negative"},
+		{[]string{"--handshake-timeout", "-1s"}, "must not be negative"},
+	} {
+		args := append([]string{"--listen", "unix:/nonexistent/s", "--shared-dir", t.TempDir()}, tc.flags...)
+		if err := runP9(args); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("fastfsd 9p %v: %v, want an error saying %q", tc.flags, err, tc.want)
+		}
+	}
+}
+
 // TestP9RefusesSecurityLabel: 9P has no security context, so the flag is
 // refused by name rather than accepted and ignored.
 func TestP9RefusesSecurityLabel(t *testing.T) {

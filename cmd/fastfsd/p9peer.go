@@ -39,7 +39,22 @@ import (
 func p9Identify(squash *p9.Identity, translate bool) func(net.Conn) (p9.Peer, error) {
 	identify := func(nc net.Conn) (p9.Peer, error) {
 		if squash != nil {
-			return p9.Peer{Squash: true, Identity: *squash}, nil
+			// Squashed, a peer still counts as who it is for the
+			// connection limits: a loopback tcp peer as its uid if
+			// the kernel can tell (not from the namespace sandbox's
+			// network namespace: then by its address, which every
+			// local user shares), any other as p9.ConnOwner says.
+			p := p9.Peer{Squash: true, Identity: *squash}
+			if c, ok := nc.(*net.TCPConn); ok {
+				local, _ := c.LocalAddr().(*net.TCPAddr)
+				remote, _ := c.RemoteAddr().(*net.TCPAddr)
+				if local != nil && remote != nil && remote.IP.IsLoopback() {
+					if uid, err := tcpPeerUid(local, remote); err == nil {
+						p.Owner = p9.UidOwner(uid)
+					}
+				}
+			}
+			return p, nil
 		}
 		return identifyPeer(nc)
 	}
@@ -67,16 +82,18 @@ func identifyPeer(nc net.Conn) (p9.Peer, error) {
 			return p9.Peer{}, errors.New("tcp connection without addresses")
 		}
 		if !remote.IP.IsLoopback() {
-			return p9.Peer{Trusted: true}, nil // --insecure-tcp: the operator's choice
+			// --insecure-tcp: the operator's choice. It counts against
+			// its address for the connection limits (p9.ConnOwner).
+			return p9.Peer{Trusted: true}, nil
 		}
 		uid, err := tcpPeerUid(local, remote)
 		if err != nil {
 			return p9.Peer{}, fmt.Errorf("identify loopback peer %v: %w", remote, err)
 		}
 		if uid == 0 {
-			return p9.Peer{Trusted: true}, nil
+			return p9.Peer{Trusted: true, Owner: p9.UidOwner(0)}, nil
 		}
-		return p9.Peer{Identity: userIdentity(uid)}, nil
+		return p9.Peer{Identity: userIdentity(uid), Owner: p9.UidOwner(uid)}, nil
 	}
 	return p9.Peer{}, fmt.Errorf("cannot identify a %T peer", nc)
 }
