@@ -194,6 +194,12 @@ type child struct {
 
 func startChild(t *testing.T, role, arg string, groups ...uint32) *child {
 	t.Helper()
+	return startChildAs(t, nobody, role, arg, groups...)
+}
+
+// startChildAs is startChild as uid and gid uid.
+func startChildAs(t *testing.T, uid uint32, role, arg string, groups ...uint32) *child {
+	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -203,7 +209,7 @@ func startChild(t *testing.T, role, arg string, groups ...uint32) *child {
 	exe = childBinary(t, exe)
 	c := &child{cmd: exec.Command(exe, "-test.run=^$", arg)}
 	c.cmd.Env = append(os.Environ(), childEnv+"="+role)
-	c.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody, Groups: groups}}
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid, Groups: groups}}
 	c.cmd.Stderr = &c.errb
 	c.cmd.Dir = "/"
 	if c.stdin, err = c.cmd.StdinPipe(); err != nil {
@@ -332,6 +338,14 @@ func childMain(role, arg string) int {
 		return connectLoop(arg)
 	case "9p":
 		return p9Child(arg)
+	case "9p-hold":
+		return p9Hold(arg)
+	case "9p-stat":
+		return p9Stat(arg)
+	case "9p-handshake":
+		return p9Handshake(arg)
+	case "9p-reads":
+		return p9Reads(arg)
 	}
 	fmt.Fprintf(os.Stderr, "unknown child role %q\n", role)
 	return 2
