@@ -25,7 +25,7 @@ set -eu
 
 CACHE=${FASTFSD_CACHE:-/var/cache/fastfsd}
 KDIR=$CACHE/guest-kernel
-PKGS="qemu-system-x86 fio busybox-static fuse3 bpftool clang llvm libbpf-dev attr strace cpio zstd xz-utils kmod"
+PKGS="qemu-system-x86 fio busybox-static fuse3 bpftool clang llvm libbpf-dev attr strace cpio zstd xz-utils kmod iproute2"
 
 log() { echo "deps: $*" >&2; }
 die() { echo "deps: error: $*" >&2; exit 1; }

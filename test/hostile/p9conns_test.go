@@ -9,12 +9,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/fastfsd/fastfsd/internal/testutil"
 	"github.com/fastfsd/fastfsd/p9"
 )
 
@@ -496,4 +501,136 @@ func waitTCP(t *testing.T, d *daemon, addr string) {
 			t.Fatal("fastfsd 9p did not listen within 10 s")
 		}
 	}
+}
+
+// TestP9ConnsPerAddress: a network peer (--insecure-tcp) cannot be
+// identified, so it counts as its address. In a private network namespace
+// whose lo holds two addresses that are not loopback ones (TEST-NET-2),
+// --max-conns-per-uid 3: from the first address 3 of 5 connections stay
+// open and 2 are closed at accept with a log line naming the address; the
+// second address still attaches and stats.
+func TestP9ConnsPerAddress(t *testing.T) {
+	bin := fastfsd(t)
+	testutil.RequireCommand(t, "unshare", "ip")
+	share := p9Share(t)
+	const a1, a2 = "198.51.100.1", "198.51.100.2"
+	addr := a1 + ":5640"
+	script := fmt.Sprintf(`ip link set lo up && ip addr add %s/32 dev lo && ip addr add %s/32 dev lo && exec "$0" "$@"`, a1, a2)
+	d := &daemon{cmd: exec.Command("unshare", "--net", "sh", "-c", script, bin, "9p", "--listen", "tcp:"+addr, "--insecure-tcp",
+		"--shared-dir", share, "--handshake-timeout", "0", "--max-conns-per-uid", "3"), done: make(chan error, 1)}
+	d.cmd.Stderr = &d.errb
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.done <- d.cmd.Wait() }()
+	ns := fmt.Sprintf("/proc/%d/ns/net", d.cmd.Process.Pid)
+	var self, st syscall.Stat_t
+	syscall.Stat("/proc/self/ns/net", &self)
+	for i := 0; ; i++ { // until the daemon, in its own namespace, listens
+		if syscall.Stat(ns, &st) == nil && st.Ino != self.Ino {
+			if conns, err := dialInNetns(ns, a2, addr, 1); err == nil {
+				conns[0].Close()
+				break
+			}
+		}
+		select {
+		case err := <-d.done:
+			t.Fatalf("fastfsd 9p in a network namespace exited: %v\n%s", err, d.errb.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+		if i > 1000 {
+			d.cmd.Process.Kill()
+			t.Fatal("fastfsd 9p did not listen in its network namespace within 10 s")
+		}
+	}
+	conns, err := dialInNetns(ns, a1, addr, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var open, closed int
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, nc := range conns {
+		defer nc.Close()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := readsClosed(nc, 2*time.Second)
+			mu.Lock()
+			defer mu.Unlock()
+			if c {
+				closed++
+			} else {
+				open++
+			}
+		}()
+	}
+	wg.Wait()
+	if open != 3 || closed != 2 {
+		t.Errorf("%s kept %d of 5 connections, lost %d; want 3 and 2", a1, open, closed)
+	}
+	other, err := dialInNetns(ns, a2, addr, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other[0].Close()
+	other[0].SetDeadline(time.Now().Add(10 * time.Second))
+	c := &rawClient{nc: other[0], msize: 65536}
+	for _, m := range []p9.Message{
+		&p9.Tversion{Msize: 65536, Version: []byte(p9.Version)},
+		&p9.Tattach{Fid: 1, Afid: p9.NoFid, NUname: 0},
+		&p9.Tgetattr{Fid: 1, Mask: p9.AttrBasic},
+	} {
+		if r := c.rpc(m); r != "ok" {
+			t.Errorf("%s while %s holds its cap: %v: %s", a2, a1, m.Type(), r)
+		}
+	}
+	d.stop(t)
+	if n := logCount(d, "ip "+a1, "refused", "--max-conns-per-uid"); n != 2 {
+		t.Errorf("%d log lines refuse ip %s naming --max-conns-per-uid, want 2\n%s", n, a1, d.errb.String())
+	}
+}
+
+// dialInNetns connects n times to addr from local address src inside the
+// network namespace ns (a /proc/PID/ns/net). It dials on a thread of its
+// own that enters ns and is never given back to the runtime (it exits
+// with the goroutine), so no other goroutine runs in that namespace.
+func dialInNetns(ns, src, addr string, n int) ([]net.Conn, error) {
+	type result struct {
+		conns []net.Conn
+		err   error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: see above
+		var r result
+		defer func() { ch <- r }()
+		fd, err := unix.Open(ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			r.err = err
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			r.err = fmt.Errorf("setns %s: %w", ns, err)
+			return
+		}
+		// A literal address: one socket, made on this thread.
+		dl := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 2 * time.Second}
+		for range n {
+			nc, err := dl.Dial("tcp", addr)
+			if err != nil {
+				r.err = err
+				return
+			}
+			r.conns = append(r.conns, nc)
+		}
+	}()
+	r := <-ch
+	if r.err != nil {
+		for _, nc := range r.conns {
+			nc.Close()
+		}
+	}
+	return r.conns, r.err
 }
