@@ -159,8 +159,10 @@ type FuseOptions = fuse.Options
 // cancelled.
 type P9Options struct {
 	// Options are the 9P server's: bounds (MaxMsize, MaxConns, MaxFids,
-	// MaxRequests), who a client is (Identify), counters (Stats), where
-	// permission checks read ACLs (ACLs), logging (Logf, Debug).
+	// MaxRequests), connection limits per client (MaxConnsPerPeer,
+	// RootConns, HandshakeTimeout), who a client is (Identify), counters
+	// (Stats), where permission checks read ACLs (ACLs), logging (Logf,
+	// Debug).
 	p9.Options
 	// Drain, if positive, is how long a cancelled Serve9P lets the
 	// requests being served finish (reading no new ones) before it
@@ -175,7 +177,10 @@ type P9Options struct {
 // accepting ends serving and is returned. Over a unix socket the client's
 // identity is its peer credentials (SO_PEERCRED); over tcp the client is
 // trusted to name its own uid (set opts.Identify to decide otherwise).
-// opts.BufferBound() is the most buffer memory serving holds.
+// opts.BufferBound() is the most buffer memory serving holds, and
+// opts.PeerBufferBound() the most one client other than root can make it
+// hold (p9's per-peer connection cap: a unix socket's uid, a tcp peer's
+// address).
 func Serve9P(ctx context.Context, fsys fs.FileSystem, l net.Listener, opts *P9Options) error {
 	var o P9Options
 	if opts != nil {
