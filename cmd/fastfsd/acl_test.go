@@ -25,23 +25,29 @@ func aclDenying() []byte {
 }
 
 // TestMountPosixACL: a host file that is 0666 by mode but whose ACL
-// denies uid 65534 is refused to that user through an --allow-other mount
-// with --posix-acl, as natively; without the flag the kernel checks the
-// mode bits only and lets the user in (the documented default, as with
-// virtiofsd and libfuse: pinned here so the docs stay true). A hostile
-// review found the gap.
+// denies uid 65534 is refused to that user through an --allow-other mount,
+// as natively: by default and with --posix-acl. With --posix-acl=false, or
+// --xattr=false (where the default cannot apply), the kernel checks the
+// mode bits only and lets the user in (pinned here so the docs stay
+// true). A hostile review found the gap when ACLs were off by default.
 func TestMountPosixACL(t *testing.T) {
 	if _, err := exec.LookPath("setpriv"); err != nil {
 		t.Skip("setpriv (util-linux) not installed")
 	}
-	for _, acl := range []bool{true, false} {
-		name := "default"
-		extra := []string{"--allow-other"}
-		if acl {
-			name, extra = "posix-acl", append(extra, "--posix-acl")
-		}
-		t.Run(name, func(t *testing.T) {
-			_, src, mnt := startMount(t, extra...)
+	for _, c := range []struct {
+		name  string
+		flags []string
+		acl   bool // the ACL is enforced
+	}{
+		{"default", nil, true},
+		{"posix-acl", []string{"--posix-acl"}, true},
+		{"posix-acl=false", []string{"--posix-acl=false"}, false},
+		// The default cannot apply without xattrs: off, not refused.
+		{"xattr=false", []string{"--xattr=false"}, false},
+	} {
+		acl := c.acl
+		t.Run(c.name, func(t *testing.T) {
+			_, src, mnt := startMount(t, append([]string{"--allow-other"}, c.flags...)...)
 			// t.TempDir's two levels are 0700: let uid 65534 reach the mount.
 			os.Chmod(filepath.Dir(mnt), 0o755)
 			os.Chmod(filepath.Dir(filepath.Dir(mnt)), 0o755)
@@ -59,10 +65,10 @@ func TestMountPosixACL(t *testing.T) {
 			out, err := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "cat", filepath.Join(mnt, "a")).CombinedOutput()
 			denied := err != nil && strings.Contains(string(out), "Permission denied")
 			if acl && !denied {
-				t.Errorf("with --posix-acl, uid 65534 read an ACL-denied file: %q %v", out, err)
+				t.Errorf("with POSIX ACLs on, uid 65534 read an ACL-denied file: %q %v", out, err)
 			}
 			if !acl && denied {
-				t.Errorf("without --posix-acl the mode bits alone decide (docs say so), but uid 65534 was refused: %q", out)
+				t.Errorf("with POSIX ACLs off the mode bits alone decide (docs say so), but uid 65534 was refused: %q", out)
 			}
 			// The owner (root) still reads it.
 			if b, err := os.ReadFile(filepath.Join(mnt, "a")); err != nil || string(b) != "contents of a\n" {

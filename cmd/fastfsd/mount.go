@@ -70,7 +70,7 @@ func runMount(args []string) error {
 	allowDevices := fl.Bool("allow-devices", false, allowDevicesHelp)
 	watch := fl.Bool("watch", false, "watch DIR's filesystem for changes other processes make on the host (fanotify) and invalidate the kernel's cached names, attributes and data of what changed, so that --cache=always serves fresh data; root only (CAP_SYS_ADMIN), not with --cache=never (nothing is cached) nor with several --source NAME=DIR (one directory is watched)")
 	secLabel := fl.Bool("security-label", false, securityLabelHelp)
-	posixACL := fl.Bool("posix-acl", false, "offer FUSE_POSIX_ACL: the kernel enforces the POSIX ACLs of DIR's files for the mount's users (without it only the mode bits count, so with --allow-other a user a host ACL denies gets in where the mode allows, and one an ACL grants is refused); needs --xattr; not with uid/gid translation")
+	posixACL := fl.Bool("posix-acl", true, "offer FUSE_POSIX_ACL: the kernel enforces the POSIX ACLs of DIR's files for the mount's users, as it does natively (it reads each inode's system.posix_acl_access once, through GETXATTR). Off (--posix-acl=false), only the mode bits count: with --allow-other a user a host ACL denies gets in where the mode allows, and one an ACL grants is refused. Needs --xattr and no uid/gid translation: by default it is then off, with a warning")
 	var policy fsPolicy
 	policy.addFlags(fl)
 	obs := addObserveFlags(fl)
@@ -147,12 +147,27 @@ func runMount(args []string) error {
 		return fmt.Errorf("--fsname %q: must not contain a comma, space or NUL", *fsname)
 	}
 
-	if *posixACL && !*xattr {
-		return errors.New("--posix-acl needs --xattr: the kernel reads and sets ACLs as system.posix_acl_* xattrs")
+	useACL := *posixACL
+	if useACL && !*xattr {
+		if given["posix-acl"] {
+			return errors.New("--posix-acl needs --xattr: the kernel reads and sets ACLs as system.posix_acl_* xattrs")
+		}
+		useACL = false
 	}
-	policy.posixACL = *posixACL
-	if *allowOther && !*posixACL && *xattr {
-		stderrf("mount: --allow-other without --posix-acl: the mount's users are checked by mode bits alone; host POSIX ACLs on the source are not enforced for them")
+	if useACL && policy.translates() && !given["posix-acl"] {
+		useACL = false // policy.check refuses it when asked for
+	}
+	policy.posixACL = useACL
+	if *allowOther && !useACL {
+		why := "--posix-acl=false"
+		switch {
+		case !*posixACL:
+		case !*xattr:
+			why = "--xattr=false"
+		default:
+			why = "uid/gid translation: the IDs inside ACLs would not be translated"
+		}
+		stderrf("mount: --allow-other without POSIX ACLs (%s): the mount's users are checked by mode bits alone; host POSIX ACLs on the source are not enforced for them", why)
 	}
 	if err := policy.check(); err != nil {
 		return err
