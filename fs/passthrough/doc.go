@@ -16,7 +16,9 @@
 //
 // With Options.FileHandles (prefer, mandatory; virtiofsd's
 // --inode-file-handles) an inode is also held as a file handle
-// (name_to_handle_at) and its O_PATH fd is open only while the inode is in
+// (name_to_handle_at: made at LOOKUP under mandatory, and under prefer only
+// when the cache first closes the inode's fd, so that an inode forgotten
+// while cached never costs one) and its O_PATH fd is open only while the inode is in
 // a bounded CLOCK cache (Options.FdCache, AutoFdCache by default) or in use
 // by a request or an open handle; a request that finds it closed reopens
 // it with open_by_handle_at, through an O_RDONLY fd of the inode's mount

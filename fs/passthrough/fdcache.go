@@ -19,8 +19,10 @@ const (
 	// knows: the number of open fds grows with the client's inode cache,
 	// bounded only by RLIMIT_NOFILE.
 	FileHandlesNever FileHandleMode = iota
-	// FileHandlesPrefer keeps a file handle (name_to_handle_at) per inode
-	// and its O_PATH fd only in a bounded cache, reopening it with
+	// FileHandlesPrefer keeps an inode's O_PATH fd only in a bounded
+	// cache; when the cache closes it, the inode keeps a file handle
+	// (name_to_handle_at, made then, so that the many inodes forgotten
+	// while still cached cost no handle) and is reopened from it with
 	// open_by_handle_at on a miss. Inodes on a filesystem that cannot
 	// make handles keep their fd, as with never; if the daemon cannot
 	// open handles at all (no CAP_DAC_READ_SEARCH), New falls back to
@@ -28,7 +30,8 @@ const (
 	FileHandlesPrefer
 	// FileHandlesMandatory is prefer with no fallback: New fails if
 	// handles do not work on the shared directory, and a lookup of an
-	// inode that has no handle fails (EOPNOTSUPP or the host's errno).
+	// inode that has no handle fails (EOPNOTSUPP or the host's errno), so
+	// each inode's handle is made at its lookup.
 	FileHandlesMandatory
 )
 
@@ -118,6 +121,9 @@ const (
 // marked uncached, until its last user is done (put closes it then), so
 // open fds ≤ cache size + inodes in use by requests or open handles.
 type fdCache struct {
+	// h makes the handles of inodes whose handle is pending. Immutable.
+	h *handles
+
 	mu sync.Mutex
 	// slots hold cached inodes; nil is free. +checklocks:mu
 	slots []*inode
@@ -194,6 +200,20 @@ func (c *fdCache) closeIfIdle(v *inode) {
 	// refs was 1 with fdClosed clear: no reopen can be running (it needs
 	// the bit set), so reading fd here races with nothing.
 	fd := v.fd
+	if v.fhPending {
+		// The handle is made now, from the fd about to be closed. Users
+		// who take a reference meanwhile only read fd; the CAS below
+		// then fails and the handle waits for the next eviction.
+		v.fhPending = false
+		fh, m, ok, _ := c.h.handleOf(fd, v.typ)
+		if !ok {
+			// No handle (prefer mode): the fd stays open for the
+			// inode's life, without a slot, as FileHandlesPrefer says.
+			v.uncached.Store(false)
+			return
+		}
+		v.fh, v.mountFd = fh, int32(m)
+	}
 	if v.refs.CompareAndSwap(1, 1|fdClosed) {
 		v.uncached.Store(false)
 		unix.Close(fd)
@@ -357,5 +377,7 @@ func probeHandles(rootFd int, root string, mandatory bool, cacheSize, procFd int
 		return nil, fmt.Errorf("open_by_handle_at: %w", err)
 	}
 	unix.Close(fd)
-	return &handles{mandatory: mandatory, cache: newFdCache(cacheSize), procFd: procFd, mounts: map[int]int{mid: m}}, nil
+	h := &handles{mandatory: mandatory, cache: newFdCache(cacheSize), procFd: procFd, mounts: map[int]int{mid: m}}
+	h.cache.h = h
+	return h, nil
 }

@@ -6,25 +6,39 @@ import (
 	"syscall"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/fastfsd/fastfsd/fs"
+	"github.com/fastfsd/fastfsd/internal/testutil"
 )
 
-func newHandlesFS(t *testing.T, cache int) (*FS, string) {
+func newHandlesFS(t *testing.T, mode FileHandleMode, cache int) (*FS, string) {
 	t.Helper()
-	f, dir := newTestFS(t, Options{FileHandles: FileHandlesMandatory, FdCache: cache})
+	f, dir := newTestFS(t, Options{FileHandles: mode, FdCache: cache})
 	if on, size, err := f.FileHandles(); !on || size != cache {
 		t.Fatalf("FileHandles() = %v, %d, %v; want on with %d fds (root runs the tests: CAP_DAC_READ_SEARCH)", on, size, err, cache)
 	}
 	return f, dir
 }
 
+// handleModes runs test once per mode that keeps file handles: mandatory
+// makes each inode's handle at LOOKUP, prefer only when the fd cache
+// first closes its fd.
+func handleModes(t *testing.T, test func(t *testing.T, mode FileHandleMode)) {
+	for _, m := range []FileHandleMode{FileHandlesMandatory, FileHandlesPrefer} {
+		t.Run(m.String(), func(t *testing.T) { test(t, m) })
+	}
+}
+
 // TestFileHandlesBoundFds: the client remembers many more inodes than the
 // fd cache holds; the FS's open fds stay within the cache size, and every
 // inode still answers GETATTR and, for a directory, LOOKUP (its fd reopened
 // from its handle).
-func TestFileHandlesBoundFds(t *testing.T) {
+func TestFileHandlesBoundFds(t *testing.T) { handleModes(t, testFileHandlesBoundFds) }
+
+func testFileHandlesBoundFds(t *testing.T, mode FileHandleMode) {
 	const cache, dirs, files = 16, 20, 40 // 820 inodes
-	f, root := newHandlesFS(t, cache)
+	f, root := newHandlesFS(t, mode, cache)
 	for d := range dirs {
 		dp := join(root, fmt.Sprintf("d%d", d))
 		if err := os.Mkdir(dp, 0o755); err != nil {
@@ -81,9 +95,11 @@ func TestFileHandlesBoundFds(t *testing.T) {
 // TestFileHandlesInUseKeepsFd: an inode whose cache slot is taken while a
 // handle uses it keeps its fd (unlink-while-open still works), and closes
 // it once released.
-func TestFileHandlesInUseKeepsFd(t *testing.T) {
+func TestFileHandlesInUseKeepsFd(t *testing.T) { handleModes(t, testFileHandlesInUseKeepsFd) }
+
+func testFileHandlesInUseKeepsFd(t *testing.T, mode FileHandleMode) {
 	const cache = 16
-	f, root := newHandlesFS(t, cache)
+	f, root := newHandlesFS(t, mode, cache)
 	writeFile(t, join(root, "open"), "data", 0o644)
 	e := lookup(t, f, fs.RootInode, "open")
 	fh := open(t, f, e.Ino, uint32(os.O_RDONLY))
@@ -109,11 +125,94 @@ func TestFileHandlesInUseKeepsFd(t *testing.T) {
 	}
 }
 
+// TestFileHandlesLazy: with prefer, LOOKUP makes no handle (one
+// name_to_handle_at fewer per new inode); the inode gets one when the
+// cache closes its fd, and is then reopened from it. Mandatory makes it
+// at LOOKUP.
+func TestFileHandlesLazy(t *testing.T) {
+	const cache = 16
+	handleModes(t, func(t *testing.T, mode FileHandleMode) {
+		f, root := newHandlesFS(t, mode, cache)
+		writeFile(t, join(root, "first"), "x", 0o644)
+		first := lookup(t, f, fs.RootInode, "first")
+		in := f.inodes.ref(first.Ino)
+		state := func() (pending, handle bool) {
+			f.inodes.fh.cache.mu.Lock()
+			defer f.inodes.fh.cache.mu.Unlock()
+			return in.fhPending, in.hasHandle()
+		}
+		if p, h := state(); mode == FileHandlesPrefer && (!p || h) || mode == FileHandlesMandatory && (p || !h) {
+			t.Fatalf("after LOOKUP: handle pending %v, made %v", p, h)
+		}
+		f.inodes.put(in)
+		for i := range 2 * cache {
+			n := fmt.Sprint(i)
+			writeFile(t, join(root, n), "", 0o644)
+			f.Forget(lookup(t, f, fs.RootInode, n).Ino, 1)
+		}
+		if p, h := state(); p || !h {
+			t.Fatalf("after eviction: handle pending %v, made %v; want made", p, h)
+		}
+		if in.refs.Load()&fdClosed == 0 {
+			t.Fatal("evicted and unused, but its fd is open")
+		}
+		var a fs.AttrOut
+		if e := f.GetAttr(rootCtx, first.Ino, 0, false, &a); e != 0 || a.Attr.Size != 1 {
+			t.Fatalf("GetAttr after eviction: %v size %d", e, a.Attr.Size)
+		}
+	})
+}
+
+// TestFileHandlesPreferNoHandleMount: under prefer, inodes of a mount
+// inside the share that cannot make handles (procfs) get a cache slot
+// like the others; when the cache takes it, the handle fails and the
+// inode keeps its fd for life instead of losing it.
+func TestFileHandlesPreferNoHandleMount(t *testing.T) {
+	testutil.RequireRoot(t)
+	const cache = 16
+	f, root := newHandlesFS(t, FileHandlesPrefer, cache)
+	p := join(root, "proc")
+	if err := os.Mkdir(p, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("proc", p, "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		t.Fatalf("mount proc inside the share: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(p, unix.MNT_DETACH) })
+	pd := lookup(t, f, fs.RootInode, "proc")
+	ver := lookup(t, f, pd.Ino, "version")
+	for i := range 2 * cache {
+		n := fmt.Sprint(i)
+		writeFile(t, join(root, n), "", 0o644)
+		f.Forget(lookup(t, f, fs.RootInode, n).Ino, 1)
+	}
+	for _, id := range []fs.Inode{pd.Ino, ver.Ino} {
+		in := f.inodes.ref(id)
+		closed := in.refs.Load()&fdClosed != 0
+		f.inodes.fh.cache.mu.Lock()
+		pending, handle, slot := in.fhPending, in.hasHandle(), in.slot
+		f.inodes.fh.cache.mu.Unlock()
+		f.inodes.put(in)
+		if closed || pending || handle || slot >= 0 {
+			t.Errorf("inode %d on procfs after eviction: fd closed %v, handle pending %v, made %v, slot %d; want its fd kept, no handle, no slot", id, closed, pending, handle, slot)
+		}
+	}
+	var a fs.AttrOut
+	if e := f.GetAttr(rootCtx, ver.Ino, 0, false, &a); e != 0 {
+		t.Errorf("GetAttr of /proc/version inside the share: %v", e)
+	}
+	if e := lookup(t, f, pd.Ino, "version"); e.Ino != ver.Ino {
+		t.Errorf("proc/version looked up again: inode %d, want %d", e.Ino, ver.Ino)
+	}
+}
+
 // TestFileHandlesContainment: a directory the host moves out of the shared
 // directory while the client holds it is refused when reopened from its
 // handle (EACCES, as ".." is), so no name is resolved beneath it; one
 // moved within the share is served.
-func TestFileHandlesContainment(t *testing.T) {
+func TestFileHandlesContainment(t *testing.T) { handleModes(t, testFileHandlesContainment) }
+
+func testFileHandlesContainment(t *testing.T, mode FileHandleMode) {
 	const cache = 16
 	top := t.TempDir()
 	root, outside := join(top, "share"), join(top, "outside")
@@ -123,7 +222,7 @@ func TestFileHandlesContainment(t *testing.T) {
 		}
 	}
 	writeFile(t, join(root, "in", "sub", "secret"), "x", 0o644)
-	f, err := New(root, Options{FileHandles: FileHandlesMandatory, FdCache: cache})
+	f, err := New(root, Options{FileHandles: mode, FdCache: cache})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -47,11 +47,20 @@ type inode struct {
 	// slot is the inode's fd cache slot, -1 if none. +checklocks:fdCache.mu
 	slot int32
 	// mountFd is the fd open_by_handle_at needs for fh; -1 without a
-	// handle. Immutable.
+	// handle. Set with fh.
 	mountFd int32
 	// fh is the file handle the fd is reopened from; the zero value (no
-	// handle: the fd stays open for the inode's life). Immutable.
+	// handle: the fd stays open for the inode's life). With
+	// FileHandlesMandatory it is made by insert, before the inode is
+	// visible; with FileHandlesPrefer it is made only when the fd cache
+	// first closes the fd (fhPending until then), since most inodes are
+	// forgotten while their fd is still cached and never need one. Either
+	// way it is written before fdClosed is first set and never again, and
+	// read only while fdClosed is set (reopen) or by whoever wrote it.
 	fh unix.FileHandle
+	// fhPending: fh has not been tried yet (FileHandlesPrefer).
+	// +checklocks:fdCache.mu after insert.
+	fhPending bool
 
 	// refs is the reference count (refMask bits) and fdClosed.
 	refs atomic.Int64
@@ -100,7 +109,10 @@ func (in *inode) hasHandle() bool { return in.fh != unix.FileHandle{} }
 // release closes the inode's fds. Called once, when refs reaches 0; v is
 // refs then (fdClosed: the fd is closed already).
 func (in *inode) release(t *inodeTable, v int64) {
-	if in.hasHandle() {
+	if t.fh != nil {
+		// Not only inodes with a handle: one whose handle is pending
+		// has a slot too, and the cache may be making its handle now
+		// (it holds the cache's lock then, and finds refs 0).
 		t.fh.cache.remove(in)
 	}
 	in.lockMu.Lock()
@@ -286,7 +298,7 @@ func (t *inodeTable) insert(fd int, st *unix.Stat_t) (fs.Inode, fs.Errno) {
 		nlookup: 1,
 		ptFd:    -1,
 	}
-	if t.fh != nil {
+	if t.fh != nil && t.fh.mandatory {
 		fh, m, ok, e := t.fh.handleOf(fd, in.typ)
 		if e != 0 {
 			unix.Close(fd)
@@ -295,6 +307,8 @@ func (t *inodeTable) insert(fd int, st *unix.Stat_t) (fs.Inode, fs.Errno) {
 		if ok {
 			in.fh, in.mountFd = fh, int32(m)
 		}
+	} else if t.fh != nil {
+		in.fhPending = true // made when the fd cache first closes fd
 	}
 	in.refs.Store(1) // the table's
 	s.mu.Lock()
@@ -311,7 +325,7 @@ func (t *inodeTable) insert(fd int, st *unix.Stat_t) (fs.Inode, fs.Errno) {
 	is.m[in.id] = in
 	is.mu.Unlock()
 	s.mu.Unlock()
-	if in.hasHandle() {
+	if in.hasHandle() || in.fhPending {
 		// After the inode is visible: the cache may close the fd at once
 		// (under pressure); get reopens it.
 		t.fh.cache.add(in)
