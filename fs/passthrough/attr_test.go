@@ -580,3 +580,55 @@ func TestChmodProcFallback(t *testing.T) {
 		t.Errorf("procPath %q", p.String())
 	}
 }
+
+// TestCreateSharesPassthroughFd: a file Create makes is opened read-write
+// (no permission check applies to the file O_CREAT made) and its inode's
+// passthrough file is a dup of that fd, read-write as every open of the
+// inode needs; a create with O_APPEND, whose status flag the shared file
+// would pass on, gets a passthrough file of its own without it.
+func TestCreateSharesPassthroughFd(t *testing.T) {
+	f, _ := newTestFS(t, Options{Cache: CacheAuto, Passthrough: true})
+	f.Init(rootCtx, &fs.InitInfo{Locks: true})
+	for _, c := range []struct {
+		name   string
+		flags  uint32
+		shared bool
+	}{
+		{"wronly", unix.O_WRONLY, true},
+		{"rdwr", unix.O_RDWR, true},
+		{"append", unix.O_WRONLY | unix.O_APPEND, false},
+		{"rdonly", unix.O_RDONLY, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var e fs.Entry
+			var oo fs.OpenOut
+			if errno := f.Create(rootCtx, fs.RootInode, []byte(c.name), 0o600, c.flags|unix.O_CREAT|unix.O_EXCL, &e, &oo); errno != 0 {
+				t.Fatal(errno)
+			}
+			h := f.handles.get(oo.Handle)
+			ptfl, err := unix.FcntlInt(uintptr(oo.PassthroughFd), unix.F_GETFL, 0)
+			if oo.Flags&fs.OpenPassthrough == 0 || err != nil || ptfl&unix.O_ACCMODE != unix.O_RDWR || ptfl&unix.O_APPEND != 0 {
+				t.Fatalf("passthrough fd %d: open flags %#x, host flags %#x %v; want a read-write file without O_APPEND", oo.PassthroughFd, oo.Flags, ptfl, err)
+			}
+			// A dup shares the open file description: a status flag set
+			// on one shows on the other.
+			hfl, _ := unix.FcntlInt(uintptr(h.fd), unix.F_GETFL, 0)
+			unix.FcntlInt(uintptr(h.fd), unix.F_SETFL, hfl|unix.O_NONBLOCK)
+			ptfl, _ = unix.FcntlInt(uintptr(oo.PassthroughFd), unix.F_GETFL, 0)
+			unix.FcntlInt(uintptr(h.fd), unix.F_SETFL, hfl)
+			f.putHandle(h)
+			if shared := ptfl&unix.O_NONBLOCK != 0; shared != c.shared {
+				t.Errorf("passthrough file shared with the handle's: %v, want %v", shared, c.shared)
+			}
+			var o2 fs.OpenOut
+			if errno := f.Open(rootCtx, e.Ino, unix.O_RDONLY, 0, &o2); errno != 0 || o2.PassthroughFd != oo.PassthroughFd {
+				t.Errorf("second open: %v, passthrough fd %d, want %d", errno, o2.PassthroughFd, oo.PassthroughFd)
+			}
+			f.Release(rootCtx, e.Ino, o2.Handle, 0)
+			f.Release(rootCtx, e.Ino, oo.Handle, 0)
+			if _, err := unix.FcntlInt(uintptr(oo.PassthroughFd), unix.F_GETFD, 0); err == nil {
+				t.Errorf("passthrough fd still open after the last release")
+			}
+		})
+	}
+}

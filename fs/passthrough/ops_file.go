@@ -154,11 +154,23 @@ func (f *FS) Create(ctx *fs.Context, parent fs.Inode, name []byte, mode, flags u
 		return e
 	}
 	defer f.inodes.put(dir)
+	// The file O_CREAT makes is opened without a permission check (open(2)
+	// checks none for the file it created), so where a passthrough file
+	// will be needed it is opened read-write, as that file must be
+	// (getPassthroughFd), and the passthrough file is a dup of it instead
+	// of a second open through /proc. Only with no status flag that the
+	// shared file would pass on to the inode's later opens.
+	newFl := fl
+	sharePt := f.opts.Passthrough && !f.opts.ReadOnly && fl&unix.O_ACCMODE != unix.O_RDONLY &&
+		fl&(unix.O_APPEND|unix.O_DIRECT|unix.O_DSYNC|unix.O_NOATIME|unix.O_NONBLOCK) == 0
+	if sharePt {
+		newFl = fl&^unix.O_ACCMODE | unix.O_RDWR
+	}
 	fd := -1
 	created := false
 	e = f.asCaller(ctx, func() error {
 		var e fs.Errno
-		fd, e = openBeneath(dir, name, fl|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW, mode&07777)
+		fd, e = openBeneath(dir, name, newFl|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW, mode&07777)
 		if e == 0 {
 			created = true
 			return nil
@@ -213,13 +225,14 @@ func (f *FS) Create(ctx *fs.Context, parent fs.Inode, name []byte, mode, flags u
 			return e
 		}
 	}
-	return f.openedNew(fd, fl, out, open)
+	return f.openedNew(fd, fl, created && sharePt, out, open)
 }
 
 // openedNew registers a file just created and opened as fd (Create,
 // Tmpfile): it adds the inode (an O_PATH reopen of fd, so exactly the file
-// opened) and a handle owning fd.
-func (f *FS) openedNew(fd, fl int, out *fs.Entry, open *fs.OpenOut) fs.Errno {
+// opened) and a handle owning fd. sharePt: fd is read-write with no status
+// flags, and the inode's passthrough file may be a dup of it.
+func (f *FS) openedNew(fd, fl int, sharePt bool, out *fs.Entry, open *fs.OpenOut) fs.Errno {
 	pfd, err := unix.Openat(f.procFd, procName(fd), unix.O_PATH|unix.O_CLOEXEC, 0)
 	if err != nil {
 		unix.Close(fd)
@@ -233,6 +246,15 @@ func (f *FS) openedNew(fd, fl int, out *fs.Entry, open *fs.OpenOut) fs.Errno {
 	if in == nil { // forgotten by a confused client already
 		unix.Close(fd)
 		return syscall.ESTALE
+	}
+	if sharePt {
+		in.ptMu.Lock()
+		if in.ptFd < 0 { // else an open that raced this one made it
+			if d, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0); err == nil {
+				in.ptFd = d
+			}
+		}
+		in.ptMu.Unlock()
 	}
 	h := &handle{fd: fd, in: in, flags: fl}
 	f.fileOpenOut(h, open)
@@ -278,7 +300,7 @@ func (f *FS) Tmpfile(ctx *fs.Context, parent fs.Inode, mode, flags uint32, out *
 		unix.Close(fd) // the unnamed file goes with its last fd
 		return e
 	}
-	return f.openedNew(fd, fl, out, open)
+	return f.openedNew(fd, fl, false, out, open)
 }
 
 // Read hands the handle's fd to dst, which moves the bytes to the client
