@@ -262,6 +262,11 @@ func runMount(args []string) error {
 		}
 	}
 	defer conn.Close()
+	var watchMetrics *watchCollector // --watch's counts at --metrics
+	if *watch && obs.enabled() {
+		watchMetrics = new(watchCollector)
+		obs.extra = append(obs.extra, watchMetrics)
+	}
 	obs.serve()
 
 	var watcher *passthrough.Watcher // --watch (root: in the child)
@@ -282,6 +287,9 @@ func runMount(args []string) error {
 				return fmt.Errorf("--watch: %w", err)
 			}
 			defer watcher.Close()
+			if watchMetrics != nil {
+				watchMetrics.set(watcher)
+			}
 		}
 		if sbf.supervised() {
 			dir := "" // named shares
@@ -355,8 +363,8 @@ func runMount(args []string) error {
 		watcher.Close()
 		<-watchDone
 		ws := watcher.Stats()
-		fmt.Fprintf(os.Stderr, "fastfsd mount: --watch: %d events (%d of this daemon's own changes, %d about inodes the client did not know), %d notifications sent, %d failed, %d queue overflows\n",
-			ws.Events, ws.Own, ws.Unknown, ws.Notified, ws.Errors, ws.Overflows)
+		fmt.Fprintf(os.Stderr, "fastfsd mount: --watch: %d events (%d of this daemon's own changes, %d about inodes the client did not know), %d notifications sent (%d entry, %d data, %d attr), %d failed, %d queue overflows\n",
+			ws.Events, ws.Own, ws.Unknown, ws.Notified, ws.Entries, ws.Data, ws.Attrs, ws.Errors, ws.Overflows)
 	}
 	// Serve returns after the mount is gone (or it unmounted it on an
 	// error); make sure nothing is left before closing the fd, which

@@ -9,6 +9,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/fastfsd/fastfsd/internal/metrics"
 	"github.com/fastfsd/fastfsd/internal/stats"
 )
@@ -21,6 +23,9 @@ type observeFlags struct {
 	pprof   string
 	// The open listeners (listen, or inherit in a namespace sandbox).
 	metricsLn, pprofLn net.Listener
+	// extra are served at /metrics beside the request counters (set
+	// before serve).
+	extra []prometheus.Collector
 }
 
 func addObserveFlags(fl *flag.FlagSet) *observeFlags {
@@ -109,7 +114,7 @@ func (o *observeFlags) inherit(fds map[string]int) error {
 func (o *observeFlags) serve() {
 	if o.metricsLn != nil {
 		mux := http.NewServeMux()
-		mux.Handle("/metrics", metrics.Handler(stats.Default))
+		mux.Handle("/metrics", metrics.Handler(stats.Default, o.extra...))
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go srv.Serve(o.metricsLn)
 	}

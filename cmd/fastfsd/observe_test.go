@@ -181,6 +181,9 @@ func TestMountMetrics(t *testing.T) {
 	if got := delta(before, after, "fastfsd_request_errno_total", "door=fuse", "errno=ENOENT"); got != 10 {
 		t.Errorf("ENOENT errors grew by %v after 10 stats of a missing name, want 10", got)
 	}
+	if after["fastfsd_watch_events_total"] != nil {
+		t.Errorf("fastfsd_watch_events_total served without --watch")
+	}
 	if w := after.Sum("fastfsd_worker_requests_total", "door=fuse"); w < n {
 		t.Errorf("workers served %v requests in all, want ≥ %d", w, n)
 	}

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fastfsd/fastfsd/internal/metrics/metricstest"
 )
 
 // watchChanges is how many host changes TestMountWatch makes
@@ -292,5 +294,50 @@ func TestWatchRefusedOnOtherDoors(t *testing.T) {
 	err = runP9([]string{"--listen", "unix:" + filepath.Join(dir, "s"), "--shared-dir", dir, "--watch"})
 	if err == nil || !strings.Contains(err.Error(), "9P has no message from server to client") {
 		t.Errorf("9p --watch: %v, want a refusal", err)
+	}
+}
+
+// TestMountWatchMetrics: with --watch and --metrics, the watcher's counts
+// are served at /metrics and move with host changes: one of each kind
+// (data change, chmod, create, unlink, rename), each seen through the
+// mount, grow the events read and the invalidations of each kind.
+func TestMountWatchMetrics(t *testing.T) {
+	o, args := observeArgs(t)
+	_, src, mnt := startMount(t, append(args, "--cache=always", "--passthrough=false", "--watch")...)
+	waitHTTP(t, o.metrics+"/metrics")
+	if err := os.Mkdir(filepath.Join(src, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	before := metricstest.Scrape(t, o.metrics+"/metrics")
+	if _, ok := before.Value("fastfsd_watch_events_total"); !ok {
+		t.Fatalf("no fastfsd_watch_events_total at /metrics with --watch")
+	}
+	hostChanges(t, filepath.Join(src, "sub"), filepath.Join(mnt, "sub"), 5)
+	after := metricstest.Scrape(t, o.metrics+"/metrics")
+	for _, c := range []struct {
+		labels []string
+		min    float64
+	}{
+		{[]string{"kind=data"}, 1},  // the data change
+		{[]string{"kind=attr"}, 1},  // the chmod
+		{[]string{"kind=entry"}, 3}, // create, unlink, rename (two names)
+	} {
+		if got := delta(before, after, "fastfsd_watch_notifications_total", c.labels...); got < c.min {
+			t.Errorf("fastfsd_watch_notifications_total{%s} grew by %v over the host changes, want >= %v", c.labels[0], got, c.min)
+		}
+	}
+	t.Logf("over 5 host changes: %v events, invalidations data %v attr %v entry %v", delta(before, after, "fastfsd_watch_events_total"),
+		delta(before, after, "fastfsd_watch_notifications_total", "kind=data"), delta(before, after, "fastfsd_watch_notifications_total", "kind=attr"),
+		delta(before, after, "fastfsd_watch_notifications_total", "kind=entry"))
+	if got := delta(before, after, "fastfsd_watch_events_total"); got < 5 {
+		t.Errorf("fastfsd_watch_events_total grew by %v over 5 host changes, want >= 5", got)
+	}
+	for _, name := range []string{"fastfsd_watch_own_events_total", "fastfsd_watch_unknown_total", "fastfsd_watch_notify_errors_total", "fastfsd_watch_overflows_total"} {
+		if _, ok := after.Value(name); !ok {
+			t.Errorf("no %s at /metrics with --watch", name)
+		}
+	}
+	if v, _ := after.Value("fastfsd_watch_notify_errors_total"); v != 0 {
+		t.Errorf("fastfsd_watch_notify_errors_total = %v, want 0", v)
 	}
 }

@@ -85,7 +85,9 @@ type Watcher struct {
 	pid     int32    // this process: its own changes are skipped
 
 	events, own, unknown, notified, overflows, errs atomic.Uint64
-	opens                                           atomic.Uint64 // handles opened to map them (tests)
+	// entries, datas, attrs count the notifications sent by kind.
+	entries, datas, attrs atomic.Uint64
+	opens                 atomic.Uint64 // handles opened to map them (tests)
 
 	// neg remembers handles that named no inode of the table, with the
 	// table's last inode ID (inodeTable.next) when that was found: until
@@ -101,10 +103,14 @@ const maxNeg = 4096
 
 // WatchStats counts what a Watcher saw and did.
 type WatchStats struct {
-	Events    uint64 // events read
-	Own       uint64 // events of changes this process made (skipped)
-	Unknown   uint64 // handles naming no inode the client knows (skipped)
-	Notified  uint64 // notifications sent (ENOENT, nothing cached, included)
+	Events   uint64 // events read
+	Own      uint64 // events of changes this process made (skipped)
+	Unknown  uint64 // handles naming no inode the client knows (skipped)
+	Notified uint64 // notifications sent (ENOENT, nothing cached, included)
+	// Notified by kind: Entries + Data + Attrs == Notified.
+	Entries   uint64 // INVAL_ENTRY: a name created, deleted or moved in a directory
+	Data      uint64 // INVAL_INODE of data and attributes (FAN_MODIFY; every inode after an overflow)
+	Attrs     uint64 // INVAL_INODE of attributes only (FAN_ATTRIB)
 	Overflows uint64 // queue overflows (events lost; see Watcher)
 	Errors    uint64 // notifications that failed other than with ENOENT
 }
@@ -169,6 +175,7 @@ func (w *Watcher) Stats() WatchStats {
 	return WatchStats{
 		Events: w.events.Load(), Own: w.own.Load(), Unknown: w.unknown.Load(),
 		Notified: w.notified.Load(), Overflows: w.overflows.Load(), Errors: w.errs.Load(),
+		Entries: w.entries.Load(), Data: w.datas.Load(), Attrs: w.attrs.Load(),
 	}
 }
 
@@ -316,18 +323,18 @@ func (w *Watcher) handle(b []byte, f *FS, n Notifier) error {
 		}
 		if mask&direntEvents != 0 && dir.ok && dir.name != nil {
 			if id, ok := w.inodeOf(f, dir); ok {
-				if err := w.send(n.NotifyInvalEntry(uint64(id), dir.name, false)); err != nil {
+				if err := w.send(&w.entries, n.NotifyInvalEntry(uint64(id), dir.name, false)); err != nil {
 					return err
 				}
 			}
 		}
 		if mask&(unix.FAN_MODIFY|unix.FAN_ATTRIB) != 0 && obj.ok {
 			if id, ok := w.inodeOf(f, obj); ok {
-				off := int64(-1) // attributes only
+				off, kind := int64(-1), &w.attrs // attributes only
 				if mask&unix.FAN_MODIFY != 0 {
-					off = 0 // and all the data
+					off, kind = 0, &w.datas // and all the data
 				}
-				if err := w.send(n.NotifyInvalInode(uint64(id), off, 0)); err != nil {
+				if err := w.send(kind, n.NotifyInvalInode(uint64(id), off, 0)); err != nil {
 					return err
 				}
 			}
@@ -380,10 +387,11 @@ func (w *Watcher) inodeOf(f *FS, id fid) (fs.Inode, bool) {
 	return ino, ok
 }
 
-// send counts a notification's outcome and returns an error only for a
-// session that is gone.
-func (w *Watcher) send(err error) error {
+// send counts a notification of a kind (one of the Watcher's counters)
+// and its outcome, and returns an error only for a session that is gone.
+func (w *Watcher) send(kind *atomic.Uint64, err error) error {
 	w.notified.Add(1)
+	kind.Add(1)
 	switch err {
 	case nil, syscall.ENOENT: // ENOENT: the client caches nothing of it
 		return nil
@@ -398,7 +406,7 @@ func (w *Watcher) send(err error) error {
 // client knows (after events were lost).
 func (w *Watcher) invalidateAll(f *FS, n Notifier) error {
 	for _, id := range f.inodes.allIDs() {
-		if err := w.send(n.NotifyInvalInode(uint64(id), 0, 0)); err != nil {
+		if err := w.send(&w.datas, n.NotifyInvalInode(uint64(id), 0, 0)); err != nil {
 			return err
 		}
 	}

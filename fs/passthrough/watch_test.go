@@ -154,6 +154,10 @@ func TestWatcher(t *testing.T) {
 	if got := rec.reset(); len(got) != 0 {
 		t.Errorf("notifications for this process's own changes: %q", got)
 	}
+	// Every kind was sent above, and the kinds add up to the total.
+	if st := w.Stats(); st.Entries == 0 || st.Data == 0 || st.Attrs == 0 || st.Entries+st.Data+st.Attrs != st.Notified {
+		t.Errorf("stats %+v: want entries, data and attrs each > 0, summing to notified", st)
+	}
 }
 
 func TestWatcherStopsOnGoneSession(t *testing.T) {

@@ -94,22 +94,24 @@ func ErrnoName(e uint32) string {
 	return strconv.FormatUint(uint64(e), 10)
 }
 
-// NewRegistry returns a Prometheus registry holding a Collector of reg and
-// the Go runtime and process collectors.
-func NewRegistry(reg *stats.Registry) *prometheus.Registry {
+// NewRegistry returns a Prometheus registry holding a Collector of reg,
+// the Go runtime and process collectors, and extra (the daemon's own, such
+// as the --watch watcher's counts).
+func NewRegistry(reg *stats.Registry, extra ...prometheus.Collector) *prometheus.Registry {
 	r := prometheus.NewRegistry()
 	r.MustRegister(
 		NewCollector(reg),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	r.MustRegister(extra...)
 	return r
 }
 
-// Handler serves reg's metrics: the Prometheus text format by default,
-// OpenMetrics when the request's Accept header asks for it.
-func Handler(reg *stats.Registry) http.Handler {
-	r := NewRegistry(reg)
+// Handler serves reg's metrics and extra's: the Prometheus text format by
+// default, OpenMetrics when the request's Accept header asks for it.
+func Handler(reg *stats.Registry, extra ...prometheus.Collector) http.Handler {
+	r := NewRegistry(reg, extra...)
 	return promhttp.HandlerFor(r, promhttp.HandlerOpts{
 		EnableOpenMetrics: true,
 		ErrorHandling:     promhttp.ContinueOnError,
