@@ -42,7 +42,7 @@ func newHotConn(t testing.TB) *hotConn {
 	s := NewServer(m, &Options{MaxRequests: 1, Logf: t.Logf})
 	s.init()
 	dc := &discardConn{}
-	c, err := s.newConn(dc)
+	c, err := s.newConn(dc, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

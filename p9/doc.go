@@ -131,7 +131,7 @@
 // Identify set it, else ConnOwner's — the uid of a unix socket's peer
 // (SO_PEERCRED), the address of a tcp peer (an IPv6 peer's /64). Three
 // limits keep one client from taking the server from the others; a
-// connection one refuses is closed at accept, with a log line naming its
+// connection one refuses is closed once identified, with a log line naming its
 // owner, the limit and the option (and fastfsd flag) that raises it (at
 // most 20 such lines a second; the next line logged counts the others):
 //
@@ -141,6 +141,14 @@
 //     kernel's v9fs client of a root mount, a VMM — still gets in when
 //     others filled the rest;
 //   - Options.MaxConnsPerPeer for each owner but root (default 8).
+//
+// Serve's accept loop only accepts and hands off: Identify and the limits
+// run in the new connection's goroutine, at most 4 of one listener at once
+// (more wait in the kernel's listen backlog, in order), so a slow Identify
+// or a client connecting in a loop does not stall the others' accepts.
+// A connection not identified within Options.HandshakeTimeout of its
+// accept is closed and its slot given back, even if Identify is stuck.
+// Connections being identified take no slot of MaxConns.
 //
 // A connection that has not completed Tversion and a Tattach within
 // Options.HandshakeTimeout (default 10 s) of its accept is closed, so a

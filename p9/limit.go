@@ -88,6 +88,7 @@ var (
 	errTooManyConns  = errors.New("p9: too many connections")
 	errConnsReserved = errors.New("p9: the connections left are kept for root")
 	errPeerConns     = errors.New("p9: too many connections from one peer")
+	errNotIdentified = errors.New("p9: peer not identified")
 )
 
 // admit counts a new connection of o against o's share, or says which
@@ -133,7 +134,7 @@ func (s *Server) logRefusal(nc net.Conn, err error) {
 		return
 	}
 	msg := err.Error()
-	if !errors.Is(err, errTooManyConns) && !errors.Is(err, errConnsReserved) && !errors.Is(err, errPeerConns) {
+	if !errors.Is(err, errTooManyConns) && !errors.Is(err, errConnsReserved) && !errors.Is(err, errPeerConns) && !errors.Is(err, errNotIdentified) {
 		msg = fmt.Sprintf("p9: %v: refusing %v", err, nc.RemoteAddr())
 	}
 	if skipped > 0 {

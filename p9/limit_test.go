@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -397,5 +398,83 @@ func TestRefusalLog(t *testing.T) {
 	}
 	if ok, skipped := l.allow(t0.Add(time.Second + 1)); !ok || skipped != 0 {
 		t.Errorf("then: allow %v, skipped %d; want true, 0", ok, skipped)
+	}
+}
+
+// TestIdentifyOffAcceptLoop: Identify runs in each connection's own
+// goroutine, at most maxIdentifying of one listener at once. Peers whose
+// identification hangs do not delay another peer's accept and attach;
+// once they fill every slot the next connection waits (in the backlog)
+// and is served when their handshake timeout closes them and gives the
+// slots back, even though their Identify calls are still stuck.
+func TestIdentifyOffAcceptLoop(t *testing.T) {
+	const timeout = 2 * time.Second
+	release := make(chan struct{})
+	var stuck atomic.Int32 // Identify calls not returned
+	logs := &logLines{t: t}
+	opts := Options{Logf: logs.printf, HandshakeTimeout: timeout, Identify: func(nc net.Conn) (Peer, error) {
+		if strings.HasPrefix(nc.RemoteAddr().String(), "127.0.0.2:") {
+			stuck.Add(1)
+			defer stuck.Add(-1)
+			<-release // a user database lookup that hangs
+		}
+		return Peer{Trusted: true}, nil
+	}}
+	_, s := startServer(t, newMemFS(""), &opts)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(l)
+	addr := l.Addr().String()
+	defer func() {
+		close(release)
+		for stuck.Load() != 0 {
+			time.Sleep(time.Millisecond) // nothing signals their return
+		}
+	}()
+
+	var slow []net.Conn
+	for range maxIdentifying - 1 {
+		slow = append(slow, dialFrom(t, addr, "127.0.0.2"))
+	}
+	start := time.Now()
+	attach(t, "a peer while 3 others are being identified", dialFrom(t, addr, "127.0.0.3"))
+	if d := time.Since(start); d > timeout/2 {
+		t.Errorf("a peer attached %v after connecting while others' Identify hung; want it at once", d)
+	}
+	// The last slot: now every one is taken, the next peer waits.
+	slow = append(slow, dialFrom(t, addr, "127.0.0.2"))
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		s.mu.Lock()
+		n := s.identifying
+		s.mu.Unlock()
+		if n == maxIdentifying {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections being identified, want %d", n, maxIdentifying)
+		}
+		time.Sleep(5 * time.Millisecond) // nothing signals Identify was entered
+	}
+	start = time.Now()
+	waiting := dialFrom(t, addr, "127.0.0.3")
+	attach(t, "a peer waiting for an identifying slot", waiting)
+	d := time.Since(start)
+	t.Logf("with every slot held by a hung Identify, the next peer attached after %v (timeout %v)", d, timeout)
+	if d < timeout/2 || d > timeout+5*time.Second {
+		t.Errorf("the waiting peer attached after %v; want it to wait for the %v handshake timeout", d, timeout)
+	}
+	for _, nc := range slow {
+		wantClosed(t, "a peer not identified within the timeout", nc)
+	}
+	if n := logs.count("not identified", "--handshake-timeout"); n != maxIdentifying {
+		t.Errorf("%d log lines closing a peer not identified, want %d", n, maxIdentifying)
+	}
+	s.mu.Lock()
+	n, conns := s.identifying, len(s.conns)
+	s.mu.Unlock()
+	if n != 0 || conns != 2 {
+		t.Errorf("after the timeouts: %d being identified, %d connections; want 0 and the 2 attached", n, conns)
 	}
 }

@@ -85,7 +85,11 @@ type Options struct {
 	Logf func(format string, args ...any)
 	// Identify decides, once per accepted connection, who its client is
 	// and what it may claim (see Peer); an error refuses the connection.
-	// nil: PeerCred for a unix socket, Trusted for anything else.
+	// Serve calls it in the connection's own goroutine (never on the
+	// accept loop), at most 4 at once per listener, so it may block
+	// (a user database lookup); past HandshakeTimeout the connection is
+	// closed whatever it returns. nil: PeerCred for a unix socket,
+	// Trusted for anything else.
 	Identify func(nc net.Conn) (Peer, error)
 	// Debug, if set, logs every request and its reply's size or errno
 	// (slow: for debugging a client).
@@ -122,10 +126,30 @@ type Server struct {
 	perOwner map[string]int
 	closed   bool
 
+	// identifying counts the accepted connections being identified
+	// (handshake), at most maxIdentifying per listener: they are not in
+	// conns yet, and take no slot of MaxConns (which the limits, applied
+	// once the peer is known, count). Guarded by mu.
+	identifying int
+	// done is closed by stop (under mu): Serve stops waiting for a slot.
+	done chan struct{}
+
 	refusals refusalLog
 
 	connWG sync.WaitGroup // running connections
 }
+
+// maxIdentifying bounds the connections of one listener being identified
+// at once (Options.Identify runs in each one's goroutine, off the accept loop: a
+// kernel socket-table query and a user database lookup for a loopback
+// tcp peer of fastfsd 9p). While every slot is taken, Serve accepts no
+// more: new connections wait in the kernel's listen backlog, in order,
+// instead of being refused unnamed, and the server's fds stay below
+// MaxConns + maxIdentifying per listener (+ a few of its own). A
+// connection being identified holds no slot of MaxConns: a client
+// connecting in a loop would otherwise take root's kept connections
+// (RootConns) while its connections wait to be refused.
+const maxIdentifying = 4
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
 var ErrServerClosed = errors.New("p9: server closed")
@@ -133,7 +157,8 @@ var ErrServerClosed = errors.New("p9: server closed")
 // NewServer returns a server of fsys. opts may be nil. fsys.Init is called
 // before the first connection is served; Destroy by Close/Shutdown.
 func NewServer(fsys fs.FileSystem, opts *Options) *Server {
-	return &Server{fs: fsys, opts: opts.withDefaults(), listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}, perOwner: map[string]int{}}
+	return &Server{fs: fsys, opts: opts.withDefaults(), listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}, perOwner: map[string]int{},
+		done: make(chan struct{})}
 }
 
 // withDefaults returns a copy of o (nil: the zero value) with every
@@ -186,7 +211,8 @@ func (s *Server) init() fs.Errno {
 // Serve accepts connections on l and serves each in its own goroutine until
 // l fails or the server is shut down (then it returns ErrServerClosed).
 // A connection that a limit refuses (MaxConns, RootConns,
-// MaxConnsPerPeer) is closed at once, with a log line saying which.
+// MaxConnsPerPeer) is closed as soon as its peer is identified, with a
+// log line saying which.
 func (s *Server) Serve(l net.Listener) error {
 	if e := s.init(); e != 0 {
 		return fmt.Errorf("p9: filesystem init: %w", e)
@@ -203,10 +229,24 @@ func (s *Server) Serve(l net.Listener) error {
 		delete(s.listeners, l)
 		s.mu.Unlock()
 	}()
+	// A token for each of this listener's connections being identified.
+	slots := make(chan struct{}, maxIdentifying)
 	var backoff time.Duration
 	for {
+		// The accept loop only counts and hands off: identifying the
+		// peer (which may query the kernel or the user database) and
+		// the per-peer limits are the new connection's goroutine's
+		// (handshake), so one client connecting in a loop delays the
+		// others' accepts by no more than its own connections' turns
+		// in the backlog.
+		select {
+		case slots <- struct{}{}:
+		case <-s.done:
+			return ErrServerClosed
+		}
 		nc, err := l.Accept()
 		if err != nil {
+			<-slots
 			s.mu.Lock()
 			closed := s.closed
 			s.mu.Unlock()
@@ -223,14 +263,85 @@ func (s *Server) Serve(l net.Listener) error {
 			return err
 		}
 		backoff = 0
-		c, err := s.newConn(nc)
+		p := &pendingConn{accepted: time.Now(), slots: slots}
+		s.mu.Lock()
+		err = s.admitPending(p)
+		s.mu.Unlock()
 		if err != nil {
+			<-slots
 			s.logRefusal(nc, err)
 			nc.Close()
 			continue
 		}
-		go c.serve()
+		go s.handshake(nc, p)
 	}
+}
+
+// pendingConn is an accepted connection being identified (handshake).
+type pendingConn struct {
+	accepted time.Time
+	slots    chan struct{} // its listener's identifying slots
+	// held: it holds a slot of slots and counts in s.identifying.
+	// Guarded by s.mu.
+	held bool
+}
+
+// admitPending counts an accepted connection, not yet identified, in
+// s.identifying, or says it is refused (the server is closing).
+//
+// Preconditions: s.mu is held; the caller holds a slot of p.slots,
+// which p owns if admitPending returns nil.
+func (s *Server) admitPending(p *pendingConn) error {
+	if s.closed {
+		return ErrServerClosed
+	}
+	s.identifying++
+	p.held = true
+	return nil
+}
+
+// unpend gives back p's identifying slot.
+//
+// Preconditions: s.mu is held; p.held.
+func (s *Server) unpend(p *pendingConn) {
+	p.held = false
+	s.identifying--
+	<-p.slots
+}
+
+// handshake is the goroutine of a connection Serve accepted: it
+// identifies the peer, applies the per-peer limits and serves it. A peer
+// not identified within HandshakeTimeout of its accept is closed (and its
+// slot given back even if Identify is still stuck, in a user database
+// lookup say: that goroutine then only finds its connection closed).
+func (s *Server) handshake(nc net.Conn, p *pendingConn) {
+	var t *time.Timer
+	if d := s.opts.HandshakeTimeout; d > 0 {
+		t = time.AfterFunc(d, func() {
+			s.mu.Lock()
+			held := p.held
+			if held {
+				s.unpend(p)
+			}
+			s.mu.Unlock()
+			if held {
+				s.logRefusal(nc, fmt.Errorf("%w within %v of its accept (Options.HandshakeTimeout, fastfsd 9p --handshake-timeout): %v closed", errNotIdentified, d, nc.RemoteAddr()))
+				nc.Close()
+			}
+		})
+	}
+	c, err := s.newConn(nc, p)
+	if t != nil {
+		t.Stop() // serve times the rest of the handshake
+	}
+	if err != nil {
+		if !errors.Is(err, errNotIdentified) { // the timer logged it
+			s.logRefusal(nc, err)
+		}
+		nc.Close()
+		return
+	}
+	c.serve(p.accepted)
 }
 
 // ServeConn serves one connection until it closes, and closes it.
@@ -239,26 +350,36 @@ func (s *Server) ServeConn(nc net.Conn) error {
 		nc.Close()
 		return fmt.Errorf("p9: filesystem init: %w", e)
 	}
-	c, err := s.newConn(nc)
+	start := time.Now()
+	c, err := s.newConn(nc, nil)
 	if err != nil {
 		nc.Close()
 		return err
 	}
-	return c.serve()
+	return c.serve(start)
 }
 
-func (s *Server) newConn(nc net.Conn) (*conn, error) {
+// newConn identifies nc's peer and admits it under the connection limits.
+// p is the pending connection of Serve's accept (nil for ServeConn): its
+// slot is given back, under the same lock as the connection is counted
+// in conns, or errNotIdentified is returned if its handshake timeout
+// already closed it.
+func (s *Server) newConn(nc net.Conn, p *pendingConn) (*conn, error) {
 	peer, err := s.identify(nc)
-	if err != nil {
-		return nil, err
-	}
-	if peer.Owner.Key == "" {
-		if peer.Owner, err = ConnOwner(nc); err != nil {
-			return nil, err
-		}
+	if err == nil && peer.Owner.Key == "" {
+		peer.Owner, err = ConnOwner(nc)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if p != nil {
+		if !p.held {
+			return nil, errNotIdentified
+		}
+		s.unpend(p)
+	}
+	if err != nil {
+		return nil, err
+	}
 	if s.closed {
 		return nil, ErrServerClosed
 	}
@@ -366,6 +487,9 @@ func (s *Server) Close() error {
 func (s *Server) stop() []*conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !s.closed {
+		close(s.done)
+	}
 	s.closed = true
 	for l := range s.listeners {
 		l.Close()
@@ -461,8 +585,9 @@ func (c *conn) logf(format string, args ...any) {
 }
 
 // serve is the reader goroutine; it returns when the connection ends,
-// after every request finished and every fid was freed.
-func (c *conn) serve() (err error) {
+// after every request finished and every fid was freed. The handshake
+// timeout runs from accepted, when the connection was accepted.
+func (c *conn) serve(accepted time.Time) (err error) {
 	defer func() {
 		// Teardown: interrupt what runs unless draining, wait for it, free
 		// every fid (Release handles, Forget inodes), close.
@@ -482,7 +607,7 @@ func (c *conn) serve() (err error) {
 		// A client that stays silent (or never attaches) holds a slot
 		// of MaxConns and of its owner's MaxConnsPerPeer: it has d to
 		// finish the handshake. Closing nc ends the reader.
-		t := time.AfterFunc(d, func() {
+		t := time.AfterFunc(d-time.Since(accepted), func() {
 			if !c.attached.Load() {
 				c.logf("handshake (Tversion, Tattach) not done within %v (Options.HandshakeTimeout, fastfsd 9p --handshake-timeout); closing", d)
 				c.nc.Close()

@@ -68,19 +68,28 @@ Who a client is (the server performs every request itself, as root):
 
 Bounds (a client past one gets that request refused, or its connection
 dropped with a log line; the daemon keeps serving everyone else):
-  connections      --max-conns in all; one more is closed on accept, with a
-                   log line naming its uid or address and the flag to raise
-                   (at most 20 such lines a second; the next counts the rest)
+  connections      --max-conns in all; one more is closed once its peer is
+                   identified, with a log line naming its uid or address and
+                   the flag to raise (at most 20 such lines a second; the
+                   next counts the rest). Peers are identified off the
+                   accept loop, 4 at a time per listener (more wait in the
+                   listen backlog), so a user connecting in a loop does not
+                   stall others' connections
   per user         --max-conns-per-uid for one peer: a unix socket's uid
                    (SO_PEERCRED), a loopback tcp peer's uid, a network tcp
                    peer's address (an IPv6 peer's /64). Root (uid 0) is
                    exempt: it can act as anyone, and the kernel's v9fs
-                   client of a root mount holds one connection per mount
+                   client of a root mount holds one connection per mount.
+                   With --all-squash over tcp in --sandbox=namespace a
+                   loopback peer's uid cannot be read (another network
+                   namespace): all local users count as 127.0.0.1 and share
+                   one cap (use unix:PATH or --sandbox=none to count uids)
   kept for root    --root-conns of --max-conns: any other peer is refused
                    once max-conns − root-conns are open, so root still
                    gets in when users (or network peers) took the rest
-  handshake        a connection that has not finished Tversion and Tattach
-                   within --handshake-timeout is closed; an attached one is
+  handshake        a connection not identified, or that has not finished
+                   Tversion and Tattach, within --handshake-timeout of its
+                   accept is closed; an attached one is
                    never closed for being idle (a v9fs mount may idle for
                    hours on its one connection)
   fids             --max-fids per connection (EMFILE)
