@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -68,7 +69,7 @@ func runMount(args []string) error {
 	useUring := fl.Bool("uring", false, "serve FUSE over io_uring (Linux 6.14+): one ring per CPU, one system call per batch of requests; turns the fuse module's enable_uring parameter on if needed (root)")
 	readOnly := fl.Bool("read-only", false, "refuse every change with EROFS")
 	allowDevices := fl.Bool("allow-devices", false, allowDevicesHelp)
-	watch := fl.Bool("watch", false, "watch DIR's filesystem for changes other processes make on the host (fanotify) and invalidate the kernel's cached names, attributes and data of what changed, so that --cache=always serves fresh data; root only (CAP_SYS_ADMIN), not with --cache=never (nothing is cached) nor with several --source NAME=DIR (one directory is watched)")
+	watch := fl.Bool("watch", false, "watch DIR's filesystem for changes other processes make on the host (fanotify) and invalidate the kernel's cached names, attributes and data of what changed, so that --cache=always serves fresh data; root only (CAP_SYS_ADMIN), not with --cache=never (nothing is cached); with several --source NAME=DIR each directory is watched")
 	secLabel := fl.Bool("security-label", false, securityLabelHelp)
 	posixACL := fl.Bool("posix-acl", true, "offer FUSE_POSIX_ACL: the kernel enforces the POSIX ACLs of DIR's files for the mount's users, as it does natively (it reads each inode's system.posix_acl_access once, through GETXATTR). Off (--posix-acl=false), only the mode bits count: with --allow-other a user a host ACL denies gets in where the mode allows, and one an ACL grants is refused. Needs --xattr and no uid/gid translation: by default it is then off, with a warning")
 	var policy fsPolicy
@@ -136,9 +137,6 @@ func runMount(args []string) error {
 	}
 	if *watch && cm == passthrough.CacheNever {
 		return errors.New("--watch with --cache=never: the client caches nothing, so there is nothing to invalidate; drop --watch, or use --cache=always --watch")
-	}
-	if *watch && !plain {
-		return errors.New("--watch with several --source NAME=DIR: the watcher serves one directory; drop --watch, or serve one --source DIR")
 	}
 	if err := sources.statDirs(); err != nil {
 		return err
@@ -269,7 +267,9 @@ func runMount(args []string) error {
 	}
 	obs.serve()
 
-	var watcher *passthrough.Watcher // --watch (root: in the child)
+	// --watch (root: in the child): one watcher per share, in
+	// sources.specs' order.
+	var watchers []*passthrough.Watcher
 	if child {
 		// Everything serving needs outside the shares is opened now,
 		// before Landlock and the new root keep it out of reach.
@@ -282,13 +282,17 @@ func runMount(args []string) error {
 		// reads events and opens handles, so the system-call filter
 		// need not allow fanotify_init or fanotify_mark.
 		if *watch {
-			if watcher, err = passthrough.NewWatcher(sources.specs[0].dir); err != nil {
-				conn.Unmount()
-				return fmt.Errorf("--watch: %w", err)
+			for _, sp := range sources.specs {
+				w, err := passthrough.NewWatcher(sp.dir)
+				if err != nil {
+					conn.Unmount()
+					return fmt.Errorf("--watch: %w", err)
+				}
+				defer w.Close()
+				watchers = append(watchers, w)
 			}
-			defer watcher.Close()
 			if watchMetrics != nil {
-				watchMetrics.set(watcher)
+				watchMetrics.set(watchers)
 			}
 		}
 		if sbf.supervised() {
@@ -312,9 +316,10 @@ func runMount(args []string) error {
 	}
 	// Opened after confine: passthrough records the capability set its
 	// identity switches restore, which must be the confined one.
-	// pfs is the one backend of a plain --source DIR (the watcher's).
-	var pfs *passthrough.FS
-	inner, _, _, err := sources.build(false, func(dir string) (fs.FileSystem, error) {
+	// pfss are the shares' backends in sources.specs' order (build makes
+	// them in that order): the watchers'.
+	var pfss []*passthrough.FS
+	inner, vfsys, _, err := sources.build(false, func(dir string) (fs.FileSystem, error) {
 		p, err := passthrough.New(dir, fsOpts)
 		if err != nil {
 			return nil, err
@@ -322,7 +327,7 @@ func runMount(args []string) error {
 		if n := fileHandlesNote(p, fsOpts.FileHandles); n != "" {
 			fmt.Fprintln(os.Stderr, "fastfsd mount: "+n)
 		}
-		pfs = p
+		pfss = append(pfss, p)
 		return p, nil
 	})
 	if err != nil {
@@ -342,27 +347,38 @@ func runMount(args []string) error {
 	}
 
 	eng := fuse.Options{Locks: *locks, SecurityLabel: *secLabel, PosixACL: policy.posixACL}
-	watchDone := make(chan struct{})
-	if watcher != nil {
-		// Notifications name pfs's inode IDs, which the policy wrappers
-		// pass through unchanged. Run stops with the session (ENODEV or
-		// EBADF from the notifications) or when closed below.
-		go func() {
-			defer close(watchDone)
-			err := watcher.Run(pfs, conn)
+	var watchWG sync.WaitGroup
+	for i, w := range watchers {
+		// Notifications name the backend's inode IDs, which the policy
+		// wrappers pass through unchanged; with named shares the VFS's
+		// IDs of them (shareNotifier). Run stops with the session (ENODEV
+		// or EBADF from the notifications) or when closed below.
+		var n passthrough.Notifier = conn
+		if vfsys != nil {
+			ids, err := vfsys.ClientIDs(sources.specs[i].name)
+			if err != nil {
+				conn.Unmount()
+				return fmt.Errorf("--watch: %w", err)
+			}
+			n = shareNotifier{n: conn, ids: ids}
+		}
+		watchWG.Add(1)
+		go func(w *passthrough.Watcher, f *passthrough.FS, n passthrough.Notifier, dir string) {
+			defer watchWG.Done()
+			err := w.Run(f, n)
 			// ENODEV, EBADF: the session ended (unmounted); Serve says why.
 			if err != nil && !errors.Is(err, syscall.ENODEV) && !errors.Is(err, syscall.EBADF) {
-				fmt.Fprintf(os.Stderr, "fastfsd mount: --watch: %v; host changes are no longer seen before the cache timeouts\n", err)
+				fmt.Fprintf(os.Stderr, "fastfsd mount: --watch %s: %v; host changes are no longer seen before the cache timeouts\n", dir, err)
 			}
-		}()
-	} else {
-		close(watchDone)
+		}(w, pfss[i], n, sources.specs[i].dir)
 	}
 	serveErr := conn.Serve(ctx, fsys, eng, opts)
-	if watcher != nil {
-		watcher.Close()
-		<-watchDone
-		ws := watcher.Stats()
+	if watchers != nil {
+		for _, w := range watchers {
+			w.Close()
+		}
+		watchWG.Wait()
+		ws := sumWatchStats(watchers)
 		fmt.Fprintf(os.Stderr, "fastfsd mount: --watch: %d events (%d of this daemon's own changes, %d about inodes the client did not know), %d notifications sent (%d entry, %d data, %d attr), %d failed, %d queue overflows\n",
 			ws.Events, ws.Own, ws.Unknown, ws.Notified, ws.Entries, ws.Data, ws.Attrs, ws.Errors, ws.Overflows)
 	}

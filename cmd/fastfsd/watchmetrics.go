@@ -2,17 +2,20 @@ package main
 
 import (
 	"sync/atomic"
+	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/fastfsd/fastfsd/fs"
 	"github.com/fastfsd/fastfsd/fs/passthrough"
 )
 
-// watchCollector serves a --watch watcher's counts (passthrough.WatchStats)
-// at --metrics. It is registered before the watcher exists (the metrics
-// endpoint starts first) and reports nothing until set is called.
+// watchCollector serves the --watch watchers' counts
+// (passthrough.WatchStats, summed over the shares' watchers) at --metrics.
+// It is registered before the watchers exist (the metrics endpoint starts
+// first) and reports nothing until set is called.
 type watchCollector struct {
-	w atomic.Pointer[passthrough.Watcher]
+	w atomic.Pointer[[]*passthrough.Watcher]
 }
 
 var (
@@ -30,8 +33,8 @@ var (
 		"fanotify queue overflows: events were lost and every inode the client knows was invalidated.", nil, nil)
 )
 
-// set makes c report w's counts.
-func (c *watchCollector) set(w *passthrough.Watcher) { c.w.Store(w) }
+// set makes c report ws' counts; ws must not change afterwards.
+func (c *watchCollector) set(ws []*passthrough.Watcher) { c.w.Store(&ws) }
 
 // Describe sends every metric's descriptor.
 func (c *watchCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -42,11 +45,11 @@ func (c *watchCollector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect reads the watcher's atomic counters.
 func (c *watchCollector) Collect(ch chan<- prometheus.Metric) {
-	w := c.w.Load()
-	if w == nil {
+	ws := c.w.Load()
+	if ws == nil {
 		return
 	}
-	s := w.Stats()
+	s := sumWatchStats(*ws)
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
@@ -58,4 +61,48 @@ func (c *watchCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(watchNotifyDesc, s.Attrs, "attr")
 	counter(watchErrorsDesc, s.Errors)
 	counter(watchOverflowsDesc, s.Overflows)
+}
+
+// sumWatchStats adds up the counts of ws.
+func sumWatchStats(ws []*passthrough.Watcher) passthrough.WatchStats {
+	var t passthrough.WatchStats
+	for _, w := range ws {
+		s := w.Stats()
+		t.Events += s.Events
+		t.Own += s.Own
+		t.Unknown += s.Unknown
+		t.Notified += s.Notified
+		t.Entries += s.Entries
+		t.Data += s.Data
+		t.Attrs += s.Attrs
+		t.Overflows += s.Overflows
+		t.Errors += s.Errors
+	}
+	return t
+}
+
+// shareNotifier sends a share's watcher's notifications, which name the
+// share backend's inode IDs, under the IDs the VFS gave the client for
+// them (fs/vfs's inode-space split). An ID the VFS cannot carry was never
+// given to the client: its notification is answered ENOENT, as the kernel
+// answers one about an inode it does not know.
+type shareNotifier struct {
+	n   passthrough.Notifier
+	ids func(fs.Inode) (fs.Inode, bool)
+}
+
+func (s shareNotifier) NotifyInvalInode(ino uint64, off, length int64) error {
+	id, ok := s.ids(fs.Inode(ino))
+	if !ok {
+		return syscall.ENOENT
+	}
+	return s.n.NotifyInvalInode(uint64(id), off, length)
+}
+
+func (s shareNotifier) NotifyInvalEntry(parent uint64, name []byte, expireOnly bool) error {
+	id, ok := s.ids(fs.Inode(parent))
+	if !ok {
+		return syscall.ENOENT
+	}
+	return s.n.NotifyInvalEntry(uint64(id), name, expireOnly)
 }

@@ -283,6 +283,29 @@ func (v *VFS) Shares() []ShareInfo {
 	return out
 }
 
+// ClientIDs returns the function that maps the share name's backend inode
+// IDs to the IDs the client knows them by, for notifications the backend
+// sends on its own (fastfsd mount --watch). It maps for the share mounted
+// now: after an Unmount its IDs name nothing the client can use (a
+// request on them answers ESTALE, a notification finds no inode). The
+// function's ok is false for an ID the VFS cannot carry (above
+// MaxBackendIno, which no client was given).
+func (v *VFS) ClientIDs(name string) (func(b fs.Inode) (fs.Inode, bool), error) {
+	v.mu.RLock()
+	i, ok := v.names[name]
+	v.mu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrNotMounted, name)
+	}
+	sh := share{slot: uint64(i), gen: stateGen(v.slots[i].state.Load())}
+	return func(b fs.Inode) (fs.Inode, bool) {
+		if b == 0 || b > MaxBackendIno {
+			return 0, false
+		}
+		return sh.id(b), true
+	}, nil
+}
+
 // share is a request's view of the share its inode names, returned by
 // enter; leave must be called once the backend's call returns.
 type share struct {

@@ -614,3 +614,50 @@ func BenchmarkGetAttr(b *testing.B) {
 		})
 	}
 }
+
+// TestClientIDs: a share's backend IDs map to the IDs its lookups gave
+// the client; a remounted share's mapping differs from the old one.
+func TestClientIDs(t *testing.T) {
+	v := New(Options{})
+	a, b := &fake{}, &fake{}
+	if err := v.Mount("a", a); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Mount("b", b); err != nil {
+		t.Fatal(err)
+	}
+	ra, rb := lookup(t, v, fs.RootInode, "a"), lookup(t, v, fs.RootInode, "b")
+	fb := lookup(t, v, rb.Ino, "f")
+	ida, err := v.ClientIDs("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	idb, err := v.ClientIDs("b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := ida(fs.RootInode); !ok || got != ra.Ino {
+		t.Errorf("a's root: %#x %v, want %#x", got, ok, ra.Ino)
+	}
+	if got, ok := idb(b.fIno()); !ok || got != fb.Ino {
+		t.Errorf("b/f: %#x %v, want %#x", got, ok, fb.Ino)
+	}
+	for _, bad := range []fs.Inode{0, MaxBackendIno + 1} {
+		if got, ok := ida(bad); ok {
+			t.Errorf("backend ID %#x mapped to %#x, want refused", bad, got)
+		}
+	}
+	if _, err := v.ClientIDs("c"); !errors.Is(err, ErrNotMounted) {
+		t.Errorf("ClientIDs of no share: %v, want ErrNotMounted", err)
+	}
+	if err := v.Unmount(context.Background(), "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Mount("a", &fake{}); err != nil {
+		t.Fatal(err)
+	}
+	ida2, _ := v.ClientIDs("a")
+	if got, _ := ida2(fs.RootInode); got == ra.Ino || got != lookup(t, v, fs.RootInode, "a").Ino {
+		t.Errorf("remounted a's root maps to %#x (old %#x), want the new lookup's ID", got, ra.Ino)
+	}
+}
