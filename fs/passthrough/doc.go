@@ -45,6 +45,18 @@
 // access mode itself. The transport must likewise register one backing id
 // per inode (package fuse does).
 //
+// # Open budget per uid
+//
+// A handle holds a host fd until Release, so one user opening files
+// without end would use up the process's RLIMIT_NOFILE, and every other
+// user's open would fail with EMFILE. OpenBudget (Options.MaxOpenPerUid,
+// AutoMaxOpenPerUid by default) bounds, per caller uid, the handles and
+// lock-owner fds the FS holds for it: past the budget that caller's open
+// fails with EMFILE and a lock that needs a new owner fd with ENOLCK, and
+// nobody else notices. uid 0 is not counted. The uid is fs.Context.Uid: on
+// a FUSE mount the host kernel's, on virtio-fs the guest's claim (there
+// the budget is fairness among the guest's users, not a boundary).
+//
 // # Security model: containment
 //
 // The client is not trusted (a VM guest may send any request). Every access

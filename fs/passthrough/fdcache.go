@@ -90,13 +90,7 @@ func AutoFdCache(nofile uint64) int {
 }
 
 // autoFdCache is AutoFdCache for this process.
-func autoFdCache() int {
-	var r unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &r); err != nil {
-		return AutoFdCache(1024)
-	}
-	return AutoFdCache(r.Cur)
-}
+func autoFdCache() int { return AutoFdCache(nofileLimit()) }
 
 // Inode fds and file handles.
 //

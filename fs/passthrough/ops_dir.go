@@ -53,12 +53,17 @@ func (f *FS) OpenDir(ctx *fs.Context, ino fs.Inode, flags uint32, out *fs.OpenOu
 	if e != 0 {
 		return e
 	}
-	fd, e := f.reopen(in, unix.O_RDONLY|unix.O_DIRECTORY)
-	if e != 0 {
+	if e := f.budget.takeOpen(ctx.Uid); e != 0 {
 		f.inodes.put(in)
 		return e
 	}
-	h := &handle{fd: fd, in: in, flags: unix.O_RDONLY | unix.O_DIRECTORY, dir: &dirStream{}}
+	fd, e := f.reopen(in, unix.O_RDONLY|unix.O_DIRECTORY)
+	if e != 0 {
+		f.budget.give(ctx.Uid)
+		f.inodes.put(in)
+		return e
+	}
+	h := &handle{fd: fd, in: in, flags: unix.O_RDONLY | unix.O_DIRECTORY, dir: &dirStream{}, uid: ctx.Uid}
 	out.Handle = f.handles.add(h)
 	if f.opts.Cache == CacheAlways || f.opts.Cache == CacheMetadata {
 		out.Flags = fs.OpenKeepCache | fs.OpenCacheDir

@@ -106,19 +106,26 @@ func (f *FS) Open(ctx *fs.Context, ino fs.Inode, flags, openFlags uint32, out *f
 	if e != 0 {
 		return e
 	}
+	if e := f.budget.takeOpen(ctx.Uid); e != 0 {
+		f.inodes.put(in)
+		return e
+	}
 	fd, e := f.reopen(in, fl)
 	if e != 0 {
+		f.budget.give(ctx.Uid)
 		f.inodes.put(in)
 		return e
 	}
 	if openFlags&fs.OpenKillSuidGid != 0 && fl&unix.O_TRUNC != 0 {
 		if e := killSuidGid(ctx, fd); e != 0 {
 			unix.Close(fd)
+			f.budget.give(ctx.Uid)
 			f.inodes.put(in)
 			return e
 		}
 	}
-	h := &handle{fd: fd, in: in, flags: fl} // takes over the reference on in
+	// h takes over the reference on in and the budget's count.
+	h := &handle{fd: fd, in: in, flags: fl, uid: ctx.Uid}
 	f.fileOpenOut(h, out)
 	return fs.OK
 }
@@ -154,6 +161,11 @@ func (f *FS) Create(ctx *fs.Context, parent fs.Inode, name []byte, mode, flags u
 		return e
 	}
 	defer f.inodes.put(dir)
+	// Counted before anything is created: a caller over its budget
+	// leaves no file behind.
+	if e := f.budget.takeOpen(ctx.Uid); e != 0 {
+		return e
+	}
 	// The file O_CREAT makes is opened without a permission check (open(2)
 	// checks none for the file it created), so where a passthrough file
 	// will be needed it is opened read-write, as that file must be
@@ -210,41 +222,48 @@ func (f *FS) Create(ctx *fs.Context, parent fs.Inode, name []byte, mode, flags u
 		return err
 	})
 	if e != 0 {
+		f.budget.give(ctx.Uid)
 		return e
 	}
 	if created {
 		if e := f.fixMode(ctx, fd, mode); e != 0 {
 			unix.Close(fd)
+			f.budget.give(ctx.Uid)
 			return e
 		}
 		// The label is the new file's: an existing file opened
 		// instead keeps its own.
 		if e := f.setLabel(ctx, fd, unix.S_IFREG); e != 0 {
 			unix.Close(fd)
+			f.budget.give(ctx.Uid)
 			removeNew(dir, name, unix.S_IFREG)
 			return e
 		}
 	}
-	return f.openedNew(fd, fl, created && sharePt, out, open)
+	return f.openedNew(ctx.Uid, fd, fl, created && sharePt, out, open)
 }
 
 // openedNew registers a file just created and opened as fd (Create,
 // Tmpfile): it adds the inode (an O_PATH reopen of fd, so exactly the file
-// opened) and a handle owning fd. sharePt: fd is read-write with no status
+// opened) and a handle owning fd and the count uid took in the budget
+// (given back here if it fails). sharePt: fd is read-write with no status
 // flags, and the inode's passthrough file may be a dup of it.
-func (f *FS) openedNew(fd, fl int, sharePt bool, out *fs.Entry, open *fs.OpenOut) fs.Errno {
+func (f *FS) openedNew(uid uint32, fd, fl int, sharePt bool, out *fs.Entry, open *fs.OpenOut) fs.Errno {
 	pfd, err := unix.Openat(f.procFd, procName(fd), unix.O_PATH|unix.O_CLOEXEC, 0)
 	if err != nil {
 		unix.Close(fd)
+		f.budget.give(uid)
 		return errno(err)
 	}
 	if e := f.addFd(pfd, out); e != 0 {
 		unix.Close(fd)
+		f.budget.give(uid)
 		return e
 	}
 	in := f.inodes.get(out.Ino)
 	if in == nil { // forgotten by a confused client already
 		unix.Close(fd)
+		f.budget.give(uid)
 		return syscall.ESTALE
 	}
 	if sharePt {
@@ -256,7 +275,7 @@ func (f *FS) openedNew(fd, fl int, sharePt bool, out *fs.Entry, open *fs.OpenOut
 		}
 		in.ptMu.Unlock()
 	}
-	h := &handle{fd: fd, in: in, flags: fl}
+	h := &handle{fd: fd, in: in, flags: fl, uid: uid}
 	f.fileOpenOut(h, open)
 	return fs.OK
 }
@@ -283,6 +302,9 @@ func (f *FS) Tmpfile(ctx *fs.Context, parent fs.Inode, mode, flags uint32, out *
 		return e
 	}
 	defer f.inodes.put(dir)
+	if e := f.budget.takeOpen(ctx.Uid); e != 0 {
+		return e
+	}
 	fd := -1
 	e = f.asCaller(ctx, func() error {
 		var err error
@@ -290,17 +312,20 @@ func (f *FS) Tmpfile(ctx *fs.Context, parent fs.Inode, mode, flags uint32, out *
 		return err
 	})
 	if e != 0 {
+		f.budget.give(ctx.Uid)
 		return e
 	}
 	if e := f.fixMode(ctx, fd, mode); e != 0 {
 		unix.Close(fd)
+		f.budget.give(ctx.Uid)
 		return e
 	}
 	if e := f.setLabel(ctx, fd, unix.S_IFREG); e != 0 {
 		unix.Close(fd) // the unnamed file goes with its last fd
+		f.budget.give(ctx.Uid)
 		return e
 	}
-	return f.openedNew(fd, fl, false, out, open)
+	return f.openedNew(ctx.Uid, fd, fl, false, out, open)
 }
 
 // Read hands the handle's fd to dst, which moves the bytes to the client

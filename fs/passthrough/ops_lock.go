@@ -74,21 +74,27 @@ var lockGen atomic.Uint64
 // ownerFd returns owner's fd on h's inode, opening it if need be (and then
 // recording owner as one that locked through h). The fd is opened
 // read-write if the host allows (a lock of either type can then be taken),
-// else with the handle's access mode. Preconditions: in.lockMu is held.
-func (f *FS) ownerFd(h *handle, owner uint64, pid uint32) (lockOwner, fs.Errno) {
+// else with the handle's access mode. A new fd is counted for uid, the
+// caller, in the budget: ENOLCK if uid is at its limit. Preconditions:
+// in.lockMu is held.
+func (f *FS) ownerFd(h *handle, owner uint64, pid, uid uint32) (lockOwner, fs.Errno) {
 	in := h.in
 	o, ok := in.lockOwners[owner]
 	if !ok {
+		if !f.budget.take(uid) {
+			return o, syscall.ENOLCK
+		}
 		fd, e := f.reopen(in, unix.O_RDWR|unix.O_NONBLOCK)
 		if e != 0 {
 			if fd, e = f.reopen(in, h.flags&unix.O_ACCMODE|unix.O_NONBLOCK); e != 0 {
+				f.budget.give(uid)
 				return o, e
 			}
 		}
 		if in.lockOwners == nil {
 			in.lockOwners = make(map[uint64]lockOwner)
 		}
-		o = lockOwner{fd: fd, gen: lockGen.Add(1)}
+		o = lockOwner{fd: fd, uid: uid, gen: lockGen.Add(1)}
 		h.addLockOwner(owner)
 	}
 	if pid != 0 {
@@ -101,7 +107,7 @@ func (f *FS) ownerFd(h *handle, owner uint64, pid uint32) (lockOwner, fs.Errno) 
 // settle records the outcome of a lock call for owner on l's range and
 // closes the owner's fd if that left it holding nothing (and nobody waits
 // on it). Preconditions: in.lockMu is held.
-func settle(in *inode, owner uint64, l *unix.Flock_t) {
+func (f *FS) settle(in *inode, owner uint64, l *unix.Flock_t) {
 	o, ok := in.lockOwners[owner]
 	if !ok {
 		return
@@ -113,14 +119,15 @@ func settle(in *inode, owner uint64, l *unix.Flock_t) {
 		o.held = addSpan(o.held, sp)
 	}
 	in.lockOwners[owner] = o
-	tidy(in, owner)
+	f.tidy(in, owner)
 }
 
-// tidy closes owner's fd if it holds nothing and nobody waits on it.
-// Preconditions: in.lockMu is held.
-func tidy(in *inode, owner uint64) {
+// tidy closes owner's fd if it holds nothing and nobody waits on it, and
+// gives it back to the budget. Preconditions: in.lockMu is held.
+func (f *FS) tidy(in *inode, owner uint64) {
 	if o, ok := in.lockOwners[owner]; ok && len(o.held) == 0 && o.waiting == 0 {
 		unix.Close(o.fd)
+		f.budget.give(o.uid)
 		delete(in.lockOwners, owner)
 	}
 }
@@ -132,8 +139,9 @@ func spanRoom(in *inode, owner uint64, l *unix.Flock_t) bool {
 	return len(o.held) < maxSpans || len(addSpan(append([]span(nil), o.held...), toSpan(l))) <= maxSpans
 }
 
-// setLkNow takes or releases a POSIX lock for owner without waiting.
-func (f *FS) setLkNow(h *handle, owner uint64, pid uint32, l unix.Flock_t) fs.Errno {
+// setLkNow takes or releases a POSIX lock for owner without waiting; uid
+// is the caller's (ownerFd).
+func (f *FS) setLkNow(h *handle, owner uint64, pid, uid uint32, l unix.Flock_t) fs.Errno {
 	in := h.in
 	in.lockMu.Lock()
 	defer in.lockMu.Unlock()
@@ -145,22 +153,22 @@ func (f *FS) setLkNow(h *handle, owner uint64, pid uint32, l unix.Flock_t) fs.Er
 		if e := errno(unix.FcntlFlock(uintptr(o.fd), unix.F_OFD_SETLK, &l)); e != 0 {
 			return e
 		}
-		settle(in, owner, &l)
+		f.settle(in, owner, &l)
 		return fs.OK
 	}
 	if !spanRoom(in, owner, &l) {
 		return syscall.ENOLCK
 	}
-	o, e := f.ownerFd(h, owner, pid)
+	o, e := f.ownerFd(h, owner, pid, uid)
 	if e != 0 {
 		return e
 	}
 	lc := l // F_OFD_SETLK may write to it
 	e = errno(unix.FcntlFlock(uintptr(o.fd), unix.F_OFD_SETLK, &lc))
 	if e == 0 {
-		settle(in, owner, &l)
+		f.settle(in, owner, &l)
 	} else {
-		tidy(in, owner) // closes a fd opened for nothing
+		f.tidy(in, owner) // closes a fd opened for nothing
 	}
 	return e
 }
@@ -176,14 +184,14 @@ func (f *FS) setLkWait(ctx *fs.Context, h *handle, owner uint64, pid uint32, l u
 		in.lockMu.Unlock()
 		return syscall.ENOLCK
 	}
-	o, e := f.ownerFd(h, owner, pid)
+	o, e := f.ownerFd(h, owner, pid, ctx.Uid)
 	if e != 0 {
 		in.lockMu.Unlock()
 		return e
 	}
 	dup, err := unix.FcntlInt(uintptr(o.fd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
-		tidy(in, owner)
+		f.tidy(in, owner)
 		in.lockMu.Unlock()
 		return errno(err)
 	}
@@ -204,9 +212,9 @@ func (f *FS) setLkWait(ctx *fs.Context, h *handle, owner uint64, pid uint32, l u
 		o.waiting--
 		in.lockOwners[owner] = o
 		if e == 0 {
-			settle(in, owner, &l)
+			f.settle(in, owner, &l)
 		} else {
-			tidy(in, owner)
+			f.tidy(in, owner)
 		}
 	}
 	return e
@@ -267,6 +275,7 @@ func (f *FS) dropLockOwner(in *inode, owner uint64) {
 	in.lockMu.Lock()
 	if o, ok := in.lockOwners[owner]; ok {
 		unix.Close(o.fd)
+		f.budget.give(o.uid)
 		delete(in.lockOwners, owner)
 	}
 	in.lockMu.Unlock()
@@ -340,7 +349,7 @@ func (f *FS) SetLk(ctx *fs.Context, ino fs.Inode, fh fs.Handle, owner uint64, lk
 		return e
 	}
 	if !wait || l.Type == unix.F_UNLCK {
-		return lockErr(f.setLkNow(h, owner, lk.Pid, l))
+		return lockErr(f.setLkNow(h, owner, lk.Pid, ctx.Uid, l))
 	}
 	return f.setLkWait(ctx, h, owner, lk.Pid, l)
 }

@@ -106,4 +106,31 @@ type Options struct {
 	// directory). The FS owns it from then on and closes it in Close.
 	// Extended attributes then need Linux 6.13 (the *xattrat calls).
 	ProcFd int
+	// MaxOpenPerUid bounds the handles and lock-owner fds one caller uid
+	// may hold at once (see OpenBudget; uid 0 is never counted): past it
+	// an open fails with EMFILE and a lock needing a new owner fd with
+	// ENOLCK, for that uid alone. 0 sizes it from RLIMIT_NOFILE
+	// (AutoMaxOpenPerUid); < 0 sets no limit. It must be 0 when
+	// OpenBudget is set.
+	MaxOpenPerUid int
+	// OpenBudget, if set, is the budget the FS counts into, shared with
+	// the other FSes serving the same client (NewOpenBudget), so that
+	// serving several directories does not multiply what one uid may
+	// hold.
+	OpenBudget *OpenBudget
+}
+
+// AutoOpenBudget is the per-uid budget (AutoMaxOpenPerUid) for shares FSes
+// made with these options in this process, each with its own fd cache,
+// from the process's RLIMIT_NOFILE now.
+func (o *Options) AutoOpenBudget(shares int) int {
+	nofile := nofileLimit()
+	cache := 0
+	if o.FileHandles != FileHandlesNever {
+		cache = o.FdCache
+		if cache == 0 {
+			cache = AutoFdCache(nofile)
+		}
+	}
+	return AutoMaxOpenPerUid(nofile, max(shares, 1)*cache, FdsPerHandle(o))
 }

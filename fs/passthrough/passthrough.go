@@ -58,6 +58,10 @@ type FS struct {
 	// fhErr is why FileHandlesPrefer fell back to keeping fds (nil if
 	// it did not). Immutable.
 	fhErr error
+
+	// budget counts each uid's handles and lock-owner fds; nil: no
+	// limit. Immutable (inodes.budget is the same).
+	budget *OpenBudget
 }
 
 var (
@@ -73,6 +77,9 @@ func New(root string, opts Options) (*FS, error) {
 	case CacheAuto, CacheAlways, CacheNever, CacheMetadata:
 	default:
 		return nil, fmt.Errorf("passthrough: %v: unknown cache mode; use ParseCacheMode", opts.Cache)
+	}
+	if opts.OpenBudget != nil && opts.MaxOpenPerUid != 0 {
+		return nil, errors.New("passthrough: Options.MaxOpenPerUid and OpenBudget both set: give the limit to NewOpenBudget and leave MaxOpenPerUid 0")
 	}
 	rootFd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -135,6 +142,23 @@ func New(root string, opts Options) (*FS, error) {
 			f.fhErr = err
 		}
 	}
+	switch {
+	case opts.OpenBudget != nil:
+		f.budget = opts.OpenBudget
+	case opts.MaxOpenPerUid > 0:
+		f.budget = NewOpenBudget(opts.MaxOpenPerUid)
+	case opts.MaxOpenPerUid == 0:
+		cache := 0
+		if h := f.inodes.fh; h != nil {
+			cache = len(h.cache.slots)
+		}
+		o := opts
+		if f.inodes.fh == nil {
+			o.FileHandles = FileHandlesNever // fell back: no inode fd per handle
+		}
+		f.budget = NewOpenBudget(AutoMaxOpenPerUid(nofileLimit(), cache, FdsPerHandle(&o)))
+	}
+	f.inodes.budget = f.budget
 	f.root = f.inodes.insertRoot(rootFd, &st)
 	switch opts.Cache {
 	case CacheAuto:
@@ -174,6 +198,10 @@ func (f *FS) FileHandles() (on bool, cacheSize int, fallback error) {
 	}
 	return false, 0, f.fhErr
 }
+
+// MaxOpenPerUid returns the handles and lock-owner fds one uid may hold
+// (Options.MaxOpenPerUid, OpenBudget), 0 if there is no limit.
+func (f *FS) MaxOpenPerUid() int { return f.budget.Max() }
 
 // Init records what the client and transport agreed on.
 func (f *FS) Init(ctx *fs.Context, info *fs.InitInfo) fs.Errno {
@@ -422,6 +450,7 @@ func (f *FS) putHandle(h *handle) {
 			putPassthroughFd(h.in)
 		}
 		unix.Close(h.fd)
+		f.budget.give(h.uid)
 		f.inodes.put(h.in)
 	}
 }

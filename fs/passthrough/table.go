@@ -94,6 +94,7 @@ type inode struct {
 // lockOwner is one lock owner's state on an inode (see ops_lock.go).
 type lockOwner struct {
 	fd      int
+	uid     uint32 // the caller fd is counted for in the budget
 	pid     uint32
 	gen     uint64 // tells this owner's fd from a later one's
 	waiting int    // blocking calls in progress on a dup of fd
@@ -118,6 +119,7 @@ func (in *inode) release(t *inodeTable, v int64) {
 	in.lockMu.Lock()
 	for _, o := range in.lockOwners {
 		unix.Close(o.fd)
+		t.budget.give(o.uid)
 	}
 	in.lockOwners = nil
 	in.lockMu.Unlock()
@@ -159,6 +161,9 @@ type inodeTable struct {
 	// fh keeps inodes as file handles with a bounded fd cache; nil: every
 	// inode keeps its fd (FileHandlesNever). Set before first use.
 	fh *handles
+	// budget is FS.budget, which release gives lock-owner fds back to.
+	// Set before first use.
+	budget *OpenBudget
 }
 
 func (t *inodeTable) init() {
@@ -458,6 +463,9 @@ type handle struct {
 	dir *dirStream
 	// passthrough: the handle holds a reference on in.ptFd. Immutable.
 	passthrough bool
+	// uid is the caller the handle is counted for in FS.budget (given
+	// back when fd is closed). Immutable.
+	uid uint32
 
 	lockMu sync.Mutex
 	// lockOwners are the owners that took POSIX locks through this
