@@ -314,6 +314,9 @@ func runMount(args []string) error {
 	} else {
 		stderrf("sandbox (mount door): not applied: an unprivileged mount is unmounted by the setuid fusermount3, which no_new_privs and the system-call filter forbid")
 	}
+	// One budget for every --source, sized by this (the serving)
+	// process's fd limit.
+	stderrf("mount: %s", openBudget(&fsOpts, inodes.maxOpen, len(sources.specs)))
 	// Opened after confine: passthrough records the capability set its
 	// identity switches restore, which must be the confined one.
 	// pfss are the shares' backends in sources.specs' order (build makes

@@ -124,8 +124,11 @@ type p9Config struct {
 	sandbox *sandbox.Options
 	// ln, if not nil, is the listener to serve (a namespace sandbox's
 	// child inherits it) instead of listening on network, addr.
-	ln      net.Listener
-	fsOpts  passthrough.Options
+	ln     net.Listener
+	fsOpts passthrough.Options
+	// maxOpen is --max-open-per-uid (0: automatic, -1: none), sized in
+	// the serving process (openBudget).
+	maxOpen int
 	srvOpts p9.Options
 	drain   time.Duration
 	policy  fsPolicy
@@ -285,6 +288,7 @@ func runP9(args []string) error {
 	if err := inodes.apply(&cfg.fsOpts); err != nil {
 		return err
 	}
+	cfg.maxOpen = inodes.maxOpen
 	if *debug {
 		cfg.srvOpts.Debug = log.New(os.Stderr, "", log.Lmicroseconds).Printf
 	}
@@ -449,6 +453,7 @@ func serveP9(ctx context.Context, cfg p9Config, ready chan<- net.Addr) error {
 	if len(cfg.shares.specs) == 0 {
 		cfg.shares.specs = []shareSpec{{dir: cfg.dir}} // a p9Config made with dir alone
 	}
+	fmt.Fprintln(os.Stderr, "fastfsd 9p: "+openBudget(&cfg.fsOpts, cfg.maxOpen, len(cfg.shares.specs)))
 	inner, _, closeShares, err := cfg.shares.build(false, func(dir string) (fs.FileSystem, error) {
 		pfs, err := passthrough.New(dir, cfg.fsOpts)
 		if err != nil {

@@ -125,6 +125,11 @@ flags:
                             work (needs CAP_DAC_READ_SEARCH); never: one open fd per inode
   --inode-fd-cache N        unused inode fds kept open with file handles (default 0: a quarter
                             of RLIMIT_NOFILE, at most 8192)
+  --max-open-per-uid N      files, directories and lock owners one guest uid may hold open
+                            (EMFILE, ENOLCK past it; uid 0 not counted): fairness among the
+                            guest's users, not a security boundary, since the guest's kernel
+                            names the uid and a guest may claim any; 0: automatic (as fastfsd
+                            mount's, from RLIMIT_NOFILE); -1 (default): no limit
   --sandbox auto|namespace|chroot|none  confinement after the socket listens: namespace: serve
                             from new mount, pid and network namespaces whose root is DIR (root, a
                             CGO_ENABLED=0 build, Linux 6.13+); chroot: serve from a chroot into DIR
@@ -183,6 +188,7 @@ type virtiofsConfig struct {
 	keep          bool
 	fileHandles   passthrough.FileHandleMode // --inode-file-handles (inodes.go)
 	fdCache       int                        // --inode-fd-cache
+	maxOpen       int                        // --max-open-per-uid; -1 (default): none, 0: automatic
 	level         slog.Level
 	printCaps     bool
 	help          bool
@@ -253,7 +259,7 @@ func parseLevel(s string) (slog.Level, error) {
 // name settings that were adjusted (--cache-size without --dax, --writeback
 // with cache=never).
 func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
-	c := &virtiofsConfig{fd: -1, tag: "fastfs", xattr: true, queues: min(max(runtime.NumCPU(), 1), 16), level: slog.LevelInfo, fileHandles: passthrough.FileHandlesPrefer,
+	c := &virtiofsConfig{fd: -1, tag: "fastfs", xattr: true, queues: min(max(runtime.NumCPU(), 1), 16), level: slog.LevelInfo, fileHandles: passthrough.FileHandlesPrefer, maxOpen: -1,
 		sandbox: sandboxFlags{sandbox: "auto", seccomp: "kill"}}
 	var warns []string
 	applyOpt := func(o string) error {
@@ -393,6 +399,10 @@ func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
 		case "inode-fd-cache":
 			if v, err = value(); err == nil {
 				c.fdCache, err = parseFdCache(v)
+			}
+		case "max-open-per-uid":
+			if v, err = value(); err == nil {
+				c.maxOpen, err = parseMaxOpen(v)
 			}
 		case "metrics":
 			c.observe.metrics, err = value()
@@ -746,9 +756,15 @@ func runVirtiofs(args []string) error {
 	}
 	// Opened after confine: passthrough records the capability set its
 	// identity switches restore, which must be the confined one.
+	fsOpts := passthrough.Options{Cache: c.cache, Xattr: c.xattr, ReadOnly: c.readOnly, DirectIO: c.directIO,
+		AllowDevices: c.allowDevices, FileHandles: c.fileHandles, FdCache: c.fdCache, ProcFd: procFd}
+	// One budget for every share, those the control socket adds too
+	// (counted as one for the automatic size).
+	if note := openBudget(&fsOpts, c.maxOpen, max(len(c.shares.specs), 1)); c.maxOpen != -1 {
+		log.Info("virtiofs: " + note)
+	}
 	mk := func(dir string) (fs.FileSystem, error) {
-		pfs, err := passthrough.New(dir, passthrough.Options{Cache: c.cache, Xattr: c.xattr, ReadOnly: c.readOnly, DirectIO: c.directIO,
-			AllowDevices: c.allowDevices, FileHandles: c.fileHandles, FdCache: c.fdCache, ProcFd: procFd})
+		pfs, err := passthrough.New(dir, fsOpts)
 		if err != nil {
 			return nil, fmt.Errorf("%w; check --shared-dir", err)
 		}

@@ -69,8 +69,36 @@ func child(role string, args []string) int {
 		io.Copy(io.Discard, in)
 		return 0
 	}
+	if role == "openflood" {
+		return openFlood(args[0], args[1])
+	}
 	fmt.Println("unknown role", role)
 	return 2
+}
+
+// openFlood is the "openflood PATH N" role: open PATH until an open
+// fails or N are open (its own fd limit raised to allow N), say "opened K
+// ERR" (ERR the errno that stopped it, or "none"), and keep the files
+// open until stdin closes.
+func openFlood(path, count string) int {
+	n, _ := strconv.Atoi(count)
+	var cur unix.Rlimit
+	unix.Getrlimit(unix.RLIMIT_NOFILE, &cur)
+	lim := unix.Rlimit{Cur: min(uint64(n+100), cur.Max), Max: cur.Max}
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		fmt.Println("setrlimit:", err)
+		return 1
+	}
+	opened, stop := 0, "none"
+	for ; opened < n; opened++ {
+		if _, err := unix.Open(path, unix.O_RDONLY, 0); err != nil {
+			stop = unix.ErrnoName(err.(syscall.Errno))
+			break
+		}
+	}
+	fmt.Println("opened", opened, stop)
+	io.Copy(io.Discard, os.Stdin)
+	return 0
 }
 
 // group starts cmds in their own process group, killed at cleanup.
@@ -178,7 +206,9 @@ func TestFlockStormSIGTERM(t *testing.T) {
 // fastfsd (issue 10: each opened a lock fd kept until FLUSH/RELEASE).
 func TestGetlkOwnerStorm(t *testing.T) {
 	const owners = 5000
-	m := startMount(t, "--cache", "never")
+	// Its 5,000 opens as one uid are past the automatic per-uid budget
+	// of a 20,000-fd limit (TestOpenFloodPerUid tests that).
+	m := startMount(t, "--cache", "never", "--max-open-per-uid", strconv.Itoa(owners+100))
 	stat := statOp(filepath.Join(m.mnt, "f"))
 	idle := measureIdle(t, time.Second, stat)
 	self := childBinary(t)
