@@ -338,7 +338,15 @@ func (s *Server) handshake(nc net.Conn, p *pendingConn) {
 		if !errors.Is(err, errNotIdentified) { // the timer logged it
 			s.logRefusal(nc, err)
 		}
+		// The slot is given back once the fd is closed: the
+		// connections being identified or refused hold at most
+		// maxIdentifying fds per listener.
 		nc.Close()
+		s.mu.Lock()
+		if p.held {
+			s.unpend(p)
+		}
+		s.mu.Unlock()
 		return
 	}
 	c.serve(p.accepted)
@@ -360,10 +368,11 @@ func (s *Server) ServeConn(nc net.Conn) error {
 }
 
 // newConn identifies nc's peer and admits it under the connection limits.
-// p is the pending connection of Serve's accept (nil for ServeConn): its
-// slot is given back, under the same lock as the connection is counted
-// in conns, or errNotIdentified is returned if its handshake timeout
-// already closed it.
+// p is the pending connection of Serve's accept (nil for ServeConn): if
+// nc is admitted its slot is given back under the same lock as it is
+// counted in conns; if refused, p keeps it (the caller closes nc, then
+// gives it back); errNotIdentified if its handshake timeout already
+// closed nc and took the slot.
 func (s *Server) newConn(nc net.Conn, p *pendingConn) (*conn, error) {
 	peer, err := s.identify(nc)
 	if err == nil && peer.Owner.Key == "" {
@@ -371,11 +380,8 @@ func (s *Server) newConn(nc net.Conn, p *pendingConn) (*conn, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if p != nil {
-		if !p.held {
-			return nil, errNotIdentified
-		}
-		s.unpend(p)
+	if p != nil && !p.held {
+		return nil, errNotIdentified
 	}
 	if err != nil {
 		return nil, err
@@ -387,6 +393,9 @@ func (s *Server) newConn(nc net.Conn, p *pendingConn) (*conn, error) {
 	// costs an accept and a close.
 	if err := s.admit(peer.Owner); err != nil {
 		return nil, err
+	}
+	if p != nil {
+		s.unpend(p)
 	}
 	c := &conn{
 		peer:     peer,
@@ -540,6 +549,9 @@ type conn struct {
 	free chan *request // idle request slots
 	work chan *request // slots holding a request for a worker
 	busy sync.WaitGroup
+	// idle counts the workers that finished a request and wait for the
+	// next, less those the reader claimed for a request it sent.
+	idle atomic.Int32
 
 	// peer is who the client is, with the Owner it counts against: set
 	// before the conn is served, then read-only.
@@ -615,9 +627,10 @@ func (c *conn) serve(accepted time.Time) (err error) {
 		})
 		defer t.Stop() // before the teardown above
 	}
-	for range c.s.opts.MaxRequests {
-		go c.worker()
-	}
+	// Workers start as requests need them (one per request in flight,
+	// up to MaxRequests), not with the connection: a client that
+	// connects and closes in a loop costs no goroutines.
+	workers := 0 // reader goroutine only
 	var hb [HeaderSize]byte
 	for {
 		if _, err := io.ReadFull(c.br, hb[:]); err != nil {
@@ -678,6 +691,16 @@ func (c *conn) serve(accepted time.Time) (err error) {
 		c.inflight[h.Tag] = r
 		c.mu.Unlock()
 		c.busy.Add(1)
+		// Claim an idle worker for r, or start one: every request sent
+		// is matched by a worker that will receive, so r never waits
+		// behind a busy one while fewer than MaxRequests run.
+		if c.idle.Add(-1) < 0 {
+			c.idle.Add(1)
+			if workers < c.s.opts.MaxRequests {
+				workers++
+				go c.worker()
+			}
+		}
 		c.work <- r
 	}
 }
@@ -687,6 +710,7 @@ func (c *conn) worker() {
 	defer c.s.giveCounter(obs)
 	for r := range c.work {
 		c.run(r, obs)
+		c.idle.Add(1) // ready for the next request: the reader may claim it
 	}
 }
 
