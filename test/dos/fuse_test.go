@@ -72,6 +72,9 @@ func child(role string, args []string) int {
 	if role == "openflood" {
 		return openFlood(args[0], args[1])
 	}
+	if rc, ok := p9ConnChild(role, args); ok {
+		return rc
+	}
 	fmt.Println("unknown role", role)
 	return 2
 }

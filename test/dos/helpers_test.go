@@ -243,16 +243,22 @@ func measureIdle(t *testing.T, d time.Duration, op func() error) time.Duration {
 // checkProbe asserts the probe's figures under attack.
 func checkProbe(t *testing.T, what string, p *probe, idle time.Duration) {
 	t.Helper()
+	checkProbeBy(t, t.Errorf, what, p, idle)
+}
+
+// checkProbeBy is checkProbe reporting a failed criterion through errorf.
+func checkProbeBy(t *testing.T, errorf func(string, ...any), what string, p *probe, idle time.Duration) {
+	t.Helper()
 	n, mx, p99, err := p.result()
 	if err != nil {
-		t.Errorf("%s: the second client's operation failed: %v", what, err)
+		errorf("%s: the second client's operation failed: %v", what, err)
 	}
 	t.Logf("%s: second client %d ops, p99 %v (idle %v), max %v", what, n, p99, idle, mx)
 	if n == 0 || mx > time.Second {
-		t.Errorf("%s: the second client stalled (max %v over %d ops), want < 1 s", what, mx, n)
+		errorf("%s: the second client stalled (max %v over %d ops), want < 1 s", what, mx, n)
 	}
 	if limit := 5 * max(idle, idleFloor); p99 > limit {
-		t.Errorf("%s: the second client's p99 %v exceeds 5× the idle p99 (%v)", what, p99, limit)
+		errorf("%s: the second client's p99 %v exceeds 5× the idle p99 (%v)", what, p99, limit)
 	}
 }
 
