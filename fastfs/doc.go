@@ -28,6 +28,16 @@
 // regular files of its own mount with os.Open (see package fusedev):
 // use syscall.Open, or another process.
 //
+// # Mounting in two steps
+//
+// Open mounts without serving, and Session.Serve serves later; Adopt
+// takes the /dev/fuse fd of a mount another process made. In between, a
+// daemon can confine itself: cmd/fastfsd mount, as root, Opens in a
+// supervisor that keeps only the right to unmount, and hands the fd to a
+// child that Adopts it, Prepares what serving needs outside the served
+// directory, enters that directory as its root under Landlock and a
+// system-call filter, opens the filesystem and Serves it.
+//
 // # Telling the kernel what changed
 //
 // A filesystem that changes on its own (a clock, a network share, files

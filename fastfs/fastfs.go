@@ -6,14 +6,13 @@ import (
 	"fmt"
 	"log"
 	"net"
-	"os"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/fastfsd/fastfsd/dataplane/fusedev"
 	"github.com/fastfsd/fastfsd/fs"
 	"github.com/fastfsd/fastfsd/fuse"
+	"github.com/fastfsd/fastfsd/internal/stats"
 	"github.com/fastfsd/fastfsd/p9"
 )
 
@@ -38,6 +37,19 @@ type MountOptions struct {
 	// be read and written by the kernel directly (root and Linux 6.9+;
 	// Mount refuses it without root).
 	Passthrough bool
+	// Splice chooses how READ and WRITE payloads that are not passed
+	// through move between the kernel and the filesystem (default
+	// SpliceAuto).
+	Splice SpliceMode
+	// IOUring serves FUSE over io_uring (Linux 6.14+) when the kernel
+	// agrees to it in INIT: one ring per CPU queue, one system call per
+	// batch of requests. Open (and Mount) turn the fuse module's
+	// enable_uring parameter on if it is off, which needs root.
+	IOUring bool
+	// Stats, if set, counts every request with its service time, per
+	// worker (cmd/fastfsd's --metrics: internal/stats cannot be imported
+	// outside this module, so other users leave it nil).
+	Stats *stats.Set
 	// Fuse are the protocol engine's options (locks, writeback, max_write,
 	// …); the zero value is the engine's defaults.
 	Fuse fuse.Options
@@ -45,7 +57,25 @@ type MountOptions struct {
 	Debug *log.Logger
 }
 
-// Mounted is a filesystem mounted by Mount and being served.
+// SpliceMode chooses the data path of payloads on /dev/fuse
+// (MountOptions.Splice).
+type SpliceMode = fusedev.SpliceMode
+
+const (
+	// SpliceAuto splices when Passthrough is off, where large payloads
+	// reach the filesystem, and uses read/writev when it is on, where
+	// requests are mostly small (measurements: package fusedev).
+	SpliceAuto = fusedev.SpliceAuto
+	// SpliceOn moves payloads through pipes with splice(2) (READs under
+	// 32 KiB are copied).
+	SpliceOn = fusedev.SpliceOn
+	// SpliceOff reads requests into buffers and writes replies with
+	// writev(2).
+	SpliceOff = fusedev.SpliceOff
+)
+
+// Mounted is a filesystem mounted by Mount (or Open, or Adopt) and being
+// served.
 // Its methods are safe for concurrent use.
 type Mounted struct {
 	conn *fusedev.Conn
@@ -68,54 +98,20 @@ type Mounted struct {
 // (see package fusedev, "Serving and using a mount in one process"): use
 // syscall.Open, or another process.
 func Mount(ctx context.Context, fsys fs.FileSystem, mountpoint string, opts *MountOptions) (*Mounted, error) {
-	var o MountOptions
-	if opts != nil {
-		o = *opts
-	}
 	if fsys == nil {
 		return nil, errors.New("fastfs: mount: nil filesystem")
 	}
-	if o.FSName == "" {
-		o.FSName = "fastfs"
-	}
-	if strings.ContainsAny(o.FSName, ", \x00") {
-		return nil, fmt.Errorf("fastfs: mount: FSName %q must not contain a comma, space or NUL", o.FSName)
-	}
-	if o.Workers < 0 || o.Workers > 1024 {
-		return nil, fmt.Errorf("fastfs: mount: Workers %d: want 0 (one per CPU) to 1024", o.Workers)
-	}
-	if o.Passthrough && os.Geteuid() != 0 {
-		return nil, errors.New("fastfs: mount: Passthrough needs root (CAP_SYS_ADMIN); leave it off for an unprivileged mount")
+	if _, err := checkMountOptions(opts); err != nil {
+		return nil, fmt.Errorf("fastfs: mount: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("fastfs: mount %s: %w", mountpoint, err)
 	}
-	conn, err := fusedev.Mount(mountpoint, fusedev.MountOptions{
-		Source:             o.FSName,
-		AllowOther:         o.AllowOther,
-		DefaultPermissions: true,
-	})
+	s, err := Open(mountpoint, opts)
 	if err != nil {
-		return nil, fmt.Errorf("fastfs: %w", err)
+		return nil, err
 	}
-	m := &Mounted{conn: conn, done: make(chan struct{})}
-	so := fusedev.ServeOptions{Workers: o.Workers, NoPin: o.NoPin, Passthrough: o.Passthrough, Debug: o.Debug}
-	go func() {
-		err := conn.Serve(ctx, fsys, o.Fuse, so)
-		// Serve returns once the mount is gone, or after unmounting it on
-		// a fatal error; unmount again so that closing the fd never leaves
-		// a dead mount behind.
-		if uerr := conn.Unmount(); uerr != nil && err == nil {
-			err = uerr
-		}
-		conn.Close()
-		if err != nil {
-			err = fmt.Errorf("fastfs: serve %s: %w", conn.Mountpoint(), err)
-		}
-		m.err = err
-		close(m.done)
-	}()
-	return m, nil
+	return s.Serve(ctx, fsys)
 }
 
 // Mountpoint returns the absolute path the filesystem is mounted on.

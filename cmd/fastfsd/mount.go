@@ -15,8 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/fastfsd/fastfsd/dataplane/fusedev"
-	"github.com/fastfsd/fastfsd/dataplane/uring"
+	"github.com/fastfsd/fastfsd/fastfs"
 	"github.com/fastfsd/fastfsd/fs"
 	"github.com/fastfsd/fastfsd/fs/passthrough"
 	"github.com/fastfsd/fastfsd/fuse"
@@ -103,14 +102,14 @@ func runMount(args []string) error {
 	if err != nil {
 		return fmt.Errorf("--cache: %w", err)
 	}
-	var sm fusedev.SpliceMode
+	var sm fastfs.SpliceMode
 	switch *spliceMode {
 	case "auto":
-		sm = fusedev.SpliceAuto
+		sm = fastfs.SpliceAuto
 	case "on":
-		sm = fusedev.SpliceOn
+		sm = fastfs.SpliceOn
 	case "off":
-		sm = fusedev.SpliceOff
+		sm = fastfs.SpliceOff
 	default:
 		return fmt.Errorf("--splice %q: want auto, on or off", *spliceMode)
 	}
@@ -207,7 +206,8 @@ func runMount(args []string) error {
 	if !plain && sbf.chroot() {
 		return sources.chrootRefused()
 	}
-	opts := fusedev.ServeOptions{Workers: *workers, Splice: sm, Passthrough: usePass, IOUring: *useUring}
+	opts := fastfs.MountOptions{FSName: *fsname, AllowOther: *allowOther, Workers: *workers, Splice: sm, Passthrough: usePass, IOUring: *useUring,
+		Fuse: fuse.Options{Locks: *locks, SecurityLabel: *secLabel, PosixACL: policy.posixACL}}
 	if *debug {
 		opts.Debug = log.New(os.Stderr, "fastfsd: ", log.Lmicroseconds)
 	}
@@ -221,7 +221,9 @@ func runMount(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	var conn *fusedev.Conn
+	// conn is the mount, mounted (fastfs.Open) or handed over by the
+	// supervisor (fastfs.Adopt), served below (conn.Serve).
+	var conn *fastfs.Session
 	fds, child := sandboxChild()
 	if child {
 		// The sandbox's serving child (namespace.go, superviseMount):
@@ -229,27 +231,16 @@ func runMount(args []string) error {
 		if err := obs.inherit(fds); err != nil {
 			return err
 		}
-		if conn, err = adoptMount(fds, mnt); err != nil {
+		if conn, err = adoptMount(fds, mnt, &opts); err != nil {
 			return err
 		}
 	} else {
 		if err := obs.listen(); err != nil {
 			return err
 		}
-		conn, err = fusedev.Mount(mnt, fusedev.MountOptions{
-			Source:             *fsname,
-			AllowOther:         *allowOther,
-			DefaultPermissions: true,
-		})
-		if err != nil {
+		// With --uring, Open turns the fuse module's enable_uring on.
+		if conn, err = fastfs.Open(mnt, &opts); err != nil {
 			return err
-		}
-		if *useUring && !uring.Enabled() {
-			if err := uring.Enable(); err != nil {
-				conn.Unmount()
-				conn.Close()
-				return fmt.Errorf("--uring: %w", err)
-			}
 		}
 		if !unprivileged {
 			// Root: a child serves, confined, and this process
@@ -259,7 +250,9 @@ func runMount(args []string) error {
 			return err
 		}
 	}
+	// A no-op once served: the fastfs.Mounted closes the fd then.
 	defer conn.Close()
+
 	var watchMetrics *watchCollector // --watch's counts at --metrics
 	if *watch && obs.enabled() {
 		watchMetrics = new(watchCollector)
@@ -273,7 +266,7 @@ func runMount(args []string) error {
 	if child {
 		// Everything serving needs outside the shares is opened now,
 		// before Landlock and the new root keep it out of reach.
-		if err := conn.Prepare(opts); err != nil {
+		if err := conn.Prepare(); err != nil {
 			conn.Unmount()
 			return err
 		}
@@ -349,21 +342,30 @@ func runMount(args []string) error {
 		return err
 	}
 
-	eng := fuse.Options{Locks: *locks, SecurityLabel: *secLabel, PosixACL: policy.posixACL}
-	var watchWG sync.WaitGroup
-	for i, w := range watchers {
-		// Notifications name the backend's inode IDs, which the policy
-		// wrappers pass through unchanged; with named shares the VFS's
-		// IDs of them (shareNotifier). Run stops with the session (ENODEV
-		// or EBADF from the notifications) or when closed below.
-		var n passthrough.Notifier = conn
-		if vfsys != nil {
-			ids, err := vfsys.ClientIDs(sources.specs[i].name)
-			if err != nil {
+	// Each watcher's notifications name its backend's inode IDs, which
+	// the policy wrappers pass through unchanged; with named shares the
+	// VFS's IDs of them (shareNotifier), looked up before serving starts.
+	shareIDs := make([]func(fs.Inode) (fs.Inode, bool), len(watchers))
+	if vfsys != nil {
+		for i := range watchers {
+			if shareIDs[i], err = vfsys.ClientIDs(sources.specs[i].name); err != nil {
 				conn.Unmount()
 				return fmt.Errorf("--watch: %w", err)
 			}
-			n = shareNotifier{n: conn, ids: ids}
+		}
+	}
+	m, err := conn.Serve(ctx, fsys)
+	if err != nil {
+		conn.Unmount()
+		return err
+	}
+	var watchWG sync.WaitGroup
+	for i, w := range watchers {
+		// Run stops with the session (ENODEV or EBADF from the
+		// notifications) or when closed below.
+		var n passthrough.Notifier = mountNotifier{m}
+		if shareIDs[i] != nil {
+			n = shareNotifier{n: n, ids: shareIDs[i]}
 		}
 		watchWG.Add(1)
 		go func(w *passthrough.Watcher, f *passthrough.FS, n passthrough.Notifier, dir string) {
@@ -375,7 +377,9 @@ func runMount(args []string) error {
 			}
 		}(w, pfss[i], n, sources.specs[i].dir)
 	}
-	serveErr := conn.Serve(ctx, fsys, eng, opts)
+	// Wait returns once the mount is gone (or serving unmounted it on an
+	// error), after the fd is closed: nothing is left behind.
+	serveErr := m.Wait()
 	if watchers != nil {
 		for _, w := range watchers {
 			w.Close()
@@ -385,16 +389,24 @@ func runMount(args []string) error {
 		fmt.Fprintf(os.Stderr, "fastfsd mount: --watch: %d events (%d of this daemon's own changes, %d about inodes the client did not know), %d notifications sent (%d entry, %d data, %d attr), %d failed, %d queue overflows\n",
 			ws.Events, ws.Own, ws.Unknown, ws.Notified, ws.Entries, ws.Data, ws.Attrs, ws.Errors, ws.Overflows)
 	}
-	// Serve returns after the mount is gone (or it unmounted it on an
-	// error); make sure nothing is left before closing the fd, which
-	// would otherwise leave a dead mount.
-	if err := conn.Unmount(); err != nil && serveErr == nil {
-		serveErr = err
+	return serveErr
+}
+
+// mountNotifier sends a passthrough.Watcher's notifications through the
+// served mount.
+type mountNotifier struct{ m *fastfs.Mounted }
+
+func (n mountNotifier) NotifyInvalInode(ino uint64, off, length int64) error {
+	return n.m.InvalidateInode(fs.Inode(ino), off, length)
+}
+
+// NotifyInvalEntry: the watcher never asks for expireOnly (it drops the
+// entry); fastfs.Mounted offers only that.
+func (n mountNotifier) NotifyInvalEntry(parent uint64, name []byte, expireOnly bool) error {
+	if expireOnly {
+		return errors.New("mount: --watch: FUSE_EXPIRE_ONLY invalidation is not offered by fastfs.Mounted")
 	}
-	if serveErr != nil {
-		return fmt.Errorf("%s: %w", mnt, serveErr)
-	}
-	return nil
+	return n.m.InvalidateEntry(fs.Inode(parent), string(name))
 }
 
 // superviseMount is the mount door's supervisor as root (namespace.go;
@@ -405,7 +417,7 @@ func runMount(args []string) error {
 // connection), and unmounts on SIGINT/SIGTERM
 // (ctx), when the child asks, and when the child has exited — cleanly or
 // killed — so that no mount outlives the daemon.
-func superviseMount(ctx context.Context, conn *fusedev.Conn, obs *observeFlags, mode string) error {
+func superviseMount(ctx context.Context, conn *fastfs.Session, obs *observeFlags, mode string) error {
 	fail := func(err error) error {
 		conn.Unmount()
 		return fmt.Errorf("sandbox: start the serving child: %w", err)
@@ -433,7 +445,7 @@ func superviseMount(ctx context.Context, conn *fusedev.Conn, obs *observeFlags, 
 // byte on the supervisorLink): the mount lives in the host's mount
 // namespace, which a namespace child has left, and Landlock forbids the
 // child to unmount anyway.
-func adoptMount(fds map[string]int, mnt string) (*fusedev.Conn, error) {
+func adoptMount(fds map[string]int, mnt string, opts *fastfs.MountOptions) (*fastfs.Session, error) {
 	fd, err := inheritedFd(fds, "fuse")
 	if err != nil {
 		return nil, err
@@ -446,10 +458,10 @@ func adoptMount(fds map[string]int, mnt string) (*fusedev.Conn, error) {
 	if err != nil {
 		abs = mnt
 	}
-	return fusedev.Adopt(fd, abs, func() error {
+	return fastfs.Adopt(fd, abs, func() error {
 		if err := ask(); err != nil {
 			return fmt.Errorf("unmount %s: %w", abs, err)
 		}
 		return nil
-	}), nil
+	}, opts)
 }

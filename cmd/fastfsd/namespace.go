@@ -55,7 +55,7 @@ import (
 // over, keeps CAP_SYS_ADMIN alone, and unmounts — on SIGINT/SIGTERM, when
 // the child asks (a byte on the supervisor link), and when the child has
 // exited, so that a dead child leaves no mount behind. The child
-// prepares what serving needs outside the share (fusedev.Conn.Prepare:
+// prepares what serving needs outside the share (fastfs.Session.Prepare:
 // cloned /dev/fuse fds, /sys, /dev/null) before it enters its root; see
 // mount.go. With --sandbox=none the mount door splits too, without new
 // namespaces or a new root: Landlock forbids unmounting, so only a child
