@@ -1,7 +1,9 @@
 package fuse
 
 import (
+	"encoding/binary"
 	"sync"
+	"syscall"
 
 	"github.com/fastfsd/fastfsd/fs"
 	"github.com/fastfsd/fastfsd/fuse/abi"
@@ -31,6 +33,21 @@ type interrupts struct {
 }
 
 func (t *interrupts) init() { t.inflight = make(map[uint64]*fs.Interrupt) }
+
+// WaitingLock reports whether a request with op and body (the bytes after
+// the in header) is a lock request that may wait: SETLKW asking for a read
+// or a write lock. SETLKW with F_UNLCK never waits — the kernel sends it
+// for an unlock through F_SETLKW and for flock's LOCK_UN — so a transport
+// serves it like a quick request, whatever its lock waiters hold. A body
+// too short to say is no wait either: the engine refuses it at once.
+func WaitingLock(op abi.Opcode, body []byte) bool {
+	// fuse_lk_in: fh, owner, then fuse_file_lock{start, end, type, pid}.
+	const typeOff = 32
+	if op != abi.OpSetlkw || len(body) < typeOff+4 {
+		return false
+	}
+	return binary.NativeEndian.Uint32(body[typeOff:]) != syscall.F_UNLCK
+}
 
 // Blocking reports whether a request with op may block for long in the
 // filesystem — a lock wait (SETLKW, blocking flock), FSYNC, FSYNCDIR,

@@ -17,8 +17,11 @@ import (
 // DefaultBlockingHelpers is the default ServeOptions.BlockingHelpers: how
 // many requests that may block (lock waits, fsync…) a connection serves at
 // once off its workers. Each waits on its own OS thread, and holds a slot
-// of helperInMax + helperOutSize bytes.
-const DefaultBlockingHelpers = 128
+// of helperInMax + helperOutSize bytes (2 MiB and 1,024 idle goroutines in
+// all). An eighth of them is one uid's share of lock waits and another
+// eighth is kept for root (helperPool): 128 waits per user, as many as
+// the storm of 100 waiters one user makes in test/dos.
+const DefaultBlockingHelpers = 1024
 
 // helperInMax bounds the request a helper slot holds: the blocking ops
 // carry a fixed struct of at most 56 bytes and perhaps a few request
@@ -33,8 +36,11 @@ const helperOutSize = 1024
 // Owned by the pool while in free, by one helper between hand-off and
 // its reply.
 type helperSlot struct {
-	fd   int // the /dev/fuse fd the request was read from: its reply goes there
-	id   int // that worker's id, for logs
+	fd int // the /dev/fuse fd the request was read from: its reply goes there
+	id int // that worker's id, for logs
+	// wait: the request is a lock wait counted for uid (helperPool.waits).
+	wait bool
+	uid  uint32
 	in   []byte
 	req  *fuse.Request
 	errb [outHeaderSize]byte
@@ -42,7 +48,8 @@ type helperSlot struct {
 
 // helperPool is a connection's bounded set of helpers for requests that
 // may block (fuse.Blocking). A worker hands such a request over and goes
-// on reading; when every slot is busy, a lock wait is refused with ENOLCK
+// on reading; when every slot is busy, or its caller's share of them waits
+// already (takeWait), a lock wait is refused with ENOLCK
 // (a waiter must not take the worker: the RELEASE that frees the lock may
 // be queued behind it) and any other blocking request is served inline
 // (it ends on its own).
@@ -58,12 +65,27 @@ type helperPool struct {
 	free    chan *helperSlot // idle slots
 	work    chan *helperSlot // handed over; capacity = slots, so a send never blocks
 	running sync.WaitGroup
+
+	// Lock waits may last as long as another process holds its lock, so
+	// no one caller may hold many slots with them: a uid other than 0
+	// waits in at most perUid slots, and in none once all but reserve
+	// slots wait (kept for root, who can stop the daemon anyway). The
+	// kernel sets the uid on a FUSE mount, so one local user cannot take
+	// the pool, and with it every other user's blocking locks, away.
+	// Immutable.
+	perUid, reserve int
+	waitMu          sync.Mutex
+	// waiting counts the slots lock waits hold, waits each non-root
+	// uid's share; an entry is deleted at zero. +checklocks:waitMu
+	waiting int
+	waits   map[uint32]int // +checklocks:waitMu
 }
 
 // newHelperPool starts n helpers; with st non-nil they count what they
 // serve in one stats.Worker of st, as a worker does.
 func newHelperPool(srv *fuse.Server, n int, st *stats.Set) *helperPool {
-	p := &helperPool{srv: srv, stats: st, free: make(chan *helperSlot, n), work: make(chan *helperSlot, n)}
+	p := &helperPool{srv: srv, stats: st, free: make(chan *helperSlot, n), work: make(chan *helperSlot, n),
+		perUid: max(1, n/8), reserve: n / 8, waits: make(map[uint32]int)}
 	if st != nil {
 		p.obs = st.NewWorker()
 	}
@@ -84,19 +106,28 @@ func (p *helperPool) offload(w *worker, in []byte) bool {
 		return false
 	}
 	h, ok := readHdr(in)
-	if !ok || !fuse.Blocking(abi.Opcode(h.opcode)) || len(in) > helperInMax {
+	op := abi.Opcode(h.opcode)
+	if !ok || !fuse.Blocking(op) || len(in) > helperInMax {
 		return false
 	}
-	select {
-	case s := <-p.free:
-		s.fd, s.id = w.fd, w.id
-		s.in = append(s.in[:0], in...)
-		p.work <- s
-		return true
-	default:
+	wait := fuse.WaitingLock(op, in[inHeaderSize:])
+	if op == abi.OpSetlkw && !wait {
+		return false // an unlock: it never waits, and must work with the pool full
 	}
-	if abi.Opcode(h.opcode) != abi.OpSetlkw {
-		return false
+	if !wait || p.takeWait(h.uid) {
+		select {
+		case s := <-p.free:
+			s.fd, s.id = w.fd, w.id
+			s.wait, s.uid = wait, h.uid
+			s.in = append(s.in[:0], in...)
+			p.work <- s
+			return true
+		default:
+		}
+		if !wait {
+			return false
+		}
+		p.putWait(h.uid)
 	}
 	putErrReply(w.errb[:], h.unique, int32(syscall.ENOLCK))
 	if w.obs != nil {
@@ -125,7 +156,38 @@ func (p *helperPool) helper() {
 		if n > 0 {
 			sendReply(s.fd, s.id, r.Out[:n], r.In, s.errb[:])
 		}
+		if s.wait {
+			p.putWait(s.uid)
+		}
 		p.free <- s
+	}
+}
+
+// takeWait counts a lock wait of uid: false if uid may not wait in one
+// more slot (its share, or all but the reserve, is taken). It allocates
+// nothing once the map has held as many uids.
+func (p *helperPool) takeWait(uid uint32) bool {
+	p.waitMu.Lock()
+	defer p.waitMu.Unlock()
+	if uid != 0 && (p.waits[uid] >= p.perUid || p.waiting >= cap(p.free)-p.reserve) {
+		return false
+	}
+	p.waiting++
+	if uid != 0 {
+		p.waits[uid]++
+	}
+	return true
+}
+
+// putWait gives back a lock wait takeWait counted.
+func (p *helperPool) putWait(uid uint32) {
+	p.waitMu.Lock()
+	defer p.waitMu.Unlock()
+	p.waiting--
+	if uid != 0 {
+		if p.waits[uid]--; p.waits[uid] <= 0 {
+			delete(p.waits, uid)
+		}
 	}
 }
 

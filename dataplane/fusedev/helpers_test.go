@@ -14,14 +14,15 @@ import (
 	"github.com/fastfsd/fastfsd/internal/stats"
 )
 
-// waitingFS is testFS whose lock waits block until interrupted.
+// waitingFS is testFS whose lock waits block until interrupted (an
+// unlock never waits, as on a real filesystem).
 type waitingFS struct {
 	*testFS
 	entered chan struct{}
 }
 
 func (w *waitingFS) SetLk(ctx *fs.Context, ino fs.Inode, fh fs.Handle, owner uint64, lk *fs.Lock, wait, flock bool) fs.Errno {
-	if !wait {
+	if !wait || lk.Type == unix.F_UNLCK {
 		return 0
 	}
 	ch := make(chan struct{})
@@ -172,5 +173,108 @@ func TestHelperPoolStats(t *testing.T) {
 	set.NewWorker()
 	if after := len(set.Workers()); after != before {
 		t.Fatalf("pool's stats Workers not released: Set grew from %d to %d", before, after)
+	}
+}
+
+// TestHelperPoolPerUid: one uid's lock waits take at most its share of
+// the pool, and non-root waits leave the reserve to root; other uids and
+// root still wait; an unlock through SETLKW never takes a slot, even with
+// the pool full (a hostile try took every other user's blocking locks,
+// unlocks included, with 128 waits of one uid).
+func TestHelperPoolPerUid(t *testing.T) {
+	d := newFakeDev(t)
+	wfs := &waitingFS{testFS: newTestFS(t), entered: make(chan struct{}, 64)}
+	srv := fuse.NewServer(wfs, fuse.Options{MaxWrite: 128 << 10, Locks: true})
+	d.w.srv = srv
+	d.w.req = srv.NewRequest()
+	ne := binary.NativeEndian
+	n := d.put(opInit, 0, 64)
+	ne.PutUint32(d.req[40:], 7)
+	ne.PutUint32(d.req[44:], 45)
+	ne.PutUint32(d.req[48:], 128<<10)
+	ne.PutUint32(d.req[52:], initExt|1<<1 /* POSIX_LOCKS */)
+	if out := d.roundTrip(t, n); ne.Uint32(out[4:]) != 0 {
+		t.Fatalf("INIT: %x", out)
+	}
+	const slots = 16 // a share of 2 per uid, 2 kept for root
+	pool := newHelperPool(srv, slots, nil)
+	d.w.pool = pool
+	unique := uint64(100)
+	// setlkw sends a SETLKW of typ by uid and lets the worker serve it;
+	// it returns the reply's error if one came at once, else 1.
+	setlkw := func(uid, typ uint32) int32 {
+		t.Helper()
+		unique += 2
+		n := d.put(uint32(abi.OpSetlkw), inoHello, abi.LkInSize)
+		ne.PutUint64(d.req[8:], unique)
+		ne.PutUint32(d.req[24:], uid)
+		ne.PutUint64(d.req[inHeaderSize+8:], unique) // owner
+		ne.PutUint32(d.req[inHeaderSize+32:], typ)
+		if _, err := unix.Write(d.client, d.req[:n]); err != nil {
+			t.Fatal(err)
+		}
+		m, e := readDev(d.w.fd, d.w.buf)
+		if e != 0 {
+			t.Fatal(e)
+		}
+		d.w.serve(d.w.buf[:m])
+		// A refusal or an unlock is answered by serve itself; a wait
+		// reaches the filesystem on a helper.
+		unix.SetsockoptTimeval(d.client, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 200000})
+		if r, err := unix.Read(d.client, d.reply); err == nil && r >= outHeaderSize {
+			if u := ne.Uint64(d.reply[8:]); u != unique {
+				t.Fatalf("reply to %d, want %d", u, unique)
+			}
+			return int32(ne.Uint32(d.reply[4:]))
+		}
+		select {
+		case <-wfs.entered:
+			return 1
+		case <-time.After(5 * time.Second):
+			t.Fatalf("SETLKW %d by uid %d: neither answered nor waiting", unique, uid)
+		}
+		return 0
+	}
+	wait := func(uid uint32, want int32) {
+		t.Helper()
+		if got := setlkw(uid, unix.F_WRLCK); got != want {
+			t.Fatalf("lock wait by uid %d: %d, want %d (1: waits)", uid, got, want)
+		}
+	}
+	enolck := -int32(syscall.ENOLCK)
+	wait(65534, 1)
+	wait(65534, 1)
+	wait(65534, enolck) // its share is 2
+	for uid := uint32(1000); uid < 1006; uid++ {
+		wait(uid, 1)
+		wait(uid, 1)
+	}
+	// 14 = slots − reserve wait: no non-root uid waits more.
+	wait(2000, enolck)
+	wait(0, 1)
+	wait(0, 1)
+	// The pool is full; an unlock is served on the worker all the same.
+	if got := setlkw(65534, unix.F_UNLCK); got != 0 {
+		t.Fatalf("unlock through SETLKW with every slot taken: %d, want 0", got)
+	}
+	if got := setlkw(0, unix.F_UNLCK); got != 0 {
+		t.Fatalf("root's unlock with every slot taken: %d, want 0", got)
+	}
+	wait(0, enolck) // root too, with no slot left
+	pool.waitMu.Lock()
+	waiting, uids := pool.waiting, len(pool.waits)
+	pool.waitMu.Unlock()
+	if waiting != slots || uids != 7 {
+		t.Fatalf("%d waits from %d non-root uids counted, want %d from 7", waiting, uids, slots)
+	}
+	// The connection's end answers them all and gives every count back.
+	if !pool.stop(5 * time.Second) {
+		t.Fatal("helpers still running after stop")
+	}
+	pool.waitMu.Lock()
+	waiting, uids = pool.waiting, len(pool.waits)
+	pool.waitMu.Unlock()
+	if waiting != 0 || uids != 0 {
+		t.Errorf("after stop: %d waits, %d uids counted; want none", waiting, uids)
 	}
 }

@@ -38,6 +38,7 @@ type hdr struct {
 	opcode uint32
 	unique uint64
 	nodeid uint64
+	uid    uint32
 }
 
 func readHdr(b []byte) (h hdr, ok bool) {
@@ -45,7 +46,7 @@ func readHdr(b []byte) (h hdr, ok bool) {
 		return h, false
 	}
 	ne := binary.NativeEndian
-	return hdr{len: ne.Uint32(b[0:]), opcode: ne.Uint32(b[4:]), unique: ne.Uint64(b[8:]), nodeid: ne.Uint64(b[16:])}, true
+	return hdr{len: ne.Uint32(b[0:]), opcode: ne.Uint32(b[4:]), unique: ne.Uint64(b[8:]), nodeid: ne.Uint64(b[16:]), uid: ne.Uint32(b[24:])}, true
 }
 
 // noReply reports whether the kernel expects no reply to opcode.

@@ -366,6 +366,9 @@ func (q *queue) offload(i int, t0 time.Time) bool {
 		return false
 	}
 	if op == abi.OpSetlkw {
+		if !fuse.WaitingLock(op, e.hdr[abi.UringInOutHeaderSize:abi.UringInOutHeaderSize+abi.UringOpInOutSize]) {
+			return false // an unlock: it never waits, and must work with every wait slot taken
+		}
 		if q.lockWaits >= q.depth/2 {
 			// Refused, not queued: a lock wait may last forever.
 			unique := binary.NativeEndian.Uint64(e.hdr[8:])

@@ -367,6 +367,14 @@ const (
 	offloadRefuse          // a lock wait with every blocking slot busy: ENOLCK
 )
 
+// waitingLock reports whether c, a SETLKW request, may wait
+// (fuse.WaitingLock): it reads the lock's type from guest memory.
+func (w *worker) waitingLock(c *ring.Chain) bool {
+	var b [abi.InHeaderSize + abi.LkInSize]byte
+	n := c.ReadAt(b[:], 0)
+	return fuse.WaitingLock(abi.OpSetlkw, b[abi.InHeaderSize:max(n, abi.InHeaderSize)])
+}
+
 // offload decides where the request just popped into s runs. Requests
 // that may block (fuse.Blocking) go to a blocking slot, or, all busy, to
 // a free helper slot; a lock wait that finds neither is refused with
@@ -381,6 +389,8 @@ func (w *worker) offload(s *slot) int {
 	}
 	helper := s != w.own
 	switch op := abi.Opcode(binary.LittleEndian.Uint32(h[4:8])); {
+	case op == abi.OpSetlkw && !w.waitingLock(c):
+		return offloadInline // an unlock: it never waits, and must work with every slot taken
 	case fuse.Blocking(op) && c.ReadableLen() <= smallIn:
 		if len(w.bfree) > 0 {
 			return offloadBlocking

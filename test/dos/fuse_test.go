@@ -2,6 +2,7 @@ package dos
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -311,5 +312,80 @@ func TestFlockStormUring(t *testing.T) {
 	holder.Wait()
 	if d := m.sigterm(5 * time.Second); d > 5*time.Second {
 		t.Errorf("SIGTERM took %v", d)
+	}
+}
+
+// TestLockWaitsPerUid: uid 65534 holds a lock and starts more waiters for
+// it than its share of the mount's lock-wait slots (a hostile try took
+// all 128 slots of the old pool this way, and with them every other
+// user's blocking locks, root's unlocks included). Its share waits, the
+// rest get ENOLCK ("No locks available") at once, and meanwhile root and
+// uid 65533 still take blocking locks on another file.
+func TestLockWaitsPerUid(t *testing.T) {
+	const share = 128 // fusedev.DefaultBlockingHelpers / 8
+	const waiters = share + 24
+	m := startMount(t, "--cache", "never")
+	g := filepath.Join(m.src, "g")
+	if err := os.WriteFile(g, nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(g, 0o666)
+	holder := asNobody(m.mnt, "flock", "f", "sleep", "30")
+	start(t, holder)
+	time.Sleep(300 * time.Millisecond) // let it take the lock
+	ws := make([]*exec.Cmd, waiters)
+	outs := make([]*bytes.Buffer, waiters)
+	done := make(chan int, waiters)
+	for i := range ws {
+		ws[i] = asNobody(m.mnt, "flock", "f", "true")
+		outs[i] = new(bytes.Buffer)
+		ws[i].Stderr = outs[i]
+		start(t, ws[i])
+		go func() { ws[i].Wait(); done <- i }()
+	}
+	// The refused ones end at once; the others wait for the holder.
+	refused := 0
+	for quiet := time.After(5 * time.Second); ; {
+		select {
+		case i := <-done:
+			if !strings.Contains(outs[i].String(), "No locks available") {
+				t.Errorf("waiter %d ended while the lock is held: %v %q", i, ws[i].ProcessState, outs[i].String())
+			}
+			refused++
+			continue
+		case <-quiet:
+		}
+		break
+	}
+	if refused != waiters-share {
+		t.Errorf("%d of %d waiters refused, want %d (its share of %d waits)", refused, waiters, waiters-share, share)
+	}
+	// Others still wait for and take blocking locks.
+	for _, who := range []struct {
+		name string
+		cmd  *exec.Cmd
+	}{
+		{"root", exec.Command("flock", "g", "true")},
+		{"uid 65533", func() *exec.Cmd {
+			c := exec.Command("flock", "g", "true")
+			c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65533, Gid: 65533, Groups: []uint32{}}}
+			return c
+		}()},
+	} {
+		who.cmd.Dir = m.mnt
+		t0 := time.Now()
+		if out, err := who.cmd.CombinedOutput(); err != nil {
+			t.Errorf("%s's blocking flock with uid 65534's share of waits taken: %v %q", who.name, err, out)
+		} else if d := time.Since(t0); d > 5*time.Second {
+			t.Errorf("%s's flock took %v", who.name, d)
+		}
+	}
+	syscall.Kill(-holder.Process.Pid, syscall.SIGKILL) // flock and its sleep, which shares the locked file
+	for range share {
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Fatal("waiters still blocked 20 s after the holder was killed")
+		}
 	}
 }
