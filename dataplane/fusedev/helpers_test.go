@@ -35,12 +35,12 @@ func (w *waitingFS) SetLk(ctx *fs.Context, ino fs.Inode, fh fs.Handle, owner uin
 	return syscall.EINTR
 }
 
-// TestHelperPool: lock waits leave the worker for the pool, which answers
-// them (EINTR) when interrupted or stopped; with the pool full a lock
-// wait is refused with ENOLCK at once; the worker keeps serving.
-func TestHelperPool(t *testing.T) {
+// newLockDev is a fake device whose worker serves a waitingFS (entered
+// buffering that many waits) with locks on, past INIT.
+func newLockDev(t *testing.T, entered int) (*fakeDev, *waitingFS, *fuse.Server) {
+	t.Helper()
 	d := newFakeDev(t)
-	wfs := &waitingFS{testFS: newTestFS(t), entered: make(chan struct{}, 8)}
+	wfs := &waitingFS{testFS: newTestFS(t), entered: make(chan struct{}, entered)}
 	srv := fuse.NewServer(wfs, fuse.Options{MaxWrite: 128 << 10, Locks: true})
 	d.w.srv = srv
 	d.w.req = srv.NewRequest()
@@ -53,6 +53,15 @@ func TestHelperPool(t *testing.T) {
 	if out := d.roundTrip(t, n); ne.Uint32(out[4:]) != 0 {
 		t.Fatalf("INIT: %x", out)
 	}
+	return d, wfs, srv
+}
+
+// TestHelperPool: lock waits leave the worker for the pool, which answers
+// them (EINTR) when interrupted or stopped; with the pool full a lock
+// wait is refused with ENOLCK at once; the worker keeps serving.
+func TestHelperPool(t *testing.T) {
+	d, wfs, srv := newLockDev(t, 8)
+	ne := binary.NativeEndian
 	const slots = 2
 	pool := newHelperPool(srv, slots, nil)
 	d.w.pool = pool
@@ -182,20 +191,8 @@ func TestHelperPoolStats(t *testing.T) {
 // the pool full (a hostile try took every other user's blocking locks,
 // unlocks included, with 128 waits of one uid).
 func TestHelperPoolPerUid(t *testing.T) {
-	d := newFakeDev(t)
-	wfs := &waitingFS{testFS: newTestFS(t), entered: make(chan struct{}, 64)}
-	srv := fuse.NewServer(wfs, fuse.Options{MaxWrite: 128 << 10, Locks: true})
-	d.w.srv = srv
-	d.w.req = srv.NewRequest()
+	d, wfs, srv := newLockDev(t, 64)
 	ne := binary.NativeEndian
-	n := d.put(opInit, 0, 64)
-	ne.PutUint32(d.req[40:], 7)
-	ne.PutUint32(d.req[44:], 45)
-	ne.PutUint32(d.req[48:], 128<<10)
-	ne.PutUint32(d.req[52:], initExt|1<<1 /* POSIX_LOCKS */)
-	if out := d.roundTrip(t, n); ne.Uint32(out[4:]) != 0 {
-		t.Fatalf("INIT: %x", out)
-	}
 	const slots = 16 // a share of 2 per uid, 2 kept for root
 	pool := newHelperPool(srv, slots, nil)
 	d.w.pool = pool

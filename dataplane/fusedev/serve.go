@@ -76,7 +76,9 @@ type ServeOptions struct {
 	// BlockingHelpers bounds the requests that may block (lock waits,
 	// FSYNC, FALLOCATE, COPY_FILE_RANGE, SYNCFS) served at once off the
 	// workers (0: DefaultBlockingHelpers). Past it a lock wait is refused
-	// with ENOLCK and the others are served inline.
+	// with ENOLCK and the others are served inline. A uid other than 0
+	// waits for locks in at most an eighth of them, and non-root waits
+	// leave an eighth to root; an unlock never takes one.
 	BlockingHelpers int
 }
 
