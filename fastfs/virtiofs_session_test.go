@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/fastfsd/fastfsd/fastfs"
-	"github.com/fastfsd/fastfsd/fs/passthrough"
 	"github.com/fastfsd/fastfsd/internal/vhostload"
 	"github.com/fastfsd/fastfsd/vhostuser"
 )
@@ -21,16 +20,7 @@ import (
 // KeepAfterError awaits the next front-end, which is served; OneSession
 // returns nil once its front-end left, with no cancel.
 func TestServeVirtioFSListenerSessions(t *testing.T) {
-	dir := t.TempDir()
-	tree, err := vhostload.MakeTree(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pfs, err := passthrough.New(dir, passthrough.Options{Cache: passthrough.CacheAuto})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pfs.Close()
+	tree, pfs := loadTree(t)
 
 	serve := func(t *testing.T, ctx context.Context, o *fastfs.VirtioFSOptions) (string, <-chan error) {
 		sock := filepath.Join(t.TempDir(), "vfs.sock")

@@ -12,12 +12,10 @@ import (
 	"github.com/fastfsd/fastfsd/internal/vhostload"
 )
 
-// TestServeVirtioFS serves a passthrough filesystem with ServeVirtioFS and
-// drives it over its socket as a VMM and guest driver would
-// (internal/vhostload: vhostusertest plays QEMU, FUSE requests on the
-// request queues), then a cancel that ends serving and removes the
-// socket.
-func TestServeVirtioFS(t *testing.T) {
+// loadTree makes vhostload's tree in a new directory and serves it with
+// a passthrough filesystem, closed when t ends.
+func loadTree(t *testing.T) (vhostload.Tree, *passthrough.FS) {
+	t.Helper()
 	dir := t.TempDir()
 	tree, err := vhostload.MakeTree(dir)
 	if err != nil {
@@ -27,7 +25,17 @@ func TestServeVirtioFS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pfs.Close()
+	t.Cleanup(func() { pfs.Close() })
+	return tree, pfs
+}
+
+// TestServeVirtioFS serves a passthrough filesystem with ServeVirtioFS and
+// drives it over its socket as a VMM and guest driver would
+// (internal/vhostload: vhostusertest plays QEMU, FUSE requests on the
+// request queues), then a cancel that ends serving and removes the
+// socket.
+func TestServeVirtioFS(t *testing.T) {
+	tree, pfs := loadTree(t)
 	sock := filepath.Join(t.TempDir(), "vfs.sock")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
