@@ -70,7 +70,7 @@ func runMount(args []string) error {
 	allowDevices := fl.Bool("allow-devices", false, allowDevicesHelp)
 	watch := fl.Bool("watch", false, "watch DIR's filesystem for changes other processes make on the host (fanotify) and invalidate the kernel's cached names, attributes and data of what changed, so that --cache=always serves fresh data; root only (CAP_SYS_ADMIN), not with --cache=never (nothing is cached); with several --source NAME=DIR each directory is watched")
 	secLabel := fl.Bool("security-label", false, securityLabelHelp)
-	posixACL := fl.Bool("posix-acl", true, "offer FUSE_POSIX_ACL: the kernel enforces the POSIX ACLs of DIR's files for the mount's users, as it does natively (it reads each inode's system.posix_acl_access once, through GETXATTR). Off (--posix-acl=false), only the mode bits count: with --allow-other a user a host ACL denies gets in where the mode allows, and one an ACL grants is refused. Needs --xattr and no uid/gid translation: by default it is then off, with a warning")
+	posixACL := fl.Bool("posix-acl", true, "offer FUSE_POSIX_ACL: the kernel enforces the POSIX ACLs of DIR's files for the mount's users, as it does natively (it reads system.posix_acl_access through GETXATTR, and again after each change to a directory for callers other than its owner: two more round trips per create in a shared directory, docs/roundtrips.md). Off (--posix-acl=false), only the mode bits count: with --allow-other a user a host ACL denies gets in where the mode allows, and one an ACL grants is refused. Needs --xattr and no uid/gid translation: by default it is then off, with a warning")
 	var policy fsPolicy
 	policy.addFlags(fl)
 	obs := addObserveFlags(fl)

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -427,4 +428,150 @@ func rtTable(res map[string]map[string]rtCounts) string {
 		b.WriteString("\n")
 	}
 	return b.String()
+}
+
+// rtOtherBudget is the round trips one create costs a caller other than
+// the directory's owner (uid 65534 in a root-owned 1777 directory on an
+// --allow-other mount), with the kernel enforcing POSIX ACLs (the
+// default) and without. With ACLs, every change to the directory makes
+// the kernel refresh its attributes before the next permission check, and
+// that refresh forgets the cached ACL (fs/fuse/dir.c fuse_perm_getattr:
+// forget_all_cached_acls), so a non-owner's next check asks for
+// system.posix_acl_access again: two GETXATTRs per create. The owner's
+// and root's checks never look at the ACL (the owner class decides), so
+// TestRoundTrips, run as root, does not see them.
+var rtOtherBudget = map[string]float64{"acl": 7, "noacl": 5}
+
+// TestRoundTripsNonOwner counts the round trips of a create by an
+// unprivileged user in a shared directory, with POSIX ACLs enforced
+// (default) and off, and fails if either gains one
+// (docs/roundtrips.md, "Callers other than the owner").
+func TestRoundTripsNonOwner(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireDevFuse(t)
+	testutil.RequireTracepoint(t, "fuse/fuse_request_send")
+	for _, m := range []struct {
+		name string
+		args []string
+	}{{"acl", []string{"--allow-other"}}, {"noacl", []string{"--allow-other", "--posix-acl=false"}}} {
+		t.Run(m.name, func(t *testing.T) {
+			var best rtCounts
+			for attempt := 1; attempt <= rtAttempts; attempt++ {
+				c := measureOtherCreate(t, m.args)
+				if best == nil || c.total() < best.total() {
+					best = c
+				}
+				if best.total() <= rtOtherBudget[m.name]+1.5/rtOps {
+					break
+				}
+			}
+			t.Logf("create by uid 65534 in a 1777 directory, %v: %.2f  %v", m.args, best.total(), best)
+			if b := rtOtherBudget[m.name]; best.total() > b+1.5/rtOps {
+				t.Errorf("%v: %.2f round trips per create by a non-owner (%v), budget %g: something now asks the daemon more often",
+					m.args, best.total(), best, b)
+			}
+			if m.name == "acl" && best["GETXATTR"] < 0.5 {
+				// The budget's reason is gone: lower it and say so in
+				// docs/roundtrips.md.
+				t.Errorf("with ACLs enforced a non-owner's create asked no GETXATTR (%v): the kernel now keeps the ACL; lower rtOtherBudget[acl]", best)
+			}
+		})
+	}
+}
+
+// measureOtherCreate mounts fastfsd with args and counts the FUSE requests
+// of one create by uid 65534 in a root-owned 1777 directory, rtOps
+// creates by one process.
+func measureOtherCreate(t *testing.T, args []string) rtCounts {
+	t.Helper()
+	_, src, mnt := startMount(t, args...)
+	// uid 65534 must reach the mount point through t.TempDir's 0700
+	// directories.
+	for d := filepath.Dir(mnt); d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+		mustT(t, os.Chmod(d, 0o755))
+	}
+	mustT(t, os.Mkdir(filepath.Join(src, "pub"), 0o1777))
+	mustT(t, os.Chmod(filepath.Join(src, "pub"), 0o1777))
+	pub := filepath.Join(mnt, "pub")
+	conn, err := probe.ConnOf(mnt)
+	mustT(t, err)
+	p, err := probe.Attach(probe.Options{Mode: probe.ModeTracepoint, Conn: conn})
+	if err != nil {
+		t.Fatalf("attach the fuse probe (root and the fuse tracepoints are here): %v", err)
+	}
+	defer p.Close()
+	// The creates run in a child (this test binary, rtCreatesEnv) that
+	// drops to uid 65534, creates pub/warm (its first walk looks pub up
+	// and reads its ACL) and, once told to, rtOps files by full path, as
+	// a program does; counting starts after the warm-up's RELEASE.
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), rtCreatesEnv+"="+pub)
+	stdin, err := cmd.StdinPipe()
+	mustT(t, err)
+	out := new(strings.Builder)
+	cmd.Stdout, cmd.Stderr = out, out
+	mustT(t, cmd.Start())
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(src, "pub", "warm")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("uid 65534 could not create pub/warm: %s", out)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	before := settle(t, p)
+	stdin.Write([]byte("go\n"))
+	stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("creates as uid 65534 in %s: %v: %s", pub, err, out)
+	}
+	d := settle(t, p).Sub(before)
+	c := rtCounts{}
+	for _, r := range d.Fuse {
+		if r.Count > 0 && !oneWay[r.Name] {
+			c[r.Name] = float64(r.Count) / rtOps
+		}
+	}
+	return c
+}
+
+// rtCreatesEnv names the directory a re-executed test binary creates
+// files in as uid 65534 (measureOtherCreate).
+const rtCreatesEnv = "FASTFSD_TEST_RT_CREATES"
+
+func init() {
+	dir := os.Getenv(rtCreatesEnv)
+	if dir == "" {
+		return
+	}
+	// Go's Setresuid and Setresgid change every thread of the process.
+	if err := syscall.Setgroups(nil); err != nil {
+		fmt.Fprintln(os.Stderr, "setgroups:", err)
+		os.Exit(1)
+	}
+	if err := syscall.Setresgid(65534, 65534, 65534); err != nil {
+		fmt.Fprintln(os.Stderr, "setresgid:", err)
+		os.Exit(1)
+	}
+	if err := syscall.Setresuid(65534, 65534, 65534); err != nil {
+		fmt.Fprintln(os.Stderr, "setresuid:", err)
+		os.Exit(1)
+	}
+	if err := createFile(filepath.Join(dir, "warm"), 0); err != nil {
+		fmt.Fprintln(os.Stderr, "create warm:", err)
+		os.Exit(1)
+	}
+	var b [3]byte
+	os.Stdin.Read(b[:])
+	for i := 0; i < rtOps; i++ {
+		if err := createFile(rtName(dir, "c", i), 0); err != nil {
+			fmt.Fprintln(os.Stderr, "create:", err)
+			os.Exit(1)
+		}
+	}
+	os.Exit(0)
 }
