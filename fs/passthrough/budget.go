@@ -20,14 +20,16 @@ import (
 //     ReleaseDir (and the last request still using it) is done;
 //   - a lock owner's fd, from the owner's first lock on an inode until its
 //     last lock goes, its FLUSH or the RELEASE of a handle it locked
-//     through (ops_lock.go).
+//     through (ops_lock.go);
+//   - a waiting POSIX lock's dup of its owner's fd, for as long as it
+//     waits (setLkWait). A blocking flock waits on the handle's own fd.
 //
 // The caller is the request's fs.Context.Uid, as the file system sees it
 // (after any uid translation in front of it). A request that would take
 // its caller past the budget fails, for that caller alone: EMFILE for an
 // open (what open(2) says when a process has too many files open) and
-// ENOLCK for a lock that needs a new owner fd (what fcntl(2) and flock(2)
-// say when no lock records are left). uid 0 is never counted: root can
+// ENOLCK for a lock that needs a new owner fd or a wait (what fcntl(2)
+// and flock(2) say when no lock records are left). uid 0 is never counted: root can
 // stop the daemon anyway, and must keep working when others hit their
 // budgets.
 //

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -145,6 +146,105 @@ func TestOpenBudget(t *testing.T) {
 	}
 	if n := f.budget.uids(); n != 0 {
 		t.Errorf("everything released: %d uids still counted (alice %d, bob %d)", n, f.budget.Held(1000), f.budget.Held(1001))
+	}
+	if n := openFds(t); n != base {
+		t.Errorf("everything released: %d fds open, %d before", n, base)
+	}
+}
+
+// TestOpenBudgetLockWait: a waiting POSIX lock's dup of its owner's fd
+// counts in its caller's budget while it waits (before, a user at its
+// budget could add one fd per waiting lock): at the budget a wait is
+// refused with ENOLCK, even for an owner that has its fd already, and
+// an interrupted or granted wait gives its count back.
+func TestOpenBudgetLockWait(t *testing.T) {
+	const max = 3
+	f, dir := newTestFS(t, Options{MaxOpenPerUid: max})
+	writeFile(t, join(dir, "f"), "", 0o666)
+	e := lookup(t, f, fs.RootInode, "f")
+	base := openFds(t)
+	rh := open(t, f, e.Ino, unix.O_RDWR)
+	var out fs.OpenOut
+	if errno := f.Open(asUid(1000), e.Ino, unix.O_RDWR, 0, &out); errno != 0 {
+		t.Fatal(errno)
+	}
+	ah := out.Handle
+	// Root holds [0, 9]; alice's owner 7 holds [100, 100]: 2 counted.
+	if errno := f.SetLk(rootCtx, e.Ino, rh, 1, lockRange(unix.F_WRLCK, 0, 9), false, false); errno != 0 {
+		t.Fatal(errno)
+	}
+	if errno := f.SetLk(asUid(1000), e.Ino, ah, 7, lockRange(unix.F_WRLCK, 100, 100), false, false); errno != 0 {
+		t.Fatal(errno)
+	}
+	if n := f.budget.Held(1000); n != 2 {
+		t.Fatalf("alice holds %d, want 2 (a handle, an owner fd)", n)
+	}
+	// wait starts a blocking lock of owner 7 on [at, at] and returns its
+	// interrupt and result.
+	wait := func(at uint64) (*fs.Interrupt, chan syscall.Errno) {
+		intr := new(fs.Interrupt)
+		ctx := asUid(1000)
+		ctx.SetInterrupt(intr)
+		res := make(chan syscall.Errno, 1)
+		go func() { res <- f.SetLk(ctx, e.Ino, ah, 7, lockRange(unix.F_WRLCK, at, at), true, false) }()
+		return intr, res
+	}
+	held := func(want int, why string) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); f.budget.Held(1000) != want; {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: alice holds %d, want %d", why, f.budget.Held(1000), want)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	intr, res := wait(0)
+	held(max, "with a lock wait")
+	select {
+	case errno := <-res:
+		t.Fatalf("the wait returned while root holds the lock: %v", errno)
+	case <-time.After(100 * time.Millisecond):
+	}
+	// At the budget: an open, and another wait of the same owner (no new
+	// owner fd, only the dup), are refused at once.
+	wantErrno(t, "alice's open with a lock wait counted", f.Open(asUid(1000), e.Ino, unix.O_RDONLY, 0, &out), syscall.EMFILE)
+	_, res2 := wait(1)
+	select {
+	case errno := <-res2:
+		wantErrno(t, "alice's second lock wait at her budget", errno, syscall.ENOLCK)
+	case <-time.After(5 * time.Second):
+		t.Fatal("a lock wait over budget waits")
+	}
+	// Root is not counted: it waits whatever alice holds.
+	rintr := new(fs.Interrupt)
+	rctx := &fs.Context{}
+	rctx.SetInterrupt(rintr)
+	rres := make(chan syscall.Errno, 1)
+	go func() { rres <- f.SetLk(rctx, e.Ino, rh, 2, lockRange(unix.F_WRLCK, 100, 100), true, false) }()
+	// Interrupted: its count goes back.
+	intr.Set()
+	wantErrno(t, "alice's interrupted wait", <-res, syscall.EINTR)
+	held(2, "after an interrupted wait")
+	rintr.Set()
+	wantErrno(t, "root's interrupted wait", <-rres, syscall.EINTR)
+	// Granted: the count goes back too (the lock it got stays on the
+	// owner's fd, already counted).
+	_, res = wait(5)
+	held(max, "with a lock wait")
+	f.SetLk(rootCtx, e.Ino, rh, 1, lockRange(unix.F_UNLCK, 0, 9), false, false)
+	select {
+	case errno := <-res:
+		if errno != 0 {
+			t.Fatalf("alice's wait after root's unlock: %v", errno)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("alice's wait not granted after root's unlock")
+	}
+	held(2, "after a granted wait")
+	f.Release(asUid(1000), e.Ino, ah, 0)
+	f.Release(rootCtx, e.Ino, rh, 0)
+	if n := f.budget.uids(); n != 0 {
+		t.Errorf("everything released: %d uids still counted", n)
 	}
 	if n := openFds(t); n != base {
 		t.Errorf("everything released: %d fds open, %d before", n, base)

@@ -50,10 +50,10 @@
 // A handle holds a host fd until Release, so one user opening files
 // without end would use up the process's RLIMIT_NOFILE, and every other
 // user's open would fail with EMFILE. OpenBudget (Options.MaxOpenPerUid,
-// AutoMaxOpenPerUid by default) bounds, per caller uid, the handles and
-// lock-owner fds the FS holds for it: past the budget that caller's open
-// fails with EMFILE and a lock that needs a new owner fd with ENOLCK, and
-// nobody else notices. uid 0 is not counted. The uid is fs.Context.Uid: on
+// AutoMaxOpenPerUid by default) bounds, per caller uid, the handles,
+// lock-owner fds and waiting locks' fds the FS holds for it: past the
+// budget that caller's open fails with EMFILE and a lock that needs a new
+// owner fd or a wait with ENOLCK, and nobody else notices. uid 0 is not counted. The uid is fs.Context.Uid: on
 // a FUSE mount the host kernel's, on virtio-fs the guest's claim (there
 // the budget is fairness among the guest's users, not a boundary).
 //

@@ -176,7 +176,9 @@ func (f *FS) setLkNow(h *handle, owner uint64, pid, uid uint32, l unix.Flock_t) 
 // setLkWait takes a POSIX lock for owner, waiting for it in a blocking
 // F_OFD_SETLKW on a dup of the owner's fd (the same open file description,
 // so the same OFD owner) without holding in.lockMu, interruptible through
-// ctx.
+// ctx. The dup is one more fd the caller holds while it waits: it is
+// counted for ctx.Uid in the budget (ENOLCK at its limit) until closed,
+// so that waiting locks cannot take a uid past its budget of fds.
 func (f *FS) setLkWait(ctx *fs.Context, h *handle, owner uint64, pid uint32, l unix.Flock_t) fs.Errno {
 	in := h.in
 	in.lockMu.Lock()
@@ -189,8 +191,14 @@ func (f *FS) setLkWait(ctx *fs.Context, h *handle, owner uint64, pid uint32, l u
 		in.lockMu.Unlock()
 		return e
 	}
+	if !f.budget.take(ctx.Uid) {
+		f.tidy(in, owner) // closes an owner fd opened for nothing
+		in.lockMu.Unlock()
+		return syscall.ENOLCK
+	}
 	dup, err := unix.FcntlInt(uintptr(o.fd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
+		f.budget.give(ctx.Uid)
 		f.tidy(in, owner)
 		in.lockMu.Unlock()
 		return errno(err)
@@ -208,6 +216,7 @@ func (f *FS) setLkWait(ctx *fs.Context, h *handle, owner uint64, pid uint32, l u
 	// If the owner was dropped meanwhile (FLUSH, RELEASE), dup is the
 	// last reference to its open file: closing it drops what was granted.
 	unix.Close(dup)
+	f.budget.give(ctx.Uid)
 	if o, ok := in.lockOwners[owner]; ok && o.gen == gen {
 		o.waiting--
 		in.lockOwners[owner] = o

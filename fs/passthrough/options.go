@@ -106,10 +106,10 @@ type Options struct {
 	// directory). The FS owns it from then on and closes it in Close.
 	// Extended attributes then need Linux 6.13 (the *xattrat calls).
 	ProcFd int
-	// MaxOpenPerUid bounds the handles and lock-owner fds one caller uid
-	// may hold at once (see OpenBudget; uid 0 is never counted): past it
-	// an open fails with EMFILE and a lock needing a new owner fd with
-	// ENOLCK, for that uid alone. 0 sizes it from RLIMIT_NOFILE
+	// MaxOpenPerUid bounds the handles, lock-owner fds and waiting
+	// locks' fds one caller uid may hold at once (see OpenBudget; uid 0
+	// is never counted): past it an open fails with EMFILE and a lock
+	// needing a new owner fd or a wait with ENOLCK, for that uid alone. 0 sizes it from RLIMIT_NOFILE
 	// (AutoMaxOpenPerUid); < 0 sets no limit. It must be 0 when
 	// OpenBudget is set.
 	MaxOpenPerUid int
