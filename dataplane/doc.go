@@ -1,7 +1,8 @@
 // Package dataplane runs the workers that bind a transport endpoint (a
 // cloned /dev/fuse fd, an io_uring queue, a virtqueue) to the protocol
-// engine. This package holds what every door shares: the pinned Worker and
-// the CPU plan; each door's run loop lives in a subpackage
+// engine. This package holds what every door shares: the pinned Worker,
+// the CPU plan, and LockWaits (how a door's lock-wait slots are shared
+// among uids); each door's run loop lives in a subpackage
 // (dataplane/fusedev, …).
 //
 // # Workers and threads

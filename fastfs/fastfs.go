@@ -44,7 +44,10 @@ type MountOptions struct {
 	// IOUring serves FUSE over io_uring (Linux 6.14+) when the kernel
 	// agrees to it in INIT: one ring per CPU queue, one system call per
 	// batch of requests. Open (and Mount) turn the fuse module's
-	// enable_uring parameter on if it is off, which needs root.
+	// enable_uring parameter on if it is off, which needs root. A lock
+	// wait holds its ring entry: a CPU's queue holds at most 8, at most
+	// one per uid other than 0, the last kept for root; past them a lock
+	// wait is refused with ENOLCK (/dev/fuse lets 128 per uid wait).
 	IOUring bool
 	// Stats, if set, counts every request with its service time, per
 	// worker (cmd/fastfsd's --metrics: internal/stats cannot be imported

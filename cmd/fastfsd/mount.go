@@ -65,7 +65,7 @@ func runMount(args []string) error {
 	locks := fl.Bool("locks", true, "serve POSIX and flock locks on the host files, so that processes on the host see them; off, the kernel keeps the mount's locks itself (exact among the mount's users, unseen on the host) and close(2) costs no FLUSH round trip")
 	fsname := fl.String("fsname", "fastfs", "source name shown in /proc/mounts and df")
 	debug := fl.Bool("debug", false, "log every request and reply to stderr (slow)")
-	useUring := fl.Bool("uring", false, "serve FUSE over io_uring (Linux 6.14+): one ring per CPU, one system call per batch of requests; turns the fuse module's enable_uring parameter on if needed (root)")
+	useUring := fl.Bool("uring", false, "serve FUSE over io_uring (Linux 6.14+): one ring per CPU, one system call per batch of requests; turns the fuse module's enable_uring parameter on if needed (root). A lock wait holds its ring entry: a CPU's ring holds at most 8 lock waits (half its 16 entries), at most 1 per uid other than 0, the last kept for root; past them flock and F_SETLKW get ENOLCK")
 	readOnly := fl.Bool("read-only", false, "refuse every change with EROFS")
 	allowDevices := fl.Bool("allow-devices", false, allowDevicesHelp)
 	watch := fl.Bool("watch", false, "watch DIR's filesystem for changes other processes make on the host (fanotify) and invalidate the kernel's cached names, attributes and data of what changed, so that --cache=always serves fresh data; root only (CAP_SYS_ADMIN), not with --cache=never (nothing is cached); with several --source NAME=DIR each directory is watched")

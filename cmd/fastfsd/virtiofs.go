@@ -79,8 +79,11 @@ flags:
                             virtiofsd): those run on the queue's worker thread. Lock waits,
                             FSYNC, FALLOCATE, COPY_FILE_RANGE and SYNCFS always run off the
                             worker, on up to 32 blocking slots per queue; a lock wait past
-                            them is refused with ENOLCK. Stopping a queue answers pending
-                            lock waits with EINTR
+                            them is refused with ENOLCK, and so is one of a guest uid other
+                            than 0 past an eighth of the slots lock waits may take (4 of the
+                            32, more with --thread-pool-size) or once all but an eighth wait
+                            (kept for guest root). Stopping a queue answers pending lock
+                            waits with EINTR
   --xattr / --no-xattr      serve extended attributes (default on; virtiofsd's is off, but
                             with KILLPRIV_V2 xattrs cost no extra round trip per write)
   --xattrmap RULES          xattr name mapping, virtiofsd's rule language (also -o xattrmap=);
@@ -125,8 +128,8 @@ flags:
                             work (needs CAP_DAC_READ_SEARCH); never: one open fd per inode
   --inode-fd-cache N        unused inode fds kept open with file handles (default 0: a quarter
                             of RLIMIT_NOFILE, at most 8192)
-  --max-open-per-uid N      files, directories and lock owners one guest uid may hold open
-                            (EMFILE, ENOLCK past it; uid 0 not counted): fairness among the
+  --max-open-per-uid N      files, directories, lock owners and lock waits one guest uid may
+                            hold (EMFILE, ENOLCK past it; uid 0 not counted): fairness among the
                             guest's users, not a security boundary, since the guest's kernel
                             names the uid and a guest may claim any; 0: automatic (as fastfsd
                             mount's, from RLIMIT_NOFILE); -1 (default): no limit

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/fastfsd/fastfsd/dataplane"
 	"github.com/fastfsd/fastfsd/fuse"
 	"github.com/fastfsd/fastfsd/fuse/abi"
 	"github.com/fastfsd/fastfsd/internal/stats"
@@ -38,7 +39,7 @@ const helperOutSize = 1024
 type helperSlot struct {
 	fd int // the /dev/fuse fd the request was read from: its reply goes there
 	id int // that worker's id, for logs
-	// wait: the request is a lock wait counted for uid (helperPool.waits).
+	// wait: the request is a lock wait counted for uid in helperPool.waits.
 	wait bool
 	uid  uint32
 	in   []byte
@@ -49,7 +50,7 @@ type helperSlot struct {
 // helperPool is a connection's bounded set of helpers for requests that
 // may block (fuse.Blocking). A worker hands such a request over and goes
 // on reading; when every slot is busy, or its caller's share of them waits
-// already (takeWait), a lock wait is refused with ENOLCK
+// already (waits), a lock wait is refused with ENOLCK
 // (a waiter must not take the worker: the RELEASE that frees the lock may
 // be queued behind it) and any other blocking request is served inline
 // (it ends on its own).
@@ -66,26 +67,19 @@ type helperPool struct {
 	work    chan *helperSlot // handed over; capacity = slots, so a send never blocks
 	running sync.WaitGroup
 
-	// Lock waits may last as long as another process holds its lock, so
-	// no one caller may hold many slots with them: a uid other than 0
-	// waits in at most perUid slots, and in none once all but reserve
-	// slots wait (kept for root, who can stop the daemon anyway). The
-	// kernel sets the uid on a FUSE mount, so one local user cannot take
-	// the pool, and with it every other user's blocking locks, away.
-	// Immutable.
-	perUid, reserve int
-	waitMu          sync.Mutex
-	// waiting counts the slots lock waits hold, waits each non-root
-	// uid's share; an entry is deleted at zero. +checklocks:waitMu
-	waiting int
-	waits   map[uint32]int // +checklocks:waitMu
+	// waits bounds the slots lock waits hold, per uid (dataplane.LockWaits:
+	// a uid other than 0 waits in at most an eighth, and in none once all
+	// but an eighth wait, kept for root). The kernel sets the uid on a
+	// FUSE mount, so one local user cannot take the pool, and with it
+	// every other user's blocking locks, away.
+	waits *dataplane.LockWaits
 }
 
 // newHelperPool starts n helpers; with st non-nil they count what they
 // serve in one stats.Worker of st, as a worker does.
 func newHelperPool(srv *fuse.Server, n int, st *stats.Set) *helperPool {
 	p := &helperPool{srv: srv, stats: st, free: make(chan *helperSlot, n), work: make(chan *helperSlot, n),
-		perUid: max(1, n/8), reserve: n / 8, waits: make(map[uint32]int)}
+		waits: dataplane.NewLockWaits(n)}
 	if st != nil {
 		p.obs = st.NewWorker()
 	}
@@ -114,7 +108,7 @@ func (p *helperPool) offload(w *worker, in []byte) bool {
 	if op == abi.OpSetlkw && !wait {
 		return false // an unlock: it never waits, and must work with the pool full
 	}
-	if !wait || p.takeWait(h.uid) {
+	if !wait || p.waits.Take(h.uid) {
 		select {
 		case s := <-p.free:
 			s.fd, s.id = w.fd, w.id
@@ -127,7 +121,7 @@ func (p *helperPool) offload(w *worker, in []byte) bool {
 		if !wait {
 			return false
 		}
-		p.putWait(h.uid)
+		p.waits.Put(h.uid)
 	}
 	putErrReply(w.errb[:], h.unique, int32(syscall.ENOLCK))
 	if w.obs != nil {
@@ -157,37 +151,9 @@ func (p *helperPool) helper() {
 			sendReply(s.fd, s.id, r.Out[:n], r.In, s.errb[:])
 		}
 		if s.wait {
-			p.putWait(s.uid)
+			p.waits.Put(s.uid)
 		}
 		p.free <- s
-	}
-}
-
-// takeWait counts a lock wait of uid: false if uid may not wait in one
-// more slot (its share, or all but the reserve, is taken). It allocates
-// nothing once the map has held as many uids.
-func (p *helperPool) takeWait(uid uint32) bool {
-	p.waitMu.Lock()
-	defer p.waitMu.Unlock()
-	if uid != 0 && (p.waits[uid] >= p.perUid || p.waiting >= cap(p.free)-p.reserve) {
-		return false
-	}
-	p.waiting++
-	if uid != 0 {
-		p.waits[uid]++
-	}
-	return true
-}
-
-// putWait gives back a lock wait takeWait counted.
-func (p *helperPool) putWait(uid uint32) {
-	p.waitMu.Lock()
-	defer p.waitMu.Unlock()
-	p.waiting--
-	if uid != 0 {
-		if p.waits[uid]--; p.waits[uid] <= 0 {
-			delete(p.waits, uid)
-		}
 	}
 }
 

@@ -258,9 +258,7 @@ func TestHelperPoolPerUid(t *testing.T) {
 		t.Fatalf("root's unlock with every slot taken: %d, want 0", got)
 	}
 	wait(0, enolck) // root too, with no slot left
-	pool.waitMu.Lock()
-	waiting, uids := pool.waiting, len(pool.waits)
-	pool.waitMu.Unlock()
+	waiting, uids := pool.waits.Waiting()
 	if waiting != slots || uids != 7 {
 		t.Fatalf("%d waits from %d non-root uids counted, want %d from 7", waiting, uids, slots)
 	}
@@ -268,9 +266,7 @@ func TestHelperPoolPerUid(t *testing.T) {
 	if !pool.stop(5 * time.Second) {
 		t.Fatal("helpers still running after stop")
 	}
-	pool.waitMu.Lock()
-	waiting, uids = pool.waiting, len(pool.waits)
-	pool.waitMu.Unlock()
+	waiting, uids = pool.waits.Waiting()
 	if waiting != 0 || uids != 0 {
 		t.Errorf("after stop: %d waits, %d uids counted; want none", waiting, uids)
 	}

@@ -71,7 +71,10 @@ type ServeOptions struct {
 	// /dev/fuse workers keep serving what still comes through the device:
 	// FORGET, INTERRUPT, and requests sent before every queue registered.
 	IOUring bool
-	// IOUringDepth is the number of ring entries per queue (0: 16).
+	// IOUringDepth is the number of ring entries per queue (0: 16). Half
+	// of them may hold lock waits, a uid other than 0 an eighth of those
+	// and non-root waits all but an eighth (dataplane.LockWaits); past
+	// that a lock wait is refused with ENOLCK.
 	IOUringDepth int
 	// BlockingHelpers bounds the requests that may block (lock waits,
 	// FSYNC, FALLOCATE, COPY_FILE_RANGE, SYNCFS) served at once off the

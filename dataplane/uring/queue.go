@@ -111,7 +111,7 @@ func Serve(cfg Config) error {
 		started = make(chan error, nq)
 	)
 	for qid := 0; qid < nq; qid++ {
-		q := &queue{qid: uint16(qid), fd: cfg.Fd, srv: cfg.Server, depth: depth}
+		q := newQueue(uint16(qid), cfg.Fd, cfg.Server, depth)
 		if cfg.Stats != nil {
 			q.stats = cfg.Stats.NewWorker()
 		}
@@ -164,13 +164,13 @@ type queue struct {
 
 	// Requests that may block for long (fuse.Blocking: SETLKW waiting for
 	// a lock, FSYNC, …) run on helper goroutines, at most one per entry
-	// and lock waits on at most half the entries (see lockWaits): a queue has one worker, and a lock
-	// waiter blocking it would hold up the very RELEASE that frees the
-	// lock when the holder runs on the same CPU. A helper serves the
-	// request in its entry's own Request, then appends the entry to
-	// finished and writes evfd; the ring has a READ of evfd outstanding,
-	// whose completion wakes the worker, which commits the finished
-	// entries (the ring stays single-issuer).
+	// and lock waits on at most half the entries (see waits): a queue has
+	// one worker, and a lock waiter blocking it would hold up the very
+	// RELEASE that frees the lock when the holder runs on the same CPU. A
+	// helper serves the request in its entry's own Request, then appends
+	// the entry to finished and writes evfd; the ring has a READ of evfd
+	// outstanding, whose completion wakes the worker, which commits the
+	// finished entries (the ring stays single-issuer).
 	evfd     int
 	evbuf    []byte // 8-byte read target of the evfd READ, mmapped
 	helpReqs []*fuse.Request
@@ -178,11 +178,23 @@ type queue struct {
 	helpers  sync.WaitGroup
 	finMu    sync.Mutex
 	finished []helperDone // guarded by finMu
-	// lockWaits counts SETLKW requests on helpers (worker only). A waiter
-	// holds its ring entry until the lock is granted, and the kernel
-	// queues this CPU's requests behind the entries: at most half of them
-	// may wait for locks, so the other half keeps serving.
-	lockWaits int
+	// waits counts the lock waits on helpers (taken and put by the
+	// worker only). A waiter holds its ring entry until the lock is
+	// granted, and the kernel queues this CPU's requests behind the
+	// entries: at most half of them (the wait slots) may wait for locks,
+	// so the other half keeps serving, and the unlock that ends a wait
+	// always finds an entry. Of those slots a uid other than 0 waits in
+	// at most an eighth, and non-root waits leave an eighth to root
+	// (dataplane.LockWaits), as on /dev/fuse: one local user pinning its
+	// waiters to a CPU cannot take that CPU's blocking locks from the
+	// others.
+	waits *dataplane.LockWaits
+}
+
+// newQueue returns queue qid of the connection on fd, with depth entries
+// (half of them wait slots); setup makes its ring.
+func newQueue(qid uint16, fd int, srv *fuse.Server, depth int) *queue {
+	return &queue{qid: qid, fd: fd, srv: srv, depth: depth, waits: dataplane.NewLockWaits(depth / 2)}
 }
 
 // helperDone is an entry a helper has served.
@@ -191,6 +203,9 @@ type helperDone struct {
 	n   int
 	op  uint32
 	t0  time.Time
+	// wait: the request was a lock wait counted for uid in queue.waits.
+	wait bool
+	uid  uint32
 }
 
 // evfdTag marks the CQE of the evfd READ.
@@ -353,6 +368,10 @@ func (q *queue) commit(i, n int, op uint32, t0 time.Time) {
 	putUringCmd(sqe, q.fd, uint32(abi.UringCmdCommitAndFetch), 0, 0, commitID, q.qid, userData)
 }
 
+// inUidOff is the offset of fuse_in_header.uid (the caller's uid, which
+// the host kernel sets) in an entry's header area.
+const inUidOff = 24
+
 // helperPayloadMax bounds the payload of a request a helper serves: the
 // blocking ops carry no names or data.
 const helperPayloadMax = 256
@@ -365,24 +384,27 @@ func (q *queue) offload(i int, t0 time.Time) bool {
 	if !fuse.Blocking(op) || binary.NativeEndian.Uint32(e.hdr[256+16:]) > helperPayloadMax {
 		return false
 	}
+	var wait bool
+	var uid uint32
 	if op == abi.OpSetlkw {
 		if !fuse.WaitingLock(op, e.hdr[abi.UringInOutHeaderSize:abi.UringInOutHeaderSize+abi.UringOpInOutSize]) {
 			return false // an unlock: it never waits, and must work with every wait slot taken
 		}
-		if q.lockWaits >= q.depth/2 {
+		uid = binary.NativeEndian.Uint32(e.hdr[inUidOff:])
+		if !q.waits.Take(uid) {
 			// Refused, not queued: a lock wait may last forever.
 			unique := binary.NativeEndian.Uint64(e.hdr[8:])
 			q.commit(i, q.errorReply(e, unique, syscall.ENOLCK), uint32(op), t0)
 			return true
 		}
-		q.lockWaits++
+		wait = true
 	}
 	q.helpers.Add(1)
 	go func() {
 		defer q.helpers.Done()
 		n, op := q.serve(e, q.helpReqs[i], q.helpIn[i])
 		q.finMu.Lock()
-		q.finished = append(q.finished, helperDone{ent: i, n: n, op: op, t0: t0})
+		q.finished = append(q.finished, helperDone{ent: i, n: n, op: op, t0: t0, wait: wait, uid: uid})
 		q.finMu.Unlock()
 		var one [8]byte
 		binary.NativeEndian.PutUint64(one[:], 1)
@@ -398,8 +420,8 @@ func (q *queue) commitFinished() {
 	q.finished = nil
 	q.finMu.Unlock()
 	for _, f := range fin {
-		if abi.Opcode(f.op) == abi.OpSetlkw {
-			q.lockWaits--
+		if f.wait {
+			q.waits.Put(f.uid)
 		}
 		q.commit(f.ent, f.n, f.op, f.t0)
 	}

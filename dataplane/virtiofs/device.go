@@ -55,7 +55,11 @@ type Options struct {
 	// a helper goroutine, that serve requests which may block (lock
 	// waits above all) off the worker whatever Helpers says (0:
 	// DefaultBlockingHelpers). With all busy (and no Helpers slot free)
-	// a lock wait is refused with ENOLCK.
+	// a lock wait is refused with ENOLCK, and so is one of a guest uid
+	// other than 0 past an eighth of the slots a lock wait may take
+	// (BlockingHelpers + Helpers) or once all but an eighth of them wait,
+	// kept for guest root (dataplane.LockWaits). An unlock never takes a
+	// slot.
 	BlockingHelpers int
 	// Log gets session events and dropped requests; nil: slog.Default().
 	Log *slog.Logger

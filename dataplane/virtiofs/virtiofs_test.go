@@ -2,6 +2,7 @@ package virtiofs_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -814,6 +815,151 @@ func TestRestartKeepsStatsWorkers(t *testing.T) {
 		session(t, g, fmt.Sprintf("f%d", i))
 		if n := len(set.Workers()); n != want {
 			t.Fatalf("restart %d: %d stats workers, want %d", i+1, n, want)
+		}
+	}
+}
+
+// lkReqAs is a lock request of the guest's uid on [start, end].
+func lkReqAs(op abi.Opcode, uid uint32, node, fh, owner uint64, typ uint32, start, end, off uint64) vt.Buffers {
+	a := make([]byte, abi.LkInSize)
+	(&abi.LkIn{Fh: fh, Owner: owner, Lk: abi.FileLock{Start: start, End: end, Type: typ, PID: uint32(owner)}}).Marshal(a)
+	h := inHeader(op, node, len(a))
+	binary.LittleEndian.PutUint32(h[24:], uid) // fuse_in_header.uid
+	binary.LittleEndian.PutUint32(h[28:], uid)
+	return vt.Buffers{In: [][]byte{h, a}, Out: []int{abi.OutHeaderSize}, Offset: off}
+}
+
+// TestLockWaitsPerUid: a guest uid's lock waits take at most its share of
+// a queue's wait slots (an eighth), non-root waits leave an eighth to
+// guest root, other guest uids and root still wait, and an unlock through
+// SETLKW never takes a slot, even with every slot taken. Waits that end
+// give their slots back to their uids.
+func TestLockWaitsPerUid(t *testing.T) {
+	const slots = 16 // a share of 2 per uid, 2 kept for root
+	d := newDaemonOpts(t, virtiofs.Options{Tag: "l", RequestQueues: 1, BlockingHelpers: slots,
+		Fuse: fuse.Options{Locks: true}})
+	g := d.guest(vt.GuestConfig{})
+	node, fh := session(t, g, "f")
+	q := g.Queues[1]
+	const eof = 1<<63 - 1
+	call(t, q, lkReqAs(abi.OpSetlk, 0, node, fh, 1, unix.F_WRLCK, 0, eof, 0))
+	type pending struct {
+		b   vt.Buffers
+		uid uint32
+	}
+	waiting := map[uint16]pending{}
+	nextOwner := uint64(10)
+	base := uint64(0) // where the waits' byte ranges start
+	// try adds a lock request of uid on a byte range of its own, then a
+	// GETATTR behind it, and reads completions up to the GETATTR's (the
+	// queue serves in order, so a request answered at once completes
+	// first); it returns the request's error, or 1 if it waits.
+	try := func(uid, typ uint32) int32 {
+		t.Helper()
+		nextOwner++
+		k := nextOwner
+		req := lkReqAs(abi.OpSetlkw, uid, node, fh, k, typ, base+k, base+k, k*4096)
+		head, err := q.Add(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ga := getattrReq(node)
+		ga.Offset = 2 << 20
+		gh, err := q.Add(ga)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q.Kick()
+		got := int32(1)
+		for {
+			id, n, err := q.Wait()
+			if err != nil {
+				t.Fatalf("SETLKW by uid %d: %v", uid, err)
+			}
+			switch id {
+			case head:
+				out, _ := q.Reply(req, n)
+				got = parseReply(t, out).hdr.Error
+				continue
+			case gh:
+				out, _ := q.Reply(ga, n)
+				if r := parseReply(t, out); r.hdr.Error != 0 {
+					t.Fatalf("GETATTR behind uid %d's SETLKW: %v", uid, unix.Errno(-r.hdr.Error))
+				}
+			default:
+				t.Fatalf("completion of head %d while lock waits are pending", id)
+			}
+			break
+		}
+		if got == 1 {
+			waiting[head] = pending{req, uid}
+		}
+		return got
+	}
+	wait := func(uid uint32, want int32) {
+		t.Helper()
+		if got := try(uid, unix.F_WRLCK); got != want {
+			t.Fatalf("lock wait by guest uid %d: %d, want %d (1: waits)", uid, got, want)
+		}
+	}
+	enolck := -int32(unix.ENOLCK)
+	wait(65534, 1)
+	wait(65534, 1)
+	wait(65534, enolck) // its share is 2
+	for uid := uint32(1000); uid < 1006; uid++ {
+		wait(uid, 1)
+		wait(uid, 1)
+	}
+	wait(2000, enolck) // 14 = slots − reserve wait: no non-root uid waits more
+	wait(0, 1)
+	wait(0, 1)
+	wait(0, enolck) // root too, with every slot taken
+	// Unlocks through SETLKW are served all the same.
+	for _, uid := range []uint32{65534, 0} {
+		if got := try(uid, unix.F_UNLCK); got != 0 {
+			t.Fatalf("unlock through SETLKW by guest uid %d with every slot taken: %d, want 0", uid, got)
+		}
+	}
+	// The holder lets go: every wait is granted (each its own range)
+	// and gives its slot back.
+	call(t, q, lkReqAs(abi.OpSetlk, 0, node, fh, 1, unix.F_UNLCK, 0, eof, 0))
+	for range slots {
+		id, n, err := q.Wait()
+		if err != nil {
+			t.Fatalf("granting the waits: %v (%d left)", err, len(waiting))
+		}
+		p, ok := waiting[id]
+		if !ok {
+			t.Fatalf("completion of unknown head %d", id)
+		}
+		delete(waiting, id)
+		out, _ := q.Reply(p.b, n)
+		if r := parseReply(t, out); r.hdr.Error != 0 {
+			t.Errorf("uid %d's wait after the unlock: %v, want granted", p.uid, unix.Errno(-r.hdr.Error))
+		}
+	}
+	// uid 65534 has its share back: two more waits, no third (past the
+	// ranges the granted waits hold).
+	base = 1 << 20
+	call(t, q, lkReqAs(abi.OpSetlk, 0, node, fh, 1, unix.F_WRLCK, base, eof, 0))
+	wait(65534, 1)
+	wait(65534, 1)
+	wait(65534, enolck)
+	if _, err := g.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		id, n, err := q.Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, ok := waiting[id]
+		if !ok {
+			t.Fatalf("completion of unknown head %d", id)
+		}
+		out, _ := q.Reply(p.b, n)
+		if r := parseReply(t, out); r.hdr.Error != -int32(unix.EINTR) {
+			t.Errorf("lock wait after stop: error %d, want -EINTR", r.hdr.Error)
 		}
 	}
 }

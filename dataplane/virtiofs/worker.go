@@ -48,6 +48,10 @@ type slot struct {
 	obs   *stats.Worker // nil unless Options.Stats; written only by whoever serves the slot
 	// interrupted: the worker interrupted the request (worker-owned).
 	interrupted bool
+	// wait: the slot serves a lock wait counted for uid in worker.waits
+	// (worker-owned: set at hand-off, put back at reap).
+	wait bool
+	uid  uint32
 }
 
 // Sizes of a blocking slot's buffers: the blocking ops carry a fixed
@@ -121,6 +125,13 @@ type worker struct {
 	// Helpers. Memory rule: while inflight > 0 the worker
 	// does not pass a quiescent point (no Enter, no Exit) and does not
 	// re-translate the ring, so every view a helper holds stays mapped.
+	// waits counts the lock waits the slots hold, per guest uid: a uid
+	// other than 0 waits in at most an eighth of the slots a lock wait
+	// may take (blocking and helper slots), and non-root waits leave an
+	// eighth to guest root (dataplane.LockWaits), so that one guest user
+	// cannot take every other guest user's blocking locks. Taken and put
+	// by the worker only.
+	waits    *dataplane.LockWaits
 	free     []*slot    // idle helper slots (Options.Helpers)
 	bfree    []*slot    // idle blocking slots (Options.BlockingHelpers)
 	slots    []*slot    // every helper and blocking slot
@@ -168,6 +179,7 @@ func newWorker(d *Device, q *vhostuser.Queue, rq *ring.Queue, stop int) (*worker
 	w.done = make([]*slot, 0, h+b)
 	w.spare = make([]*slot, 0, h+b)
 	w.busy = make([]*slot, 0, h+b)
+	w.waits = dataplane.NewLockWaits(h + b)
 	for i := range h + b {
 		s := newSlotSized(d, i >= h)
 		if s.small {
@@ -348,6 +360,8 @@ func (w *worker) drainRing() (stop, ok bool) {
 			b := w.bfree[len(w.bfree)-1]
 			w.bfree = w.bfree[:len(w.bfree)-1]
 			b.chain.CopyFrom(&s.chain)
+			b.wait, b.uid = s.wait, s.uid // the lock wait offload counted moves with it
+			s.wait = false
 			w.inflight++
 			w.work <- b
 			continue
@@ -364,23 +378,29 @@ const (
 	offloadInline   = iota // serve it on the worker
 	offloadHelper          // on the helper whose slot it was popped into
 	offloadBlocking        // moved to a blocking slot, for its helper
-	offloadRefuse          // a lock wait with every blocking slot busy: ENOLCK
+	offloadRefuse          // a lock wait with no slot for it (waits, or every slot busy): ENOLCK
 )
 
 // waitingLock reports whether c, a SETLKW request, may wait
-// (fuse.WaitingLock): it reads the lock's type from guest memory.
-func (w *worker) waitingLock(c *ring.Chain) bool {
+// (fuse.WaitingLock), and the caller's uid (fuse_in_header.uid, as the
+// guest claims it): it reads the header and the lock's type from guest
+// memory.
+func (w *worker) waitingLock(c *ring.Chain) (wait bool, uid uint32) {
 	var b [abi.InHeaderSize + abi.LkInSize]byte
 	n := c.ReadAt(b[:], 0)
-	return fuse.WaitingLock(abi.OpSetlkw, b[abi.InHeaderSize:max(n, abi.InHeaderSize)])
+	const uidOff = 24 // fuse_in_header.uid
+	return fuse.WaitingLock(abi.OpSetlkw, b[abi.InHeaderSize:max(n, abi.InHeaderSize)]), binary.LittleEndian.Uint32(b[uidOff:])
 }
 
 // offload decides where the request just popped into s runs. Requests
 // that may block (fuse.Blocking) go to a blocking slot, or, all busy, to
-// a free helper slot; a lock wait that finds neither is refused with
-// ENOLCK (it might wait for ever, and the unlock that ends it may be
-// queued behind it), any other is served inline (it ends on its own).
-// READ/WRITE of offloadBytes or more go to a helper slot if s is one.
+// a free helper slot; a lock wait that finds neither, or whose uid may
+// not wait in one more slot (w.waits), is refused with ENOLCK (it might
+// wait for ever, and the unlock that ends it may be queued behind it),
+// any other is served inline (it ends on its own). A lock wait handed
+// over is counted in w.waits and marked in s (offloadBlocking moves the
+// mark to the blocking slot). READ/WRITE of offloadBytes or more go to a
+// helper slot if s is one.
 func (w *worker) offload(s *slot) int {
 	c := &s.chain
 	var h [8]byte
@@ -389,17 +409,32 @@ func (w *worker) offload(s *slot) int {
 	}
 	helper := s != w.own
 	switch op := abi.Opcode(binary.LittleEndian.Uint32(h[4:8])); {
-	case op == abi.OpSetlkw && !w.waitingLock(c):
-		return offloadInline // an unlock: it never waits, and must work with every slot taken
+	case op == abi.OpSetlkw && c.ReadableLen() <= smallIn:
+		wait, uid := w.waitingLock(c)
+		if !wait {
+			return offloadInline // an unlock: it never waits, and must work with every slot taken
+		}
+		if (len(w.bfree) == 0 && !helper) || !w.waits.Take(uid) {
+			return offloadRefuse
+		}
+		s.wait, s.uid = true, uid
+		if len(w.bfree) > 0 {
+			return offloadBlocking
+		}
+		return offloadHelper
+	case op == abi.OpSetlkw:
+		// Longer than a blocking slot holds (Linux never sends one): a
+		// lock wait is refused, never served on the worker; an unlock is
+		// served inline (it never waits).
+		if wait, _ := w.waitingLock(c); wait {
+			return offloadRefuse
+		}
 	case fuse.Blocking(op) && c.ReadableLen() <= smallIn:
 		if len(w.bfree) > 0 {
 			return offloadBlocking
 		}
 		if helper {
 			return offloadHelper
-		}
-		if op == abi.OpSetlkw {
-			return offloadRefuse
 		}
 	case op == abi.OpWrite:
 		if helper && c.ReadableLen() >= offloadBytes {
@@ -488,6 +523,10 @@ func (w *worker) reap() {
 	w.doneMu.Unlock()
 	for _, s := range w.spare {
 		w.inflight--
+		if s.wait {
+			w.waits.Put(s.uid)
+			s.wait = false
+		}
 		if s.interrupted {
 			s.req.ClearInterrupt() // Interrupt may have come after Handle cleared it
 			s.interrupted = false

@@ -272,7 +272,8 @@ func childBinary(t *testing.T) string {
 
 // TestFlockStormUring: the lock storm over FUSE io_uring (--uring). A lock
 // waiter holds its ring entry until granted, so at most half a queue's
-// entries wait for locks; waits past that are refused with ENOLCK ("No
+// entries wait for locks, and one uid in an eighth of those (one per CPU
+// with the default depth); waits past that are refused with ENOLCK ("No
 // locks available" from flock) rather than queued. The mount keeps
 // serving, every waiter ends (granted or refused), SIGTERM is prompt.
 func TestFlockStormUring(t *testing.T) {
@@ -387,5 +388,117 @@ func TestLockWaitsPerUid(t *testing.T) {
 		case <-time.After(20 * time.Second):
 			t.Fatal("waiters still blocked 20 s after the holder was killed")
 		}
+	}
+}
+
+// TestLockWaitsPerUidUring: TestLockWaitsPerUid over FUSE io_uring. A
+// lock wait holds its ring entry, and the kernel queues a request on its
+// caller's CPU, so one user pinning its waiters to one CPU could take
+// that queue's wait slots (half its 16 entries) and with them every other
+// user's blocking locks there. Each queue shares them as /dev/fuse shares
+// its pool: uid 65534 waits in one (an eighth of 8), its other waiters
+// get ENOLCK at once; six more uids wait in one each; the next uid is
+// refused (the eighth kept for root); root's blocking flock on that CPU
+// still works.
+func TestLockWaitsPerUidUring(t *testing.T) {
+	if _, err := os.Stat("/sys/module/fuse/parameters/enable_uring"); err != nil {
+		t.Skip("no FUSE over io_uring in this kernel (CONFIG_FUSE_IO_URING, 6.14+): nothing to test")
+	}
+	testutil.RequireCommand(t, "taskset")
+	const slots, share = 8, 1 // half the 16 entries of a queue; an eighth of them
+	var mask unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &mask); err != nil {
+		t.Fatal(err)
+	}
+	cpu := 0
+	for !mask.IsSet(cpu) {
+		cpu++
+	}
+	pin := strconv.Itoa(cpu)
+	m := startMount(t, "--cache", "never", "--uring")
+	g := filepath.Join(m.src, "g")
+	if err := os.WriteFile(g, nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(g, 0o666)
+	holder := asNobody(m.mnt, "flock", "f", "sleep", "30")
+	start(t, holder)
+	time.Sleep(300 * time.Millisecond) // let it take the lock
+	// as runs flock on file as uid, pinned to cpu (so on that CPU's queue).
+	as := func(uid uint32, file string) *exec.Cmd {
+		c := exec.Command("taskset", "-c", pin, "flock", file, "true")
+		c.Dir = m.mnt
+		if uid != 0 {
+			c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid, Groups: []uint32{}}}
+		}
+		return c
+	}
+	type waiter struct {
+		cmd *exec.Cmd
+		out *bytes.Buffer
+		uid uint32
+	}
+	done := make(chan waiter, 64)
+	run := func(uid uint32) {
+		w := waiter{cmd: as(uid, "f"), out: new(bytes.Buffer), uid: uid}
+		w.cmd.Stderr = w.out
+		start(t, w.cmd)
+		go func() { w.cmd.Wait(); done <- w }()
+	}
+	// refusals counts the waiters that end within 3 s (all must say
+	// ENOLCK: the lock is held).
+	refusals := func() int {
+		n := 0
+		for quiet := time.After(3 * time.Second); ; {
+			select {
+			case w := <-done:
+				if !strings.Contains(w.out.String(), "No locks available") {
+					t.Errorf("uid %d's waiter ended while the lock is held: %v %q", w.uid, w.cmd.ProcessState, w.out.String())
+				}
+				n++
+				continue
+			case <-quiet:
+			}
+			return n
+		}
+	}
+	const more = 12
+	for range share + more {
+		run(nobody)
+	}
+	if n := refusals(); n != more {
+		t.Fatalf("uid %d: %d of %d waiters on CPU %d refused, want %d (its share of %d waits)", nobody, n, share+more, cpu, more, share)
+	}
+	// Six more uids wait, one each: slots − reserve non-root waits.
+	for uid := uint32(65000); uid < 65000+slots-1-share; uid++ {
+		run(uid)
+	}
+	if n := refusals(); n != 0 {
+		t.Fatalf("%d of six other uids' waiters refused, want none", n)
+	}
+	run(65010)
+	if n := refusals(); n != 1 {
+		t.Fatalf("a waiter past all but root's eighth: %d refused, want 1", n)
+	}
+	// Root's blocking lock (on another file) still works on that CPU.
+	t0 := time.Now()
+	if out, err := as(0, "g").CombinedOutput(); err != nil {
+		t.Errorf("root's blocking flock on CPU %d with every other wait slot taken: %v %q", cpu, err, out)
+	} else if d := time.Since(t0); d > 5*time.Second {
+		t.Errorf("root's flock took %v", d)
+	}
+	syscall.Kill(-holder.Process.Pid, syscall.SIGKILL)
+	for range slots - 1 {
+		select {
+		case w := <-done:
+			if w.cmd.ProcessState.ExitCode() != 0 {
+				t.Errorf("uid %d's waiter after the holder was killed: %v %q", w.uid, w.cmd.ProcessState, w.out.String())
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("waiters still blocked 20 s after the holder was killed")
+		}
+	}
+	if d := m.sigterm(5 * time.Second); d > 5*time.Second {
+		t.Errorf("SIGTERM took %v", d)
 	}
 }

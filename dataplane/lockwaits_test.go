@@ -1,0 +1,165 @@
+package dataplane
+
+import (
+	"sync"
+	"testing"
+)
+
+// TestLockWaits: a uid other than 0 takes at most its share, non-root
+// waits stop at all but the reserve, root waits in the reserve but not
+// past the slots, and Put gives each back to the uid that took it.
+func TestLockWaits(t *testing.T) {
+	for _, c := range []struct{ slots, share, reserve int }{
+		{1024, 128, 128}, {32, 4, 4}, {16, 2, 2}, {8, 1, 1}, {4, 1, 0}, {1, 1, 0},
+	} {
+		l := NewLockWaits(c.slots)
+		if l.Slots() != c.slots || l.Share() != c.share || l.Reserve() != c.reserve {
+			t.Fatalf("NewLockWaits(%d): slots %d share %d reserve %d, want %d %d %d",
+				c.slots, l.Slots(), l.Share(), l.Reserve(), c.slots, c.share, c.reserve)
+		}
+		// One uid: its share, then refused.
+		for i := range c.share {
+			if !l.Take(65534) {
+				t.Fatalf("%d slots: uid 65534's wait %d refused within its share %d", c.slots, i, c.share)
+			}
+		}
+		if l.Take(65534) {
+			t.Fatalf("%d slots: uid 65534 waits past its share %d", c.slots, c.share)
+		}
+		// Other uids fill all but the reserve.
+		uid := uint32(1000)
+		for n := c.share; n < c.slots-c.reserve; uid++ {
+			for range c.share {
+				if n == c.slots-c.reserve {
+					break
+				}
+				if !l.Take(uid) {
+					t.Fatalf("%d slots: uid %d refused with %d waiting", c.slots, uid, n)
+				}
+				n++
+			}
+		}
+		if l.Take(uid + 1) {
+			t.Fatalf("%d slots: a new uid waits in root's reserve", c.slots)
+		}
+		// Root takes the reserve, and no more.
+		for i := range c.reserve {
+			if !l.Take(0) {
+				t.Fatalf("%d slots: root's wait %d in the reserve refused", c.slots, i)
+			}
+		}
+		if l.Take(0) {
+			t.Fatalf("%d slots: root waits past the slots", c.slots)
+		}
+		if w, _ := l.Waiting(); w != c.slots {
+			t.Fatalf("%d slots: %d waiting, want every slot", c.slots, w)
+		}
+		// A wait put back frees a slot for its uid only within the rules:
+		// root's for root (non-root still at slots − reserve), 65534's
+		// for 65534.
+		if c.reserve > 0 {
+			l.Put(0)
+			if l.Take(uid + 1) {
+				t.Fatalf("%d slots: root's freed slot went to uid %d", c.slots, uid+1)
+			}
+			if !l.Take(0) {
+				t.Fatalf("%d slots: root refused its freed slot", c.slots)
+			}
+		}
+		// A non-root slot put back while root waits in the reserve stays
+		// free (non-root waits stop at slots − reserve, root's counted);
+		// once root's waits end, it is the uid's again.
+		l.Put(65534)
+		if c.reserve > 0 && l.Take(65534) {
+			t.Fatalf("%d slots: a non-root wait while root's fill the reserve", c.slots)
+		}
+		for range c.reserve {
+			l.Put(0)
+		}
+		if !l.Take(65534) {
+			t.Fatalf("%d slots: uid 65534 refused after putting one back", c.slots)
+		}
+		// Give everything back: the counts empty.
+		for range c.share {
+			l.Put(65534)
+		}
+		for u := uint32(1000); u <= uid; u++ {
+			for {
+				l.mu.Lock()
+				n := l.byUid[u]
+				l.mu.Unlock()
+				if n == 0 {
+					break
+				}
+				l.Put(u)
+			}
+		}
+		if w, u := l.Waiting(); w != 0 || u != 0 {
+			t.Fatalf("%d slots: after every Put %d waits of %d uids counted", c.slots, w, u)
+		}
+	}
+}
+
+// TestLockWaitsPutTooMany: a Put without its Take is a bug, caught.
+func TestLockWaitsPutTooMany(t *testing.T) {
+	l := NewLockWaits(16)
+	l.Take(0)
+	defer func() {
+		if recover() == nil {
+			t.Fatal("Put of a uid that took nothing did not panic")
+		}
+	}()
+	l.Put(1000)
+}
+
+// TestLockWaitsConcurrent: Take and Put from many goroutines keep the
+// bounds and end at zero (run with -race).
+func TestLockWaitsConcurrent(t *testing.T) {
+	l := NewLockWaits(64) // share 8, reserve 8
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	over := 0
+	for g := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			uid := uint32(g % 4) // root and three users
+			for range 2000 {
+				if !l.Take(uid) {
+					continue
+				}
+				l.mu.Lock()
+				if l.waiting > l.slots || uid != 0 && l.byUid[uid] > l.perUid {
+					mu.Lock()
+					over++
+					mu.Unlock()
+				}
+				l.mu.Unlock()
+				l.Put(uid)
+			}
+		}()
+	}
+	wg.Wait()
+	if over != 0 {
+		t.Errorf("%d times a bound was passed", over)
+	}
+	if w, u := l.Waiting(); w != 0 || u != 0 {
+		t.Errorf("after the run: %d waits of %d uids counted", w, u)
+	}
+}
+
+// TestLockWaitsAllocs: counting a wait allocates nothing once the map has
+// held that many uids.
+func TestLockWaitsAllocs(t *testing.T) {
+	l := NewLockWaits(1024)
+	l.Take(1000)
+	l.Put(1000)
+	if n := testing.AllocsPerRun(100, func() {
+		l.Take(1000)
+		l.Take(0)
+		l.Put(0)
+		l.Put(1000)
+	}); n != 0 {
+		t.Errorf("Take/Put: %v allocs, want 0", n)
+	}
+}

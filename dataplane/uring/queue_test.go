@@ -1,0 +1,198 @@
+package uring
+
+import (
+	"encoding/binary"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fastfsd/fastfsd/fs"
+	"github.com/fastfsd/fastfsd/fuse"
+	"github.com/fastfsd/fastfsd/fuse/abi"
+	"github.com/fastfsd/fastfsd/internal/testutil"
+)
+
+// waitingFS answers every request ENOSYS but SetLk: a lock wait blocks
+// until interrupted (EINTR), an unlock or a non-blocking lock answers at
+// once.
+type waitingFS struct {
+	fs.Base
+	entered chan struct{}
+	unlocks atomic.Int32
+}
+
+func (w *waitingFS) SetLk(ctx *fs.Context, ino fs.Inode, fh fs.Handle, owner uint64, lk *fs.Lock, wait, flock bool) fs.Errno {
+	if !wait || lk.Type == unix.F_UNLCK {
+		if lk.Type == unix.F_UNLCK {
+			w.unlocks.Add(1)
+		}
+		return 0
+	}
+	ch := make(chan struct{})
+	if !ctx.OnInterrupt(func() { close(ch) }) {
+		return syscall.EINTR
+	}
+	defer ctx.StopOnInterrupt()
+	w.entered <- struct{}{}
+	<-ch
+	return syscall.EINTR
+}
+
+// newLockQueue is a queue of depth entries over a real io_uring (its
+// commands go to fd -1 and fail, unseen: the test reads replies from the
+// entries' memory) whose engine serves a waitingFS with locks, past INIT.
+// The test goroutine acts as the queue's worker.
+func newLockQueue(t *testing.T, depth int) (*queue, *waitingFS) {
+	t.Helper()
+	wfs := &waitingFS{entered: make(chan struct{}, depth)}
+	srv := fuse.NewServer(wfs, fuse.Options{MaxWrite: 128 << 10, Locks: true})
+	r := srv.NewRequest()
+	in := make([]byte, abi.InHeaderSize+abi.InitInSize)
+	(&abi.InHeader{Len: uint32(len(in)), Opcode: abi.OpInit, Unique: 2}).Marshal(in)
+	(&abi.InitIn{Major: 7, Minor: 45, MaxReadahead: 128 << 10, Flags: uint32(abi.InitExt | abi.InitPosixLocks | abi.InitFlockLocks)}).Marshal(in[abi.InHeaderSize:])
+	r.In = in
+	if n := srv.Handle(r); n < abi.OutHeaderSize || binary.NativeEndian.Uint32(r.Out[4:]) != 0 {
+		t.Fatalf("INIT: %d bytes, %x", n, r.Out[:16])
+	}
+	q := newQueue(0, -1, srv, depth)
+	if err := q.setup(); err != nil {
+		q.close()
+		if testutil.Strict() {
+			t.Fatalf("io_uring queue: %v", err)
+		}
+		t.Skipf("needs io_uring (io_uring_setup; kernel.io_uring_disabled 0): %v", err)
+	}
+	t.Cleanup(q.close)
+	return q, wfs
+}
+
+// TestQueueLockWaitsPerUid: on one io_uring queue, one uid's lock waits
+// take at most its share of the wait slots (half the entries), non-root
+// waits leave the reserve to root, other uids and root still wait, and
+// an unlock through SETLKW never needs a slot, even with all taken. The
+// queue keeps serving; the connection's end answers the waits and gives
+// every count back.
+func TestQueueLockWaitsPerUid(t *testing.T) {
+	const depth = 32 // 16 wait slots: a share of 2 per uid, 2 kept for root
+	q, wfs := newLockQueue(t, depth)
+	if s, sh, r := q.waits.Slots(), q.waits.Share(), q.waits.Reserve(); s != 16 || sh != 2 || r != 2 {
+		t.Fatalf("wait slots %d, share %d, reserve %d; want 16, 2, 2", s, sh, r)
+	}
+	ne := binary.NativeEndian
+	unique := uint64(100)
+	next := 0 // the next entry a request arrives in; waits keep theirs
+	// deliver puts a request of op by uid into the next entry, as the
+	// kernel would, and completes it; it returns the entry.
+	deliver := func(op abi.Opcode, uid uint32, typ uint32) int {
+		t.Helper()
+		if next >= depth {
+			t.Fatal("out of entries")
+		}
+		i := next
+		e := q.ents[i]
+		clear(e.hdr)
+		unique += 2
+		argLen := 0
+		if op == abi.OpSetlkw {
+			argLen = abi.LkInSize
+			(&abi.LkIn{Fh: 1, Owner: unique, Lk: abi.FileLock{End: 1<<63 - 1, Type: typ, PID: 1}}).Marshal(e.hdr[abi.UringInOutHeaderSize:])
+		} else {
+			argLen = abi.GetattrInSize
+		}
+		(&abi.InHeader{Len: uint32(abi.InHeaderSize + argLen), Opcode: op, Unique: unique, NodeID: 1, UID: uid, GID: uid, PID: 1}).Marshal(e.hdr)
+		ne.PutUint64(e.hdr[256+8:], unique) // commit id
+		q.complete(uint64(i), 0)
+		if q.done != nil {
+			t.Fatalf("queue failed: %v", q.done)
+		}
+		return i
+	}
+	// answered returns entry i's reply error if the worker committed one
+	// (the out header is copied into the header area), and whether it did.
+	answered := func(i int) (int32, bool) {
+		e := q.ents[i]
+		if ne.Uint64(e.hdr[8:]) != unique || ne.Uint32(e.hdr[0:]) != abi.OutHeaderSize {
+			return 0, false
+		}
+		return int32(ne.Uint32(e.hdr[4:])), true
+	}
+	// wait sends a lock wait by uid: want 1 for "waits", else its error.
+	wait := func(uid uint32, want int32) {
+		t.Helper()
+		i := deliver(abi.OpSetlkw, uid, unix.F_WRLCK)
+		if e, ok := answered(i); ok {
+			if e != want {
+				t.Fatalf("lock wait by uid %d: error %d, want %d (1: waits)", uid, e, want)
+			}
+			return // refused: the entry is free again
+		}
+		select {
+		case <-wfs.entered:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("lock wait by uid %d: neither answered nor waiting", uid)
+		}
+		if want != 1 {
+			t.Fatalf("lock wait by uid %d waits, want error %d", uid, want)
+		}
+		next++ // the entry stays with the wait
+	}
+	enolck := -int32(syscall.ENOLCK)
+	wait(65534, 1)
+	wait(65534, 1)
+	wait(65534, enolck) // its share is 2
+	for uid := uint32(1000); uid < 1006; uid++ {
+		wait(uid, 1)
+		wait(uid, 1)
+	}
+	wait(2000, enolck) // 14 = slots − reserve wait: no non-root uid waits more
+	wait(0, 1)
+	wait(0, 1)
+	wait(0, enolck) // root too, with every wait slot taken
+	// An unlock through SETLKW is served on the worker all the same, by
+	// the user whose waits are refused and by root.
+	for _, uid := range []uint32{65534, 0} {
+		i := deliver(abi.OpSetlkw, uid, unix.F_UNLCK)
+		if e, ok := answered(i); !ok || e != 0 {
+			t.Fatalf("unlock through SETLKW by uid %d with every wait slot taken: answered %v, error %d", uid, ok, e)
+		}
+	}
+	if n := wfs.unlocks.Load(); n != 2 {
+		t.Fatalf("%d unlocks reached the filesystem, want 2", n)
+	}
+	// Other requests are still served on the worker.
+	if e, ok := answered(deliver(abi.OpGetattr, 65534, 0)); !ok || e != -int32(syscall.ENOSYS) {
+		t.Fatalf("GETATTR with every wait slot taken: answered %v, error %d (want ENOSYS from the test fs)", ok, e)
+	}
+	if w, u := q.waits.Waiting(); w != 16 || u != 7 {
+		t.Fatalf("%d waits from %d non-root uids counted, want 16 from 7", w, u)
+	}
+	// The connection's end answers every wait; the worker commits them
+	// and gives every count back.
+	q.srv.InterruptAll()
+	deadline := time.Now().Add(5 * time.Second)
+	for committed := 0; committed < 16; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 16 interrupted waits committed after 5 s", committed)
+		}
+		q.finMu.Lock()
+		n := len(q.finished)
+		q.finMu.Unlock()
+		if n == 0 {
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		committed += n
+		q.commitFinished()
+	}
+	for i := range 16 {
+		if e := int32(ne.Uint32(q.ents[i].hdr[4:])); e != -int32(syscall.EINTR) {
+			t.Errorf("entry %d after the interrupt: error %d, want EINTR", i, e)
+		}
+	}
+	if w, u := q.waits.Waiting(); w != 0 || u != 0 {
+		t.Errorf("after the waits ended: %d waits of %d uids counted, want none", w, u)
+	}
+}
