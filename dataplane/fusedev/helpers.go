@@ -20,7 +20,7 @@ import (
 // once off its workers. Each waits on its own OS thread, and holds a slot
 // of helperInMax + helperOutSize bytes (2 MiB and 1,024 idle goroutines in
 // all). An eighth of them is one uid's share of lock waits and another
-// eighth is kept for root (helperPool): 128 waits per user, as many as
+// eighth is kept for root (dataplane.LockWaits): 128 waits per user, as many as
 // the storm of 100 waiters one user makes in test/dos.
 const DefaultBlockingHelpers = 1024
 
