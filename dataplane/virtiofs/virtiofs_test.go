@@ -963,3 +963,45 @@ func TestLockWaitsPerUid(t *testing.T) {
 		}
 	}
 }
+
+// TestLockWaitLongChainRefused: a SETLKW whose readable part is longer
+// than a blocking slot holds (Linux never sends one; a guest may, with a
+// well-formed request extension the engine skips) is refused with ENOLCK,
+// never served on the worker, where its wait would stall the queue (it
+// did before: the request fell through to the inline path); an unlock so
+// sent is still served.
+func TestLockWaitLongChainRefused(t *testing.T) {
+	d := newDaemonOpts(t, virtiofs.Options{Tag: "l", RequestQueues: 1, Fuse: fuse.Options{Locks: true}})
+	g := d.guest(vt.GuestConfig{})
+	g.Timeout = 3 * time.Second
+	node, fh := session(t, g, "f")
+	q := g.Queues[1]
+	const eof = 1<<63 - 1
+	call(t, q, lkReqAs(abi.OpSetlk, 0, node, fh, 1, unix.F_WRLCK, 0, eof, 0))
+	long := func(typ uint32) vt.Buffers {
+		const extLen = 2048 // past the slot's 1 KiB
+		b := lkReqAs(abi.OpSetlkw, 1000, node, fh, 2, typ, 0, eof, 0)
+		h := b.In[0]
+		binary.LittleEndian.PutUint32(h[0:], uint32(abi.InHeaderSize+abi.LkInSize+extLen)) // len
+		binary.LittleEndian.PutUint16(h[36:], extLen/8)                                    // total_extlen
+		ext := make([]byte, extLen)
+		(&abi.ExtHeader{Size: extLen, Type: 99}).Marshal(ext) // a type the engine skips
+		b.In = append(b.In, ext)
+		return b
+	}
+	out, err := q.Submit(long(unix.F_WRLCK))
+	if err != nil {
+		t.Fatalf("long SETLKW: %v (a wait served on the worker does not answer)", err)
+	}
+	if r := parseReply(t, out); r.hdr.Error != -int32(unix.ENOLCK) {
+		t.Fatalf("long SETLKW: error %d, want -ENOLCK", r.hdr.Error)
+	}
+	out, err = q.Submit(long(unix.F_UNLCK))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := parseReply(t, out); r.hdr.Error != 0 {
+		t.Fatalf("long unlock: error %d, want 0 (unlocks never take a slot)", r.hdr.Error)
+	}
+	call(t, q, getattrReq(node))
+}
