@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -68,7 +69,7 @@ func runMount(args []string) error {
 	useUring := fl.Bool("uring", false, "serve FUSE over io_uring (Linux 6.14+): one ring per CPU, one system call per batch of requests; turns the fuse module's enable_uring parameter on if needed (root). A lock wait holds its ring entry: a CPU's ring holds at most 8 lock waits (half its 16 entries), at most 1 per uid other than 0, the last kept for root; past them flock and F_SETLKW get ENOLCK")
 	readOnly := fl.Bool("read-only", false, "refuse every change with EROFS")
 	allowDevices := fl.Bool("allow-devices", false, allowDevicesHelp)
-	watch := fl.Bool("watch", false, "watch DIR's filesystem for changes other processes make on the host (fanotify) and invalidate the kernel's cached names, attributes and data of what changed, so that --cache=always serves fresh data; root only (CAP_SYS_ADMIN), not with --cache=never (nothing is cached); with several --source NAME=DIR each directory is watched")
+	watch := fl.Bool("watch", false, "watch DIR's filesystem for changes other processes make on the host (fanotify) and invalidate the kernel's cached names, attributes and data of what changed, so that --cache=always serves fresh data; root only (CAP_SYS_ADMIN), not with --cache=never (nothing is cached); with several --source NAME=DIR each directory is watched, shares on one filesystem by one fanotify group")
 	secLabel := fl.Bool("security-label", false, securityLabelHelp)
 	posixACL := fl.Bool("posix-acl", true, "offer FUSE_POSIX_ACL: the kernel enforces the POSIX ACLs of DIR's files for the mount's users, as it does natively (it reads system.posix_acl_access through GETXATTR, and again after each change to a directory for callers other than its owner: two more round trips per create in a shared directory, docs/roundtrips.md). Off (--posix-acl=false), only the mode bits count: with --allow-other a user a host ACL denies gets in where the mode allows, and one an ACL grants is refused. Needs --xattr and no uid/gid translation: by default it is then off, with a warning")
 	var policy fsPolicy
@@ -260,9 +261,12 @@ func runMount(args []string) error {
 	}
 	obs.serve()
 
-	// --watch (root: in the child): one watcher per share, in
-	// sources.specs' order.
+	// --watch (root: in the child): one watcher per filesystem holding
+	// shares (watchOf[i] is the index in watchers of sources.specs[i]'s).
+	// Shares on one filesystem share its watcher, which reads and decodes
+	// each event once for all of them.
 	var watchers []*passthrough.Watcher
+	var watchOf []int
 	if child {
 		// Everything serving needs outside the shares is opened now,
 		// before Landlock and the new root keep it out of reach.
@@ -275,14 +279,12 @@ func runMount(args []string) error {
 		// reads events and opens handles, so the system-call filter
 		// need not allow fanotify_init or fanotify_mark.
 		if *watch {
-			for _, sp := range sources.specs {
-				w, err := passthrough.NewWatcher(sp.dir)
-				if err != nil {
-					conn.Unmount()
-					return fmt.Errorf("--watch: %w", err)
-				}
+			if watchers, watchOf, err = newWatchers(sources.specs, stderrf); err != nil {
+				conn.Unmount()
+				return err
+			}
+			for _, w := range watchers {
 				defer w.Close()
-				watchers = append(watchers, w)
 			}
 			if watchMetrics != nil {
 				watchMetrics.set(watchers)
@@ -342,12 +344,13 @@ func runMount(args []string) error {
 		return err
 	}
 
-	// Each watcher's notifications name its backend's inode IDs, which
-	// the policy wrappers pass through unchanged; with named shares the
-	// VFS's IDs of them (shareNotifier), looked up before serving starts.
-	shareIDs := make([]func(fs.Inode) (fs.Inode, bool), len(watchers))
+	// A watcher's notifications about a share name the share backend's
+	// inode IDs, which the policy wrappers pass through unchanged; with
+	// named shares the VFS's IDs of them (shareNotifier), looked up
+	// before serving starts.
+	shareIDs := make([]func(fs.Inode) (fs.Inode, bool), len(watchOf))
 	if vfsys != nil {
-		for i := range watchers {
+		for i := range watchOf {
 			if shareIDs[i], err = vfsys.ClientIDs(sources.specs[i].name); err != nil {
 				conn.Unmount()
 				return fmt.Errorf("--watch: %w", err)
@@ -360,22 +363,26 @@ func runMount(args []string) error {
 		return err
 	}
 	var watchWG sync.WaitGroup
-	for i, w := range watchers {
-		// Run stops with the session (ENODEV or EBADF from the
-		// notifications) or when closed below.
+	targets := make([][]passthrough.WatchTarget, len(watchers))
+	for i, wi := range watchOf {
 		var n passthrough.Notifier = mountNotifier{m}
 		if shareIDs[i] != nil {
 			n = shareNotifier{n: n, ids: shareIDs[i]}
 		}
+		targets[wi] = append(targets[wi], passthrough.WatchTarget{FS: pfss[i], Notifier: n})
+	}
+	for i, w := range watchers {
+		// RunTargets stops with the session (ENODEV or EBADF from the
+		// notifications) or when closed below.
 		watchWG.Add(1)
-		go func(w *passthrough.Watcher, f *passthrough.FS, n passthrough.Notifier, dir string) {
+		go func(w *passthrough.Watcher, ts []passthrough.WatchTarget, dir string) {
 			defer watchWG.Done()
-			err := w.Run(f, n)
+			err := w.RunTargets(ts)
 			// ENODEV, EBADF: the session ended (unmounted); Serve says why.
 			if err != nil && !errors.Is(err, syscall.ENODEV) && !errors.Is(err, syscall.EBADF) {
 				fmt.Fprintf(os.Stderr, "fastfsd mount: --watch %s: %v; host changes are no longer seen before the cache timeouts\n", dir, err)
 			}
-		}(w, pfss[i], n, sources.specs[i].dir)
+		}(w, targets[i], sources.specs[slices.Index(watchOf, i)].dir)
 	}
 	// Wait returns once the mount is gone (or serving unmounted it on an
 	// error), after the fd is closed: nothing is left behind.

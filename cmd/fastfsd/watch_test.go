@@ -344,23 +344,31 @@ func TestMountWatchMetrics(t *testing.T) {
 	}
 }
 
-// TestMountWatchShares: --watch with two shares (--source a=DIR --source
-// b=DIR): each share's directory has its own watcher, whose notifications
-// reach the client under the VFS's IDs of its inodes. Host changes in
-// each share (every kind, in turn) are seen through the mount within the
-// bound (hostChanges fails after 2 s); a notification sent under the
-// backend's own IDs would name no inode the client knows, and the
-// --cache=always mount would keep the stale view.
+// TestMountWatchShares: --watch with three shares (--source a=DIR
+// --source b=DIR --source c=DIR), a and b on one filesystem (the test's
+// temporary directory) and c on a private tmpfs: a and b share one
+// watcher (one fanotify group, reading each event once for both), c has
+// its own, so the serving process holds exactly two fanotify fds (three
+// with a watcher per share). Each watcher's notifications reach the client
+// under the VFS's IDs of the share's inodes: host changes in each share
+// (every kind, in turn) are seen through the mount within the bound
+// (hostChanges fails after 2 s); a notification sent under the backend's
+// own IDs, or to the other share of the group, would name no inode the
+// client knows, and the --cache=always mount would keep the stale view.
 func TestMountWatchShares(t *testing.T) {
 	testutil.RequireRoot(t)
 	testutil.RequireDevFuse(t)
 	dir := t.TempDir()
-	a, b, mnt := filepath.Join(dir, "a"), filepath.Join(dir, "b"), filepath.Join(dir, "mnt")
-	for _, d := range []string{a, b, mnt} {
+	a, b, c, mnt := filepath.Join(dir, "a"), filepath.Join(dir, "b"), filepath.Join(dir, "c"), filepath.Join(dir, "mnt")
+	for _, d := range []string{a, b, c, mnt} {
 		os.Mkdir(d, 0o755)
 	}
+	if err := syscall.Mount("tmpfs", c, "tmpfs", 0, "size=16m"); err != nil {
+		t.Fatalf("mount a tmpfs for share c: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(c, syscall.MNT_DETACH) })
 	cmd := exec.Command(os.Args[0], "-test.run=^$", "--cache=always", "--passthrough=false", "--watch",
-		"--source", "a="+a, "--source", "b="+b, mnt)
+		"--source", "a="+a, "--source", "b="+b, "--source", "c="+c, mnt)
 	cmd.Env = append(os.Environ(), "FASTFSD_TEST_MOUNT_CHILD=1")
 	stderr := new(testutil.Buffer)
 	cmd.Stderr = stderr
@@ -382,8 +390,15 @@ func TestMountWatchShares(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	// Served (the watchers are made before serving starts).
+	if err := statErr(filepath.Join(mnt, "a")); err != nil {
+		t.Fatal(err)
+	}
+	if got := fanotifyFds(t, cmd.Process.Pid); got != 2 {
+		t.Errorf("the daemon holds %d fanotify fds for shares a and b on one filesystem and c on another, want 2 (one group per filesystem)", got)
+	}
 	n := watchChanges(t) / 10 // per share, every kind 20 times (5 with -short)
-	for _, share := range []string{"a", "b"} {
+	for _, share := range []string{"a", "b", "c"} {
 		src := filepath.Join(dir, share, "sub")
 		if err := os.Mkdir(src, 0o755); err != nil {
 			t.Fatal(err)
@@ -395,4 +410,31 @@ func TestMountWatchShares(t *testing.T) {
 		}
 		t.Logf("share %s: %d host changes seen through the mount: p50 %v, p99 %v, max %v", share, len(all), percentile(all, 0.5), percentile(all, 0.99), slices.Max(all))
 	}
+}
+
+// fanotifyFds counts the fanotify fds held by pid and its descendants
+// (the mount door's serving child holds the watchers').
+func fanotifyFds(t *testing.T, pid int) int {
+	t.Helper()
+	count := 0
+	for todo := []int{pid}; len(todo) > 0; {
+		p := todo[0]
+		todo = todo[1:]
+		fds, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", p))
+		for _, fd := range fds {
+			if l, _ := os.Readlink(fd); l == "anon_inode:[fanotify]" {
+				count++
+			}
+		}
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", p))
+		for _, task := range tasks {
+			b, _ := os.ReadFile(task)
+			for _, f := range strings.Fields(string(b)) {
+				if c, err := strconv.Atoi(f); err == nil {
+					todo = append(todo, c)
+				}
+			}
+		}
+	}
+	return count
 }

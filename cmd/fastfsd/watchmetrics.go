@@ -11,7 +11,9 @@ import (
 )
 
 // watchCollector serves the --watch watchers' counts
-// (passthrough.WatchStats, summed over the shares' watchers) at --metrics.
+// (passthrough.WatchStats, summed over the watchers: one per filesystem
+// holding shares, so an event is counted once however many shares are on
+// its filesystem) at --metrics.
 // It is registered before the watchers exist (the metrics endpoint starts
 // first) and reports nothing until set is called.
 type watchCollector struct {
@@ -20,11 +22,11 @@ type watchCollector struct {
 
 var (
 	watchEventsDesc = prometheus.NewDesc("fastfsd_watch_events_total",
-		"fanotify events the --watch watcher read.", nil, nil)
+		"fanotify events the --watch watchers read: each once, however many shares are on its filesystem (one watcher per filesystem).", nil, nil)
 	watchOwnDesc = prometheus.NewDesc("fastfsd_watch_own_events_total",
 		"Events of changes the daemon made itself for the client, skipped (the client's kernel knows them).", nil, nil)
 	watchUnknownDesc = prometheus.NewDesc("fastfsd_watch_unknown_total",
-		"Events about inodes the client does not know (nothing cached), skipped.", nil, nil)
+		"File ids in events naming an inode no share's client knows (nothing cached), skipped.", nil, nil)
 	watchNotifyDesc = prometheus.NewDesc("fastfsd_watch_notifications_total",
 		"Cache invalidations sent to the client's kernel, by kind: entry (a name created, deleted or moved), data (an inode's data and attributes), attr (its attributes only).", []string{"kind"}, nil)
 	watchErrorsDesc = prometheus.NewDesc("fastfsd_watch_notify_errors_total",

@@ -67,6 +67,13 @@ const direntEvents = unix.FAN_CREATE | unix.FAN_DELETE | unix.FAN_MOVED_FROM | u
 //     client knows, but names the client cached (positive or negative)
 //     stay until their entry timeout. WatchStats.Overflows counts them.
 //
+// One Watcher may serve several FSs whose directories are on the
+// filesystem it marked (SameFilesystem; RunTargets): each event is read
+// and decoded once, its handle opened (or found in the negative cache)
+// once, and the notification sent to every FS that knows the inode.
+// Shares on one filesystem with a Watcher each would each read and
+// decode every event of it.
+//
 // Creating a Watcher needs CAP_SYS_ADMIN (a filesystem mark); Run then
 // needs only read(2), open_by_handle_at (CAP_DAC_READ_SEARCH), fstat and
 // the notifications' writes, so a daemon may create it before confining
@@ -82,6 +89,7 @@ type Watcher struct {
 	// O_PATH fd is refused with EBADF); -1 once closed. +checklocks:mountMu
 	mountFd int
 	fsid    [2]int32 // the marked filesystem's; events of others are skipped
+	dev     uint64   // st_dev of the marked directory (SameFilesystem)
 	pid     int32    // this process: its own changes are skipped
 
 	events, own, unknown, notified, overflows, errs atomic.Uint64
@@ -89,13 +97,34 @@ type Watcher struct {
 	entries, datas, attrs atomic.Uint64
 	opens                 atomic.Uint64 // handles opened to map them (tests)
 
-	// neg remembers handles that named no inode of the table, with the
-	// table's last inode ID (inodeTable.next) when that was found: until
-	// an inode is added, the answer stands, and an event about a file the
+	// neg remembers handles that named no inode of any target's table,
+	// with the sum of the tables' last inode IDs (inodeTable.next) when
+	// that was found: until an inode is added to one of them, the answer
+	// stands, and an event about a file the
 	// client never looked up (on a busy host filesystem, most of them)
 	// costs a map lookup instead of open_by_handle_at and fstat. Used by
 	// Run's goroutine only; cleared when it reaches maxNeg entries.
 	neg map[string]uint64
+
+	// targets are the FSs Run serves, set once by RunTargets and used by
+	// its goroutine only; live counts those whose session is not gone.
+	targets []watchTarget
+	live    int
+	// ids is inodesOf's answer, one per target: the target's ID of the
+	// inode, 0 when it does not know it (IDs start at fs.RootInode).
+	ids []fs.Inode
+}
+
+// WatchTarget is one FS a Watcher serves and where the notifications
+// about its inodes go.
+type WatchTarget struct {
+	FS       *FS
+	Notifier Notifier
+}
+
+type watchTarget struct {
+	WatchTarget
+	gone bool // its Notifier reported the session gone: skipped since
 }
 
 // maxNeg bounds Watcher.neg.
@@ -103,9 +132,9 @@ const maxNeg = 4096
 
 // WatchStats counts what a Watcher saw and did.
 type WatchStats struct {
-	Events   uint64 // events read
+	Events   uint64 // events read, once each whatever the number of targets
 	Own      uint64 // events of changes this process made (skipped)
-	Unknown  uint64 // handles naming no inode the client knows (skipped)
+	Unknown  uint64 // handles naming no inode any target's client knows (skipped)
 	Notified uint64 // notifications sent (ENOENT, nothing cached, included)
 	// Notified by kind: Entries + Data + Attrs == Notified.
 	Entries   uint64 // INVAL_ENTRY: a name created, deleted or moved in a directory
@@ -142,9 +171,9 @@ func NewWatcher(root string) (*Watcher, error) {
 		}
 		return fail(fmt.Errorf("passthrough: watch: fanotify_mark %s: %w", root, err))
 	}
-	var sfs unix.Statfs_t
-	if err := unix.Statfs(root, &sfs); err != nil {
-		return fail(fmt.Errorf("passthrough: watch: statfs %s: %w", root, err))
+	fsid, dev, err := filesystemOf(root)
+	if err != nil {
+		return fail(fmt.Errorf("passthrough: watch: %w", err))
 	}
 	mfd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -165,9 +194,36 @@ func NewWatcher(root string) (*Watcher, error) {
 	return &Watcher{
 		file:    os.NewFile(uintptr(fd), "fanotify"),
 		mountFd: mfd,
-		fsid:    sfs.Fsid.Val,
+		fsid:    fsid,
+		dev:     dev,
 		pid:     int32(os.Getpid()),
 	}, nil
+}
+
+// filesystemOf returns the fsid (statfs) and device (stat) of the
+// filesystem holding dir.
+func filesystemOf(dir string) ([2]int32, uint64, error) {
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(dir, &sfs); err != nil {
+		return [2]int32{}, 0, fmt.Errorf("statfs %s: %w", dir, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return [2]int32{}, 0, fmt.Errorf("stat %s: %w", dir, err)
+	}
+	return sfs.Fsid.Val, st.Dev, nil
+}
+
+// SameFilesystem reports whether dir is on the filesystem w marked (the
+// same device and fsid as the directory NewWatcher was given): w already
+// reads its events, so an FS exporting dir can be one of w's targets
+// (RunTargets) instead of needing a Watcher of its own.
+func (w *Watcher) SameFilesystem(dir string) (bool, error) {
+	fsid, dev, err := filesystemOf(dir)
+	if err != nil {
+		return false, fmt.Errorf("passthrough: watch: %w", err)
+	}
+	return fsid == w.fsid && dev == w.dev, nil
 }
 
 // Stats returns what the Watcher counted so far.
@@ -200,13 +256,31 @@ func (w *Watcher) Close() error {
 // attributes dropped), its attributes changed (attributes dropped), an
 // entry created, deleted or moved (the entry dropped in its directory, and
 // the directory's attributes and listing). Run serves one FS and one
-// Notifier; call it once, on a goroutine of its own: a notification may
-// wait in the kernel for a request about the same inode to be answered
-// (fusedev's notify.go), so it must not run on a serving worker.
+// Notifier (RunTargets serves several); call it once, on a goroutine of
+// its own: a notification may wait in the kernel for a request about the
+// same inode to be answered (fusedev's notify.go), so it must not run on
+// a serving worker.
 //
 // It returns nil after Close, or the error of a session that is gone
 // (ENODEV, EBADF from the Notifier) or of reading the events.
 func (w *Watcher) Run(f *FS, n Notifier) error {
+	return w.RunTargets([]WatchTarget{{FS: f, Notifier: n}})
+}
+
+// RunTargets is Run for several FSs, each exporting a directory on the
+// filesystem w marked (SameFilesystem), with a Notifier each: every
+// event is read and decoded once, its handles opened once, and each
+// notification sent to every target whose FS knows the inode (two
+// targets may know one inode when their directories nest). A target
+// whose Notifier reports its session gone gets nothing more; RunTargets
+// returns that error once every target's session is gone, nil after
+// Close, or the error of reading the events. Call it once; the caller
+// may reuse ts afterwards.
+func (w *Watcher) RunTargets(ts []WatchTarget) error {
+	if len(ts) == 0 {
+		return errors.New("passthrough: watch: no FS to serve")
+	}
+	w.setTargets(ts)
 	buf := make([]byte, 64<<10)
 	for {
 		nr, err := w.file.Read(buf)
@@ -216,10 +290,21 @@ func (w *Watcher) Run(f *FS, n Notifier) error {
 			}
 			return fmt.Errorf("passthrough: watch: read fanotify events: %w", err)
 		}
-		if err := w.handle(buf[:nr], f, n); err != nil {
+		if err := w.handle(buf[:nr]); err != nil {
 			return err
 		}
 	}
+}
+
+// setTargets makes ts the FSs w serves (RunTargets' goroutine, before
+// the first event).
+func (w *Watcher) setTargets(ts []WatchTarget) {
+	w.targets = make([]watchTarget, len(ts))
+	for i, t := range ts {
+		w.targets[i].WatchTarget = t
+	}
+	w.live = len(ts)
+	w.ids = make([]fs.Inode, len(ts))
 }
 
 // fanotify_event_metadata and fanotify_event_info_header, as
@@ -272,9 +357,9 @@ func parseFid(b []byte, withName bool) fid {
 	return r
 }
 
-// handle acts on one read's events. It returns an error only when the
-// session is gone.
-func (w *Watcher) handle(b []byte, f *FS, n Notifier) error {
+// handle acts on one read's events for w's targets. It returns an error
+// only when every target's session is gone.
+func (w *Watcher) handle(b []byte) error {
 	for len(b) >= metaSize {
 		evLen := binary.NativeEndian.Uint32(b[0:])
 		vers := b[4]
@@ -289,7 +374,7 @@ func (w *Watcher) handle(b []byte, f *FS, n Notifier) error {
 		w.events.Add(1)
 		if mask&unix.FAN_Q_OVERFLOW != 0 {
 			w.overflows.Add(1)
-			if err := w.invalidateAll(f, n); err != nil {
+			if err := w.invalidateAll(); err != nil {
 				return err
 			}
 			continue
@@ -321,21 +406,25 @@ func (w *Watcher) handle(b []byte, f *FS, n Notifier) error {
 		if !obj.ok && dir.ok && (dir.name == nil || string(dir.name) == ".") {
 			obj, dir = dir, fid{}
 		}
-		if mask&direntEvents != 0 && dir.ok && dir.name != nil {
-			if id, ok := w.inodeOf(f, dir); ok {
-				if err := w.send(&w.entries, n.NotifyInvalEntry(uint64(id), dir.name, false)); err != nil {
-					return err
+		if mask&direntEvents != 0 && dir.ok && dir.name != nil && w.inodesOf(dir) {
+			for i := range w.targets {
+				if t := &w.targets[i]; w.ids[i] != 0 && !t.gone {
+					if err := w.send(t, &w.entries, t.Notifier.NotifyInvalEntry(uint64(w.ids[i]), dir.name, false)); err != nil {
+						return err
+					}
 				}
 			}
 		}
-		if mask&(unix.FAN_MODIFY|unix.FAN_ATTRIB) != 0 && obj.ok {
-			if id, ok := w.inodeOf(f, obj); ok {
-				off, kind := int64(-1), &w.attrs // attributes only
-				if mask&unix.FAN_MODIFY != 0 {
-					off, kind = 0, &w.datas // and all the data
-				}
-				if err := w.send(kind, n.NotifyInvalInode(uint64(id), off, 0)); err != nil {
-					return err
+		if mask&(unix.FAN_MODIFY|unix.FAN_ATTRIB) != 0 && obj.ok && w.inodesOf(obj) {
+			off, kind := int64(-1), &w.attrs // attributes only
+			if mask&unix.FAN_MODIFY != 0 {
+				off, kind = 0, &w.datas // and all the data
+			}
+			for i := range w.targets {
+				if t := &w.targets[i]; w.ids[i] != 0 && !t.gone {
+					if err := w.send(t, kind, t.Notifier.NotifyInvalInode(uint64(w.ids[i]), off, 0)); err != nil {
+						return err
+					}
 				}
 			}
 		}
@@ -343,20 +432,27 @@ func (w *Watcher) handle(b []byte, f *FS, n Notifier) error {
 	return nil
 }
 
-// inodeOf maps an event's file id to the FS's inode, if the client knows
-// it.
-func (w *Watcher) inodeOf(f *FS, id fid) (fs.Inode, bool) {
+// inodesOf maps an event's file id to each live target's inode (w.ids;
+// 0 where the target's client does not know it) and reports whether any
+// knows it. The handle is opened at most once, whatever the number of
+// targets.
+func (w *Watcher) inodesOf(id fid) bool {
+	clear(w.ids)
 	if id.fsid != w.fsid {
 		w.unknown.Add(1)
-		return 0, false
+		return false
 	}
-	// Loaded before the lookup: an inode added after it (its ID taken
-	// under the key shard's lock, with its insertion) makes this answer
-	// stale.
-	gen := f.inodes.next.Load()
+	// Loaded before the lookups: an inode added to any table after them
+	// (its ID taken under the key shard's lock, with its insertion)
+	// raises the sum and makes this answer stale. The sum covers every
+	// target, gone ones included, so it only grows.
+	var gen uint64
+	for i := range w.targets {
+		gen += w.targets[i].FS.inodes.next.Load()
+	}
 	if g, ok := w.neg[string(id.handle)]; ok && g == gen {
 		w.unknown.Add(1)
-		return 0, false
+		return false
 	}
 	w.opens.Add(1)
 	w.mountMu.RLock()
@@ -367,47 +463,68 @@ func (w *Watcher) inodeOf(f *FS, id fid) (fs.Inode, bool) {
 	w.mountMu.RUnlock()
 	if err != nil {
 		w.unknown.Add(1) // ESTALE: gone already
-		return 0, false
+		return false
 	}
 	var st unix.Stat_t
 	err = unix.Fstat(fd, &st)
 	unix.Close(fd)
 	if err != nil {
 		w.unknown.Add(1)
-		return 0, false
+		return false
 	}
-	ino, ok := f.inodes.idOf(keyOf(&st))
-	if !ok {
+	k, found := keyOf(&st), false
+	for i := range w.targets {
+		if t := &w.targets[i]; !t.gone {
+			if ino, ok := t.FS.inodes.idOf(k); ok {
+				w.ids[i], found = ino, true
+			}
+		}
+	}
+	if !found {
 		w.unknown.Add(1)
 		if w.neg == nil || len(w.neg) >= maxNeg {
 			w.neg = make(map[string]uint64)
 		}
 		w.neg[string(id.handle)] = gen
 	}
-	return ino, ok
+	return found
 }
 
-// send counts a notification of a kind (one of the Watcher's counters)
-// and its outcome, and returns an error only for a session that is gone.
-func (w *Watcher) send(kind *atomic.Uint64, err error) error {
+// send counts a notification to t of a kind (one of the Watcher's
+// counters) and its outcome. A session that is gone marks t gone; the
+// error is returned only when it was the last target left.
+func (w *Watcher) send(t *watchTarget, kind *atomic.Uint64, err error) error {
 	w.notified.Add(1)
 	kind.Add(1)
 	switch err {
 	case nil, syscall.ENOENT: // ENOENT: the client caches nothing of it
 		return nil
 	case syscall.ENODEV, syscall.EBADF, syscall.ENOTCONN:
+		t.gone = true
+		if w.live--; w.live > 0 {
+			return nil
+		}
 		return fmt.Errorf("passthrough: watch: notify: %w", err)
 	}
 	w.errs.Add(1)
 	return nil
 }
 
-// invalidateAll drops the cached attributes and data of every inode the
-// client knows (after events were lost).
-func (w *Watcher) invalidateAll(f *FS, n Notifier) error {
-	for _, id := range f.inodes.allIDs() {
-		if err := w.send(&w.datas, n.NotifyInvalInode(uint64(id), 0, 0)); err != nil {
-			return err
+// invalidateAll drops the cached attributes and data of every inode each
+// live target's client knows (after events were lost).
+func (w *Watcher) invalidateAll() error {
+	for i := range w.targets {
+		t := &w.targets[i]
+		if t.gone {
+			continue
+		}
+		for _, id := range t.FS.inodes.allIDs() {
+			if err := w.send(t, &w.datas, t.Notifier.NotifyInvalInode(uint64(id), 0, 0)); err != nil {
+				return err
+			}
+			if t.gone {
+				break
+			}
 		}
 	}
 	return nil

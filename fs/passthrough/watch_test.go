@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -238,8 +239,9 @@ func FuzzWatchEvents(f *testing.F) {
 	f.Add([]byte{})
 	fsys, _ := newTestFS(f, Options{})
 	w := &Watcher{mountFd: -1}
+	w.setTargets([]WatchTarget{{fsys, nopNotifier{}}, {fsys, nopNotifier{}}})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		w.handle(b, fsys, nopNotifier{})
+		w.handle(b)
 	})
 }
 
@@ -265,17 +267,131 @@ func TestWatcherNegativeCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := fid{fsid: w.fsid, typ: h.Type(), handle: h.Bytes(), ok: true}
+	// Two targets: the second exports a directory without u, so it never
+	// knows it, and its table's growth must be seen as well.
+	f2, dir2 := newTestFS(t, Options{Cache: CacheAlways})
+	w.setTargets([]WatchTarget{{f, nopNotifier{}}, {f2, nopNotifier{}}})
 	for i := range 3 {
-		if _, ok := w.inodeOf(f, id); ok {
+		if w.inodesOf(id) {
 			t.Fatalf("ask %d: u found before the client looked it up", i)
 		}
 	}
 	if n := w.opens.Load(); n != 1 {
 		t.Fatalf("handle opened %d times for three asks, want 1", n)
 	}
-	u := lookup(t, f, fs.RootInode, "u").Ino
-	got, ok := w.inodeOf(f, id)
-	if !ok || got != u || w.opens.Load() != 2 {
-		t.Fatalf("after the lookup: %d, %v, %d opens; want %d, true, 2", got, ok, w.opens.Load(), u)
+	// An inode added to the other target's table makes the answer stale
+	// too (the cache cannot tell which table u would be in).
+	writeFile(t, join(dir2, "v"), "0", 0o644)
+	lookup(t, f2, fs.RootInode, "v")
+	if found := w.inodesOf(id); found || w.opens.Load() != 2 {
+		t.Fatalf("after a lookup in the other target: found %v, %d opens; want false, 2", found, w.opens.Load())
 	}
+	u := lookup(t, f, fs.RootInode, "u").Ino
+	ok := w.inodesOf(id)
+	if !ok || w.ids[0] != u || w.ids[1] != 0 || w.opens.Load() != 3 {
+		t.Fatalf("after the lookup: %v, ids %v, %d opens; want true, [%d 0], 3", ok, w.ids, w.opens.Load(), u)
+	}
+}
+
+// TestWatcherTargets: one Watcher serves three FSs on one filesystem (a
+// private tmpfs, so that no other process's events arrive): a and b side
+// by side, and n nested in a. Each host change reaches the targets whose
+// FS knows the inode, under that FS's IDs (both a and n for a file in n),
+// and no other; a target whose session is gone stops receiving while the
+// others go on; the events are read once, not once per target.
+func TestWatcherTargets(t *testing.T) {
+	testutil.RequireRoot(t)
+	base := t.TempDir()
+	if err := unix.Mount("tmpfs", base, "tmpfs", 0, "size=8m"); err != nil {
+		t.Fatalf("mount a tmpfs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(base, unix.MNT_DETACH) })
+	a, b, n := join(base, "a"), join(base, "b"), join(base, "a", "n")
+	for _, d := range []string{a, b, n} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeFile(t, join(a, "f"), "0", 0o644)
+	writeFile(t, join(b, "g"), "0", 0o644)
+	writeFile(t, join(n, "h"), "0", 0o644)
+	newFS := func(dir string) *FS {
+		f, err := New(dir, Options{Cache: CacheAlways})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		return f
+	}
+	fa, fb, fn := newFS(a), newFS(b), newFS(n)
+	w, err := NewWatcher(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		dir  string
+		same bool
+	}{{b, true}, {n, true}, {t.TempDir(), false}} {
+		if got, err := w.SameFilesystem(c.dir); err != nil || got != c.same {
+			t.Errorf("SameFilesystem(%s) = %v, %v; want %v", c.dir, got, err, c.same)
+		}
+	}
+	f := lookup(t, fa, fs.RootInode, "f").Ino
+	an := lookup(t, fa, fs.RootInode, "n").Ino
+	ah := lookup(t, fa, an, "h").Ino
+	g := lookup(t, fb, fs.RootInode, "g").Ino
+	nh := lookup(t, fn, fs.RootInode, "h").Ino
+	ra, rb, rn := &recNotifier{ch: make(chan struct{}, 1)}, &recNotifier{ch: make(chan struct{}, 1)}, &recNotifier{ch: make(chan struct{}, 1)}
+	done := make(chan error, 1)
+	go func() {
+		done <- w.RunTargets([]WatchTarget{{fa, ra}, {fb, goneNotifier{}}, {fb, rb}, {fn, rn}})
+	}()
+	defer func() {
+		w.Close()
+		if err := <-done; err != nil {
+			t.Errorf("RunTargets: %v", err)
+		}
+	}()
+
+	host(t, "echo 1 > "+join(a, "f"))
+	ra.waitFor(t, fmt.Sprintf("inode %d off 0", f))
+	// b's first target answers ENODEV: b's second still hears of g.
+	host(t, "echo 1 > "+join(b, "g"))
+	rb.waitFor(t, fmt.Sprintf("inode %d off 0", g))
+	host(t, "chmod 600 "+join(b, "g"))
+	rb.waitFor(t, fmt.Sprintf("inode %d off -1", g))
+	host(t, "echo 1 > "+join(n, "h"))
+	ra.waitFor(t, fmt.Sprintf("inode %d off 0", ah))
+	rn.waitFor(t, fmt.Sprintf("inode %d off 0", nh))
+	host(t, "touch "+join(n, "new"))
+	ra.waitFor(t, fmt.Sprintf("entry %d new", an))
+	rn.waitFor(t, fmt.Sprintf("entry %d new", fs.RootInode))
+	time.Sleep(100 * time.Millisecond)
+
+	// Nothing of another target's inodes. The IDs of the three tables
+	// overlap, so a misrouted notification would look plausible: check
+	// by what each recorder may have heard.
+	want := map[*recNotifier][]string{
+		ra: {fmt.Sprintf("inode %d off 0", f), fmt.Sprintf("inode %d off 0", ah), fmt.Sprintf("entry %d new", an)},
+		rb: {fmt.Sprintf("inode %d off 0", g), fmt.Sprintf("inode %d off -1", g)},
+		rn: {fmt.Sprintf("inode %d off 0", nh), fmt.Sprintf("entry %d new", fs.RootInode)},
+	}
+	for r, name := range map[*recNotifier]string{ra: "a", rb: "b", rn: "n"} {
+		for _, m := range r.reset() {
+			// A data change may come as two events (truncate, write), and
+			// a create in n also changes n's attributes (a's inode an).
+			if !slices.Contains(want[r], m) && !(r == ra && m == fmt.Sprintf("inode %d off -1", an)) &&
+				!(r == rn && m == fmt.Sprintf("inode %d off -1", fs.RootInode)) {
+				t.Errorf("target %s: unexpected notification %q (want only %q)", name, m, want[r])
+			}
+		}
+	}
+	// Each event was read once: every one of them is ours (a private
+	// tmpfs), and each handle it names was opened at most once for the
+	// four targets (at most two per event: a directory's and a file's).
+	st := w.Stats()
+	if st.Events == 0 || w.opens.Load() > 2*st.Events {
+		t.Errorf("%d events read, %d handles opened: want at most two opens per event", st.Events, w.opens.Load())
+	}
+	t.Logf("stats %+v, %d handles opened", st, w.opens.Load())
 }
