@@ -159,9 +159,9 @@ type FuseOptions = fuse.Options
 type P9Options struct {
 	// Options are the 9P server's: bounds (MaxMsize, MaxConns, MaxFids,
 	// MaxRequests), connection limits per client (MaxConnsPerPeer,
-	// RootConns, HandshakeTimeout), who a client is (Identify), counters
-	// (Stats), where permission checks read ACLs (ACLs), logging (Logf,
-	// Debug).
+	// RootConns, HandshakeTimeout), whom a client counts against and who
+	// it is (Owner, Identify), counters (Stats), where permission checks
+	// read ACLs (ACLs), logging (Logf, LimitName, Debug).
 	p9.Options
 	// Drain, if positive, is how long a cancelled Serve9P lets the
 	// requests being served finish (reading no new ones) before it

@@ -67,8 +67,7 @@ func (h *hotConn) prepare(t testing.TB, m Message) *request {
 		t.Fatal(err)
 	}
 	if len(h.slots) == 0 {
-		h.slots = append(h.slots, &request{c: h.c})
-		h.slots[0].ctx.SetInterrupt(&h.slots[0].intr)
+		h.slots = append(h.slots, h.c.newRequest())
 	}
 	r := h.slots[len(h.slots)-1]
 	h.slots = h.slots[:len(h.slots)-1]

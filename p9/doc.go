@@ -127,13 +127,14 @@
 //
 // # Connections
 //
-// Every accepted connection counts against an Owner: Peer.Owner if
-// Identify set it, else ConnOwner's — the uid of a unix socket's peer
-// (SO_PEERCRED), the address of a tcp peer (an IPv6 peer's /64). Three
-// limits keep one client from taking the server from the others; a
-// connection one refuses is closed once identified, with a log line naming its
-// owner, the limit and the option (and fastfsd flag) that raises it (at
-// most 20 such lines a second; the next line logged counts the others):
+// Every accepted connection counts against an Owner, decided on the
+// accept loop by Options.Owner (default ConnOwner: the uid of a unix
+// socket's peer from SO_PEERCRED, the address of a tcp peer, an IPv6
+// peer's /64), or by Peer.Owner if Identify sets another. Three limits
+// keep one client from taking the server from the others; a connection
+// one refuses is closed at once, with a log line naming its owner, the
+// limit and what raises it (Options.LimitName; at most 20 such lines a
+// second; the next line logged counts the others):
 //
 //   - Options.MaxConns connections in all (default 64);
 //   - Options.RootConns of them kept for root (default 4): any other
@@ -142,13 +143,18 @@
 //     others filled the rest;
 //   - Options.MaxConnsPerPeer for each owner but root (default 8).
 //
-// Serve's accept loop only accepts and hands off: Identify and the limits
-// run in the new connection's goroutine, at most 4 of one listener at once
-// (more wait in the kernel's listen backlog, in order), so a slow Identify
-// or a client connecting in a loop does not stall the others' accepts.
-// A connection not identified within Options.HandshakeTimeout of its
-// accept is closed and its slot given back, even if Identify is stuck.
-// Connections being identified take no slot of MaxConns.
+// Connections being identified count as open ones of their owner. The
+// kernel queues new connections in the listen backlog first come first
+// served, so Serve's accept loop does the least it can per connection:
+// it accepts, asks Options.Owner, applies the limits and either closes
+// the connection or hands it to its own goroutine. A client connecting
+// in a loop past its share thus costs an accept, an Owner call and a
+// close; nothing is allocated for a connection until it sends its first
+// message (its read buffer, from a pool, then; its request slots as its
+// requests need them). Identify runs in the connection's goroutine, so
+// a slow Identify delays only its own connection. A connection not
+// identified within Options.HandshakeTimeout of its accept is closed
+// and its count given back, even if Identify is stuck.
 //
 // A connection that has not completed Tversion and a Tattach within
 // Options.HandshakeTimeout (default 10 s) of its accept is closed, so a

@@ -92,35 +92,93 @@ var (
 )
 
 // admit counts a new connection of o against o's share, or says which
-// limit refuses it. The caller adds the connection to s.conns.
+// limit refuses it (a limitError with a nil err: admitted). The caller
+// counts the connection in s.pending or s.conns, which the limits count
+// together.
 //
 // Preconditions: s.mu is held.
-func (s *Server) admit(o Owner) error {
-	n := len(s.conns)
+func (s *Server) admit(o Owner) limitError {
+	n := len(s.conns) + s.pending
 	reserved := max(s.opts.RootConns, 0)
 	switch {
 	case n >= s.opts.MaxConns:
-		return fmt.Errorf("%w: %s refused, all %d are open (raise Options.MaxConns, fastfsd 9p --max-conns)",
-			errTooManyConns, o.Key, s.opts.MaxConns)
+		return limitError{err: errTooManyConns, owner: o.Key, open: n, max: s.opts.MaxConns}
 	case !o.Root && n >= s.opts.MaxConns-reserved:
-		return fmt.Errorf("%w: %s refused, %d of %d are open and the last %d are kept for root (Options.RootConns, fastfsd 9p --root-conns; raise --max-conns)",
-			errConnsReserved, o.Key, n, s.opts.MaxConns, reserved)
+		return limitError{err: errConnsReserved, owner: o.Key, open: n, max: s.opts.MaxConns, kept: reserved}
 	case !o.Root && s.opts.MaxConnsPerPeer > 0 && s.perOwner[o.Key] >= s.opts.MaxConnsPerPeer:
-		return fmt.Errorf("%w: %s refused, it has %d open, the most one peer may have (raise Options.MaxConnsPerPeer, fastfsd 9p --max-conns-per-uid)",
-			errPeerConns, o.Key, s.perOwner[o.Key])
+		return limitError{err: errPeerConns, owner: o.Key, open: s.perOwner[o.Key]}
 	}
 	s.perOwner[o.Key]++
-	return nil
+	return limitError{}
 }
 
-// release undoes admit: an owner without connections leaves the map.
+// limitError is a connection refused by a limit (or by the server
+// closing). Admitting is on the accept loop's path: it is a value, and
+// its text is made only when it is logged or returned.
+type limitError struct {
+	err   error // errTooManyConns, errConnsReserved, errPeerConns, ErrServerClosed; nil: admitted
+	owner string
+	open  int // connections open: in all (MaxConns, RootConns) or the owner's
+	max   int // MaxConns
+	kept  int // RootConns in effect
+}
+
+func (e *limitError) Unwrap() error { return e.err }
+
+// Error names the Options field that raises the limit.
+func (e *limitError) Error() string { return e.text(optionField) }
+
+// text is the error's message, naming the limit as name does.
+func (e limitError) text(name func(string) string) string {
+	switch e.err {
+	case errTooManyConns:
+		return fmt.Sprintf("%v: %s refused, all %d are open (raise %s)", e.err, e.owner, e.max, name("MaxConns"))
+	case errConnsReserved:
+		return fmt.Sprintf("%v: %s refused, %d of %d are open and the last %d are kept for root (%s; or raise %s)",
+			e.err, e.owner, e.open, e.max, e.kept, name("RootConns"), name("MaxConns"))
+	case errPeerConns:
+		return fmt.Sprintf("%v: %s refused, it has %d open or being identified, the most one peer may have (raise %s)",
+			e.err, e.owner, e.open, name("MaxConnsPerPeer"))
+	}
+	return fmt.Sprintf("%v: %s refused", e.err, e.owner)
+}
+
+// optionField names an Options field as a Go program sets it.
+func optionField(option string) string { return "Options." + option }
+
+// limitName names the option that sets a limit for the log
+// (Options.LimitName).
+func (s *Server) limitName(option string) string {
+	if s.opts.LimitName != nil {
+		return s.opts.LimitName(option)
+	}
+	return optionField(option)
+}
+
+// releaseOwner undoes admit's count of an owner: an owner without
+// connections leaves the map.
+//
+// Preconditions: s.mu is held.
+func (s *Server) releaseOwner(k string) {
+	if s.perOwner[k]--; s.perOwner[k] <= 0 {
+		delete(s.perOwner, k)
+	}
+}
+
+// release forgets a conn that ends.
 //
 // Preconditions: s.mu is held.
 func (s *Server) release(c *conn) {
 	delete(s.conns, c)
-	k := c.peer.Owner.Key
-	if s.perOwner[k]--; s.perOwner[k] <= 0 {
-		delete(s.perOwner, k)
+	s.releaseOwner(c.peer.Owner.Key)
+}
+
+// logLimit logs a limit's refusal as logRefusal does; le's text is
+// made only if the line is logged, so a refusal the burst does not log
+// allocates nothing.
+func (s *Server) logLimit(le limitError) {
+	if ok, skipped := s.refusals.allow(time.Now()); ok {
+		s.logLine(le.text(s.limitName), skipped)
 	}
 }
 
@@ -133,10 +191,20 @@ func (s *Server) logRefusal(nc net.Conn, err error) {
 	if !ok {
 		return
 	}
-	msg := err.Error()
-	if !errors.Is(err, errTooManyConns) && !errors.Is(err, errConnsReserved) && !errors.Is(err, errPeerConns) && !errors.Is(err, errNotIdentified) {
-		msg = fmt.Sprintf("p9: %v: refusing %v", err, nc.RemoteAddr())
+	var le *limitError
+	switch {
+	case errors.As(err, &le):
+		s.logLine(le.text(s.limitName), skipped)
+	case errors.Is(err, errNotIdentified):
+		s.logLine(err.Error(), skipped)
+	default:
+		s.logLine(fmt.Sprintf("p9: %v: refusing %v", err, nc.RemoteAddr()), skipped)
 	}
+}
+
+// logLine logs a refusal's line, with the count of those not logged
+// before it.
+func (s *Server) logLine(msg string, skipped int) {
 	if skipped > 0 {
 		msg += fmt.Sprintf(" (and %d more refused connections not logged)", skipped)
 	}

@@ -154,8 +154,8 @@ func TestMaxConnsPerPeer(t *testing.T) {
 	for range 2 {
 		wantClosed(t, "127.0.0.2 past its cap", dialFrom(t, addr, "127.0.0.2"))
 	}
-	if n := logs.count("ip 127.0.0.2", "refused", "--max-conns-per-uid"); n != 2 {
-		t.Errorf("%d log lines refusing ip 127.0.0.2 and naming --max-conns-per-uid, want 2", n)
+	if n := logs.count("ip 127.0.0.2", "refused", "Options.MaxConnsPerPeer"); n != 2 {
+		t.Errorf("%d log lines refusing ip 127.0.0.2 and naming Options.MaxConnsPerPeer, want 2", n)
 	}
 	s.mu.Lock()
 	if n := s.perOwner["ip 127.0.0.2"]; n != 3 {
@@ -203,7 +203,7 @@ func TestRootConns(t *testing.T) {
 	attach(t, "127.0.0.2", dialFrom(t, addr, "127.0.0.2"))
 	attach(t, "127.0.0.3", dialFrom(t, addr, "127.0.0.3"))
 	wantClosed(t, "127.0.0.4 into root's reserve", dialFrom(t, addr, "127.0.0.4"))
-	if n := logs.count("ip 127.0.0.4", "kept for root", "--root-conns"); n != 1 {
+	if n := logs.count("ip 127.0.0.4", "kept for root", "Options.RootConns"); n != 1 {
 		t.Errorf("%d log lines refusing ip 127.0.0.4 for root's reserve, want 1", n)
 	}
 	for i := range 3 {
@@ -218,8 +218,8 @@ func TestRootConns(t *testing.T) {
 			wantClosed(t, "root past MaxConns", nc)
 		}
 	}
-	if n := logs.count("uid 0", "--max-conns"); n != 1 {
-		t.Errorf("%d log lines refusing uid 0 past --max-conns, want 1", n)
+	if n := logs.count("uid 0", "Options.MaxConns"); n != 1 {
+		t.Errorf("%d log lines refusing uid 0 past MaxConns, want 1", n)
 	}
 	if s.opts.RootConns != 2 {
 		t.Errorf("RootConns in effect %d, want 2", s.opts.RootConns)
@@ -280,8 +280,8 @@ func TestHandshakeTimeout(t *testing.T) {
 	if d := time.Since(start); d > timeout+5*time.Second {
 		t.Errorf("silent connections closed after %v, want about %v", d, timeout)
 	}
-	if n := logs.count("--handshake-timeout"); n != 2 {
-		t.Errorf("%d log lines naming --handshake-timeout, want 2", n)
+	if n := logs.count("Options.HandshakeTimeout"); n != 2 {
+		t.Errorf("%d log lines naming Options.HandshakeTimeout, want 2", n)
 	}
 	time.Sleep(2 * timeout)
 	root, err := attached.Attach("")
@@ -402,24 +402,27 @@ func TestRefusalLog(t *testing.T) {
 }
 
 // TestIdentifyOffAcceptLoop: Identify runs in each connection's own
-// goroutine, at most maxIdentifying of one listener at once. Peers whose
-// identification hangs do not delay another peer's accept and attach;
-// once they fill every slot the next connection waits (in the backlog)
-// and is served when their handshake timeout closes them and gives the
-// slots back, even though their Identify calls are still stuck.
+// goroutine, after the accept loop counted the connection against its
+// Owner. Peers whose identification hangs hold only their owner's share
+// (and count against MaxConns and root's reserve as open connections
+// do): the owner's next connection is refused at once, another peer
+// attaches at once, and the handshake timeout closes the hung ones and
+// gives their counts back, though their Identify calls are still stuck.
 func TestIdentifyOffAcceptLoop(t *testing.T) {
 	const timeout = 2 * time.Second
+	const perPeer = 3
 	release := make(chan struct{})
 	var stuck atomic.Int32 // Identify calls not returned
 	logs := &logLines{t: t}
-	opts := Options{Logf: logs.printf, HandshakeTimeout: timeout, Identify: func(nc net.Conn) (Peer, error) {
-		if strings.HasPrefix(nc.RemoteAddr().String(), "127.0.0.2:") {
-			stuck.Add(1)
-			defer stuck.Add(-1)
-			<-release // a user database lookup that hangs
-		}
-		return Peer{Trusted: true}, nil
-	}}
+	opts := Options{Logf: logs.printf, HandshakeTimeout: timeout, MaxConns: perPeer + 3, RootConns: 2, MaxConnsPerPeer: perPeer,
+		Identify: func(nc net.Conn) (Peer, error) {
+			if strings.HasPrefix(nc.RemoteAddr().String(), "127.0.0.2:") {
+				stuck.Add(1)
+				defer stuck.Add(-1)
+				<-release // a user database lookup that hangs
+			}
+			return Peer{Trusted: true}, nil
+		}}
 	_, s := startServer(t, newMemFS(""), &opts)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -434,51 +437,48 @@ func TestIdentifyOffAcceptLoop(t *testing.T) {
 		}
 	}()
 
-	var slow []net.Conn
-	slowDialed := time.Now() // before the first hung peer connects
-	for range maxIdentifying - 1 {
-		slow = append(slow, dialFrom(t, addr, "127.0.0.2"))
+	var hung []net.Conn
+	for range perPeer {
+		hung = append(hung, dialFrom(t, addr, "127.0.0.2"))
 	}
-	start := time.Now()
-	attach(t, "a peer while 3 others are being identified", dialFrom(t, addr, "127.0.0.3"))
-	if d := time.Since(start); d > timeout/2 {
-		t.Errorf("a peer attached %v after connecting while others' Identify hung; want it at once", d)
-	}
-	// The last slot: now every one is taken, the next peer waits.
-	slow = append(slow, dialFrom(t, addr, "127.0.0.2"))
-	for deadline := time.Now().Add(5 * time.Second); ; {
-		s.mu.Lock()
-		n := s.identifying
-		s.mu.Unlock()
-		if n == maxIdentifying {
-			break
-		}
+	for deadline := time.Now().Add(5 * time.Second); stuck.Load() != perPeer; {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d connections being identified, want %d", n, maxIdentifying)
+			t.Fatalf("%d Identify calls entered, want %d", stuck.Load(), perPeer)
 		}
 		time.Sleep(5 * time.Millisecond) // nothing signals Identify was entered
 	}
-	start = time.Now()
-	waiting := dialFrom(t, addr, "127.0.0.3")
-	attach(t, "a peer waiting for an identifying slot", waiting)
-	d := time.Since(start)
-	t.Logf("with every slot held by a hung Identify, the next peer attached after %v (timeout %v)", d, timeout)
-	// It cannot be served before the first hung peer's timeout gives a
-	// slot back: timeout after that peer connected (slowDialed, a bit
-	// earlier still).
-	if since := time.Since(slowDialed); since < timeout || d > timeout+5*time.Second {
-		t.Errorf("the waiting peer attached %v after the first hung peer connected (%v after it connected itself); want it to wait for the %v handshake timeout, and no more than 5 s longer", since, d, timeout)
+	start := time.Now()
+	wantClosed(t, "127.0.0.2 past its share while its others are identified", dialFrom(t, addr, "127.0.0.2"))
+	if n := logs.count("ip 127.0.0.2", "refused", "Options.MaxConnsPerPeer"); n != 1 {
+		t.Errorf("%d log lines refusing ip 127.0.0.2 past its share, want 1", n)
 	}
-	for _, nc := range slow {
-		wantClosed(t, "a peer not identified within the timeout", nc)
+	attach(t, "a peer while another's Identify hangs", dialFrom(t, addr, "127.0.0.3"))
+	if d := time.Since(start); d > timeout/2 {
+		t.Errorf("refusing the hung owner and attaching another peer took %v; want it at once", d)
 	}
-	if n := logs.count("not identified", "--handshake-timeout"); n != maxIdentifying {
-		t.Errorf("%d log lines closing a peer not identified, want %d", n, maxIdentifying)
+	// 3 being identified and 1 served: the rest are root's.
+	wantClosed(t, "127.0.0.4 into root's reserve", dialFrom(t, addr, "127.0.0.4"))
+	if n := logs.count("ip 127.0.0.4", "kept for root"); n != 1 {
+		t.Errorf("%d log lines refusing ip 127.0.0.4 for root's reserve, want 1 (connections being identified count)", n)
+	}
+	for _, nc := range hung {
+		nc.SetReadDeadline(time.Now().Add(timeout + 5*time.Second))
+		var b [1]byte
+		if n, err := nc.Read(b[:]); n != 0 || !errors.Is(err, io.EOF) {
+			t.Errorf("a peer not identified within the timeout: read %d bytes, %v; want it closed (EOF)", n, err)
+		}
+	}
+	if d := time.Since(start); d > timeout+5*time.Second {
+		t.Errorf("hung peers closed %v after they connected, want about %v", d, timeout)
+	}
+	if n := logs.count("not identified", "Options.HandshakeTimeout"); n != perPeer {
+		t.Errorf("%d log lines closing a peer not identified, want %d", n, perPeer)
 	}
 	s.mu.Lock()
-	n, conns := s.identifying, len(s.conns)
+	n, conns, owners := s.pending, len(s.conns), len(s.perOwner)
 	s.mu.Unlock()
-	if n != 0 || conns != 2 {
-		t.Errorf("after the timeouts: %d being identified, %d connections; want 0 and the 2 attached", n, conns)
+	if n != 0 || conns != 1 || owners != 1 {
+		t.Errorf("after the timeouts: %d being identified, %d connections of %d owners; want 0 and the 1 attached", n, conns, owners)
 	}
+	attach(t, "127.0.0.4 once the hung peers are gone", dialFrom(t, addr, "127.0.0.4"))
 }

@@ -83,14 +83,29 @@ type Options struct {
 	// Logf logs connection-level events (never per request). Default
 	// log.Printf.
 	Logf func(format string, args ...any)
+	// Owner says whom an accepted connection counts against for the
+	// connection limits (see Owner). Serve calls it on its accept loop,
+	// before anything else is done for the connection, and applies the
+	// limits to its answer at once: a client past its share costs an
+	// accept, this call and a close. It must therefore be quick and
+	// must not block (a kernel query, never a user database); an error
+	// refuses the connection. nil: ConnOwner.
+	Owner func(nc net.Conn) (Owner, error)
 	// Identify decides, once per accepted connection, who its client is
 	// and what it may claim (see Peer); an error refuses the connection.
 	// Serve calls it in the connection's own goroutine (never on the
-	// accept loop), at most 4 at once per listener, so it may block
-	// (a user database lookup); past HandshakeTimeout the connection is
-	// closed whatever it returns. nil: PeerCred for a unix socket,
-	// Trusted for anything else.
+	// accept loop), once the connection has passed the limits as its
+	// Owner's, so it may block (a user database lookup); past
+	// HandshakeTimeout the connection is closed whatever it returns.
+	// nil: PeerCred for a unix socket, Trusted for anything else.
 	Identify func(nc net.Conn) (Peer, error)
+	// LimitName names a limit in the log lines of the connections it
+	// refuses or closes, to tell the operator what raises it: given an
+	// Options field ("MaxConns", "RootConns", "MaxConnsPerPeer",
+	// "HandshakeTimeout"), a program's flag say. nil: "Options." and
+	// the field. Errors returned to the caller (ServeConn) always name
+	// the field.
+	LimitName func(option string) string
 	// Debug, if set, logs every request and its reply's size or errno
 	// (slow: for debugging a client).
 	Debug func(format string, args ...any)
@@ -126,30 +141,17 @@ type Server struct {
 	perOwner map[string]int
 	closed   bool
 
-	// identifying counts the accepted connections being identified
-	// (handshake), at most maxIdentifying per listener: they are not in
-	// conns yet, and take no slot of MaxConns (which the limits, applied
-	// once the peer is known, count). Guarded by mu.
-	identifying int
-	// done is closed by stop (under mu): Serve stops waiting for a slot.
-	done chan struct{}
+	// pending counts the accepted connections not yet in conns (their
+	// handshake goroutine is identifying them). They count against the
+	// limits as conns do, by the Owner the accept loop gave them (in
+	// perOwner too), so the connections of one peer being identified
+	// take its share, not everyone's. Guarded by mu.
+	pending int
 
 	refusals refusalLog
 
 	connWG sync.WaitGroup // running connections
 }
-
-// maxIdentifying bounds the connections of one listener being identified
-// at once (Options.Identify runs in each one's goroutine, off the accept loop: a
-// kernel socket-table query and a user database lookup for a loopback
-// tcp peer of fastfsd 9p). While every slot is taken, Serve accepts no
-// more: new connections wait in the kernel's listen backlog, in order,
-// instead of being refused unnamed, and the server's fds stay below
-// MaxConns + maxIdentifying per listener (+ a few of its own). A
-// connection being identified holds no slot of MaxConns: a client
-// connecting in a loop would otherwise take root's kept connections
-// (RootConns) while its connections wait to be refused.
-const maxIdentifying = 4
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
 var ErrServerClosed = errors.New("p9: server closed")
@@ -157,8 +159,7 @@ var ErrServerClosed = errors.New("p9: server closed")
 // NewServer returns a server of fsys. opts may be nil. fsys.Init is called
 // before the first connection is served; Destroy by Close/Shutdown.
 func NewServer(fsys fs.FileSystem, opts *Options) *Server {
-	return &Server{fs: fsys, opts: opts.withDefaults(), listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}, perOwner: map[string]int{},
-		done: make(chan struct{})}
+	return &Server{fs: fsys, opts: opts.withDefaults(), listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}, perOwner: map[string]int{}}
 }
 
 // withDefaults returns a copy of o (nil: the zero value) with every
@@ -211,8 +212,8 @@ func (s *Server) init() fs.Errno {
 // Serve accepts connections on l and serves each in its own goroutine until
 // l fails or the server is shut down (then it returns ErrServerClosed).
 // A connection that a limit refuses (MaxConns, RootConns,
-// MaxConnsPerPeer) is closed as soon as its peer is identified, with a
-// log line saying which.
+// MaxConnsPerPeer) is closed at once, on the accept loop, with a log
+// line saying which.
 func (s *Server) Serve(l net.Listener) error {
 	if e := s.init(); e != 0 {
 		return fmt.Errorf("p9: filesystem init: %w", e)
@@ -229,24 +230,15 @@ func (s *Server) Serve(l net.Listener) error {
 		delete(s.listeners, l)
 		s.mu.Unlock()
 	}()
-	// A token for each of this listener's connections being identified.
-	slots := make(chan struct{}, maxIdentifying)
 	var backoff time.Duration
 	for {
-		// The accept loop only counts and hands off: identifying the
-		// peer (which may query the kernel or the user database) and
-		// the per-peer limits are the new connection's goroutine's
-		// (handshake), so one client connecting in a loop delays the
-		// others' accepts by no more than its own connections' turns
-		// in the backlog.
-		select {
-		case slots <- struct{}{}:
-		case <-s.done:
-			return ErrServerClosed
-		}
+		// The accept loop only accepts, counts and hands off (accept):
+		// the kernel queues connections in the listen backlog first
+		// come first served, so every microsecond spent here per
+		// connection is one more a client connecting in a loop makes
+		// everyone else's connection wait in it.
 		nc, err := l.Accept()
 		if err != nil {
-			<-slots
 			s.mu.Lock()
 			closed := s.closed
 			s.mu.Unlock()
@@ -263,56 +255,81 @@ func (s *Server) Serve(l net.Listener) error {
 			return err
 		}
 		backoff = 0
-		p := &pendingConn{accepted: time.Now(), slots: slots}
-		s.mu.Lock()
-		err = s.admitPending(p)
-		s.mu.Unlock()
-		if err != nil {
-			<-slots
-			s.logRefusal(nc, err)
-			nc.Close()
-			continue
-		}
-		go s.handshake(nc, p)
+		s.accept(nc)
 	}
+}
+
+// accept counts a connection Serve accepted against its Owner
+// (Options.Owner, a kernel query) and hands it to its own goroutine, or
+// closes it at once if a limit refuses it. Nothing is allocated for a
+// refused connection but its log line (when one is logged), and nothing
+// is done for it that can block.
+func (s *Server) accept(nc net.Conn) {
+	o, err := s.owner(nc)
+	if err != nil {
+		s.logRefusal(nc, err) // before the close: the peer sees it logged
+		nc.Close()
+		return
+	}
+	s.mu.Lock()
+	le := s.admitPending(o)
+	s.mu.Unlock()
+	if le.err != nil {
+		s.logLimit(le)
+		nc.Close()
+		return
+	}
+	go s.handshake(nc, &pendingConn{accepted: time.Now(), owner: o, held: true})
+}
+
+// owner is whom nc counts against: Options.Owner, else ConnOwner.
+func (s *Server) owner(nc net.Conn) (Owner, error) {
+	if s.opts.Owner != nil {
+		return s.opts.Owner(nc)
+	}
+	return ConnOwner(nc)
 }
 
 // pendingConn is an accepted connection being identified (handshake).
 type pendingConn struct {
 	accepted time.Time
-	slots    chan struct{} // its listener's identifying slots
-	// held: it holds a slot of slots and counts in s.identifying.
+	// owner is whom it counts against in s.perOwner while held.
+	owner Owner
+	// held: it counts in s.pending and in s.perOwner[owner.Key].
 	// Guarded by s.mu.
 	held bool
 }
 
-// admitPending counts an accepted connection, not yet identified, in
-// s.identifying, or says it is refused (the server is closing).
+// admitPending counts an accepted connection of o, not yet identified,
+// in s.pending and against o's share, or says which limit (or the
+// server closing) refuses it. The caller marks its pendingConn held.
 //
-// Preconditions: s.mu is held; the caller holds a slot of p.slots,
-// which p owns if admitPending returns nil.
-func (s *Server) admitPending(p *pendingConn) error {
+// Preconditions: s.mu is held.
+func (s *Server) admitPending(o Owner) limitError {
 	if s.closed {
-		return ErrServerClosed
+		return limitError{err: ErrServerClosed, owner: o.Key}
 	}
-	s.identifying++
-	p.held = true
-	return nil
+	if le := s.admit(o); le.err != nil {
+		return le
+	}
+	s.pending++
+	return limitError{}
 }
 
-// unpend gives back p's identifying slot.
+// unpend gives back what p held: its count in s.pending and its
+// owner's.
 //
 // Preconditions: s.mu is held; p.held.
 func (s *Server) unpend(p *pendingConn) {
 	p.held = false
-	s.identifying--
-	<-p.slots
+	s.pending--
+	s.releaseOwner(p.owner.Key)
 }
 
 // handshake is the goroutine of a connection Serve accepted: it
 // identifies the peer, applies the per-peer limits and serves it. A peer
 // not identified within HandshakeTimeout of its accept is closed (and its
-// slot given back even if Identify is still stuck, in a user database
+// count given back even if Identify is still stuck, in a user database
 // lookup say: that goroutine then only finds its connection closed).
 func (s *Server) handshake(nc net.Conn, p *pendingConn) {
 	var t *time.Timer
@@ -325,7 +342,7 @@ func (s *Server) handshake(nc net.Conn, p *pendingConn) {
 			}
 			s.mu.Unlock()
 			if held {
-				s.logRefusal(nc, fmt.Errorf("%w within %v of its accept (Options.HandshakeTimeout, fastfsd 9p --handshake-timeout): %v closed", errNotIdentified, d, nc.RemoteAddr()))
+				s.logRefusal(nc, fmt.Errorf("%w within %v of its accept (%s): %v closed", errNotIdentified, d, s.limitName("HandshakeTimeout"), nc.RemoteAddr()))
 				nc.Close()
 			}
 		})
@@ -338,9 +355,9 @@ func (s *Server) handshake(nc net.Conn, p *pendingConn) {
 		if !errors.Is(err, errNotIdentified) { // the timer logged it
 			s.logRefusal(nc, err)
 		}
-		// The slot is given back once the fd is closed: the
-		// connections being identified or refused hold at most
-		// maxIdentifying fds per listener.
+		// The count is given back once the fd is closed: the
+		// connections being identified or refused hold at most their
+		// owners' shares of fds.
 		nc.Close()
 		s.mu.Lock()
 		if p.held {
@@ -368,15 +385,21 @@ func (s *Server) ServeConn(nc net.Conn) error {
 }
 
 // newConn identifies nc's peer and admits it under the connection limits.
-// p is the pending connection of Serve's accept (nil for ServeConn): if
-// nc is admitted its slot is given back under the same lock as it is
-// counted in conns; if refused, p keeps it (the caller closes nc, then
-// gives it back); errNotIdentified if its handshake timeout already
-// closed nc and took the slot.
+// p is the pending connection of Serve's accept (nil for ServeConn),
+// counted against p.owner: if Identify names another Owner, the count
+// moves to it (and the limits are applied to it); if nc is admitted, p's
+// count becomes its conn's under the same lock; if refused, p keeps what
+// it still holds (the caller closes nc, then gives it back);
+// errNotIdentified if its handshake timeout already closed nc and took
+// it.
 func (s *Server) newConn(nc net.Conn, p *pendingConn) (*conn, error) {
 	peer, err := s.identify(nc)
 	if err == nil && peer.Owner.Key == "" {
-		peer.Owner, err = ConnOwner(nc)
+		if p != nil {
+			peer.Owner = p.owner
+		} else {
+			peer.Owner, err = s.owner(nc)
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -389,31 +412,36 @@ func (s *Server) newConn(nc net.Conn, p *pendingConn) (*conn, error) {
 	if s.closed {
 		return nil, ErrServerClosed
 	}
-	// Before anything is allocated for it: a client refused in a loop
-	// costs an accept and a close.
-	if err := s.admit(peer.Owner); err != nil {
-		return nil, err
+	switch {
+	case p == nil:
+		if le := s.admit(peer.Owner); le.err != nil {
+			return nil, &le
+		}
+	case peer.Owner.Key != p.owner.Key || peer.Owner.Root != p.owner.Root:
+		// Identify knows better whom it counts against.
+		s.unpend(p)
+		p.owner = peer.Owner
+		if le := s.admitPending(p.owner); le.err != nil {
+			return nil, &le
+		}
+		p.held = true
 	}
 	if p != nil {
-		s.unpend(p)
+		// Its counts become the conn's: perOwner stays, pending → conns.
+		p.held = false
+		s.pending--
 	}
 	c := &conn{
 		peer:     peer,
 		s:        s,
 		nc:       nc,
 		id:       s.nextConn.Add(1),
-		br:       bufio.NewReaderSize(nc, 64<<10),
 		fids:     map[uint32]*fid{},
 		inflight: map[uint16]*request{},
 		free:     make(chan *request, s.opts.MaxRequests+readAhead),
 		work:     make(chan *request, s.opts.MaxRequests+readAhead),
 	}
 	c.msize.Store(s.opts.MaxMsize)
-	for range s.opts.MaxRequests + readAhead {
-		r := &request{c: c}
-		r.ctx.SetInterrupt(&r.intr)
-		c.free <- r
-	}
 	s.conns[c] = struct{}{}
 	s.connWG.Add(1)
 	return c, nil
@@ -496,9 +524,6 @@ func (s *Server) Close() error {
 func (s *Server) stop() []*conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.closed {
-		close(s.done)
-	}
 	s.closed = true
 	for l := range s.listeners {
 		l.Close()
@@ -520,7 +545,15 @@ type conn struct {
 	s  *Server
 	nc net.Conn
 	id uint64
-	br *bufio.Reader // reader goroutine only
+	// br buffers the reader's reads: nil until the first message header
+	// arrives (read from nc directly), then one of readerPool's, given
+	// back when the connection ends, so a client that connects and
+	// closes costs no read buffer. Reader goroutine only.
+	br *bufio.Reader
+	// slots counts the request slots made (newRequest), at most
+	// MaxRequests+readAhead: they are made as requests need them, not
+	// with the connection. Reader goroutine only.
+	slots int
 
 	// msize is the negotiated message size. Written only by the reader in
 	// Tversion while no request is in flight; read by workers.
@@ -610,6 +643,11 @@ func (c *conn) serve(accepted time.Time) (err error) {
 		c.busy.Wait()
 		c.clunkAll()
 		c.nc.Close()
+		if c.br != nil {
+			c.br.Reset(nil)
+			readerPool.Put(c.br)
+			c.br = nil
+		}
 		c.s.mu.Lock()
 		c.s.release(c)
 		c.s.mu.Unlock()
@@ -621,7 +659,7 @@ func (c *conn) serve(accepted time.Time) (err error) {
 		// finish the handshake. Closing nc ends the reader.
 		t := time.AfterFunc(d-time.Since(accepted), func() {
 			if !c.attached.Load() {
-				c.logf("handshake (Tversion, Tattach) not done within %v (Options.HandshakeTimeout, fastfsd 9p --handshake-timeout); closing", d)
+				c.logf("handshake (Tversion, Tattach) not done within %v (%s); closing", d, c.s.limitName("HandshakeTimeout"))
 				c.nc.Close()
 			}
 		})
@@ -633,11 +671,21 @@ func (c *conn) serve(accepted time.Time) (err error) {
 	workers := 0 // reader goroutine only
 	var hb [HeaderSize]byte
 	for {
-		if _, err := io.ReadFull(c.br, hb[:]); err != nil {
+		var rd io.Reader = c.br
+		if c.br == nil {
+			rd = c.nc
+		}
+		if _, err := io.ReadFull(rd, hb[:]); err != nil {
 			if err == io.EOF || c.draining.Load() {
 				return nil
 			}
 			return err
+		}
+		if c.br == nil {
+			// A client that sends something gets a read buffer: until
+			// now nothing was read past the header.
+			c.br = readerPool.Get().(*bufio.Reader)
+			c.br.Reset(c.nc)
 		}
 		h, err := ParseHeader(hb[:], c.msize.Load())
 		if err != nil {
@@ -671,7 +719,7 @@ func (c *conn) serve(accepted time.Time) (err error) {
 			}
 			continue
 		}
-		r := <-c.free
+		r := c.slot()
 		if cap(r.in) < n {
 			r.in = make([]byte, n)
 		}
@@ -704,6 +752,42 @@ func (c *conn) serve(accepted time.Time) (err error) {
 		c.work <- r
 	}
 }
+
+// slot returns an idle request slot, made if every one made is busy
+// and fewer than MaxRequests+readAhead exist, else the next to be freed
+// (reader goroutine).
+func (c *conn) slot() *request {
+	select {
+	case r := <-c.free:
+		return r
+	default:
+	}
+	if c.slots < cap(c.free) {
+		c.slots++
+		return c.newRequest()
+	}
+	return <-c.free
+}
+
+// newRequest makes a request slot of c.
+func (c *conn) newRequest() *request {
+	r := &request{c: c}
+	r.ctx.SetInterrupt(&r.intr)
+	return r
+}
+
+// readBufSize is the size of a connection's read buffer: enough for
+// many small requests per read; a larger message is read straight into
+// its request slot's buffer (bufio reads past its buffer directly).
+const readBufSize = 64 << 10
+
+// readerPool holds read buffers (*bufio.Reader of readBufSize) between
+// connections: a connection takes one when its first message arrives
+// and puts it back when it ends (serve), so a client connecting and
+// closing in a loop costs the daemon no allocation and no zeroing of
+// 64 KiB per connection. Any GC may empty it; it is no memory bound
+// (the connection limits are).
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufSize) }}
 
 func (c *conn) worker() {
 	obs := c.s.takeCounter() // nil without Options.Stats

@@ -68,13 +68,16 @@ Who a client is (the server performs every request itself, as root):
 
 Bounds (a client past one gets that request refused, or its connection
 dropped with a log line; the daemon keeps serving everyone else):
-  connections      --max-conns in all; one more is closed once its peer is
-                   identified, with a log line naming its uid or address and
+  connections      --max-conns in all; one more is closed at once on
+                   accept, with a log line naming its uid or address and
                    the flag to raise (at most 20 such lines a second; the
-                   next counts the rest). Peers are identified off the
-                   accept loop, 4 at a time per listener (more wait in the
-                   listen backlog), so a user connecting in a loop does not
-                   stall others' connections
+                   next counts the rest). Connections still being
+                   identified count as open ones of their uid or address
+                   (the kernel's answer, read on accept), so a user
+                   connecting in a loop is refused past its share at the
+                   cost of an accept and a close; what the rest of the
+                   identification needs (the user database for a tcp
+                   peer's groups) is looked up off the accept loop
   per user         --max-conns-per-uid for one peer: a unix socket's uid
                    (SO_PEERCRED), a loopback tcp peer's uid, a network tcp
                    peer's address (an IPv6 peer's /64). Root (uid 0) is
@@ -269,6 +272,7 @@ func runP9(args []string) error {
 		fsOpts: passthrough.Options{Xattr: *xattr, ReadOnly: *readOnly, AllowDevices: *allowDevices},
 		srvOpts: p9.Options{MaxMsize: uint32(*msize), MaxConns: *maxConns, MaxFids: *maxFids,
 			MaxRequests: *maxReqs, Identify: p9Identify(squash, policy.translates()),
+			Owner: p9Owner(squash != nil), LimitName: p9LimitName,
 			// p9's zero means its default; the flags' 0 means off.
 			MaxConnsPerPeer: offIfZero(*maxConnsPerUid), RootConns: offIfZero(*rootConns),
 			HandshakeTimeout: offIfZero(*handshake)},
@@ -390,7 +394,11 @@ func listenP9(network, addr string, gid int) (net.Listener, error) {
 	if network == "unix" {
 		return sockfile.Listen(addr, sockfile.GroupOptions("--listen unix", gid))
 	}
-	l, err := net.Listen(network, addr)
+	// No TCP keepalive set up on accept (Go's default: four setsockopts
+	// on the accept loop for every connection, even one refused at
+	// once); p9Identify turns it on for the connections admitted.
+	lc := net.ListenConfig{KeepAlive: -1}
+	l, err := lc.Listen(context.Background(), network, addr)
 	if err != nil {
 		return nil, fmt.Errorf("%w; pick a free address", err)
 	}

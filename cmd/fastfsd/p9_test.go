@@ -204,6 +204,51 @@ func TestTCPPeerUid(t *testing.T) {
 	}
 }
 
+// TestP9Owner: a loopback tcp peer counts as its uid, and one that closed
+// its socket before it was accepted is refused with errPeerClosed (a
+// client connecting and closing in a loop), squashed or not; the
+// diagnostic socket is kept for the next query.
+func TestP9Owner(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for _, squash := range []bool{false, true} {
+		owner := p9Owner(squash)
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o, err := owner(s); err != nil || o != p9.UidOwner(uint32(os.Getuid())) {
+			t.Errorf("squash %v: a live peer counts as %+v, %v; want %+v", squash, o, err, p9.UidOwner(uint32(os.Getuid())))
+		}
+		c.Close()
+		time.Sleep(10 * time.Millisecond) // the FIN reaches the accepted end: nothing signals it
+		if o, err := owner(s); err != errPeerClosed {
+			t.Errorf("squash %v: a peer that closed counts as %+v, %v; want errPeerClosed", squash, o, err)
+		}
+		s.Close()
+	}
+	if len(diagSock) != 1 {
+		t.Errorf("%d diagnostic sockets kept after the queries, want 1", len(diagSock))
+	}
+}
+
+// TestP9LimitName: the log names the flag of every limit p9 names.
+func TestP9LimitName(t *testing.T) {
+	for opt, flag := range map[string]string{"MaxConns": "--max-conns", "RootConns": "--root-conns",
+		"MaxConnsPerPeer": "--max-conns-per-uid", "HandshakeTimeout": "--handshake-timeout"} {
+		if got := p9LimitName(opt); got != flag {
+			t.Errorf("p9LimitName(%q) = %q, want %q", opt, got, flag)
+		}
+	}
+}
+
 // TestP9PeerGroupsConfined: a unix socket peer acts with its supplementary
 // groups once the door is confined (defaults: Landlock hides other
 // processes' /proc entries, a namespace their pids), so a file its group

@@ -269,8 +269,9 @@ func rootConnects(t *testing.T, errorf func(string, ...any), what, network, addr
 // connAttack runs role (p9flood, p9hold) as uid 65534 against fastfsd 9p
 // on network for about 5 s, while root's attached client stats in a loop
 // and root opens new connections; it asserts the daemon's fds (at most
-// its idle count plus --max-conns-per-uid served and 4 being identified
-// or refused, and a margin of 8 for root's and the identification's own)
+// its idle count plus --max-conns-per-uid served or being identified, 4
+// more for one being refused on accept and the kept sock_diag socket, and
+// a margin of 8 for root's)
 // and RSS, and, if latency, the probe's latency and root's connects (else
 // they are logged only).
 func connAttack(t *testing.T, network, role string, n int, latency bool) {
