@@ -71,7 +71,13 @@ func child(role string, args []string) int {
 		return 0
 	}
 	if role == "openflood" {
-		return openFlood(args[0], args[1])
+		return openFlood(args[0], args[1], unix.O_RDONLY)
+	}
+	if role == "tmpflood" {
+		return openFlood(args[0], args[1], unix.O_TMPFILE|unix.O_RDWR)
+	}
+	if role == "createflood" {
+		return openFlood(args[0], args[1], unix.O_CREAT|unix.O_RDWR)
 	}
 	if rc, ok := p9ConnChild(role, args); ok {
 		return rc
@@ -80,11 +86,14 @@ func child(role string, args []string) int {
 	return 2
 }
 
-// openFlood is the "openflood PATH N" role: open PATH until an open
-// fails or N are open (its own fd limit raised to allow N), say "opened K
-// ERR" (ERR the errno that stopped it, or "none"), and keep the files
-// open until stdin closes.
-func openFlood(path, count string) int {
+// openFlood is the "openflood PATH N" role: open PATH with flags until
+// an open fails or N are open (its own fd limit raised to allow N), say
+// "opened K ERR" (ERR the errno that stopped it, or "none"), and keep the
+// files open until stdin closes. "tmpflood DIR N" is the same with
+// O_TMPFILE: each open makes a new unnamed file in DIR, and it writes a
+// page into each, so that each holds storage on the host. "createflood
+// DIR N" creates DIR/c0, DIR/c1, … (O_CREAT) and writes a page into each.
+func openFlood(path, count string, flags int) int {
 	n, _ := strconv.Atoi(count)
 	var cur unix.Rlimit
 	unix.Getrlimit(unix.RLIMIT_NOFILE, &cur)
@@ -95,15 +104,29 @@ func openFlood(path, count string) int {
 	}
 	opened, stop := 0, "none"
 	for ; opened < n; opened++ {
-		if _, err := unix.Open(path, unix.O_RDONLY, 0); err != nil {
+		name := path
+		if flags&unix.O_CREAT != 0 {
+			name = fmt.Sprintf("%s/c%d", path, opened)
+		}
+		fd, err := unix.Open(name, flags, 0o600)
+		if err != nil {
 			stop = unix.ErrnoName(err.(syscall.Errno))
 			break
+		}
+		if flags&unix.O_TMPFILE == unix.O_TMPFILE || flags&unix.O_CREAT != 0 {
+			if _, err := unix.Pwrite(fd, page[:], 0); err != nil {
+				fmt.Println("write:", err)
+				return 1
+			}
 		}
 	}
 	fmt.Println("opened", opened, stop)
 	io.Copy(io.Discard, os.Stdin)
 	return 0
 }
+
+// page is what the tmpflood role writes into each file.
+var page [4096]byte
 
 // group starts cmds in their own process group, killed at cleanup.
 func start(t *testing.T, cmd *exec.Cmd) {

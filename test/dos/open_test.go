@@ -34,8 +34,15 @@ type flooder struct {
 // waits for its report.
 func startFlood(t *testing.T, self string, uid uint32, dir, path string, n int) *flooder {
 	t.Helper()
+	return startFloodRole(t, self, "openflood", uid, dir, path, n)
+}
+
+// startFloodRole is startFlood with the child's role: "openflood" or
+// "tmpflood" (O_TMPFILE in the directory path).
+func startFloodRole(t *testing.T, self, role string, uid uint32, dir, path string, n int) *flooder {
+	t.Helper()
 	c := asUser(uid, dir, self, path, strconv.Itoa(n))
-	c.Env = append(os.Environ(), childEnv+"=openflood")
+	c.Env = append(os.Environ(), childEnv+"="+role)
 	stdin, _ := c.StdinPipe()
 	stdout, _ := c.StdoutPipe()
 	start(t, c)
