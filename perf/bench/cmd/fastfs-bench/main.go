@@ -25,7 +25,7 @@ func main() {
 	fastfsdArgs := flag.String("fastfsd-flags", "", "extra flags for fastfsd mount (e.g. --passthrough=false)")
 	variants := flag.String("variants", "", "measure several fastfsd configurations instead of one: NAME=FLAGS;NAME=FLAGS (e.g. 'devfuse=--passthrough=false;uring=--passthrough=false --uring'); NAME=bin:PATH FLAGS runs another fastfsd build (a baseline)")
 	gofuse := flag.String("gofuse", "bin/peers/gofuse-loopback", "go-fuse's loopback (make peers: bin/peers/gofuse-loopback, which takes -passthrough); measured with passthrough and without; empty to skip the peer")
-	work := flag.String("work", "/tmp/fastfs-bench", "working directory (tmpfs mounts go under it)")
+	work := flag.String("work", "/tmp/fastfs-bench", "working directory (tmpfs and FUSE mounts go under it; mounts left there by a killed run are detached at start)")
 	out := flag.String("out", "out/bench", "where to write bench.json, bench.svg and bench.txt")
 	rounds := flag.Int("rounds", 3, "alternated rounds per job (medians over them)")
 	size := flag.String("size", "256M", "fio file size per job")
@@ -42,6 +42,12 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// A run that was killed leaves its mounts under -work; a dead FUSE
+	// mount there would fail this run's MkdirAll ("file exists").
+	if _, err := bench.DetachStale(*work, os.Stderr); err != nil {
+		fmt.Fprintf(os.Stderr, "fastfs-bench: %v\n", err)
+		os.Exit(1)
+	}
 
 	// Every subject's backing store is its own tmpfs, so all are measured
 	// against memory alike.
