@@ -16,11 +16,20 @@ import (
 	"github.com/fastfsd/fastfsd/vhostuser"
 )
 
+// MaxTagSize is the longest virtio-fs mount tag, in bytes: the size of
+// the tag field of the device's config space (struct virtio_fs_config).
+const MaxTagSize = virtiofs.TagSize
+
+// DefaultDAXWindow is the usual size of a DAX window
+// (VirtioFSOptions.DAXWindow; fastfsd virtiofs --dax without
+// --cache-size): 1 GiB of the guest's physical address space.
+const DefaultDAXWindow = virtiofs.DefaultCacheSize
+
 // VirtioFSOptions say how ServeVirtioFS serves. The zero value (or nil)
 // serves tag "fastfs" on one request queue with the engine's defaults,
 // one front-end after another.
 type VirtioFSOptions struct {
-	// Tag is the mount tag the guest mounts by (1 to 36 bytes; default
+	// Tag is the mount tag the guest mounts by (1 to MaxTagSize bytes; default
 	// "fastfs"). The VMM may override it (QEMU's vhost-user-fs-pci tag=).
 	Tag string
 	// RequestQueues is the number of request queues offered (default 1);
@@ -40,7 +49,7 @@ type VirtioFSOptions struct {
 	// queue's worker but lock waits; see virtiofs.Options.Helpers).
 	Helpers int
 	// DAXWindow, if not zero, offers a DAX window of this many bytes
-	// (virtiofs.DefaultCacheSize is the usual size): file ranges are then
+	// (DefaultDAXWindow is the usual size): file ranges are then
 	// mapped into the guest's memory instead of copied (vhost-user
 	// SHMEM; a front-end without it gets no window and the guest mounts
 	// without DAX). fsys must implement fs.Mapper, as fs/passthrough does.
@@ -126,8 +135,8 @@ func newVirtioFS(fsys fs.FileSystem, opts *VirtioFSOptions) (*virtiofs.Device, e
 	if o.Tag == "" {
 		o.Tag = "fastfs"
 	}
-	if len(o.Tag) > virtiofs.TagSize {
-		return nil, fmt.Errorf("fastfs: serve virtio-fs: Tag %q: want 1 to %d bytes", o.Tag, virtiofs.TagSize)
+	if len(o.Tag) > MaxTagSize {
+		return nil, fmt.Errorf("fastfs: serve virtio-fs: Tag %q: want 1 to %d bytes", o.Tag, MaxTagSize)
 	}
 	if o.RequestQueues == 0 {
 		o.RequestQueues = 1

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/fastfsd/fastfsd/dataplane"
-	"github.com/fastfsd/fastfsd/dataplane/virtiofs"
 	"github.com/fastfsd/fastfsd/fastfs"
 	"github.com/fastfsd/fastfsd/fs"
 	"github.com/fastfsd/fastfsd/fs/passthrough"
@@ -187,7 +186,7 @@ type virtiofsConfig struct {
 	helpers       int
 	busyPoll      time.Duration
 	dax           bool   // --dax, -o dax (virtiofs_dax.go)
-	cacheSize     uint64 // --cache-size; 0: virtiofs.DefaultCacheSize
+	cacheSize     uint64 // --cache-size; 0: fastfs.DefaultDAXWindow
 	keep          bool
 	fileHandles   passthrough.FileHandleMode // --inode-file-handles (inodes.go)
 	fdCache       int                        // --inode-fd-cache
@@ -420,8 +419,8 @@ func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
 		case "share-root":
 			c.shareRoot, err = value()
 		case "tag":
-			if c.tag, err = value(); err == nil && (c.tag == "" || len(c.tag) > virtiofs.TagSize) {
-				err = fmt.Errorf("--tag %q: want 1 to %d bytes", c.tag, virtiofs.TagSize)
+			if c.tag, err = value(); err == nil && (c.tag == "" || len(c.tag) > fastfs.MaxTagSize) {
+				err = fmt.Errorf("--tag %q: want 1 to %d bytes", c.tag, fastfs.MaxTagSize)
 			}
 		case "cache":
 			if v, err = value(); err == nil {

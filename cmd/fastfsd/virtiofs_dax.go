@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/fastfsd/fastfsd/dataplane/virtiofs"
+	"github.com/fastfsd/fastfsd/fastfs"
 )
 
 // parseCacheSize parses a DAX window size: a byte count with an optional
@@ -40,13 +40,13 @@ func parseCacheSize(s string) (uint64, error) {
 }
 
 // daxWindow is the DAX window's size to offer: 0 without --dax, else
-// --cache-size or virtiofs.DefaultCacheSize.
+// --cache-size or fastfs.DefaultDAXWindow.
 func (c *virtiofsConfig) daxWindow() uint64 {
 	switch {
 	case !c.dax:
 		return 0
 	case c.cacheSize == 0:
-		return virtiofs.DefaultCacheSize
+		return fastfs.DefaultDAXWindow
 	}
 	return c.cacheSize
 }

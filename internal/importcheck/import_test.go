@@ -38,6 +38,7 @@ var rules = []rule{
 	{"fs/passthrough", []string{mod + "fuse", mod + "p9", mod + "ring", mod + "dataplane", mod + "vhostuser"}, "backends serve any door"},
 	{"fs/idmap", []string{mod + "fuse", mod + "p9", mod + "ring", mod + "dataplane", mod + "vhostuser", mod + "fs/passthrough", "golang.org/x/sys/unix"}, "wrappers over fs.FileSystem serve any door and any backend"},
 	{"fastfs", []string{mod + "cmd", mod + "perf", mod + "fs/passthrough", mod + "internal/metrics", mod + "internal/sandbox", mod + "examples"}, "the library's serving API serves any fs.FileSystem; cmd/fastfsd sits above it, backends beside it"},
+	{"cmd/fastfsd", []string{mod + "dataplane/fusedev", mod + "dataplane/uring", mod + "dataplane/virtiofs"}, "the daemon serves every door through the public fastfs API (its tests may reach below it)"},
 	{"examples", []string{mod + "internal", mod + "dataplane", mod + "fuse", mod + "p9", mod + "vhostuser", mod + "ring", mod + "mem", mod + "cmd"}, "examples use the public library only (fastfs, fs and its backends)"},
 	{"fs/nodefs", []string{mod + "fuse", mod + "p9", mod + "ring", mod + "dataplane", mod + "vhostuser", mod + "fastfs", mod + "fs/passthrough", "golang.org/x/sys/unix"}, "the node tree is an fs.FileSystem any door serves"},
 	{"fs/vfs", []string{mod + "fuse", mod + "p9", mod + "ring", mod + "dataplane", mod + "vhostuser", mod + "fs/passthrough", mod + "fastfs", "golang.org/x/sys/unix"}, "the VFS routes fs.FileSystem calls to any backends over any door"},
