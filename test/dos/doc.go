@@ -5,7 +5,10 @@
 // while a second client's stat loop keeps running. Each
 // case asserts that the stat loop never stalls for a second, that its p99
 // stays within 5× the idle p99, that the daemon's fd count and RSS stay
-// under stated bounds, and that SIGTERM ends the daemon within 5 s.
+// under stated bounds, and that SIGTERM ends the daemon within 5 s. On
+// 9P, TestP9OpenBudgetDisconnect checks the per-uid open budget instead:
+// a client that fills it with opens and lock owners, then vanishes
+// without clunking, whose fds and budget must come back.
 //
 // The tests need root (they mount, and run the attackers as uid 65534)
 // and /dev/fuse; they skip otherwise (fail under FASTFSD_TEST_STRICT=1).
