@@ -367,8 +367,32 @@ func TestMountWatchShares(t *testing.T) {
 		t.Fatalf("mount a tmpfs for share c: %v", err)
 	}
 	t.Cleanup(func() { syscall.Unmount(c, syscall.MNT_DETACH) })
-	cmd := exec.Command(os.Args[0], "-test.run=^$", "--cache=always", "--passthrough=false", "--watch",
-		"--source", "a="+a, "--source", "b="+b, "--source", "c="+c, mnt)
+	cmd := startSharesMount(t, mnt, "--cache=always", "--passthrough=false", "--watch",
+		"--source", "a="+a, "--source", "b="+b, "--source", "c="+c)
+	if got := fanotifyFds(t, cmd.Process.Pid); got != 2 {
+		t.Errorf("the daemon holds %d fanotify fds for shares a and b on one filesystem and c on another, want 2 (one group per filesystem)", got)
+	}
+	n := watchChanges(t) / 10 // per share, every kind 20 times (5 with -short)
+	for _, share := range []string{"a", "b", "c"} {
+		src := filepath.Join(dir, share, "sub")
+		if err := os.Mkdir(src, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		lat := hostChanges(t, src, filepath.Join(mnt, share, "sub"), n)
+		var all []time.Duration
+		for _, d := range lat {
+			all = append(all, d...)
+		}
+		t.Logf("share %s: %d host changes seen through the mount: p50 %v, p99 %v, max %v", share, len(all), percentile(all, 0.5), percentile(all, 0.99), slices.Max(all))
+	}
+}
+
+// startSharesMount runs "fastfsd mount ARGS MNT" as a child process,
+// killed and unmounted at the test's end, and returns once MNT is served
+// (a --watch daemon's watchers are made before serving starts).
+func startSharesMount(t *testing.T, mnt string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], append(append([]string{"-test.run=^$"}, args...), mnt)...)
 	cmd.Env = append(os.Environ(), "FASTFSD_TEST_MOUNT_CHILD=1")
 	stderr := new(testutil.Buffer)
 	cmd.Stderr = stderr
@@ -390,25 +414,66 @@ func TestMountWatchShares(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	// Served (the watchers are made before serving starts).
-	if err := statErr(filepath.Join(mnt, "a")); err != nil {
-		t.Fatal(err)
+	if _, err := os.ReadDir(mnt); err != nil {
+		t.Fatalf("read the mount's root: %v", err)
 	}
-	if got := fanotifyFds(t, cmd.Process.Pid); got != 2 {
-		t.Errorf("the daemon holds %d fanotify fds for shares a and b on one filesystem and c on another, want 2 (one group per filesystem)", got)
+	return cmd
+}
+
+// TestMountWatchSharesEventsOnce: with shares a and b on one filesystem
+// (a private tmpfs: no other process's events), n directories made on the
+// host in a are n events read (fastfsd_watch_events_total), not 2n as
+// with a watcher per share, each reading every event of the filesystem.
+func TestMountWatchSharesEventsOnce(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireDevFuse(t)
+	dir := t.TempDir()
+	fsDir, mnt := filepath.Join(dir, "fs"), filepath.Join(dir, "mnt")
+	for _, d := range []string{fsDir, mnt} {
+		os.Mkdir(d, 0o755)
 	}
-	n := watchChanges(t) / 10 // per share, every kind 20 times (5 with -short)
-	for _, share := range []string{"a", "b", "c"} {
-		src := filepath.Join(dir, share, "sub")
-		if err := os.Mkdir(src, 0o755); err != nil {
-			t.Fatal(err)
+	if err := syscall.Mount("tmpfs", fsDir, "tmpfs", 0, "size=16m"); err != nil {
+		t.Fatalf("mount a tmpfs for the shares: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(fsDir, syscall.MNT_DETACH) })
+	a, b := filepath.Join(fsDir, "a"), filepath.Join(fsDir, "b")
+	for _, d := range []string{a, b} {
+		os.Mkdir(d, 0o755)
+	}
+	o, obsArgs := observeArgs(t)
+	startSharesMount(t, mnt, append(obsArgs, "--cache=always", "--watch", "--source", "a="+a, "--source", "b="+b)...)
+	waitHTTP(t, o.metrics+"/metrics")
+	const n = 200
+	last := filepath.Join(mnt, "a", fmt.Sprintf("d%d", n))
+	if err := statErr(last); !errors.Is(err, syscall.ENOENT) {
+		t.Fatalf("stat %s before it exists: %v, want ENOENT", last, err)
+	}
+	before := metricstest.Scrape(t, o.metrics+"/metrics")
+	// One host process (not the daemon), one event each: a FAN_CREATE
+	// of a new name, which fanotify never merges with another.
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("d%d", i+1)
+	}
+	mk := exec.Command("mkdir", names...)
+	mk.Dir = a
+	if out, err := mk.CombinedOutput(); err != nil {
+		t.Fatalf("mkdir: %v: %s", err, out)
+	}
+	pollUntil(t, "mkdir "+last, time.Now(), func() bool { return statErr(last) == nil })
+	// The last event is read; let the reader count every event before it.
+	var got float64
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if got = delta(before, metricstest.Scrape(t, o.metrics+"/metrics"), "fastfsd_watch_events_total"); got >= n {
+			break
 		}
-		lat := hostChanges(t, src, filepath.Join(mnt, share, "sub"), n)
-		var all []time.Duration
-		for _, d := range lat {
-			all = append(all, d...)
-		}
-		t.Logf("share %s: %d host changes seen through the mount: p50 %v, p99 %v, max %v", share, len(all), percentile(all, 0.5), percentile(all, 0.99), slices.Max(all))
+	}
+	time.Sleep(100 * time.Millisecond)
+	after := metricstest.Scrape(t, o.metrics+"/metrics")
+	got = delta(before, after, "fastfsd_watch_events_total")
+	t.Logf("%d directories made in share a: %v events read, %v entry invalidations", n, got, delta(before, after, "fastfsd_watch_notifications_total", "kind=entry"))
+	if got < n || got >= 1.5*n {
+		t.Errorf("fastfsd_watch_events_total grew by %v for %d host changes in one of two shares on one filesystem, want %d (a watcher per share reads each twice)", got, n, n)
 	}
 }
 
