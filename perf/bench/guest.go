@@ -155,37 +155,86 @@ func (t *GuestTable) WriteText(w io.Writer) {
 		fmt.Fprintf(w, " %24s", b)
 	}
 	fmt.Fprintln(w)
+	anyMixed := false
 	for _, j := range names {
-		unit, io := "", "buffered"
+		unit, io := "", t.ioMode(j)
 		for _, b := range t.Backends {
 			if g, ok := t.Figures[b][j]; ok {
 				unit = g.Unit
-				if g.Direct {
-					io = "O_DIRECT"
-				}
-			}
-			if unit == "files/s" {
-				io = "-"
 			}
 		}
+		mixed := io == ioMixed
+		anyMixed = anyMixed || mixed
 		fmt.Fprintf(w, "%-10s %-8s %-8s", j, unit, io)
 		base, hasBase := t.Figures[t.Baseline][j]
 		for _, b := range t.Backends {
 			g, ok := t.Figures[b][j]
+			fig := ""
+			if ok {
+				fig = fmtFig(g.Value)
+				if mixed && !g.Direct {
+					fig += "(b)"
+				}
+			}
 			switch {
 			case !ok:
 				fmt.Fprintf(w, " %24s", "-")
 			case b == t.Baseline || !hasBase || base.Value == 0:
-				fmt.Fprintf(w, " %24s", fmtFig(g.Value))
+				fmt.Fprintf(w, " %24s", fig)
 			default:
-				fmt.Fprintf(w, " %15s (%5.2fx)", fmtFig(g.Value), g.Value/base.Value)
+				fmt.Fprintf(w, " %15s (%5.2fx)", fig, g.Value/base.Value)
 			}
 		}
 		fmt.Fprintln(w)
 	}
+	if anyMixed {
+		fmt.Fprintf(w, "MIXED: in these rows the figures marked (b) ran buffered (their mount refused O_DIRECT) and the others O_DIRECT: not comparable\n")
+	}
 	if t.Baseline != "" {
 		fmt.Fprintf(w, "(x) = ratio to %s in the same boot; medians of %d alternated round(s); under TCG compare ratios only, never absolute speeds\n", t.Baseline, t.rounds())
 	}
+}
+
+// I/O modes of a row, as WriteText prints them.
+const (
+	ioDirect   = "O_DIRECT"
+	ioBuffered = "buffered"
+	ioMixed    = "MIXED"
+	ioNone     = "-" // file create/stat: no data moved
+)
+
+// ioMode says how job's data moved for every backend that ran it: all
+// O_DIRECT, all buffered, or MIXED (fio.sh falls back to buffered I/O
+// on a mount that refuses O_DIRECT, so one subject can run buffered
+// while the others run direct; such a row compares nothing).
+func (t *GuestTable) ioMode(job string) string {
+	direct, buffered := 0, 0
+	for _, b := range t.Backends {
+		g, ok := t.Figures[b][job]
+		switch {
+		case !ok:
+		case g.Unit == "files/s":
+			return ioNone
+		case g.Direct:
+			direct++
+		default:
+			buffered++
+		}
+		// Every round counts: a mount that took O_DIRECT in one round
+		// and refused it in another mixes within one median.
+		for _, s := range t.Samples[b][job] {
+			if s.Direct != g.Direct {
+				return ioMixed
+			}
+		}
+	}
+	switch {
+	case direct > 0 && buffered > 0:
+		return ioMixed
+	case direct > 0:
+		return ioDirect
+	}
+	return ioBuffered
 }
 
 // rounds is the most samples any figure has.
@@ -239,7 +288,18 @@ func (t *GuestTable) Result() *Result {
 		if !ok {
 			continue
 		}
-		row := Row{Job: j, Unit: unit, Samples: map[string][]float64{}, Median: map[string]float64{}, Ratio: map[string]float64{}}
+		// The row's name says how its data moved, as the host suite's
+		// names do: seqread-direct, seqread-buffered or seqread-MIXED.
+		name := j
+		switch mode := t.ioMode(j); mode {
+		case ioDirect:
+			name += "-direct"
+		case ioBuffered:
+			name += "-buffered"
+		case ioMixed:
+			name += "-MIXED"
+		}
+		row := Row{Job: name, Unit: unit, Samples: map[string][]float64{}, Median: map[string]float64{}, Ratio: map[string]float64{}}
 		for _, b := range r.Subjects {
 			if g, ok := t.Figures[b][j]; ok {
 				for _, x := range t.Samples[b][j] {
