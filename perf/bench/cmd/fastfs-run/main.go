@@ -72,100 +72,51 @@ func run(fastfsd, guestBin, fioScript, dir string, queues, rounds, runtime int, 
 	if err != nil {
 		return fmt.Errorf("%v; make deps installs the guest kernel", err)
 	}
-	if dir == "" {
-		if dir, err = os.MkdirTemp("", "fastfs-run-"); err != nil {
-			return err
-		}
-		defer os.RemoveAll(dir)
-	}
-	backendArgs := []string{"--cache", "never"}
-	if metricsAddr != "" && !compare {
-		// Compared, no subject is observed: the peers have no metrics.
-		backendArgs = append(backendArgs, "--metrics", metricsAddr)
-	}
-	backend := vmtest.Fastfsd(fastfsd, backendArgs...)
-	type target struct{ label, tag, setup string }
-	targets := []target{{"fastfsd", "fastfs", ""}}
+	var (
+		shares  []vmtest.Share
+		targets []target
+	)
 	mainQueues := queues
 	if compare {
 		// Like with like: every subject one request queue (the C
 		// virtiofsd cannot serve more); fastfsd's multi-queue run is
 		// its own labelled row.
 		mainQueues = 1
-	}
-	shares := []vmtest.Share{{Tag: "fastfs", Dir: dir, Backend: &backend, Queues: mainQueues, GuestPath: "/mnt/fastfs"}}
-	if compare && queues > 1 {
-		d, err := os.MkdirTemp("", "fastfs-run-mq-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(d)
-		mq := vmtest.Fastfsd(fastfsd, "--cache", "never")
-		label := fmt.Sprintf("fastfsd-%dq", queues)
-		shares = append(shares, vmtest.Share{Tag: "fastfsmq", Dir: d, Backend: &mq, Queues: queues, GuestPath: "/mnt/fastfsmq"})
-		targets = append(targets, target{label, "fastfsmq", ""})
-	}
-	if compare {
+		// No subject is observed (the peers have no metrics), and no
+		// scrape picks up another daemon serving that address.
+		metricsAddr = ""
 		if _, err := os.Stat(gofuse); err != nil {
 			return fmt.Errorf("%v; make peers builds it", err)
 		}
-		gf := vmtest.Backend{Name: "go-fuse", Args: func(sock, d string) []string { return []string{gofuse, sock, d} }}
-		cv := vmtest.CVirtiofsd
-		for _, p := range []struct {
-			label, tag string
-			b          *vmtest.Backend
-		}{{"c-virtiofsd", "cvfs", &cv}, {"go-fuse", "gofuse", &gf}, {"virtio-9p", "ninep", nil}} {
-			d, err := os.MkdirTemp("", "fastfs-run-"+p.tag+"-")
-			if err != nil {
+		base := dir
+		if base == "" {
+			var unmount func()
+			if base, unmount, err = tmpfsDir(); err != nil {
 				return err
 			}
-			defer os.RemoveAll(d)
-			shares = append(shares, vmtest.Share{Tag: p.tag, Dir: d, Backend: p.b, GuestPath: "/mnt/" + p.tag})
-			targets = append(targets, target{p.label, p.tag, ""})
+			defer unmount()
 		}
-		// fastfsd's 9P door, inside the guest: it serves a guest tmpfs
-		// directory on the guest's loopback and the v9fs client mounts it.
-		targets = append(targets, target{"fastfsd-9p", "f9p", `mkdir -p /srv9p /mnt/f9p && mount -t tmpfs tmpfs /srv9p
-/bin/fastfsd 9p --listen tcp:127.0.0.1:5640 --shared-dir /srv9p > /tmp/9p.log 2>&1 &
-sleep 1
-mount -t 9p -o trans=tcp,port=5640,version=9p2000.L,msize=524288,cache=none 127.0.0.1 /mnt/f9p || echo "FASTFS-RESULT name=mount:f9p status=FAIL detail=$(cat /tmp/9p.log | tr '\n' ' ')"
-`})
-	}
-	var script strings.Builder
-	for _, t := range targets {
-		script.WriteString(t.setup)
-	}
-	// The in-guest probe times FUSE mounts only; compared, it is off for
-	// every subject so that none pays for it alone.
-	probeOn := "1"
-	if compare {
-		probeOn = ""
-	}
-	for r := 0; r < rounds; r++ {
-		for i := range targets {
-			t := targets[(i+r)%len(targets)] // rotate the order every round
-			fmt.Fprintf(&script, `
-echo "FASTFS-STEP %[1]s: fio suite (%[3]ds per job), round %[5]d of %[6]d"
-PP=
-if [ -n "%[7]s" ] && { [ "$(stat -f -c %%T /mnt/%[2]s)" = fuseblk ] || grep -q " /mnt/%[2]s virtiofs " /proc/mounts; }; then
-	/bin/fastfsd probe --mount /mnt/%[2]s --json > /tmp/probe.json 2>/tmp/probe.err &
-	PP=$!
-else
-	echo '{"fuse":null}' > /tmp/probe.json; : > /tmp/probe.err
-fi
-sleep 1
-if [ -n "$FASTFS_SMOKE" ]; then
-	i=0; while [ $i -lt 300 ]; do stat /mnt/%[2]s >/dev/null; ls /mnt/%[2]s >/dev/null; i=$((i+1)); done
-else
-	FIO_RUNTIME=%[3]d FIO_SIZE=%[4]s sh /fio.sh /mnt/%[2]s %[1]s || RC=1
-fi
-[ -n "$PP" ] && { kill -INT $PP 2>/dev/null; wait $PP; }
-echo "FASTFS-PROBE %[1]s $(tr -d '\n' < /tmp/probe.json)"
-[ -s /tmp/probe.err ] && sed 's/^/probe: /' /tmp/probe.err
-`, t.label, t.tag, runtime, size, r+1, rounds, probeOn)
+		if shares, targets, err = compareSet(base, fastfsd, gofuse, queues); err != nil {
+			return err
 		}
+	} else {
+		if dir == "" {
+			if dir, err = os.MkdirTemp("", "fastfs-run-"); err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+		}
+		backendArgs := []string{"--cache", "never"}
+		if metricsAddr != "" {
+			backendArgs = append(backendArgs, "--metrics", metricsAddr)
+		}
+		backend := vmtest.Fastfsd(fastfsd, backendArgs...)
+		shares = []vmtest.Share{{Tag: "fastfs", Dir: dir, Backend: &backend, Queues: queues, GuestPath: "/mnt/fastfs"}}
+		targets = []target{{"fastfsd", "fastfs", ""}}
 	}
-	script.WriteString("exit ${RC:-0}\n")
+	// Compared, no subject is probed: the in-guest probe times FUSE
+	// mounts only, so it would slow the virtio-fs subjects and not 9P.
+	script := guestScript(targets, rounds, runtime, size, !compare)
 	cfg := vmtest.Config{
 		Kernel: k,
 		Files: []vmtest.File{
@@ -173,7 +124,7 @@ echo "FASTFS-PROBE %[1]s $(tr -d '\n' < /tmp/probe.json)"
 			{Host: fioScript, Guest: "/fio.sh", Mode: 0o755},
 		},
 		Shares:  shares,
-		Script:  script.String(),
+		Script:  script,
 		Timeout: 10 * time.Minute * time.Duration(len(targets)*rounds),
 	}
 	if compare {
@@ -214,6 +165,9 @@ echo "FASTFS-PROBE %[1]s $(tr -d '\n' < /tmp/probe.json)"
 	)
 	stopScrape := make(chan struct{})
 	go func() {
+		if metricsAddr == "" {
+			return
+		}
 		for {
 			select {
 			case <-stopScrape:
@@ -237,7 +191,7 @@ echo "FASTFS-PROBE %[1]s $(tr -d '\n' < /tmp/probe.json)"
 			}
 		}
 	}()
-	fmt.Fprintf(os.Stderr, "run: booting QEMU (TCG) with fastfsd serving %s over virtio-fs, %d request queue(s); a few minutes\n", dir, mainQueues)
+	fmt.Fprintf(os.Stderr, "run: booting QEMU (TCG) with fastfsd serving %s over virtio-fs, %d request queue(s); a few minutes\n", shares[0].Dir, mainQueues)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	res, err := vmtest.Run(ctx, cfg)
@@ -303,6 +257,11 @@ echo "FASTFS-PROBE %[1]s $(tr -d '\n' < /tmp/probe.json)"
 		}
 	}
 	if compare {
+		// Against the C virtiofsd too: the two back-ends the guest
+		// comparison is usually asked about, side by side.
+		table.Baseline = "c-virtiofsd"
+		fmt.Printf("\n== ratios to the C virtiofsd in the same boot ==\n")
+		table.WriteText(os.Stdout)
 		table.Baseline = "virtio-9p"
 		fmt.Printf("\n== ratios to virtio-9p in the same boot ==\n")
 		table.WriteText(os.Stdout)
@@ -318,11 +277,15 @@ echo "FASTFS-PROBE %[1]s $(tr -d '\n' < /tmp/probe.json)"
 	m := metrics
 	mu.Unlock()
 	ops := parseMetrics(m)
-	fmt.Printf("\n== fastfsd per-opcode statistics (host daemon, --metrics) ==\n")
-	if len(ops) == 0 {
-		fmt.Println("no metrics scraped (was fastfsd virtiofs started with --metrics?)")
-	} else {
-		fmt.Printf("%-16s %10s %8s %12s %12s\n", "op", "requests", "errors", "bytes", "mean")
+	// Compared, nothing was scraped: no subject serves metrics.
+	if !compare {
+		fmt.Printf("\n== fastfsd per-opcode statistics (host daemon, --metrics) ==\n")
+		if len(ops) == 0 {
+			fmt.Println("no metrics scraped (was fastfsd virtiofs started with --metrics?)")
+		}
+		if len(ops) > 0 {
+			fmt.Printf("%-16s %10s %8s %12s %12s\n", "op", "requests", "errors", "bytes", "mean")
+		}
 		for _, o := range ops {
 			fmt.Printf("%-16s %10d %8d %12d %12s\n", o.op, o.count, o.errors, o.bytes, o.mean.Round(100*time.Nanosecond))
 		}
