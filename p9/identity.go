@@ -51,7 +51,10 @@ type Peer struct {
 	Identity
 	// Owner is whom the connection counts against for the connection
 	// limits (Options.MaxConnsPerPeer, Options.RootConns). Left zero by
-	// Identify, the server sets it to ConnOwner's.
+	// Identify, it stays the one the accept loop counted the connection
+	// against (Options.Owner, else ConnOwner); set to another, the count
+	// moves to it, and the connection is refused if that owner is past
+	// its share.
 	Owner Owner
 }
 

@@ -482,3 +482,31 @@ func TestIdentifyOffAcceptLoop(t *testing.T) {
 	}
 	attach(t, "127.0.0.4 once the hung peers are gone", dialFrom(t, addr, "127.0.0.4"))
 }
+
+// TestIdentifyMovesOwner: an Owner that Identify sets takes the count
+// from the accept loop's (the address here), and its share applies.
+func TestIdentifyMovesOwner(t *testing.T) {
+	logs := &logLines{t: t}
+	opts := Options{Logf: logs.printf, MaxConnsPerPeer: 2, HandshakeTimeout: -1,
+		Identify: func(nc net.Conn) (Peer, error) {
+			return Peer{Trusted: true, Owner: Owner{Key: "uid 7"}}, nil // both addresses are one user
+		}}
+	_, s := startServer(t, newMemFS(""), &opts)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(l)
+	addr := l.Addr().String()
+	attach(t, "127.0.0.5 as uid 7", dialFrom(t, addr, "127.0.0.5"))
+	attach(t, "127.0.0.6 as uid 7", dialFrom(t, addr, "127.0.0.6"))
+	wantClosed(t, "127.0.0.7 as uid 7, past its share", dialFrom(t, addr, "127.0.0.7"))
+	if n := logs.count("uid 7", "refused", "Options.MaxConnsPerPeer"); n != 1 {
+		t.Errorf("%d log lines refusing uid 7 past its share, want 1", n)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.perOwner) != 1 || s.perOwner["uid 7"] != 2 || s.pending != 0 {
+		t.Errorf("counts %v, %d pending; want uid 7 counted twice and nothing else", s.perOwner, s.pending)
+	}
+}
