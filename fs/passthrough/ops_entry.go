@@ -99,9 +99,6 @@ func (f *FS) lookupSelf(dir *inode, out *fs.Entry) fs.Errno {
 	return syscall.ESTALE // dir was forgotten while we looked
 }
 
-// maxDepth bounds the walk that proves a ".." is still beneath the root.
-const maxDepth = 4096
-
 // lookupParent answers "..": the root's is the root; any other
 // directory's parent is opened and accepted only if walking up from it
 // meets the root (a directory the host moved out of the export has no
@@ -119,39 +116,6 @@ func (f *FS) lookupParent(dir *inode, out *fs.Entry) fs.Errno {
 		return e
 	}
 	return f.addFd(pfd, out)
-}
-
-// beneathRoot reports OK if the directory fd is the root or below it.
-func (f *FS) beneathRoot(fd int) fs.Errno {
-	cur, err := unix.Dup(fd)
-	if err != nil {
-		return errno(err)
-	}
-	defer func() { unix.Close(cur) }()
-	var st unix.Stat_t
-	for range maxDepth {
-		if err := unix.Fstat(cur, &st); err != nil {
-			return errno(err)
-		}
-		if keyOf(&st) == f.root.key {
-			return fs.OK
-		}
-		up, err := unix.Openat(cur, "..", unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return errno(err)
-		}
-		var ust unix.Stat_t
-		if err := unix.Fstat(up, &ust); err != nil {
-			unix.Close(up)
-			return errno(err)
-		}
-		unix.Close(cur)
-		cur = up
-		if keyOf(&ust) == keyOf(&st) { // reached "/" without meeting the root
-			return syscall.EACCES
-		}
-	}
-	return syscall.EACCES
 }
 
 // linkInode links the inode the O_PATH fd holds as name in dirFd:

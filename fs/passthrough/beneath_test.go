@@ -1,0 +1,165 @@
+package passthrough
+
+import (
+	"fmt"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fastfsd/fastfsd/fs"
+)
+
+// mkChain makes a chain of depth directories "a" in dir, with *at calls
+// (its paths are longer than PATH_MAX), and returns an O_PATH fd of the
+// deepest.
+func mkChain(t *testing.T, dir string, depth int) int {
+	t.Helper()
+	cur, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range depth {
+		if err := unix.Mkdirat(cur, "a", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		next, err := unix.Openat(cur, "a", unix.O_PATH|unix.O_DIRECTORY, 0)
+		unix.Close(cur)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cur = next
+	}
+	return cur
+}
+
+// TestBeneathRootDepths: beneathRoot against the definition (the root is
+// an ancestor) at depths around its one-at-a-time climb and its strides,
+// beneath the root and in a chain as deep outside it, and with "/" as the
+// root.
+func TestBeneathRootDepths(t *testing.T) {
+	top := t.TempDir()
+	root, outside := join(top, "share"), join(top, "outside")
+	for _, d := range []string{root, outside} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const depth = 2*dotdotStride + 100
+	in, out := mkChain(t, root, depth), mkChain(t, outside, depth)
+	defer unix.Close(in)
+	defer unix.Close(out)
+	f, err := New(root, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, up := range []int{0, 1, 50, 83, 84, 99, 100, 101, depth - dotdotStride, depth - linearDepth - 1, depth - linearDepth, depth - 1, depth} {
+		d := depth - up // how deep the directory up levels above the bottom is
+		for _, c := range []struct {
+			name string
+			fd   int
+			want fs.Errno
+		}{{"share", in, fs.OK}, {"outside", out, syscall.EACCES}} {
+			fd, err := openUp(c.fd, up)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := f.beneathRoot(fd); got != c.want {
+				t.Errorf("beneathRoot of a directory %d deep in %s: %v, want %v", d, c.name, got, c.want)
+			}
+			unix.Close(fd)
+		}
+	}
+	// A root that is the top of its tree, as in the namespace and chroot
+	// sandboxes, where the deep case only compares the tops.
+	top0, err := New("/", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer top0.Close()
+	for _, up := range []int{0, 1000, depth} {
+		fd, err := openUp(in, up)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := top0.beneathRoot(fd); got != fs.OK {
+			t.Errorf("beneathRoot of a directory beneath / (%d levels above the chain's bottom): %v", up, got)
+		}
+		unix.Close(fd)
+	}
+	// The root's parent and the top are not beneath it.
+	for _, up := range []int{depth + 1, depth + 100} {
+		fd, err := openUp(in, up)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := f.beneathRoot(fd); got != syscall.EACCES {
+			t.Errorf("beneathRoot %d levels above the root: %v, want EACCES", up-depth, got)
+		}
+		unix.Close(fd)
+	}
+}
+
+// TestDeepDirectoryReopen: a directory 4,200 levels beneath the root,
+// reopened from its handle once the fd cache has dropped it, is served
+// (it was EACCES past 4,096 levels, the old climb's bound) and costs
+// little (the old climb took four system calls a level: about 150 ms at
+// depth 4,000 under load, a hostile client's cheap way to burn the
+// daemon's CPU); moved out of the share, it is refused.
+func TestDeepDirectoryReopen(t *testing.T) {
+	const cache, depth = 16, 4200
+	top := t.TempDir()
+	root, outside := join(top, "share"), join(top, "outside")
+	for _, d := range []string{root, outside, join(root, "deep")} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bottom := mkChain(t, join(root, "deep"), depth)
+	fd, err := unix.Openat(bottom, "f", unix.O_CREAT|unix.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(fd)
+	unix.Close(bottom)
+	f, err := New(root, Options{FileHandles: FileHandlesPrefer, FdCache: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ino := lookup(t, f, fs.RootInode, "deep").Ino
+	for range depth {
+		ino = lookup(t, f, ino, "a").Ino
+	}
+	evict := func() {
+		for i := range 2 * cache {
+			n := fmt.Sprintf("e%d", i)
+			os.Mkdir(join(root, n), 0o755)
+			f.Forget(lookup(t, f, fs.RootInode, n).Ino, 1)
+		}
+	}
+	var out fs.Entry
+	const rounds = 5
+	var took time.Duration
+	for range rounds {
+		evict()
+		start := time.Now()
+		e := f.Lookup(rootCtx, ino, []byte("f"), &out)
+		took += time.Since(start)
+		if e != 0 {
+			t.Fatalf("Lookup in a directory %d levels deep, its fd dropped from the cache: %v", depth, e)
+		}
+		f.Forget(out.Ino, 1)
+	}
+	t.Logf("Lookup in a directory %d deep whose fd was dropped: %v each", depth, took/rounds)
+	evict()
+	if err := os.Rename(join(root, "deep"), join(outside, "deep")); err != nil {
+		t.Fatal(err)
+	}
+	if e := f.Lookup(rootCtx, ino, []byte("f"), &out); e != syscall.EACCES {
+		t.Errorf("Lookup in a directory %d deep moved out of the share: %v, want EACCES", depth, e)
+	}
+}
