@@ -28,6 +28,10 @@
 // guards ".."): EACCES if the host moved it out of the export. A
 // non-directory is the inode the client looked up, wherever its names are
 // now, as a pinned O_PATH fd would be; one the host deleted is ESTALE.
+// A goroutine started by New (stopped by Close) closes, every 5 s, the
+// cached fds of unused regular files the host deleted, which the client
+// may remember for long (it forgets an inode only when its dcache lets
+// go of the name) and which would keep the file's blocks allocated.
 // Inodes on a filesystem that cannot make handles keep their fd (prefer)
 // or fail the lookup (mandatory). open_by_handle_at needs
 // CAP_DAC_READ_SEARCH; prefer falls back to an fd per inode without it.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -230,6 +231,69 @@ func (c *fdCache) remove(in *inode) {
 	}
 	in.uncached.Store(false)
 	c.mu.Unlock()
+}
+
+// Deleted files in the cache.
+//
+// The client kernel sends FORGET for an inode only when it drops the
+// inode, and it keeps the dentry (and so the inode) of a file deleted on
+// the host behind its back until a lookup finds the name gone or memory
+// pressure prunes its dcache. Meanwhile the cached O_PATH fd keeps the
+// deleted file's blocks allocated on the host. The sweeper closes such
+// fds: every sweepPeriod it fstats the cached fds of unused regular
+// files, sweepChunk slots per hold of the cache's lock, and evicts those
+// with no link left. The inode stays in the table (the client still
+// knows its ID); a later use reopens it from its handle, which fails with
+// ESTALE, as the file is gone. Directories are left alone: a client
+// process may still stand in one (its cwd) and expects its attributes.
+const (
+	sweepPeriod = 5 * time.Second
+	sweepChunk  = 256
+)
+
+// sweepDeleted closes the cached fds of unused regular files whose host
+// inode has no link left (or, if one is in use after all, leaves it to
+// its last user's put) and returns how many it evicted.
+func (c *fdCache) sweepDeleted() int {
+	n := 0
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := range c.slots {
+		if i%sweepChunk == sweepChunk-1 {
+			// Let lookups and puts in between.
+			c.mu.Unlock()
+			c.mu.Lock()
+		}
+		v := c.slots[i]
+		if v == nil || v.typ != unix.S_IFREG || v.refs.Load() != 1 {
+			continue
+		}
+		// refs 1 and a slot: the fd is open and only this cache (under
+		// c.mu, held) or release (which takes c.mu first) closes it.
+		var st unix.Stat_t
+		if unix.Fstat(v.fd, &st) != nil || st.Nlink != 0 {
+			continue
+		}
+		c.slots[i], v.slot = nil, -1
+		c.evict(v)
+		n++
+	}
+	return n
+}
+
+// sweep runs sweepDeleted every sweepPeriod until stop is closed.
+func (c *fdCache) sweep(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(sweepPeriod)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			c.sweepDeleted()
+		}
+	}
 }
 
 // open counts the fds the cache holds (tests).

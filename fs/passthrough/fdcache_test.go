@@ -377,3 +377,87 @@ func BenchmarkInodeModes(b *testing.B) {
 		f.Close()
 	}
 }
+
+// deletedFds counts this process's fds that name a deleted file.
+func deletedFds(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && len(l) > 10 && l[len(l)-10:] == " (deleted)" {
+			n++
+		}
+	}
+	return n
+}
+
+// TestSweepDeleted: files deleted on the host while the client still
+// knows their inodes (the kernel keeps the dentry and sends no FORGET)
+// keep nothing open after a sweep: their cached fds are closed, so the
+// host frees their blocks, and a later GETATTR answers ESTALE. A deleted
+// file that is open keeps its fds (the client may still read it), and so
+// do a deleted directory and a file that still has a name.
+func TestSweepDeleted(t *testing.T) { handleModes(t, testSweepDeleted) }
+
+func testSweepDeleted(t *testing.T, mode FileHandleMode) {
+	const n = 8
+	f, root := newHandlesFS(t, mode, 64)
+	var ids []fs.Inode
+	for i := range n {
+		writeFile(t, join(root, fmt.Sprint("f", i)), "data", 0o644)
+		ids = append(ids, lookup(t, f, fs.RootInode, fmt.Sprint("f", i)).Ino)
+	}
+	writeFile(t, join(root, "kept"), "data", 0o644)
+	kept := lookup(t, f, fs.RootInode, "kept").Ino
+	if err := os.Mkdir(join(root, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dir := lookup(t, f, fs.RootInode, "d").Ino
+	held := open(t, f, ids[0], unix.O_RDONLY)
+	base := deletedFds(t)
+	for i := range n {
+		os.Remove(join(root, fmt.Sprint("f", i)))
+	}
+	os.Remove(join(root, "d"))
+	// f0 (open): its handle's fd and its inode's; f1..f7: their inodes';
+	// d: its inode's.
+	if got := deletedFds(t) - base; got != n+2 {
+		t.Fatalf("%d files and a directory deleted on the host: %d fds of deleted files, want %d", n, got, n+2)
+	}
+	if got := f.inodes.fh.cache.sweepDeleted(); got != n-1 {
+		t.Errorf("sweepDeleted evicted %d fds, want %d (the unused deleted files)", got, n-1)
+	}
+	if got := deletedFds(t) - base; got != 3 {
+		t.Errorf("after the sweep: %d fds of deleted files, want 3 (the open file's two, the directory's)", got)
+	}
+	var a fs.AttrOut
+	if e := f.GetAttr(rootCtx, ids[1], 0, false, &a); e != syscall.ESTALE {
+		t.Errorf("GetAttr of a swept deleted file: %v, want ESTALE", e)
+	}
+	if e := f.GetAttr(rootCtx, ids[0], 0, false, &a); e != 0 || a.Attr.Nlink != 0 {
+		t.Errorf("GetAttr of the open deleted file: %v, nlink %d; want its attributes, nlink 0", e, a.Attr.Nlink)
+	}
+	for _, id := range []fs.Inode{kept, dir} {
+		if e := f.GetAttr(rootCtx, id, 0, false, &a); e != 0 {
+			t.Errorf("GetAttr(%d) after the sweep: %v", id, e)
+		}
+	}
+	// The open file: swept once its handle is released.
+	if e := f.Release(rootCtx, ids[0], held, 0); e != 0 {
+		t.Fatal(e)
+	}
+	f.inodes.fh.cache.sweepDeleted()
+	if got := deletedFds(t) - base; got != 1 {
+		t.Errorf("after the open file's release and a sweep: %d fds of deleted files, want 1 (the directory's)", got)
+	}
+	// Forgetting the swept inodes closes nothing twice and leaves nothing.
+	for _, id := range append(ids, dir) {
+		f.Forget(id, 1)
+	}
+	if got := deletedFds(t) - base; got != 0 {
+		t.Errorf("after FORGET: %d fds of deleted files, want 0", got)
+	}
+}

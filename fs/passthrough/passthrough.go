@@ -58,6 +58,9 @@ type FS struct {
 	// fhErr is why FileHandlesPrefer fell back to keeping fds (nil if
 	// it did not). Immutable.
 	fhErr error
+	// sweepStop ends the fd cache's sweeper (fdcache.go), which closes
+	// sweepDone when it has; both nil without file handles. Immutable.
+	sweepStop, sweepDone chan struct{}
 
 	// budget counts each uid's handles and lock-owner fds; nil: no
 	// limit. Immutable (inodes.budget is the same).
@@ -160,6 +163,10 @@ func New(root string, opts Options) (*FS, error) {
 	}
 	f.inodes.budget = f.budget
 	f.root = f.inodes.insertRoot(rootFd, &st)
+	if h := f.inodes.fh; h != nil {
+		f.sweepStop, f.sweepDone = make(chan struct{}), make(chan struct{})
+		go h.cache.sweep(f.sweepStop, f.sweepDone)
+	}
 	switch opts.Cache {
 	case CacheAuto:
 		f.entryTimeout, f.attrTimeout = autoTimeout, autoTimeout
@@ -179,6 +186,10 @@ func New(root string, opts Options) (*FS, error) {
 
 // Close releases every fd the FS holds. No method may be called after it.
 func (f *FS) Close() error {
+	if f.sweepStop != nil {
+		close(f.sweepStop)
+		<-f.sweepDone
+	}
 	for _, h := range f.handles.removeAll() {
 		f.putHandle(h)
 	}
