@@ -461,3 +461,16 @@ func testSweepDeleted(t *testing.T, mode FileHandleMode) {
 		t.Errorf("after FORGET: %d fds of deleted files, want 0", got)
 	}
 }
+
+// TestSweeperStopsAtClose: Close ends the sweeper goroutine New started
+// (it waits for it), and a second Close does not panic.
+func TestSweeperStopsAtClose(t *testing.T) {
+	f, _ := newHandlesFS(t, FileHandlesPrefer, 16)
+	f.Close()
+	select {
+	case <-f.sweepDone:
+	default:
+		t.Fatal("Close returned with the sweeper still running")
+	}
+	f.Close() // and once more by the test's cleanup
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -60,7 +61,9 @@ type FS struct {
 	fhErr error
 	// sweepStop ends the fd cache's sweeper (fdcache.go), which closes
 	// sweepDone when it has; both nil without file handles. Immutable.
+	// sweepOnce makes a second Close not panic on the closed channel.
 	sweepStop, sweepDone chan struct{}
+	sweepOnce            sync.Once
 
 	// budget counts each uid's handles and lock-owner fds; nil: no
 	// limit. Immutable (inodes.budget is the same).
@@ -187,8 +190,7 @@ func New(root string, opts Options) (*FS, error) {
 // Close releases every fd the FS holds. No method may be called after it.
 func (f *FS) Close() error {
 	if f.sweepStop != nil {
-		close(f.sweepStop)
-		<-f.sweepDone
+		f.sweepOnce.Do(func() { close(f.sweepStop); <-f.sweepDone })
 	}
 	for _, h := range f.handles.removeAll() {
 		f.putHandle(h)
