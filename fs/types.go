@@ -14,6 +14,15 @@ type Errno = syscall.Errno
 // OK is the zero Errno: success.
 const OK = Errno(0)
 
+// WouldWait is returned only for a request whose Context has NoWait set:
+// serving it would wait for another process, nothing was changed, and the
+// transport must serve it again with NoWait false (Context.NoWait). It is
+// no errno (above the range a client can be sent), so a transport that
+// lets it through answers EIO; fs/passthrough returns it for an open or
+// truncate that would break a host lease, and no other filesystem here
+// returns it.
+const WouldWait = Errno(1 << 20)
+
 // Inode is the 64-bit ID of an inode as the filesystem handed it out in
 // Entry.Ino. RootInode is the root and is never looked up nor forgotten.
 type Inode uint64
@@ -62,6 +71,15 @@ type Context struct {
 	SecLabelName, SecLabel []byte
 	// Unique is the transport's request ID (FUSE unique, 9P tag); for logs.
 	Unique uint64
+	// NoWait is set by a transport that serves the request where it must
+	// not wait for long (a worker that other requests queue behind) and
+	// can serve it again elsewhere. A method that would have to wait for
+	// another process (an open that must break a host lease, for up to
+	// lease-break-time) may then return WouldWait instead, having changed
+	// nothing; the transport serves the request again with NoWait false
+	// where waiting is allowed (a helper that FUSE_INTERRUPT and shutdown
+	// can wake). A filesystem that never waits ignores it.
+	NoWait bool
 
 	// interrupt is set by the transport when the client asks to abort the
 	// request (FUSE_INTERRUPT, 9P Tflush, shutdown). It may be nil for

@@ -102,6 +102,12 @@ func (s *Server) setattr(r *Request, ag *Agreement) int {
 	if !in.Unmarshal(q.args) {
 		return s.errReply(r, syscall.EINVAL)
 	}
+	if !r.NoWait {
+		// Served where it may wait (an open breaking a host lease):
+		// FUSE_INTERRUPT and shutdown must reach it.
+		s.intr.register(q.hdr.Unique, &q.intr)
+		defer s.intr.unregister(q.hdr.Unique)
+	}
 	q.setattr = fs.SetAttrIn{
 		Valid: uint32(in.Valid & abi.FattrAll), Handle: fs.Handle(in.Fh),
 		Size: in.Size, LockOwner: in.LockOwner,

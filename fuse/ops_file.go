@@ -97,6 +97,12 @@ func (s *Server) open(r *Request, ag *Agreement) int {
 	if !in.Unmarshal(q.args) {
 		return s.errReply(r, syscall.EINVAL)
 	}
+	if !r.NoWait {
+		// Served where it may wait (an open breaking a host lease):
+		// FUSE_INTERRUPT and shutdown must reach it.
+		s.intr.register(q.hdr.Unique, &q.intr)
+		defer s.intr.unregister(q.hdr.Unique)
+	}
 	q.open = fs.OpenOut{PassthroughFd: -1}
 	e := s.fs.Open(&q.ctx, s.inode(r), in.Flags, uint32(in.OpenFlags), &q.open)
 	if e != 0 {
@@ -124,6 +130,12 @@ func (s *Server) create(r *Request, ag *Agreement, tmpfile bool) int {
 		if nm, e = lastName(q.args[abi.CreateInSize:]); e != 0 {
 			return s.errReply(r, e)
 		}
+	}
+	if !r.NoWait {
+		// Served where it may wait (an open breaking a host lease):
+		// FUSE_INTERRUPT and shutdown must reach it.
+		s.intr.register(q.hdr.Unique, &q.intr)
+		defer s.intr.unregister(q.hdr.Unique)
 	}
 	q.ctx.Umask = in.Umask
 	q.entry = fs.Entry{}

@@ -63,6 +63,10 @@ type request struct {
 	wsrc  BytesSource
 	dsink dirSink
 
+	// retry: the filesystem returned fs.WouldWait to a NoWait request,
+	// which was left unanswered (Request.Retry).
+	retry bool
+
 	// dataLen is the number of READ bytes the transport sends from Dst
 	// after Out[:n] (0 unless Dst was used and the read succeeded).
 	dataLen int
@@ -166,6 +170,7 @@ func (s *Server) OutSize() int { return s.outSize }
 func (s *Server) Handle(r *Request) (n int) {
 	q := &r.req
 	q.dataLen = 0
+	q.retry = false
 	if !q.hdr.Unmarshal(r.In) {
 		s.logf("request of %d bytes has no readable header: dropped", len(r.In))
 		return 0
@@ -216,6 +221,7 @@ func (s *Server) Handle(r *Request) (n int) {
 	q.ctx = fs.Context{
 		Caller: fs.Caller{Uid: h.UID, Gid: h.GID, Pid: h.PID},
 		Unique: h.Unique,
+		NoWait: r.NoWait,
 	}
 	q.ctx.SetInterrupt(&q.intr)
 	ag := s.agreed.Load()
@@ -390,6 +396,12 @@ func wireError(e fs.Errno) int32 {
 func (s *Server) errReply(r *Request, e fs.Errno) int {
 	h := &r.req.hdr
 	if noReply(h.Opcode) {
+		return 0
+	}
+	if e == fs.WouldWait && r.req.ctx.NoWait {
+		// No reply: the transport serves the request again where it
+		// may wait (Request.Retry).
+		r.req.retry = true
 		return 0
 	}
 	putOutHeader(r.Out, abi.OutHeaderSize, wireError(e), h.Unique)

@@ -41,6 +41,18 @@ type Request struct {
 	// transport may replace it by a buffer at least as large.
 	Out []byte
 
+	// NoWait is set by a transport serving the request where it must not
+	// wait for long (a /dev/fuse worker that other requests queue behind)
+	// and that can serve it again elsewhere: the filesystem sees it as
+	// fs.Context.NoWait. A request that would wait (an OPEN, CREATE or
+	// truncating SETATTR breaking a host lease) is then not answered:
+	// Handle returns 0 and Retry reports true, and the transport serves
+	// In again with NoWait false where waiting is allowed (a helper).
+	// With NoWait false OPEN, CREATE and SETATTR register for
+	// FUSE_INTERRUPT, so an INTERRUPT or InterruptAll (shutdown) ends
+	// such a wait with EINTR.
+	NoWait bool
+
 	req request // engine scratch: decoded header, fs.Context, out structs
 }
 
@@ -48,3 +60,9 @@ type Request struct {
 // reply in Out[:n] (READ with Dst set, on success); 0 for every other
 // reply. Valid after Handle until the next Handle.
 func (r *Request) DataLen() int { return r.req.dataLen }
+
+// Retry reports whether the last Handle left the request unanswered
+// because it would wait and NoWait was set: the transport must serve In
+// again with NoWait false (or answer it itself). Valid after Handle until
+// the next Handle.
+func (r *Request) Retry() bool { return r.req.retry }

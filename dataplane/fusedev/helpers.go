@@ -131,6 +131,43 @@ func (p *helperPool) offload(w *worker, in []byte) bool {
 	return true
 }
 
+// wait hands to a helper the request in (read from w's fd) that the
+// engine left unanswered because serving it would wait (fuse.Request.Retry:
+// an OPEN, CREATE or truncating SETATTR that must break a host lease,
+// for up to lease-break-time). The helper serves it again allowed to
+// wait, registered for FUSE_INTERRUPT, so an INTERRUPT or the
+// connection's end answers it EINTR. Such a wait is counted in waits
+// like a lock wait, with the same per-uid share; when uid's share or
+// every slot is taken it is refused with EAGAIN (a native open would
+// wait: EAGAIN is what an O_NONBLOCK open gets from a lease). It reports
+// false, having done nothing, for a request too big for a slot (a
+// CREATE with a large security label): the worker then serves it itself.
+// It allocates nothing.
+func (p *helperPool) wait(w *worker, in []byte) bool {
+	h, ok := readHdr(in)
+	if !ok || len(in) > helperInMax {
+		return false
+	}
+	if p.waits.Take(h.uid) {
+		select {
+		case s := <-p.free:
+			s.fd, s.id = w.fd, w.id
+			s.wait, s.uid = true, h.uid
+			s.in = append(s.in[:0], in...)
+			p.work <- s
+			return true
+		default:
+		}
+		p.waits.Put(h.uid)
+	}
+	putErrReply(w.errb[:], h.unique, int32(syscall.EAGAIN))
+	if w.obs != nil {
+		w.obs.Observe(h.opcode, uint32(syscall.EAGAIN), 0, 0)
+	}
+	w.send(w.errb[:])
+	return true
+}
+
 func (p *helperPool) helper() {
 	defer p.running.Done()
 	for s := range p.work {

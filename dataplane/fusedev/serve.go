@@ -553,7 +553,16 @@ func (w *worker) serve(in []byte) (int, bool) {
 	if w.pool.offload(w, in) {
 		return 0, false
 	}
+	// With helpers, a request that would wait goes to one (helperPool.wait).
+	r.NoWait = w.pool != nil
 	n := w.handle(r)
+	if n == 0 && r.Retry() {
+		if w.pool.wait(w, in) {
+			return 0, false
+		}
+		r.NoWait = false
+		n = w.handle(r)
+	}
 	if n <= 0 {
 		return n, false
 	}

@@ -114,6 +114,17 @@ func (f *FS) SetAttr(ctx *fs.Context, ino fs.Inode, in *fs.SetAttrIn, out *fs.At
 	if h != nil {
 		fd = h.fd
 	}
+	// A truncate without a handle goes through a write-only open of the
+	// file, made before any change: the open may have to break a host
+	// lease (openRegular), and a NoWait request that would wait must
+	// return fs.WouldWait having changed nothing.
+	wfd := -1
+	if v&fs.SetSize != 0 && h == nil && !n.isDir() && in.Size <= 1<<63-1 {
+		if wfd, e = f.openForIO(ctx, n, unix.O_WRONLY); e != 0 {
+			return e
+		}
+		defer unix.Close(wfd)
+	}
 
 	if v&(fs.SetUid|fs.SetGid) != 0 {
 		uid, gid := -1, -1
@@ -136,7 +147,7 @@ func (f *FS) SetAttr(ctx *fs.Context, ino fs.Inode, in *fs.SetAttrIn, out *fs.At
 		}
 	}
 	if v&fs.SetSize != 0 {
-		if e := f.truncate(ctx, n, h, in.Size, v&fs.SetKillSuidGid != 0); e != 0 {
+		if e := f.truncate(ctx, n, h, wfd, in.Size, v&fs.SetKillSuidGid != 0); e != 0 {
 			return e
 		}
 	} else if v&fs.SetKillSuidGid != 0 {
@@ -180,24 +191,17 @@ func (f *FS) SetAttr(ctx *fs.Context, ino fs.Inode, in *fs.SetAttrIn, out *fs.At
 	return fs.OK
 }
 
-// truncate sets the size through the handle, or through a write-only
-// reopen of the inode.
-func (f *FS) truncate(ctx *fs.Context, n *inode, h *handle, size uint64, kill bool) fs.Errno {
+// truncate sets the size through the handle, or else through wfd, the
+// write-only open of the inode SetAttr made.
+func (f *FS) truncate(ctx *fs.Context, n *inode, h *handle, wfd int, size uint64, kill bool) fs.Errno {
 	if size > 1<<63-1 {
 		return syscall.EFBIG
 	}
-	fd := -1
+	fd := wfd
 	if h != nil {
 		fd = h.fd
-	} else {
-		if n.isDir() {
-			return syscall.EISDIR
-		}
-		var e fs.Errno
-		if fd, e = f.reopen(n, unix.O_WRONLY); e != 0 {
-			return e
-		}
-		defer unix.Close(fd)
+	} else if n.isDir() {
+		return syscall.EISDIR
 	}
 	if kill {
 		if e := killSuidGid(ctx, fd); e != 0 {

@@ -110,7 +110,7 @@ func (f *FS) Open(ctx *fs.Context, ino fs.Inode, flags, openFlags uint32, out *f
 		f.inodes.put(in)
 		return e
 	}
-	fd, e := f.reopen(in, fl)
+	fd, e := f.openForIO(ctx, in, fl)
 	if e != 0 {
 		f.budget.give(ctx.Uid)
 		f.inodes.put(in)
@@ -218,7 +218,7 @@ func (f *FS) Create(ctx *fs.Context, parent fs.Inode, name []byte, mode, flags u
 			return syscall.EACCES // a special file: the client opens those itself
 		}
 		var err error
-		fd, err = f.openProc(pfd, fl)
+		fd, err = f.openRegular(ctx, pfd, fl)
 		return err
 	})
 	if e != 0 {

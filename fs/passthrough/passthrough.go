@@ -404,6 +404,64 @@ func (f *FS) openProc(fd, flags int) (int, error) {
 	return nfd, err
 }
 
+// openForIO is reopen for a client's OPEN or a truncate: a regular file
+// is opened through openRegular, so that a host lease never makes a
+// NoWait request wait.
+func (f *FS) openForIO(ctx *fs.Context, in *inode, flags int) (int, fs.Errno) {
+	if in.typ != unix.S_IFREG {
+		return f.reopen(in, flags)
+	}
+	fd, err := f.openRegular(ctx, in.fd, flags)
+	if err != nil {
+		return -1, errno(err)
+	}
+	return fd, fs.OK
+}
+
+// openRegular is openProc for a regular file (fd is its O_PATH fd). Its
+// open may have to break a lease another process holds on the host file
+// (fcntl F_SETLEASE), which sleeps for as long as the holder takes to
+// give it up, up to /proc/sys/fs/lease-break-time (45 s by default). So
+// the file is first opened with O_NONBLOCK added: with no lease in the
+// way that succeeds at once, and O_NONBLOCK is cleared again (F_SETFL
+// with the caller's flags) unless the caller asked for it, so the handle
+// has the caller's flags. A lease makes it fail with EWOULDBLOCK, having
+// started the lease break and changed nothing else (O_TRUNC truncates
+// only after the open). Then, if ctx.NoWait, fs.WouldWait is returned
+// (the transport serves the request again where it may wait); otherwise
+// the open is done again without O_NONBLOCK in blockingCall, so the
+// request's interrupt (FUSE_INTERRUPT, shutdown) ends the wait with
+// EINTR. A caller that asked for O_NONBLOCK gets EWOULDBLOCK, as open(2)
+// would give it.
+func (f *FS) openRegular(ctx *fs.Context, fd, flags int) (int, error) {
+	if flags&unix.O_NONBLOCK != 0 {
+		return f.openProc(fd, flags)
+	}
+	nfd, err := f.openProc(fd, flags|unix.O_NONBLOCK)
+	if err == nil {
+		if _, err := unix.FcntlInt(uintptr(nfd), unix.F_SETFL, flags); err != nil {
+			unix.Close(nfd)
+			return -1, err
+		}
+		return nfd, nil
+	}
+	if err != syscall.EWOULDBLOCK {
+		return -1, err
+	}
+	if ctx != nil && ctx.NoWait {
+		return -1, fs.WouldWait
+	}
+	flags &^= unix.O_NOFOLLOW | unix.O_CREAT | unix.O_EXCL | unix.O_NOCTTY
+	e := blockingCall(ctx, func() (err error) {
+		nfd, err = unix.Openat(f.procFd, procName(fd), flags|unix.O_CLOEXEC, 0)
+		return err
+	})
+	if e != 0 {
+		return -1, e
+	}
+	return nfd, nil
+}
+
 // openBeneath opens name (a checked, normal name) in directory dir with
 // how, never resolving outside dir nor through a magic link.
 func openBeneath(dir *inode, name []byte, flags int, mode uint32) (int, fs.Errno) {

@@ -1,0 +1,128 @@
+package passthrough
+
+import (
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fastfsd/fastfsd/fs"
+)
+
+// TestLeaseNoWait: with a write lease held on the host file, an open, a
+// CREATE of the existing name and a truncating SETATTR asked with
+// ctx.NoWait return fs.WouldWait at once, leaving nothing behind (no
+// budget count, no fd, no mode or size change); a client's O_NONBLOCK
+// open gets EWOULDBLOCK as open(2) gives it; without NoWait the open
+// waits, its interrupt ends the wait with EINTR, and giving the lease up
+// lets it complete. A handle opened without O_NONBLOCK does not have it.
+func TestLeaseNoWait(t *testing.T) {
+	f, dir := newTestFS(t, Options{MaxOpenPerUid: 8})
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, join(dir, "l"), "leased", 0o666)
+	e := lookup(t, f, fs.RootInode, "l")
+	// The lease is this process's; any other open of the file (the
+	// FS's included) conflicts with a write lease.
+	lfd, err := unix.Open(join(dir, "l"), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(lfd)
+	if _, err := unix.FcntlInt(uintptr(lfd), unix.F_SETLEASE, unix.F_WRLCK); err != nil {
+		t.Skipf("F_SETLEASE F_WRLCK: %v (needs to own the file or CAP_LEASE)", err)
+	}
+
+	alice := asUid(1000)
+	alice.NoWait = true
+	fds := openFds(t)
+	var out fs.OpenOut
+	t0 := time.Now()
+	wantErrno(t, "NoWait open of a leased file", f.Open(alice, e.Ino, unix.O_RDONLY, 0, &out), fs.WouldWait)
+	var ce fs.Entry
+	wantErrno(t, "NoWait create of a leased existing file",
+		f.Create(alice, fs.RootInode, []byte("l"), 0o644, unix.O_RDWR, &ce, &out), fs.WouldWait)
+	root := &fs.Context{NoWait: true}
+	var ao fs.AttrOut
+	wantErrno(t, "NoWait truncate (with chmod) of a leased file",
+		f.SetAttr(root, e.Ino, &fs.SetAttrIn{Valid: fs.SetMode | fs.SetSize, Mode: 0o600, Size: 0}, &ao), fs.WouldWait)
+	if d := time.Since(t0); d > 2*time.Second {
+		t.Errorf("the NoWait requests took %v: they waited", d)
+	}
+	if n := f.budget.Held(1000); n != 0 {
+		t.Errorf("after WouldWait alice holds %d in the budget, want 0", n)
+	}
+	if n := openFds(t); n != fds {
+		t.Errorf("after WouldWait %d fds are open, want %d", n, fds)
+	}
+	st, err := os.Stat(join(dir, "l"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o666 || st.Size() != 6 {
+		t.Errorf("after WouldWait the file is %v, %d bytes; want -rw-rw-rw-, 6 bytes (unchanged)", st.Mode(), st.Size())
+	}
+	wantErrno(t, "client O_NONBLOCK open of a leased file",
+		f.Open(alice, e.Ino, unix.O_RDONLY|unix.O_NONBLOCK, 0, &out), syscall.EWOULDBLOCK)
+
+	// Without NoWait the open waits; an interrupt ends it.
+	var intr fs.Interrupt
+	waiter := asUid(1000)
+	waiter.SetInterrupt(&intr)
+	res := make(chan fs.Errno, 1)
+	go func() {
+		var o fs.OpenOut
+		res <- f.Open(waiter, e.Ino, unix.O_RDONLY, 0, &o)
+	}()
+	select {
+	case got := <-res:
+		t.Fatalf("an open without NoWait returned %v before the lease was given up", got)
+	case <-time.After(300 * time.Millisecond):
+	}
+	intr.Set()
+	select {
+	case got := <-res:
+		wantErrno(t, "interrupted open", got, syscall.EINTR)
+	case <-time.After(5 * time.Second):
+		t.Fatal("an interrupted open still waits 5 s later")
+	}
+	intr.Clear()
+	if n := f.budget.Held(1000); n != 0 {
+		t.Errorf("after EINTR alice holds %d in the budget, want 0", n)
+	}
+
+	// Giving the lease up lets a waiting open complete.
+	var o fs.OpenOut
+	go func() { res <- f.Open(waiter, e.Ino, unix.O_RDONLY, 0, &o) }()
+	time.Sleep(100 * time.Millisecond)
+	if _, err := unix.FcntlInt(uintptr(lfd), unix.F_SETLEASE, unix.F_UNLCK); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-res:
+		if got != 0 {
+			t.Fatalf("open after the lease was given up: %v", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("open still waits 5 s after the lease was given up")
+	}
+	f.Release(waiter, e.Ino, o.Handle, 0)
+
+	// No lease: a NoWait open succeeds, and its fd is not O_NONBLOCK.
+	if errno := f.Open(alice, e.Ino, unix.O_RDONLY, 0, &out); errno != 0 {
+		t.Fatalf("NoWait open with no lease: %v", errno)
+	}
+	h := f.handles.get(out.Handle)
+	fl, err := unix.FcntlInt(uintptr(h.fd), unix.F_GETFL, 0)
+	f.putHandle(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fl&unix.O_NONBLOCK != 0 {
+		t.Errorf("a handle opened without O_NONBLOCK has it (flags %#x)", fl)
+	}
+	f.Release(alice, e.Ino, out.Handle, 0)
+}

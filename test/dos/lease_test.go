@@ -1,0 +1,153 @@
+package dos
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// leaseWaiters is how many opens wait for a host lease at once: more than
+// the mount's workers (one per CPU), so that on a daemon that waits on
+// its workers every worker is taken.
+const leaseWaiters = 4
+
+// leased creates n files name0… in dir and takes a write lease on each
+// (F_SETLEASE F_WRLCK; the test runs as root, which has CAP_LEASE) from
+// this process, which is not the daemon, as another host process would.
+// It returns the lease fds; closing one (or F_UNLCK) gives the lease up.
+// The test process ignores the lease-break notice (no F_SETOWN: no
+// SIGIO), so a lease lasts until given up or lease-break-time (45 s).
+func leased(t *testing.T, dir, name string, n int) []int {
+	t.Helper()
+	fds := make([]int, n)
+	for i := range fds {
+		p := filepath.Join(dir, fmt.Sprintf("%s%d", name, i))
+		if err := os.WriteFile(p, []byte("leased"), 0o666); err != nil {
+			t.Fatal(err)
+		}
+		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_WRLCK); err != nil {
+			t.Fatalf("F_SETLEASE F_WRLCK on %s: %v", p, err)
+		}
+		fds[i] = fd
+		t.Cleanup(func() { unix.Close(fd) })
+	}
+	return fds
+}
+
+// waitOnLeases opens (or, for the last one, truncates: a SETATTR size)
+// name0… through the mount, each from its own goroutine, and returns the
+// channel each reports its result on.
+func waitOnLeases(mnt, name string, n int) chan error {
+	res := make(chan error, n)
+	for i := range n {
+		p := filepath.Join(mnt, fmt.Sprintf("%s%d", name, i))
+		go func() {
+			// The daemon answers a waiting open EINTR when the kernel
+			// sends FUSE_INTERRUPT (a signal to the caller: here the Go
+			// runtime's preemption signal): retried, as os.Open does.
+			for {
+				var err error
+				if i == n-1 {
+					err = unix.Truncate(p, 6)
+				} else {
+					var fd int
+					if fd, err = unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
+						unix.Close(fd)
+					}
+				}
+				if err != unix.EINTR {
+					res <- err
+					return
+				}
+			}
+		}()
+	}
+	return res
+}
+
+// statMax times k stats of path, each bounded by limit (a stat still
+// pending then counts as limit), and returns the slowest.
+func statMax(path string, k int, limit time.Duration) time.Duration {
+	var worst time.Duration
+	for range k {
+		done := make(chan time.Duration, 1)
+		go func() {
+			t0 := time.Now()
+			statOp(path)()
+			done <- time.Since(t0)
+		}()
+		select {
+		case d := <-done:
+			worst = max(worst, d)
+		case <-time.After(limit):
+			return limit
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return worst
+}
+
+// TestLeaseOpenWaits: opens and a truncate through the mount of files on
+// which another host process holds write leases wait (as they would
+// natively, until the lease is given up), but they wait on helpers: root's
+// stat of another file keeps answering at once (hostile finding: the
+// opens slept in the kernel's lease break on the per-CPU workers, and a
+// stat took 58 s). Giving the leases up lets the opens complete; SIGTERM
+// with such opens pending ends fastfsd within 5 s.
+func TestLeaseOpenWaits(t *testing.T) {
+	m := startMount(t, "--cache", "never") // every stat reaches the daemon
+	stat := filepath.Join(m.mnt, "f")
+	fds := leased(t, m.src, "leased", leaseWaiters)
+	res := waitOnLeases(m.mnt, "leased", leaseWaiters)
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case err := <-res:
+		t.Fatalf("an open of a leased file returned before the lease was given up: %v", err)
+	default:
+	}
+	worst := statMax(stat, 10, 2*time.Second)
+	t.Logf("root's stat of another file while %d opens wait for leases: slowest of 10 took %v", leaseWaiters, worst)
+	if worst > 500*time.Millisecond {
+		t.Errorf("root's stat took %v while opens waited for host leases, want < 500 ms", worst)
+	}
+	for _, fd := range fds {
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_UNLCK); err != nil {
+			t.Fatalf("F_SETLEASE F_UNLCK: %v", err)
+		}
+	}
+	for range leaseWaiters {
+		select {
+		case err := <-res:
+			if err != nil {
+				t.Errorf("open or truncate after the lease was given up: %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("opens still waiting 5 s after the leases were given up")
+		}
+	}
+
+	// SIGTERM with opens waiting for leases.
+	leased(t, m.src, "again", leaseWaiters)
+	res = waitOnLeases(m.mnt, "again", leaseWaiters)
+	time.Sleep(300 * time.Millisecond)
+	d := m.sigterm(10 * time.Second)
+	t.Logf("SIGTERM with %d opens waiting for leases: fastfsd exited in %v", leaseWaiters, d)
+	if d > 5*time.Second {
+		t.Errorf("SIGTERM with opens waiting for leases took %v, want < 5 s", d)
+	}
+	for range leaseWaiters {
+		select {
+		case <-res:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("opens through the mount still blocked 5 s after fastfsd exited")
+		}
+	}
+}
