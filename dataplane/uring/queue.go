@@ -253,6 +253,9 @@ func (q *queue) setup() error {
 	q.ring = r
 	payload := q.srv.OutSize() - abi.OutHeaderSize
 	q.req = q.srv.NewRequest()
+	// The worker must not wait: a request that would (an open breaking
+	// a host lease) goes to a helper (retry).
+	q.req.NoWait = true
 	q.in = make([]byte, abi.InHeaderSize+abi.UringOpInOutSize+payload)
 	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
 	if err != nil {
@@ -342,7 +345,37 @@ func (q *queue) complete(userData uint64, res int32) {
 		return
 	}
 	n, op := q.serve(e, q.req, q.in)
+	if n == retryOnHelper {
+		q.retry(int(userData), t0)
+		return
+	}
 	q.commit(int(userData), n, op, t0)
+}
+
+// retry serves entry i again where it may wait: the engine left it
+// unanswered because it would wait (fuse.Request.Retry: an OPEN, CREATE
+// or truncating SETATTR breaking a host lease). It goes to a helper
+// counted in waits like a lock wait (same per-uid share), registered for
+// FUSE_INTERRUPT; when the share or the wait slots are taken it is
+// refused with EAGAIN (what an O_NONBLOCK open gets from a lease). A
+// request whose payload a helper cannot hold (a CREATE with a large
+// security label) is served again on the worker, allowed to wait.
+func (q *queue) retry(i int, t0 time.Time) {
+	e := q.ents[i]
+	if binary.NativeEndian.Uint32(e.hdr[256+16:]) > helperPayloadMax {
+		q.req.NoWait = false
+		n, op := q.serve(e, q.req, q.in)
+		q.req.NoWait = true
+		q.commit(i, n, op, t0)
+		return
+	}
+	uid := binary.NativeEndian.Uint32(e.hdr[inUidOff:])
+	if !q.waits.Take(uid) {
+		unique := binary.NativeEndian.Uint64(e.hdr[8:])
+		q.commit(i, q.errorReply(e, unique, syscall.EAGAIN), binary.NativeEndian.Uint32(e.hdr[4:]), t0)
+		return
+	}
+	q.toHelper(i, t0, true, uid)
 }
 
 // commit sends entry i's reply (n bytes in its out buffer) and re-arms it.
@@ -399,6 +432,15 @@ func (q *queue) offload(i int, t0 time.Time) bool {
 		}
 		wait = true
 	}
+	q.toHelper(i, t0, wait, uid)
+	return true
+}
+
+// toHelper serves entry i on a helper goroutine, which hands it back to
+// the worker to commit (commitFinished). wait: it is counted for uid in
+// q.waits.
+func (q *queue) toHelper(i int, t0 time.Time, wait bool, uid uint32) {
+	e := q.ents[i]
 	q.helpers.Add(1)
 	go func() {
 		defer q.helpers.Done()
@@ -410,7 +452,6 @@ func (q *queue) offload(i int, t0 time.Time) bool {
 		binary.NativeEndian.PutUint64(one[:], 1)
 		unix.Write(q.evfd, one[:])
 	}()
-	return true
 }
 
 // commitFinished commits the entries helpers have served.
@@ -426,6 +467,11 @@ func (q *queue) commitFinished() {
 		q.commit(f.ent, f.n, f.op, f.t0)
 	}
 }
+
+// retryOnHelper is serve's length for a request the engine left
+// unanswered because it would wait (fuse.Request.Retry): complete hands
+// it to retry.
+const retryOnHelper = -1
 
 // serve reassembles the request in e for the engine, runs it, and returns
 // the reply length in e.out (≥ 16) and the opcode.
@@ -461,6 +507,9 @@ func (q *queue) serve(e *entryMem, r *fuse.Request, buf []byte) (int, uint32) {
 	r.Out = e.out
 	n := q.srv.Handle(r)
 	r.Src = nil
+	if n == 0 && r.Retry() {
+		return retryOnHelper, op
+	}
 	if n < abi.OutHeaderSize {
 		// Every request delivered on a queue must be committed, or its
 		// entry is lost; one the engine could not even parse gets EIO.

@@ -102,8 +102,20 @@ func statMax(path string, k int, limit time.Duration) time.Duration {
 // opens slept in the kernel's lease break on the per-CPU workers, and a
 // stat took 58 s). Giving the leases up lets the opens complete; SIGTERM
 // with such opens pending ends fastfsd within 5 s.
-func TestLeaseOpenWaits(t *testing.T) {
-	m := startMount(t, "--cache", "never") // every stat reaches the daemon
+func TestLeaseOpenWaits(t *testing.T) { leaseOpenWaits(t) }
+
+// TestLeaseOpenWaitsUring is TestLeaseOpenWaits over FUSE io_uring: the
+// opens wait on helpers holding their ring entries (root's waits are not
+// capped per uid), not on the queue's worker.
+func TestLeaseOpenWaitsUring(t *testing.T) {
+	if _, err := os.Stat("/sys/module/fuse/parameters/enable_uring"); err != nil {
+		t.Skip("no FUSE over io_uring in this kernel (CONFIG_FUSE_IO_URING, 6.14+): nothing to test")
+	}
+	leaseOpenWaits(t, "--uring")
+}
+
+func leaseOpenWaits(t *testing.T, flags ...string) {
+	m := startMount(t, append([]string{"--cache", "never"}, flags...)...) // every stat reaches the daemon
 	stat := filepath.Join(m.mnt, "f")
 	fds := leased(t, m.src, "leased", leaseWaiters)
 	res := waitOnLeases(m.mnt, "leased", leaseWaiters)
