@@ -52,6 +52,10 @@ type slot struct {
 	// (worker-owned: set at hand-off, put back at reap).
 	wait bool
 	uid  uint32
+	// noWait: the worker serves the slot inline (fuse.Request.NoWait);
+	// retry: the engine left the request unanswered because it would
+	// wait (fuse.Request.Retry). Both written only by whoever serves it.
+	noWait, retry bool
 }
 
 // Sizes of a blocking slot's buffers: the blocking ops carry a fixed
@@ -369,8 +373,49 @@ func (w *worker) drainRing() (stop, ok bool) {
 			w.complete(s.chain.Head, refuse(&s.chain, unix.ENOLCK))
 			continue
 		}
-		w.complete(s.chain.Head, w.d.serveGuarded(s, w.index))
+		s.noWait = true
+		n := w.d.serveGuarded(s, w.index)
+		s.noWait = false
+		if s.retry {
+			s.retry = false
+			w.retry(s)
+			continue
+		}
+		w.complete(s.chain.Head, n)
 	}
+}
+
+// retry serves again, where it may wait, the request in s that the
+// engine left unanswered on the worker because it would wait (an OPEN,
+// CREATE or truncating SETATTR breaking a host lease): on a blocking slot,
+// counted in w.waits like a lock wait (same per-uid share), where a queue
+// stop interrupts it. With no blocking slot free or the uid's share taken
+// it is refused with EAGAIN (what an O_NONBLOCK open gets from a lease);
+// a request longer than a blocking slot holds (a CREATE with a large
+// security label) is served again inline, allowed to wait.
+func (w *worker) retry(s *slot) {
+	c := &s.chain
+	if c.ReadableLen() > smallIn {
+		w.complete(c.Head, w.d.serveGuarded(s, w.index))
+		return
+	}
+	var h [abi.InHeaderSize]byte
+	if c.ReadAt(h[:], 0) != len(h) {
+		w.complete(c.Head, 0)
+		return
+	}
+	const uidOff = 24 // fuse_in_header.uid
+	uid := binary.LittleEndian.Uint32(h[uidOff:])
+	if len(w.bfree) == 0 || !w.waits.Take(uid) {
+		w.complete(c.Head, refuse(c, unix.EAGAIN))
+		return
+	}
+	b := w.bfree[len(w.bfree)-1]
+	w.bfree = w.bfree[:len(w.bfree)-1]
+	b.chain.CopyFrom(c)
+	b.wait, b.uid = true, uid
+	w.inflight++
+	w.work <- b // never blocks: work holds every slot
 }
 
 // Where the worker sends a request (offload).
@@ -672,6 +717,7 @@ func (d *Device) serve(s *slot, queue int) uint32 {
 	d.session(s, op, queue)
 	r := s.req
 	r.In, r.Src, r.Dst = s.in[:inLen], src, dst
+	r.NoWait, s.retry = s.noWait, false
 	var t0 time.Time
 	if s.obs != nil {
 		t0 = time.Now()
@@ -688,6 +734,7 @@ func (d *Device) serve(s *slot, queue int) uint32 {
 		s.sess.destroyed.Store(true)
 	}
 	if n == 0 {
+		s.retry = r.Retry()
 		return 0
 	}
 	data := r.DataLen()
