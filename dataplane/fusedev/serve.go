@@ -590,8 +590,8 @@ func (w *worker) observe(r *fuse.Request) int {
 // took d to make: its errno, and for READ and WRITE the bytes moved.
 func observeReply(obs *stats.Worker, r *fuse.Request, n int, d time.Duration) {
 	h, ok := readHdr(r.In)
-	if !ok {
-		return
+	if !ok || (n == 0 && r.Retry()) {
+		return // unanswered: served again (and counted) elsewhere
 	}
 	var errno uint32
 	var bytes uint64

@@ -126,3 +126,43 @@ func TestLeaseNoWait(t *testing.T) {
 	}
 	f.Release(alice, e.Ino, out.Handle, 0)
 }
+
+// TestLeasePassthroughFd: with a read lease held on the host file, a read
+// open in passthrough mode gets its shared passthrough file without
+// waiting: the read-write open of it would have to break the lease, so
+// the handle's read-only mode is used instead.
+func TestLeasePassthroughFd(t *testing.T) {
+	f, dir := newTestFS(t, Options{Cache: CacheAuto, Passthrough: true})
+	writeFile(t, join(dir, "r"), "leased", 0o644)
+	e := lookup(t, f, fs.RootInode, "r")
+	lfd, err := unix.Open(join(dir, "r"), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(lfd)
+	if _, err := unix.FcntlInt(uintptr(lfd), unix.F_SETLEASE, unix.F_RDLCK); err != nil {
+		t.Skipf("F_SETLEASE F_RDLCK: %v", err)
+	}
+	res := make(chan fs.Errno, 1)
+	var out fs.OpenOut
+	go func() { res <- f.Open(&fs.Context{NoWait: true}, e.Ino, unix.O_RDONLY, 0, &out) }()
+	select {
+	case got := <-res:
+		if got != 0 {
+			t.Fatalf("read open with a read lease held: %v", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a read open in passthrough mode waited for a read lease's break")
+	}
+	if out.Flags&fs.OpenPassthrough == 0 || out.PassthroughFd < 0 {
+		t.Fatalf("no passthrough file (flags %#x, fd %d)", out.Flags, out.PassthroughFd)
+	}
+	fl, err := unix.FcntlInt(uintptr(out.PassthroughFd), unix.F_GETFL, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fl&unix.O_ACCMODE != unix.O_RDONLY || fl&unix.O_NONBLOCK != 0 {
+		t.Errorf("passthrough file flags %#x, want O_RDONLY without O_NONBLOCK", fl)
+	}
+	f.Release(rootCtx, e.Ino, out.Handle, 0)
+}

@@ -62,7 +62,10 @@ func (f *FS) fileOpenOut(h *handle, out *fs.OpenOut) {
 // open (the client's kernel has checked each open's access mode). If the
 // host refuses read-write (a read-only mount, a running executable), the
 // handle's own access mode is used instead. ok is false if no fd could be
-// opened; the open is then served without passthrough.
+// opened; the open is then served without passthrough. The read-write
+// open never waits for a host lease (a read lease would make it wait for
+// the break on a worker): it fails instead, and the handle's mode, which
+// its own open just got past the leases with, is used.
 func (f *FS) getPassthroughFd(h *handle) (fd int, ok bool) {
 	in := h.in
 	in.ptMu.Lock()
@@ -72,9 +75,9 @@ func (f *FS) getPassthroughFd(h *handle) (fd int, ok bool) {
 		if f.opts.ReadOnly {
 			mode = unix.O_RDONLY
 		}
-		var e fs.Errno
-		in.ptFd, e = f.reopen(in, mode)
-		if e != 0 {
+		var err error
+		if in.ptFd, err = f.openRegular(noWait, in.fd, mode); err != nil {
+			var e fs.Errno
 			if in.ptFd, e = f.reopen(in, h.flags&unix.O_ACCMODE); e != 0 {
 				in.ptFd = -1
 				return -1, false
@@ -84,6 +87,10 @@ func (f *FS) getPassthroughFd(h *handle) (fd int, ok bool) {
 	in.ptRefs++
 	return in.ptFd, true
 }
+
+// noWait is the Context of an open that must not wait (getPassthroughFd);
+// openRegular only reads it.
+var noWait = &fs.Context{NoWait: true}
 
 // putPassthroughFd drops a handle's reference on the shared passthrough
 // file and closes it with the last one.
