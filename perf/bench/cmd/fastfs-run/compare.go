@@ -60,6 +60,37 @@ mount -t 9p -o trans=tcp,port=5640,version=9p2000.L,msize=524288,cache=none 127.
 	return shares, targets, nil
 }
 
+// keepSubjects keeps the rows named in labels (-subjects), with their
+// shares; a name that is no row is an error, not an empty table.
+func keepSubjects(shares []vmtest.Share, targets []target, labels []string) ([]vmtest.Share, []target, error) {
+	want := map[string]bool{}
+	for _, l := range labels {
+		want[strings.TrimSpace(l)] = true
+	}
+	var ks []vmtest.Share
+	var kt []target
+	for _, t := range targets {
+		if !want[t.label] {
+			continue
+		}
+		delete(want, t.label)
+		kt = append(kt, t)
+		for _, s := range shares {
+			if s.Tag == t.tag {
+				ks = append(ks, s)
+			}
+		}
+	}
+	for l := range want {
+		var names []string
+		for _, t := range targets {
+			names = append(names, t.label)
+		}
+		return nil, nil, fmt.Errorf("-subjects: no row %q; the rows are %s", l, strings.Join(names, ", "))
+	}
+	return ks, kt, nil
+}
+
 // tmpfsDir mounts a fresh tmpfs for -compare's shares: memory, as the
 // host benchmark uses, so no back-end's host I/O waits on a disk.
 func tmpfsDir() (string, func(), error) {

@@ -109,3 +109,29 @@ func TestGuestScriptRotatesWithoutProbe(t *testing.T) {
 		t.Errorf("make run's script does not probe every FUSE mount:\n%s", probed)
 	}
 }
+
+// TestKeepSubjects pins -subjects: the rows named, with their shares and
+// in the harness's order, and an error for a name that is no row.
+func TestKeepSubjects(t *testing.T) {
+	shares, targets, err := compareSet(t.TempDir(), "/bin/fastfsd", "/bin/gofuse", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks, kt, err := keepSubjects(shares, targets, []string{"virtio-9p", "fastfsd", "fastfsd-9p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, tg := range kt {
+		got = append(got, tg.label)
+	}
+	for _, s := range ks {
+		got = append(got, s.Tag)
+	}
+	if g, want := strings.Join(got, ","), "fastfsd,virtio-9p,fastfsd-9p,fastfs,ninep"; g != want {
+		t.Errorf("kept %s, want %s", g, want)
+	}
+	if _, _, err := keepSubjects(shares, targets, []string{"fastfsd", "virtiofsd"}); err == nil || !strings.Contains(err.Error(), `"virtiofsd"`) {
+		t.Errorf("unknown row: err %v, want one naming it", err)
+	}
+}

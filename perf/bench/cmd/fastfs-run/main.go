@@ -49,6 +49,7 @@ func main() {
 	rounds := flag.Int("rounds", 0, "alternated rounds of the suite over the subjects, medians reported (0: 3 with -compare, else 1)")
 	gofuse := flag.String("gofuse", "bin/peers/gofuse-virtiofs", "go-fuse's virtio-fs backend for -compare (make peers)")
 	outDir := flag.String("out", "", "write bench.txt, bench.json and bench.svg here (with -compare)")
+	only := flag.String("subjects", "", "with -compare: only these rows, comma-separated (fastfsd, fastfsd-<queues>q, c-virtiofsd, go-fuse, virtio-9p, fastfsd-9p); default all")
 	flag.Parse()
 	if *rounds == 0 {
 		*rounds = 1
@@ -56,13 +57,16 @@ func main() {
 			*rounds = 3
 		}
 	}
-	if err := run(*fastfsd, *guestBin, *fioScript, *dir, *queues, *rounds, *runtime, *size, *metricsAddr, *jsonOut, *smoke, *compare, *gofuse, *outDir); err != nil {
+	if err := run(*fastfsd, *guestBin, *fioScript, *dir, *queues, *rounds, *runtime, *size, *metricsAddr, *jsonOut, *smoke, *compare, *gofuse, *outDir, *only); err != nil {
 		fmt.Fprintf(os.Stderr, "fastfs-run: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(fastfsd, guestBin, fioScript, dir string, queues, rounds, runtime int, size, metricsAddr, jsonOut string, smoke, compare bool, gofuse, outDir string) error {
+func run(fastfsd, guestBin, fioScript, dir string, queues, rounds, runtime int, size, metricsAddr, jsonOut string, smoke, compare bool, gofuse, outDir, only string) error {
+	if only != "" && !compare {
+		return fmt.Errorf("-subjects %s: only with -compare", only)
+	}
 	for _, f := range []string{fastfsd, guestBin, fioScript} {
 		if _, err := os.Stat(f); err != nil {
 			return fmt.Errorf("%v; run it through make run, which builds it", err)
@@ -98,6 +102,11 @@ func run(fastfsd, guestBin, fioScript, dir string, queues, rounds, runtime int, 
 		}
 		if shares, targets, err = compareSet(base, fastfsd, gofuse, queues); err != nil {
 			return err
+		}
+		if only != "" {
+			if shares, targets, err = keepSubjects(shares, targets, strings.Split(only, ",")); err != nil {
+				return err
+			}
 		}
 	} else {
 		if dir == "" {
