@@ -34,6 +34,11 @@
 // pool full of blocked requests can still be flushed (a queued request that
 // is flushed is answered EINTR without being started). A client that fills
 // the queue too makes the reader wait for a worker before it reads on.
+// No request waits on a worker for another process: workers serve with
+// fs.Context.NoWait, and a request the filesystem says would wait
+// (fs.WouldWait: an open breaking a host lease) is served again, allowed
+// to wait, on a goroutine of its own, at most MaxRequests per connection
+// and an eighth of them per uid other than 0 (else EAGAIN); see wait.go.
 // What the reader answers itself:
 //
 //   - Tversion resets the session: it interrupts and waits for every

@@ -78,7 +78,11 @@ type Options struct {
 	// (its workers). The reader reads up to readAhead more into a queue, so
 	// a Tflush behind them still arrives while every worker is blocked;
 	// beyond that it stops reading until one finishes. Each request slot
-	// holds buffers of up to 2×msize (default 16).
+	// holds buffers of up to 2×msize (default 16). A request that would
+	// wait for another process (an open breaking a host lease) waits off
+	// the workers: at most MaxRequests of them per connection, an eighth
+	// (at least 1) per uid other than 0 with an eighth kept for root,
+	// each holding a few KiB; past that it is answered EAGAIN (wait.go).
 	MaxRequests int
 	// Logf logs connection-level events (never per request). Default
 	// log.Printf.
@@ -440,6 +444,7 @@ func (s *Server) newConn(nc net.Conn, p *pendingConn) (*conn, error) {
 		inflight: map[uint16]*request{},
 		free:     make(chan *request, s.opts.MaxRequests+readAhead),
 		work:     make(chan *request, s.opts.MaxRequests+readAhead),
+		waits:    newWaitCount(s.opts.MaxRequests),
 	}
 	c.msize.Store(s.opts.MaxMsize)
 	s.conns[c] = struct{}{}
@@ -455,6 +460,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, c := range conns {
 		c.draining.Store(true)
 		c.nc.SetReadDeadline(time.Now())
+		// A request waiting for another process (a host lease holder)
+		// is not work to finish: it could hold the shutdown for 45 s.
+		c.interruptWaits()
 	}
 	done := make(chan struct{})
 	go func() { s.connWG.Wait(); close(done) }()
@@ -582,6 +590,8 @@ type conn struct {
 	free chan *request // idle request slots
 	work chan *request // slots holding a request for a worker
 	busy sync.WaitGroup
+	// waits counts the requests handed off to wait (wait.go).
+	waits *waitCount
 	// idle counts the workers that finished a request and wait for the
 	// next, less those the reader claimed for a request it sent.
 	idle atomic.Int32
@@ -601,6 +611,9 @@ type request struct {
 	e    encoder
 	intr fs.Interrupt // set by Tflush, Tversion or teardown
 	ctx  fs.Context
+	// waiting: r was handed off to wait (handOff) and is no longer one of
+	// the pool's slots. Guarded by c.mu.
+	waiting bool
 
 	// Guarded by c.mu: tags of Tflush requests to answer after this reply.
 	flushers []uint16
@@ -798,33 +811,53 @@ func (c *conn) worker() {
 	}
 }
 
-// run serves one request and writes its reply. A panic in the filesystem
-// or here becomes EIO for this request; the connection keeps serving.
+// run serves one request and writes its reply, or hands it to a goroutine
+// of its own if it would wait (wait.go): the worker never waits for a host
+// lease. A panic in the filesystem or here becomes EIO for this request;
+// the connection keeps serving.
 func (c *conn) run(r *request, obs Counter) {
-	var t0 time.Time
-	if obs != nil {
-		t0 = time.Now()
+	t0 := now(obs)
+	r.ctx.Caller = fs.Caller{Uid: nobody, Gid: nobody}
+	r.ctx.Unique = uint64(r.hdr.Tag)
+	r.ctx.NoWait = true
+	e := c.call(r)
+	if e == fs.WouldWait {
+		if c.handOff(r) {
+			return
+		}
+		e = syscall.EAGAIN // c's waits are at their bound (wait.go)
 	}
+	c.complete(r, e, obs, t0)
+}
+
+// now is time.Now if obs counts, else the zero time (nothing to time).
+func now(obs Counter) time.Time {
+	if obs != nil {
+		return time.Now()
+	}
+	return time.Time{}
+}
+
+// call dispatches r; a panic becomes EIO.
+func (c *conn) call(r *request) (e fs.Errno) {
 	defer func() {
 		if p := recover(); p != nil {
 			c.logf("panic serving %v tag %d: %v\n%s", r.hdr.Type, r.hdr.Tag, p, debug.Stack())
-			r.rlerror(syscall.EIO)
+			e = syscall.EIO
 		}
-		if obs != nil {
-			observe(obs, r, t0)
-		}
-		c.reply(r)
 	}()
-	r.ctx.Caller = fs.Caller{Uid: nobody, Gid: nobody}
-	r.ctx.Unique = uint64(r.hdr.Tag)
-	var e fs.Errno
 	if !c.versioned.Load() {
-		e = syscall.EPROTO // Tversion must come first
-	} else if r.intr.IsSet() {
-		e = syscall.EINTR // flushed while queued: not started at all
-	} else {
-		e = c.dispatch(r)
+		return syscall.EPROTO // Tversion must come first
 	}
+	if r.intr.IsSet() {
+		return syscall.EINTR // flushed while queued: not started at all
+	}
+	return c.dispatch(r)
+}
+
+// complete encodes r's reply (Rlerror if e is set), counts it and writes
+// it.
+func (c *conn) complete(r *request, e fs.Errno, obs Counter, t0 time.Time) {
 	if e == 0 && !r.e.finish() {
 		c.logf("%v reply overflowed msize", r.hdr.Type)
 		e = syscall.EIO
@@ -835,6 +868,10 @@ func (c *conn) run(r *request, obs Counter) {
 	if c.s.opts.Debug != nil {
 		c.debugf(r, e)
 	}
+	if obs != nil {
+		observe(obs, r, t0)
+	}
+	c.reply(r)
 }
 
 // debugf logs one request and its reply (Options.Debug).
@@ -880,6 +917,8 @@ func (c *conn) reply(r *request) {
 	delete(c.inflight, r.hdr.Tag)
 	fl := r.flushers
 	r.flushers = r.flushers[:0]
+	waiting := r.waiting
+	r.waiting = false
 	c.mu.Unlock()
 	c.write(r.e.buf)
 	for _, tag := range fl {
@@ -888,7 +927,9 @@ func (c *conn) reply(r *request) {
 	c.wmu.Unlock()
 	r.intr.Clear()
 	r.e = encoder{}
-	c.free <- r
+	if !waiting { // a waiting request left the pool (handOff): dropped
+		c.free <- r
+	}
 	c.busy.Done()
 }
 
@@ -980,6 +1021,18 @@ func (c *conn) interruptAll() {
 	c.mu.Lock()
 	for _, r := range c.inflight {
 		r.intr.Set()
+	}
+	c.mu.Unlock()
+}
+
+// interruptWaits sets the interrupt flag of every waiting request
+// (handOff).
+func (c *conn) interruptWaits() {
+	c.mu.Lock()
+	for _, r := range c.inflight {
+		if r.waiting {
+			r.intr.Set()
+		}
 	}
 	c.mu.Unlock()
 }

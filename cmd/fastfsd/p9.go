@@ -99,6 +99,12 @@ dropped with a log line; the daemon keeps serving everyone else):
   requests         --max-requests served at once per connection, 4 more read
                    ahead; each holds up to 2×msize of buffers, so a connection
                    holds at most (max-requests+4)×2×msize
+  lease waits      an open (Tlopen, Tlcreate of an existing name, truncating
+                   Tsetattr) that must break a host lease (F_SETLEASE, up to
+                   45 s) waits off the workers: at most --max-requests per
+                   connection, an eighth of them (at least 1) per uid other
+                   than 0, an eighth kept for root, a few KiB each; past
+                   that EAGAIN. Tflush or the connection's end: EINTR
   xattr buffers    16 MiB per connection (Txattrwalk/Txattrcreate: ENOMEM)
   in all           --max-conns times a connection's: at most
                    max-conns×((max-requests+4)×2×msize + 16 MiB) of buffers,
