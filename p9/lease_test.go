@@ -263,3 +263,32 @@ func TestLeaseOpenShutdown(t *testing.T) {
 	t.Logf("Shutdown with a leased open waiting: %v", time.Since(t0))
 	wantRlerror(t, "the waiting open at Shutdown", next(t, ch, time.Second, "the waiting open at Shutdown"), 10, syscall.EINTR)
 }
+
+// TestWaitCount: of 16 waits, a uid other than 0 takes at most 2, the
+// others together stop at 14 (2 kept for root), root takes the rest, and
+// put gives them back.
+func TestWaitCount(t *testing.T) {
+	w := newWaitCount(16)
+	if !w.take(1000) || !w.take(1000) || w.take(1000) {
+		t.Fatal("uid 1000: want 2 waits, then refused")
+	}
+	n := 2
+	for uid := uint32(2000); w.take(uid); uid++ {
+		n++
+	}
+	if n != 14 {
+		t.Errorf("non-root waits stop at %d, want 14", n)
+	}
+	if !w.take(0) || !w.take(0) || w.take(0) {
+		t.Error("root: want the 2 kept waits, then refused at 16")
+	}
+	w.put(0)
+	w.put(0)
+	w.put(1000)
+	if !w.take(1000) || w.take(1000) {
+		t.Error("uid 1000 after its put: want 1 more wait, then refused")
+	}
+	if got := w.count(); got != 14 {
+		t.Errorf("count %d, want 14", got)
+	}
+}
