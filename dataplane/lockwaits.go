@@ -1,109 +1,20 @@
 package dataplane
 
-import "sync"
+import "github.com/fastfsd/fastfsd/internal/waitshare"
 
-// LockWaitShare is the fraction of a door's lock-wait slots one uid other
-// than 0 may hold (1/LockWaitShare), and the fraction kept for root: with
+// LockWaitShare is the fraction of a door's wait slots one uid other than
+// 0 may hold (1/LockWaitShare), and the fraction kept for root: with
 // 1,024 slots a user waits in at most 128, and non-root waits stop at 896.
-const LockWaitShare = 8
+const LockWaitShare = waitshare.Fraction
 
-// LockWaits counts the lock waits (fuse.WaitingLock: SETLKW asking for a
-// read or write lock) one door's bounded wait slots hold, per caller uid,
-// and decides whether one more may wait: the same rule on every door that
-// serves FUSE (a /dev/fuse connection's helper pool, a FUSE io_uring
-// queue's entries, a virtio-fs queue's slots).
-//
-// A lock wait may last as long as another process holds its lock, so no
-// one caller may hold many slots with them (issue 10: 128 waits of one
-// uid took every slot of a /dev/fuse connection, and with them every
-// other user's blocking locks, root's unlocks included):
-//
-//   - a uid other than 0 waits in at most Share slots (an eighth, at
-//     least 1);
-//   - no uid other than 0 waits once Slots − Reserve slots wait (Reserve
-//     is an eighth, kept for root, who can stop the daemon anyway);
-//   - nobody waits in more than Slots.
-//
-// Unlocks (SETLKW with F_UNLCK) never wait, and a door never counts them
-// here: they must work with every slot taken. Where the uid comes from
-// decides what the share is worth: on a FUSE mount the host kernel sets
-// it (one local user cannot take the others' blocking locks away); on
-// virtio-fs the guest's kernel claims it (fairness among the guest's
-// users; one guest's many uids may still fill its own queue).
-//
-// A door calls Take when a lock wait arrives, and Put with the same uid
-// once its reply is sent (or Take's slot was not used after all). Take
-// and Put may be called from any goroutine; they allocate nothing once
-// the map has held as many uids at once.
-type LockWaits struct {
-	// slots, perUid and reserve are immutable.
-	slots, perUid, reserve int
-
-	mu sync.Mutex
-	// waiting counts the lock waits taken and not yet put. +checklocks:mu
-	waiting int
-	// byUid counts each non-root uid's; no entry is zero (deleted at
-	// zero), so it holds only uids that wait. +checklocks:mu
-	byUid map[uint32]int
-}
+// LockWaits counts the waits one FUSE door's bounded wait slots hold, per
+// caller uid, and decides whether one more may wait: the same rule on
+// every door that serves FUSE (a /dev/fuse connection's helper pool, a
+// FUSE io_uring queue's entries, a virtio-fs queue's slots), and on 9P's
+// connections (p9). A wait is a lock wait (fuse.WaitingLock) or an open
+// or truncate that must break a host lease (fs.WouldWait); unlocks are
+// never counted. The rule and its reasons are waitshare.Counter's.
+type LockWaits = waitshare.Counter
 
 // NewLockWaits returns the count for a door with slots wait slots.
-func NewLockWaits(slots int) *LockWaits {
-	slots = max(slots, 0)
-	return &LockWaits{slots: slots, perUid: max(1, slots/LockWaitShare), reserve: slots / LockWaitShare,
-		byUid: make(map[uint32]int)}
-}
-
-// Slots, Share and Reserve return the bounds: the slots, one non-root
-// uid's share of them, and the slots non-root waits leave to root.
-func (l *LockWaits) Slots() int   { return l.slots }
-func (l *LockWaits) Share() int   { return l.perUid }
-func (l *LockWaits) Reserve() int { return l.reserve }
-
-// Take counts one lock wait of uid, or reports false (nothing counted) if
-// uid may not wait in one more slot: its share, all but the reserve (uid
-// other than 0), or every slot is taken.
-func (l *LockWaits) Take(uid uint32) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.waiting >= l.slots {
-		return false
-	}
-	if uid != 0 {
-		n := l.byUid[uid]
-		if n >= l.perUid || l.waiting >= l.slots-l.reserve {
-			return false
-		}
-		l.byUid[uid] = n + 1
-	}
-	l.waiting++
-	return true
-}
-
-// Put gives back one lock wait Take counted for uid.
-func (l *LockWaits) Put(uid uint32) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.waiting <= 0 {
-		panic("dataplane: LockWaits: more put back than taken")
-	}
-	l.waiting--
-	if uid != 0 {
-		switch n := l.byUid[uid]; {
-		case n > 1:
-			l.byUid[uid] = n - 1
-		case n == 1:
-			delete(l.byUid, uid)
-		default:
-			panic("dataplane: LockWaits: a uid put back more than it took")
-		}
-	}
-}
-
-// Waiting returns the lock waits counted now, and how many non-root uids
-// they come from.
-func (l *LockWaits) Waiting() (waits, uids int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.waiting, len(l.byUid)
-}
+func NewLockWaits(slots int) *LockWaits { return waitshare.New(slots) }

@@ -7,8 +7,9 @@
 //
 // # Import rules
 //
-// p9 imports fs and the standard library only: never fuse, ring,
-// vhostuser or golang.org/x/sys/unix. The only system calls it makes are
+// p9 imports fs, the leaf internal/waitshare (the per-uid share of wait
+// slots every door applies) and the standard library only: never fuse,
+// ring, vhostuser or golang.org/x/sys/unix. The only system calls it makes are
 // pread(2)/pwrite(2) through package syscall, in the Sink and Source it
 // hands to the filesystem.
 //

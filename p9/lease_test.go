@@ -138,7 +138,7 @@ func TestLeaseOpenOffWorker(t *testing.T) {
 	// A third wait is past the connection's bound (MaxRequests): EAGAIN.
 	r.send(13, &Tlopen{Fid: 4, Flags: syscall.O_RDONLY})
 	wantRlerror(t, "a third leased open", next(t, ch, 2*time.Second, "a third leased open"), 13, syscall.EAGAIN)
-	if n := oneConn(t, s).waits.count(); n != 2 {
+	if n := oneConn(t, s).waitCount(); n != 2 {
 		t.Errorf("%d requests wait, want 2", n)
 	}
 
@@ -178,7 +178,7 @@ func TestLeaseOpenOffWorker(t *testing.T) {
 	// nothing.
 	r.send(17, &Tsetattr{Fid: 4, Valid: SetAttrSize, Size: 0})
 	deadline := time.Now().Add(2 * time.Second)
-	for oneConn(t, s).waits.count() != 1 {
+	for oneConn(t, s).waitCount() != 1 {
 		if time.Now().After(deadline) {
 			t.Fatal("the truncating Tsetattr of a leased file does not wait")
 		}
@@ -245,7 +245,7 @@ func TestLeaseOpenShutdown(t *testing.T) {
 	ch := replies(r)
 	r.send(10, &Tlopen{Fid: 2, Flags: syscall.O_RDONLY})
 	deadline := time.Now().Add(2 * time.Second)
-	for oneConn(t, s).waits.count() != 1 {
+	for oneConn(t, s).waitCount() != 1 {
 		if time.Now().After(deadline) {
 			t.Fatal("the Tlopen of a leased file does not wait")
 		}
@@ -264,31 +264,8 @@ func TestLeaseOpenShutdown(t *testing.T) {
 	wantRlerror(t, "the waiting open at Shutdown", next(t, ch, time.Second, "the waiting open at Shutdown"), 10, syscall.EINTR)
 }
 
-// TestWaitCount: of 16 waits, a uid other than 0 takes at most 2, the
-// others together stop at 14 (2 kept for root), root takes the rest, and
-// put gives them back.
-func TestWaitCount(t *testing.T) {
-	w := newWaitCount(16)
-	if !w.take(1000) || !w.take(1000) || w.take(1000) {
-		t.Fatal("uid 1000: want 2 waits, then refused")
-	}
-	n := 2
-	for uid := uint32(2000); w.take(uid); uid++ {
-		n++
-	}
-	if n != 14 {
-		t.Errorf("non-root waits stop at %d, want 14", n)
-	}
-	if !w.take(0) || !w.take(0) || w.take(0) {
-		t.Error("root: want the 2 kept waits, then refused at 16")
-	}
-	w.put(0)
-	w.put(0)
-	w.put(1000)
-	if !w.take(1000) || w.take(1000) {
-		t.Error("uid 1000 after its put: want 1 more wait, then refused")
-	}
-	if got := w.count(); got != 14 {
-		t.Errorf("count %d, want 14", got)
-	}
+// waitCount returns the requests c has handed off to wait (wait.go).
+func (c *conn) waitCount() int {
+	n, _ := c.waits.Waiting()
+	return n
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/fastfsd/fastfsd/fs"
+	"github.com/fastfsd/fastfsd/internal/waitshare"
 )
 
 // Defaults of Options.
@@ -444,7 +445,7 @@ func (s *Server) newConn(nc net.Conn, p *pendingConn) (*conn, error) {
 		inflight: map[uint16]*request{},
 		free:     make(chan *request, s.opts.MaxRequests+readAhead),
 		work:     make(chan *request, s.opts.MaxRequests+readAhead),
-		waits:    newWaitCount(s.opts.MaxRequests),
+		waits:    waitshare.New(s.opts.MaxRequests),
 	}
 	c.msize.Store(s.opts.MaxMsize)
 	s.conns[c] = struct{}{}
@@ -591,7 +592,7 @@ type conn struct {
 	work chan *request // slots holding a request for a worker
 	busy sync.WaitGroup
 	// waits counts the requests handed off to wait (wait.go).
-	waits *waitCount
+	waits *waitshare.Counter
 	// idle counts the workers that finished a request and wait for the
 	// next, less those the reader claimed for a request it sent.
 	idle atomic.Int32

@@ -1,7 +1,6 @@
 package p9
 
 import (
-	"sync"
 	"syscall"
 
 	"github.com/fastfsd/fastfsd/fs"
@@ -21,7 +20,8 @@ import (
 // interrupt it (fs.Interrupt: the wait ends with EINTR, Rlerror to the
 // client).
 //
-// The waits of one connection are bounded (waitCount): at most
+// The waits of one connection are bounded (waitshare.Counter, the rule
+// every FUSE door applies to its waits): at most
 // MaxRequests at once, one uid other than 0 at most an eighth of them (at
 // least 1), and an eighth kept for root. Past that the request is answered
 // EAGAIN at once (the caller's open(2) fails with EAGAIN; it may try
@@ -30,68 +30,6 @@ import (
 // (handOff), so the connection's buffer bound (MaxRequests+readAhead
 // slots of up to 2×msize each) holds as before, plus at most MaxRequests
 // small waiting requests.
-
-// waitShare is the fraction of a connection's waits one uid other than 0
-// may hold, and the fraction kept for root (as dataplane.LockWaitShare,
-// which p9 may not import).
-const waitShare = 8
-
-// waitCount counts one connection's waiting requests, per uid. Take and
-// put may be called from any goroutine.
-type waitCount struct {
-	// slots, perUid and reserve are immutable.
-	slots, perUid, reserve int
-
-	mu sync.Mutex
-	// Guarded by mu.
-	waiting int
-	byUid   map[uint32]int // no zero entries
-}
-
-func newWaitCount(slots int) *waitCount {
-	return &waitCount{slots: slots, perUid: max(1, slots/waitShare), reserve: slots / waitShare, byUid: map[uint32]int{}}
-}
-
-// take counts one wait of uid, or reports false (nothing counted) if uid
-// may not wait in one more: its share, all but the reserve (uid other
-// than 0), or every slot is taken.
-func (w *waitCount) take(uid uint32) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.waiting >= w.slots {
-		return false
-	}
-	if uid != 0 {
-		n := w.byUid[uid]
-		if n >= w.perUid || w.waiting >= w.slots-w.reserve {
-			return false
-		}
-		w.byUid[uid] = n + 1
-	}
-	w.waiting++
-	return true
-}
-
-// put gives back one wait take counted for uid.
-func (w *waitCount) put(uid uint32) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.waiting--
-	if uid != 0 {
-		if n := w.byUid[uid]; n > 1 {
-			w.byUid[uid] = n - 1
-		} else {
-			delete(w.byUid, uid)
-		}
-	}
-}
-
-// count returns the waits counted now.
-func (w *waitCount) count() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.waiting
-}
 
 // smallBuf is the largest buffer a waiting request keeps (handOff).
 const smallBuf = 1024
@@ -107,7 +45,7 @@ const smallBuf = 1024
 // (the handler set it).
 func (c *conn) handOff(r *request) bool {
 	uid := r.ctx.Uid
-	if !c.waits.take(uid) {
+	if !c.waits.Take(uid) {
 		return false
 	}
 	nr := c.newRequest()
@@ -127,7 +65,7 @@ func (c *conn) handOff(r *request) bool {
 // false), and writes its reply; Tflush, Tversion and the connection's
 // end interrupt it through r.intr.
 func (c *conn) wait(r *request, uid uint32) {
-	defer c.waits.put(uid)
+	defer c.waits.Put(uid)
 	obs := c.s.takeCounter()
 	defer c.s.giveCounter(obs)
 	t0 := now(obs)

@@ -34,6 +34,7 @@ var rules = []rule{
 	{"internal/stats", []string{mod}, "hot-path counters are a leaf"},
 	{"internal/sys", []string{mod}, "raw syscalls are a leaf"},
 	{"internal/sockfile", []string{mod}, "socket files born private: a leaf any door may use"},
+	{"internal/waitshare", []string{mod}, "the per-uid share of wait slots: a leaf any door may use"},
 	{"internal/sandbox", []string{mod + "dataplane", mod + "fuse", mod + "fs", mod + "p9", mod + "vhostuser", mod + "ring", mod + "mem", mod + "splice", mod + "dax"}, "confinement knows nothing of what it confines"},
 	{"fs/passthrough", []string{mod + "fuse", mod + "p9", mod + "ring", mod + "dataplane", mod + "vhostuser"}, "backends serve any door"},
 	{"fs/idmap", []string{mod + "fuse", mod + "p9", mod + "ring", mod + "dataplane", mod + "vhostuser", mod + "fs/passthrough", "golang.org/x/sys/unix"}, "wrappers over fs.FileSystem serve any door and any backend"},

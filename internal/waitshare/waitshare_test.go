@@ -1,20 +1,20 @@
-package dataplane
+package waitshare
 
 import (
 	"sync"
 	"testing"
 )
 
-// TestLockWaits: a uid other than 0 takes at most its share, non-root
+// TestCounter: a uid other than 0 takes at most its share, non-root
 // waits stop at all but the reserve, root waits in the reserve but not
 // past the slots, and Put gives each back to the uid that took it.
-func TestLockWaits(t *testing.T) {
+func TestCounter(t *testing.T) {
 	for _, c := range []struct{ slots, share, reserve int }{
 		{1024, 128, 128}, {32, 4, 4}, {16, 2, 2}, {8, 1, 1}, {4, 1, 0}, {1, 1, 0},
 	} {
-		l := NewLockWaits(c.slots)
+		l := New(c.slots)
 		if l.Slots() != c.slots || l.Share() != c.share || l.Reserve() != c.reserve {
-			t.Fatalf("NewLockWaits(%d): slots %d share %d reserve %d, want %d %d %d",
+			t.Fatalf("New(%d): slots %d share %d reserve %d, want %d %d %d",
 				c.slots, l.Slots(), l.Share(), l.Reserve(), c.slots, c.share, c.reserve)
 		}
 		// One uid: its share, then refused.
@@ -100,9 +100,9 @@ func TestLockWaits(t *testing.T) {
 	}
 }
 
-// TestLockWaitsPutTooMany: a Put without its Take is a bug, caught.
-func TestLockWaitsPutTooMany(t *testing.T) {
-	l := NewLockWaits(16)
+// TestCounterPutTooMany: a Put without its Take is a bug, caught.
+func TestCounterPutTooMany(t *testing.T) {
+	l := New(16)
 	l.Take(0)
 	defer func() {
 		if recover() == nil {
@@ -112,10 +112,10 @@ func TestLockWaitsPutTooMany(t *testing.T) {
 	l.Put(1000)
 }
 
-// TestLockWaitsConcurrent: Take and Put from many goroutines keep the
+// TestCounterConcurrent: Take and Put from many goroutines keep the
 // bounds and end at zero (run with -race).
-func TestLockWaitsConcurrent(t *testing.T) {
-	l := NewLockWaits(64) // share 8, reserve 8
+func TestCounterConcurrent(t *testing.T) {
+	l := New(64) // share 8, reserve 8
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	over := 0
@@ -148,10 +148,10 @@ func TestLockWaitsConcurrent(t *testing.T) {
 	}
 }
 
-// TestLockWaitsAllocs: counting a wait allocates nothing once the map has
+// TestCounterAllocs: counting a wait allocates nothing once the map has
 // held that many uids.
-func TestLockWaitsAllocs(t *testing.T) {
-	l := NewLockWaits(1024)
+func TestCounterAllocs(t *testing.T) {
+	l := New(1024)
 	l.Take(1000)
 	l.Put(1000)
 	if n := testing.AllocsPerRun(100, func() {
