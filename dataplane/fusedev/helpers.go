@@ -108,26 +108,13 @@ func (p *helperPool) offload(w *worker, in []byte) bool {
 	if op == abi.OpSetlkw && !wait {
 		return false // an unlock: it never waits, and must work with the pool full
 	}
-	if !wait || p.waits.Take(h.uid) {
-		select {
-		case s := <-p.free:
-			s.fd, s.id = w.fd, w.id
-			s.wait, s.uid = wait, h.uid
-			s.in = append(s.in[:0], in...)
-			p.work <- s
-			return true
-		default:
-		}
-		if !wait {
-			return false
-		}
-		p.waits.Put(h.uid)
+	if p.give(w, in, h, wait) {
+		return true
 	}
-	putErrReply(w.errb[:], h.unique, int32(syscall.ENOLCK))
-	if w.obs != nil {
-		w.obs.Observe(h.opcode, uint32(syscall.ENOLCK), 0, 0)
+	if !wait {
+		return false
 	}
-	w.send(w.errb[:])
+	w.refuse(h, syscall.ENOLCK)
 	return true
 }
 
@@ -148,24 +135,43 @@ func (p *helperPool) wait(w *worker, in []byte) bool {
 	if !ok || len(in) > helperInMax {
 		return false
 	}
-	if p.waits.Take(h.uid) {
-		select {
-		case s := <-p.free:
-			s.fd, s.id = w.fd, w.id
-			s.wait, s.uid = true, h.uid
-			s.in = append(s.in[:0], in...)
-			p.work <- s
-			return true
-		default:
-		}
+	if !p.give(w, in, h, true) {
+		w.refuse(h, syscall.EAGAIN)
+	}
+	return true
+}
+
+// give hands the request in (read from w's fd, header h) to an idle
+// helper and reports whether one took it. With wait it is a wait,
+// counted for h.uid in waits first: uid's share taken, or no helper idle,
+// it reports false having counted nothing. It allocates nothing.
+func (p *helperPool) give(w *worker, in []byte, h hdr, wait bool) bool {
+	if wait && !p.waits.Take(h.uid) {
+		return false
+	}
+	select {
+	case s := <-p.free:
+		s.fd, s.id = w.fd, w.id
+		s.wait, s.uid = wait, h.uid
+		s.in = append(s.in[:0], in...)
+		p.work <- s
+		return true
+	default:
+	}
+	if wait {
 		p.waits.Put(h.uid)
 	}
-	putErrReply(w.errb[:], h.unique, int32(syscall.EAGAIN))
+	return false
+}
+
+// refuse answers the request with header h, read from w's fd, with
+// error e at once (counting it in w.obs).
+func (w *worker) refuse(h hdr, e syscall.Errno) {
+	putErrReply(w.errb[:], h.unique, int32(e))
 	if w.obs != nil {
-		w.obs.Observe(h.opcode, uint32(syscall.EAGAIN), 0, 0)
+		w.obs.Observe(h.opcode, uint32(e), 0, 0)
 	}
 	w.send(w.errb[:])
-	return true
 }
 
 func (p *helperPool) helper() {

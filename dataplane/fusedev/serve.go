@@ -553,20 +553,29 @@ func (w *worker) serve(in []byte) (int, bool) {
 	if w.pool.offload(w, in) {
 		return 0, false
 	}
-	// With helpers, a request that would wait goes to one (helperPool.wait).
+	n, handed := w.handleOrWait(r)
+	if handed || n <= 0 {
+		return n, false
+	}
+	return n, w.send(r.Out[:n])
+}
+
+// handleOrWait calls the engine on r (r.In read from w's fd). With
+// helpers it serves r with NoWait, and a request the engine leaves
+// unanswered because it would wait (Request.Retry) goes to a helper
+// (helperPool.wait): handed reports that w is done with it. A request no
+// helper can hold is served again on w, allowed to wait.
+func (w *worker) handleOrWait(r *fuse.Request) (n int, handed bool) {
 	r.NoWait = w.pool != nil
-	n := w.handle(r)
+	n = w.handle(r)
 	if n == 0 && r.Retry() {
-		if w.pool.wait(w, in) {
-			return 0, false
+		if w.pool.wait(w, r.In) {
+			return 0, true
 		}
 		r.NoWait = false
 		n = w.handle(r)
 	}
-	if n <= 0 {
-		return n, false
-	}
-	return n, w.send(r.Out[:n])
+	return n, false
 }
 
 // handle calls the engine (through observe when Stats are on).

@@ -82,15 +82,9 @@ func (w *worker) serveSpliced(n int) bool {
 	if r.Src == nil && w.pool.offload(w, r.In) {
 		return false
 	}
-	// With helpers, a request that would wait goes to one (helperPool.wait).
-	r.NoWait = w.pool != nil
-	out := w.handle(r)
-	if out == 0 && r.Retry() {
-		if w.pool.wait(w, r.In) {
-			return false
-		}
-		r.NoWait = false
-		out = w.handle(r)
+	out, handed := w.handleOrWait(r)
+	if handed {
+		return false
 	}
 	if w.in.Len() > 0 {
 		// WRITE payload the filesystem did not consume.
