@@ -155,9 +155,9 @@
 // it accepts, asks Options.Owner, applies the limits and either closes
 // the connection or hands it to its own goroutine. A client connecting
 // in a loop past its share thus costs an accept, an Owner call and a
-// close; nothing is allocated for a connection until it sends its first
-// message (its read buffer, from a pool, then; its request slots as its
-// requests need them). Identify runs in the connection's goroutine, so
+// close (no allocation). An admitted connection takes no buffer until
+// it sends its first message (its read buffer, from a pool, then; its
+// request slots as its requests need them). Identify runs in the connection's goroutine, so
 // a slow Identify delays only its own connection. A connection not
 // identified within Options.HandshakeTimeout of its accept is closed
 // and its count given back, even if Identify is stuck.

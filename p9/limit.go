@@ -32,8 +32,7 @@ func UidOwner(uid uint32) Owner {
 	return Owner{Key: "uid " + strconv.FormatUint(uint64(uid), 10), Root: uid == 0}
 }
 
-// ConnOwner is whom nc counts against by default (when Options.Identify
-// leaves Peer.Owner zero):
+// ConnOwner is whom nc counts against by default (Options.Owner nil):
 //
 //   - a unix socket: the uid of the process that connected (SO_PEERCRED),
 //     whatever Identify made of it (a squashed peer still counts as
@@ -41,8 +40,8 @@ func UidOwner(uid uint32) Owner {
 //   - a tcp connection: the remote IPv4 address, or the /64 prefix of a
 //     remote IPv6 address (one host is commonly given a whole /64, so
 //     counting single addresses would bound nothing). Every local user
-//     of a loopback address shares it: an Identify that can tell the
-//     user should set Peer.Owner (fastfsd 9p does, from the kernel's
+//     of a loopback address shares it: an Options.Owner that can tell
+//     the user should say so (fastfsd 9p's does, from the kernel's
 //     socket table);
 //   - anything else: its remote address as a string.
 func ConnOwner(nc net.Conn) (Owner, error) {
