@@ -2,7 +2,6 @@ package p9
 
 import (
 	"context"
-	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -74,41 +73,13 @@ func TestLeaseOpenOffWorker(t *testing.T) {
 	dir := t.TempDir()
 	leases := map[string]int{}
 	for _, name := range []string{"a", "b", "c", "d"} {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte("leased"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		// The lease is this process's, on its own open file
-		// description: the server's open is another one and must
-		// break it.
-		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { unix.Close(fd) })
-		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_WRLCK); err != nil {
-			t.Skipf("F_SETLEASE F_WRLCK: %v (needs to own the file or CAP_LEASE)", err)
-		}
-		leases[name] = fd
+		leases[name] = leasedFile(t, filepath.Join(dir, name))
 	}
 	fsys, err := passthrough.New(dir, passthrough.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := NewServer(fsys, &Options{Logf: t.Logf, MaxRequests: 2})
-	sock := filepath.Join(t.TempDir(), "9p.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(l) }()
-	t.Cleanup(func() {
-		s.Close()
-		if err := <-done; !errors.Is(err, ErrServerClosed) {
-			t.Errorf("Serve returned %v, want ErrServerClosed", err)
-		}
-	})
+	sock, s := startServer(t, fsys, &Options{MaxRequests: 2})
 
 	r := dialRaw(t, sock)
 	r.version(8192)
@@ -177,13 +148,7 @@ func TestLeaseOpenOffWorker(t *testing.T) {
 	// The connection's end ends a waiting truncate, which changes
 	// nothing.
 	r.send(17, &Tsetattr{Fid: 4, Valid: SetAttrSize, Size: 0})
-	deadline := time.Now().Add(2 * time.Second)
-	for oneConn(t, s).waitCount() != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("the truncating Tsetattr of a leased file does not wait")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitOne(t, s, "the truncating Tsetattr of a leased file")
 	t0 = time.Now()
 	r.nc.Close()
 	wantEmpty(t, s)
@@ -215,18 +180,7 @@ func oneConn(t *testing.T, s *Server) *conn {
 // answered EINTR at once and Shutdown returns.
 func TestLeaseOpenShutdown(t *testing.T) {
 	dir := t.TempDir()
-	p := filepath.Join(dir, "a")
-	if err := os.WriteFile(p, []byte("leased"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(fd)
-	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_WRLCK); err != nil {
-		t.Skipf("F_SETLEASE F_WRLCK: %v (needs to own the file or CAP_LEASE)", err)
-	}
+	leasedFile(t, filepath.Join(dir, "a"))
 	fsys, err := passthrough.New(dir, passthrough.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -244,13 +198,7 @@ func TestLeaseOpenShutdown(t *testing.T) {
 	r.ok(walkMsg(1, 2, "a"), MsgRwalk)
 	ch := replies(r)
 	r.send(10, &Tlopen{Fid: 2, Flags: syscall.O_RDONLY})
-	deadline := time.Now().Add(2 * time.Second)
-	for oneConn(t, s).waitCount() != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("the Tlopen of a leased file does not wait")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitOne(t, s, "the Tlopen of a leased file")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	t0 := time.Now()
@@ -262,6 +210,40 @@ func TestLeaseOpenShutdown(t *testing.T) {
 	}
 	t.Logf("Shutdown with a leased open waiting: %v", time.Since(t0))
 	wantRlerror(t, "the waiting open at Shutdown", next(t, ch, time.Second, "the waiting open at Shutdown"), 10, syscall.EINTR)
+}
+
+// leasedFile creates path and takes a write lease on it (fcntl
+// F_SETLEASE F_WRLCK) on an open file description of this process's,
+// kept until the test ends: the server's open is another one and must
+// break it. It skips the test if the lease cannot be taken. It returns
+// the lease's fd.
+func leasedFile(t *testing.T, path string) int {
+	t.Helper()
+	if err := os.WriteFile(path, []byte("leased"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_WRLCK); err != nil {
+		t.Skipf("F_SETLEASE F_WRLCK: %v (needs to own the file or CAP_LEASE)", err)
+	}
+	return fd
+}
+
+// waitOne waits up to 2 s for s's only connection to have one request
+// waiting (handed off, wait.go), else fails the test: what does not wait.
+func waitOne(t *testing.T, s *Server, what string) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for oneConn(t, s).waitCount() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s does not wait", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // waitCount returns the requests c has handed off to wait (wait.go).

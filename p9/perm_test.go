@@ -60,21 +60,8 @@ func startPermServer(t *testing.T, dir string, peer Peer) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := NewServer(fsys, &Options{Logf: t.Logf, Identify: func(net.Conn) (Peer, error) { return peer, nil }})
-	sock := filepath.Join(t.TempDir(), "9p.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(l) }()
-	t.Cleanup(func() {
-		s.Close()
-		if err := <-done; !errors.Is(err, ErrServerClosed) {
-			t.Errorf("Serve: %v", err)
-		}
-		fsys.Close()
-	})
+	t.Cleanup(func() { fsys.Close() }) // after the server's (cleanups run last first)
+	sock, _ := startServer(t, fsys, &Options{Identify: func(net.Conn) (Peer, error) { return peer, nil }})
 	return sock
 }
 

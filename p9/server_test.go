@@ -14,6 +14,8 @@ import (
 
 	"github.com/hugelgupf/p9/linux"
 	hp9 "github.com/hugelgupf/p9/p9"
+
+	"github.com/fastfsd/fastfsd/fs"
 )
 
 // The peer client of these tests is github.com/hugelgupf/p9 (gVisor's 9P
@@ -22,8 +24,8 @@ import (
 // over a raw connection (raw_test.go).
 
 // startServer serves fsys on a unix socket in a temp dir and returns its
-// path; the server is closed at cleanup.
-func startServer(t testing.TB, fsys *memFS, opts *Options) (string, *Server) {
+// path; the server is closed at cleanup (opts.Logf nil: t.Logf).
+func startServer(t testing.TB, fsys fs.FileSystem, opts *Options) (string, *Server) {
 	t.Helper()
 	if opts == nil {
 		opts = &Options{}
