@@ -418,23 +418,19 @@ func (s *Server) newConn(nc net.Conn, p *pendingConn) (*conn, error) {
 		return nil, ErrServerClosed
 	}
 	switch {
-	case p == nil:
-		if le := s.admit(peer.Owner); le.err != nil {
-			return nil, &le
-		}
-	case peer.Owner.Key != p.owner.Key || peer.Owner.Root != p.owner.Root:
-		// Identify knows better whom it counts against.
-		s.unpend(p)
-		p.owner = peer.Owner
-		if le := s.admitPending(p.owner); le.err != nil {
-			return nil, &le
-		}
-		p.held = true
-	}
-	if p != nil {
+	case p != nil && peer.Owner == p.owner:
 		// Its counts become the conn's: perOwner stays, pending → conns.
 		p.held = false
 		s.pending--
+	case p != nil:
+		// Identify knows better whom it counts against: p's count
+		// moves to that owner, if its share has room.
+		s.unpend(p)
+		fallthrough
+	default:
+		if le := s.admit(peer.Owner); le.err != nil {
+			return nil, &le
+		}
 	}
 	c := &conn{
 		peer:     peer,
