@@ -361,13 +361,8 @@ func (w *worker) drainRing() (stop, ok bool) {
 			w.work <- s // never blocks: work holds every slot
 			continue
 		case offloadBlocking:
-			b := w.bfree[len(w.bfree)-1]
-			w.bfree = w.bfree[:len(w.bfree)-1]
-			b.chain.CopyFrom(&s.chain)
-			b.wait, b.uid = s.wait, s.uid // the lock wait offload counted moves with it
+			w.toBlocking(&s.chain, s.wait, s.uid) // the lock wait offload counted moves with it
 			s.wait = false
-			w.inflight++
-			w.work <- b
 			continue
 		case offloadRefuse:
 			w.complete(s.chain.Head, refuse(&s.chain, unix.ENOLCK))
@@ -404,19 +399,29 @@ func (w *worker) retry(s *slot) {
 		w.complete(c.Head, 0)
 		return
 	}
-	const uidOff = 24 // fuse_in_header.uid
-	uid := binary.LittleEndian.Uint32(h[uidOff:])
+	uid := binary.LittleEndian.Uint32(h[inUidOff:])
 	if len(w.bfree) == 0 || !w.waits.Take(uid) {
 		w.complete(c.Head, refuse(c, unix.EAGAIN))
 		return
 	}
+	w.toBlocking(c, true, uid)
+}
+
+// toBlocking moves the request in c to an idle blocking slot (one must
+// be free) and hands it to that slot's helper; wait: it is counted for
+// uid in w.waits, and reap gives the count back.
+func (w *worker) toBlocking(c *ring.Chain, wait bool, uid uint32) {
 	b := w.bfree[len(w.bfree)-1]
 	w.bfree = w.bfree[:len(w.bfree)-1]
 	b.chain.CopyFrom(c)
-	b.wait, b.uid = true, uid
+	b.wait, b.uid = wait, uid
 	w.inflight++
 	w.work <- b // never blocks: work holds every slot
 }
+
+// inUidOff is the offset of fuse_in_header.uid (the caller's uid, as the
+// guest claims it).
+const inUidOff = 24
 
 // Where the worker sends a request (offload).
 const (
@@ -433,8 +438,7 @@ const (
 func (w *worker) waitingLock(c *ring.Chain) (wait bool, uid uint32) {
 	var b [abi.InHeaderSize + abi.LkInSize]byte
 	n := c.ReadAt(b[:], 0)
-	const uidOff = 24 // fuse_in_header.uid
-	return fuse.WaitingLock(abi.OpSetlkw, b[abi.InHeaderSize:max(n, abi.InHeaderSize)]), binary.LittleEndian.Uint32(b[uidOff:])
+	return fuse.WaitingLock(abi.OpSetlkw, b[abi.InHeaderSize:max(n, abi.InHeaderSize)]), binary.LittleEndian.Uint32(b[inUidOff:])
 }
 
 // offload decides where the request just popped into s runs. Requests
