@@ -369,10 +369,20 @@ func (q *queue) retry(i int, t0 time.Time) {
 		q.commit(i, n, op, t0)
 		return
 	}
+	q.waitOnHelper(i, t0, syscall.EAGAIN)
+}
+
+// waitOnHelper hands entry i, a request that may wait (a lock wait, or
+// an open breaking a host lease), to a helper, counted for its caller's
+// uid in q.waits; past the uid's share or with every wait slot taken it
+// is refused with refusal instead (refused, not queued: a wait may last
+// forever).
+func (q *queue) waitOnHelper(i int, t0 time.Time, refusal syscall.Errno) {
+	e := q.ents[i]
 	uid := binary.NativeEndian.Uint32(e.hdr[inUidOff:])
 	if !q.waits.Take(uid) {
 		unique := binary.NativeEndian.Uint64(e.hdr[8:])
-		q.commit(i, q.errorReply(e, unique, syscall.EAGAIN), binary.NativeEndian.Uint32(e.hdr[4:]), t0)
+		q.commit(i, q.errorReply(e, unique, refusal), binary.NativeEndian.Uint32(e.hdr[4:]), t0)
 		return
 	}
 	q.toHelper(i, t0, true, uid)
@@ -417,22 +427,14 @@ func (q *queue) offload(i int, t0 time.Time) bool {
 	if !fuse.Blocking(op) || binary.NativeEndian.Uint32(e.hdr[256+16:]) > helperPayloadMax {
 		return false
 	}
-	var wait bool
-	var uid uint32
 	if op == abi.OpSetlkw {
 		if !fuse.WaitingLock(op, e.hdr[abi.UringInOutHeaderSize:abi.UringInOutHeaderSize+abi.UringOpInOutSize]) {
 			return false // an unlock: it never waits, and must work with every wait slot taken
 		}
-		uid = binary.NativeEndian.Uint32(e.hdr[inUidOff:])
-		if !q.waits.Take(uid) {
-			// Refused, not queued: a lock wait may last forever.
-			unique := binary.NativeEndian.Uint64(e.hdr[8:])
-			q.commit(i, q.errorReply(e, unique, syscall.ENOLCK), uint32(op), t0)
-			return true
-		}
-		wait = true
+		q.waitOnHelper(i, t0, syscall.ENOLCK)
+		return true
 	}
-	q.toHelper(i, t0, wait, uid)
+	q.toHelper(i, t0, false, 0)
 	return true
 }
 
