@@ -256,14 +256,7 @@ func run(fastfsd, guestBin, fioScript, dir string, queues, rounds, runtime int, 
 			continue
 		}
 		fmt.Printf("\n== %s: FUSE request round trips measured in the guest kernel by fastfsd probe (eBPF, %s mode) ==\n", t.label, s.Mode)
-		if compare {
-			fmt.Printf("%-14s %10s %10s %10s %10s\n", "op", "count", "p50", "p99", "max")
-			for _, o := range s.Fuse {
-				fmt.Printf("%-14s %10d %10s %10s %10s\n", o.Name, o.Count, o.P50.Value.Round(time.Microsecond), o.P99.Value.Round(time.Microsecond), o.Max.Round(time.Microsecond))
-			}
-		} else {
-			s.WriteText(os.Stdout)
-		}
+		s.WriteText(os.Stdout)
 	}
 	if compare {
 		// Against the C virtiofsd too: the two back-ends the guest
@@ -291,8 +284,7 @@ func run(fastfsd, guestBin, fioScript, dir string, queues, rounds, runtime int, 
 		fmt.Printf("\n== fastfsd per-opcode statistics (host daemon, --metrics) ==\n")
 		if len(ops) == 0 {
 			fmt.Println("no metrics scraped (was fastfsd virtiofs started with --metrics?)")
-		}
-		if len(ops) > 0 {
+		} else {
 			fmt.Printf("%-16s %10s %8s %12s %12s\n", "op", "requests", "errors", "bytes", "mean")
 		}
 		for _, o := range ops {
