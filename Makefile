@@ -58,7 +58,7 @@ bench-backend: deps build peers ## No guest: drive fastfsd, the C virtiofsd and 
 	@mkdir -p out/bench-backend
 	$(BIN)/fastfs-backendbench -json out/bench-backend/bench.json | tee out/bench-backend/bench.txt
 
-bench-guest: deps build peers ## In one QEMU guest: fio on fastfsd, C virtiofsd, go-fuse virtio-fs and virtio-9p (ratios to 9p).
+bench-guest: deps build peers ## In one QEMU guest: fio on fastfsd, C virtiofsd, go-fuse virtio-fs, virtio-9p and fastfsd's 9P door in the guest (ratios to 9p and to the C virtiofsd).
 	$(BIN)/fastfs-run -compare -out out/bench-guest
 
 flamegraphs: deps build ## Profile fastfsd under each host workload and render flame graphs into flamegraphs/.

@@ -135,3 +135,30 @@ func TestKeepSubjects(t *testing.T) {
 		t.Errorf("unknown row: err %v, want one naming it", err)
 	}
 }
+
+// TestRunRefusesOtherModesFlags: a flag of one mode given in the other is
+// refused, not ignored, before anything is looked up or booted.
+func TestRunRefusesOtherModesFlags(t *testing.T) {
+	for _, c := range []struct {
+		name                string
+		compare, metricsSet bool
+		out, only, want     string
+	}{
+		{name: "subjects without compare", only: "fastfsd", want: "-subjects fastfsd: only with -compare"},
+		{name: "out without compare", out: "out/x", want: "-out out/x: only with -compare"},
+		{name: "metrics with compare", compare: true, metricsSet: true, want: "-metrics 127.0.0.1:1: not with -compare"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			err := run("/nonexistent/fastfsd", "", "", "", 2, 1, 5, "64M", "127.0.0.1:1", "", false, c.compare, "", c.out, c.only, c.metricsSet)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("run: %v, want an error containing %q", err, c.want)
+			}
+		})
+	}
+	// The same flags in their own mode pass these checks: the error is
+	// then the missing binary's.
+	err := run("/nonexistent/fastfsd", "", "", "", 2, 1, 5, "64M", "127.0.0.1:1", "", false, true, "", "out/x", "fastfsd", false)
+	if err == nil || !strings.Contains(err.Error(), "/nonexistent/fastfsd") {
+		t.Fatalf("run -compare -out -subjects: %v, want the missing fastfsd binary's error", err)
+	}
+}

@@ -38,34 +38,42 @@ func main() {
 	fastfsd := flag.String("fastfsd", "bin/fastfsd", "fastfsd binary for the host (the virtio-fs backend)")
 	guestBin := flag.String("guest-fastfsd", "bin/fastfsd-static", "statically linked fastfsd for the guest (runs the probe there)")
 	fioScript := flag.String("fio-script", "test/guest/fio.sh", "the guest fio suite")
-	dir := flag.String("dir", "", "host directory to share (default: a fresh temporary directory)")
+	dir := flag.String("dir", "", "host directory to share (default: a fresh temporary directory); with -compare, each subject shares a fresh subdirectory of it (default: a fresh tmpfs)")
 	queues := flag.Int("queues", 2, "virtio-fs request queues (num-request-queues)")
 	runtime := flag.Int("runtime", 5, "seconds per timed fio job")
 	size := flag.String("size", "64M", "fio file size per job")
-	metricsAddr := flag.String("metrics", "127.0.0.1:9187", "where the host fastfsd serves --metrics")
+	metricsAddr := flag.String("metrics", "127.0.0.1:9187", "where the host fastfsd serves --metrics (not with -compare: no subject serves metrics)")
 	jsonOut := flag.String("json", "", "also write everything measured as JSON here")
 	smoke := flag.Bool("smoke", false, "replace the fio suite by a few seconds of metadata calls (to check the set-up)")
-	compare := flag.Bool("compare", false, "bench-guest: also run the suite, in the same boot, on the C virtiofsd, go-fuse's virtio-fs backend and QEMU's virtio-9p, and print ratios to virtio-9p; every subject gets one request queue and no probe or metrics, fastfsd with -queues is a separate row")
+	compare := flag.Bool("compare", false, "bench-guest: also run the suite, in the same boot, on the C virtiofsd, go-fuse's virtio-fs backend, QEMU's virtio-9p and fastfsd's 9P door inside the guest, and print ratios to the C virtiofsd and to virtio-9p; every subject gets one request queue and no probe or metrics, fastfsd with -queues is a separate row")
 	rounds := flag.Int("rounds", 0, "alternated rounds of the suite over the subjects, medians reported (0: 3 with -compare, else 1)")
 	gofuse := flag.String("gofuse", "bin/peers/gofuse-virtiofs", "go-fuse's virtio-fs backend for -compare (make peers)")
 	outDir := flag.String("out", "", "write bench.txt, bench.json and bench.svg here (with -compare)")
 	only := flag.String("subjects", "", "with -compare: only these rows, comma-separated (fastfsd, fastfsd-<queues>q, c-virtiofsd, go-fuse, virtio-9p, fastfsd-9p); default all")
 	flag.Parse()
+	metricsSet := false
+	flag.Visit(func(f *flag.Flag) { metricsSet = metricsSet || f.Name == "metrics" })
 	if *rounds == 0 {
 		*rounds = 1
 		if *compare {
 			*rounds = 3
 		}
 	}
-	if err := run(*fastfsd, *guestBin, *fioScript, *dir, *queues, *rounds, *runtime, *size, *metricsAddr, *jsonOut, *smoke, *compare, *gofuse, *outDir, *only); err != nil {
+	if err := run(*fastfsd, *guestBin, *fioScript, *dir, *queues, *rounds, *runtime, *size, *metricsAddr, *jsonOut, *smoke, *compare, *gofuse, *outDir, *only, metricsSet); err != nil {
 		fmt.Fprintf(os.Stderr, "fastfs-run: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(fastfsd, guestBin, fioScript, dir string, queues, rounds, runtime int, size, metricsAddr, jsonOut string, smoke, compare bool, gofuse, outDir, only string) error {
+func run(fastfsd, guestBin, fioScript, dir string, queues, rounds, runtime int, size, metricsAddr, jsonOut string, smoke, compare bool, gofuse, outDir, only string, metricsSet bool) error {
 	if only != "" && !compare {
 		return fmt.Errorf("-subjects %s: only with -compare", only)
+	}
+	if outDir != "" && !compare {
+		return fmt.Errorf("-out %s: only with -compare (use -json without it)", outDir)
+	}
+	if metricsSet && compare {
+		return fmt.Errorf("-metrics %s: not with -compare, whose subjects serve no metrics", metricsAddr)
 	}
 	for _, f := range []string{fastfsd, guestBin, fioScript} {
 		if _, err := os.Stat(f); err != nil {
