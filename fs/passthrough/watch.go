@@ -107,9 +107,8 @@ type Watcher struct {
 	neg map[string]uint64
 
 	// targets are the FSs Run serves, set once by RunTargets and used by
-	// its goroutine only; live counts those whose session is not gone.
+	// its goroutine only.
 	targets []watchTarget
-	live    int
 	// ids is inodesOf's answer, one per target: the target's ID of the
 	// inode, 0 when it does not know it (IDs start at fs.RootInode).
 	ids []fs.Inode
@@ -303,7 +302,6 @@ func (w *Watcher) setTargets(ts []WatchTarget) {
 	for i, t := range ts {
 		w.targets[i].WatchTarget = t
 	}
-	w.live = len(ts)
 	w.ids = make([]fs.Inode, len(ts))
 }
 
@@ -501,8 +499,10 @@ func (w *Watcher) send(t *watchTarget, kind *atomic.Uint64, err error) error {
 		return nil
 	case syscall.ENODEV, syscall.EBADF, syscall.ENOTCONN:
 		t.gone = true
-		if w.live--; w.live > 0 {
-			return nil
+		for i := range w.targets {
+			if !w.targets[i].gone {
+				return nil
+			}
 		}
 		return fmt.Errorf("passthrough: watch: notify: %w", err)
 	}
