@@ -207,7 +207,9 @@ func (f *FS) beneathRoot(fd int) fs.Errno {
 	if keyOf(&st) == f.root.key {
 		return fs.OK
 	}
-	// Deep: cur is neither the root nor the top.
+	// Deep: cur, linearDepth levels up, is not the root. It may be the
+	// top (the loop knows only that the level below it is not): then
+	// topDistance finds cur's distance 0, and EACCES follows below.
 	dr, _, err := topDistance(f.root.fd, linearDepth, true)
 	if err != nil {
 		return errno(err)
