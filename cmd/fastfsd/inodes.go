@@ -17,7 +17,7 @@ var fdCacheHelp = fmt.Sprintf("with file handles, how many unused inode fds stay
 
 // maxOpenHelp is --max-open-per-uid's help (mount and 9p; virtiofs has
 // its own text).
-var maxOpenHelp = fmt.Sprintf("how many files and directories one uid may hold open, lock owners it may hold locks with and locks it may wait for, at once; past it that uid's open fails with EMFILE (a lock with ENOLCK) and nobody else notices; uid 0 is not counted. 0 = automatic: the fd limit (RLIMIT_NOFILE) less the inode fd cache and %d fds for the daemon, divided by %d times the fds one open file may hold (itself; its inode's fd while outside the cache, with file handles; its passthrough file, with --passthrough), so that it takes %d users holding all they may to use up the fds while root and the others keep room (614 for a root mount with a 20,000-fd limit; logged at start); one budget for all the directories served (--source, --shared-dir); -1 = no limit", passthrough.BudgetReserve, passthrough.BudgetShare, passthrough.BudgetShare)
+var maxOpenHelp = fmt.Sprintf("how many files and directories one uid may hold open, lock owners it may hold locks with and POSIX (fcntl) locks it may wait for, at once (a blocking flock holds no fd of its own and is not counted); past it that uid's open fails with EMFILE (a lock with ENOLCK) and nobody else notices; uid 0 is not counted. 0 = automatic: the fd limit (RLIMIT_NOFILE) less the inode fd cache and %d fds for the daemon, divided by %d times the fds one open file may hold (itself; its inode's fd while outside the cache, with file handles; its passthrough file, with --passthrough), so that it takes %d users holding all they may to use up the fds while root and the others keep room (614 for a root mount with a 20,000-fd limit; logged at start); one budget for all the directories served (--source, --shared-dir); -1 = no limit", passthrough.BudgetReserve, passthrough.BudgetShare, passthrough.BudgetShare)
 
 // inodeFlags are --inode-file-handles, --inode-fd-cache and
 // --max-open-per-uid.
@@ -65,7 +65,7 @@ func openBudget(o *passthrough.Options, maxOpen, shares int) string {
 		maxOpen = o.AutoOpenBudget(shares)
 	}
 	o.OpenBudget, o.MaxOpenPerUid = passthrough.NewOpenBudget(maxOpen), 0
-	return fmt.Sprintf("at most %d open files, directories, lock owners and lock waits per uid, uid 0 exempt (--max-open-per-uid)", maxOpen)
+	return fmt.Sprintf("at most %d open files, directories, lock owners and POSIX lock waits per uid, uid 0 exempt (--max-open-per-uid)", maxOpen)
 }
 
 // parseMaxOpen parses --max-open-per-uid's value (apply, and virtiofs's

@@ -127,8 +127,8 @@ flags:
                             work (needs CAP_DAC_READ_SEARCH); never: one open fd per inode
   --inode-fd-cache N        unused inode fds kept open with file handles (default 0: a quarter
                             of RLIMIT_NOFILE, at most 8192)
-  --max-open-per-uid N      files, directories, lock owners and lock waits one guest uid may
-                            hold (EMFILE, ENOLCK past it; uid 0 not counted): fairness among the
+  --max-open-per-uid N      files, directories, lock owners and POSIX lock waits one guest uid
+                            may hold (EMFILE, ENOLCK past it; uid 0 not counted): fairness among the
                             guest's users, not a security boundary, since the guest's kernel
                             names the uid and a guest may claim any; 0: automatic (as fastfsd
                             mount's, from RLIMIT_NOFILE); -1 (default): no limit

@@ -28,7 +28,7 @@ import (
 // (after any uid translation in front of it). A request that would take
 // its caller past the budget fails, for that caller alone: EMFILE for an
 // open (what open(2) says when a process has too many files open) and
-// ENOLCK for a lock that needs a new owner fd or a wait (what fcntl(2)
+// ENOLCK for a lock that needs a new owner fd or a POSIX lock wait (what fcntl(2)
 // and flock(2) say when no lock records are left). uid 0 is never counted: root can
 // stop the daemon anyway, and must keep working when others hit their
 // budgets.

@@ -57,7 +57,7 @@
 // AutoMaxOpenPerUid by default) bounds, per caller uid, the handles,
 // lock-owner fds and waiting locks' fds the FS holds for it: past the
 // budget that caller's open fails with EMFILE and a lock that needs a new
-// owner fd or a wait with ENOLCK, and nobody else notices. uid 0 is not counted. The uid is fs.Context.Uid: on
+// owner fd or a POSIX lock wait with ENOLCK, and nobody else notices. uid 0 is not counted. The uid is fs.Context.Uid: on
 // a FUSE mount the host kernel's, on virtio-fs the guest's claim (there
 // the budget is fairness among the guest's users, not a boundary).
 //

@@ -109,7 +109,7 @@ type Options struct {
 	// MaxOpenPerUid bounds the handles, lock-owner fds and waiting
 	// locks' fds one caller uid may hold at once (see OpenBudget; uid 0
 	// is never counted): past it an open fails with EMFILE and a lock
-	// needing a new owner fd or a wait with ENOLCK, for that uid alone. 0 sizes it from RLIMIT_NOFILE
+	// needing a new owner fd or a POSIX lock wait with ENOLCK, for that uid alone. 0 sizes it from RLIMIT_NOFILE
 	// (AutoMaxOpenPerUid); < 0 sets no limit. It must be 0 when
 	// OpenBudget is set.
 	MaxOpenPerUid int
