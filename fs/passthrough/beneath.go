@@ -62,18 +62,29 @@ func openUp(fd, k int) (int, error) {
 	return cur, nil
 }
 
+// openUpKey is openUp that also returns the key of the directory it
+// opened.
+func openUpKey(fd, k int) (int, inodeKey, error) {
+	up, err := openUp(fd, k)
+	if err != nil {
+		return -1, inodeKey{}, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(up, &st); err != nil {
+		unix.Close(up)
+		return -1, inodeKey{}, err
+	}
+	return up, keyOf(&st), nil
+}
+
 // keyUp returns the key of the directory k levels above the directory fd.
 func keyUp(fd, k int) (inodeKey, error) {
-	up, err := openUp(fd, k)
+	up, key, err := openUpKey(fd, k)
 	if err != nil {
 		return inodeKey{}, err
 	}
-	defer unix.Close(up)
-	var st unix.Stat_t
-	if err := unix.Fstat(up, &st); err != nil {
-		return inodeKey{}, err
-	}
-	return keyOf(&st), nil
+	unix.Close(up)
+	return key, nil
 }
 
 // topDistance returns how many levels above the directory fd the top of
@@ -121,15 +132,10 @@ func topDistance(fd, linear int, exact bool) (int, inodeKey, error) {
 	}
 	// cur, d levels up, is not the top.
 	for ; d < maxDepth; d += dotdotStride {
-		far, err := openUp(cur, dotdotStride)
+		far, top, err := openUpKey(cur, dotdotStride)
 		if err != nil {
 			return 0, inodeKey{}, err
 		}
-		if err := unix.Fstat(far, &st); err != nil {
-			unix.Close(far)
-			return 0, inodeKey{}, err
-		}
-		top := keyOf(&st)
 		above, err := keyUp(far, 1)
 		if err != nil {
 			unix.Close(far)
@@ -147,15 +153,11 @@ func topDistance(fd, linear int, exact bool) (int, inodeKey, error) {
 		// The top is within (d, d+stride]: advance cur by halving steps
 		// while it stays below the top; it ends one level below it.
 		for step := dotdotStride / 2; step >= 1; step /= 2 {
-			cand, err := openUp(cur, step)
+			cand, k, err := openUpKey(cur, step)
 			if err != nil {
 				return 0, inodeKey{}, err
 			}
-			if err := unix.Fstat(cand, &st); err != nil {
-				unix.Close(cand)
-				return 0, inodeKey{}, err
-			}
-			if keyOf(&st) == top {
+			if k == top {
 				unix.Close(cand)
 				continue
 			}
