@@ -41,18 +41,32 @@ func newFakeDev(t testing.TB) *fakeDev {
 		req:    make([]byte, 4096),
 		reply:  make([]byte, 256<<10),
 	}
-	// INIT, as a 7.45 kernel sends it.
+	d.init(t, initExt|initSpliceRead|initSpliceWrite|1<<5 /* BIG_WRITES */)
+	return d
+}
+
+// init sends INIT with flags, as a 7.45 kernel does, and checks that the
+// worker's server accepted it.
+func (d *fakeDev) init(t testing.TB, flags uint32) {
+	t.Helper()
 	n := d.put(opInit, 0, 64)
 	ne := binary.NativeEndian
 	ne.PutUint32(d.req[40:], 7)
 	ne.PutUint32(d.req[44:], 45)
 	ne.PutUint32(d.req[48:], 128<<10)
-	ne.PutUint32(d.req[52:], initExt|initSpliceRead|initSpliceWrite|1<<5 /* BIG_WRITES */)
+	ne.PutUint32(d.req[52:], flags)
 	out := d.roundTrip(t, n)
 	if len(out) < outHeaderSize || ne.Uint32(out[4:]) != 0 {
 		t.Fatalf("INIT reply %x", out)
 	}
-	return d
+}
+
+// useServer makes the worker serve srv, past an INIT with flags.
+func (d *fakeDev) useServer(t testing.TB, srv *fuse.Server, flags uint32) {
+	t.Helper()
+	d.w.srv = srv
+	d.w.req = srv.NewRequest()
+	d.init(t, flags)
 }
 
 // put writes an in_header for op on node with argLen bytes of arguments
@@ -71,6 +85,17 @@ func (d *fakeDev) put(op uint32, node uint64, argLen int) int {
 // roundTrip sends d.req[:n] as the kernel would, lets the worker serve
 // it, and returns the reply.
 func (d *fakeDev) roundTrip(t testing.TB, n int) []byte {
+	d.feed(t, n)
+	r, err := unix.Read(d.client, d.reply)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.reply[:r]
+}
+
+// feed sends d.req[:n] as the kernel would and lets the worker serve it;
+// the reply, if any, is left to read.
+func (d *fakeDev) feed(t testing.TB, n int) {
 	if _, err := unix.Write(d.client, d.req[:n]); err != nil {
 		t.Fatal(err)
 	}
@@ -81,11 +106,18 @@ func (d *fakeDev) roundTrip(t testing.TB, n int) []byte {
 	if _, stop := d.w.serve(d.w.buf[:m]); stop {
 		t.Fatal("worker stopped")
 	}
+}
+
+// nextReply reads one reply, waiting up to 5 s: its unique and error.
+func (d *fakeDev) nextReply(t testing.TB) (uint64, int32) {
+	t.Helper()
+	unix.SetsockoptTimeval(d.client, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 5})
 	r, err := unix.Read(d.client, d.reply)
-	if err != nil {
-		t.Fatal(err)
+	if err != nil || r < outHeaderSize {
+		t.Fatalf("no reply: %v", err)
 	}
-	return d.reply[:r]
+	ne := binary.NativeEndian
+	return ne.Uint64(d.reply[8:]), int32(ne.Uint32(d.reply[4:]))
 }
 
 func TestWorkerServeAllocs(t *testing.T) {

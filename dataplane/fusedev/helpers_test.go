@@ -42,17 +42,7 @@ func newLockDev(t *testing.T, entered int) (*fakeDev, *waitingFS, *fuse.Server) 
 	d := newFakeDev(t)
 	wfs := &waitingFS{testFS: newTestFS(t), entered: make(chan struct{}, entered)}
 	srv := fuse.NewServer(wfs, fuse.Options{MaxWrite: 128 << 10, Locks: true})
-	d.w.srv = srv
-	d.w.req = srv.NewRequest()
-	ne := binary.NativeEndian
-	n := d.put(opInit, 0, 64)
-	ne.PutUint32(d.req[40:], 7)
-	ne.PutUint32(d.req[44:], 45)
-	ne.PutUint32(d.req[48:], 128<<10)
-	ne.PutUint32(d.req[52:], initExt|1<<1 /* POSIX_LOCKS */)
-	if out := d.roundTrip(t, n); ne.Uint32(out[4:]) != 0 {
-		t.Fatalf("INIT: %x", out)
-	}
+	d.useServer(t, srv, initExt|1<<1 /* POSIX_LOCKS */)
 	return d, wfs, srv
 }
 
@@ -78,24 +68,7 @@ func TestHelperPool(t *testing.T) {
 			ne.PutUint64(d.req[inHeaderSize+8:], unique) // owner
 			ne.PutUint32(d.req[inHeaderSize+32:], unix.F_WRLCK)
 		}
-		if _, err := unix.Write(d.client, d.req[:n]); err != nil {
-			t.Fatal(err)
-		}
-		m, e := readDev(d.w.fd, d.w.buf)
-		if e != 0 {
-			t.Fatal(e)
-		}
-		d.w.serve(d.w.buf[:m])
-	}
-	// reply reads one reply: its unique and error.
-	reply := func() (uint64, int32) {
-		t.Helper()
-		unix.SetsockoptTimeval(d.client, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 5})
-		r, err := unix.Read(d.client, d.reply)
-		if err != nil || r < outHeaderSize {
-			t.Fatalf("no reply: %v", err)
-		}
-		return ne.Uint64(d.reply[8:]), int32(ne.Uint32(d.reply[4:]))
+		d.feed(t, n)
 	}
 	send(uint32(abi.OpSetlkw), 100, abi.LkInSize)
 	send(uint32(abi.OpSetlkw), 102, abi.LkInSize)
@@ -108,24 +81,24 @@ func TestHelperPool(t *testing.T) {
 	}
 	// Pool full: refused at once.
 	send(uint32(abi.OpSetlkw), 104, abi.LkInSize)
-	if u, e := reply(); u != 104 || e != -int32(syscall.ENOLCK) {
+	if u, e := d.nextReply(t); u != 104 || e != -int32(syscall.ENOLCK) {
 		t.Fatalf("lock wait past the pool: unique %d error %d, want 104 -ENOLCK", u, e)
 	}
 	// The worker still serves.
 	send(3 /* GETATTR */, 106, 16)
-	if u, e := reply(); u != 106 || e != 0 {
+	if u, e := d.nextReply(t); u != 106 || e != 0 {
 		t.Fatalf("GETATTR while the pool is full: unique %d error %d", u, e)
 	}
 	// INTERRUPT ends the first wait.
 	send(uint32(abi.OpInterrupt), 108, abi.InterruptInSize)
-	if u, e := reply(); u != 100 || e != -int32(syscall.EINTR) {
+	if u, e := d.nextReply(t); u != 100 || e != -int32(syscall.EINTR) {
 		t.Fatalf("interrupted wait: unique %d error %d, want 100 -EINTR", u, e)
 	}
 	// The connection's end ends the other.
 	if !pool.stop(5 * time.Second) {
 		t.Fatal("helpers still running after stop")
 	}
-	if u, e := reply(); u != 102 || e != -int32(syscall.EINTR) {
+	if u, e := d.nextReply(t); u != 102 || e != -int32(syscall.EINTR) {
 		t.Fatalf("wait at the connection's end: unique %d error %d, want 102 -EINTR", u, e)
 	}
 }
@@ -151,19 +124,9 @@ func TestHelperPoolStats(t *testing.T) {
 	d.w.obs = set.NewWorker()
 	pool := newHelperPool(d.w.srv, 2, set)
 	d.w.pool = pool
-	ne := binary.NativeEndian
-	n := d.put(uint32(abi.OpFsync), inoHello, abi.FsyncInSize)
-	if _, err := unix.Write(d.client, d.req[:n]); err != nil {
-		t.Fatal(err)
-	}
-	m, e := readDev(d.w.fd, d.w.buf)
-	if e != 0 {
-		t.Fatal(e)
-	}
-	d.w.serve(d.w.buf[:m])
-	unix.SetsockoptTimeval(d.client, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 5})
-	if r, err := unix.Read(d.client, d.reply); err != nil || r < outHeaderSize || ne.Uint64(d.reply[8:]) != 2 {
-		t.Fatalf("no FSYNC reply: %v", err)
+	d.feed(t, d.put(uint32(abi.OpFsync), inoHello, abi.FsyncInSize))
+	if u, _ := d.nextReply(t); u != 2 {
+		t.Fatalf("no FSYNC reply: reply to %d", u)
 	}
 	var fsyncs uint64
 	for _, o := range set.Totals() {
@@ -207,14 +170,7 @@ func TestHelperPoolPerUid(t *testing.T) {
 		ne.PutUint32(d.req[24:], uid)
 		ne.PutUint64(d.req[inHeaderSize+8:], unique) // owner
 		ne.PutUint32(d.req[inHeaderSize+32:], typ)
-		if _, err := unix.Write(d.client, d.req[:n]); err != nil {
-			t.Fatal(err)
-		}
-		m, e := readDev(d.w.fd, d.w.buf)
-		if e != 0 {
-			t.Fatal(e)
-		}
-		d.w.serve(d.w.buf[:m])
+		d.feed(t, n)
 		// A refusal or an unlock is answered by serve itself; a wait
 		// reaches the filesystem on a helper.
 		unix.SetsockoptTimeval(d.client, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 200000})

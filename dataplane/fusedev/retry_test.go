@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/fastfsd/fastfsd/fs"
 	"github.com/fastfsd/fastfsd/fuse"
 	"github.com/fastfsd/fastfsd/fuse/abi"
@@ -47,17 +45,8 @@ func TestRetryOnHelper(t *testing.T) {
 	d := newFakeDev(t)
 	lfs := &leasedFS{testFS: newTestFS(t), entered: make(chan struct{}, 8), noWait: make(chan bool, 32)}
 	srv := fuse.NewServer(lfs, fuse.Options{MaxWrite: 128 << 10})
-	d.w.srv = srv
-	d.w.req = srv.NewRequest()
+	d.useServer(t, srv, initExt)
 	ne := binary.NativeEndian
-	n := d.put(opInit, 0, 64)
-	ne.PutUint32(d.req[40:], 7)
-	ne.PutUint32(d.req[44:], 45)
-	ne.PutUint32(d.req[48:], 128<<10)
-	ne.PutUint32(d.req[52:], initExt)
-	if out := d.roundTrip(t, n); ne.Uint32(out[4:]) != 0 {
-		t.Fatalf("INIT: %x", out)
-	}
 	const slots = 16 // a share of 2 per uid
 	pool := newHelperPool(srv, slots, nil)
 	d.w.pool = pool
@@ -70,23 +59,7 @@ func TestRetryOnHelper(t *testing.T) {
 		if op == uint32(abi.OpInterrupt) {
 			ne.PutUint64(d.req[inHeaderSize:], 100)
 		}
-		if _, err := unix.Write(d.client, d.req[:n]); err != nil {
-			t.Fatal(err)
-		}
-		m, e := readDev(d.w.fd, d.w.buf)
-		if e != 0 {
-			t.Fatal(e)
-		}
-		d.w.serve(d.w.buf[:m])
-	}
-	reply := func() (uint64, int32) {
-		t.Helper()
-		unix.SetsockoptTimeval(d.client, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 5})
-		r, err := unix.Read(d.client, d.reply)
-		if err != nil || r < outHeaderSize {
-			t.Fatalf("no reply: %v", err)
-		}
-		return ne.Uint64(d.reply[8:]), int32(ne.Uint32(d.reply[4:]))
+		d.feed(t, n)
 	}
 	waits := func(uniques ...uint64) {
 		t.Helper()
@@ -109,7 +82,7 @@ func TestRetryOnHelper(t *testing.T) {
 	// Past uid 65534's share: EAGAIN at once, nothing left waiting.
 	send(uint32(abi.OpOpen), 104, 65534, abi.OpenInSize)
 	<-lfs.noWait
-	if u, e := reply(); u != 104 || e != -int32(syscall.EAGAIN) {
+	if u, e := d.nextReply(t); u != 104 || e != -int32(syscall.EAGAIN) {
 		t.Fatalf("open past the uid's share: unique %d error %d, want 104 -EAGAIN", u, e)
 	}
 	if w, _ := pool.waits.Waiting(); w != 2 {
@@ -117,18 +90,18 @@ func TestRetryOnHelper(t *testing.T) {
 	}
 	// The worker still serves.
 	send(3 /* GETATTR */, 106, 0, 16)
-	if u, e := reply(); u != 106 || e != 0 {
+	if u, e := d.nextReply(t); u != 106 || e != 0 {
 		t.Fatalf("GETATTR while opens wait: unique %d error %d", u, e)
 	}
 	// INTERRUPT ends the first wait.
 	send(uint32(abi.OpInterrupt), 108, 0, abi.InterruptInSize)
-	if u, e := reply(); u != 100 || e != -int32(syscall.EINTR) {
+	if u, e := d.nextReply(t); u != 100 || e != -int32(syscall.EINTR) {
 		t.Fatalf("interrupted open: unique %d error %d, want 100 -EINTR", u, e)
 	}
 	if !pool.stop(5 * time.Second) {
 		t.Fatal("helpers still running after stop")
 	}
-	if u, e := reply(); u != 102 || e != -int32(syscall.EINTR) {
+	if u, e := d.nextReply(t); u != 102 || e != -int32(syscall.EINTR) {
 		t.Fatalf("open at the connection's end: unique %d error %d, want 102 -EINTR", u, e)
 	}
 	if w, uids := pool.waits.Waiting(); w != 0 || uids != 0 {
