@@ -39,7 +39,8 @@ const helperOutSize = 1024
 type helperSlot struct {
 	fd int // the /dev/fuse fd the request was read from: its reply goes there
 	id int // that worker's id, for logs
-	// wait: the request is a lock wait counted for uid in helperPool.waits.
+	// wait: the request is a wait (a lock wait, or an open breaking a
+	// host lease: helperPool.wait) counted for uid in helperPool.waits.
 	wait bool
 	uid  uint32
 	in   []byte
@@ -67,9 +68,10 @@ type helperPool struct {
 	work    chan *helperSlot // handed over; capacity = slots, so a send never blocks
 	running sync.WaitGroup
 
-	// waits bounds the slots lock waits hold, per uid (dataplane.LockWaits:
-	// a uid other than 0 waits in at most an eighth, and in none once all
-	// but an eighth wait, kept for root). The kernel sets the uid on a
+	// waits bounds the slots waits (lock waits, and opens breaking a
+	// host lease) hold, per uid (dataplane.LockWaits: a uid other than 0
+	// waits in at most an eighth, and in none once all but an eighth
+	// wait, kept for root). The kernel sets the uid on a
 	// FUSE mount, so one local user cannot take the pool, and with it
 	// every other user's blocking locks, away.
 	waits *dataplane.LockWaits

@@ -178,12 +178,12 @@ type queue struct {
 	helpers  sync.WaitGroup
 	finMu    sync.Mutex
 	finished []helperDone // guarded by finMu
-	// waits counts the lock waits on helpers (taken and put by the
-	// worker only). A waiter holds its ring entry until the lock is
-	// granted, and the kernel queues this CPU's requests behind the
-	// entries: at most half of them (the wait slots) may wait for locks,
-	// so the other half keeps serving, and the unlock that ends a wait
-	// always finds an entry. Of those slots a uid other than 0 waits in
+	// waits counts the waits on helpers, lock waits and opens breaking
+	// a host lease (retry); taken and put by the worker only. A waiter
+	// holds its ring entry until it is answered, and the kernel queues
+	// this CPU's requests behind the entries: at most half of them (the
+	// wait slots) may wait, so the other half keeps serving, and the
+	// unlock that ends a lock wait always finds an entry. Of those slots a uid other than 0 waits in
 	// at most an eighth, and non-root waits leave an eighth to root
 	// (dataplane.LockWaits), as on /dev/fuse: one local user pinning its
 	// waiters to a CPU cannot take that CPU's blocking locks from the
@@ -203,7 +203,8 @@ type helperDone struct {
 	n   int
 	op  uint32
 	t0  time.Time
-	// wait: the request was a lock wait counted for uid in queue.waits.
+	// wait: the request was a wait (lock or lease) counted for uid in
+	// queue.waits.
 	wait bool
 	uid  uint32
 }

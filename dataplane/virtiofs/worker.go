@@ -48,7 +48,8 @@ type slot struct {
 	obs   *stats.Worker // nil unless Options.Stats; written only by whoever serves the slot
 	// interrupted: the worker interrupted the request (worker-owned).
 	interrupted bool
-	// wait: the slot serves a lock wait counted for uid in worker.waits
+	// wait: the slot serves a wait (a lock wait, or an open breaking a
+	// host lease: retry) counted for uid in worker.waits
 	// (worker-owned: set at hand-off, put back at reap).
 	wait bool
 	uid  uint32
@@ -129,10 +130,10 @@ type worker struct {
 	// Helpers. Memory rule: while inflight > 0 the worker
 	// does not pass a quiescent point (no Enter, no Exit) and does not
 	// re-translate the ring, so every view a helper holds stays mapped.
-	// waits counts the lock waits the slots hold, per guest uid: a uid
-	// other than 0 waits in at most an eighth of the slots a lock wait
-	// may take (blocking and helper slots), and non-root waits leave an
-	// eighth to guest root (dataplane.LockWaits), so that one guest user
+	// waits counts the waits (lock waits, and opens breaking a host
+	// lease) the slots hold, per guest uid: a uid other than 0 waits in
+	// at most an eighth of the slots a lock wait may take (blocking and
+	// helper slots), and non-root waits leave an eighth to guest root (dataplane.LockWaits), so that one guest user
 	// cannot take every other guest user's blocking locks. Taken and put
 	// by the worker only.
 	waits    *dataplane.LockWaits
