@@ -41,6 +41,22 @@ func (w *waitingFS) SetLk(ctx *fs.Context, ino fs.Inode, fh fs.Handle, owner uin
 	return syscall.EINTR
 }
 
+// Open is an open breaking a host lease: with NoWait it would wait
+// (fs.WouldWait); without, it waits until interrupted (EINTR).
+func (w *waitingFS) Open(ctx *fs.Context, ino fs.Inode, flags, openFlags uint32, out *fs.OpenOut) fs.Errno {
+	if ctx.NoWait {
+		return fs.WouldWait
+	}
+	ch := make(chan struct{})
+	if !ctx.OnInterrupt(func() { close(ch) }) {
+		return syscall.EINTR
+	}
+	defer ctx.StopOnInterrupt()
+	w.entered <- struct{}{}
+	<-ch
+	return syscall.EINTR
+}
+
 // newLockQueue is a queue of depth entries over a real io_uring (its
 // commands go to fd -1 and fail, unseen: the test reads replies from the
 // entries' memory) whose engine serves a waitingFS with locks, past INIT.
@@ -81,49 +97,12 @@ func TestQueueLockWaitsPerUid(t *testing.T) {
 	if s, sh, r := q.waits.Slots(), q.waits.Share(), q.waits.Reserve(); s != 16 || sh != 2 || r != 2 {
 		t.Fatalf("wait slots %d, share %d, reserve %d; want 16, 2, 2", s, sh, r)
 	}
-	ne := binary.NativeEndian
-	unique := uint64(100)
-	next := 0 // the next entry a request arrives in; waits keep theirs
-	// deliver puts a request of op by uid into the next entry, as the
-	// kernel would, and completes it; it returns the entry.
-	deliver := func(op abi.Opcode, uid uint32, typ uint32) int {
-		t.Helper()
-		if next >= depth {
-			t.Fatal("out of entries")
-		}
-		i := next
-		e := q.ents[i]
-		clear(e.hdr)
-		unique += 2
-		argLen := 0
-		if op == abi.OpSetlkw {
-			argLen = abi.LkInSize
-			(&abi.LkIn{Fh: 1, Owner: unique, Lk: abi.FileLock{End: 1<<63 - 1, Type: typ, PID: 1}}).Marshal(e.hdr[abi.UringInOutHeaderSize:])
-		} else {
-			argLen = abi.GetattrInSize
-		}
-		(&abi.InHeader{Len: uint32(abi.InHeaderSize + argLen), Opcode: op, Unique: unique, NodeID: 1, UID: uid, GID: uid, PID: 1}).Marshal(e.hdr)
-		ne.PutUint64(e.hdr[256+8:], unique) // commit id
-		q.complete(uint64(i), 0)
-		if q.done != nil {
-			t.Fatalf("queue failed: %v", q.done)
-		}
-		return i
-	}
-	// answered returns entry i's reply error if the worker committed one
-	// (the out header is copied into the header area), and whether it did.
-	answered := func(i int) (int32, bool) {
-		e := q.ents[i]
-		if ne.Uint64(e.hdr[8:]) != unique || ne.Uint32(e.hdr[0:]) != abi.OutHeaderSize {
-			return 0, false
-		}
-		return int32(ne.Uint32(e.hdr[4:])), true
-	}
+	qd := &queueDriver{t: t, q: q, unique: 100}
 	// wait sends a lock wait by uid: want 1 for "waits", else its error.
 	wait := func(uid uint32, want int32) {
 		t.Helper()
-		i := deliver(abi.OpSetlkw, uid, unix.F_WRLCK)
-		if e, ok := answered(i); ok {
+		i := qd.deliver(abi.OpSetlkw, uid, unix.F_WRLCK)
+		if e, ok := qd.answered(i); ok {
 			if e != want {
 				t.Fatalf("lock wait by uid %d: error %d, want %d (1: waits)", uid, e, want)
 			}
@@ -137,7 +116,7 @@ func TestQueueLockWaitsPerUid(t *testing.T) {
 		if want != 1 {
 			t.Fatalf("lock wait by uid %d waits, want error %d", uid, want)
 		}
-		next++ // the entry stays with the wait
+		qd.next++ // the entry stays with the wait
 	}
 	enolck := -int32(syscall.ENOLCK)
 	wait(65534, 1)
@@ -154,8 +133,8 @@ func TestQueueLockWaitsPerUid(t *testing.T) {
 	// An unlock through SETLKW is served on the worker all the same, by
 	// the user whose waits are refused and by root.
 	for _, uid := range []uint32{65534, 0} {
-		i := deliver(abi.OpSetlkw, uid, unix.F_UNLCK)
-		if e, ok := answered(i); !ok || e != 0 {
+		i := qd.deliver(abi.OpSetlkw, uid, unix.F_UNLCK)
+		if e, ok := qd.answered(i); !ok || e != 0 {
 			t.Fatalf("unlock through SETLKW by uid %d with every wait slot taken: answered %v, error %d", uid, ok, e)
 		}
 	}
@@ -163,7 +142,7 @@ func TestQueueLockWaitsPerUid(t *testing.T) {
 		t.Fatalf("%d unlocks reached the filesystem, want 2", n)
 	}
 	// Other requests are still served on the worker.
-	if e, ok := answered(deliver(abi.OpGetattr, 65534, 0)); !ok || e != -int32(syscall.ENOSYS) {
+	if e, ok := qd.answered(qd.deliver(abi.OpGetattr, 65534, 0)); !ok || e != -int32(syscall.ENOSYS) {
 		t.Fatalf("GETATTR with every wait slot taken: answered %v, error %d (want ENOSYS from the test fs)", ok, e)
 	}
 	if w, u := q.waits.Waiting(); w != 16 || u != 7 {
@@ -171,28 +150,123 @@ func TestQueueLockWaitsPerUid(t *testing.T) {
 	}
 	// The connection's end answers every wait; the worker commits them
 	// and gives every count back.
+	qd.interruptAll(16)
+}
+
+// queueDriver acts as the kernel and the worker of a test queue.
+type queueDriver struct {
+	t      *testing.T
+	q      *queue
+	unique uint64 // of the last request delivered
+	next   int    // the next entry a request arrives in; waits keep theirs
+}
+
+// deliver puts a request of op by uid into the next entry, as the kernel
+// would, and completes it; it returns the entry. typ is a SETLKW's lock
+// type.
+func (d *queueDriver) deliver(op abi.Opcode, uid uint32, typ uint32) int {
+	t, q, ne := d.t, d.q, binary.NativeEndian
+	t.Helper()
+	if d.next >= q.depth {
+		t.Fatal("out of entries")
+	}
+	i := d.next
+	e := q.ents[i]
+	clear(e.hdr)
+	d.unique += 2
+	argLen := 0
+	switch op {
+	case abi.OpSetlkw:
+		argLen = abi.LkInSize
+		(&abi.LkIn{Fh: 1, Owner: d.unique, Lk: abi.FileLock{End: 1<<63 - 1, Type: typ, PID: 1}}).Marshal(e.hdr[abi.UringInOutHeaderSize:])
+	case abi.OpOpen:
+		argLen = abi.OpenInSize
+		(&abi.OpenIn{Flags: unix.O_RDONLY}).Marshal(e.hdr[abi.UringInOutHeaderSize:])
+	default:
+		argLen = abi.GetattrInSize
+	}
+	(&abi.InHeader{Len: uint32(abi.InHeaderSize + argLen), Opcode: op, Unique: d.unique, NodeID: 1, UID: uid, GID: uid, PID: 1}).Marshal(e.hdr)
+	ne.PutUint64(e.hdr[256+8:], d.unique) // commit id
+	q.complete(uint64(i), 0)
+	if q.done != nil {
+		t.Fatalf("queue failed: %v", q.done)
+	}
+	return i
+}
+
+// answered returns entry i's reply error if the worker committed one
+// for the last request delivered (the out header is copied into the
+// header area), and whether it did.
+func (d *queueDriver) answered(i int) (int32, bool) {
+	ne := binary.NativeEndian
+	e := d.q.ents[i]
+	if ne.Uint64(e.hdr[8:]) != d.unique || ne.Uint32(e.hdr[0:]) != abi.OutHeaderSize {
+		return 0, false
+	}
+	return int32(ne.Uint32(e.hdr[4:])), true
+}
+
+// interruptAll ends the connection: the n waits in entries 0… answer
+// EINTR, the worker commits them and every count is given back.
+func (d *queueDriver) interruptAll(n int) {
+	t, q := d.t, d.q
+	t.Helper()
 	q.srv.InterruptAll()
 	deadline := time.Now().Add(5 * time.Second)
-	for committed := 0; committed < 16; {
+	for committed := 0; committed < n; {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d of 16 interrupted waits committed after 5 s", committed)
+			t.Fatalf("%d of %d interrupted waits committed after 5 s", committed, n)
 		}
 		q.finMu.Lock()
-		n := len(q.finished)
+		k := len(q.finished)
 		q.finMu.Unlock()
-		if n == 0 {
+		if k == 0 {
 			time.Sleep(time.Millisecond)
 			continue
 		}
-		committed += n
+		committed += k
 		q.commitFinished()
 	}
-	for i := range 16 {
-		if e := int32(ne.Uint32(q.ents[i].hdr[4:])); e != -int32(syscall.EINTR) {
+	for i := range n {
+		if e := int32(binary.NativeEndian.Uint32(q.ents[i].hdr[4:])); e != -int32(syscall.EINTR) {
 			t.Errorf("entry %d after the interrupt: error %d, want EINTR", i, e)
 		}
 	}
 	if w, u := q.waits.Waiting(); w != 0 || u != 0 {
 		t.Errorf("after the waits ended: %d waits of %d uids counted, want none", w, u)
 	}
+}
+
+// TestQueueLeaseRetry: an OPEN that would wait on the queue's worker
+// (fs.WouldWait to a NoWait request) is served again on a helper without
+// NoWait, holding its entry and counted in the queue's per-uid waits; a
+// uid past its share gets EAGAIN at once; the worker keeps serving; the
+// connection's end answers the waiting opens EINTR and gives every count
+// back.
+func TestQueueLeaseRetry(t *testing.T) {
+	const depth = 32 // 16 wait slots: a share of 2 per uid
+	q, wfs := newLockQueue(t, depth)
+	qd := &queueDriver{t: t, q: q, unique: 100}
+	for range 2 {
+		i := qd.deliver(abi.OpOpen, 65534, 0)
+		if e, ok := qd.answered(i); ok {
+			t.Fatalf("OPEN by uid 65534 within its share: answered at once, error %d", e)
+		}
+		select {
+		case <-wfs.entered:
+		case <-time.After(5 * time.Second):
+			t.Fatal("OPEN not served again on a helper")
+		}
+		qd.next++ // the entry stays with the wait
+	}
+	if e, ok := qd.answered(qd.deliver(abi.OpOpen, 65534, 0)); !ok || e != -int32(syscall.EAGAIN) {
+		t.Fatalf("OPEN past the uid's share: answered %v, error %d, want -EAGAIN", ok, e)
+	}
+	if e, ok := qd.answered(qd.deliver(abi.OpGetattr, 65534, 0)); !ok || e != -int32(syscall.ENOSYS) {
+		t.Fatalf("GETATTR while opens wait: answered %v, error %d (want ENOSYS from the test fs)", ok, e)
+	}
+	if w, u := q.waits.Waiting(); w != 2 || u != 1 {
+		t.Fatalf("%d waits from %d non-root uids counted, want 2 from 1", w, u)
+	}
+	qd.interruptAll(2)
 }
