@@ -6,6 +6,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/fastfsd/fastfsd/internal/stats"
 )
@@ -235,4 +236,73 @@ func TestStatsCounts(t *testing.T) {
 	if len(errs) != 1 || errs[0].Count != n || syscall.Errno(errs[0].Errno) != syscall.EBADF {
 		t.Errorf("errnos %+v, want %d × EBADF", errs, n)
 	}
+}
+
+// TestReaderPathAllocs: a connection's whole per-request path — the
+// reader (header, request slot, body, in-flight table, hand-off to a
+// worker) as well as the worker's run and reply — allocates nothing per
+// request once its slots and buffers are made: a connection serving
+// 2,000 Tgetattr allocates no more than one serving 20, within a
+// per-connection slack (slots, a worker, a read buffer if the pool was
+// emptied). TestHotPathAllocs covers run alone.
+func TestReaderPathAllocs(t *testing.T) {
+	s := NewServer(newMemFS(t.TempDir()), &Options{MaxRequests: 1, Logf: t.Logf})
+	s.init()
+	stream := func(n int) []byte {
+		b, err := Encode(nil, 8192, NoTag, &Tversion{Msize: 8192, Version: []byte(Version)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, err = Encode(b, 8192, 1, &Tattach{Fid: 1, Afid: NoFid, Uname: []byte{}, Aname: []byte{}}); err != nil {
+			t.Fatal(err)
+		}
+		for i := range n {
+			if b, err = Encode(b, 8192, uint16(2+i), &Tgetattr{Fid: 1, Mask: AttrBasic}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return b
+	}
+	const few, many = 20, 2000
+	nc := &countConn{}
+	serve := func(in []byte) float64 {
+		return testing.AllocsPerRun(5, func() {
+			nc.in.Reset(in)
+			nc.replies = [256]int{}
+			c, err := s.newConn(nc, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.serve(time.Now()); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	small, large := stream(few), stream(many)
+	serve(large) // warm up: the read buffer pool, the memFS
+	a, b := serve(small), serve(large)
+	// At EOF the connection's end interrupts what is still queued (at
+	// most its MaxRequests+readAhead slots); every other Tgetattr was
+	// served.
+	if got := nc.replies[MsgRgetattr]; got < many-(1+readAhead) {
+		t.Fatalf("%d of %d Tgetattr answered Rgetattr, replies by type %v", got, many, nc.replies)
+	}
+	t.Logf("a connection allocates %.0f times serving %d Tgetattr, %.0f serving %d", a, few, b, many)
+	if per := (b - a) / (many - few); per > 0.05 {
+		t.Errorf("a connection allocates %.0f times serving %d Tgetattr, %.0f serving %d: %.2f per request, want 0", a, few, b, many, per)
+	}
+}
+
+// countConn is a scriptConn that counts the replies written to it by
+// type (one reply per write).
+type countConn struct {
+	scriptConn
+	replies [256]int
+}
+
+func (c *countConn) Write(b []byte) (int, error) {
+	if len(b) > 4 {
+		c.replies[b[4]]++
+	}
+	return len(b), nil
 }
