@@ -116,7 +116,10 @@ func p9LimitName(option string) string {
 	return "p9.Options." + option // a limit without a flag: a bug here
 }
 
-// identifyPeer identifies a unix or tcp peer (see p9Identify).
+// identifyPeer identifies a unix or tcp peer (see p9Identify). It
+// leaves Peer.Owner zero: whom the connection counts against is
+// p9Owner's answer on the accept loop, the same uid from the same
+// kernel source.
 func identifyPeer(nc net.Conn) (p9.Peer, error) {
 	switch c := nc.(type) {
 	case *net.UnixConn:
@@ -137,9 +140,9 @@ func identifyPeer(nc net.Conn) (p9.Peer, error) {
 			return p9.Peer{}, fmt.Errorf("identify loopback peer %v: %w", remote, err)
 		}
 		if uid == 0 {
-			return p9.Peer{Trusted: true, Owner: p9.UidOwner(0)}, nil
+			return p9.Peer{Trusted: true}, nil
 		}
-		return p9.Peer{Identity: userIdentity(uid), Owner: p9.UidOwner(uid)}, nil
+		return p9.Peer{Identity: userIdentity(uid)}, nil
 	}
 	return p9.Peer{}, fmt.Errorf("cannot identify a %T peer", nc)
 }
@@ -167,12 +170,12 @@ func unixPeer(c *net.UnixConn) (p9.Peer, error) {
 		return p9.Peer{}, fmt.Errorf("SO_PEERCRED: %w", cerr)
 	}
 	if cred.Uid == 0 {
-		return p9.Peer{Trusted: true, Identity: p9.Identity{Uid: 0, Gid: cred.Gid}, Owner: p9.UidOwner(0)}, nil
+		return p9.Peer{Trusted: true, Identity: p9.Identity{Uid: 0, Gid: cred.Gid}}, nil
 	}
 	if e != 0 {
 		return p9.Peer{}, fmt.Errorf("SO_PEERGROUPS: %w", e)
 	}
-	p := p9.Peer{Identity: p9.Identity{Uid: cred.Uid, Gid: cred.Gid}, Owner: p9.UidOwner(cred.Uid)}
+	p := p9.Peer{Identity: p9.Identity{Uid: cred.Uid, Gid: cred.Gid}}
 	for _, g := range gs {
 		if g != p.Gid {
 			p.Groups = append(p.Groups, g)
