@@ -2,11 +2,6 @@ package dataplane
 
 import "github.com/fastfsd/fastfsd/internal/waitshare"
 
-// LockWaitShare is the fraction of a door's wait slots one uid other than
-// 0 may hold (1/LockWaitShare), and the fraction kept for root: with
-// 1,024 slots a user waits in at most 128, and non-root waits stop at 896.
-const LockWaitShare = waitshare.Fraction
-
 // LockWaits counts the waits one FUSE door's bounded wait slots hold, per
 // caller uid, and decides whether one more may wait: the same rule on
 // every door that serves FUSE (a /dev/fuse connection's helper pool, a
