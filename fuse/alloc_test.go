@@ -33,6 +33,10 @@ func (nopFS) Read(ctx *fs.Context, ino fs.Inode, fh fs.Handle, off int64, size u
 	return 0
 }
 
+func (nopFS) Open(ctx *fs.Context, ino fs.Inode, flags, openFlags uint32, out *fs.OpenOut) fs.Errno {
+	return 0
+}
+
 func (nopFS) Write(ctx *fs.Context, ino fs.Inode, fh fs.Handle, off int64, src fs.Source, flags uint32) (uint32, fs.Errno) {
 	return uint32(src.Len()), 0
 }
@@ -155,4 +159,54 @@ type enoentFS struct{ fs.Base }
 func (enoentFS) Lookup(*fs.Context, fs.Inode, []byte, *fs.Entry) fs.Errno { return syscall.ENOENT }
 func (enoentFS) GetAttr(*fs.Context, fs.Inode, fs.Handle, bool, *fs.AttrOut) fs.Errno {
 	return syscall.ENOENT
+}
+
+// wouldWaitFS is nopFS whose opens would wait with NoWait set (as an
+// open breaking a host lease).
+type wouldWaitFS struct{ nopFS }
+
+func (wouldWaitFS) Open(ctx *fs.Context, ino fs.Inode, flags, openFlags uint32, out *fs.OpenOut) fs.Errno {
+	if ctx.NoWait {
+		return fs.WouldWait
+	}
+	return 0
+}
+
+// TestAllocsOpen: OPEN allocates nothing served with NoWait (on a
+// worker: nothing registered), without it (where it may wait: registered
+// for FUSE_INTERRUPT while the filesystem runs), or left unanswered for
+// a retry (fs.WouldWait to a NoWait request).
+func TestAllocsOpen(t *testing.T) {
+	open := mkReq(abi.OpOpen, 10, 5, enc(&abi.OpenIn{}, abi.OpenInSize))
+	for _, c := range []struct {
+		name          string
+		fsys          fs.FileSystem
+		noWait, retry bool
+	}{
+		{"may wait", wouldWaitFS{}, false, false},
+		{"worker", nopFS{}, true, false},
+		{"retry", wouldWaitFS{}, true, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := NewServer(c.fsys, Options{})
+			r := s.NewRequest()
+			r.In = initReq(45, allKernelFlags)
+			if n := s.Handle(r); n == 0 || outHdr(t, r.Out, n).Error != 0 {
+				t.Fatal("INIT failed")
+			}
+			r.NoWait = c.noWait
+			r.In = open
+			n := s.Handle(r)
+			if c.retry {
+				if n != 0 || !r.Retry() {
+					t.Fatalf("OPEN that would wait: %d bytes, Retry %v; want 0, true", n, r.Retry())
+				}
+			} else if outHdr(t, r.Out, n).Error != 0 || r.Retry() {
+				t.Fatalf("OPEN: error reply, or Retry %v", r.Retry())
+			}
+			if a := testing.AllocsPerRun(200, func() { r.In = open; s.Handle(r) }); a != 0 {
+				t.Errorf("%v allocs per OPEN, want 0", a)
+			}
+		})
+	}
 }
