@@ -33,12 +33,19 @@ func limitServer(t *testing.T, opts Options) (tcpAddr, sock string, s *Server, l
 		return Peer{Trusted: true}, nil // Owner: ConnOwner's, by address
 	}
 	sock, s = startServer(t, newMemFS(""), &opts)
+	return serveTCP(t, s), sock, s, logs
+}
+
+// serveTCP serves s on a loopback tcp listener too and returns its
+// address. The Serve ends when startServer's cleanup closes s.
+func serveTCP(t *testing.T, s *Server) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	go s.Serve(l) // ends when startServer's cleanup closes s
-	return l.Addr().String(), sock, s, logs
+	go s.Serve(l)
+	return l.Addr().String()
 }
 
 // logLines collects a server's log lines.
@@ -424,12 +431,7 @@ func TestIdentifyOffAcceptLoop(t *testing.T) {
 			return Peer{Trusted: true}, nil
 		}}
 	_, s := startServer(t, newMemFS(""), &opts)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Serve(l)
-	addr := l.Addr().String()
+	addr := serveTCP(t, s)
 	defer func() {
 		close(release)
 		for stuck.Load() != 0 {
@@ -492,12 +494,7 @@ func TestIdentifyMovesOwner(t *testing.T) {
 			return Peer{Trusted: true, Owner: Owner{Key: "uid 7"}}, nil // both addresses are one user
 		}}
 	_, s := startServer(t, newMemFS(""), &opts)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Serve(l)
-	addr := l.Addr().String()
+	addr := serveTCP(t, s)
 	attach(t, "127.0.0.5 as uid 7", dialFrom(t, addr, "127.0.0.5"))
 	attach(t, "127.0.0.6 as uid 7", dialFrom(t, addr, "127.0.0.6"))
 	wantClosed(t, "127.0.0.7 as uid 7, past its share", dialFrom(t, addr, "127.0.0.7"))
