@@ -186,14 +186,7 @@ func TestTCPPeerUid(t *testing.T) {
 			t.Logf("%s: %v (skipped)", network, err)
 			continue
 		}
-		c, err := net.Dial("tcp", l.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := l.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
+		c, s := dialAccept(t, l)
 		uid, err := tcpPeerUid(s.LocalAddr().(*net.TCPAddr), s.RemoteAddr().(*net.TCPAddr))
 		if err != nil || uid != uint32(os.Getuid()) {
 			t.Errorf("%s: tcpPeerUid = %d, %v; want %d", network, uid, err, os.Getuid())
@@ -202,6 +195,22 @@ func TestTCPPeerUid(t *testing.T) {
 		s.Close()
 		l.Close()
 	}
+}
+
+// dialAccept connects to the tcp listener l and returns both ends: the
+// client's and the one l accepted.
+func dialAccept(t *testing.T, l net.Listener) (client, server net.Conn) {
+	t.Helper()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := l.Accept()
+	if err != nil {
+		c.Close()
+		t.Fatal(err)
+	}
+	return c, s
 }
 
 // TestP9Owner: a loopback tcp peer counts as its uid, and one that closed
@@ -216,14 +225,7 @@ func TestP9Owner(t *testing.T) {
 	defer l.Close()
 	for _, squash := range []bool{false, true} {
 		owner := p9Owner(squash)
-		c, err := net.Dial("tcp", l.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := l.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
+		c, s := dialAccept(t, l)
 		if o, err := owner(s); err != nil || o != p9.UidOwner(uint32(os.Getuid())) {
 			t.Errorf("squash %v: a live peer counts as %+v, %v; want %+v", squash, o, err, p9.UidOwner(uint32(os.Getuid())))
 		}
