@@ -47,7 +47,9 @@ type MountOptions struct {
 	// enable_uring parameter on if it is off, which needs root. A lock
 	// wait holds its ring entry: a CPU's queue holds at most 8, at most
 	// one per uid other than 0, the last kept for root; past them a lock
-	// wait is refused with ENOLCK (/dev/fuse lets 128 per uid wait).
+	// wait is refused with ENOLCK (/dev/fuse lets 128 per uid wait). An
+	// open or truncate that must break a host lease waits in the same
+	// slots, refused with EAGAIN past them.
 	IOUring bool
 	// Stats, if set, counts every request with its service time, per
 	// worker (cmd/fastfsd's --metrics: internal/stats cannot be imported

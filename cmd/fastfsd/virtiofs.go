@@ -81,8 +81,9 @@ flags:
                             them is refused with ENOLCK, and so is one of a guest uid other
                             than 0 past an eighth of the slots lock waits may take (4 of the
                             32, more with --thread-pool-size) or once all but an eighth wait
-                            (kept for guest root). Stopping a queue answers pending lock
-                            waits with EINTR
+                            (kept for guest root). An open or truncate that must break a host
+                            lease waits the same way, refused with EAGAIN. Stopping a queue
+                            answers pending waits with EINTR
   --xattr / --no-xattr      serve extended attributes (default on; virtiofsd's is off, but
                             with KILLPRIV_V2 xattrs cost no extra round trip per write)
   --xattrmap RULES          xattr name mapping, virtiofsd's rule language (also -o xattrmap=);
