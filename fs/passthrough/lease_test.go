@@ -27,14 +27,7 @@ func TestLeaseNoWait(t *testing.T) {
 	e := lookup(t, f, fs.RootInode, "l")
 	// The lease is this process's; any other open of the file (the
 	// FS's included) conflicts with a write lease.
-	lfd, err := unix.Open(join(dir, "l"), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(lfd)
-	if _, err := unix.FcntlInt(uintptr(lfd), unix.F_SETLEASE, unix.F_WRLCK); err != nil {
-		t.Skipf("F_SETLEASE F_WRLCK: %v (needs to own the file or CAP_LEASE)", err)
-	}
+	lfd := holdLease(t, join(dir, "l"), unix.F_WRLCK)
 
 	alice := asUid(1000)
 	alice.NoWait = true
@@ -135,14 +128,7 @@ func TestLeasePassthroughFd(t *testing.T) {
 	f, dir := newTestFS(t, Options{Cache: CacheAuto, Passthrough: true})
 	writeFile(t, join(dir, "r"), "leased", 0o644)
 	e := lookup(t, f, fs.RootInode, "r")
-	lfd, err := unix.Open(join(dir, "r"), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(lfd)
-	if _, err := unix.FcntlInt(uintptr(lfd), unix.F_SETLEASE, unix.F_RDLCK); err != nil {
-		t.Skipf("F_SETLEASE F_RDLCK: %v", err)
-	}
+	holdLease(t, join(dir, "r"), unix.F_RDLCK)
 	res := make(chan fs.Errno, 1)
 	var out fs.OpenOut
 	go func() { res <- f.Open(&fs.Context{NoWait: true}, e.Ino, unix.O_RDONLY, 0, &out) }()
@@ -165,4 +151,21 @@ func TestLeasePassthroughFd(t *testing.T) {
 		t.Errorf("passthrough file flags %#x, want O_RDONLY without O_NONBLOCK", fl)
 	}
 	f.Release(rootCtx, e.Ino, out.Handle, 0)
+}
+
+// holdLease opens path read-only and takes a lease of type typ
+// (F_RDLCK, F_WRLCK) on it, held by this process until the test ends;
+// it skips the test if the host refuses the lease. It returns the
+// lease's fd.
+func holdLease(t *testing.T, path string, typ int) int {
+	t.Helper()
+	lfd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(lfd) })
+	if _, err := unix.FcntlInt(uintptr(lfd), unix.F_SETLEASE, typ); err != nil {
+		t.Skipf("F_SETLEASE %d: %v (needs to own the file or CAP_LEASE)", typ, err)
+	}
+	return lfd
 }
