@@ -56,6 +56,19 @@ func TestBeneathRootDepths(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
+	// check asserts fsys.beneathRoot of the directory up levels above
+	// the directory fd.
+	check := func(fsys *FS, fd, up int, want fs.Errno, what string) {
+		t.Helper()
+		ufd, err := openUp(fd, up)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(ufd)
+		if got := fsys.beneathRoot(ufd); got != want {
+			t.Errorf("beneathRoot of %s: %v, want %v", what, got, want)
+		}
+	}
 	for _, up := range []int{0, 1, 50, 83, 84, 99, 100, 101, depth - dotdotStride, depth - linearDepth - 1, depth - linearDepth, depth - 1, depth} {
 		d := depth - up // how deep the directory up levels above the bottom is
 		for _, c := range []struct {
@@ -63,14 +76,7 @@ func TestBeneathRootDepths(t *testing.T) {
 			fd   int
 			want fs.Errno
 		}{{"share", in, fs.OK}, {"outside", out, syscall.EACCES}} {
-			fd, err := openUp(c.fd, up)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := f.beneathRoot(fd); got != c.want {
-				t.Errorf("beneathRoot of a directory %d deep in %s: %v, want %v", d, c.name, got, c.want)
-			}
-			unix.Close(fd)
+			check(f, c.fd, up, c.want, fmt.Sprintf("a directory %d deep in %s", d, c.name))
 		}
 	}
 	// A root that is the top of its tree, as in the namespace and chroot
@@ -81,25 +87,11 @@ func TestBeneathRootDepths(t *testing.T) {
 	}
 	defer top0.Close()
 	for _, up := range []int{0, 1000, depth} {
-		fd, err := openUp(in, up)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := top0.beneathRoot(fd); got != fs.OK {
-			t.Errorf("beneathRoot of a directory beneath / (%d levels above the chain's bottom): %v", up, got)
-		}
-		unix.Close(fd)
+		check(top0, in, up, fs.OK, fmt.Sprintf("a directory beneath / (%d levels above the chain's bottom)", up))
 	}
 	// The root's parent and the top are not beneath it.
 	for _, up := range []int{depth + 1, depth + 100} {
-		fd, err := openUp(in, up)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := f.beneathRoot(fd); got != syscall.EACCES {
-			t.Errorf("beneathRoot %d levels above the root: %v, want EACCES", up-depth, got)
-		}
-		unix.Close(fd)
+		check(f, in, up, syscall.EACCES, fmt.Sprintf("the directory %d levels above the root", up-depth))
 	}
 }
 
