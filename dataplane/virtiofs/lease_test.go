@@ -81,12 +81,7 @@ func TestLeaseOpenOffWorker(t *testing.T) {
 	if _, err := unix.FcntlInt(uintptr(lfd), unix.F_SETLEASE, unix.F_UNLCK); err != nil {
 		t.Fatal(err)
 	}
-	id, n, err := q.Wait()
-	if err != nil || id != head {
-		t.Fatalf("OPEN completion: id %d (want %d), %v", id, head, err)
-	}
-	out, _ := q.Reply(open, n)
-	if r := parseReply(t, out); r.hdr.Error != 0 {
+	if r := completion(t, q, head, open, "OPEN"); r.hdr.Error != 0 {
 		t.Fatalf("OPEN after the lease was given up: %v", unix.Errno(-r.hdr.Error))
 	}
 
@@ -105,12 +100,7 @@ func TestLeaseOpenOffWorker(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("GET_VRING_BASE with an OPEN waiting for a lease took %v", d)
 	}
-	id, n, err = q.Wait()
-	if err != nil || id != head {
-		t.Fatalf("OPEN completion after stop: id %d (want %d), %v", id, head, err)
-	}
-	out, _ = q.Reply(open, n)
-	if r := parseReply(t, out); r.hdr.Error != -int32(unix.EINTR) {
+	if r := completion(t, q, head, open, "OPEN after stop"); r.hdr.Error != -int32(unix.EINTR) {
 		t.Errorf("OPEN waiting for a lease after stop: error %d, want -EINTR", r.hdr.Error)
 	}
 }

@@ -146,6 +146,18 @@ func call(t *testing.T, q *vt.GuestQueue, b vt.Buffers) fuseReply {
 	return r
 }
 
+// completion waits for q's next completion, which must be head's (what
+// names it in the failure), and parses its reply, laid out as b asked.
+func completion(t *testing.T, q *vt.GuestQueue, head uint16, b vt.Buffers, what string) fuseReply {
+	t.Helper()
+	id, n, err := q.Wait()
+	if err != nil || id != head {
+		t.Fatalf("%s completion: id %d (want %d), %v", what, id, head, err)
+	}
+	out, _ := q.Reply(b, n)
+	return parseReply(t, out)
+}
+
 func initReq() vt.Buffers {
 	in := abi.InitIn{Major: abi.KernelVersion, Minor: abi.KernelMinorVersion, MaxReadahead: 128 << 10,
 		Flags: uint32(abi.InitMaxPages | abi.InitBigWrites | abi.InitAsyncRead | abi.InitExt)}
@@ -680,12 +692,7 @@ func TestHelpers(t *testing.T) {
 	ga.Offset = 64 << 10
 	call(t, q, ga)
 	call(t, q, lkReq(abi.OpSetlk, node, fh, 1, unix.F_UNLCK, 128<<10))
-	id, n, err := q.Wait()
-	if err != nil || id != head {
-		t.Fatalf("SETLKW completion: id %d (want %d), %v", id, head, err)
-	}
-	out, _ := q.Reply(wait, n)
-	if r := parseReply(t, out); r.hdr.Error != 0 {
+	if r := completion(t, q, head, wait, "SETLKW"); r.hdr.Error != 0 {
 		t.Fatalf("SETLKW: %v", unix.Errno(-r.hdr.Error))
 	}
 	call(t, q, lkReq(abi.OpSetlk, node, fh, 2, unix.F_UNLCK, 0))
