@@ -2,6 +2,7 @@ package passthrough
 
 import (
 	"fmt"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -241,33 +242,40 @@ func (c *fdCache) remove(in *inode) {
 // pressure prunes its dcache. Meanwhile the cached O_PATH fd keeps the
 // deleted file's blocks allocated on the host. The sweeper closes such
 // fds: every sweepPeriod it fstats the cached fds of unused regular
-// files, sweepChunk slots per hold of the cache's lock, and evicts those
-// with no link left. The inode stays in the table (the client still
+// files, at most sweepChunk of them per hold of the cache's lock, and
+// evicts those with no link left. The inode stays in the table (the client still
 // knows its ID); a later use reopens it from its handle, which fails with
 // ESTALE, as the file is gone. Directories are left alone: a client
 // process may still stand in one (its cwd) and expects its attributes.
 const (
 	sweepPeriod = 5 * time.Second
-	sweepChunk  = 256
+	sweepChunk  = 32
 )
 
 // sweepDeleted closes the cached fds of unused regular files whose host
 // inode has no link left (or, if one is in use after all, leaves it to
 // its last user's put) and returns how many it evicted.
 func (c *fdCache) sweepDeleted() int {
-	n := 0
+	n, fstats := 0, 0
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for i := range c.slots {
-		if i%sweepChunk == sweepChunk-1 {
-			// Let lookups and puts in between.
+		if fstats == sweepChunk {
+			// Let lookups and puts in between. Unlock readies the
+			// first waiter to run next on this P, and Gosched lets it
+			// run before this goroutine locks again; without it the
+			// waiter would find the lock taken again and get it only
+			// after waiting 1 ms (sync.Mutex's starvation mode).
+			fstats = 0
 			c.mu.Unlock()
+			runtime.Gosched()
 			c.mu.Lock()
 		}
 		v := c.slots[i]
 		if v == nil || v.typ != unix.S_IFREG || v.refs.Load() != 1 {
 			continue
 		}
+		fstats++
 		// refs 1 and a slot: the fd is open and only this cache (under
 		// c.mu, held) or release (which takes c.mu first) closes it.
 		var st unix.Stat_t
