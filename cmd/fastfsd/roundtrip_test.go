@@ -222,6 +222,19 @@ func (c rtCounts) String() string {
 	return b.String()
 }
 
+// attachProbe counts the FUSE requests of the mount at mnt at the
+// kernel's fuse tracepoints; the caller closes it.
+func attachProbe(t *testing.T, mnt string) *probe.Probe {
+	t.Helper()
+	conn, err := probe.ConnOf(mnt)
+	mustT(t, err)
+	p, err := probe.Attach(probe.Options{Mode: probe.ModeTracepoint, Conn: conn})
+	if err != nil {
+		t.Fatalf("attach the fuse probe (root and the fuse tracepoints are here): %v", err)
+	}
+	return p
+}
+
 // settle waits until the probe's counts stop moving (RELEASE is sent
 // after close returns) and returns the last snapshot.
 func settle(t *testing.T, p *probe.Probe) *probe.Snapshot {
@@ -350,12 +363,7 @@ const rtAttempts = 3
 func measureRoundTrips(t *testing.T, args []string) map[string]rtCounts {
 	t.Helper()
 	_, src, mnt := startMount(t, args...)
-	conn, err := probe.ConnOf(mnt)
-	mustT(t, err)
-	p, err := probe.Attach(probe.Options{Mode: probe.ModeTracepoint, Conn: conn})
-	if err != nil {
-		t.Fatalf("attach the fuse probe (root and the fuse tracepoints are here): %v", err)
-	}
+	p := attachProbe(t, mnt)
 	defer p.Close()
 	res := map[string]rtCounts{}
 	for _, w := range rtWorkloads() {
@@ -493,12 +501,7 @@ func measureOtherCreate(t *testing.T, args []string) rtCounts {
 	mustT(t, os.Mkdir(filepath.Join(src, "pub"), 0o1777))
 	mustT(t, os.Chmod(filepath.Join(src, "pub"), 0o1777))
 	pub := filepath.Join(mnt, "pub")
-	conn, err := probe.ConnOf(mnt)
-	mustT(t, err)
-	p, err := probe.Attach(probe.Options{Mode: probe.ModeTracepoint, Conn: conn})
-	if err != nil {
-		t.Fatalf("attach the fuse probe (root and the fuse tracepoints are here): %v", err)
-	}
+	p := attachProbe(t, mnt)
 	defer p.Close()
 	// The creates run in a child (this test binary, rtCreatesEnv) that
 	// drops to uid 65534, creates pub/warm (its first walk looks pub up
