@@ -131,7 +131,7 @@ func openFlood(path, count string, flags int) int {
 // page is what the tmpflood role writes into each file.
 var page [4096]byte
 
-// group starts cmds in their own process group, killed at cleanup.
+// start starts cmd in its own process group, killed at cleanup.
 func start(t *testing.T, cmd *exec.Cmd) {
 	t.Helper()
 	cmd.SysProcAttr.Setpgid = true
@@ -165,9 +165,7 @@ func TestFlockStorm(t *testing.T) {
 	idle := measureIdle(t, time.Second, stat)
 	baseFds := m.fds()
 
-	holder := asNobody(m.mnt, "flock", "f", "sleep", "3")
-	start(t, holder)
-	time.Sleep(300 * time.Millisecond) // let it take the lock
+	holder := holdF(t, m, "3")
 	p := startProbe(stat)
 	t0 := time.Now()
 	waiters := make([]*exec.Cmd, flockWaiters)
@@ -200,9 +198,7 @@ func TestFlockStorm(t *testing.T) {
 // within 5 s (issue 10: it did not end at all), and the waiters end too.
 func TestFlockStormSIGTERM(t *testing.T) {
 	m := startMount(t)
-	holder := asNobody(m.mnt, "flock", "f", "sleep", "60")
-	start(t, holder)
-	time.Sleep(300 * time.Millisecond)
+	holdF(t, m, "60")
 	waiters := make([]*exec.Cmd, flockWaiters)
 	for i := range waiters {
 		waiters[i] = asNobody(m.mnt, "flock", "f", "true")
@@ -309,9 +305,7 @@ func TestFlockStormUring(t *testing.T) {
 	m := startMount(t, "--cache", "never", "--uring")
 	stat := statOp(filepath.Join(m.mnt, "f"))
 	idle := measureIdle(t, time.Second, stat)
-	holder := asNobody(m.mnt, "flock", "f", "sleep", "3")
-	start(t, holder)
-	time.Sleep(300 * time.Millisecond)
+	holder := holdF(t, m, "3")
 	p := startProbe(stat)
 	waiters := make([]*exec.Cmd, flockWaiters)
 	outs := make([]*testutil.Buffer, flockWaiters)
@@ -352,14 +346,8 @@ func TestLockWaitsPerUid(t *testing.T) {
 	const share = 128 // fusedev.DefaultBlockingHelpers / 8
 	const waiters = share + 24
 	m := startMount(t, "--cache", "never")
-	g := filepath.Join(m.src, "g")
-	if err := os.WriteFile(g, nil, 0o666); err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(g, 0o666)
-	holder := asNobody(m.mnt, "flock", "f", "sleep", "30")
-	start(t, holder)
-	time.Sleep(300 * time.Millisecond) // let it take the lock
+	sharedFile(t, filepath.Join(m.src, "g"))
+	holder := holdF(t, m, "30")
 	ws := make([]*exec.Cmd, waiters)
 	outs := make([]*bytes.Buffer, waiters)
 	done := make(chan int, waiters)
@@ -442,14 +430,8 @@ func TestLockWaitsPerUidUring(t *testing.T) {
 	}
 	pin := strconv.Itoa(cpu)
 	m := startMount(t, "--cache", "never", "--uring")
-	g := filepath.Join(m.src, "g")
-	if err := os.WriteFile(g, nil, 0o666); err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(g, 0o666)
-	holder := asNobody(m.mnt, "flock", "f", "sleep", "30")
-	start(t, holder)
-	time.Sleep(300 * time.Millisecond) // let it take the lock
+	sharedFile(t, filepath.Join(m.src, "g"))
+	holder := holdF(t, m, "30")
 	// as runs flock on file as uid, pinned to cpu (so on that CPU's queue).
 	as := func(uid uint32, file string) *exec.Cmd {
 		c := exec.Command("taskset", "-c", pin, "flock", file, "true")

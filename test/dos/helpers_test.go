@@ -148,10 +148,7 @@ func startMount(t *testing.T, flags ...string) *fuseMount {
 		os.Chmod(d, 0o777)
 	}
 	os.Chmod(filepath.Dir(top), 0o755)
-	if err := os.WriteFile(filepath.Join(m.src, "f"), nil, 0o666); err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(filepath.Join(m.src, "f"), 0o666)
+	sharedFile(t, filepath.Join(m.src, "f"))
 	args := append([]string{"mount", "--source", m.src, "--allow-other"}, flags...)
 	m.daemon = startDaemon(t, append(args, m.mnt)...)
 	var parent unix.Stat_t
@@ -171,6 +168,26 @@ func startMount(t *testing.T, flags ...string) *fuseMount {
 		}
 		time.Sleep(10 * time.Millisecond) // no event tells a FUSE mount is ready
 	}
+}
+
+// sharedFile makes the empty file path, mode 0666 whatever the umask, for
+// every user's locks.
+func sharedFile(t *testing.T, path string) {
+	t.Helper()
+	if err := os.WriteFile(path, nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(path, 0o666)
+}
+
+// holdF starts uid 65534 holding a flock on m's file f for secs seconds
+// and gives it 300 ms to take the lock.
+func holdF(t *testing.T, m *fuseMount, secs string) *exec.Cmd {
+	t.Helper()
+	holder := asNobody(m.mnt, "flock", "f", "sleep", secs)
+	start(t, holder)
+	time.Sleep(300 * time.Millisecond)
+	return holder
 }
 
 // asNobody runs name args as uid/gid 65534 with no groups, in dir.
