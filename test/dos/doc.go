@@ -1,7 +1,8 @@
 // Package dos is the denial-of-service suite (issue 10): a built fastfsd
 // is attacked the way an unprivileged local user or a hostile 9P client
 // would — lock storms, GETLK owner storms, open floods (also of files
-// that end up deleted), Tflush floods, a client that stops reading —
+// that end up deleted, and of files a host process holds a lease on),
+// Tflush floods, a client that stops reading —
 // while a second client's stat loop keeps running. Each
 // case asserts that the stat loop never stalls for a second, that its p99
 // stays within 5× the idle p99, that the daemon's fd count and RSS stay

@@ -1,9 +1,13 @@
 package dos
 
 import (
+	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -160,6 +164,78 @@ func leaseOpenWaits(t *testing.T, flags ...string) {
 		case <-res:
 		case <-time.After(5 * time.Second):
 			t.Fatalf("opens through the mount still blocked 5 s after fastfsd exited")
+		}
+	}
+}
+
+// TestLeaseWaitsPerUid: a lease wait holds a helper as a lock wait does,
+// so it takes a slot of its uid's share (an eighth of the 1,024, as
+// TestLockWaitsPerUid). uid 65534 opens more leased files than its share:
+// its share waits, the rest get EAGAIN at once (what an O_NONBLOCK open
+// gets from a lease); meanwhile uid 65533's open of a leased file still
+// waits (its own share) and root's stat answers at once. Giving the
+// leases up lets every waiting open through.
+func TestLeaseWaitsPerUid(t *testing.T) {
+	const share = 128 // fusedev.DefaultBlockingHelpers / 8
+	const waiters = share + 16
+	m := startMount(t, "--cache", "never")
+	fds := leased(t, m.src, "leased", waiters+1)
+	type opener struct {
+		cmd *exec.Cmd
+		out *bytes.Buffer
+	}
+	done := make(chan opener, waiters+1)
+	open := func(uid uint32, i int) {
+		c := exec.Command("cat", fmt.Sprintf("leased%d", i))
+		c.Dir = m.mnt
+		c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid, Groups: []uint32{}}}
+		o := opener{c, new(bytes.Buffer)}
+		c.Stdout, c.Stderr = o.out, o.out
+		start(t, c)
+		go func() { c.Wait(); done <- o }()
+	}
+	for i := range waiters {
+		open(nobody, i)
+	}
+	// The refused ones end at once; the others wait for the leases.
+	refused := 0
+	for quiet := time.After(3 * time.Second); ; {
+		select {
+		case o := <-done:
+			if !strings.Contains(o.out.String(), "Resource temporarily unavailable") {
+				t.Errorf("uid %d's open ended while its file is leased: %v %q", nobody, o.cmd.ProcessState, o.out.String())
+			}
+			refused++
+			continue
+		case <-quiet:
+		}
+		break
+	}
+	if refused != waiters-share {
+		t.Errorf("%d of uid %d's %d opens of leased files refused, want %d (its share of %d waits)", refused, nobody, waiters, waiters-share, share)
+	}
+	open(65533, waiters)
+	select {
+	case o := <-done:
+		t.Errorf("uid 65533's open of a leased file, uid %d's share of waits taken: ended before the lease was given up: %v %q", nobody, o.cmd.ProcessState, o.out.String())
+	case <-time.After(500 * time.Millisecond):
+	}
+	if worst := statMax(filepath.Join(m.mnt, "f"), 10, 2*time.Second); worst > 500*time.Millisecond {
+		t.Errorf("root's stat took %v while uid %d's share of waits was taken, want < 500 ms", worst, nobody)
+	}
+	for _, fd := range fds {
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_UNLCK); err != nil {
+			t.Fatalf("F_SETLEASE F_UNLCK: %v", err)
+		}
+	}
+	for range share + 1 {
+		select {
+		case o := <-done:
+			if !o.cmd.ProcessState.Success() || o.out.String() != "leased" {
+				t.Errorf("an open that waited for a lease, after the lease was given up: %v %q", o.cmd.ProcessState, o.out.String())
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("opens still waiting 10 s after the leases were given up")
 		}
 	}
 }
