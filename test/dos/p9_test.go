@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -85,7 +86,7 @@ func (c *p9Client) call(m p9.Message) (p9.Message, error) {
 		return nil, err
 	}
 	if e, ok := rm.(*p9.Rlerror); ok {
-		return rm, fmt.Errorf("Rlerror %d", e.Ecode)
+		return rm, fmt.Errorf("Rlerror %d: %w", e.Ecode, syscall.Errno(e.Ecode))
 	}
 	return rm, nil
 }
