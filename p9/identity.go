@@ -51,10 +51,10 @@ type Peer struct {
 	Identity
 	// Owner is whom the connection counts against for the connection
 	// limits (Options.MaxConnsPerPeer, Options.RootConns). Left zero by
-	// Identify, it stays the one the accept loop counted the connection
-	// against (Options.Owner, else ConnOwner); set to another, the count
-	// moves to it, and the connection is refused if that owner is past
-	// its share.
+	// Identify, it stays the one Serve's accept loop counted the
+	// connection against (Options.Owner, else ConnOwner; ServeConn asks
+	// the same after Identify); set to another, the count moves to it,
+	// and the connection is refused if that owner is past its share.
 	Owner Owner
 }
 
