@@ -810,8 +810,8 @@ func (c *conn) worker() {
 
 // run serves one request and writes its reply, or hands it to a goroutine
 // of its own if it would wait (wait.go): the worker never waits for a host
-// lease. A panic in the filesystem or here becomes EIO for this request;
-// the connection keeps serving.
+// lease. A panic while dispatching (the filesystem included, call)
+// becomes EIO for this request; the connection keeps serving.
 func (c *conn) run(r *request, obs Counter) {
 	t0 := now(obs)
 	r.ctx.Caller = fs.Caller{Uid: nobody, Gid: nobody}
