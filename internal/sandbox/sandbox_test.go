@@ -23,6 +23,8 @@ import (
 func TestMain(m *testing.M) {
 	if mode := os.Getenv("SANDBOX_TEST_CHILD"); mode == "bench" {
 		os.Exit(benchChild(os.Getenv("SANDBOX_TEST_DIR")))
+	} else if mode == "syscalls" {
+		os.Exit(syscallChild(os.Getenv("SANDBOX_TEST_FILTER")))
 	} else if mode != "" {
 		os.Exit(childMain(mode, os.Getenv("SANDBOX_TEST_DIR")))
 	}
@@ -255,24 +257,29 @@ func TestSyscallLists(t *testing.T) {
 	}
 }
 
-// benchChild times n getppid(2) calls (a call the filter allows, near the
-// end of the sorted list) and n fstatat(2) of dir before and after Apply
-// with the mount door's filter and Landlock on dir, and prints the four
-// ns/call figures.
+// benchChild times getppid(2) calls (a call the filter allows) and
+// fstatat(2) of dir before and after Apply with the mount door's filter
+// and Landlock on dir, and prints the four ns/call figures. Each figure is
+// the fastest of many short batches: on a machine shared with other work
+// a long loop measures the other work.
 func benchChild(dir string) int {
-	const n = 2000000
+	const batches, n = 100, 2000
+	fastest := func(call func()) float64 {
+		best := 0.0
+		for b := range batches {
+			t0 := time.Now()
+			for range n {
+				call()
+			}
+			if ns := float64(time.Since(t0).Nanoseconds()) / n; b == 0 || ns < best {
+				best = ns
+			}
+		}
+		return best
+	}
+	var st unix.Stat_t
 	timeCalls := func() (getppid, stat float64) {
-		t0 := time.Now()
-		for range n {
-			unix.Getppid()
-		}
-		t1 := time.Now()
-		var st unix.Stat_t
-		for range n / 10 {
-			unix.Stat(dir, &st)
-		}
-		t2 := time.Now()
-		return float64(t1.Sub(t0).Nanoseconds()) / n, float64(t2.Sub(t1).Nanoseconds()) / (n / 10)
+		return fastest(func() { unix.Getppid() }), fastest(func() { unix.Stat(dir, &st) })
 	}
 	runtime.LockOSThread()
 	g0, s0 := timeCalls()
@@ -288,7 +295,7 @@ func benchChild(dir string) int {
 // BenchmarkConfinementCost reports what confinement adds to a system call:
 // getppid(2) (the seccomp filter alone) and stat(2) of a path under the
 // Landlock rule (filter and Landlock), ns per call before and after Apply
-// in one child process. b.N is ignored: each run is a fixed 2M calls.
+// in one child process (the fastest of 100 batches of 2000 calls each).
 func BenchmarkConfinementCost(b *testing.B) {
 	for range b.N {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
