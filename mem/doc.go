@@ -14,6 +14,12 @@
 //     [Table.AppendIovecs] (iovecs for preadv/pwritev straight into guest
 //     memory, possibly spanning adjacent regions) and [Table.UserToGuest]
 //     (front-end user address to guest-physical address, for ring addresses).
+//   - The mapping budget ([MaxMapped], [SetMaxMapped]): Map counts the
+//     address space of every live mapping in the process, all sessions
+//     together, and refuses one past the budget (half the user address
+//     space by default). A front-end's sparse file of many TiB costs it
+//     nothing; without the bound it could take the whole address space and
+//     the Go runtime's next heap growth would kill the process.
 //   - [Memory] is the live table of a vhost-user session. The control plane
 //     (SET_MEM_TABLE, ADD_MEM_REG, REM_MEM_REG) replaces it copy-on-write;
 //     queue workers read it through a [Reader] without taking a lock.

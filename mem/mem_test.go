@@ -3,6 +3,8 @@ package mem
 import (
 	"bytes"
 	"math"
+	"os"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -366,4 +368,70 @@ func FuzzSlice(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestMapBudget: Map refuses a mapping that would take the process's guest
+// memory mappings past MaxMapped (a front-end's sparse file of many TiB
+// costs it nothing and used to exhaust the address space: the Go runtime
+// then died of "out of memory"), counts MmapOffset (the mapping starts at
+// 0), and Close gives the bytes back.
+func TestMapBudget(t *testing.T) {
+	if as := addressSpace(); as < 1<<39 || as&(as-1) != 0 {
+		t.Fatalf("address space %#x: want a power of two of at least 2^39", as)
+	}
+	if d := DefaultMaxMapped(); d != int64(addressSpace()/2) {
+		t.Fatalf("DefaultMaxMapped = %d, want half the address space", d)
+	}
+	base := Mapped()
+	defer SetMaxMapped(SetMaxMapped(base + 1<<20))
+	f, err := NewMemfd("t", 1<<40) // sparse
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fd := int(f.Fd())
+	r1, err := Map(fd, RegionDesc{Size: 512 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := Mapped() - base; got != 512<<10 {
+		t.Fatalf("Mapped grew by %d, want %d", got, 512<<10)
+	}
+	// 256 KiB at offset 512 KiB maps 768 KiB: past the budget.
+	if r, err := Map(fd, RegionDesc{Size: 256 << 10, MmapOffset: 512 << 10}); err == nil {
+		r.Close()
+		t.Fatal("Map accepted a mapping past the budget (offset counted)")
+	} else if !strings.Contains(err.Error(), "budget") {
+		t.Fatalf("refusal does not name the budget: %v", err)
+	}
+	if r, err := Map(fd, RegionDesc{Size: 1 << 40}); err == nil {
+		r.Close()
+		t.Fatal("Map accepted 1 TiB past the budget")
+	}
+	if got := Mapped() - base; got != 512<<10 {
+		t.Fatalf("refusals left Mapped at +%d, want +%d", got, 512<<10)
+	}
+	r2, err := Map(fd, RegionDesc{Size: 512 << 10})
+	if err != nil {
+		t.Fatalf("a mapping within the budget: %v", err)
+	}
+	r1.Close()
+	r2.Close()
+	if got := Mapped() - base; got != 0 {
+		t.Fatalf("Close left Mapped at +%d", got)
+	}
+	// A failed mmap (fd -1 is refused by fstat; a directory by mmap)
+	// gives its charge back.
+	dir, err := os.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+	if r, err := Map(int(dir.Fd()), RegionDesc{Size: 4096}); err == nil {
+		r.Close()
+		t.Fatal("Map of a directory succeeded")
+	}
+	if got := Mapped() - base; got != 0 {
+		t.Fatalf("a failed mmap left Mapped at +%d", got)
+	}
 }

@@ -83,7 +83,9 @@ type Region struct {
 // Map maps the region d of fd. It does not take ownership of fd: the caller
 // may close it afterwards (the mapping stays). If fd is a regular file (a
 // memfd, a hugetlbfs or tmpfs file) it must be at least MmapOffset+Size
-// bytes long, so that touching guest memory cannot raise SIGBUS.
+// bytes long, so that touching guest memory cannot raise SIGBUS. The
+// mapping (MmapOffset+Size bytes) counts against the process's mapping
+// budget (MaxMapped) until the Region is closed; Map refuses one past it.
 func Map(fd int, d RegionDesc) (*Region, error) {
 	if err := d.validate(); err != nil {
 		return nil, fmt.Errorf("mem: map %v: %w", d, err)
@@ -96,16 +98,33 @@ func Map(fd int, d RegionDesc) (*Region, error) {
 	if st.Mode&unix.S_IFMT == unix.S_IFREG && uint64(st.Size) < length {
 		return nil, fmt.Errorf("mem: map %v: fd is %d bytes, region needs %d", d, st.Size, length)
 	}
+	// The mapping budget (budget.go): address space is not free, and a
+	// front-end that takes all of it kills the process.
+	if !charge(int64(length)) {
+		return nil, fmt.Errorf("mem: map %v: %d bytes (offset included) would pass the process's guest memory budget of %d bytes (%d mapped now): the front-end claims more memory than this address space can hold",
+			d, length, MaxMapped(), Mapped())
+	}
 	m, err := unix.Mmap(fd, 0, int(length), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
+		uncharge(int64(length))
 		return nil, fmt.Errorf("mem: map %v: mmap: %w", d, err)
 	}
 	r := &Region{desc: d, b: m[d.MmapOffset:length:length]}
-	r.unmap = func() error { return unix.Munmap(m) }
+	r.unmap = func() error { return release(m) }
 	// Safety net: a Region dropped without Close is unmapped by the GC. The
 	// cleanup must not reference r, only the mapping.
-	r.cleanup = runtime.AddCleanup(r, func(m []byte) { _ = unix.Munmap(m) }, m)
+	r.cleanup = runtime.AddCleanup(r, func(m []byte) { _ = release(m) }, m)
 	return r, nil
+}
+
+// release unmaps a mapping Map made and gives its bytes back to the
+// budget. The bytes stay charged if munmap fails (they are still mapped).
+func release(m []byte) error {
+	if err := unix.Munmap(m); err != nil {
+		return err
+	}
+	uncharge(int64(len(m)))
+	return nil
 }
 
 // NewMemfd creates an anonymous memory file (memfd_create) of size bytes,
