@@ -174,7 +174,22 @@ type queue struct {
 	evfd     int
 	evbuf    []byte // 8-byte read target of the evfd READ, mmapped
 	helpReqs []*fuse.Request
-	helpIn   [][]byte
+	// helpIn[i] is the request copy the helper serving entry i reads
+	// (serve reassembles the request there: the reply overwrites the
+	// entry's payload buffer), helperPayloadMax bytes of payload.
+	helpIn [][]byte
+	// waitIn holds the free copies for waits whose payload helpIn
+	// cannot hold (a CREATE of a long name with request extensions, which
+	// must still wait for a host lease off the worker), taken and given
+	// back by the worker only, with the wait's slot. A copy is made only
+	// when none is free, and each one in use holds a wait slot, so there
+	// are never more than the wait slots (depth/2) of them, each at most
+	// waitInMax bytes: at most depth/2 × (the ring's payload buffer size
+	// + 168 bytes) per queue, about half what the entries' own buffers
+	// take; in practice far less: a copy is the size of the largest
+	// request that needed it rounded up to 4 KiB (one page for a name
+	// and a security label).
+	waitIn   [][]byte
 	helpers  sync.WaitGroup
 	finMu    sync.Mutex
 	finished []helperDone // guarded by finMu
@@ -207,6 +222,9 @@ type helperDone struct {
 	// queue.waits.
 	wait bool
 	uid  uint32
+	// in is the wait's copy from q.waitIn, given back at commit; nil
+	// when the helper used helpIn.
+	in []byte
 }
 
 // evfdTag marks the CQE of the evfd READ.
@@ -267,6 +285,7 @@ func (q *queue) setup() error {
 		return fmt.Errorf("mmap evfd buffer: %w", err)
 	}
 	putRead(q.ring.nextSQE(), q.evfd, q.evbuf[:8], evfdTag)
+	q.waitIn = make([][]byte, 0, q.waits.Slots()) // never grows: see waitIn
 	for i := 0; i < q.depth; i++ {
 		e, err := newEntryMem(payload)
 		if err != nil {
@@ -274,7 +293,7 @@ func (q *queue) setup() error {
 		}
 		q.ents = append(q.ents, e)
 		q.helpReqs = append(q.helpReqs, &fuse.Request{})
-		q.helpIn = append(q.helpIn, make([]byte, abi.InHeaderSize+abi.UringOpInOutSize+helperPayloadMax))
+		q.helpIn = append(q.helpIn, make([]byte, waitInMax(helperPayloadMax)))
 		sqe := q.ring.nextSQE()
 		putUringCmd(sqe, q.fd, uint32(abi.UringCmdRegister), e.iovAddr, 2, 0, q.qid, uint64(i))
 	}
@@ -357,19 +376,13 @@ func (q *queue) complete(userData uint64, res int32) {
 // unanswered because it would wait (fuse.Request.Retry: an OPEN, CREATE
 // or truncating SETATTR breaking a host lease). It goes to a helper
 // counted in waits like a lock wait (same per-uid share), registered for
-// FUSE_INTERRUPT; when the share or the wait slots are taken it is
-// refused with EAGAIN (what an O_NONBLOCK open gets from a lease). A
-// request whose payload a helper cannot hold (a CREATE with a large
-// security label) is served again on the worker, allowed to wait.
+// FUSE_INTERRUPT, whatever its payload's size (a CREATE of a long name
+// with a security label: waitCopy); when the share or the wait slots are
+// taken it is refused with EAGAIN (what an O_NONBLOCK open gets from a
+// lease). Never served again on the worker: a lease break lasts up to
+// lease-break-time (45 s), and every request of this CPU would wait
+// behind it.
 func (q *queue) retry(i int, t0 time.Time) {
-	e := q.ents[i]
-	if binary.NativeEndian.Uint32(e.hdr[256+16:]) > helperPayloadMax {
-		q.req.NoWait = false
-		n, op := q.serve(e, q.req, q.in)
-		q.req.NoWait = true
-		q.commit(i, n, op, t0)
-		return
-	}
 	q.waitOnHelper(i, t0, syscall.EAGAIN)
 }
 
@@ -386,7 +399,34 @@ func (q *queue) waitOnHelper(i int, t0 time.Time, refusal syscall.Errno) {
 		q.commit(i, q.errorReply(e, unique, refusal), binary.NativeEndian.Uint32(e.hdr[4:]), t0)
 		return
 	}
-	q.toHelper(i, t0, true, uid)
+	q.toHelper(i, t0, true, uid, q.waitCopy(i))
+}
+
+// waitInMax is the size of a request copy that holds any request a ring
+// entry of payload bytes can carry: in header, op struct, payload.
+func waitInMax(payload int) int { return abi.InHeaderSize + abi.UringOpInOutSize + payload }
+
+// waitCopy returns the copy from q.waitIn that the helper of entry i's
+// wait reassembles its request in when helpIn[i] cannot hold it (nil
+// when it can). Called by the worker for a wait that holds a slot, which
+// bounds the copies in use (see waitIn). A payload larger than the
+// entry's buffer gets nil: serve answers it EIO without copying.
+func (q *queue) waitCopy(i int) []byte {
+	e := q.ents[i]
+	payload := int(binary.NativeEndian.Uint32(e.hdr[256+16:]))
+	need := waitInMax(payload)
+	if need <= len(q.helpIn[i]) || payload > len(e.payload) {
+		return nil
+	}
+	if n := len(q.waitIn); n > 0 {
+		b := q.waitIn[n-1]
+		q.waitIn = q.waitIn[:n-1]
+		if len(b) >= need {
+			return b
+		}
+		// Too small: replaced by a larger one below (still one per slot).
+	}
+	return make([]byte, min((need+4095)&^4095, waitInMax(len(e.payload))))
 }
 
 // commit sends entry i's reply (n bytes in its out buffer) and re-arms it.
@@ -416,8 +456,9 @@ func (q *queue) commit(i, n int, op uint32, t0 time.Time) {
 // the host kernel sets) in an entry's header area.
 const inUidOff = 24
 
-// helperPayloadMax bounds the payload of a request a helper serves: the
-// blocking ops carry no names or data.
+// helperPayloadMax is the payload helpIn holds: the blocking ops
+// (fuse.Blocking) carry their struct only, and a wait with a larger
+// payload gets a copy from q.waitIn.
 const helperPayloadMax = 256
 
 // offload hands entry i to a helper goroutine if its request may block,
@@ -425,31 +466,43 @@ const helperPayloadMax = 256
 func (q *queue) offload(i int, t0 time.Time) bool {
 	e := q.ents[i]
 	op := abi.Opcode(binary.NativeEndian.Uint32(e.hdr[4:]))
-	if !fuse.Blocking(op) || binary.NativeEndian.Uint32(e.hdr[256+16:]) > helperPayloadMax {
+	if !fuse.Blocking(op) {
 		return false
 	}
 	if op == abi.OpSetlkw {
 		if !fuse.WaitingLock(op, e.hdr[abi.UringInOutHeaderSize:abi.UringInOutHeaderSize+abi.UringOpInOutSize]) {
 			return false // an unlock: it never waits, and must work with every wait slot taken
 		}
-		q.waitOnHelper(i, t0, syscall.ENOLCK)
+		q.waitOnHelper(i, t0, syscall.ENOLCK) // whatever its payload (waitCopy)
 		return true
 	}
-	q.toHelper(i, t0, false, 0)
+	if binary.NativeEndian.Uint32(e.hdr[256+16:]) > helperPayloadMax {
+		// FSYNC, FALLOCATE and the like never wait for another process
+		// (they end on their own) and the kernel sends them with their
+		// struct only: one with a payload is served on the worker, as
+		// /dev/fuse serves them when its helpers are busy.
+		return false
+	}
+	q.toHelper(i, t0, false, 0, nil)
 	return true
 }
 
 // toHelper serves entry i on a helper goroutine, which hands it back to
 // the worker to commit (commitFinished). wait: it is counted for uid in
-// q.waits.
-func (q *queue) toHelper(i int, t0 time.Time, wait bool, uid uint32) {
+// q.waits. in, when not nil, is the request copy from q.waitIn the
+// helper uses instead of helpIn[i] (given back at commit).
+func (q *queue) toHelper(i int, t0 time.Time, wait bool, uid uint32, in []byte) {
 	e := q.ents[i]
+	buf := q.helpIn[i]
+	if in != nil {
+		buf = in
+	}
 	q.helpers.Add(1)
 	go func() {
 		defer q.helpers.Done()
-		n, op := q.serve(e, q.helpReqs[i], q.helpIn[i])
+		n, op := q.serve(e, q.helpReqs[i], buf)
 		q.finMu.Lock()
-		q.finished = append(q.finished, helperDone{ent: i, n: n, op: op, t0: t0, wait: wait, uid: uid})
+		q.finished = append(q.finished, helperDone{ent: i, n: n, op: op, t0: t0, wait: wait, uid: uid, in: in})
 		q.finMu.Unlock()
 		var one [8]byte
 		binary.NativeEndian.PutUint64(one[:], 1)
@@ -466,6 +519,9 @@ func (q *queue) commitFinished() {
 	for _, f := range fin {
 		if f.wait {
 			q.waits.Put(f.uid)
+		}
+		if f.in != nil {
+			q.waitIn = append(q.waitIn, f.in)
 		}
 		q.commit(f.ent, f.n, f.op, f.t0)
 	}

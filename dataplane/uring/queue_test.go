@@ -2,6 +2,8 @@ package uring
 
 import (
 	"encoding/binary"
+	"fmt"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -21,6 +23,7 @@ import (
 type waitingFS struct {
 	fs.Base
 	entered chan struct{}
+	created chan string
 	unlocks atomic.Int32
 }
 
@@ -57,13 +60,23 @@ func (w *waitingFS) Open(ctx *fs.Context, ino fs.Inode, flags, openFlags uint32,
 	return syscall.EINTR
 }
 
+// Create of an existing name is an open breaking a host lease, as Open;
+// it records the name and the supplementary group the helper saw.
+func (w *waitingFS) Create(ctx *fs.Context, parent fs.Inode, name []byte, mode, flags uint32, out *fs.Entry, open *fs.OpenOut) fs.Errno {
+	if ctx.NoWait {
+		return fs.WouldWait
+	}
+	w.created <- fmt.Sprintf("%s gid %d (%v)", name, ctx.SuppGid, ctx.HasSuppGid)
+	return w.Open(ctx, 0, flags, 0, open)
+}
+
 // newLockQueue is a queue of depth entries over a real io_uring (its
 // commands go to fd -1 and fail, unseen: the test reads replies from the
 // entries' memory) whose engine serves a waitingFS with locks, past INIT.
 // The test goroutine acts as the queue's worker.
 func newLockQueue(t *testing.T, depth int) (*queue, *waitingFS) {
 	t.Helper()
-	wfs := &waitingFS{entered: make(chan struct{}, depth)}
+	wfs := &waitingFS{entered: make(chan struct{}, depth), created: make(chan string, depth)}
 	srv := fuse.NewServer(wfs, fuse.Options{MaxWrite: 128 << 10, Locks: true})
 	r := srv.NewRequest()
 	in := make([]byte, abi.InHeaderSize+abi.InitInSize)
@@ -209,9 +222,38 @@ func (d *queueDriver) answered(i int) (int32, bool) {
 // interruptAll ends the connection: the n waits in entries 0… answer
 // EINTR, the worker commits them and every count is given back.
 func (d *queueDriver) interruptAll(n int) {
+	d.t.Helper()
+	d.q.srv.InterruptAll()
+	d.commitWaits(n)
+}
+
+// interrupt sends FUSE_INTERRUPT for each of the n waits in entries 0…
+// (their requests' uniques), which answer EINTR; the worker commits them
+// and every count is given back. Unlike interruptAll, the queue may
+// serve waits again afterwards.
+func (d *queueDriver) interrupt(uniques ...uint64) {
+	t, ne := d.t, binary.NativeEndian
+	t.Helper()
+	r := d.q.srv.NewRequest()
+	for _, u := range uniques {
+		d.unique += 2
+		in := make([]byte, abi.InHeaderSize+abi.InterruptInSize)
+		(&abi.InHeader{Len: uint32(len(in)), Opcode: abi.OpInterrupt, Unique: d.unique}).Marshal(in)
+		ne.PutUint64(in[abi.InHeaderSize:], u)
+		r.In = in
+		if n := d.q.srv.Handle(r); n != 0 {
+			t.Fatalf("INTERRUPT of %d: a %d-byte reply", u, n)
+		}
+	}
+	d.commitWaits(len(uniques))
+}
+
+// commitWaits commits the n waits in entries 0… as their helpers end
+// them, as the worker would, and checks each answered EINTR and every
+// count was given back.
+func (d *queueDriver) commitWaits(n int) {
 	t, q := d.t, d.q
 	t.Helper()
-	q.srv.InterruptAll()
 	deadline := time.Now().Add(5 * time.Second)
 	for committed := 0; committed < n; {
 		if time.Now().After(deadline) {
@@ -291,5 +333,131 @@ func TestQueueServeAllocs(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("GETATTR on a queue's worker allocates %v times, want 0", allocs)
+	}
+}
+
+// deliverLarge puts a request of op by uid into the next entry as the
+// kernel would, its op struct arg in the entry's op_in area and payload
+// (names, then ext bytes of request extensions) in its payload buffer,
+// and completes it; it returns the entry. The worker must answer it or
+// hand it to a helper at once: one that waits in the filesystem on the
+// worker fails the test (after 5 s, interrupting it).
+func (d *queueDriver) deliverLarge(op abi.Opcode, uid uint32, arg, payload []byte, ext int) int {
+	t, q, ne := d.t, d.q, binary.NativeEndian
+	t.Helper()
+	if d.next >= q.depth {
+		t.Fatal("out of entries")
+	}
+	i := d.next
+	e := q.ents[i]
+	clear(e.hdr)
+	d.unique += 2
+	copy(e.hdr[abi.UringInOutHeaderSize:], arg)
+	copy(e.payload, payload)
+	(&abi.InHeader{Len: uint32(abi.InHeaderSize + len(arg) + len(payload)), Opcode: op, Unique: d.unique, NodeID: 1,
+		UID: uid, GID: uid, PID: 1, TotalExtlen: uint16(ext / 8)}).Marshal(e.hdr)
+	ne.PutUint64(e.hdr[256+8:], d.unique)              // commit id
+	ne.PutUint32(e.hdr[256+16:], uint32(len(payload))) // payload_sz
+	served := make(chan struct{})
+	go func() { q.complete(uint64(i), 0); close(served) }()
+	select {
+	case <-served:
+	case <-time.After(5 * time.Second):
+		q.srv.InterruptAll()
+		<-served
+		t.Fatalf("%v with a %d-byte payload: the queue's worker waited in the filesystem", op, len(payload))
+	}
+	if q.done != nil {
+		t.Fatalf("queue failed: %v", q.done)
+	}
+	return i
+}
+
+// extBlock is a request extension of size bytes (header included) of
+// type typ; a FUSE_EXT_GROUPS one names group.
+func extBlock(size int, typ uint32, group uint32) []byte {
+	b := make([]byte, size)
+	binary.NativeEndian.PutUint32(b[0:], uint32(size))
+	binary.NativeEndian.PutUint32(b[4:], typ)
+	if typ == abi.ExtGroups {
+		binary.NativeEndian.PutUint32(b[8:], 1)
+		binary.NativeEndian.PutUint32(b[12:], group)
+	}
+	return b
+}
+
+// TestQueueLargeWaitOffWorker: a wait whose payload is larger than a
+// helper's small copy (helperPayloadMax) still waits on a helper, never
+// on the queue's worker: a CREATE of an existing 255-byte name carrying
+// the kernel's FUSE_EXT_GROUPS extension (256 + 16 = 272 bytes) that
+// must break a host lease, and a SETLKW padded with a 264-byte extension.
+// The helper sees the whole request (name and group); the worker keeps
+// serving; the copies come from the queue's pool, which never holds more
+// than its wait slots, and are reused.
+func TestQueueLargeWaitOffWorker(t *testing.T) {
+	const depth = 16 // 8 wait slots, a share of 1 per uid
+	q, wfs := newLockQueue(t, depth)
+	qd := &queueDriver{t: t, q: q, unique: 100}
+	name := strings.Repeat("n", 255)
+	create := func(uid uint32) int {
+		arg := make([]byte, abi.CreateInSize)
+		(&abi.CreateIn{Flags: unix.O_WRONLY | unix.O_CREAT, Mode: 0o644}).Marshal(arg)
+		payload := append([]byte(name+"\x00"), extBlock(16, abi.ExtGroups, 4242)...)
+		if len(payload) <= helperPayloadMax {
+			t.Fatalf("a %d-byte payload tests nothing (helpers hold %d)", len(payload), helperPayloadMax)
+		}
+		return qd.deliverLarge(abi.OpCreate, uid, arg, payload, 16)
+	}
+	setlkw := func(uid uint32) int {
+		arg := make([]byte, abi.LkInSize)
+		(&abi.LkIn{Fh: 1, Owner: qd.unique, Lk: abi.FileLock{End: 1<<63 - 1, Type: unix.F_WRLCK, PID: 1}}).Marshal(arg)
+		return qd.deliverLarge(abi.OpSetlkw, uid, arg, extBlock(264, 100, 0), 264)
+	}
+	var waiting []uint64     // the uniques of the waits
+	made := map[*byte]bool{} // the copies round 0 made
+	waits := func(what string, i int) {
+		t.Helper()
+		if e, ok := qd.answered(i); ok {
+			t.Fatalf("%s: answered at once, error %d; want it waiting", what, e)
+		}
+		select {
+		case <-wfs.entered:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: not waiting on a helper", what)
+		}
+		waiting = append(waiting, qd.unique)
+		qd.next++ // the entry stays with the wait
+	}
+	for round := range 2 {
+		waiting = waiting[:0]
+		waits("CREATE of a leased 255-byte name", create(65534))
+		if got, want := <-wfs.created, name+" gid 4242 (true)"; got != want {
+			t.Fatalf("the helper's CREATE: %.20q…, want %.20q…", got, want)
+		}
+		waits("SETLKW with a 264-byte extension", setlkw(65533))
+		waits("CREATE by root", create(0))
+		<-wfs.created
+		if e, ok := qd.answered(qd.deliver(abi.OpGetattr, 65532, 0)); !ok || e != -int32(syscall.ENOSYS) {
+			t.Fatalf("GETATTR while large requests wait: answered %v, error %d (want ENOSYS from the test fs)", ok, e)
+		}
+		// Past uid 65534's share: refused at once, no copy taken.
+		if e, ok := qd.answered(create(65534)); !ok || e != -int32(syscall.EAGAIN) {
+			t.Fatalf("CREATE past the uid's share: answered %v, error %d, want -EAGAIN", ok, e)
+		}
+		if n := len(q.waitIn); n != 0 {
+			t.Fatalf("round %d: %d copies free while all 3 are in use, want 0 (reused)", round, n)
+		}
+		qd.interrupt(waiting...)
+		if n := len(q.waitIn); n != 3 || cap(q.waitIn) != q.waits.Slots() {
+			t.Fatalf("round %d: %d copies given back to a pool of capacity %d, want 3 of %d", round, n, cap(q.waitIn), q.waits.Slots())
+		}
+		for _, b := range q.waitIn {
+			if round == 0 {
+				made[&b[0]] = true
+			} else if !made[&b[0]] {
+				t.Errorf("round 1 made a new copy, want round 0's reused")
+			}
+		}
+		qd.next = 0
 	}
 }

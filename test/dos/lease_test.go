@@ -6,12 +6,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fastfsd/fastfsd/internal/testutil"
 )
 
 // leaseWaiters is how many opens wait for a host lease at once: more than
@@ -237,5 +241,165 @@ func TestLeaseWaitsPerUid(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("opens still waiting 10 s after the leases were given up")
 		}
+	}
+}
+
+// TestLeaseCreateLongUring: over FUSE io_uring, a CREATE (O_CREAT
+// without O_EXCL) of an existing file another uid holds a write lease on
+// waits for the lease on a helper even when its payload is larger than
+// the helper's small copy: a 255-byte name with its NUL is 256 bytes and
+// the kernel's FUSE_EXT_GROUPS extension (the caller is in the parent's
+// group through a supplementary group) adds 16, 272 in all. Before, such
+// a request waited on its queue's worker, and the stats of a process on
+// the same CPU (so on the same queue) waited with it until the lease
+// went. Stats pinned to that CPU answer at once while the create waits,
+// and the create completes, opening the existing file, once the lease is
+// given up.
+//
+// The kernel sends CREATE for a name that exists only where its dentry
+// is negative and still valid (fuse_atomic_open looks a name up first
+// otherwise, and then sends OPEN): the name is looked up through the
+// mount while absent (--cache always keeps the negative entry for a day,
+// and nothing watches the host), then made and leased on the host, as a
+// host process racing the client's create would.
+func TestLeaseCreateLongUring(t *testing.T) {
+	if _, err := os.Stat("/sys/module/fuse/parameters/enable_uring"); err != nil {
+		t.Skip("no FUSE over io_uring in this kernel (CONFIG_FUSE_IO_URING, 6.14+): nothing to test")
+	}
+	testutil.RequireCommand(t, "taskset", "sh")
+	const group = 4242 // the directory's group: the creator's supplementary one
+	var mask unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &mask); err != nil {
+		t.Fatal(err)
+	}
+	cpu := 0
+	for !mask.IsSet(cpu) {
+		cpu++
+	}
+	m := startMount(t, "--cache", "always", "--uring")
+	dir := filepath.Join(m.src, "d")
+	if err := os.Mkdir(dir, 0o770); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dir, 0, group); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o770)
+	// The stats' targets: each is looked up once (a LOOKUP the queue
+	// must answer; --cache always keeps its answer).
+	const stats, limit = 10, 100 * time.Millisecond
+	for i := range stats {
+		sharedFile(t, filepath.Join(m.src, fmt.Sprintf("probe%d", i)))
+	}
+	name := strings.Repeat("n", 255)
+	if err := unix.Stat(filepath.Join(m.mnt, "d", name), new(unix.Stat_t)); err != unix.ENOENT {
+		t.Fatalf("stat of the absent name through the mount: %v, want ENOENT", err)
+	}
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte("leased"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(p, 0o666)
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_WRLCK); err != nil {
+		t.Fatalf("F_SETLEASE F_WRLCK: %v", err)
+	}
+	// uid 65533, in group 4242 only through its supplementary groups,
+	// pinned to cpu: the shell's >> is open(O_WRONLY|O_CREAT|O_APPEND).
+	c := exec.Command("taskset", "-c", strconv.Itoa(cpu), "sh", "-c", `exec 3>>"$1"`, "sh", "d/"+name)
+	c.Dir = m.mnt
+	c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65533, Gid: 65533, Groups: []uint32{group}}}
+	out := new(bytes.Buffer)
+	c.Stdout, c.Stderr = out, out
+	start(t, c)
+	done := make(chan error, 1)
+	go func() { done <- c.Wait() }()
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case err := <-done:
+		t.Fatalf("the create of a leased file returned before the lease was given up: %v %q", err, out.String())
+	default:
+	}
+	// Stats from this process, on a thread pinned to the same CPU; each
+	// must answer within limit (one still pending after 2 s ends the
+	// measure, and giving the lease up below ends the stat).
+	type result struct {
+		d   time.Duration
+		err error
+	}
+	lat := make(chan result, stats) // never blocks: the goroutine may outlive a failed test
+	go func() {
+		defer close(lat)
+		runtime.LockOSThread() // never unlocked: the thread and its affinity end with the goroutine
+		var one unix.CPUSet
+		one.Set(cpu)
+		if err := unix.SchedSetaffinity(0, &one); err != nil {
+			lat <- result{err: fmt.Errorf("sched_setaffinity to CPU %d: %w", cpu, err)}
+			return
+		}
+		for i := range stats {
+			f := filepath.Join(m.mnt, fmt.Sprintf("probe%d", i))
+			t0 := time.Now()
+			err := unix.Stat(f, new(unix.Stat_t))
+			if err != nil {
+				err = fmt.Errorf("stat %s: %w", f, err)
+			}
+			lat <- result{time.Since(t0), err}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	var worst time.Duration
+	check := func(r result) {
+		if r.err != nil {
+			t.Error(r.err)
+		}
+		worst = max(worst, r.d)
+	}
+measure:
+	for {
+		select {
+		case r, ok := <-lat:
+			if !ok {
+				break measure
+			}
+			check(r)
+		case <-time.After(2 * time.Second):
+			worst = 2 * time.Second
+			break measure
+		}
+	}
+	t.Logf("stats on CPU %d while a CREATE of a %d-byte name waits for a lease on that CPU's queue: slowest of %d took %v (2 s: still pending)", cpu, len(name), stats, worst)
+	if worst > limit {
+		t.Errorf("a stat on CPU %d took %v while a CREATE waited for a host lease on that CPU's queue, want < %v", cpu, worst, limit)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the create of a leased file returned before the lease was given up: %v %q", err, out.String())
+	default:
+	}
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_UNLCK); err != nil {
+		t.Fatalf("F_SETLEASE F_UNLCK: %v", err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("the create after the lease was given up: %v %q", err, out.String())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the create still waiting 5 s after the lease was given up")
+	}
+	// The stats end too (before the mount does).
+	for r := range lat {
+		check(r)
+	}
+	var st unix.Stat_t
+	if b, err := os.ReadFile(p); err != nil || string(b) != "leased" {
+		t.Errorf("the existing file after its create: %q, %v; want its content kept", b, err)
+	} else if err := unix.Stat(p, &st); err != nil || st.Uid != 0 {
+		t.Errorf("the existing file after its create: owner %d, %v; want root's file opened, not replaced", st.Uid, err)
 	}
 }
