@@ -70,38 +70,153 @@ var lockGen atomic.Uint64
 // becomes empty), at FLUSH of that owner, or at RELEASE of a handle it
 // locked through. GETLK never opens one: an owner without an fd holds no
 // lock, so any fd without OFD locks (the handle's own) answers for it.
+//
+// Access mode. An owner fd is opened with the access its locks need, no
+// more: O_RDONLY for a read lock, O_RDWR (O_WRONLY if the host refuses
+// read access) for a write lock. An open for write breaks a read lease a
+// host process holds on the file (Samba's oplocks are leases), keeps the
+// file open for write (execve of it fails with ETXTBSY, no read lease can
+// be taken) and is refused on a file only readable, none of which a native
+// POSIX lock does: a read lock through a read-only handle must cost a
+// read-only open. An O_RDONLY open breaks no read lease, and no write
+// lease can exist while the handle the lock comes through is open. A lock
+// needs its handle to have that access (EBADF else, as fcntl(2) checks
+// the fd), so the owner fd never has an access no handle of the owner
+// had (the one exception, read access added to a write-locking owner's
+// fd, serves only locks). When an owner whose fd is read-only asks for a
+// write lock, upgradeOwnerFd moves its locks to a read-write fd.
+//
+// Identity. Every open and fcntl here runs as the daemon (the FS's own
+// fsuid and capabilities), as the handle's own open (Open, openForIO)
+// does: the client checked the caller's access when it opened the handle,
+// and the owner fd asks for no access the handles lack. asCaller would
+// change nothing on a local file system (a non-root caller keeps
+// CAP_DAC_OVERRIDE there), and a strict check with the caller's fsuid
+// alone would refuse access the caller has through a supplementary group,
+// which the request does not carry.
 
-// ownerFd returns owner's fd on h's inode, opening it if need be (and then
-// recording owner as one that locked through h). The fd is opened
-// read-write if the host allows (a lock of either type can then be taken),
-// else with the handle's access mode. A new fd is counted for uid, the
-// caller, in the budget: ENOLCK if uid is at its limit. Preconditions:
-// in.lockMu is held.
-func (f *FS) ownerFd(h *handle, owner uint64, pid, uid uint32) (lockOwner, fs.Errno) {
+// lockNeeds reports whether an fd opened with access mode acc
+// (O_ACCMODE bits) may hold a lock of type typ: F_RDLCK needs read
+// access, F_WRLCK write access (fcntl(2): EBADF else); F_UNLCK none.
+func lockNeeds(acc int, typ int16) bool {
+	switch typ {
+	case unix.F_RDLCK:
+		return acc == unix.O_RDONLY || acc == unix.O_RDWR
+	case unix.F_WRLCK:
+		return acc == unix.O_WRONLY || acc == unix.O_RDWR
+	}
+	return true
+}
+
+// ownerFd returns owner's fd on h's inode able to hold a lock of type typ
+// (F_RDLCK or F_WRLCK), opening it if need be (and then recording owner
+// as one that locked through h) or upgrading a read-only one
+// (upgradeOwnerFd). A new fd is counted for uid, the caller, in the
+// budget: ENOLCK if uid is at its limit; an upgrade replaces the fd and
+// counts nothing more. The caller has checked that h's access allows
+// typ. Preconditions: in.lockMu is held.
+func (f *FS) ownerFd(h *handle, owner uint64, pid, uid uint32, typ int16) (lockOwner, fs.Errno) {
 	in := h.in
 	o, ok := in.lockOwners[owner]
-	if !ok {
+	switch {
+	case !ok:
 		if !f.budget.take(uid) {
 			return o, syscall.ENOLCK
 		}
-		fd, e := f.reopen(in, unix.O_RDWR|unix.O_NONBLOCK)
+		fd, acc, e := f.openOwnerFd(in, typ)
 		if e != 0 {
-			if fd, e = f.reopen(in, h.flags&unix.O_ACCMODE|unix.O_NONBLOCK); e != 0 {
-				f.budget.give(uid)
-				return o, e
-			}
+			f.budget.give(uid)
+			return o, e
 		}
 		if in.lockOwners == nil {
 			in.lockOwners = make(map[uint64]lockOwner)
 		}
-		o = lockOwner{fd: fd, uid: uid, gen: lockGen.Add(1)}
+		o = lockOwner{fd: fd, acc: acc, uid: uid, gen: lockGen.Add(1)}
 		h.addLockOwner(owner)
+	case !lockNeeds(o.acc, typ):
+		if e := f.upgradeOwnerFd(in, &o); e != 0 {
+			return o, e
+		}
+		h.addLockOwner(owner) // the write lock may come through another handle
 	}
 	if pid != 0 {
 		o.pid = pid
 	}
 	in.lockOwners[owner] = o
 	return o, fs.OK
+}
+
+// openOwnerFd opens a new owner fd on in for a lock of type typ and
+// returns it with its access mode: O_RDONLY for F_RDLCK; O_RDWR for
+// F_WRLCK, so that the owner's later read locks need no upgrade (its
+// write access already costs what read access would), or O_WRONLY if the
+// host refuses read access. O_NONBLOCK: an open a host lease would make
+// wait fails with EWOULDBLOCK instead of sleeping with in.lockMu held
+// (the kernel starts the lease break all the same). Runs as the daemon
+// (see Identity above).
+func (f *FS) openOwnerFd(in *inode, typ int16) (fd, acc int, e fs.Errno) {
+	if typ != unix.F_WRLCK {
+		fd, e = f.reopen(in, unix.O_RDONLY|unix.O_NONBLOCK)
+		return fd, unix.O_RDONLY, e
+	}
+	fd, e = f.reopen(in, unix.O_RDWR|unix.O_NONBLOCK)
+	if e == syscall.EACCES || e == syscall.EPERM {
+		fd, e = f.reopen(in, unix.O_WRONLY|unix.O_NONBLOCK)
+		return fd, unix.O_WRONLY, e
+	}
+	return fd, unix.O_RDWR, e
+}
+
+// upgradeOwnerFd gives o, whose read-only fd cannot hold the write lock
+// it asks for, a read-write fd carrying the same locks, and closes the
+// old one. On error o and its locks are as they were.
+//
+// Order. OFD locks of two open file descriptions conflict even within
+// one process, so a write lock cannot be taken on the new fd while the
+// old one read-locks the range, and releasing on the old fd before
+// taking on the new one would leave the range unlocked for a moment, in
+// which another process could lock it. But every lock a read-only fd
+// holds is a read lock, and read locks do not conflict: each of o.held
+// is read-locked on the new fd while the old fd still holds it (nothing
+// else can write-lock a range the old fd read-locks, so this cannot
+// fail for a conflict), then the old fd is closed. The owner's ranges
+// stay read-locked throughout, with no window; the write lock is then
+// asked on the new fd, where the kernel converts the owner's own read
+// lock atomically (or refuses it for another owner's lock, leaving the
+// read lock held, as natively).
+//
+// Refused with ENOLCK (no lock is lost; the client's lock fails): an owner
+// with a request waiting on a dup of the old fd (o.waiting: that wait
+// would be granted on the old open file description, which would then
+// conflict with the owner's own locks on the new one), and a write-only
+// fd asked for a read lock (only if the host refused read access when it
+// was opened; its write locks cannot be moved without a window).
+// Preconditions: in.lockMu is held (no other request of any owner of in
+// changes the locks the daemon holds meanwhile).
+func (f *FS) upgradeOwnerFd(in *inode, o *lockOwner) fs.Errno {
+	if o.acc != unix.O_RDONLY || o.waiting > 0 {
+		return syscall.ENOLCK
+	}
+	// As the daemon, like every owner fd; O_NONBLOCK as in openOwnerFd.
+	// The new fd is not counted in the budget: it replaces o.fd below
+	// before in.lockMu is let go.
+	fd, e := f.reopen(in, unix.O_RDWR|unix.O_NONBLOCK)
+	if e != 0 {
+		return e
+	}
+	for _, s := range o.held {
+		l := unix.Flock_t{Type: unix.F_RDLCK, Whence: unix.SEEK_SET, Start: s.start}
+		if s.end != math.MaxInt64 {
+			l.Len = s.end - s.start + 1
+		}
+		if err := unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLK, &l); err != nil {
+			unix.Close(fd) // drops the copies; o.fd still holds every range
+			return errno(err)
+		}
+	}
+	unix.Close(o.fd) // its last reference (no waiter holds a dup): its locks go
+	o.fd, o.acc = fd, unix.O_RDWR
+	return fs.OK
 }
 
 // settle records the outcome of a lock call for owner on l's range and
@@ -159,7 +274,7 @@ func (f *FS) setLkNow(h *handle, owner uint64, pid, uid uint32, l unix.Flock_t) 
 	if !spanRoom(in, owner, &l) {
 		return syscall.ENOLCK
 	}
-	o, e := f.ownerFd(h, owner, pid, uid)
+	o, e := f.ownerFd(h, owner, pid, uid, l.Type)
 	if e != 0 {
 		return e
 	}
@@ -186,7 +301,7 @@ func (f *FS) setLkWait(ctx *fs.Context, h *handle, owner uint64, pid uint32, l u
 		in.lockMu.Unlock()
 		return syscall.ENOLCK
 	}
-	o, e := f.ownerFd(h, owner, pid, ctx.Uid)
+	o, e := f.ownerFd(h, owner, pid, ctx.Uid, l.Type)
 	if e != 0 {
 		in.lockMu.Unlock()
 		return e
@@ -356,6 +471,13 @@ func (f *FS) SetLk(ctx *fs.Context, ino fs.Inode, fh fs.Handle, owner uint64, lk
 	l, e := toFlock(lk)
 	if e != 0 {
 		return e
+	}
+	// As fcntl(2) checks the fd: a read lock needs a handle open for
+	// reading, a write lock one open for writing (the client's kernel
+	// checks it too; a 9P or virtio-fs client might not). The owner fd
+	// then never needs an access the owner's handles lack.
+	if !lockNeeds(h.flags&unix.O_ACCMODE, l.Type) {
+		return syscall.EBADF
 	}
 	if !wait || l.Type == unix.F_UNLCK {
 		return lockErr(f.setLkNow(h, owner, lk.Pid, ctx.Uid, l))

@@ -94,6 +94,7 @@ type inode struct {
 // lockOwner is one lock owner's state on an inode (see ops_lock.go).
 type lockOwner struct {
 	fd      int
+	acc     int    // fd's access mode (O_ACCMODE bits): which lock types it may hold
 	uid     uint32 // the caller fd is counted for in the budget
 	pid     uint32
 	gen     uint64 // tells this owner's fd from a later one's
