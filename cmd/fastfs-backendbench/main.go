@@ -40,6 +40,39 @@ const defaultBackends = "fastfsd=bin/fastfsd virtiofs --socket-path={sock} --sha
 
 type backend struct{ name, cmd string }
 
+// kinds are the request kinds measured (-kinds), in vhostload.Kinds'
+// order; set once by main before run.
+var kinds = vhostload.Kinds
+
+// parseKinds parses -kinds: "all", or names of vhostload.Kinds without
+// spaces, any case ("read4k"), "create" for CREATE+RELEASE+FORGET.
+func parseKinds(spec string) ([]vhostload.Kind, error) {
+	if strings.TrimSpace(spec) == "all" {
+		return vhostload.Kinds, nil
+	}
+	want := map[vhostload.Kind]bool{}
+	for _, name := range strings.Split(spec, ",") {
+		name = strings.ToLower(strings.ReplaceAll(strings.TrimSpace(name), " ", ""))
+		found := false
+		for _, k := range vhostload.Kinds {
+			kn := strings.ToLower(strings.ReplaceAll(k.String(), " ", ""))
+			if name == kn || (k == vhostload.CreateRelease && name == "create") {
+				want[k], found = true, true
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("-kinds: unknown kind %q: want getattr, lookup, read4k, read128k, read1m, create, readdirplus or all", name)
+		}
+	}
+	var out []vhostload.Kind
+	for _, k := range vhostload.Kinds {
+		if want[k] {
+			out = append(out, k)
+		}
+	}
+	return out, nil
+}
+
 // cell is one back-end × queue count × kind over the rounds.
 type cell struct {
 	Backend string             `json:"backend"`
@@ -59,7 +92,13 @@ func main() {
 	depth := flag.Int("depth", 8, "requests in flight per queue")
 	work := flag.String("work", "/tmp/fastfs-backendbench", "working directory (a tmpfs is mounted on its tree/ as root)")
 	out := flag.String("json", "", "also write every run as JSON here")
+	kindSpec := flag.String("kinds", "all", "request kinds to run, comma-separated: getattr, lookup, read4k, read128k, read1m, create, readdirplus (or all)")
 	flag.Parse()
+	var err error
+	if kinds, err = parseKinds(*kindSpec); err != nil {
+		fmt.Fprintln(os.Stderr, "fastfs-backendbench:", err)
+		os.Exit(2)
+	}
 	if err := run(*backends, *queues, *rounds, *dur, *ops, *depth, *work, *out, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "fastfs-backendbench:", err)
 		os.Exit(1)
@@ -113,7 +152,7 @@ func run(backendSpec, queueSpec string, rounds int, dur time.Duration, ops, dept
 	key := func(b string, q int, k vhostload.Kind) string { return fmt.Sprintf("%s/%d/%d", b, q, k) }
 	for _, b := range bs {
 		for _, q := range qs {
-			for _, k := range vhostload.Kinds {
+			for _, k := range kinds {
 				cells[key(b.name, q, k)] = &cell{Backend: b.name, Queues: q, Kind: k.String(), kind: k}
 			}
 		}
@@ -124,7 +163,7 @@ func run(backendSpec, queueSpec string, rounds int, dur time.Duration, ops, dept
 			for _, q := range qs {
 				prefix := fmt.Sprintf("%s-r%d-q%d", b.name, r, q)
 				res, failed := session(b, q, depth, dur, ops, t, tree, work, prefix)
-				for _, k := range vhostload.Kinds {
+				for _, k := range kinds {
 					c := cells[key(b.name, q, k)]
 					if failed != "" {
 						if c.Failed == "" {
@@ -223,7 +262,7 @@ func session(b backend, q, depth int, dur time.Duration, ops int, t vhostload.Tr
 		return nil, msg
 	}
 	res := map[vhostload.Kind]vhostload.Result{}
-	for _, k := range vhostload.Kinds {
+	for _, k := range kinds {
 		r, err := s.Run(k, dur, ops)
 		if err != nil {
 			msg := died(fmt.Errorf("%v: %w", k, err))
@@ -303,7 +342,7 @@ func writeTable(w io.Writer, bs []backend, qs []int, cells []*cell, rounds int, 
 		fmt.Fprintf(w, "---|")
 	}
 	fmt.Fprintln(w)
-	for _, k := range vhostload.Kinds {
+	for _, k := range kinds {
 		for _, q := range qs {
 			fmt.Fprintf(w, "| %v | %d |", k, q)
 			for _, b := range bs {

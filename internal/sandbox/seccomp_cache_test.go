@@ -84,7 +84,7 @@ func constAllow(t *testing.T, prog []bpf.RawInstruction, nr, auditArch uint32) b
 // TestSeccompActionCache: every call a door allows is allowed by the
 // kernel's per-call action cache, so the kernel never runs the filter's
 // BPF for it (a bitmap test instead of up to ~180 compares: the list is
-// a linear chain of JEQs, and read and write sit at its end). A change
+// a linear chain of JEQs, write and writev sit at its end). A change
 // that loads an argument before the dispatch on nr (an argument check
 // written the wrong way round), or an instruction the kernel's emulator
 // does not know, fails here, naming the calls that lost the cache.
