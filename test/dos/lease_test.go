@@ -3,8 +3,10 @@ package dos
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -401,5 +403,57 @@ measure:
 		t.Errorf("the existing file after its create: %q, %v; want its content kept", b, err)
 	} else if err := unix.Stat(p, &st); err != nil || st.Uid != 0 {
 		t.Errorf("the existing file after its create: owner %d, %v; want root's file opened, not replaced", st.Uid, err)
+	}
+}
+
+// TestLockKeepsReadLease: a POSIX read lock taken through the mount
+// leaves a host process's read lease on the file alone, as a native lock
+// does. Before, the daemon opened the lock owner's fd read-write, which
+// broke the lease: its holder got SIGIO and F_GETLEASE said F_UNLCK.
+// --cache never: with passthrough the mount's open itself breaks a read
+// lease (the shared backing file is opened read-write; DESIGN.md).
+func TestLockKeepsReadLease(t *testing.T) {
+	m := startMount(t, "--cache", "never")
+	p := filepath.Join(m.src, "r")
+	if err := os.WriteFile(p, []byte("leased"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sigio := make(chan os.Signal, 1)
+	signal.Notify(sigio, syscall.SIGIO)
+	defer signal.Stop(sigio)
+	// The lease is this process's, which is not the daemon: a host
+	// process's (root has CAP_LEASE).
+	lfd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(lfd)
+	if _, err := unix.FcntlInt(uintptr(lfd), unix.F_SETOWN, unix.Getpid()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unix.FcntlInt(uintptr(lfd), unix.F_SETLEASE, unix.F_RDLCK); err != nil {
+		t.Fatalf("F_SETLEASE F_RDLCK: %v", err)
+	}
+	fd, err := unix.Open(filepath.Join(m.mnt, "r"), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	lk := unix.Flock_t{Type: unix.F_RDLCK, Whence: io.SeekStart, Start: 0, Len: 2}
+	if err := unix.FcntlFlock(uintptr(fd), unix.F_SETLK, &lk); err != nil {
+		t.Fatalf("read lock through the mount: %v", err)
+	}
+	if got, err := unix.FcntlInt(uintptr(lfd), unix.F_GETLEASE, 0); err != nil || got != unix.F_RDLCK {
+		t.Errorf("after a read lock through the mount F_GETLEASE = %d, %v; want F_RDLCK (%d): the lease was broken", got, err, unix.F_RDLCK)
+	}
+	select {
+	case <-sigio:
+		t.Error("the lease holder got SIGIO: its lease is being broken")
+	case <-time.After(200 * time.Millisecond):
+	}
+	// The lock is the host's: a write lock on the backing file is refused.
+	probe := unix.Flock_t{Type: unix.F_WRLCK, Whence: io.SeekStart, Start: 1, Len: 1}
+	if err := unix.FcntlFlock(uintptr(lfd), unix.F_OFD_GETLK, &probe); err != nil || probe.Type != unix.F_RDLCK {
+		t.Errorf("F_OFD_GETLK on the backing file: %v, type %d; want the read lock (F_RDLCK)", err, probe.Type)
 	}
 }
