@@ -3,6 +3,7 @@ package dataplane
 import (
 	"errors"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"testing"
@@ -166,4 +167,37 @@ func TestReadTopology(t *testing.T) {
 		t.Fatalf("Allowed has %d CPUs, affinity mask %d", len(topo.Allowed), set.Count())
 	}
 	t.Logf("%q, %d threads/core, allowed %v", topo.Brand, topo.ThreadsPerCore, topo.Allowed)
+}
+
+// TestWorkersReserveP: each running worker adds one P to GOMAXPROCS, and
+// the value is back where it was once they have all ended.
+func TestWorkersReserveP(t *testing.T) {
+	if procsFixed {
+		t.Skip("GOMAXPROCS is set in the environment, so workers leave it alone: nothing to check")
+	}
+	before := runtime.GOMAXPROCS(0)
+	release := make(chan struct{})
+	started := make(chan int)
+	var ws []*Worker
+	for range 3 {
+		ws = append(ws, Start(-1, func() error {
+			started <- runtime.GOMAXPROCS(0)
+			<-release
+			return nil
+		}))
+		<-started
+	}
+	if got := runtime.GOMAXPROCS(0); got != before+3 {
+		t.Errorf("GOMAXPROCS with 3 workers running is %d, want %d (%d before + 1 per worker)", got, before+3, before)
+	}
+	close(release)
+	for _, w := range ws {
+		if err := w.Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Wait's done is closed after releaseP ran (deferred in order).
+	if got := runtime.GOMAXPROCS(0); got != before {
+		t.Errorf("GOMAXPROCS after the workers ended is %d, want %d", got, before)
+	}
 }
