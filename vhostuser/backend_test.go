@@ -518,7 +518,16 @@ func TestListen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln2, err := vhostuser.FileListener(int(f.Fd()))
+	// FileListener takes ownership of the fd it is given: hand it a
+	// duplicate and close f, or f's finalizer closes the same number
+	// again later, by then another test's fd (seen: a session socket of
+	// a later test closed under it after a GC).
+	fd, err := unix.Dup(int(f.Fd()))
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln2, err := vhostuser.FileListener(fd)
 	if err != nil {
 		t.Fatal(err)
 	}
