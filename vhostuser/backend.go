@@ -366,6 +366,9 @@ func (s *session) apply(m Message, rbuf []byte) ([]byte, error) {
 		}
 		fd := -1
 		if v&vringNoFd == 0 {
+			if err := checkNotifier(s.c.fds[0]); err != nil {
+				return nil, invalid(r, "ring %d: notifier fd: %v (want an eventfd)", idx, err)
+			}
 			fd = s.c.take(0)
 		}
 		switch r {

@@ -28,7 +28,9 @@
 // flags, payload size for its type, fd count (unexpected fds are closed),
 // ring index below the queue count, ring size a power of two up to the
 // device's maximum, ring addresses aligned and inside the memory table,
-// memory regions non-empty, non-wrapping and non-overlapping. A bad message
+// memory regions non-empty, non-wrapping, non-overlapping and within the
+// process's mapping budget (mem.MaxMapped), ring notifiers eventfds (made
+// non-blocking, so no write to one can hang a worker). A bad message
 // is refused with one log line (and a non-zero REPLY_ACK when asked for);
 // only broken framing, or a refused request the front-end waits on an answer
 // for, ends the session. Serve's error says which of ErrClosed,

@@ -2,11 +2,14 @@ package vhostuser_test
 
 import (
 	"errors"
+	"os"
 	"testing"
+	"time"
 
 	"github.com/fastfsd/fastfsd/mem"
 	"github.com/fastfsd/fastfsd/vhostuser"
 	vt "github.com/fastfsd/fastfsd/vhostuser/vhostusertest"
+	"golang.org/x/sys/unix"
 )
 
 // TestHugeSparseRegions plays a front-end that claims more guest memory
@@ -54,6 +57,155 @@ func TestHugeSparseRegions(t *testing.T) {
 	// And the session still serves.
 	if _, err := h.f.GetU64(vhostuser.VHOST_USER_GET_FEATURES); err != nil {
 		t.Fatal(err)
+	}
+	h.stopAll()
+}
+
+// fullBlockingEventfd returns a blocking eventfd whose counter is at its
+// maximum (0xfffffffffffffffe): a write of 1 to it blocks for ever. A
+// front-end can hand the back-end such a notifier; QEMU's are non-blocking.
+func fullBlockingEventfd(t *testing.T) int {
+	t.Helper()
+	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if _, err := unix.Write(fd, vt.U64(0xfffffffffffffffe)); err != nil {
+		t.Fatal(err)
+	}
+	return fd
+}
+
+// TestVringFdsHostile: the notifier fds a front-end passes with
+// SET_VRING_KICK, CALL and ERR must be eventfds, and the back-end must
+// never block on one. A blocking eventfd at its maximum as the error
+// notifier used to hang the session goroutine in write(2) the first time
+// a ring could not start (every later message unanswered, GET_VRING_BASE
+// included, and the device busy for the next front-end); a pipe, a
+// regular file or a socket used to be taken as a notifier (a pipe kick fd
+// whose writer closed reads as always ready: a worker spinning for ever).
+func TestVringFdsHostile(t *testing.T) {
+	h := start(t, 1)
+	h.qemuStart()
+	f := h.f
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	file, err := os.CreateTemp(t.TempDir(), "notifier")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	for _, req := range []vhostuser.Request{vhostuser.VHOST_USER_SET_VRING_KICK, vhostuser.VHOST_USER_SET_VRING_CALL, vhostuser.VHOST_USER_SET_VRING_ERR} {
+		for name, fd := range map[string]int{"pipe": p[0], "file": int(file.Fd()), "memfd": int(h.g.Files[0].Fd())} {
+			err := f.SetVringFd(req, 0, fd)
+			var nack *vt.NackError
+			if !errors.As(err, &nack) {
+				t.Errorf("%v with a %s: %v, want a refusal", req, name, err)
+			}
+		}
+	}
+	if n := h.dev.nrunning(); n != 1 {
+		t.Fatalf("%d rings running after refused notifiers, want 1 (a refused fd changes nothing)", n)
+	}
+
+	// A blocking, full eventfd as the error notifier, then a ring that
+	// cannot start (its descriptor table runs past guest memory): the
+	// back-end signals the error eventfd and must not block on it.
+	errFd := fullBlockingEventfd(t)
+	if err := f.SetVringFd(vhostuser.VHOST_USER_SET_VRING_ERR, 0, errFd); err != nil {
+		t.Fatal(err)
+	}
+	f.Conn().SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := f.GetVringBase(0); err != nil {
+		t.Fatal(err)
+	}
+	end := h.g.Regions[0].UserAddr + h.g.Regions[0].Size
+	if err := f.SetVringAddr(0, end-16, end-0x800, end-0x1000); err != nil {
+		t.Fatalf("SET_VRING_ADDR: %v", err)
+	}
+	ev, _ := vt.NewEventfd()
+	defer unix.Close(ev)
+	done := make(chan error, 1)
+	go func() { done <- f.SetVringFd(vhostuser.VHOST_USER_SET_VRING_KICK, 0, ev) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("SET_VRING_KICK: %v", err)
+		}
+	case <-time.After(6 * time.Second):
+		t.Fatal("the back-end hung on a front-end's full, blocking error eventfd")
+	}
+	if _, err := f.GetU64(vhostuser.VHOST_USER_GET_FEATURES); err != nil {
+		t.Fatalf("session after a full error eventfd: %v", err)
+	}
+	f.Conn().SetDeadline(time.Time{})
+}
+
+// openFds counts this process's open fds.
+func openFds(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("counting fds: %v", err)
+	}
+	return len(ents)
+}
+
+// TestBadMessagesLeakNoFds sends 1000 refused messages carrying fds (too
+// many, of the wrong kind, for the wrong request, with a bad index or
+// shape) and checks the back-end closed every one it was given.
+func TestBadMessagesLeakNoFds(t *testing.T) {
+	h := start(t, 2)
+	h.qemuStart()
+	f := h.f
+	ev, _ := vt.NewEventfd()
+	defer unix.Close(ev)
+	memfd := int(h.g.Files[0].Fd())
+	eight := []int{ev, ev, ev, ev, ev, ev, ev, ev}
+	bad := []struct {
+		req vhostuser.Request
+		p   []byte
+		fds []int
+	}{
+		{vhostuser.VHOST_USER_SET_VRING_KICK, vt.U64(7), []int{ev}},
+		{vhostuser.VHOST_USER_SET_VRING_CALL, vt.U64(0), []int{ev, ev}},
+		{vhostuser.VHOST_USER_SET_VRING_ERR, vt.U64(0 | 1<<8), []int{ev}},
+		{vhostuser.VHOST_USER_SET_LOG_FD, nil, []int{ev}},
+		{vhostuser.VHOST_USER_SET_MEM_TABLE, memTable(h.g.Regions...), eight},
+		{vhostuser.VHOST_USER_SET_MEM_TABLE, memTable(vt.Region{Size: 1 << 30, UserAddr: 1 << 40}), []int{memfd}},
+		{vhostuser.VHOST_USER_ADD_MEM_REG, append(make([]byte, 8), vt.RegionBytes(h.g.Regions[0])...), []int{memfd}},
+		{vhostuser.VHOST_USER_ADD_MEM_REG, append(make([]byte, 8), vt.RegionBytes(vt.Region{GuestAddr: 1 << 40, Size: 4096, UserAddr: 1 << 41})...), []int{ev}},
+		{vhostuser.VHOST_USER_SET_VRING_NUM, vt.State(0, 100), []int{ev}},
+		{99, make([]byte, 20), eight},
+	}
+	// Warm up (lazily opened fds of the runtime and test), then count.
+	for _, b := range bad {
+		f.Do(b.req, b.p, b.fds...)
+	}
+	before := openFds(t)
+	for i := 0; i < 1000; i++ {
+		b := bad[i%len(bad)]
+		var nack *vt.NackError
+		if err := f.Do(b.req, b.p, b.fds...); !errors.As(err, &nack) {
+			t.Fatalf("message %d (%v): %v, want a refusal", i, b.req, err)
+		}
+	}
+	// The back-end closes a message's fds after its reply: allow it a
+	// moment for the last one. (Earlier tests' sessions may still be
+	// closing theirs, so fewer than before is fine; a leak of 1000
+	// messages' fds is not.)
+	after := openFds(t)
+	for deadline := time.Now().Add(2 * time.Second); after > before && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		after = openFds(t)
+	}
+	if after > before {
+		t.Fatalf("%d fds open after 1000 refused messages, %d before", after, before)
 	}
 	h.stopAll()
 }

@@ -13,7 +13,9 @@ import (
 
 	"github.com/fastfsd/fastfsd/dataplane/virtiofs"
 	"github.com/fastfsd/fastfsd/fuse/abi"
+	"github.com/fastfsd/fastfsd/vhostuser"
 	vt "github.com/fastfsd/fastfsd/vhostuser/vhostusertest"
+	"golang.org/x/sys/unix"
 )
 
 // TestMemoryTableRaces plays a front-end that changes the memory table
@@ -193,5 +195,36 @@ func memoryTableRaces(t *testing.T, helpers int) {
 	}
 	if s := d.log.String(); strings.Contains(s, "internal error") || strings.Contains(s, "no longer backs") {
 		t.Fatalf("the back-end logged a fault:\n%s", s)
+	}
+}
+
+// TestFullCallEventfd: a front-end passes as a queue's call notifier a
+// blocking eventfd whose counter it set to the maximum, so a write of 1
+// blocks for ever. The worker used to block in that write on its first
+// completion, and GET_VRING_BASE (which waits for the worker) never came
+// back: the session and the device were stuck for good. vhostuser makes
+// notifiers non-blocking; the worker serves on and stops when asked.
+func TestFullCallEventfd(t *testing.T) {
+	d := newDaemon(t, 1)
+	g := d.guest(vt.GuestConfig{})
+	node, _ := session(t, g, "f")
+	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if _, err := unix.Write(fd, vt.U64(0xfffffffffffffffe)); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.F.SetVringFd(vhostuser.VHOST_USER_SET_VRING_CALL, 1, fd); err != nil {
+		t.Fatal(err)
+	}
+	g.LaxInterrupts = true // the interrupt is lost to the full counter: the front-end's doing
+	for range 3 {
+		call(t, g.Queues[1], getattrReq(node))
+	}
+	g.F.Conn().SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := g.Stop(); err != nil {
+		t.Fatalf("GET_VRING_BASE after completions on a full call eventfd: %v", err)
 	}
 }
