@@ -1,8 +1,9 @@
 // Package dataplane runs the workers that bind a transport endpoint (a
 // cloned /dev/fuse fd, an io_uring queue, a virtqueue) to the protocol
 // engine. This package holds what every door shares: the pinned Worker,
-// the CPU plan, and LockWaits (how a door's lock-wait slots are shared
-// among uids); each door's run loop lives in a subpackage
+// the CPU plan, LockWaits (how a door's lock-wait slots are shared among
+// uids) and WaitCopies (a door's bounded copies of waits too large for a
+// helper's own); each door's run loop lives in a subpackage
 // (dataplane/fusedev, …).
 //
 // # Workers and threads

@@ -19,14 +19,18 @@ import (
 // many requests that may block (lock waits, fsync…) a connection serves at
 // once off its workers. Each waits on its own OS thread, and holds a slot
 // of helperInMax + helperOutSize bytes (2 MiB and 1,024 idle goroutines in
-// all). An eighth of them is one uid's share of lock waits and another
+// all), and a wait whose request is larger a copy from the pool's
+// WaitCopies (helperPool.copies). An eighth of them is one uid's share of lock waits and another
 // eighth is kept for root (dataplane.LockWaits): 128 waits per user, as many as
 // the storm of 100 waiters one user makes in test/dos.
 const DefaultBlockingHelpers = 1024
 
-// helperInMax bounds the request a helper slot holds: the blocking ops
-// carry a fixed struct of at most 56 bytes and perhaps a few request
-// extensions. A bigger one is served inline (the kernel never sends one).
+// helperInMax is the request a helper slot's own copy holds: the
+// blocking ops carry a fixed struct of at most 56 bytes and perhaps a few
+// request extensions. A bigger wait (a CREATE of a long name with a
+// security label over a leased file) gets a copy from
+// helperPool.copies; a bigger FSYNC or the like is served inline (it
+// ends on its own; the kernel never sends one).
 const helperInMax = 1024
 
 // helperOutSize is a helper slot's reply buffer: blocking ops answer at
@@ -43,7 +47,13 @@ type helperSlot struct {
 	// host lease: helperPool.wait) counted for uid in helperPool.waits.
 	wait bool
 	uid  uint32
-	in   []byte
+	// in is the request the helper serves: a copy in small (the slot's
+	// own helperInMax bytes) or, for a wait too big for it, in big.
+	in    []byte
+	small []byte
+	// big is the wait's copy from helperPool.copies, given back by the
+	// helper once the reply is sent; nil when in is in small.
+	big  []byte
 	req  *fuse.Request
 	errb [outHeaderSize]byte
 }
@@ -75,18 +85,29 @@ type helperPool struct {
 	// FUSE mount, so one local user cannot take the pool, and with it
 	// every other user's blocking locks, away.
 	waits *dataplane.LockWaits
+	// copies holds the copies of waits too big for a slot's own
+	// (helperInMax): taken by a worker at hand-off with the wait's slot
+	// and given back by its helper with it, so at most one per slot
+	// exists, each at most the worker's read buffer (header, write_in
+	// and max_write: the largest request the door reads). In theory
+	// slots × that (1,024 × 1 MiB with the defaults); in practice a copy
+	// is the request rounded up to 4 KiB, and the kernel's waits carry at
+	// most a name (PATH_MAX) and its request extensions, a page or two:
+	// a few MiB with every slot waiting (dataplane.WaitCopies).
+	copies *dataplane.WaitCopies
 }
 
-// newHelperPool starts n helpers; with st non-nil they count what they
-// serve in one stats.Worker of st, as a worker does.
-func newHelperPool(srv *fuse.Server, n int, st *stats.Set) *helperPool {
+// newHelperPool starts n helpers for requests of at most maxIn bytes (a
+// worker's read buffer); with st non-nil they count what they serve in
+// one stats.Worker of st, as a worker does.
+func newHelperPool(srv *fuse.Server, n, maxIn int, st *stats.Set) *helperPool {
 	p := &helperPool{srv: srv, stats: st, free: make(chan *helperSlot, n), work: make(chan *helperSlot, n),
-		waits: dataplane.NewLockWaits(n)}
+		waits: dataplane.NewLockWaits(n), copies: dataplane.NewWaitCopies(n, maxIn)}
 	if st != nil {
 		p.obs = st.NewWorker()
 	}
 	for range n {
-		s := &helperSlot{in: make([]byte, 0, helperInMax), req: &fuse.Request{Out: make([]byte, max(helperOutSize, fuse.MinOutSize))}}
+		s := &helperSlot{small: make([]byte, helperInMax), req: &fuse.Request{Out: make([]byte, max(helperOutSize, fuse.MinOutSize))}}
 		p.free <- s
 		p.running.Add(1)
 		go p.helper()
@@ -103,12 +124,19 @@ func (p *helperPool) offload(w *worker, in []byte) bool {
 	}
 	h, ok := readHdr(in)
 	op := abi.Opcode(h.opcode)
-	if !ok || !fuse.Blocking(op) || len(in) > helperInMax {
+	if !ok || !fuse.Blocking(op) {
 		return false
 	}
 	wait := fuse.WaitingLock(op, in[inHeaderSize:])
 	if op == abi.OpSetlkw && !wait {
 		return false // an unlock: it never waits, and must work with the pool full
+	}
+	if !wait && len(in) > helperInMax {
+		// FSYNC, FALLOCATE and the like never wait for another process
+		// (they end on their own) and the kernel sends them with their
+		// struct only: one with more is served inline, as when every
+		// helper is busy. A lock wait of any size goes to a helper.
+		return false
 	}
 	if p.give(w, in, h, wait) {
 		return true
@@ -128,34 +156,47 @@ func (p *helperPool) offload(w *worker, in []byte) bool {
 // connection's end answers it EINTR. Such a wait is counted in waits
 // like a lock wait, with the same per-uid share; when uid's share or
 // every slot is taken it is refused with EAGAIN (a native open would
-// wait: EAGAIN is what an O_NONBLOCK open gets from a lease). It reports
-// false, having done nothing, for a request too big for a slot (a
-// CREATE with a large security label): the worker then serves it itself.
-// It allocates nothing.
-func (p *helperPool) wait(w *worker, in []byte) bool {
+// wait: EAGAIN is what an O_NONBLOCK open gets from a lease). Whatever its
+// size: a request too big for a slot's own copy (a CREATE of a long name
+// with a security label) takes one from p.copies, never waits on the
+// worker (a lease break lasts up to lease-break-time, 45 s, and the
+// worker's CPU serves nothing else meanwhile). It allocates nothing
+// unless it makes such a copy.
+func (p *helperPool) wait(w *worker, in []byte) {
 	h, ok := readHdr(in)
-	if !ok || len(in) > helperInMax {
-		return false
+	if !ok {
+		return // the engine answered nothing it could not parse: unreachable
 	}
 	if !p.give(w, in, h, true) {
 		w.refuse(h, syscall.EAGAIN)
 	}
-	return true
 }
 
 // give hands the request in (read from w's fd, header h) to an idle
 // helper and reports whether one took it. With wait it is a wait,
 // counted for h.uid in waits first: uid's share taken, or no helper idle,
-// it reports false having counted nothing. It allocates nothing.
+// it reports false having counted nothing. A wait larger than a slot's
+// own copy (helperInMax) is copied into one from p.copies; only waits
+// are (the caller serves any other such request inline). It allocates
+// nothing unless it makes such a copy.
 func (p *helperPool) give(w *worker, in []byte, h hdr, wait bool) bool {
 	if wait && !p.waits.Take(h.uid) {
 		return false
 	}
 	select {
 	case s := <-p.free:
+		buf := s.small
+		if len(in) > len(s.small) {
+			// Bounded: this wait holds a slot (see copies).
+			if s.big = p.copies.Get(len(in)); s.big == nil {
+				p.free <- s // never blocks: free holds every slot
+				break
+			}
+			buf = s.big
+		}
 		s.fd, s.id = w.fd, w.id
 		s.wait, s.uid = wait, h.uid
-		s.in = append(s.in[:0], in...)
+		s.in = append(buf[:0], in...)
 		p.work <- s
 		return true
 	default:
@@ -198,6 +239,11 @@ func (p *helperPool) helper() {
 		if s.wait {
 			p.waits.Put(s.uid)
 		}
+		if s.big != nil {
+			p.copies.Put(s.big)
+			s.big = nil
+		}
+		s.in = s.small[:0]
 		p.free <- s
 	}
 }

@@ -53,7 +53,7 @@ func TestHelperPool(t *testing.T) {
 	d, wfs, srv := newLockDev(t, 8)
 	ne := binary.NativeEndian
 	const slots = 2
-	pool := newHelperPool(srv, slots, nil)
+	pool := newHelperPool(srv, slots, len(d.w.buf), nil)
 	d.w.pool = pool
 
 	// send writes a request and lets the worker serve it.
@@ -107,7 +107,7 @@ func TestHelperPool(t *testing.T) {
 // allocation on the hot path.
 func TestWorkerServeAllocsWithPool(t *testing.T) {
 	d := newFakeDev(t)
-	d.w.pool = newHelperPool(d.w.srv, 2, nil)
+	d.w.pool = newHelperPool(d.w.srv, 2, len(d.w.buf), nil)
 	defer d.w.pool.stop(time.Second)
 	getattr := d.put(3, 1, 16)
 	if n := testing.AllocsPerRun(200, func() { d.put(3, 1, 16); d.roundTrip(t, getattr) }); n != 0 {
@@ -122,7 +122,7 @@ func TestHelperPoolStats(t *testing.T) {
 	d := newFakeDev(t)
 	set := &stats.Set{Door: "fuse-test"}
 	d.w.obs = set.NewWorker()
-	pool := newHelperPool(d.w.srv, 2, set)
+	pool := newHelperPool(d.w.srv, 2, len(d.w.buf), set)
 	d.w.pool = pool
 	d.feed(t, d.put(uint32(abi.OpFsync), inoHello, abi.FsyncInSize))
 	if u, _ := d.nextReply(t); u != 2 {
@@ -157,7 +157,7 @@ func TestHelperPoolPerUid(t *testing.T) {
 	d, wfs, srv := newLockDev(t, 64)
 	ne := binary.NativeEndian
 	const slots = 16 // a share of 2 per uid, 2 kept for root
-	pool := newHelperPool(srv, slots, nil)
+	pool := newHelperPool(srv, slots, len(d.w.buf), nil)
 	d.w.pool = pool
 	unique := uint64(100)
 	// setlkw sends a SETLKW of typ by uid and lets the worker serve it;

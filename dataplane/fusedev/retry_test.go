@@ -48,7 +48,7 @@ func TestRetryOnHelper(t *testing.T) {
 	d.useServer(t, srv, initExt)
 	ne := binary.NativeEndian
 	const slots = 16 // a share of 2 per uid
-	pool := newHelperPool(srv, slots, nil)
+	pool := newHelperPool(srv, slots, len(d.w.buf), nil)
 	d.w.pool = pool
 
 	send := func(op uint32, unique uint64, uid uint32, argLen int) {

@@ -314,7 +314,7 @@ func (c *Conn) serve(ctx context.Context, srv *fuse.Server, opts ServeOptions) e
 	if nh <= 0 {
 		nh = DefaultBlockingHelpers
 	}
-	pool := newHelperPool(srv, nh, opts.Stats)
+	pool := newHelperPool(srv, nh, bufSize, opts.Stats)
 	// Runs before the fds close: whatever still waits (a lock nobody will
 	// release, now that the mount is gone) is interrupted and answers.
 	defer func() { keepFds = !pool.stop(2 * time.Second) }()
@@ -563,17 +563,14 @@ func (w *worker) serve(in []byte) (int, bool) {
 // handleOrWait calls the engine on r (r.In read from w's fd). With
 // helpers it serves r with NoWait, and a request the engine leaves
 // unanswered because it would wait (Request.Retry) goes to a helper
-// (helperPool.wait): handed reports that w is done with it. A request no
-// helper can hold is served again on w, allowed to wait.
+// (helperPool.wait), whatever its size: handed reports that w is done
+// with it. Retry implies NoWait, so only with helpers.
 func (w *worker) handleOrWait(r *fuse.Request) (n int, handed bool) {
 	r.NoWait = w.pool != nil
 	n = w.handle(r)
 	if n == 0 && r.Retry() {
-		if w.pool.wait(w, r.In) {
-			return 0, true
-		}
-		r.NoWait = false
-		n = w.handle(r)
+		w.pool.wait(w, r.In)
+		return 0, true
 	}
 	return n, false
 }
