@@ -359,3 +359,57 @@ func TestACLWithoutXattrs(t *testing.T) {
 		s.Close()
 	}
 }
+
+// TestPeerMknodWhiteout: a non-root peer makes an overlayfs whiteout (a
+// character device 0:0) as the kernel lets it natively since Linux 5.8
+// (vfs_mknod's is_whiteout needs no CAP_MKNOD; overlayfs in a client
+// makes them on copy-up and unlink), and still no other device. Both as
+// a peer identified as uid 65534 and as uid 65534 on a trusted peer: the
+// native answer is checked first as uid 65534 in the same directory.
+func TestPeerMknodWhiteout(t *testing.T) {
+	dir := permTree(t)
+	os.Chmod(filepath.Dir(dir), 0o755) // uid 65534 must reach pub natively
+	id := Identity{Uid: 65534, Gid: 65534}
+	native := func(name string, dev int) error {
+		return asCaller(id, func() error {
+			return unix.Mknod(filepath.Join(dir, "pub", name), unix.S_IFCHR|0o644, dev)
+		})
+	}
+	if err := native("native-wh", 0); err != nil {
+		t.Skipf("natively uid 65534 cannot make a whiteout: %v (Linux 5.8 or later lets it)", err)
+	}
+	if err := native("native-null", int(unix.Mkdev(1, 3))); err != unix.EPERM {
+		t.Fatalf("natively uid 65534 made c 1 3: %v, want EPERM", err)
+	}
+	for _, c := range []struct {
+		name   string
+		peer   Peer
+		nuname uint32
+	}{
+		{"identified", Peer{Identity: id}, 65534},
+		{"trusted", Peer{Trusted: true}, 65534},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			sock := startPermServer(t, dir, c.peer)
+			r := dialRaw(t, sock)
+			r.version(65536)
+			r.ok(&Tattach{Fid: 1, Afid: NoFid, NUname: c.nuname}, MsgRattach)
+			r.ok(walkMsg(1, 2, "pub"), MsgRwalk)
+			wh := "wh-" + c.name
+			r.ok(&Tmknod{Dfid: 2, Name: []byte(wh), Mode: syscall.S_IFCHR | 0o644, Gid: 65534}, MsgRmknod)
+			var st unix.Stat_t
+			if err := unix.Lstat(filepath.Join(dir, "pub", wh), &st); err != nil {
+				t.Fatal(err)
+			}
+			if st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != 0 || st.Uid != 65534 || st.Gid != 65534 {
+				t.Errorf("the whiteout on the host: mode %#o rdev %#x owner %d:%d, want a character device 0:0 of 65534:65534",
+					st.Mode, st.Rdev, st.Uid, st.Gid)
+			}
+			r.errno("mknod c 1 3", &Tmknod{Dfid: 2, Name: []byte("null-" + c.name), Mode: syscall.S_IFCHR | 0o644, Major: 1, Minor: 3, Gid: 65534}, syscall.EPERM)
+			r.errno("mknod b 0 0", &Tmknod{Dfid: 2, Name: []byte("blk-" + c.name), Mode: syscall.S_IFBLK | 0o644, Gid: 65534}, syscall.EPERM)
+			if _, err := os.Lstat(filepath.Join(dir, "pub", "null-"+c.name)); !os.IsNotExist(err) {
+				t.Errorf("c 1 3 after EPERM: %v, want no such file", err)
+			}
+		})
+	}
+}
