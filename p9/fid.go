@@ -42,6 +42,14 @@ const (
 	fidOpenDir                    // Tlopen of a directory: fh is valid
 	fidXattrRead                  // Txattrwalk's newfid: reads come from xattr
 	fidXattrWrite                 // Txattrcreate: writes collect in xattr until clunk
+	// fidOpening: a Tlopen or Tlcreate is opening the fid's file without
+	// holding mu (beginOpen): the open may wait for a host lease (wait.go)
+	// for up to lease-break-time, and no other request on the fid may
+	// wait for it meanwhile. Requests that need an opened or a walked fid
+	// get EBADF; those that need only its file (Tgetattr, Tsetattr,
+	// Tstatfs, Txattrwalk, Tclunk, Tremove) are served from n. Only the
+	// opening request leaves the state (endOpen).
+	fidOpening
 )
 
 // fid is one client fid. The table holds one reference; every request
@@ -53,6 +61,13 @@ type fid struct {
 	uid  uint32
 	root *node // the attach root: ".." never goes above it
 	refs int32 // guarded by conn.mu
+
+	// opener is the request opening the fid (fidOpening), so that a
+	// Tclunk or Tremove of the fid interrupts its wait; clunked is set
+	// when the fid leaves the table, so that an open that finishes
+	// afterwards answers EINTR. Both guarded by conn.mu.
+	opener  *request
+	clunked bool
 
 	mu sync.Mutex
 	// Guarded by mu.
@@ -190,13 +205,70 @@ func (c *conn) fidInUse(id uint32) bool {
 }
 
 // removeFid takes id out of the table and returns it with the table's
-// reference, which the caller drops with putFid.
+// reference, which the caller drops with putFid. An open in progress on
+// the fid (fidOpening) is interrupted: if it waits for a host lease, the
+// wait ends with EINTR at once; if its file was opened all the same, the
+// opening request installs the handle and answers EINTR, and the handle
+// is released with the fid's last reference, the opening request's (so
+// no fd and no count of the open budget outlives the fid).
 func (c *conn) removeFid(id uint32) *fid {
 	c.mu.Lock()
 	f := c.fids[id]
 	delete(c.fids, id)
+	if f != nil {
+		f.clunked = true
+		if f.opener != nil {
+			f.opener.intr.Set()
+		}
+	}
 	c.mu.Unlock()
 	return f
+}
+
+// beginOpen moves f, which must be walked and name want (nil: any file),
+// to fidOpening for r and returns its node, or EBADF. The caller opens
+// without f.mu held, then calls endOpen whatever the outcome.
+func (c *conn) beginOpen(r *request, f *fid, want *node) (*node, fs.Errno) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.state != fidWalked || f.n == nil || want != nil && f.n != want {
+		return nil, eBadf // opened already, being opened, or an xattr fid
+	}
+	f.state = fidOpening
+	c.mu.Lock()
+	f.opener = r
+	c.mu.Unlock()
+	return f.n, 0
+}
+
+// endOpen ends what beginOpen began. On failure (e, fs.WouldWait
+// included) f is walked again and e is returned. On success f becomes st
+// with node n and handle fh; if n is not f's node, f's reference on its
+// old node (the directory of a Tlcreate) moves to n, which the caller
+// referenced. If f was clunked meanwhile the result is installed all the
+// same, so that the fid's last reference releases it, and endOpen
+// returns EINTR: the client gave the fid up while it was being opened.
+func (c *conn) endOpen(f *fid, n *node, st fidState, fh fs.Handle, e fs.Errno) fs.Errno {
+	f.mu.Lock()
+	c.mu.Lock()
+	gone := f.clunked
+	f.opener = nil
+	c.mu.Unlock()
+	if e != 0 {
+		f.state = fidWalked
+		f.mu.Unlock()
+		return e
+	}
+	old := f.n
+	f.n, f.state, f.fh = n, st, fh
+	f.mu.Unlock()
+	if old != n {
+		c.unrefNode(old)
+	}
+	if gone {
+		return syscall.EINTR
+	}
+	return 0
 }
 
 // refNode adds a reference to n.

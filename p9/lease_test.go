@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -250,4 +251,194 @@ func waitOne(t *testing.T, s *Server, what string) {
 func (c *conn) waitCount() int {
 	n, _ := c.waits.Waiting()
 	return n
+}
+
+// TestLeaseOpenFidFree: a Tlopen or Tlcreate waiting for a host lease
+// break does not hold its fid (fidOpening): a Tgetattr of that very fid
+// is answered at once, a Twalk from it gets EBADF at once, and a Tclunk
+// of it is answered at once and ends the wait with EINTR (before, each
+// waited on a worker for as long as the lease held: up to
+// lease-break-time, 45 s). An open that completes once the lease goes
+// leaves its fid opened. At the end every handle is released: the open
+// budget of the uid holds nothing and no fd is left open.
+func TestLeaseOpenFidFree(t *testing.T) {
+	dir := t.TempDir()
+	leases := map[string]int{}
+	for _, name := range []string{"a", "b", "c"} {
+		leases[name] = leasedFile(t, filepath.Join(dir, name))
+	}
+	os.Chmod(filepath.Join(dir, "c"), 0o666) // Tlcreate opens it read-write as uid 1000
+	budget := passthrough.NewOpenBudget(100)
+	fsys, err := passthrough.New(dir, passthrough.Options{OpenBudget: budget})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fsys.Close() })
+	sock, s := startServer(t, fsys, nil)
+	const uid = 1000 // counted in the budget (uid 0 is not)
+
+	r := dialRaw(t, sock)
+	r.version(8192)
+	r.ok(&Tattach{Fid: 1, Afid: NoFid, NUname: uid}, MsgRattach)
+	r.ok(walkMsg(1, 2, "a"), MsgRwalk)
+	r.ok(walkMsg(1, 3, "b"), MsgRwalk)
+	r.ok(walkMsg(1, 4), MsgRwalk) // the root, for a Tlcreate of c
+	fds0 := openFds(t)
+	ch := replies(r)
+	prompt := func(what string, tag uint16, want MsgType) {
+		t.Helper()
+		t0 := time.Now()
+		rp := next(t, ch, 2*time.Second, what)
+		d := time.Since(t0)
+		if rp.tag != tag || rp.m.Type() != want {
+			t.Fatalf("%s: tag %d %v %+v, want tag %d %v", what, rp.tag, rp.m.Type(), rp.m, tag, want)
+		}
+		if d > 100*time.Millisecond {
+			t.Errorf("%s answered in %v, want < 100 ms", what, d)
+		}
+		t.Logf("%s: %v", what, d)
+	}
+
+	// A waiting Tlopen: its fid's Tgetattr and Twalk are answered at
+	// once; the lease given up, the open completes and the fid reads.
+	r.send(10, &Tlopen{Fid: 3, Flags: syscall.O_RDONLY})
+	waitOne(t, s, "the Tlopen of a leased file")
+	r.send(11, &Tgetattr{Fid: 3, Mask: AttrBasic})
+	prompt("Tgetattr of the fid being opened", 11, MsgRgetattr)
+	r.send(12, walkMsg(3, 20))
+	t0 := time.Now()
+	wantRlerror(t, "Twalk from the fid being opened", next(t, ch, 2*time.Second, "Twalk from the fid being opened"), 12, syscall.EBADF)
+	t.Logf("Twalk from the fid being opened: %v", time.Since(t0))
+	if _, err := unix.FcntlInt(uintptr(leases["b"]), unix.F_SETLEASE, unix.F_UNLCK); err != nil {
+		t.Fatal(err)
+	}
+	if rp := next(t, ch, 5*time.Second, "the open once the lease is given up"); rp.tag != 10 || rp.m.Type() != MsgRlopen {
+		t.Fatalf("the open once the lease is given up: tag %d %v %+v, want tag 10 Rlopen", rp.tag, rp.m.Type(), rp.m)
+	}
+	r.send(13, &Tread{Fid: 3, Count: 100})
+	if rp := next(t, ch, 2*time.Second, "Tread of the opened fid"); rp.tag != 13 || rp.m.Type() != MsgRread || string(rp.m.(*Rread).Data) != "leased" {
+		t.Fatalf("Tread of the fid opened after the wait: tag %d %v %+v", rp.tag, rp.m.Type(), rp.m)
+	}
+	if n := budget.Held(uid); n != 1 {
+		t.Errorf("uid %d holds %d opens with one fid opened, want 1", uid, n)
+	}
+
+	// A waiting Tlopen and a waiting Tlcreate of an existing name: a
+	// Tgetattr of each fid is answered at once, then a Tclunk of each,
+	// which ends the wait with EINTR.
+	r.send(20, &Tlopen{Fid: 2, Flags: syscall.O_RDONLY})
+	waitOne(t, s, "the Tlopen of a leased file")
+	r.send(21, &Tlcreate{Fid: 4, Name: []byte("c"), Flags: DotlRdwr, Mode: 0o644})
+	deadline := time.Now().Add(2 * time.Second)
+	for oneConn(t, s).waitCount() != 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the Tlcreate of an existing leased name does not wait")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	r.send(22, &Tgetattr{Fid: 2, Mask: AttrBasic})
+	prompt("Tgetattr of the fid being opened by Tlopen", 22, MsgRgetattr)
+	r.send(23, &Tgetattr{Fid: 4, Mask: AttrBasic})
+	prompt("Tgetattr of the fid being opened by Tlcreate", 23, MsgRgetattr)
+	for _, c := range []struct {
+		fid        uint32
+		tag, waits uint16
+	}{{2, 24, 20}, {4, 25, 21}} {
+		t0 := time.Now()
+		r.send(c.tag, &Tclunk{Fid: c.fid})
+		got := map[uint16]reply{}
+		for range 2 {
+			rp := next(t, ch, 2*time.Second, "Tclunk of a fid being opened")
+			got[rp.tag] = rp
+		}
+		d := time.Since(t0)
+		if got[c.tag].m == nil || got[c.tag].m.Type() != MsgRclunk {
+			t.Errorf("Tclunk of fid %d being opened: %+v, want Rclunk (tag %d)", c.fid, got, c.tag)
+		}
+		wantRlerror(t, "the open of a clunked fid", got[c.waits], c.waits, syscall.EINTR)
+		if d > 100*time.Millisecond {
+			t.Errorf("Tclunk of fid %d being opened and its open answered in %v, want < 100 ms", c.fid, d)
+		}
+		t.Logf("Tclunk of fid %d being opened, and its open's EINTR: %v", c.fid, d)
+	}
+	if n := oneConn(t, s).waitCount(); n != 0 {
+		t.Errorf("%d requests still wait after their fids were clunked", n)
+	}
+
+	// The leases go; nothing the clunked fids were opening stays open.
+	for _, name := range []string{"a", "c"} {
+		if _, err := unix.FcntlInt(uintptr(leases[name]), unix.F_SETLEASE, unix.F_UNLCK); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.send(30, &Tclunk{Fid: 3})
+	if rp := next(t, ch, 2*time.Second, "Tclunk of the opened fid"); rp.tag != 30 || rp.m.Type() != MsgRclunk {
+		t.Fatalf("Tclunk of the opened fid: tag %d %v %+v", rp.tag, rp.m.Type(), rp.m)
+	}
+	if n := budget.Held(uid); n != 0 {
+		t.Errorf("uid %d holds %d opens with every opened fid clunked, want 0", uid, n)
+	}
+	if fds := openFds(t); fds > fds0 {
+		t.Errorf("%d fds open after the opens and clunks, %d before: a leak", fds, fds0)
+	}
+}
+
+// TestOpenFidClunkedLate: a fid clunked while its open waits, where the
+// open completes all the same (the filesystem got past the point where
+// an interrupt could stop it): the Tclunk is answered at once, the open
+// answers EINTR once it completes, and its handle is released then, not
+// kept by a fid that no longer exists.
+func TestOpenFidClunkedLate(t *testing.T) {
+	m := newMemFS("")
+	sock, s := startServer(t, m, nil)
+	r := dialRaw(t, sock)
+	r.version(8192)
+	r.attach(1)
+	r.ok(walkMsg(1, 2), MsgRwalk)
+	r.ok(&Tlcreate{Fid: 2, Name: []byte("f"), Flags: DotlRdwr, Mode: 0o644}, MsgRlcreate)
+	r.ok(&Tclunk{Fid: 2}, MsgRclunk)
+	r.ok(walkMsg(1, 3, "f"), MsgRwalk)
+	gate := make(chan struct{})
+	var opened sync.Once
+	open := func() { opened.Do(func() { close(gate) }) }
+	t.Cleanup(open) // before the server's: a failed test must not leave the open blocked
+	m.openGate.Store(&gate)
+	ch := replies(r)
+	r.send(10, &Tlopen{Fid: 3, Flags: syscall.O_RDONLY})
+	select {
+	case <-m.openEntered:
+	case <-time.After(2 * time.Second):
+		t.Fatal("the gated open does not wait")
+	}
+	t0 := time.Now()
+	r.send(11, &Tclunk{Fid: 3})
+	rp := next(t, ch, 2*time.Second, "Tclunk of the fid being opened")
+	if rp.tag != 11 || rp.m.Type() != MsgRclunk {
+		t.Fatalf("Tclunk of the fid being opened: tag %d %v %+v, want tag 11 Rclunk", rp.tag, rp.m.Type(), rp.m)
+	}
+	t.Logf("Tclunk of the fid being opened: %v", time.Since(t0))
+	if _, h := m.outstanding(); h != 0 {
+		t.Fatalf("%d handles open before the open completed", h)
+	}
+	open()
+	wantRlerror(t, "the open of a clunked fid", next(t, ch, 2*time.Second, "the open of a clunked fid"), 10, syscall.EINTR)
+	m.openGate.Store(nil)
+	r.send(12, &Tgetattr{Fid: 3, Mask: AttrBasic})
+	wantRlerror(t, "Tgetattr of the clunked fid", next(t, ch, 2*time.Second, "Tgetattr of the clunked fid"), 12, syscall.EBADF)
+	if _, h := m.outstanding(); h != 0 {
+		t.Errorf("%d handles open after the clunked fid's open completed, want 0", h)
+	}
+	if n := oneConn(t, s).waitCount(); n != 0 {
+		t.Errorf("%d requests wait, want 0", n)
+	}
+}
+
+// openFds counts this process's open fds.
+func openFds(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents) - 1 // the directory's own
 }

@@ -34,7 +34,14 @@ type memFS struct {
 	setLkBlocks  atomic.Bool
 	setLkEntered chan struct{}
 	panicOn      atomic.Value // string name of a method that panics
-	destroyed    atomic.Bool
+	// openGate, if set, makes Open of a regular file one that must wait
+	// (as one breaking a host lease): with NoWait it answers
+	// fs.WouldWait; allowed to wait, it signals openEntered and blocks
+	// until the channel is closed, whatever interrupts it (an open past
+	// the point where an interrupt could stop it), then opens.
+	openGate    atomic.Pointer[chan struct{}]
+	openEntered chan struct{}
+	destroyed   atomic.Bool
 }
 
 type memNode struct {
@@ -70,6 +77,7 @@ func newMemFS(backing string) *memFS {
 		locks:   map[fs.Inode][]memLock{},
 
 		setLkEntered: make(chan struct{}, 16),
+		openEntered:  make(chan struct{}, 16),
 	}
 	m.nodes[fs.RootInode] = &memNode{mode: syscall.S_IFDIR | 0755, nlink: 2, children: map[string]fs.Inode{}, xattrs: map[string][]byte{}}
 	return m
@@ -354,6 +362,13 @@ func (m *memFS) newHandle(ino fs.Inode) fs.Handle {
 }
 
 func (m *memFS) Open(ctx *fs.Context, ino fs.Inode, flags, openFlags uint32, out *fs.OpenOut) fs.Errno {
+	if g := m.openGate.Load(); g != nil {
+		if ctx.NoWait {
+			return fs.WouldWait
+		}
+		m.openEntered <- struct{}{}
+		<-*g
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	n := m.nodes[ino]

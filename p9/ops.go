@@ -497,48 +497,54 @@ func (c *conn) lopen(r *request, body []byte) fs.Errno {
 	if e != 0 {
 		return e
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.state != fidWalked || f.n == nil {
-		return eBadf // opened already, or an xattr fid
-	}
-	n := f.n
-	ctx := r.ctxFor(f, nobody)
-	var out fs.OpenOut
-	var attr fs.AttrOut
-	if e := c.s.fs.GetAttr(ctx, n.ino, 0, false, &attr); e != 0 {
-		return e
-	}
-	isDir := attr.Attr.Mode&syscall.S_IFMT == syscall.S_IFDIR
-	if id := c.checked(); id != nil {
-		if e := r.mayOpen(id, n.ino, &attr.Attr, flags); e != 0 {
-			return e
-		}
-	}
-	if isDir {
-		if flags&3 != syscall.O_RDONLY {
-			return eIsdir
-		}
-		e = c.s.fs.OpenDir(ctx, n.ino, flags, &out)
-	} else {
-		if flags&syscall.O_DIRECTORY != 0 {
-			return eNotdir
-		}
-		e = c.s.fs.Open(ctx, n.ino, flags, 0, &out)
-	}
+	// The open may wait for a host lease (wait.go): f.mu is not held
+	// meanwhile (fidOpening), so other requests on f are served.
+	n, e := c.beginOpen(r, f, nil)
 	if e != 0 {
 		return e
 	}
-	f.fh = out.Handle
-	f.state = fidOpenFile
-	if isDir {
-		f.state = fidOpenDir
+	var attr fs.AttrOut
+	st, fh, e := c.openNode(r, f, n, flags, &attr)
+	if e := c.endOpen(f, n, st, fh, e); e != 0 {
+		return e
 	}
 	enc := r.begin(MsgRlopen, 24)
 	q := qidOf(&attr.Attr, n.ino)
 	enc.qid(&q)
 	enc.u32(0) // iounit: the client uses msize - 24
 	return 0
+}
+
+// openNode opens n, the node of f (fidOpening), for Tlopen: its
+// attributes in attr, the state f takes and the handle.
+func (c *conn) openNode(r *request, f *fid, n *node, flags uint32, attr *fs.AttrOut) (fidState, fs.Handle, fs.Errno) {
+	ctx := r.ctxFor(f, nobody)
+	var out fs.OpenOut
+	if e := c.s.fs.GetAttr(ctx, n.ino, 0, false, attr); e != 0 {
+		return 0, 0, e
+	}
+	isDir := attr.Attr.Mode&syscall.S_IFMT == syscall.S_IFDIR
+	if id := c.checked(); id != nil {
+		if e := r.mayOpen(id, n.ino, &attr.Attr, flags); e != 0 {
+			return 0, 0, e
+		}
+	}
+	if isDir {
+		if flags&3 != syscall.O_RDONLY {
+			return 0, 0, eIsdir
+		}
+		if e := c.s.fs.OpenDir(ctx, n.ino, flags, &out); e != 0 {
+			return 0, 0, e
+		}
+		return fidOpenDir, out.Handle, 0
+	}
+	if flags&syscall.O_DIRECTORY != 0 {
+		return 0, 0, eNotdir
+	}
+	if e := c.s.fs.Open(ctx, n.ino, flags, 0, &out); e != 0 {
+		return 0, 0, e
+	}
+	return fidOpenFile, out.Handle, 0
 }
 
 // read: Rread's data is read by the filesystem straight into the reply

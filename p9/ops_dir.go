@@ -62,12 +62,32 @@ func (c *conn) lcreate(r *request, body []byte) fs.Errno {
 		return e
 	}
 	defer c.putFid(f, &r.ctx)
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.state != fidWalked || f.n != dir {
-		return eBadf
+	// Opening an existing name may wait for a host lease (wait.go): f.mu
+	// is not held meanwhile (fidOpening), so other requests on f are
+	// served.
+	if _, e := c.beginOpen(r, f, dir); e != 0 {
+		return e
 	}
 	var ent fs.Entry
+	child, fh, e := c.createNode(r, f, dir, &m, flags, &ent)
+	if child == nil {
+		child = dir // no change of node on failure
+	}
+	if e := c.endOpen(f, child, fidOpenFile, fh, e); e != 0 {
+		return e
+	}
+	enc := r.begin(MsgRlcreate, 24)
+	q := qidOf(&ent.Attr, ent.Ino)
+	enc.qid(&q)
+	enc.u32(0)
+	return 0
+}
+
+// createNode creates (or, without O_EXCL, opens) m.Name in dir, the node
+// of f (fidOpening), for Tlcreate: the new node, holding one reference
+// for f, the handle and the entry found. Nothing changes on failure
+// (nil node).
+func (c *conn) createNode(r *request, f *fid, dir *node, m *Tlcreate, flags uint32, ent *fs.Entry) (*node, fs.Handle, fs.Errno) {
 	var out fs.OpenOut
 	ctx := r.ctxFor(f, m.Gid)
 	if id := c.checked(); id != nil {
@@ -76,81 +96,66 @@ func (c *conn) lcreate(r *request, body []byte) fs.Errno {
 		// is created with O_EXCL, so a file that appears in between is
 		// never opened unchecked (EEXIST; the client looks up again).
 		if e := r.mayExecDir(id, dir.ino); e != 0 {
-			return e
+			return nil, 0, e
 		}
 		ea, eino, found, e := r.childAttr(dir.ino, m.Name)
 		if e != 0 {
-			return e
+			return nil, 0, e
 		}
 		if found {
 			if flags&syscall.O_EXCL != 0 {
-				return eExist
+				return nil, 0, eExist
 			}
-			return c.lcreateExisting(r, f, id, dir, m.Name, &ea, eino, flags&^(syscall.O_CREAT|syscall.O_EXCL))
+			return c.openExisting(r, f, id, dir, m.Name, &ea, eino, flags&^(syscall.O_CREAT|syscall.O_EXCL), ent)
 		}
 		da, e := r.mayCreate(id, dir.ino)
 		if e != 0 {
-			return e
+			return nil, 0, e
 		}
 		if ctx, e = r.createCtx(f, m.Gid, &da); e != 0 {
-			return e
+			return nil, 0, e
 		}
 		flags |= syscall.O_EXCL
 	}
-	if e := c.s.fs.Create(ctx, dir.ino, m.Name, m.Mode&07777|syscall.S_IFREG, flags, &ent, &out); e != 0 {
-		return e
+	if e := c.s.fs.Create(ctx, dir.ino, m.Name, m.Mode&07777|syscall.S_IFREG, flags, ent, &out); e != 0 {
+		return nil, 0, e
 	}
 	if ent.Ino == 0 {
 		c.s.fs.Release(ctx, 0, out.Handle, 0)
-		return syscall.EIO
+		return nil, 0, syscall.EIO
 	}
-	child := c.newChild(dir, m.Name, &ent)
-	f.n, f.state, f.fh = child, fidOpenFile, out.Handle
-	c.unrefNode(dir) // the fid's reference moves to child; child holds dir
-	enc := r.begin(MsgRlcreate, 24)
-	q := qidOf(&ent.Attr, ent.Ino)
-	enc.qid(&q)
-	enc.u32(0)
-	return 0
+	return c.newChild(dir, m.Name, ent), out.Handle, 0
 }
 
-// lcreateExisting is Tlcreate of a name that exists, on a checked
+// openExisting is Tlcreate of a name that exists, on a checked
 // connection: the file found is opened as Tlopen opens it, after the same
-// checks. Preconditions: f.mu is held, f names dir.
-func (c *conn) lcreateExisting(r *request, f *fid, id *Identity, dir *node, name []byte, a *fs.Attr, ino fs.Inode, flags uint32) fs.Errno {
+// checks. Preconditions: f names dir and is fidOpening.
+func (c *conn) openExisting(r *request, f *fid, id *Identity, dir *node, name []byte, a *fs.Attr, ino fs.Inode, flags uint32, ent *fs.Entry) (*node, fs.Handle, fs.Errno) {
 	switch a.Mode & syscall.S_IFMT {
 	case syscall.S_IFDIR:
-		return eIsdir
+		return nil, 0, eIsdir
 	case syscall.S_IFLNK:
-		return syscall.ELOOP // O_CREAT does not follow a final symlink here
+		return nil, 0, syscall.ELOOP // O_CREAT does not follow a final symlink here
 	}
 	if e := r.mayOpen(id, ino, a, flags); e != 0 {
-		return e
+		return nil, 0, e
 	}
-	var ent fs.Entry
 	ctx := r.ctxFor(f, nobody)
-	if e := c.s.fs.Lookup(ctx, dir.ino, name, &ent); e != 0 || ent.Ino != ino {
+	if e := c.s.fs.Lookup(ctx, dir.ino, name, ent); e != 0 || ent.Ino != ino {
 		if e == 0 {
 			if ent.Ino != 0 {
 				c.s.fs.Forget(ent.Ino, 1)
 			}
 			e = syscall.ESTALE // replaced since it was checked
 		}
-		return e
+		return nil, 0, e
 	}
 	var out fs.OpenOut
 	if e := c.s.fs.Open(ctx, ent.Ino, flags, 0, &out); e != 0 {
 		c.s.fs.Forget(ent.Ino, 1)
-		return e
+		return nil, 0, e
 	}
-	child := c.newChild(dir, name, &ent)
-	f.n, f.state, f.fh = child, fidOpenFile, out.Handle
-	c.unrefNode(dir)
-	enc := r.begin(MsgRlcreate, 24)
-	q := qidOf(&ent.Attr, ent.Ino)
-	enc.qid(&q)
-	enc.u32(0)
-	return 0
+	return c.newChild(dir, name, ent), out.Handle, 0
 }
 
 // createIn checks, on a checked connection, that the identity may create

@@ -18,7 +18,9 @@ import (
 // the connection's in-flight table, so a Tflush naming it, a Tversion, a
 // Shutdown (at once: it is not work to finish) and the connection's end
 // interrupt it (fs.Interrupt: the wait ends with EINTR, Rlerror to the
-// client).
+// client). The fid a waiting Tlopen or Tlcreate opens is not locked
+// meanwhile (fidOpening, fid.go): other requests on it are served or
+// refused at once, and a Tclunk or Tremove of it interrupts the wait.
 //
 // The waits of one connection are bounded (waitshare.Counter, the rule
 // every FUSE door applies to its waits): at most
