@@ -467,11 +467,13 @@ func TestOpenFlagsByOptions(t *testing.T) {
 			}
 			h := f.handles.get(oo.Handle)
 			if c.wantPassthru {
-				// Every open of the inode shares one backing file, which
-				// serves reads and writes, until the last one is released.
+				// Every open of the inode shares one backing file until
+				// the last one is released; it only names the inode (the
+				// kernel opens each open's own with its flags), read-only
+				// even for this write open.
 				var st unix.Stat_t
 				ptfl, _ := unix.FcntlInt(uintptr(oo.PassthroughFd), unix.F_GETFL, 0)
-				if unix.Fstat(oo.PassthroughFd, &st) != nil || st.Ino != e.Attr.Ino || ptfl&unix.O_ACCMODE != unix.O_RDWR {
+				if unix.Fstat(oo.PassthroughFd, &st) != nil || st.Ino != e.Attr.Ino || ptfl&unix.O_ACCMODE != unix.O_RDONLY {
 					t.Errorf("PassthroughFd %d: ino %d, flags %#x", oo.PassthroughFd, st.Ino, ptfl)
 				}
 				var o2 fs.OpenOut
@@ -581,23 +583,24 @@ func TestChmodProcFallback(t *testing.T) {
 	}
 }
 
-// TestCreateSharesPassthroughFd: a file Create makes is opened read-write
-// (no permission check applies to the file O_CREAT made) and its inode's
-// passthrough file is a dup of that fd, read-write as every open of the
-// inode needs; a create with O_APPEND, whose status flag the shared file
-// would pass on, gets a passthrough file of its own without it.
-func TestCreateSharesPassthroughFd(t *testing.T) {
+// TestCreatePassthroughFd: the inode of a file Create makes gets a
+// passthrough file opened read-only whatever the create's access mode (the
+// kernel opens each client open's own backing file with its flags), never
+// the handle's own open file (a dup would keep the handle's access mode,
+// and its status flags, for as long as the inode has passthrough opens);
+// a later open shares it, and the last release closes it. The handle
+// keeps the create's access mode.
+func TestCreatePassthroughFd(t *testing.T) {
 	f, _ := newTestFS(t, Options{Cache: CacheAuto, Passthrough: true})
 	f.Init(rootCtx, &fs.InitInfo{Locks: true})
 	for _, c := range []struct {
-		name   string
-		flags  uint32
-		shared bool
+		name  string
+		flags uint32
 	}{
-		{"wronly", unix.O_WRONLY, true},
-		{"rdwr", unix.O_RDWR, true},
-		{"append", unix.O_WRONLY | unix.O_APPEND, false},
-		{"rdonly", unix.O_RDONLY, false},
+		{"wronly", unix.O_WRONLY},
+		{"rdwr", unix.O_RDWR},
+		{"append", unix.O_WRONLY | unix.O_APPEND},
+		{"rdonly", unix.O_RDONLY},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var e fs.Entry
@@ -607,21 +610,24 @@ func TestCreateSharesPassthroughFd(t *testing.T) {
 			}
 			h := f.handles.get(oo.Handle)
 			ptfl, err := unix.FcntlInt(uintptr(oo.PassthroughFd), unix.F_GETFL, 0)
-			if oo.Flags&fs.OpenPassthrough == 0 || err != nil || ptfl&unix.O_ACCMODE != unix.O_RDWR || ptfl&unix.O_APPEND != 0 {
-				t.Fatalf("passthrough fd %d: open flags %#x, host flags %#x %v; want a read-write file without O_APPEND", oo.PassthroughFd, oo.Flags, ptfl, err)
+			if oo.Flags&fs.OpenPassthrough == 0 || err != nil || ptfl&unix.O_ACCMODE != unix.O_RDONLY || ptfl&unix.O_APPEND != 0 {
+				t.Fatalf("passthrough fd %d: open flags %#x, host flags %#x %v; want a read-only file without O_APPEND", oo.PassthroughFd, oo.Flags, ptfl, err)
 			}
-			// A dup shares the open file description: a status flag set
-			// on one shows on the other.
 			hfl, _ := unix.FcntlInt(uintptr(h.fd), unix.F_GETFL, 0)
+			if hfl&unix.O_ACCMODE != int(c.flags)&unix.O_ACCMODE || hfl&unix.O_APPEND != int(c.flags)&unix.O_APPEND {
+				t.Errorf("handle's host flags %#x, want the create's %#x", hfl, c.flags)
+			}
+			// A dup would share the open file description: a status flag
+			// set on one would show on the other.
 			unix.FcntlInt(uintptr(h.fd), unix.F_SETFL, hfl|unix.O_NONBLOCK)
 			ptfl, _ = unix.FcntlInt(uintptr(oo.PassthroughFd), unix.F_GETFL, 0)
 			unix.FcntlInt(uintptr(h.fd), unix.F_SETFL, hfl)
 			f.putHandle(h)
-			if shared := ptfl&unix.O_NONBLOCK != 0; shared != c.shared {
-				t.Errorf("passthrough file shared with the handle's: %v, want %v", shared, c.shared)
+			if ptfl&unix.O_NONBLOCK != 0 {
+				t.Errorf("the passthrough file is the handle's own open file")
 			}
 			var o2 fs.OpenOut
-			if errno := f.Open(rootCtx, e.Ino, unix.O_RDONLY, 0, &o2); errno != 0 || o2.PassthroughFd != oo.PassthroughFd {
+			if errno := f.Open(rootCtx, e.Ino, unix.O_RDWR, 0, &o2); errno != 0 || o2.PassthroughFd != oo.PassthroughFd {
 				t.Errorf("second open: %v, passthrough fd %d, want %d", errno, o2.PassthroughFd, oo.PassthroughFd)
 			}
 			f.Release(rootCtx, e.Ino, o2.Handle, 0)

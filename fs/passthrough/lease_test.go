@@ -121,17 +121,24 @@ func TestLeaseNoWait(t *testing.T) {
 }
 
 // TestLeasePassthroughFd: with a read lease held on the host file, a read
-// open in passthrough mode gets its shared passthrough file without
-// waiting: the read-write open of it would have to break the lease, so
-// the handle's read-only mode is used instead.
+// open in passthrough mode gets its inode's passthrough file without
+// waiting and without breaking the lease (F_GETLEASE still F_RDLCK, as
+// after a native read-only open): that file is opened read-only, never
+// read-write (the kernel opens each client open's own backing file with
+// that open's flags; the registered file only names the inode). A write
+// open then breaks the lease, as natively: asked with NoWait it returns
+// fs.WouldWait, leaving nothing behind, with the lease being broken;
+// once the lease is given up it opens and shares the read-only
+// passthrough file, closed with the last handle.
 func TestLeasePassthroughFd(t *testing.T) {
 	f, dir := newTestFS(t, Options{Cache: CacheAuto, Passthrough: true})
 	writeFile(t, join(dir, "r"), "leased", 0o644)
 	e := lookup(t, f, fs.RootInode, "r")
-	holdLease(t, join(dir, "r"), unix.F_RDLCK)
+	lfd := holdLease(t, join(dir, "r"), unix.F_RDLCK)
+	nowait := &fs.Context{NoWait: true}
 	res := make(chan fs.Errno, 1)
 	var out fs.OpenOut
-	go func() { res <- f.Open(&fs.Context{NoWait: true}, e.Ino, unix.O_RDONLY, 0, &out) }()
+	go func() { res <- f.Open(nowait, e.Ino, unix.O_RDONLY, 0, &out) }()
 	select {
 	case got := <-res:
 		if got != 0 {
@@ -150,7 +157,42 @@ func TestLeasePassthroughFd(t *testing.T) {
 	if fl&unix.O_ACCMODE != unix.O_RDONLY || fl&unix.O_NONBLOCK != 0 {
 		t.Errorf("passthrough file flags %#x, want O_RDONLY without O_NONBLOCK", fl)
 	}
+	if got, err := unix.FcntlInt(uintptr(lfd), unix.F_GETLEASE, 0); err != nil || got != unix.F_RDLCK {
+		t.Fatalf("after a read-only passthrough open F_GETLEASE = %d, %v; want F_RDLCK (%d): the lease is being broken", got, err, unix.F_RDLCK)
+	}
+
+	fds := openFds(t)
+	var wout fs.OpenOut
+	wantErrno(t, "NoWait write open of a read-leased file", f.Open(nowait, e.Ino, unix.O_WRONLY, 0, &wout), fs.WouldWait)
+	if n := openFds(t); n != fds {
+		t.Errorf("after WouldWait %d fds are open, want %d", n, fds)
+	}
+	if got, err := unix.FcntlInt(uintptr(lfd), unix.F_GETLEASE, 0); err != nil || got != unix.F_UNLCK {
+		t.Errorf("after a write open F_GETLEASE = %d, %v; want F_UNLCK (%d), the lease being broken", got, err, unix.F_UNLCK)
+	}
+	if _, err := unix.FcntlInt(uintptr(lfd), unix.F_SETLEASE, unix.F_UNLCK); err != nil {
+		t.Fatal(err)
+	}
+	if errno := f.Open(nowait, e.Ino, unix.O_WRONLY, 0, &wout); errno != 0 {
+		t.Fatalf("write open after the lease was given up: %v", errno)
+	}
+	if wout.Flags&fs.OpenPassthrough == 0 || wout.PassthroughFd != out.PassthroughFd {
+		t.Errorf("write open: flags %#x, passthrough fd %d; want the inode's shared fd %d", wout.Flags, wout.PassthroughFd, out.PassthroughFd)
+	}
+	h := f.handles.get(wout.Handle)
+	hfl, _ := unix.FcntlInt(uintptr(h.fd), unix.F_GETFL, 0)
+	f.putHandle(h)
+	if hfl&unix.O_ACCMODE != unix.O_WRONLY {
+		t.Errorf("write handle's host flags %#x, want O_WRONLY", hfl)
+	}
 	f.Release(rootCtx, e.Ino, out.Handle, 0)
+	if _, err := unix.FcntlInt(uintptr(wout.PassthroughFd), unix.F_GETFD, 0); err != nil {
+		t.Errorf("passthrough fd closed while the write handle still uses it")
+	}
+	f.Release(rootCtx, e.Ino, wout.Handle, 0)
+	if _, err := unix.FcntlInt(uintptr(wout.PassthroughFd), unix.F_GETFD, 0); err == nil {
+		t.Errorf("passthrough fd still open after the last release")
+	}
 }
 
 // holdLease opens path read-only and takes a lease of type typ

@@ -57,28 +57,33 @@ func (f *FS) fileOpenOut(h *handle, out *fs.OpenOut) {
 
 // getPassthroughFd returns the inode's shared passthrough file, opening it
 // for the first passthrough handle. The kernel allows one backing file per
-// inode at a time, so every passthrough open of an inode hands out the
-// same fd, opened read-write so that it serves reads and writes of every
-// open (the client's kernel has checked each open's access mode). If the
-// host refuses read-write (a read-only mount, a running executable), the
-// handle's own access mode is used instead. ok is false if no fd could be
-// opened; the open is then served without passthrough. The read-write
-// open never waits for a host lease (a read lease would make it wait for
-// the break on a worker): it fails instead, and the handle's mode, which
-// its own open just got past the leases with, is used.
+// inode at a time (fs/fuse/iomode.c: an open naming another fails with
+// EIO), so every passthrough open of an inode hands out the same fd. It
+// does no I/O: for each client open the kernel opens a backing file of its
+// own on that fd's path, with that open's flags and the credentials
+// FUSE_DEV_IOC_BACKING_OPEN was called with (fuse_passthrough_open,
+// backing_file_open), so the registered file only names the inode, and a
+// read-only one serves write opens too. So it is opened O_RDONLY (and
+// never waits: noWait): a read-write one would break a read lease another
+// host process holds on the file (its O_NONBLOCK open fails with
+// EWOULDBLOCK after the kernel has started the break) where a native
+// read-only open leaves the lease alone, and would keep the file open for
+// writing as long as any passthrough handle is open (refusing read leases
+// and exec with ETXTBSY on the host). If that open fails (a write lease
+// taken since the handle's own open, a daemon that may not read the
+// file), the registered file is a dup of the handle's fd, whose open got
+// past leases and permissions already: it then keeps that handle's open
+// file (its access mode) until the inode's last passthrough handle goes.
+// ok is false if no fd could be had; the open is then served without
+// passthrough.
 func (f *FS) getPassthroughFd(h *handle) (fd int, ok bool) {
 	in := h.in
 	in.ptMu.Lock()
 	defer in.ptMu.Unlock()
 	if in.ptFd < 0 {
-		mode := unix.O_RDWR
-		if f.opts.ReadOnly {
-			mode = unix.O_RDONLY
-		}
 		var err error
-		if in.ptFd, err = f.openRegular(noWait, in.fd, mode); err != nil {
-			var e fs.Errno
-			if in.ptFd, e = f.reopen(in, h.flags&unix.O_ACCMODE); e != 0 {
+		if in.ptFd, err = f.openRegular(noWait, in.fd, unix.O_RDONLY); err != nil {
+			if in.ptFd, err = unix.FcntlInt(uintptr(h.fd), unix.F_DUPFD_CLOEXEC, 0); err != nil {
 				in.ptFd = -1
 				return -1, false
 			}
@@ -173,23 +178,11 @@ func (f *FS) Create(ctx *fs.Context, parent fs.Inode, name []byte, mode, flags u
 	if e := f.budget.takeOpen(ctx.Uid); e != 0 {
 		return e
 	}
-	// The file O_CREAT makes is opened without a permission check (open(2)
-	// checks none for the file it created), so where a passthrough file
-	// will be needed it is opened read-write, as that file must be
-	// (getPassthroughFd), and the passthrough file is a dup of it instead
-	// of a second open through /proc. Only with no status flag that the
-	// shared file would pass on to the inode's later opens.
-	newFl := fl
-	sharePt := f.opts.Passthrough && !f.opts.ReadOnly && fl&unix.O_ACCMODE != unix.O_RDONLY &&
-		fl&(unix.O_APPEND|unix.O_DIRECT|unix.O_DSYNC|unix.O_NOATIME|unix.O_NONBLOCK) == 0
-	if sharePt {
-		newFl = fl&^unix.O_ACCMODE | unix.O_RDWR
-	}
 	fd := -1
 	created := false
 	e = f.asCaller(ctx, func() error {
 		var e fs.Errno
-		fd, e = openBeneath(dir, name, newFl|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW, mode&07777)
+		fd, e = openBeneath(dir, name, fl|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW, mode&07777)
 		if e == 0 {
 			created = true
 			return nil
@@ -247,15 +240,14 @@ func (f *FS) Create(ctx *fs.Context, parent fs.Inode, name []byte, mode, flags u
 			return e
 		}
 	}
-	return f.openedNew(ctx.Uid, fd, fl, created && sharePt, out, open)
+	return f.openedNew(ctx.Uid, fd, fl, out, open)
 }
 
 // openedNew registers a file just created and opened as fd (Create,
 // Tmpfile): it adds the inode (an O_PATH reopen of fd, so exactly the file
 // opened) and a handle owning fd and the count uid took in the budget
-// (given back here if it fails). sharePt: fd is read-write with no status
-// flags, and the inode's passthrough file may be a dup of it.
-func (f *FS) openedNew(uid uint32, fd, fl int, sharePt bool, out *fs.Entry, open *fs.OpenOut) fs.Errno {
+// (given back here if it fails).
+func (f *FS) openedNew(uid uint32, fd, fl int, out *fs.Entry, open *fs.OpenOut) fs.Errno {
 	pfd, err := unix.Openat(f.procFd, procName(fd), unix.O_PATH|unix.O_CLOEXEC, 0)
 	if err != nil {
 		unix.Close(fd)
@@ -272,15 +264,6 @@ func (f *FS) openedNew(uid uint32, fd, fl int, sharePt bool, out *fs.Entry, open
 		unix.Close(fd)
 		f.budget.give(uid)
 		return syscall.ESTALE
-	}
-	if sharePt {
-		in.ptMu.Lock()
-		if in.ptFd < 0 { // else an open that raced this one made it
-			if d, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0); err == nil {
-				in.ptFd = d
-			}
-		}
-		in.ptMu.Unlock()
 	}
 	h := &handle{fd: fd, in: in, flags: fl, uid: uid}
 	f.fileOpenOut(h, open)
@@ -332,7 +315,7 @@ func (f *FS) Tmpfile(ctx *fs.Context, parent fs.Inode, mode, flags uint32, out *
 		f.budget.give(ctx.Uid)
 		return e
 	}
-	return f.openedNew(ctx.Uid, fd, fl, false, out, open)
+	return f.openedNew(ctx.Uid, fd, fl, out, open)
 }
 
 // Read hands the handle's fd to dst, which moves the bytes to the client

@@ -85,8 +85,8 @@ type inode struct {
 	ptMu sync.Mutex
 	// ptFd is the file every passthrough open of this inode shares (the
 	// kernel refuses a second, different backing file for an inode that
-	// is open in passthrough mode), -1 if none; ptRefs counts the handles
-	// using it. +checklocks:ptMu
+	// is open in passthrough mode), read-only (getPassthroughFd), -1 if
+	// none; ptRefs counts the handles using it. +checklocks:ptMu
 	ptFd   int
 	ptRefs int // +checklocks:ptMu
 }

@@ -410,10 +410,16 @@ measure:
 // leaves a host process's read lease on the file alone, as a native lock
 // does. Before, the daemon opened the lock owner's fd read-write, which
 // broke the lease: its holder got SIGIO and F_GETLEASE said F_UNLCK.
-// --cache never: with passthrough the mount's open itself breaks a read
-// lease (the shared backing file is opened read-write; DESIGN.md).
+// With --cache never (no passthrough) and --cache auto (passthrough: the
+// open itself used to break the lease, TestPassthroughKeepsReadLease).
 func TestLockKeepsReadLease(t *testing.T) {
-	m := startMount(t, "--cache", "never")
+	for _, cache := range []string{"never", "auto"} {
+		t.Run(cache, func(t *testing.T) { lockKeepsReadLease(t, cache) })
+	}
+}
+
+func lockKeepsReadLease(t *testing.T, cache string) {
+	m := startMount(t, "--cache", cache)
 	p := filepath.Join(m.src, "r")
 	if err := os.WriteFile(p, []byte("leased"), 0o644); err != nil {
 		t.Fatal(err)
@@ -455,5 +461,178 @@ func TestLockKeepsReadLease(t *testing.T) {
 	probe := unix.Flock_t{Type: unix.F_WRLCK, Whence: io.SeekStart, Start: 1, Len: 1}
 	if err := unix.FcntlFlock(uintptr(lfd), unix.F_OFD_GETLK, &probe); err != nil || probe.Type != unix.F_RDLCK {
 		t.Errorf("F_OFD_GETLK on the backing file: %v, type %d; want the read lock (F_RDLCK)", err, probe.Type)
+	}
+}
+
+// TestPassthroughKeepsReadLease: with FUSE passthrough (--cache auto, the
+// default), a read-only open and read through the mount leave a host
+// process's read lease alone, as a native read-only open does. Before,
+// the daemon opened the inode's passthrough backing file read-write for
+// every first open: that open failed with EWOULDBLOCK, but the kernel had
+// started the break, so the holder got SIGIO and F_GETLEASE said F_UNLCK.
+// Then, with those read-only opens still open (their inodes' backing
+// files registered read-only), a write open of each file breaks the lease
+// as natively (F_GETLEASE F_UNLCK while it waits), waits until the holder
+// gives the lease up, and on helpers: root's open of another file keeps
+// answering while leaseWaiters (more than the workers) wait. Once the
+// leases go the writes work: their data is on the host and reads through
+// the read-only opens see it.
+func TestPassthroughKeepsReadLease(t *testing.T) {
+	m := startMount(t, "--cache", "auto")
+	sigio := make(chan os.Signal, 1)
+	signal.Notify(sigio, syscall.SIGIO)
+	defer signal.Stop(sigio)
+	lfds := make([]int, leaseWaiters)
+	rfds := make([]int, leaseWaiters)
+	for i := range leaseWaiters {
+		p := filepath.Join(m.src, fmt.Sprintf("r%d", i))
+		if err := os.WriteFile(p, []byte("leased"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		// The lease is this process's, which is not the daemon: a host
+		// process's (root has CAP_LEASE).
+		lfd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { unix.Close(lfd) })
+		lfds[i] = lfd
+		if _, err := unix.FcntlInt(uintptr(lfd), unix.F_SETOWN, unix.Getpid()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := unix.FcntlInt(uintptr(lfd), unix.F_SETLEASE, unix.F_RDLCK); err != nil {
+			t.Fatalf("F_SETLEASE F_RDLCK: %v", err)
+		}
+		fd, err := unix.Open(filepath.Join(m.mnt, fmt.Sprintf("r%d", i)), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatalf("read-only open through the mount: %v", err)
+		}
+		t.Cleanup(func() { unix.Close(fd) })
+		rfds[i] = fd
+		buf := make([]byte, 16)
+		if n, err := unix.Pread(fd, buf, 0); err != nil || string(buf[:n]) != "leased" {
+			t.Fatalf("read through the mount: %q, %v", buf[:n], err)
+		}
+	}
+	for i, lfd := range lfds {
+		if got, err := unix.FcntlInt(uintptr(lfd), unix.F_GETLEASE, 0); err != nil || got != unix.F_RDLCK {
+			t.Errorf("r%d: after a read-only open and read through the mount F_GETLEASE = %d, %v; want F_RDLCK (%d): the lease is being broken", i, got, err, unix.F_RDLCK)
+		}
+	}
+	select {
+	case <-sigio:
+		t.Fatal("the lease holder got SIGIO after read-only opens: a lease is being broken")
+	case <-time.After(200 * time.Millisecond):
+	}
+
+	// Write opens of the same files while the read-only ones are open.
+	type opened struct {
+		fd  int
+		err error
+	}
+	res := make(chan opened, leaseWaiters)
+	for i := range leaseWaiters {
+		p := filepath.Join(m.mnt, fmt.Sprintf("r%d", i))
+		go func() {
+			for { // EINTR: the Go runtime's preemption signal (waitOnLeases)
+				fd, err := unix.Open(p, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+				if err != unix.EINTR {
+					res <- opened{fd, err}
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case o := <-res:
+		t.Fatalf("a write open of a read-leased file returned before the lease was given up: %v", o.err)
+	default:
+	}
+	for i, lfd := range lfds {
+		if got, err := unix.FcntlInt(uintptr(lfd), unix.F_GETLEASE, 0); err != nil || got != unix.F_UNLCK {
+			t.Errorf("r%d: while a write open waits F_GETLEASE = %d, %v; want F_UNLCK (%d): the lease being broken, as a native write open breaks it", i, got, err, unix.F_UNLCK)
+		}
+	}
+	// OPEN always reaches the daemon, whatever the cache mode.
+	probe := filepath.Join(m.mnt, "f")
+	var worst time.Duration
+	for range 10 {
+		done := make(chan error, 1)
+		t0 := time.Now()
+		go func() {
+			fd, err := unix.Open(probe, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err == nil {
+				unix.Close(fd)
+			}
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("root's open of another file: %v", err)
+			}
+			worst = max(worst, time.Since(t0))
+		case <-time.After(2 * time.Second):
+			t.Fatalf("root's open of another file took more than 2 s while %d write opens waited for leases", leaseWaiters)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("root's open of another file while %d write opens wait for read leases: slowest of 10 took %v", leaseWaiters, worst)
+	if worst > 500*time.Millisecond {
+		t.Errorf("root's open took %v while write opens waited for host leases, want < 500 ms", worst)
+	}
+	for _, lfd := range lfds {
+		if _, err := unix.FcntlInt(uintptr(lfd), unix.F_SETLEASE, unix.F_UNLCK); err != nil {
+			t.Fatalf("F_SETLEASE F_UNLCK: %v", err)
+		}
+	}
+	var wfds []int
+	for range leaseWaiters {
+		select {
+		case o := <-res:
+			if o.err != nil {
+				t.Fatalf("write open after the lease was given up: %v", o.err)
+			}
+			wfds = append(wfds, o.fd)
+		case <-time.After(5 * time.Second):
+			t.Fatal("a write open still waits 5 s after the leases were given up")
+		}
+	}
+	for _, fd := range wfds {
+		if n, err := unix.Pwrite(fd, []byte("written"), 0); err != nil || n != 7 {
+			t.Errorf("write through the mount: %d, %v", n, err)
+		}
+		if err := unix.Close(fd); err != nil {
+			t.Errorf("close after the write: %v", err)
+		}
+	}
+	for i, fd := range rfds {
+		if b, err := os.ReadFile(filepath.Join(m.src, fmt.Sprintf("r%d", i))); err != nil || string(b) != "written" {
+			t.Errorf("r%d on the host after the write through the mount: %q, %v; want %q", i, b, err, "written")
+		}
+		buf := make([]byte, 16)
+		if n, err := unix.Pread(fd, buf, 0); err != nil || string(buf[:n]) != "written" {
+			t.Errorf("r%d read through the read-only open after the write: %q, %v; want %q", i, buf[:n], err, "written")
+		}
+	}
+	// A shared writable mapping of a read-write open (mmap goes to the
+	// open's own backing file too) while the read-only opens hold r0's.
+	fd, err := unix.Open(filepath.Join(m.mnt, "r0"), unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	mem, err := unix.Mmap(fd, 0, 7, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatalf("shared writable mmap through the mount: %v", err)
+	}
+	copy(mem, "mmapped")
+	if err := unix.Msync(mem, unix.MS_SYNC); err != nil {
+		t.Errorf("msync: %v", err)
+	}
+	unix.Munmap(mem)
+	if b, err := os.ReadFile(filepath.Join(m.src, "r0")); err != nil || string(b) != "mmapped" {
+		t.Errorf("r0 on the host after a write through a shared mapping: %q, %v; want %q", b, err, "mmapped")
 	}
 }
