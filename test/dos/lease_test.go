@@ -2,6 +2,7 @@ package dos
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -634,5 +635,76 @@ func TestPassthroughKeepsReadLease(t *testing.T) {
 	unix.Munmap(mem)
 	if b, err := os.ReadFile(filepath.Join(m.src, "r0")); err != nil || string(b) != "mmapped" {
 		t.Errorf("r0 on the host after a write through a shared mapping: %q, %v; want %q", b, err, "mmapped")
+	}
+}
+
+// TestPassthroughReadOpenNoWriter: a read-only open through a passthrough
+// mount (--cache auto) leaves the host file as a native read-only open
+// does: the host may still exec it and take a read lease on it, and the
+// open cannot write (write EBADF, a shared writable mapping EACCES).
+// Before, the inode's registered backing file was open read-write while
+// any client had the file open: exec failed with ETXTBSY and F_SETLEASE
+// F_RDLCK with EAGAIN. A write open through the mount makes the host's
+// exec fail with ETXTBSY, as a native one does, and closing it (the
+// read-only open still open) lets exec work again.
+func TestPassthroughReadOpenNoWriter(t *testing.T) {
+	m := startMount(t, "--cache", "auto")
+	exe, err := os.ReadFile("/bin/true")
+	if err != nil {
+		t.Skipf("no /bin/true to exec: %v", err)
+	}
+	host := filepath.Join(m.src, "prog")
+	if err := os.WriteFile(host, exe, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run := func() error { return exec.Command(host).Run() }
+	rfd, err := unix.Open(filepath.Join(m.mnt, "prog"), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(rfd)
+	if n, err := unix.Pread(rfd, make([]byte, 4), 0); err != nil || n != 4 {
+		t.Fatalf("read through the mount: %d, %v", n, err)
+	}
+	if err := run(); err != nil {
+		t.Errorf("exec of the host file while a client has it open read-only: %v; want it to run, as with a native read-only open", err)
+	}
+	lfd, err := unix.Open(host, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unix.FcntlInt(uintptr(lfd), unix.F_SETLEASE, unix.F_RDLCK); err != nil {
+		t.Errorf("host F_SETLEASE F_RDLCK while a client has the file open read-only: %v; want it granted", err)
+	}
+	unix.Close(lfd)
+	if _, err := unix.Pwrite(rfd, []byte("x"), 0); err != unix.EBADF {
+		t.Errorf("write through a read-only open: %v, want EBADF", err)
+	}
+	if mem, err := unix.Mmap(rfd, 0, 4, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); err != unix.EACCES {
+		if err == nil {
+			unix.Munmap(mem)
+		}
+		t.Errorf("shared writable mapping of a read-only open: %v, want EACCES", err)
+	}
+
+	wfd, err := unix.Open(filepath.Join(m.mnt, "prog"), unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := run(); !errors.Is(err, unix.ETXTBSY) {
+		t.Errorf("exec of the host file while a client has it open for writing: %v, want ETXTBSY as natively", err)
+	}
+	unix.Close(wfd)
+	// The kernel sends RELEASE after close returns, and the daemon
+	// closes the handle's write fd then: give it a moment.
+	err = run()
+	for deadline := time.Now().Add(2 * time.Second); errors.Is(err, unix.ETXTBSY) && time.Now().Before(deadline); err = run() {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		t.Errorf("exec of the host file 2 s after the write open closed (a read-only one still open): %v", err)
+	}
+	if b, err := os.ReadFile(host); err != nil || !bytes.Equal(b, exe) {
+		t.Errorf("the host file changed: %v", err)
 	}
 }
