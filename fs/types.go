@@ -266,7 +266,11 @@ type OpenOut struct {
 	Flags  uint32 // Open* bits
 	// PassthroughFd is the file the client should do I/O on directly, if
 	// Flags&OpenPassthrough. The filesystem keeps owning it (keep it open
-	// until Release).
+	// until Release). On /dev/fuse it names the host file: the kernel
+	// does each client open's I/O on a backing file it opens itself on
+	// that fd's path, with the client open's flags and the daemon's
+	// credentials, so its access mode does not limit the open's (a
+	// read-only fd serves write opens; fs/passthrough's getPassthroughFd).
 	PassthroughFd int
 }
 

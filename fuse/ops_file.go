@@ -15,8 +15,11 @@ import (
 // for passthrough and the connection has it, the backing file is
 // registered — once per inode: later opens of an inode that already has a
 // backing id share it (see Server.backingIno), so the filesystem should
-// hand out a PassthroughFd that serves every open of the inode. On any
-// failure the open silently falls back to READ/WRITE.
+// hand out a PassthroughFd that serves every open of the inode: any fd
+// naming the inode's host file does, whatever its access mode, since the
+// kernel opens each open's own backing file on its path with that open's
+// flags (fs.OpenOut.PassthroughFd). On any failure the open silently falls
+// back to READ/WRITE.
 // passthroughMask is FOPEN_PASSTHROUGH_MASK: the open flags the kernel
 // accepts together with FOPEN_PASSTHROUGH.
 const passthroughMask = abi.FopenPassthrough | abi.FopenDirectIO | abi.FopenParallelDirectWrites | abi.FopenNoflush
