@@ -36,7 +36,10 @@
 // COPY_FILE_RANGE, SYNCFS): every queue has Options.BlockingHelpers small
 // slots, each with a helper goroutine, that serve them off the worker —
 // a SETLKW whose unlock arrives on the same queue would otherwise wait for
-// ever. With every blocking slot busy, such a request goes to a free
+// ever. A slot holds 1 KiB of request; a wait longer than that (a lock
+// wait, or an OPEN/CREATE/truncating SETATTR breaking a host lease, with
+// request extensions) takes a copy from the queue's dataplane.WaitCopies,
+// at most one per blocking slot, and never waits on the worker. With every blocking slot busy, such a request goes to a free
 // Options.Helpers slot; failing that a lock wait is refused with ENOLCK
 // (it may never end) and anything else is served inline (it ends on its
 // own). Options.Helpers (--thread-pool-size) also takes READ/WRITE of

@@ -1,8 +1,10 @@
 package virtiofs_test
 
 import (
+	"encoding/binary"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -102,5 +104,116 @@ func TestLeaseOpenOffWorker(t *testing.T) {
 	}
 	if r := completion(t, q, head, open, "OPEN after stop"); r.hdr.Error != -int32(unix.EINTR) {
 		t.Errorf("OPEN waiting for a lease after stop: error %d, want -EINTR", r.hdr.Error)
+	}
+}
+
+// longCreateReq is a CREATE (O_WRONLY|O_CREAT, no O_EXCL) of name in the
+// root directory carrying request extensions as a Linux guest sends them
+// for a labelled create by a caller in the parent's group through a
+// supplementary group: a security context block (FUSE_SECURITY_CTX, a
+// label of labelLen bytes: skipped unread, since the session did not ask
+// for labels) and FUSE_EXT_GROUPS.
+func longCreateReq(name string, labelLen int, off uint64) vt.Buffers {
+	const labelName = "security.selinux"
+	rec := abi.SecctxSize + len(labelName) + 1 + labelLen
+	sec := make([]byte, abi.ExtHeaderSize+(rec+7)&^7)
+	le := binary.LittleEndian
+	le.PutUint32(sec[0:], uint32(len(sec)))
+	le.PutUint32(sec[4:], 1) // nr_secctx
+	le.PutUint32(sec[8:], uint32(labelLen))
+	copy(sec[abi.ExtHeaderSize+abi.SecctxSize:], labelName)
+	for i := range labelLen {
+		sec[abi.ExtHeaderSize+abi.SecctxSize+len(labelName)+1+i] = 'l'
+	}
+	groups := make([]byte, 16)
+	le.PutUint32(groups[0:], 16)
+	le.PutUint32(groups[4:], abi.ExtGroups)
+	le.PutUint32(groups[8:], 1)
+	le.PutUint32(groups[12:], 4242)
+	a := make([]byte, abi.CreateInSize+len(name)+1)
+	(&abi.CreateIn{Flags: unix.O_WRONLY | unix.O_CREAT, Mode: 0o644}).Marshal(a)
+	copy(a[abi.CreateInSize:], name)
+	ext := append(sec, groups...)
+	h := inHeader(abi.OpCreate, 1, len(a)+len(ext))
+	le.PutUint16(h[36:], uint16(len(ext)/8)) // total_extlen
+	return vt.Buffers{In: [][]byte{h, a, ext},
+		Out: []int{abi.OutHeaderSize + abi.EntryOutSize + abi.OpenOutSize}, Offset: off}
+}
+
+// TestLeaseCreateLongOffWorker: a CREATE of an existing 255-byte name a
+// host process holds a write lease on, longer than a blocking slot's own
+// 1 KiB copy (a 900-byte security label and a group: 1,3xx bytes), waits
+// on a blocking slot with a copy of its own, not on the queue's worker:
+// GETATTRs on the same queue answer at once meanwhile. Giving the lease
+// up completes it (the existing file opened, not replaced); stopping the
+// queue answers a waiting one EINTR at once. Before, the worker served
+// it again itself and slept in the lease break: the queue answered
+// nothing until the lease went (up to lease-break-time, 45 s), nor
+// GET_VRING_BASE.
+func TestLeaseCreateLongOffWorker(t *testing.T) {
+	d := newDaemonOpts(t, virtiofs.Options{Tag: "l", RequestQueues: 1, BlockingHelpers: 4})
+	g := d.guest(vt.GuestConfig{})
+	g.Timeout = 3 * time.Second // a GETATTR behind a waiting worker fails in 3 s, not 10
+	node, _ := session(t, g, "f")
+	q := g.Queues[1]
+	name := strings.Repeat("c", 255)
+	lnode, lfd := leasedNode(t, d, q, name)
+	create := longCreateReq(name, 900, 256<<10)
+	if n := len(create.In[0]) + len(create.In[1]) + len(create.In[2]); n <= 1024 {
+		t.Fatalf("a %d-byte CREATE tests nothing (blocking slots hold 1 KiB)", n)
+	}
+	head, err := q.Add(create)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Kick()
+	time.Sleep(200 * time.Millisecond) // on its blocking slot, in the lease break
+	var slowest time.Duration
+	for range 10 {
+		ga := getattrReq(node)
+		ga.Offset = 512 << 10
+		t0 := time.Now()
+		if _, err := q.Submit(ga); err != nil {
+			t.Fatalf("GETATTR while a long CREATE waits for a lease: %v (the queue's worker waits)", err)
+		}
+		slowest = max(slowest, time.Since(t0))
+	}
+	t.Logf("slowest of 10 GETATTRs while a long CREATE waits for a lease: %v", slowest)
+	if slowest > 500*time.Millisecond {
+		t.Errorf("a GETATTR took %v while a long CREATE waited for a host lease, want < 100 ms or so", slowest)
+	}
+	if _, err := unix.FcntlInt(uintptr(lfd), unix.F_SETLEASE, unix.F_UNLCK); err != nil {
+		t.Fatal(err)
+	}
+	r := completion(t, q, head, create, "long CREATE")
+	if r.hdr.Error != 0 {
+		t.Fatalf("long CREATE after the lease was given up: %v", unix.Errno(-r.hdr.Error))
+	}
+	var e abi.EntryOut
+	if !e.Unmarshal(r.args) || e.NodeID != lnode {
+		t.Fatalf("long CREATE: node %d, want the existing file's %d", e.NodeID, lnode)
+	}
+	if b, err := os.ReadFile(filepath.Join(d.dir, name)); err != nil || string(b) != "leased" {
+		t.Fatalf("the existing file after the CREATE: %q, %v; want it untouched", b, err)
+	}
+
+	// A queue stop answers a waiting one.
+	name2 := strings.Repeat("d", 255)
+	leasedNode(t, d, q, name2)
+	create = longCreateReq(name2, 900, 256<<10)
+	if head, err = q.Add(create); err != nil {
+		t.Fatal(err)
+	}
+	q.Kick()
+	time.Sleep(200 * time.Millisecond)
+	start := time.Now()
+	if _, err := g.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("GET_VRING_BASE with a long CREATE waiting for a lease took %v", d)
+	}
+	if r := completion(t, q, head, create, "long CREATE after stop"); r.hdr.Error != -int32(unix.EINTR) {
+		t.Errorf("long CREATE waiting for a lease after stop: error %d, want -EINTR", r.hdr.Error)
 	}
 }

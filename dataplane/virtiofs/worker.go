@@ -42,7 +42,13 @@ type slot struct {
 	sink  guestSink
 	src   guestSource
 	iov   [ring.MaxBuffers]unix.Iovec
-	in    []byte        // inBufSize bytes, or smallIn for a blocking slot
+	// in is where serve copies the request's header and arguments: the
+	// slot's own fixed buffer (inBufSize bytes, or smallIn for a
+	// blocking slot), or, for a wait longer than a blocking slot's own
+	// (big), a copy from worker.waitIn, given back at reap (worker-owned).
+	in    []byte
+	fixed []byte
+	big   bool
 	small bool          // a blocking slot: small buffers, fuse.Blocking ops only
 	n     uint32        // used length, written by whoever served the slot
 	obs   *stats.Worker // nil unless Options.Stats; written only by whoever serves the slot
@@ -60,7 +66,9 @@ type slot struct {
 }
 
 // Sizes of a blocking slot's buffers: the blocking ops carry a fixed
-// struct of at most 56 bytes and answer at most fuse_lk_out.
+// struct of at most 56 bytes and answer at most fuse_lk_out. A wait with
+// more (a CREATE of a long name with a security label) takes a copy from
+// worker.waitIn.
 const (
 	smallIn  = 1024
 	smallOut = 1024
@@ -87,10 +95,12 @@ func newSlot(d *Device) *slot { return newSlotSized(d, false) }
 
 func newSlotSized(d *Device, small bool) *slot {
 	s := &slot{small: small}
-	s.in = make([]byte, inBufSize)
 	if small {
-		s.in = make([]byte, smallIn)
+		s.fixed = make([]byte, smallIn)
+	} else {
+		s.fixed = make([]byte, inBufSize)
 	}
+	s.in = s.fixed
 	s.sess = d.sess.Load()
 	s.req = s.newRequest()
 	s.sink.iov = &s.iov
@@ -136,7 +146,19 @@ type worker struct {
 	// helper slots), and non-root waits leave an eighth to guest root (dataplane.LockWaits), so that one guest user
 	// cannot take every other guest user's blocking locks. Taken and put
 	// by the worker only.
-	waits    *dataplane.LockWaits
+	waits *dataplane.LockWaits
+	// waitIn holds the copies for waits longer than a blocking slot holds
+	// (smallIn): a CREATE of a long name with a security label over a
+	// leased file, or any wait a guest pads with request extensions,
+	// which must still wait off the worker. Taken by the worker when it
+	// hands such a wait to a blocking slot and given back at reap, one
+	// per blocking slot at most, each at most inBufSize (the largest
+	// request the worker reads): per queue at most BlockingHelpers ×
+	// 128 KiB (4 MiB with the default 32), which a hostile guest can
+	// reach with padded lock waits on a lock it holds itself, as much as
+	// 32 more --thread-pool-size slots hold; a Linux guest's are a page
+	// each (dataplane.WaitCopies).
+	waitIn   *dataplane.WaitCopies
 	free     []*slot    // idle helper slots (Options.Helpers)
 	bfree    []*slot    // idle blocking slots (Options.BlockingHelpers)
 	slots    []*slot    // every helper and blocking slot
@@ -185,6 +207,7 @@ func newWorker(d *Device, q *vhostuser.Queue, rq *ring.Queue, stop int) (*worker
 	w.spare = make([]*slot, 0, h+b)
 	w.busy = make([]*slot, 0, h+b)
 	w.waits = dataplane.NewLockWaits(h + b)
+	w.waitIn = dataplane.NewWaitCopies(b, inBufSize)
 	for i := range h + b {
 		s := newSlotSized(d, i >= h)
 		if s.small {
@@ -362,7 +385,10 @@ func (w *worker) drainRing() (stop, ok bool) {
 			w.work <- s // never blocks: work holds every slot
 			continue
 		case offloadBlocking:
-			w.toBlocking(&s.chain, s.wait, s.uid) // the lock wait offload counted moves with it
+			if !w.toBlocking(&s.chain, s.wait, s.uid) { // the lock wait offload counted moves with it
+				w.waits.Put(s.uid)
+				w.complete(s.chain.Head, refuse(&s.chain, unix.ENOLCK))
+			}
 			s.wait = false
 			continue
 		case offloadRefuse:
@@ -386,15 +412,13 @@ func (w *worker) drainRing() (stop, ok bool) {
 // CREATE or truncating SETATTR breaking a host lease): on a blocking slot,
 // counted in w.waits like a lock wait (same per-uid share), where a queue
 // stop interrupts it. With no blocking slot free or the uid's share taken
-// it is refused with EAGAIN (what an O_NONBLOCK open gets from a lease);
-// a request longer than a blocking slot holds (a CREATE with a large
-// security label) is served again inline, allowed to wait.
+// it is refused with EAGAIN (what an O_NONBLOCK open gets from a lease).
+// Whatever its length: one longer than a blocking slot holds (a CREATE
+// of a long name with a security label) takes a copy from w.waitIn,
+// never waits on the worker, where a lease break (up to lease-break-time,
+// 45 s) would hold the whole queue, and with it GET_VRING_BASE.
 func (w *worker) retry(s *slot) {
 	c := &s.chain
-	if c.ReadableLen() > smallIn {
-		w.complete(c.Head, w.d.serveGuarded(s, w.index))
-		return
-	}
 	var h [abi.InHeaderSize]byte
 	if c.ReadAt(h[:], 0) != len(h) {
 		w.complete(c.Head, 0)
@@ -405,19 +429,35 @@ func (w *worker) retry(s *slot) {
 		w.complete(c.Head, refuse(c, unix.EAGAIN))
 		return
 	}
-	w.toBlocking(c, true, uid)
+	if !w.toBlocking(c, true, uid) {
+		w.waits.Put(uid)
+		w.complete(c.Head, refuse(c, unix.EAGAIN))
+	}
 }
 
 // toBlocking moves the request in c to an idle blocking slot (one must
 // be free) and hands it to that slot's helper; wait: it is counted for
-// uid in w.waits, and reap gives the count back.
-func (w *worker) toBlocking(c *ring.Chain, wait bool, uid uint32) {
+// uid in w.waits, and reap gives the count back. A request longer than
+// the slot holds must be a wait (offload serves any other inline): it
+// gets a copy from w.waitIn, bounded since it holds the slot. toBlocking
+// reports false, having done nothing, if it cannot have one (longer than
+// any request the worker reads: serve refuses those before they can
+// wait, so never).
+func (w *worker) toBlocking(c *ring.Chain, wait bool, uid uint32) bool {
 	b := w.bfree[len(w.bfree)-1]
+	if n := c.ReadableLen(); n > uint64(len(b.fixed)) {
+		big := w.waitIn.Get(int(min(n, inBufSize+1)))
+		if big == nil {
+			return false
+		}
+		b.in, b.big = big, true
+	}
 	w.bfree = w.bfree[:len(w.bfree)-1]
 	b.chain.CopyFrom(c)
 	b.wait, b.uid = wait, uid
 	w.inflight++
 	w.work <- b // never blocks: work holds every slot
+	return true
 }
 
 // inUidOff is the offset of fuse_in_header.uid (the caller's uid, as the
@@ -459,7 +499,10 @@ func (w *worker) offload(s *slot) int {
 	}
 	helper := s != w.own
 	switch op := abi.Opcode(binary.LittleEndian.Uint32(h[4:8])); {
-	case op == abi.OpSetlkw && c.ReadableLen() <= smallIn:
+	case op == abi.OpSetlkw && c.ReadableLen() <= inBufSize:
+		// Of any length the worker reads (one longer than a blocking
+		// slot's own copy takes one from w.waitIn: toBlocking); longer
+		// still is refused E2BIG by serve inline, before it can wait.
 		wait, uid := w.waitingLock(c)
 		if !wait {
 			return offloadInline // an unlock: it never waits, and must work with every slot taken
@@ -472,14 +515,10 @@ func (w *worker) offload(s *slot) int {
 			return offloadBlocking
 		}
 		return offloadHelper
-	case op == abi.OpSetlkw:
-		// Longer than a blocking slot holds (Linux never sends one): a
-		// lock wait is refused, never served on the worker; an unlock is
-		// served inline (it never waits).
-		if wait, _ := w.waitingLock(c); wait {
-			return offloadRefuse
-		}
 	case fuse.Blocking(op) && c.ReadableLen() <= smallIn:
+		// FSYNC, FALLOCATE and the like, which end on their own; one
+		// longer than a blocking slot holds (Linux never sends one) is
+		// served inline.
 		if len(w.bfree) > 0 {
 			return offloadBlocking
 		}
@@ -580,6 +619,10 @@ func (w *worker) reap() {
 		if s.interrupted {
 			s.req.ClearInterrupt() // Interrupt may have come after Handle cleared it
 			s.interrupted = false
+		}
+		if s.big {
+			w.waitIn.Put(s.in)
+			s.in, s.big = s.fixed, false
 		}
 		if s.small {
 			w.bfree = append(w.bfree, s)
