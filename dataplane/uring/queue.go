@@ -178,18 +178,16 @@ type queue struct {
 	// (serve reassembles the request there: the reply overwrites the
 	// entry's payload buffer), helperPayloadMax bytes of payload.
 	helpIn [][]byte
-	// waitIn holds the free copies for waits whose payload helpIn
-	// cannot hold (a CREATE of a long name with request extensions, which
-	// must still wait for a host lease off the worker), taken and given
-	// back by the worker only, with the wait's slot. A copy is made only
-	// when none is free, and each one in use holds a wait slot, so there
-	// are never more than the wait slots (depth/2) of them, each at most
-	// waitInMax bytes: at most depth/2 × (the ring's payload buffer size
-	// + 168 bytes) per queue, about half what the entries' own buffers
-	// take; in practice far less: a copy is the size of the largest
-	// request that needed it rounded up to 4 KiB (one page for a name
-	// and a security label).
-	waitIn   [][]byte
+	// waitIn holds the copies for waits whose payload helpIn cannot
+	// hold (a CREATE of a long name with request extensions, which must
+	// still wait for a host lease off the worker), taken and given back
+	// by the worker only, with the wait's slot. At most the wait slots
+	// (depth/2) of them exist, each at most waitInMax bytes: at most
+	// depth/2 × (the ring's payload buffer size + 168 bytes) per queue,
+	// about half what the entries' own buffers take; in practice far
+	// less: a copy is the request rounded up to 4 KiB (one page for a
+	// name and a security label), reused (dataplane.WaitCopies).
+	waitIn   *dataplane.WaitCopies
 	helpers  sync.WaitGroup
 	finMu    sync.Mutex
 	finished []helperDone // guarded by finMu
@@ -285,7 +283,7 @@ func (q *queue) setup() error {
 		return fmt.Errorf("mmap evfd buffer: %w", err)
 	}
 	putRead(q.ring.nextSQE(), q.evfd, q.evbuf[:8], evfdTag)
-	q.waitIn = make([][]byte, 0, q.waits.Slots()) // never grows: see waitIn
+	q.waitIn = dataplane.NewWaitCopies(q.waits.Slots(), waitInMax(payload))
 	for i := 0; i < q.depth; i++ {
 		e, err := newEntryMem(payload)
 		if err != nil {
@@ -409,8 +407,10 @@ func waitInMax(payload int) int { return abi.InHeaderSize + abi.UringOpInOutSize
 // waitCopy returns the copy from q.waitIn that the helper of entry i's
 // wait reassembles its request in when helpIn[i] cannot hold it (nil
 // when it can). Called by the worker for a wait that holds a slot, which
-// bounds the copies in use (see waitIn). A payload larger than the
-// entry's buffer gets nil: serve answers it EIO without copying.
+// bounds the copies in use (see waitIn; Get's own bound is never
+// reached, and would give nil: serve then answers E2BIG). A payload
+// larger than the entry's buffer gets nil: serve answers it EIO without
+// copying.
 func (q *queue) waitCopy(i int) []byte {
 	e := q.ents[i]
 	payload := int(binary.NativeEndian.Uint32(e.hdr[256+16:]))
@@ -418,15 +418,7 @@ func (q *queue) waitCopy(i int) []byte {
 	if need <= len(q.helpIn[i]) || payload > len(e.payload) {
 		return nil
 	}
-	if n := len(q.waitIn); n > 0 {
-		b := q.waitIn[n-1]
-		q.waitIn = q.waitIn[:n-1]
-		if len(b) >= need {
-			return b
-		}
-		// Too small: replaced by a larger one below (still one per slot).
-	}
-	return make([]byte, min((need+4095)&^4095, waitInMax(len(e.payload))))
+	return q.waitIn.Get(need)
 }
 
 // commit sends entry i's reply (n bytes in its out buffer) and re-arms it.
@@ -521,7 +513,7 @@ func (q *queue) commitFinished() {
 			q.waits.Put(f.uid)
 		}
 		if f.in != nil {
-			q.waitIn = append(q.waitIn, f.in)
+			q.waitIn.Put(f.in)
 		}
 		q.commit(f.ent, f.n, f.op, f.t0)
 	}
