@@ -160,6 +160,9 @@ func (c *conn) releaseFid(f *fid, ctx *fs.Context) {
 	}
 	c.mu.Lock()
 	c.nfids--
+	if c.fidShare != nil {
+		c.fidShare.Put(f.uid)
+	}
 	c.xattrBytes -= f.xcost
 	f.xcost = 0
 	c.unrefLocked(n)
@@ -169,8 +172,8 @@ func (c *conn) releaseFid(f *fid, ctx *fs.Context) {
 
 // addFid inserts a new fid holding the table's reference, n and root
 // already referenced by the caller (the references pass to the fid). It
-// fails with EBADF if id is in use and EMFILE past the per-connection limit;
-// then the caller still owns its references.
+// fails with EBADF if id is in use, and past the fid bounds (fidRefused)
+// with EMFILE or ENFILE; then the caller still owns its references.
 func (c *conn) addFid(id uint32, uid uint32, root, n *node, st fidState, fh fs.Handle) (*fid, fs.Errno) {
 	return c.addFidXattr(id, uid, root, n, st, fh, nil)
 }
@@ -187,13 +190,53 @@ func (c *conn) addFidXattr(id uint32, uid uint32, root, n *node, st fidState, fh
 	if _, ok := c.fids[id]; ok {
 		return nil, syscall.EBADF
 	}
-	if c.nfids >= c.s.opts.MaxFids {
+	if c.fidShare != nil {
+		if !c.fidShare.Take(uid) {
+			return nil, c.fidRefused(uid)
+		}
+	} else if c.nfids >= c.s.opts.MaxFids {
 		return nil, syscall.EMFILE
 	}
 	f := &fid{id: id, uid: uid, root: root, refs: 1, n: n, state: st, fh: fh, xattr: xattr, xcost: len(xattr)}
 	c.fids[id] = f
 	c.nfids++
 	return f, 0
+}
+
+// A connection that may carry several uids' fids (a Trusted peer: a
+// Linux v9fs mount with access=user, shared by every user of the mount,
+// each Tattaching with its own n_uname; with cache=loose the client keeps
+// a fid per cached dentry and user) shares its MaxFids among them by the
+// rule of its lease waits (internal/waitshare): a uid other than 0 holds
+// at most an eighth of them (8,192 of the default 65,536: more than a
+// user's cached tree of a v9fs mount usually needs, and eight such users
+// are needed to use up what non-root uids may hold), and other uids
+// stop at seven eighths, the last eighth kept for root (a mount's own
+// root attach, and what root must still do on a mount every user of
+// which is at its share). So one user cannot make every other user's
+// Twalk and Tattach fail. The fids of a peer that is not Trusted are all
+// its identity's (ctxFor), so there the connection's MaxFids is that
+// uid's, bounded across connections by MaxConnsPerPeer. The uid is the
+// fid's (its Tattach's n_uname, or the identity), which is what a fid
+// acts as; a Trusted peer may name any uid, so this is fairness among
+// the users of an honest client, not a bound against the client.
+
+// fidRefused is the errno of a fid fidShare refused to uid: EMFILE if
+// uid holds its share (the limit is its own: as with RLIMIT_NOFILE, or
+// inotify_init(2)'s per-user limit, what the caller holds is what it
+// may give back), ENFILE if the connection's fids are all taken for it
+// (root's reserve or the whole table: as ENFILE is for the system's file
+// table, and inotify_init(2)'s system-wide limit, the shortage is not the
+// caller's alone). Linux's v9fs client returns a Twalk's Rlerror errno
+// to the system call that walked (open, stat, …), so a user sees "Too
+// many open files" or "Too many open files in system".
+//
+// Preconditions: c.mu is held.
+func (c *conn) fidRefused(uid uint32) fs.Errno {
+	if uid != 0 && c.fidShare.Held(uid) >= c.fidShare.Share() {
+		return syscall.EMFILE
+	}
+	return syscall.ENFILE
 }
 
 // fidInUse reports whether id names a fid now.

@@ -122,6 +122,9 @@ func TestLeaseOpenOffWorker(t *testing.T) {
 		t.Errorf("after the flushed open: tag %d %v, want Rflush tag 14", rp.tag, rp.m.Type())
 	}
 	t.Logf("Tflush of a waiting open answered in %v", time.Since(t0))
+	// The flushed open gives its wait slot back just after its reply
+	// (wait.go): until then the Tlcreate below would be past the bound.
+	waitOne(t, s, "the open left waiting")
 
 	// A Tlcreate of an existing leased name waits as Tlopen does.
 	r.send(15, &Tlcreate{Fid: 5, Name: []byte("d"), Flags: DotlRdwr, Mode: 0o644, Gid: 0})

@@ -507,3 +507,97 @@ func TestIdentifyMovesOwner(t *testing.T) {
 		t.Errorf("counts %v, %d pending; want uid 7 counted twice and nothing else", s.perOwner, s.pending)
 	}
 }
+
+// TestFidSharePerUid: on a trusted peer's connection (a shared v9fs
+// mount, each user attached with its own n_uname), one uid other than 0
+// holds at most an eighth of MaxFids (EMFILE past it, on Tattach, Twalk
+// and Txattrwalk alike), other uids and root still walk, non-root uids
+// together stop at seven eighths (ENFILE), the last eighth is root's,
+// and a clunk gives a uid its fid back. On a peer that is not trusted
+// every fid is its identity's: there MaxFids is that uid's.
+func TestFidSharePerUid(t *testing.T) {
+	const maxFids, share = 64, 8
+	m := newMemFS("")
+	sock, s := startServer(t, m, &Options{MaxFids: maxFids})
+	r := dialRaw(t, sock)
+	r.version(8192)
+	attachAs := func(fid, uid uint32) {
+		t.Helper()
+		r.ok(&Tattach{Fid: fid, Afid: NoFid, NUname: uid}, MsgRattach)
+	}
+	r.ok(&Tattach{Fid: 1, Afid: NoFid, NUname: 0}, MsgRattach)
+	r.ok(&Tmkdir{Dfid: 1, Name: []byte("d"), Mode: 0o777}, MsgRmkdir)
+
+	// uid 1000 (A): its attach and 7 walks are its share.
+	const a = 1000
+	attachAs(100, a)
+	for i := range uint32(share - 1) {
+		r.ok(walkMsg(100, 101+i, "d"), MsgRwalk)
+	}
+	r.errno("uid 1000's Twalk past its share", walkMsg(100, 150, "d"), syscall.EMFILE)
+	r.errno("uid 1000's Tattach past its share", &Tattach{Fid: 151, Afid: NoFid, NUname: a}, syscall.EMFILE)
+	r.errno("uid 1000's Txattrwalk past its share", &Txattrwalk{Fid: 100, Newfid: 152}, syscall.EMFILE)
+	r.errno("uid 1000's clone past its share", walkMsg(100, 153), syscall.EMFILE)
+	// The connection serves on: A's own requests that make no fid, and
+	// uid 1001 and root, who walk.
+	r.ok(&Tgetattr{Fid: 101, Mask: AttrBasic}, MsgRgetattr)
+	r.ok(walkMsg(101, 101), MsgRwalk) // in place: no new fid
+	attachAs(200, 1001)
+	r.ok(walkMsg(200, 201, "d"), MsgRwalk)
+	r.ok(walkMsg(1, 2, "d"), MsgRwalk)
+	// A clunk gives A one fid back.
+	r.ok(&Tclunk{Fid: 107}, MsgRclunk)
+	r.ok(walkMsg(100, 107, "d"), MsgRwalk)
+	r.errno("uid 1000's Twalk at its share again", walkMsg(100, 150, "d"), syscall.EMFILE)
+
+	// Non-root uids stop once seven eighths (56) of the fids are taken,
+	// root's 2 included: uid 1001's 6 more, four more uids' 8 each and a
+	// fifth's 6 make 56; the fifth's next gets ENFILE (it holds less
+	// than its share: the table is full for it), as does another uid's
+	// Tattach; uid 1000 still gets EMFILE (its own share); root walks
+	// into the last eighth, up to every fid.
+	for i := range uint32(share - 2) {
+		r.ok(walkMsg(200, 202+i, "d"), MsgRwalk)
+	}
+	for u := range uint32(5) {
+		base := 300 + 10*u
+		attachAs(base, 1002+u)
+		walks := uint32(share - 1)
+		if u == 4 {
+			walks = share - 3
+		}
+		for i := range walks {
+			r.ok(walkMsg(base, base+1+i, "d"), MsgRwalk)
+		}
+	}
+	c := oneConn(t, s)
+	if n, uids := c.fidShare.Waiting(); n != maxFids-share || uids != 7 {
+		t.Fatalf("%d fids, %d non-root uids, want %d of 7 (and root's)", n, uids, maxFids-share)
+	}
+	r.errno("uid 1006's Twalk in root's reserve", walkMsg(340, 349, "d"), syscall.ENFILE)
+	r.errno("a new uid's Tattach in root's reserve", &Tattach{Fid: 400, Afid: NoFid, NUname: 2000}, syscall.ENFILE)
+	r.errno("uid 1000's Twalk in root's reserve", walkMsg(100, 150, "d"), syscall.EMFILE)
+	for i := range uint32(share) {
+		r.ok(walkMsg(1, 500+i, "d"), MsgRwalk)
+	}
+	r.errno("root's Twalk with every fid taken", walkMsg(1, 510), syscall.ENFILE)
+	r.ok(&Tgetattr{Fid: 1, Mask: AttrBasic}, MsgRgetattr)
+
+	// Tversion clunks everything: the counts go with the fids.
+	r.version(8192)
+	if n, uids := c.fidShare.Waiting(); n != 0 || uids != 0 {
+		t.Errorf("after Tversion %d fids of %d uids still counted", n, uids)
+	}
+
+	// A peer that is not trusted: its fids are all uid 1000's, and it
+	// may hold MaxFids of them.
+	id := Identity{Uid: a, Gid: a}
+	sock2, _ := startServer(t, m, &Options{MaxFids: maxFids, Identify: func(net.Conn) (Peer, error) { return Peer{Identity: id}, nil }})
+	r2 := dialRaw(t, sock2)
+	r2.version(8192)
+	r2.ok(&Tattach{Fid: 1, Afid: NoFid, NUname: a}, MsgRattach)
+	for i := range uint32(maxFids - 1) {
+		r2.ok(walkMsg(1, 2+i), MsgRwalk)
+	}
+	r2.errno("an identified peer's Twalk past MaxFids", walkMsg(1, 100), syscall.EMFILE)
+}

@@ -73,7 +73,12 @@ type Options struct {
 	// DefaultHandshakeTimeout; negative, no timeout.
 	HandshakeTimeout time.Duration
 	// MaxFids bounds the fids of one connection; Tattach/Twalk/Txattrwalk
-	// beyond it fail with EMFILE (default 65536).
+	// beyond it fail with EMFILE (default 65536). On a Trusted peer's
+	// connection, whose fids may be many uids' (a shared v9fs mount), a
+	// uid other than 0 holds at most an eighth of them (past that its
+	// Tattach/Twalk/Txattrwalk fail with EMFILE), and the last eighth is
+	// kept for uid 0 (others get ENFILE there, as everyone does once all
+	// are taken); see fid.go.
 	MaxFids int
 	// MaxRequests bounds the requests of one connection served at once
 	// (its workers). The reader reads up to readAhead more into a queue, so
@@ -443,6 +448,9 @@ func (s *Server) newConn(nc net.Conn, p *pendingConn) (*conn, error) {
 		work:     make(chan *request, s.opts.MaxRequests+readAhead),
 		waits:    waitshare.New(s.opts.MaxRequests),
 	}
+	if peer.Trusted {
+		c.fidShare = waitshare.New(s.opts.MaxFids)
+	}
 	c.msize.Store(s.opts.MaxMsize)
 	s.conns[c] = struct{}{}
 	s.connWG.Add(1)
@@ -589,6 +597,10 @@ type conn struct {
 	busy sync.WaitGroup
 	// waits counts the requests handed off to wait (wait.go).
 	waits *waitshare.Counter
+	// fidShare counts the fids per uid on a Trusted peer's connection
+	// (nil otherwise): MaxFids slots shared among uids (fid.go). Take
+	// and Put under mu.
+	fidShare *waitshare.Counter
 	// idle counts the workers that finished a request and wait for the
 	// next, less those the reader claimed for a request it sent.
 	idle atomic.Int32

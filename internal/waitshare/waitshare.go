@@ -1,7 +1,10 @@
 // Package waitshare counts the waits a door's bounded wait slots hold,
 // per caller uid, and decides whether one more may wait: one rule for
 // every door: dataplane.LockWaits for the FUSE doors' lock waits and
-// opens that must break a host lease, and p9's connections for the latter. A leaf: it imports
+// opens that must break a host lease, and p9's connections for the latter.
+// p9 applies the same rule to another bounded slot one uid could take
+// from the others: the fids of a connection that serves several uids
+// (Options.MaxFids, a Counter of that many slots). A leaf: it imports
 // nothing of the module.
 package waitshare
 
@@ -102,6 +105,15 @@ func (l *Counter) Put(uid uint32) {
 			panic("waitshare: a uid put back more than it took")
 		}
 	}
+}
+
+// Held returns the slots uid holds now (0 for uid 0, which is not
+// counted per uid): a door tells by it whether a refused Take hit the
+// uid's own share (Held(uid) == Share()) or the slots as a whole.
+func (l *Counter) Held(uid uint32) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.byUid[uid]
 }
 
 // Waiting returns the waits counted now, and how many non-root uids

@@ -163,3 +163,27 @@ func TestCounterAllocs(t *testing.T) {
 		t.Errorf("Take/Put: %v allocs, want 0", n)
 	}
 }
+
+// TestCounterHeld: Held counts what a non-root uid took and has not put
+// back, and reaches Share when that uid's own share refuses it; root is
+// not counted per uid.
+func TestCounterHeld(t *testing.T) {
+	l := New(64) // share 8
+	for i := range l.Share() {
+		if got := l.Held(1000); got != i {
+			t.Fatalf("uid 1000 holds %d after %d takes", got, i)
+		}
+		l.Take(1000)
+	}
+	if l.Take(1000) || l.Held(1000) != l.Share() {
+		t.Fatalf("uid 1000 past its share: held %d, want refused at %d", l.Held(1000), l.Share())
+	}
+	l.Take(0)
+	if l.Held(0) != 0 || l.Held(1001) != 0 {
+		t.Errorf("Held(0) %d, Held(1001) %d, want 0 and 0", l.Held(0), l.Held(1001))
+	}
+	l.Put(1000)
+	if l.Held(1000) != l.Share()-1 {
+		t.Errorf("after a Put uid 1000 holds %d, want %d", l.Held(1000), l.Share()-1)
+	}
+}
