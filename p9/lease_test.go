@@ -364,8 +364,11 @@ func TestLeaseOpenFidFree(t *testing.T) {
 		}
 		t.Logf("Tclunk of fid %d being opened, and its open's EINTR: %v", c.fid, d)
 	}
-	if n := oneConn(t, s).waitCount(); n != 0 {
-		t.Errorf("%d requests still wait after their fids were clunked", n)
+	// Each gives its wait slot back just after its reply (wait.go).
+	for deadline := time.Now().Add(time.Second); oneConn(t, s).waitCount() != 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d requests still wait 1 s after their fids were clunked", oneConn(t, s).waitCount())
+		}
 	}
 
 	// The leases go; nothing the clunked fids were opening stays open.
@@ -431,8 +434,10 @@ func TestOpenFidClunkedLate(t *testing.T) {
 	if _, h := m.outstanding(); h != 0 {
 		t.Errorf("%d handles open after the clunked fid's open completed, want 0", h)
 	}
-	if n := oneConn(t, s).waitCount(); n != 0 {
-		t.Errorf("%d requests wait, want 0", n)
+	for deadline := time.Now().Add(time.Second); oneConn(t, s).waitCount() != 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d requests still wait 1 s after the open's reply", oneConn(t, s).waitCount())
+		}
 	}
 }
 
