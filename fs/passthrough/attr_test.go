@@ -618,12 +618,15 @@ func TestCreatePassthroughFd(t *testing.T) {
 				t.Errorf("handle's host flags %#x, want the create's %#x", hfl, c.flags)
 			}
 			// A dup would share the open file description: a status flag
-			// set on one would show on the other.
-			unix.FcntlInt(uintptr(h.fd), unix.F_SETFL, hfl|unix.O_NONBLOCK)
+			// set on one would show on the other. (O_NOATIME: the
+			// passthrough file keeps the O_NONBLOCK it was opened with.)
+			if _, err := unix.FcntlInt(uintptr(h.fd), unix.F_SETFL, hfl|unix.O_NOATIME); err != nil {
+				t.Fatal(err)
+			}
 			ptfl, _ = unix.FcntlInt(uintptr(oo.PassthroughFd), unix.F_GETFL, 0)
 			unix.FcntlInt(uintptr(h.fd), unix.F_SETFL, hfl)
 			f.putHandle(h)
-			if ptfl&unix.O_NONBLOCK != 0 {
+			if ptfl&unix.O_NOATIME != 0 {
 				t.Errorf("the passthrough file is the handle's own open file")
 			}
 			var o2 fs.OpenOut

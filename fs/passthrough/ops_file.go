@@ -64,7 +64,7 @@ func (f *FS) fileOpenOut(h *handle, out *fs.OpenOut) {
 // FUSE_DEV_IOC_BACKING_OPEN was called with (fuse_passthrough_open,
 // backing_file_open), so the registered file only names the inode, and a
 // read-only one serves write opens too. So it is opened O_RDONLY (and
-// never waits: noWait): a read-write one would break a read lease another
+// never waits: O_NONBLOCK): a read-write one would break a read lease another
 // host process holds on the file (its O_NONBLOCK open fails with
 // EWOULDBLOCK after the kernel has started the break) where a native
 // read-only open leaves the lease alone, and would keep the file open for
@@ -82,7 +82,11 @@ func (f *FS) getPassthroughFd(h *handle) (fd int, ok bool) {
 	defer in.ptMu.Unlock()
 	if in.ptFd < 0 {
 		var err error
-		if in.ptFd, err = f.openRegular(noWait, in.fd, unix.O_RDONLY); err != nil {
+		// O_NONBLOCK: a lease in the way fails the open (EWOULDBLOCK)
+		// instead of making it wait. It stays set, as no I/O is done on
+		// this file, so its status flags matter to nothing (openRegular
+		// would clear it with one more system call).
+		if in.ptFd, err = f.openProc(in.fd, unix.O_RDONLY|unix.O_NONBLOCK); err != nil {
 			if in.ptFd, err = unix.FcntlInt(uintptr(h.fd), unix.F_DUPFD_CLOEXEC, 0); err != nil {
 				in.ptFd = -1
 				return -1, false
@@ -92,10 +96,6 @@ func (f *FS) getPassthroughFd(h *handle) (fd int, ok bool) {
 	in.ptRefs++
 	return in.ptFd, true
 }
-
-// noWait is the Context of an open that must not wait (getPassthroughFd);
-// openRegular only reads it.
-var noWait = &fs.Context{NoWait: true}
 
 // putPassthroughFd drops a handle's reference on the shared passthrough
 // file and closes it with the last one.
@@ -366,7 +366,12 @@ func (f *FS) Write(ctx *fs.Context, ino fs.Inode, fh fs.Handle, off int64, src f
 // Flush is called at every close(2) of the client's file: it closes a
 // duplicate of the fd (what close-to-open filesystems act on) and drops
 // lockOwner's POSIX locks on the inode, as closing any fd of a file drops
-// the closing process's locks.
+// the closing process's locks. On a host filesystem whose files have no
+// flush method (FS.flushless) the dup and its close are skipped, two
+// system calls per close(2): there the kernel's close of a dup does
+// nothing but drop the closing process's own POSIX locks and dnotify
+// marks on the file, and the daemon has neither (its locks are OFD
+// locks, its watches fanotify).
 func (f *FS) Flush(ctx *fs.Context, ino fs.Inode, fh fs.Handle, lockOwner uint64) fs.Errno {
 	h, e := f.getHandle(fh)
 	if e != 0 {
@@ -375,6 +380,9 @@ func (f *FS) Flush(ctx *fs.Context, ino fs.Inode, fh fs.Handle, lockOwner uint64
 	defer f.putHandle(h)
 	f.dropLockOwner(h.in, lockOwner)
 	h.forgetLockOwner(lockOwner)
+	if f.flushless && h.in.key.dev == f.root.key.dev {
+		return fs.OK
+	}
 	nfd, err := unix.Dup(h.fd)
 	if err != nil {
 		return errno(err)
@@ -485,4 +493,21 @@ func (f *FS) MapFd(ctx *fs.Context, ino fs.Inode, fh fs.Handle, writable bool) (
 		return -1, syscall.EACCES
 	}
 	return h.fd, fs.OK
+}
+
+// hostNoFlush reports whether the filesystem of fd is one whose regular
+// files have no flush method in Linux (tmpfs: shmem_file_operations;
+// ext2, ext3 and ext4, which share a magic number; xfs; btrfs), so that
+// close(2) of an fd of theirs calls none. Any other filesystem, or an
+// fstatfs error, is assumed to have one.
+func hostNoFlush(fd int) bool {
+	var s unix.Statfs_t
+	if unix.Fstatfs(fd, &s) != nil {
+		return false
+	}
+	switch s.Type {
+	case unix.TMPFS_MAGIC, unix.EXT4_SUPER_MAGIC, unix.XFS_SUPER_MAGIC, unix.BTRFS_SUPER_MAGIC:
+		return true
+	}
+	return false
 }

@@ -49,6 +49,11 @@ type FS struct {
 	// moment later), so file opens answer fs.OpenNoFlush and close(2)
 	// costs the client no round trip.
 	noFlush atomic.Bool
+	// flushless: the root's filesystem gives its files no flush method
+	// (hostNoFlush), so closing a dup of a handle's fd does nothing there
+	// that Flush needs. It holds for the inodes on the root's st_dev
+	// only: a filesystem mounted below the root has another. Immutable.
+	flushless bool
 
 	// creds switches a thread to a caller's identity. Immutable.
 	creds creds
@@ -166,6 +171,7 @@ func New(root string, opts Options) (*FS, error) {
 	}
 	f.inodes.budget = f.budget
 	f.root = f.inodes.insertRoot(rootFd, &st)
+	f.flushless = hostNoFlush(rootFd)
 	if h := f.inodes.fh; h != nil {
 		f.sweepStop, f.sweepDone = make(chan struct{}), make(chan struct{})
 		go h.cache.sweep(f.sweepStop, f.sweepDone)
