@@ -100,8 +100,47 @@ func TestVringFdsHostile(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer file.Close()
+	// Files of the kernel's anonymous inode, as an eventfd is, that poll
+	// readable for ever while a read of 8 bytes fails (EINVAL) and
+	// consumes nothing: as a kick fd, a worker spinning for ever. An
+	// epoll instance watching a signalled eventfd, an inotify instance
+	// with an event queued.
+	ready, _ := vt.NewEventfd()
+	defer unix.Close(ready)
+	if _, err := unix.Write(ready, vt.U64(1)); err != nil {
+		t.Fatal(err)
+	}
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(ep)
+	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, ready, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(ready)}); err != nil {
+		t.Fatal(err)
+	}
+	ino, err := unix.InotifyInit1(unix.IN_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(ino)
+	if _, err := unix.InotifyAddWatch(ino, file.Name(), unix.IN_ATTRIB); err != nil {
+		t.Fatal(err)
+	}
+	if err := file.Chmod(0o640); err != nil {
+		t.Fatal(err)
+	}
+	for name, fd := range map[string]int{"epoll": ep, "inotify": ino} {
+		var b [8]byte
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		if n, _ := unix.Poll(pfd, 0); n != 1 {
+			t.Fatalf("the %s fd does not poll readable", name)
+		}
+		if _, err := unix.Read(fd, b[:]); err != unix.EINVAL {
+			t.Fatalf("read of 8 bytes from the %s fd: %v, want EINVAL", name, err)
+		}
+	}
 	for _, req := range []vhostuser.Request{vhostuser.VHOST_USER_SET_VRING_KICK, vhostuser.VHOST_USER_SET_VRING_CALL, vhostuser.VHOST_USER_SET_VRING_ERR} {
-		for name, fd := range map[string]int{"pipe": p[0], "file": int(file.Fd()), "memfd": int(h.g.Files[0].Fd())} {
+		for name, fd := range map[string]int{"pipe": p[0], "file": int(file.Fd()), "memfd": int(h.g.Files[0].Fd()), "epoll": ep, "inotify": ino} {
 			err := f.SetVringFd(req, 0, fd)
 			var nack *vt.NackError
 			if !errors.As(err, &nack) {
