@@ -70,9 +70,17 @@ func (w *Worker) Wait() error {
 
 // reserveP and releaseP keep one P (GOMAXPROCS) per running worker: a
 // worker's start adds one to GOMAXPROCS, its end takes it back. The
-// changes are relative, so they compose with whatever else sets
-// GOMAXPROCS meanwhile (testing.AllocsPerRun sets 1 for its measure and
-// restores its value after).
+// changes are relative, so they compose with a caller that sets
+// GOMAXPROCS and leaves it so, but not with one that restores a value it
+// read before a worker started or ended: testing.AllocsPerRun sets 1 for
+// its measure and restores the value it read, so a worker that starts
+// (or ends) inside that window leaves GOMAXPROCS one below (or above)
+// where it was for the rest of the process (tried: 2 before, 1 after).
+// Nothing in the daemon sets GOMAXPROCS; a test must not start or stop
+// workers inside AllocsPerRun. Any call of runtime.GOMAXPROCS also ends
+// the runtime's own updates of its default (since Go 1.25: from the CPU
+// affinity and the cgroup's CPU limit): from the first worker on, a
+// change of either is not followed.
 //
 // Why: a worker spends most of its life blocked in a system call (a read
 // of /dev/fuse, io_uring_enter, an eventfd read), and a goroutine blocked
