@@ -270,7 +270,9 @@ type OpenOut struct {
 	// does each client open's I/O on a backing file it opens itself on
 	// that fd's path, with the client open's flags and the daemon's
 	// credentials, so its access mode does not limit the open's (a
-	// read-only fd serves write opens; fs/passthrough's getPassthroughFd).
+	// read-only fd serves write opens; fs/passthrough's getPassthroughFd),
+	// and from Linux 6.12 it may be an O_PATH fd (fs/passthrough hands
+	// out its inode's).
 	PassthroughFd int
 }
 

@@ -452,6 +452,7 @@ func TestOpenFlagsByOptions(t *testing.T) {
 	} {
 		t.Run(c.opts.Cache.String(), func(t *testing.T) {
 			f, dir := newTestFS(t, c.opts)
+			f.ptPath = false // the opened passthrough file (kernels before 6.12); TestPassthroughPathFd has the other
 			f.Init(rootCtx, &fs.InitInfo{Writeback: c.wantWriteback, Locks: c.locks})
 			writeFile(t, join(dir, "f"), "x", 0o644)
 			e := lookup(t, f, fs.RootInode, "f")
@@ -592,6 +593,7 @@ func TestChmodProcFallback(t *testing.T) {
 // keeps the create's access mode.
 func TestCreatePassthroughFd(t *testing.T) {
 	f, _ := newTestFS(t, Options{Cache: CacheAuto, Passthrough: true})
+	f.ptPath = false // the opened passthrough file (kernels before 6.12)
 	f.Init(rootCtx, &fs.InitInfo{Locks: true})
 	for _, c := range []struct {
 		name  string

@@ -132,6 +132,7 @@ func TestLeaseNoWait(t *testing.T) {
 // passthrough file, closed with the last handle.
 func TestLeasePassthroughFd(t *testing.T) {
 	f, dir := newTestFS(t, Options{Cache: CacheAuto, Passthrough: true})
+	f.ptPath = false // the opened passthrough file (kernels before 6.12); TestPassthroughPathFd has the other
 	writeFile(t, join(dir, "r"), "leased", 0o644)
 	e := lookup(t, f, fs.RootInode, "r")
 	lfd := holdLease(t, join(dir, "r"), unix.F_RDLCK)
@@ -211,4 +212,53 @@ func holdLease(t *testing.T, path string, typ int) int {
 		t.Skipf("F_SETLEASE %d: %v (needs to own the file or CAP_LEASE)", typ, err)
 	}
 	return lfd
+}
+
+// TestPassthroughPathFd: where the kernel registers O_PATH backing files
+// (ptPath, Linux 6.12+), a passthrough open's PassthroughFd is its inode's
+// own O_PATH fd: no file is opened for it (one fd per open, the handle's),
+// so a read lease another process holds on the host file is left alone
+// with no open that might break it, and nothing is left after the
+// release. Create hands out the new inode's O_PATH fd the same way.
+func TestPassthroughPathFd(t *testing.T) {
+	f, dir := newTestFS(t, Options{Cache: CacheAuto, Passthrough: true})
+	f.ptPath = true
+	writeFile(t, join(dir, "r"), "leased", 0o644)
+	e := lookup(t, f, fs.RootInode, "r")
+	lfd := holdLease(t, join(dir, "r"), unix.F_RDLCK)
+	fds := openFds(t)
+	var out fs.OpenOut
+	if errno := f.Open(&fs.Context{NoWait: true}, e.Ino, unix.O_RDONLY, 0, &out); errno != 0 {
+		t.Fatalf("read open with a read lease held: %v", errno)
+	}
+	in := f.inodes.get(e.Ino)
+	inFd := in.fd
+	f.inodes.put(in)
+	fl, err := unix.FcntlInt(uintptr(out.PassthroughFd), unix.F_GETFL, 0)
+	if out.Flags&fs.OpenPassthrough == 0 || out.PassthroughFd != inFd || err != nil || fl&unix.O_PATH == 0 {
+		t.Errorf("PassthroughFd %d (flags %#x, %v, open flags %#x), want the inode's O_PATH fd %d", out.PassthroughFd, fl, err, out.Flags, inFd)
+	}
+	if n := openFds(t) - fds; n != 1 {
+		t.Errorf("a passthrough open opened %d fds, want 1 (the handle's)", n)
+	}
+	if got, err := unix.FcntlInt(uintptr(lfd), unix.F_GETLEASE, 0); err != nil || got != unix.F_RDLCK {
+		t.Errorf("after a read-only passthrough open F_GETLEASE = %d, %v; want F_RDLCK", got, err)
+	}
+	f.Release(rootCtx, e.Ino, out.Handle, 0)
+	if n := openFds(t) - fds; n != 0 {
+		t.Errorf("%d fds left after the release", n)
+	}
+
+	var ce fs.Entry
+	var co fs.OpenOut
+	if errno := f.Create(rootCtx, fs.RootInode, []byte("new"), 0o644, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, &ce, &co); errno != 0 {
+		t.Fatal(errno)
+	}
+	in = f.inodes.get(ce.Ino)
+	inFd = in.fd
+	f.inodes.put(in)
+	if co.Flags&fs.OpenPassthrough == 0 || co.PassthroughFd != inFd {
+		t.Errorf("create: PassthroughFd %d (open flags %#x), want the new inode's fd %d", co.PassthroughFd, co.Flags, inFd)
+	}
+	f.Release(rootCtx, ce.Ino, co.Handle, 0)
 }

@@ -44,8 +44,15 @@ func (f *FS) fileOpenOut(h *handle, out *fs.OpenOut) {
 		out.Flags |= fs.OpenNoFlush
 	}
 	if f.opts.Passthrough && h.in.typ == unix.S_IFREG {
-		if fd, ok := f.getPassthroughFd(h); ok {
-			h.passthrough = true
+		// With ptPath the inode's own O_PATH fd is the passthrough file
+		// (no open, no close; it stays open while h holds the inode),
+		// else the inode's shared one, referenced by h.
+		fd, ok := h.in.fd, f.ptPath
+		if !ok {
+			fd, ok = f.getPassthroughFd(h)
+			h.passthrough = ok
+		}
+		if ok {
 			// The client does I/O on the backing file itself; direct
 			// I/O would only get in the way of that.
 			out.Flags = out.Flags&^fs.OpenDirectIO | fs.OpenPassthrough
@@ -56,7 +63,8 @@ func (f *FS) fileOpenOut(h *handle, out *fs.OpenOut) {
 }
 
 // getPassthroughFd returns the inode's shared passthrough file, opening it
-// for the first passthrough handle. The kernel allows one backing file per
+// for the first passthrough handle, for kernels that refuse an O_PATH fd
+// as one (before 6.12; FS.ptPath). The kernel allows one backing file per
 // inode at a time (fs/fuse/iomode.c: an open naming another fails with
 // EIO), so every passthrough open of an inode hands out the same fd. It
 // does no I/O: for each client open the kernel opens a backing file of its
@@ -510,4 +518,30 @@ func hostNoFlush(fd int) bool {
 		return true
 	}
 	return false
+}
+
+// kernelAtLeast reports whether the running kernel's release (uname) is at
+// least major.minor; false if it cannot be read.
+func kernelAtLeast(major, minor int) bool {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return false
+	}
+	rel := unix.ByteSliceToString(u.Release[:])
+	var maj, min int
+	i := 0
+	for ; i < len(rel) && rel[i] >= '0' && rel[i] <= '9'; i++ {
+		maj = maj*10 + int(rel[i]-'0')
+	}
+	if i == 0 || i == len(rel) || rel[i] != '.' {
+		return false
+	}
+	j := i + 1
+	for i = j; i < len(rel) && rel[i] >= '0' && rel[i] <= '9'; i++ {
+		min = min*10 + int(rel[i]-'0')
+	}
+	if i == j {
+		return false
+	}
+	return maj > major || maj == major && min >= minor
 }

@@ -54,6 +54,12 @@ type FS struct {
 	// that Flush needs. It holds for the inodes on the root's st_dev
 	// only: a filesystem mounted below the root has another. Immutable.
 	flushless bool
+	// ptPath: the kernel registers an O_PATH fd as a passthrough backing
+	// file (FUSE_DEV_IOC_BACKING_OPEN takes one since Linux 6.12, commit
+	// efad7153bf93: only its path is used), so a handle's passthrough
+	// file is its inode's O_PATH fd and none is opened (fileOpenOut).
+	// Immutable.
+	ptPath bool
 
 	// creds switches a thread to a caller's identity. Immutable.
 	creds creds
@@ -172,6 +178,7 @@ func New(root string, opts Options) (*FS, error) {
 	f.inodes.budget = f.budget
 	f.root = f.inodes.insertRoot(rootFd, &st)
 	f.flushless = hostNoFlush(rootFd)
+	f.ptPath = kernelAtLeast(6, 12)
 	if h := f.inodes.fh; h != nil {
 		f.sweepStop, f.sweepDone = make(chan struct{}), make(chan struct{})
 		go h.cache.sweep(f.sweepStop, f.sweepDone)
