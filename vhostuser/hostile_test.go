@@ -248,3 +248,89 @@ func TestBadMessagesLeakNoFds(t *testing.T) {
 	}
 	h.stopAll()
 }
+
+// TestVringMessagesHostile: ring and memory messages with absurd values
+// are refused or leave the ring stopped; the session goes on.
+func TestVringMessagesHostile(t *testing.T) {
+	h := start(t, 2)
+	f := h.f
+	// GET_VRING_BASE on a ring never set up answers its base (0).
+	if _, _, _, err := f.Init(allProtocol); err != nil {
+		t.Fatal(err)
+	}
+	if base, err := f.GetVringBase(1); err != nil || base != 0 {
+		t.Fatalf("GET_VRING_BASE of a ring never started = %d, %v; want 0", base, err)
+	}
+	h.f.Close()
+	h.wait()
+
+	h = start(t, 2)
+	f = h.f
+	h.qemuStart()
+	ev, _ := vt.NewEventfd()
+	defer unix.Close(ev)
+	nine := make([]vt.Region, 9)
+	nineFds := make([]int, 9)
+	for i := range nine {
+		nine[i] = vt.Region{GuestAddr: uint64(i) << 30, Size: 4096, UserAddr: 1<<44 + uint64(i)<<30}
+		nineFds[i] = int(h.g.Files[0].Fd())
+	}
+	for _, tc := range []struct {
+		name string
+		req  vhostuser.Request
+		p    []byte
+		fds  []int
+	}{
+		{"num 0", vhostuser.VHOST_USER_SET_VRING_NUM, vt.State(0, 0), nil},
+		{"num 2^31", vhostuser.VHOST_USER_SET_VRING_NUM, vt.State(0, 1<<31), nil},
+		{"base index", vhostuser.VHOST_USER_SET_VRING_BASE, vt.State(5, 0), nil},
+		{"base above 16 bits", vhostuser.VHOST_USER_SET_VRING_BASE, vt.State(0, 1<<16), nil},
+		{"enable index", vhostuser.VHOST_USER_SET_VRING_ENABLE, vt.State(1<<31, 1), nil},
+		{"mem table 0 regions", vhostuser.VHOST_USER_SET_MEM_TABLE, memTable(), nil},
+		{"mem table 9 regions", vhostuser.VHOST_USER_SET_MEM_TABLE, memTable(nine...), nineFds[:8]},
+		{"region gpa wraps", vhostuser.VHOST_USER_ADD_MEM_REG, append(make([]byte, 8), vt.RegionBytes(vt.Region{GuestAddr: 1<<64 - 4096, Size: 8192, UserAddr: 1 << 44})...), []int{ev}},
+		{"region empty", vhostuser.VHOST_USER_ADD_MEM_REG, append(make([]byte, 8), vt.RegionBytes(vt.Region{GuestAddr: 1 << 40, Size: 0, UserAddr: 1 << 44})...), []int{int(h.g.Files[0].Fd())}},
+		{"region user overlap", vhostuser.VHOST_USER_ADD_MEM_REG, append(make([]byte, 8), vt.RegionBytes(vt.Region{GuestAddr: 1 << 40, Size: 4096, UserAddr: h.g.Regions[0].UserAddr})...), []int{int(h.g.Files[0].Fd())}},
+		{"addr index", vhostuser.VHOST_USER_SET_VRING_ADDR, addr(9, vt.UserBase, vt.UserBase, vt.UserBase), nil},
+	} {
+		err := f.Do(tc.req, tc.p, tc.fds...)
+		var nack *vt.NackError
+		if !errors.As(err, &nack) {
+			t.Errorf("%s: %v, want a refusal", tc.name, err)
+		}
+	}
+	if n := h.dev.nrunning(); n != 2 {
+		t.Fatalf("%d rings running after the refusals, want 2", n)
+	}
+	// A descriptor table straddling two regions adjacent in both address
+	// spaces (each ring area must lie in one region): accepted as an
+	// address, but the ring does not start, and the error eventfd says so.
+	errFd, _ := vt.NewEventfd()
+	defer unix.Close(errFd)
+	if err := f.SetVringFd(vhostuser.VHOST_USER_SET_VRING_ERR, 0, errFd); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.GetVringBase(0); err != nil {
+		t.Fatal(err)
+	}
+	r0 := h.g.Regions[0]
+	if r1 := h.g.Regions[1]; r1.GuestAddr != r0.GuestAddr+r0.Size || r1.UserAddr != r0.UserAddr+r0.Size {
+		t.Fatalf("test set-up: regions 0 and 1 not adjacent: %+v %+v", r0, r1)
+	}
+	end := r0.UserAddr + r0.Size
+	if err := f.SetVringAddr(0, end-2048, vt.UserBase+0x2000, vt.UserBase+0x3000); err != nil {
+		t.Fatalf("SET_VRING_ADDR straddling: %v", err)
+	}
+	if err := f.SetVringFd(vhostuser.VHOST_USER_SET_VRING_KICK, 0, ev); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.dev.nrunning(); n != 1 {
+		t.Fatalf("%d rings running, want 1: a ring straddling two regions must not start", n)
+	}
+	if ok, err := vt.WaitCall(errFd, 1000); !ok || err != nil {
+		t.Fatalf("error eventfd not signalled for the ring that could not start: %v", err)
+	}
+	if _, err := f.GetU64(vhostuser.VHOST_USER_GET_FEATURES); err != nil {
+		t.Fatal(err)
+	}
+}
