@@ -46,10 +46,15 @@
 // 64 KiB or more, so several run at once on one queue. Each offloaded
 // request has its own slot (chain, engine Request, buffers). Helpers queue
 // their completions; the worker pushes and publishes them (the ring keeps
-// one owner). While any request is on a helper the worker passes no memory
-// quiescent point and keeps the ring on its current table, so no view a
-// helper holds can be unmapped; a memory update waits for those requests,
-// interrupting them (lock waits answer EINTR) after about a second.
+// one owner). A blocking slot holds no view of guest memory: the worker
+// copies its request in at hand-off (at most 1 KiB) and its reply out at
+// completion, translating the reply buffers again with the table it holds
+// then (used length 0 if they left guest memory), so a lock wait never
+// holds up a memory update and is not interrupted by one. While a request
+// is on an Options.Helpers slot the worker passes no memory quiescent
+// point and keeps the ring on its current table, so no view that helper
+// holds can be unmapped; a memory update waits for those requests,
+// interrupting them (a lock wait there answers EINTR) after about a second.
 // Stopping a queue interrupts what its helpers serve at once, so a lock
 // wait that would never be granted does not delay GET_VRING_BASE: the
 // guest's lock call sees EINTR.

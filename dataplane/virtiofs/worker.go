@@ -49,7 +49,10 @@ type slot struct {
 	in    []byte
 	fixed []byte
 	big   bool
-	small bool          // a blocking slot: small buffers, fuse.Blocking ops only
+	small bool // a blocking slot: small buffers, fuse.Blocking ops only
+	// inLen: the request bytes the worker copied into in at hand-off (a
+	// blocking slot only; see worker.toBlocking).
+	inLen int
 	n     uint32        // used length, written by whoever served the slot
 	obs   *stats.Worker // nil unless Options.Stats; written only by whoever serves the slot
 	// interrupted: the worker interrupted the request (worker-owned).
@@ -126,10 +129,14 @@ type worker struct {
 	q      *ring.Queue
 	mem    *mem.Memory
 	reader *mem.Reader
-	kick   int // -1: the front-end asked for polling
-	call   int // -1: no notifications
-	errFd  int
-	stop   int // eventfd StopQueue signals, to wake a sleeping worker
+	// table is the table reader.Enter last returned: mapped while the
+	// worker is online. copyOut translates blocking slots' replies with
+	// it (the ring's own table may lag it if moving the ring failed).
+	table *mem.Table
+	kick  int // -1: the front-end asked for polling
+	call  int // -1: no notifications
+	errFd int
+	stop  int // eventfd StopQueue signals, to wake a sleeping worker
 	// stopping is set by StopQueue before it signals stop, and checked
 	// between requests so a busy ring cannot delay GET_VRING_BASE.
 	stopping atomic.Bool
@@ -137,9 +144,12 @@ type worker struct {
 
 	own *slot // the inline slot
 
-	// Helpers. Memory rule: while inflight > 0 the worker
+	// Helpers. Memory rule: while holding > 0 the worker
 	// does not pass a quiescent point (no Enter, no Exit) and does not
 	// re-translate the ring, so every view a helper holds stays mapped.
+	// Blocking slots hold no view (their request is copied in at
+	// hand-off, their reply copied out by the worker at reap), so a lock
+	// wait, which may last for ever, never holds up a memory update.
 	// waits counts the waits (lock waits, and opens breaking a host
 	// lease) the slots hold, per guest uid: a uid other than 0 waits in
 	// at most an eighth of the slots a lock wait may take (blocking and
@@ -163,6 +173,7 @@ type worker struct {
 	bfree    []*slot    // idle blocking slots (Options.BlockingHelpers)
 	slots    []*slot    // every helper and blocking slot
 	inflight int        // slots handed to helpers and not yet pushed
+	holding  int        // of those, helper slots (views of guest memory)
 	busy     []*slot    // scratch for interruptInflight
 	work     chan *slot // hand-off to helpers
 	doneFd   int        // eventfd helpers signal after queueing a completion
@@ -178,7 +189,9 @@ type worker struct {
 	// badChains rate-limits the log of refused chains to the first 10 per
 	// queue start.
 	badChains uint64
-	// faulted: the ring faulted (fault.go); the worker no longer touches
+	// faulted: the ring faulted (fault.go), or is in no memory region of
+	// the table the worker holds (enter failed: its views are of a table
+	// that may be unmapped); the worker no longer touches
 	// it. Worker-owned.
 	faulted bool
 }
@@ -291,7 +304,7 @@ func (w *worker) loop() error {
 		if w.q.EnableNotify() {
 			continue
 		}
-		if w.inflight == 0 {
+		if w.holding == 0 {
 			w.reader.Exit() // quiescent: hold no view of guest memory while asleep
 		}
 		if w.sleep() {
@@ -310,18 +323,23 @@ func (w *worker) loop() error {
 // atomic load and store: cheap), so a memory update never waits for a busy
 // queue to drain, and re-translates the ring if the table changed. It
 // reports false if the ring is no longer in guest memory. With requests on
-// helpers it does nothing (see worker.free).
+// helper slots it does nothing (see worker.free).
 func (w *worker) enter() bool {
-	if w.inflight > 0 {
+	if w.holding > 0 {
 		return true
 	}
 	t := w.reader.Enter()
+	w.table = t
 	if t == w.q.Table() {
 		return true
 	}
 	// vhostuser restarts a ring whose areas moved, so this fails only for
 	// a ring the front-end broke.
 	if err := w.q.SetMemory(t); err != nil {
+		// The ring's views are of the old table, which the writer may now
+		// unmap: never push to it again (requests on blocking slots
+		// complete without it).
+		w.faulted = true
 		w.d.log.Warn("virtiofs: ring no longer in guest memory; stopping it", "queue", w.index, "err", err)
 		return false
 	}
@@ -350,10 +368,10 @@ func (w *worker) drainRing() (stop, ok bool) {
 			return true, true
 		}
 		w.reap()
-		if w.inflight > 0 && w.mem.Table() != w.q.Table() {
-			// Guest memory changed: let the helpers finish so the ring
-			// can move to the new table before popping more.
-			w.quiesce()
+		if w.holding > 0 && w.mem.Table() != w.q.Table() {
+			// Guest memory changed: let the helper slots finish so the
+			// ring can move to the new table before popping more.
+			w.quiesceViews()
 		}
 		if !w.enter() {
 			return false, false
@@ -382,6 +400,7 @@ func (w *worker) drainRing() (stop, ok bool) {
 		case offloadHelper:
 			w.free = w.free[:len(w.free)-1]
 			w.inflight++
+			w.holding++
 			w.work <- s // never blocks: work holds every slot
 			continue
 		case offloadBlocking:
@@ -442,7 +461,9 @@ func (w *worker) retry(s *slot) {
 // gets a copy from w.waitIn, bounded since it holds the slot. toBlocking
 // reports false, having done nothing, if it cannot have one (longer than
 // any request the worker reads: serve refuses those before they can
-// wait, so never).
+// wait, so never), or if guest memory faults under the request. The
+// request is copied into the slot here, so its helper never touches
+// guest memory (worker.holding).
 func (w *worker) toBlocking(c *ring.Chain, wait bool, uid uint32) bool {
 	b := w.bfree[len(w.bfree)-1]
 	if n := c.ReadableLen(); n > uint64(len(b.fixed)) {
@@ -452,12 +473,75 @@ func (w *worker) toBlocking(c *ring.Chain, wait bool, uid uint32) bool {
 		}
 		b.in, b.big = big, true
 	}
-	w.bfree = w.bfree[:len(w.bfree)-1]
 	b.chain.CopyFrom(c)
+	if !copyIn(b) {
+		// The request's memory is gone (a shrunk memory file).
+		if b.big {
+			w.waitIn.Put(b.in)
+			b.in, b.big = b.fixed, false
+		}
+		return false
+	}
+	w.bfree = w.bfree[:len(w.bfree)-1]
 	b.wait, b.uid = wait, uid
 	w.inflight++
 	w.work <- b // never blocks: work holds every slot
 	return true
+}
+
+// copyIn copies blocking slot b's request (its chain's readable part) into
+// b.in; false if guest memory faults under it (see fault.go).
+func copyIn(b *slot) (ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			if mem.AsFault(p) == nil {
+				panic(p)
+			}
+			ok = false
+		}
+	}()
+	n := min(b.chain.ReadableLen(), uint64(len(b.in)))
+	b.inLen = b.chain.ReadAt(b.in[:n], 0)
+	return true
+}
+
+// copyOut writes blocking slot s's reply (s.n bytes of s.req.Out, see
+// serveCopied) into its chain's writable buffers, translated again with
+// the table the worker now holds (worker.table): guest memory may have
+// changed while the request waited. It returns the used length: 0 if a
+// buffer is no longer in guest memory (or faults).
+func (w *worker) copyOut(s *slot) (n uint32) {
+	if s.n == 0 || w.faulted {
+		return 0
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			f := mem.AsFault(p)
+			if f == nil {
+				panic(p)
+			}
+			if k := w.d.faults.Add(1); k <= 10 {
+				w.d.log.Warn("virtiofs: reply to guest memory the front-end no longer backs (shrunk memfd?); failing the request",
+					"queue", w.index, "addr", f.Addr(), "faults", k)
+			}
+			n = 0
+		}
+	}()
+	t := w.table // online: reap runs after an enter (worker.loop, drainRing)
+	out := s.req.Out[:s.n]
+	for _, b := range s.chain.Writable() {
+		if len(out) == 0 {
+			break
+		}
+		k := min(len(b.Bytes), len(out)) // the length only: b.Bytes may be unmapped
+		v, ok := t.Slice(b.GPA, uint64(k))
+		if !ok {
+			return 0
+		}
+		copy(v, out[:k])
+		out = out[k:]
+	}
+	return s.n
 }
 
 // inUidOff is the offset of fuse_in_header.uid (the caller's uid, as the
@@ -556,15 +640,21 @@ func refuse(c *ring.Chain, e unix.Errno) (n uint32) {
 }
 
 // interruptInflight interrupts every request on a helper (once each):
-// the queue is stopping, or guest memory must move, and a lock wait must
-// not hold either up. The guest's lock call sees EINTR.
-func (w *worker) interruptInflight() {
+// the queue is stopping, and a lock wait must not hold that up. The
+// guest's lock call sees EINTR.
+func (w *worker) interruptInflight() { w.interrupt(true) }
+
+// interrupt interrupts the requests in flight on helper slots, and with
+// blocking those on blocking slots too, once each.
+func (w *worker) interrupt(blocking bool) {
 	if w.inflight == 0 {
 		return
 	}
 	w.busy = w.busy[:0]
 	for _, s := range w.slots {
-		w.busy = append(w.busy, s)
+		if blocking || !s.small {
+			w.busy = append(w.busy, s)
+		}
 	}
 	for _, s := range w.free {
 		w.busy = markIdle(w.busy, s)
@@ -594,7 +684,11 @@ func (w *worker) helper() {
 	defer w.helpers.Done()
 	panicOnFault() // see fault.go
 	for s := range w.work {
-		s.n = w.d.serveGuarded(s, w.index)
+		if s.small {
+			s.n = w.d.serveCopied(s, w.index)
+		} else {
+			s.n = w.d.serveGuarded(s, w.index)
+		}
 		w.doneMu.Lock()
 		w.done = append(w.done, s) // within capacity: at most every slot (Helpers + BlockingHelpers)
 		w.doneMu.Unlock()
@@ -612,6 +706,12 @@ func (w *worker) reap() {
 	w.doneMu.Unlock()
 	for _, s := range w.spare {
 		w.inflight--
+		n := s.n
+		if s.small {
+			n = w.copyOut(s)
+		} else {
+			w.holding--
+		}
 		if s.wait {
 			w.waits.Put(s.uid)
 			s.wait = false
@@ -629,14 +729,20 @@ func (w *worker) reap() {
 		} else {
 			w.free = append(w.free, s)
 		}
-		w.complete(s.chain.Head, s.n)
+		w.complete(s.chain.Head, n)
 	}
 }
 
 // quiesce waits until every request handed to helpers is pushed,
 // interrupting them (lock waits) if the queue is stopping or the wait
-// lasts: it holds up a memory update or GET_VRING_BASE.
+// lasts: it holds up a memory update or GET_VRING_BASE. It goes online
+// first: a worker stopped while asleep is offline (with only blocking
+// slots in flight), and pushing or copying a reply out needs the table it
+// holds to be mapped.
 func (w *worker) quiesce() {
+	if w.inflight > 0 && !w.faulted {
+		w.enter() // on failure faulted is set: nothing more is pushed
+	}
 	for i := 0; ; i++ {
 		w.reap()
 		if w.inflight == 0 {
@@ -644,6 +750,27 @@ func (w *worker) quiesce() {
 		}
 		if w.stopping.Load() || i == 10 {
 			w.interruptInflight()
+		}
+		p := w.pfd[2:3]
+		if _, err := unix.Poll(p, 100); err == nil && p[0].Revents != 0 {
+			drain(w.doneFd, &w.scr)
+		}
+	}
+}
+
+// quiesceViews waits until no helper slot holds a view of guest memory
+// (worker.holding), interrupting them if the wait lasts; blocking slots
+// wait on (a lock wait is not cut short by a memory update).
+func (w *worker) quiesceViews() {
+	for i := 0; ; i++ {
+		w.reap()
+		if w.holding == 0 {
+			return
+		}
+		if w.stopping.Load() {
+			w.interruptInflight()
+		} else if i == 10 {
+			w.interrupt(false) // a lock wait on a helper slot (no blocking slot was free)
 		}
 		p := w.pfd[2:3]
 		if _, err := unix.Poll(p, 100); err == nil && p[0].Revents != 0 {
@@ -793,6 +920,62 @@ func (d *Device) serve(s *slot, queue int) uint32 {
 	}
 	c.WriteAt(r.Out[:n], 0)
 	return uint32(n + data)
+}
+
+// serveCopied is serve for a blocking slot, touching no guest memory: the
+// request is in s.in[:s.inLen] (copied by the worker, toBlocking) and the
+// reply is left in s.req.Out[:n] for the worker to copy out (copyOut), so
+// a blocking slot holds no view of guest memory however long it waits.
+// The requests blocking slots serve (fuse.Blocking, lease retries of
+// OPEN, CREATE and SETATTR) carry no data payload either way.
+func (d *Device) serveCopied(s *slot, queue int) uint32 {
+	c := &s.chain
+	rlen := uint64(s.inLen)
+	if rlen < abi.InHeaderSize {
+		return 0
+	}
+	op := abi.Opcode(binary.LittleEndian.Uint32(s.in[4:8]))
+	unique := binary.LittleEndian.Uint64(s.in[8:16])
+	wlen := c.WritableLen()
+	if c.ReadableLen() != rlen {
+		return errOut(s, unique, unix.E2BIG, wlen) // longer than its copy (toBlocking sizes it: never)
+	}
+	d.session(s, op, queue)
+	r := s.req
+	r.In, r.Src, r.Dst = s.in[:rlen], nil, nil
+	r.NoWait, s.retry = s.noWait, false
+	var t0 time.Time
+	if s.obs != nil {
+		t0 = time.Now()
+	}
+	n := s.sess.srv.Handle(r)
+	if s.obs != nil && n >= abi.OutHeaderSize {
+		s.obs.Observe(uint32(op), stats.FuseErrno(binary.LittleEndian.Uint32(r.Out[4:8])), 0, time.Since(t0))
+	}
+	if op == abi.OpDestroy {
+		s.sess.destroyed.Store(true)
+	}
+	if n == 0 {
+		s.retry = r.Retry()
+		return 0
+	}
+	if uint64(n) > wlen || r.DataLen() != 0 {
+		return errOut(s, unique, unix.EIO, wlen)
+	}
+	return uint32(n)
+}
+
+// errOut leaves a header-only error reply in s.req.Out for copyOut, if it
+// fits in wlen bytes.
+func errOut(s *slot, unique uint64, e unix.Errno, wlen uint64) uint32 {
+	if wlen < abi.OutHeaderSize {
+		return 0
+	}
+	h := s.req.Out[:abi.OutHeaderSize]
+	binary.LittleEndian.PutUint32(h[0:], abi.OutHeaderSize)
+	binary.LittleEndian.PutUint32(h[4:], uint32(-int32(e)))
+	binary.LittleEndian.PutUint64(h[8:], unique)
+	return abi.OutHeaderSize
 }
 
 // session makes slot s serve the device's current FUSE session, starting a
