@@ -314,6 +314,18 @@ func (c *conn) endOpen(f *fid, n *node, st fidState, fh fs.Handle, e fs.Errno) f
 	return 0
 }
 
+// endPanickedOpen, deferred by the opener after beginOpen, ends the open
+// as failed (f walked again, its opener cleared) if the opener never got
+// to endOpen (*ended false): the filesystem panicked, and call answers
+// EIO. Without it f would stay fidOpening for good (every later open
+// EBADF) with its opener pointing at a request slot that later requests
+// reuse, which a Tclunk of f would then interrupt.
+func (c *conn) endPanickedOpen(f *fid, ended *bool) {
+	if !*ended {
+		c.endOpen(f, nil, 0, 0, syscall.EIO)
+	}
+}
+
 // refNode adds a reference to n.
 func (c *conn) refNode(n *node) {
 	c.mu.Lock()

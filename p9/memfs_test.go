@@ -362,6 +362,7 @@ func (m *memFS) newHandle(ino fs.Inode) fs.Handle {
 }
 
 func (m *memFS) Open(ctx *fs.Context, ino fs.Inode, flags, openFlags uint32, out *fs.OpenOut) fs.Errno {
+	m.maybePanic("Open")
 	if g := m.openGate.Load(); g != nil {
 		if ctx.NoWait {
 			return fs.WouldWait
@@ -390,6 +391,7 @@ func (m *memFS) Open(ctx *fs.Context, ino fs.Inode, flags, openFlags uint32, out
 }
 
 func (m *memFS) Create(ctx *fs.Context, parent fs.Inode, name []byte, mode, flags uint32, out *fs.Entry, open *fs.OpenOut) fs.Errno {
+	m.maybePanic("Create")
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	n := &memNode{mode: mode}

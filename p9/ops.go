@@ -503,8 +503,11 @@ func (c *conn) lopen(r *request, body []byte) fs.Errno {
 	if e != 0 {
 		return e
 	}
+	ended := false
+	defer c.endPanickedOpen(f, &ended)
 	var attr fs.AttrOut
 	st, fh, e := c.openNode(r, f, n, flags, &attr)
+	ended = true
 	if e := c.endOpen(f, n, st, fh, e); e != 0 {
 		return e
 	}

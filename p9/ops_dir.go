@@ -68,8 +68,11 @@ func (c *conn) lcreate(r *request, body []byte) fs.Errno {
 	if _, e := c.beginOpen(r, f, dir); e != 0 {
 		return e
 	}
+	ended := false
+	defer c.endPanickedOpen(f, &ended)
 	var ent fs.Entry
 	child, fh, e := c.createNode(r, f, dir, &m, flags, &ent)
+	ended = true
 	if child == nil {
 		child = dir // no change of node on failure
 	}

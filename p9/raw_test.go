@@ -612,6 +612,33 @@ func TestPanicBecomesEIO(t *testing.T) {
 	r.ok(&Tread{Fid: 1, Count: 10}, MsgRread)
 }
 
+// TestOpenPanicLeavesFidWalked: a Tlopen or Tlcreate whose open panics
+// answers EIO and leaves its fid as it was (walked), so the connection
+// keeps serving it: it can be opened again, and its Tclunk interrupts
+// nothing. Before, the panic skipped endOpen and left the fid in
+// fidOpening for good (every later Tlopen or Tlcreate EBADF), its opener
+// pointing at the request slot, which later requests reuse.
+func TestOpenPanicLeavesFidWalked(t *testing.T) {
+	m := newMemFS("")
+	sock, _ := startServer(t, m, &Options{Logf: func(string, ...any) {}})
+	r := dialRaw(t, sock)
+	r.version(8192)
+	r.attach(1)
+	r.ok(walkMsg(1, 2), MsgRwalk)
+	r.ok(&Tlcreate{Fid: 2, Name: []byte("f"), Flags: DotlRdwr, Mode: 0644}, MsgRlcreate)
+	r.ok(walkMsg(1, 3, "f"), MsgRwalk)
+	r.ok(walkMsg(1, 4), MsgRwalk)
+	m.panicOn.Store("Open")
+	r.errno("Tlopen whose open panics", &Tlopen{Fid: 3, Flags: syscall.O_RDONLY}, syscall.EIO)
+	m.panicOn.Store("Create")
+	r.errno("Tlcreate whose create panics", &Tlcreate{Fid: 4, Name: []byte("g"), Flags: DotlRdwr, Mode: 0644}, syscall.EIO)
+	m.panicOn.Store("")
+	r.ok(&Tlopen{Fid: 3, Flags: syscall.O_RDONLY}, MsgRlopen)
+	r.ok(&Tlcreate{Fid: 4, Name: []byte("g"), Flags: DotlRdwr, Mode: 0644}, MsgRlcreate)
+	r.ok(&Tclunk{Fid: 3}, MsgRclunk)
+	r.ok(&Tclunk{Fid: 4}, MsgRclunk)
+}
+
 func TestShutdownDrains(t *testing.T) {
 	m := newMemFS("")
 	sock, s := startServer(t, m, nil)
