@@ -121,3 +121,39 @@ func shrunkGuestMemory(t *testing.T, helpers int) {
 	call(t, g2.Queues[2], writeReq(node2, fh2, 0, []byte("next front-end"), 1))
 	call(t, g2.Queues[1], getattrReq(node2))
 }
+
+// TestShrunkBlockingRequest: an FSYNC (a blocking op, not a wait) whose
+// header is in guest memory but whose arguments are past the end of a
+// shrunk memory file. The worker reads the header to place it, then
+// copies the request into a blocking slot (toBlocking), which faults:
+// the request must fail (used length 0) and the queue serve on. It used
+// to give back a lock-wait count the FSYNC never took (panic "waitshare:
+// more put back than taken", the daemon gone).
+func TestShrunkBlockingRequest(t *testing.T) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	d := newDaemonOpts(t, virtiofs.Options{Tag: "myfs", RequestQueues: 2})
+	g := d.guest(vt.GuestConfig{Size: 16})
+	node, fh := session(t, g, "f")
+	q2 := g.Queues[2] // its data area is the last of guest memory
+	page := uint64(unix.Getpagesize())
+	cut := (q2.Data + page + page - 1) &^ (page - 1)
+	b := fsyncReq(node, fh)
+	b.Offset = cut - q2.Data - uint64(len(b.In[0])) // header just below the cut, arguments above
+	head, err := q2.Add(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Mem.Files[0].Truncate(int64(cut)); err != nil {
+		t.Fatal(err)
+	}
+	q2.Kick()
+	id, n, err := q2.Wait()
+	if err != nil {
+		t.Fatalf("FSYNC with its arguments on shrunk memory: %v (the daemon must answer it)", err)
+	}
+	if id != head || n != 0 {
+		t.Fatalf("FSYNC with its arguments on shrunk memory: used id %d len %d, want id %d len 0", id, n, head)
+	}
+	call(t, q2, getattrReq(node)) // the queue serves on (below the cut)
+	call(t, g.Queues[1], getattrReq(node))
+}

@@ -405,8 +405,15 @@ func (w *worker) drainRing() (stop, ok bool) {
 			continue
 		case offloadBlocking:
 			if !w.toBlocking(&s.chain, s.wait, s.uid) { // the lock wait offload counted moves with it
-				w.waits.Put(s.uid)
-				w.complete(s.chain.Head, refuse(&s.chain, unix.ENOLCK))
+				// Guest memory faulted under the request (copyIn). Only a
+				// lock wait was counted in waits (offload): an FSYNC or
+				// the like was not.
+				e := unix.EIO
+				if s.wait {
+					w.waits.Put(s.uid)
+					e = unix.ENOLCK
+				}
+				w.complete(s.chain.Head, refuse(&s.chain, e))
 			}
 			s.wait = false
 			continue
