@@ -354,6 +354,8 @@ func TestDAX(t *testing.T) {
 		mkReq(abi.OpSetupmapping, 14, 5, enc(&abi.SetupmappingIn{Len: 10, Flags: 4}, abi.SetupmappingInSize)),
 		mkReq(abi.OpRemovemapping, 14, 5, rm[:len(rm)-1]),
 		mkReq(abi.OpRemovemapping, 14, 5, enc(&abi.RemovemappingIn{Count: 0}, 4)),
+		// A count the payload does not hold (2^32-1 entries in 32 bytes).
+		mkReq(abi.OpRemovemapping, 14, 5, append(enc(&abi.RemovemappingIn{Count: math.MaxUint32}, 4), rm[4:]...)),
 		mkReq(abi.OpRemovemapping, 14, 5, append(enc(&abi.RemovemappingIn{Count: 1}, 4), enc(&abi.RemovemappingOne{Moffset: math.MaxUint64, Len: 2}, 16)...)),
 	} {
 		h.fails(in, syscall.EINVAL)
