@@ -2,11 +2,13 @@ package mem
 
 import (
 	"bytes"
+	"fmt"
 	"math"
 	"os"
 	"strings"
 	"testing"
 
+	"github.com/fastfsd/fastfsd/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -434,4 +436,61 @@ func TestMapBudget(t *testing.T) {
 	if got := Mapped() - base; got != 0 {
 		t.Fatalf("a failed mmap left Mapped at +%d", got)
 	}
+}
+
+// TestMapRejectsShortBlockDevice: a region past the end of a block device
+// (a loop device over a 1 MiB file) is refused like one past the end of a
+// regular file: fstat gives a block device no size, and touching the
+// mapping past its end raises SIGBUS.
+func TestMapRejectsShortBlockDevice(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireLoopDevice(t)
+	ctl, err := unix.Open("/dev/loop-control", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(ctl)
+	back, err := os.CreateTemp(t.TempDir(), "blk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer back.Close()
+	if err := back.Truncate(1 << 20); err != nil {
+		t.Fatal(err)
+	}
+	var dev int
+	for try := 0; ; try++ {
+		n, err := unix.IoctlRetInt(ctl, unix.LOOP_CTL_GET_FREE)
+		if err != nil {
+			t.Fatalf("LOOP_CTL_GET_FREE: %v", err)
+		}
+		dev, err = unix.Open(fmt.Sprintf("/dev/loop%d", n), unix.O_RDWR|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatalf("opening /dev/loop%d: %v", n, err)
+		}
+		if err = unix.IoctlSetInt(dev, unix.LOOP_SET_FD, int(back.Fd())); err == nil {
+			break
+		}
+		unix.Close(dev)
+		if err != unix.EBUSY || try == 10 {
+			t.Fatalf("LOOP_SET_FD: %v", err)
+		}
+	}
+	defer unix.Close(dev)
+	defer unix.IoctlSetInt(dev, unix.LOOP_CLR_FD, 0)
+	if r, err := Map(dev, RegionDesc{Size: 2 << 20}); err == nil {
+		r.Close()
+		t.Fatal("Map accepted a region past the end of a 1 MiB block device")
+	} else if !strings.Contains(err.Error(), "block device") {
+		t.Fatalf("refusal does not say why: %v", err)
+	}
+	if r, err := Map(dev, RegionDesc{Size: 512 << 10, MmapOffset: 768 << 10}); err == nil {
+		r.Close()
+		t.Fatal("Map accepted offset+size past the end of the block device")
+	}
+	r, err := Map(dev, RegionDesc{Size: 1 << 20})
+	if err != nil {
+		t.Fatalf("a region the block device holds: %v", err)
+	}
+	r.Close()
 }

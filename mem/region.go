@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/fastfsd/fastfsd/internal/sys"
 	"golang.org/x/sys/unix"
 )
 
@@ -83,9 +84,10 @@ type Region struct {
 // Map maps the region d of fd. It does not take ownership of fd: the caller
 // may close it afterwards (the mapping stays). If fd is a regular file (a
 // memfd, a hugetlbfs or tmpfs file) it must be at least MmapOffset+Size
-// bytes long, so that touching guest memory cannot raise SIGBUS. The
-// mapping (MmapOffset+Size bytes) counts against the process's mapping
-// budget (MaxMapped) until the Region is closed; Map refuses one past it.
+// bytes long (so must a block device), so that touching guest memory
+// cannot raise SIGBUS. The mapping (MmapOffset+Size bytes) counts against
+// the process's mapping budget (MaxMapped) until the Region is closed; Map
+// refuses one past it.
 func Map(fd int, d RegionDesc) (*Region, error) {
 	if err := d.validate(); err != nil {
 		return nil, fmt.Errorf("mem: map %v: %w", d, err)
@@ -95,8 +97,22 @@ func Map(fd int, d RegionDesc) (*Region, error) {
 	if err := unix.Fstat(fd, &st); err != nil {
 		return nil, fmt.Errorf("mem: map %v: fstat: %w", d, err)
 	}
-	if st.Mode&unix.S_IFMT == unix.S_IFREG && uint64(st.Size) < length {
-		return nil, fmt.Errorf("mem: map %v: fd is %d bytes, region needs %d", d, st.Size, length)
+	// Touching a shared mapping past the end of its file or block device
+	// raises SIGBUS. A fault is survived (see the virtiofs device), but a
+	// region that claims more than its fd holds is refused here.
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		if uint64(st.Size) < length {
+			return nil, fmt.Errorf("mem: map %v: fd is %d bytes, region needs %d", d, st.Size, length)
+		}
+	case unix.S_IFBLK:
+		n, e := sys.BlockDeviceSize(fd)
+		if e != 0 {
+			return nil, fmt.Errorf("mem: map %v: size of the block device: %w", d, e)
+		}
+		if n < length {
+			return nil, fmt.Errorf("mem: map %v: block device is %d bytes, region needs %d", d, n, length)
+		}
 	}
 	// The mapping budget (budget.go): address space is not free, and a
 	// front-end that takes all of it kills the process.

@@ -31,6 +31,18 @@ func RequireRoot(t testing.TB) {
 	}
 }
 
+// RequireLoopDevice skips unless /dev/loop-control can be opened
+// read-write (loop devices: a block device over a file).
+func RequireLoopDevice(t testing.TB) {
+	t.Helper()
+	f, err := os.OpenFile("/dev/loop-control", os.O_RDWR, 0)
+	if err != nil {
+		skipOrFail(t, fmt.Sprintf("needs loop devices: %v; load the loop module (modprobe loop) and run as root", err))
+		return
+	}
+	f.Close()
+}
+
 // RequireDevFuse skips unless /dev/fuse can be opened read-write.
 func RequireDevFuse(t testing.TB) {
 	t.Helper()
