@@ -129,6 +129,59 @@ func (s *Session) serveOptions() fusedev.ServeOptions {
 		IOUring: s.o.IOUring, Stats: s.o.Stats, Debug: s.o.Debug}
 }
 
+// ConnectionID returns the kernel's number of the Session's FUSE
+// connection (its fusectl directory, the minor of the mount's st_dev),
+// read from /proc/self/mountinfo without touching the mount. A process
+// that did not mount it can unmount it by this number
+// (UnmountConnection), wait for it to leave mountinfo
+// (ConnectionMounted) or abort it (AbortConnection).
+func (s *Session) ConnectionID() (uint32, error) {
+	id, err := s.conn.ConnectionID()
+	if err != nil {
+		return 0, fmt.Errorf("fastfs: %w", err)
+	}
+	return id, nil
+}
+
+// UnmountConnection unmounts FUSE connection id from mountpoint (an
+// absolute path) as a root Session's Unmount does — umount2(2), and if
+// the mount is busy a lazy detach and an abort of the connection — if it
+// is still mounted there; it does nothing if it is not (whatever is
+// mounted there now is not this connection). Needs CAP_SYS_ADMIN. The
+// calling process does the kernel's part of the unmount, freeing every
+// dentry and inode the mount cached (about 2 µs each), before the call
+// returns: a daemon may call it from a helper process so that its own
+// exit does not wait for that.
+func UnmountConnection(mountpoint string, id uint32) error {
+	if err := fusedev.UnmountConnection(mountpoint, id); err != nil {
+		return fmt.Errorf("fastfs: %w", err)
+	}
+	return nil
+}
+
+// ConnectionMounted reports whether FUSE connection id is mounted at
+// mountpoint (an absolute path) in this process's mount namespace. A
+// mount leaves it as soon as umount2 has detached it, before the kernel
+// has freed its cache.
+func ConnectionMounted(mountpoint string, id uint32) (bool, error) {
+	ok, err := fusedev.ConnectionMounted(mountpoint, id)
+	if err != nil {
+		return false, fmt.Errorf("fastfs: %w", err)
+	}
+	return ok, nil
+}
+
+// AbortConnection aborts FUSE connection id (fusectl; needs
+// CAP_SYS_ADMIN): every pending and future request fails, the server's
+// reads of /dev/fuse return ENODEV, so it stops serving. The mount stays
+// (every access ENOTCONN) until unmounted.
+func AbortConnection(id uint32) error {
+	if err := fusedev.AbortConnection(id); err != nil {
+		return fmt.Errorf("fastfs: %w", err)
+	}
+	return nil
+}
+
 // Unmount unmounts a Session that was not served (once served, use
 // Mounted.Unmount).
 func (s *Session) Unmount() error { return s.conn.Unmount() }

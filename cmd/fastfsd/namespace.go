@@ -54,7 +54,9 @@ import (
 // its transport: the supervisor opens /dev/fuse and mounts, hands the fd
 // over, keeps CAP_SYS_ADMIN alone, and unmounts — on SIGINT/SIGTERM, when
 // the child asks (a byte on the supervisor link), and when the child has
-// exited, so that a dead child leaves no mount behind. The child
+// exited, so that a dead child leaves no mount behind. The umount2 runs
+// in an unmount helper process the supervisor starts (unmount.go), which
+// is left to wait for the kernel to free the mount's cache. The child
 // prepares what serving needs outside the share (fastfs.Session.Prepare:
 // cloned /dev/fuse fds, /sys, /dev/null) before it enters its root; see
 // mount.go. With --sandbox=none the mount door splits too, without new

@@ -7,6 +7,7 @@ import (
 	"github.com/fastfsd/fastfsd/fuse"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -213,27 +214,90 @@ func (c *Conn) Unmount() error {
 	}
 	// Find the connection before the mount disappears from mountinfo.
 	connID, idErr := c.connectionID()
-	err := unix.Unmount(c.mountpoint, 0)
+	err := unmountPath(c.mountpoint, connID, idErr)
+	if err == nil || errors.Is(err, errDetached) {
+		c.unmounted = true
+	}
+	return err
+}
+
+// errDetached marks an Unmount error after the mount was detached (lazy
+// unmount done, the connection abort failed): the mount is gone from the
+// namespace, so Unmount does not try again.
+var errDetached = errors.New("detached")
+
+// unmountPath is Unmount's umount2(2) of mountpoint, falling back to a
+// lazy detach and a fusectl abort of connection connID (unless idErr says
+// it could not be found) when the mount is busy. The calling task does
+// the unmount: with a plain umount2 the kernel frees every dentry and
+// inode the mount cached in it (cleanup_mnt, task work run before the
+// call returns to user space), about 2 µs each.
+func unmountPath(mountpoint string, connID uint32, idErr error) error {
+	err := unix.Unmount(mountpoint, 0)
 	switch {
 	case err == nil, errors.Is(err, syscall.EINVAL), errors.Is(err, syscall.ENOENT):
 		// EINVAL: no longer a mountpoint (unmounted from outside).
-		c.unmounted = true
 		return nil
 	case errors.Is(err, syscall.EBUSY):
-		if err := unix.Unmount(c.mountpoint, unix.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
-			return fmt.Errorf("unmount %s: lazy unmount: %w; unmount it by hand (umount -l)", c.mountpoint, err)
+		if err := unix.Unmount(mountpoint, unix.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
+			return fmt.Errorf("unmount %s: lazy unmount: %w; unmount it by hand (umount -l)", mountpoint, err)
 		}
-		c.unmounted = true
 		// Detached but still alive while files are open: abort the
 		// connection so blocked workers wake up.
 		if idErr != nil {
-			return fmt.Errorf("unmount %s: busy, detached; cannot abort the connection: %w", c.mountpoint, idErr)
+			return fmt.Errorf("unmount %s: busy, detached; cannot abort the connection: %w (%w)", mountpoint, idErr, errDetached)
 		}
-		return abortConnection(connID)
+		if err := abortConnection(connID); err != nil {
+			return fmt.Errorf("unmount %s: busy, detached: %w (%w)", mountpoint, err, errDetached)
+		}
+		return nil
 	default:
-		return fmt.Errorf("unmount %s: %w; unmount it by hand (umount -l %s)", c.mountpoint, err, c.mountpoint)
+		return fmt.Errorf("unmount %s: %w; unmount it by hand (umount -l %s)", mountpoint, err, mountpoint)
 	}
 }
+
+// ConnectionID returns the fusectl connection number of the mount (the
+// minor of its st_dev), read from /proc/self/mountinfo without touching
+// the mount. UnmountConnection and ConnectionMounted take it.
+func (c *Conn) ConnectionID() (uint32, error) { return c.connectionID() }
+
+// UnmountConnection is Conn.Unmount for a process that holds no Conn:
+// it unmounts mountpoint as root does (umount2, and if busy a lazy detach
+// and an abort of connection id) if FUSE connection id is still mounted
+// there, and does nothing if it is not (unmounted from outside: whatever
+// is mounted there now is someone else's). fastfsd mount's supervisor
+// runs it in a short-lived helper process, so that the kernel's freeing
+// of the mount's cache (see unmountPath) runs in that process and not in
+// the daemon's exit.
+func UnmountConnection(mountpoint string, id uint32) error {
+	mounted, err := ConnectionMounted(mountpoint, id)
+	if err != nil {
+		return fmt.Errorf("unmount %s: %w", mountpoint, err)
+	}
+	if !mounted {
+		return nil
+	}
+	return unmountPath(mountpoint, id, nil)
+}
+
+// ConnectionMounted reports whether /proc/self/mountinfo shows FUSE
+// connection id mounted at mountpoint (an absolute, clean path). A mount
+// leaves mountinfo when umount2 detaches it, before the kernel frees its
+// cache.
+func ConnectionMounted(mountpoint string, id uint32) (bool, error) {
+	var mounted bool
+	err := scanMountinfo(func(fields []string) {
+		if unescapeMountinfo(fields[4]) == mountpoint && fields[2] == "0:"+strconv.FormatUint(uint64(id), 10) {
+			mounted = true
+		}
+	})
+	return mounted, err
+}
+
+// AbortConnection aborts FUSE connection id through fusectl (mounting it
+// if nobody has; needs CAP_SYS_ADMIN): pending and future requests fail,
+// the server's reads return ENODEV.
+func AbortConnection(id uint32) error { return abortConnection(id) }
 
 // Abort tears the connection down at once (fusectl abort): pending and
 // future requests fail, reads on the device return ENODEV. The mount
@@ -255,44 +319,54 @@ func (c *Conn) Abort() error {
 // connectionID finds the fusectl connection number of the mount: the minor
 // of its st_dev as /proc/self/mountinfo shows it ("0:N").
 func (c *Conn) connectionID() (uint32, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return 0, fmt.Errorf("read mountinfo: %w", err)
-	}
-	defer f.Close()
 	var id uint32
 	found := false
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
+	err := scanMountinfo(func(fields []string) {
 		// 36 35 0:45 / /mnt/x rw,... - fuse.fastfs src rw,...
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 10 || unescapeMountinfo(fields[4]) != c.mountpoint {
-			continue
+		if unescapeMountinfo(fields[4]) != c.mountpoint {
+			return
 		}
-		sep := -1
-		for i, f := range fields {
-			if f == "-" {
-				sep = i
-				break
-			}
-		}
+		sep := slices.Index(fields, "-")
 		if sep < 0 || sep+1 >= len(fields) || !strings.HasPrefix(fields[sep+1], "fuse") {
-			continue
+			return
 		}
 		_, minor, ok := strings.Cut(fields[2], ":")
 		if !ok {
-			continue
+			return
 		}
 		v, err := strconv.ParseUint(minor, 10, 32)
 		if err != nil {
-			continue
+			return
 		}
 		id, found = uint32(v), true // the last match is the top mount
+	})
+	if err != nil {
+		return 0, err
 	}
 	if !found {
 		return 0, fmt.Errorf("no FUSE mount at %s in /proc/self/mountinfo", c.mountpoint)
 	}
 	return id, nil
+}
+
+// scanMountinfo calls line with the fields of each line of
+// /proc/self/mountinfo that has at least 10.
+func scanMountinfo(line func(fields []string)) error {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return fmt.Errorf("read mountinfo: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if fields := strings.Fields(sc.Text()); len(fields) >= 10 {
+			line(fields)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("read mountinfo: %w", err)
+	}
+	return nil
 }
 
 // unescapeMountinfo undoes the octal escapes (\040 for space, …) of

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -74,7 +75,7 @@ func TestManyInodes(t *testing.T) {
 		// Issue 10: SIGTERM ends the daemon within 5 s in this state too
 		// (the kernel evicts every inode it cached while it unmounts).
 		took := m.terminate(t, sigtermLimit)
-		t.Logf("SIGTERM after looking up %d entries: fastfsd exited and unmounted in %v", n, took.Round(time.Millisecond))
+		t.Logf("SIGTERM after looking up %d entries: fastfsd exited and unmounted in %v (load %s)", n, took.Round(time.Millisecond), loadavg())
 	})
 
 	t.Run("never", func(t *testing.T) {
@@ -112,10 +113,33 @@ func TestManyInodes(t *testing.T) {
 
 // terminate sends fastfsd SIGTERM and fails the test unless it exits
 // cleanly within limit with the mount gone; it returns how long it took.
+// As root, fastfsd unmounts through a helper process that then waits for
+// the kernel to free the mount's cached dentries and inodes
+// (cmd/fastfsd/unmount.go): terminate logs when the mount left
+// mountinfo and when the helper ended, checks that the helper held
+// CAP_SYS_ADMIN alone under no_new_privs, and fails if it has not ended
+// within a minute.
 func (m *mount) terminate(t *testing.T, limit time.Duration) time.Duration {
 	t.Helper()
 	m.exitExpected = true
+	// The detach: poll on mountinfo wakes on every change of the mount
+	// table since it was opened or last polled.
+	mi, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
+	detached := make(chan time.Duration, 1)
+	go func() {
+		defer mi.Close()
+		for time.Since(start) < 2*time.Minute {
+			if fst, err := mountFSType(m.mnt); err != nil || fst == "" {
+				detached <- time.Since(start)
+				return
+			}
+			unix.Poll([]unix.PollFd{{Fd: int32(mi.Fd()), Events: unix.POLLPRI}}, 100)
+		}
+	}()
 	if err := m.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatalf("SIGTERM: %v", err)
 	}
@@ -138,7 +162,69 @@ func (m *mount) terminate(t *testing.T, limit time.Duration) time.Duration {
 	if fst := mountInfo(t, m.mnt); fst != "" {
 		t.Errorf("%s still mounted (%s) after fastfsd exited on SIGTERM", m.mnt, fst)
 	}
+	gone := "?"
+	select {
+	case d := <-detached:
+		gone = d.Round(time.Millisecond).String()
+	case <-time.After(time.Second):
+	}
+	helper := m.unmountHelperEnd(t, start)
+	t.Logf("SIGTERM: the mount left mountinfo after %s, fastfsd exited after %v, its unmount helper %s",
+		gone, took.Round(time.Millisecond), helper)
 	return took
+}
+
+// unmountHelperRE finds the unmount helper's pid in fastfsd's output.
+var unmountHelperRE = regexp.MustCompile(`in pid (\d+) \(fastfsd's unmount helper`)
+
+// unmountHelperEnd waits (up to a minute) for the unmount helper fastfsd
+// named in its output to end, checks its capabilities while it runs, and
+// says when it ended, counted from start.
+func (m *mount) unmountHelperEnd(t *testing.T, start time.Time) string {
+	t.Helper()
+	sm := unmountHelperRE.FindStringSubmatch(m.out.String())
+	if sm == nil {
+		t.Errorf("fastfsd (root) did not report an unmount helper; output:\n%s", tail(m.out.String(), 4000))
+		return "not reported"
+	}
+	pid, _ := strconv.Atoi(sm[1])
+	// The pidfd pins the process: what its cmdline says is the helper's
+	// (not a process that reused the pid) for as long as it is open.
+	pfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return fmt.Sprintf("(pid %d) had ended before fastfsd exited", pid)
+	}
+	defer unix.Close(pfd)
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || !strings.Contains(string(cmdline), "unmount-helper") {
+		return fmt.Sprintf("(pid %d) had ended before fastfsd exited", pid)
+	}
+	if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
+		// Root's exec under no_new_privs keeps at most the supervisor's
+		// permitted set: CAP_SYS_ADMIN (bit 21) alone.
+		const sysAdmin = "0000000000200000"
+		for _, l := range strings.Split(string(st), "\n") {
+			k, v, _ := strings.Cut(l, ":")
+			v = strings.TrimSpace(v)
+			switch k {
+			case "CapPrm", "CapEff", "CapBnd":
+				if v != sysAdmin {
+					t.Errorf("fastfsd's unmount helper (pid %d) has %s %s, want %s (CAP_SYS_ADMIN alone)", pid, k, v, sysAdmin)
+				}
+			case "NoNewPrivs":
+				if v != "1" {
+					t.Errorf("fastfsd's unmount helper (pid %d) has NoNewPrivs %s, want 1", pid, v)
+				}
+			}
+		}
+	}
+	// A pidfd polls readable once its process has exited.
+	n, err := unix.Poll([]unix.PollFd{{Fd: int32(pfd), Events: unix.POLLIN}}, 60000)
+	if err != nil || n == 0 {
+		t.Errorf("fastfsd's unmount helper (pid %d) still running 60 s after SIGTERM (%v)", pid, err)
+		return fmt.Sprintf("(pid %d) still running", pid)
+	}
+	return fmt.Sprintf("(pid %d) ended after %v", pid, time.Since(start).Round(time.Millisecond))
 }
 
 // build makes dirs directories of perDir empty files under root.
@@ -194,6 +280,15 @@ func rss(t *testing.T, pid int) string {
 		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
 			return strings.TrimSpace(v)
 		}
+	}
+	return "?"
+}
+
+// loadavg is the first three fields of /proc/loadavg.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
 	}
 	return "?"
 }

@@ -52,9 +52,19 @@ func fastfsd(t *testing.T) string {
 // (the last one, if stacked), or "".
 func mountInfo(t *testing.T, mnt string) string {
 	t.Helper()
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	fstype, err := mountFSType(mnt)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return fstype
+}
+
+// mountFSType is mountInfo for any goroutine: the fstype of the mount at
+// mnt, or "".
+func mountFSType(mnt string) (string, error) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return "", err
 	}
 	fstype := ""
 	sc := bufio.NewScanner(bytes.NewReader(b))
@@ -69,7 +79,7 @@ func mountInfo(t *testing.T, mnt string) string {
 			}
 		}
 	}
-	return fstype
+	return fstype, nil
 }
 
 // unescapeMount undoes mountinfo's octal escapes (\040 for space, …).
