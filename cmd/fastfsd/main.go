@@ -47,9 +47,7 @@ func usage() {
 }
 
 func main() {
-	if id, ok := os.LookupEnv(unmountHelperEnv); ok && len(os.Args) == 3 && os.Args[1] == unmountHelperArg {
-		os.Exit(unmountHelper(id, os.Args[2])) // the mount door's unmount helper (unmount.go)
-	}
+	unmountHelperMain() // exits if this process is the mount door's unmount helper
 	if filepath.Base(os.Args[0]) == "virtiofsd" {
 		// virtiofsd compatibility (see below): no subcommand in argv.
 		os.Args = append([]string{os.Args[0], "virtiofs"}, os.Args[1:]...)

@@ -17,6 +17,9 @@ import (
 // re-executed with FASTFSD_TEST_MOUNT_CHILD=1 runs runMount on its
 // arguments and exits with the status main would give.
 func init() {
+	// The supervisor's unmount helper is this binary too, started with
+	// this environment.
+	unmountHelperMain()
 	if os.Getenv("FASTFSD_TEST_MOUNT_CHILD") != "1" {
 		return
 	}

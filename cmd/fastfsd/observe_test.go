@@ -23,6 +23,7 @@ import (
 // binary re-executed with FASTFSD_TEST_CHILD=NAME runs subcommand NAME on
 // its arguments and exits with the status main would give.
 func init() {
+	unmountHelperMain() // a mount door's unmount helper (mount_test.go)
 	name := os.Getenv("FASTFSD_TEST_CHILD")
 	if name == "" {
 		return

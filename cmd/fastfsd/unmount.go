@@ -89,6 +89,15 @@ const (
 	stopWait = 4 * time.Second
 )
 
+// unmountHelperMain runs the unmount helper and exits if this process is
+// one ($FASTFSD_UNMOUNT_CONN set, argv "unmount-helper MOUNTPOINT"); main
+// calls it first, and so does the tests' re-executed daemon.
+func unmountHelperMain() {
+	if id, ok := os.LookupEnv(unmountHelperEnv); ok && len(os.Args) == 3 && os.Args[1] == unmountHelperArg {
+		os.Exit(unmountHelper(id, os.Args[2]))
+	}
+}
+
 // unmountHelper is the helper's main: it unmounts connection idStr from
 // mnt and exits 0, or reports why not on fd 3 and exits 1.
 func unmountHelper(idStr, mnt string) int {
