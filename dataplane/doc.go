@@ -12,8 +12,9 @@
 // never undone) whose CPU affinity is set to one CPU. Because the lock is
 // never released, the thread exits together with the goroutine: the
 // affinity mask never leaks to a thread the Go scheduler reuses for other
-// goroutines. Each running worker adds one P to GOMAXPROCS (unless the
-// environment sets GOMAXPROCS): a worker blocked in its read keeps its P,
+// goroutines. Workers add one P to GOMAXPROCS for each worker of the
+// most that ever ran at once (unless the environment sets GOMAXPROCS),
+// never given back: a worker blocked in its read keeps its P,
 // and without a P of its own per worker the runtime would have to take
 // one back from a blocked worker, polling every 20 µs, whenever anything
 // else runs (worker.go says what that cost).

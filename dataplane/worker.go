@@ -68,19 +68,21 @@ func (w *Worker) Wait() error {
 	return w.err
 }
 
-// reserveP and releaseP keep one P (GOMAXPROCS) per running worker: a
-// worker's start adds one to GOMAXPROCS, its end takes it back. The
-// changes are relative, so they compose with a caller that sets
-// GOMAXPROCS and leaves it so, but not with one that restores a value it
-// read before a worker started or ended: testing.AllocsPerRun sets 1 for
-// its measure and restores the value it read, so a worker that starts
-// (or ends) inside that window leaves GOMAXPROCS one below (or above)
-// where it was for the rest of the process (tried: 2 before, 1 after).
-// Nothing in the daemon sets GOMAXPROCS; a test must not start or stop
-// workers inside AllocsPerRun. Any call of runtime.GOMAXPROCS also ends
-// the runtime's own updates of its default (since Go 1.25: from the CPU
-// affinity and the cgroup's CPU limit): from the first worker on, a
-// change of either is not followed.
+// reserveP and releaseP keep one P (GOMAXPROCS) per running worker, as
+// a high-water mark: when more workers run than ever before in the
+// process, GOMAXPROCS goes up by one; a worker's end gives nothing back.
+// So GOMAXPROCS is at most its value before the first worker plus the
+// most workers that ever ran at once, and starting and stopping workers
+// (a front-end enabling and disabling rings in a loop) changes it no more
+// than once per new high: each change stops the world (about 0.2 ms on
+// the 2-CPU VM). An idle P costs nothing. The change is relative to
+// GOMAXPROCS at the time, so a caller that restores a value it read
+// earlier (testing.AllocsPerRun sets 1 and restores) while a worker
+// first starts can undo one reservation; nothing in the daemon sets
+// GOMAXPROCS. Any call of runtime.GOMAXPROCS also ends the runtime's own
+// updates of its default (since Go 1.25: from the CPU affinity and the
+// cgroup's CPU limit): from the first worker on, a change of either is
+// not followed.
 //
 // Why: a worker spends most of its life blocked in a system call (a read
 // of /dev/fuse, io_uring_enter, an eventfd read), and a goroutine blocked
@@ -105,7 +107,12 @@ func (w *Worker) Wait() error {
 //
 // A GOMAXPROCS set in the environment is the user's choice (and the
 // test suite's single-P pass): then nothing is changed.
-var procsMu sync.Mutex
+var procs struct {
+	mu sync.Mutex
+	// running is the workers running; reserved the Ps added so far, the
+	// most that ever ran at once.
+	running, reserved int
+}
 
 // procsFixed: GOMAXPROCS was set in the environment.
 var procsFixed = os.Getenv("GOMAXPROCS") != ""
@@ -114,16 +121,20 @@ func reserveP() {
 	if procsFixed {
 		return
 	}
-	procsMu.Lock()
-	defer procsMu.Unlock()
-	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1)
+	procs.mu.Lock()
+	defer procs.mu.Unlock()
+	procs.running++
+	if procs.running > procs.reserved {
+		procs.reserved++
+		runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1)
+	}
 }
 
 func releaseP() {
 	if procsFixed {
 		return
 	}
-	procsMu.Lock()
-	defer procsMu.Unlock()
-	runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0)-1, 1))
+	procs.mu.Lock()
+	defer procs.mu.Unlock()
+	procs.running--
 }

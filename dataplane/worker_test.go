@@ -169,35 +169,52 @@ func TestReadTopology(t *testing.T) {
 	t.Logf("%q, %d threads/core, allowed %v", topo.Brand, topo.ThreadsPerCore, topo.Allowed)
 }
 
-// TestWorkersReserveP: each running worker adds one P to GOMAXPROCS, and
-// the value is back where it was once they have all ended.
+// TestWorkersReserveP: GOMAXPROCS grows by one for each worker running
+// past the most that ever ran at once, and never shrinks: 3 workers on
+// top of those before add up to 3 Ps, ending them gives none back,
+// running 3 again adds none, running 4 adds one.
 func TestWorkersReserveP(t *testing.T) {
 	if procsFixed {
 		t.Skip("GOMAXPROCS is set in the environment, so workers leave it alone: nothing to check")
 	}
+	run := func(n int) (during int) {
+		release := make(chan struct{})
+		started := make(chan struct{})
+		var ws []*Worker
+		for range n {
+			ws = append(ws, Start(-1, func() error {
+				started <- struct{}{}
+				<-release
+				return nil
+			}))
+			<-started
+		}
+		during = runtime.GOMAXPROCS(0)
+		close(release)
+		for _, w := range ws {
+			if err := w.Wait(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return during
+	}
+	procs.mu.Lock()
+	running, reserved := procs.running, procs.reserved
+	procs.mu.Unlock()
+	if running != 0 {
+		t.Skipf("%d workers of other tests still run", running)
+	}
 	before := runtime.GOMAXPROCS(0)
-	release := make(chan struct{})
-	started := make(chan int)
-	var ws []*Worker
-	for range 3 {
-		ws = append(ws, Start(-1, func() error {
-			started <- runtime.GOMAXPROCS(0)
-			<-release
-			return nil
-		}))
-		<-started
+	if got, want := run(reserved+3), before+3; got != want {
+		t.Errorf("GOMAXPROCS with %d workers running is %d, want %d (%d before, %d reserved already)", reserved+3, got, want, before, reserved)
 	}
 	if got := runtime.GOMAXPROCS(0); got != before+3 {
-		t.Errorf("GOMAXPROCS with 3 workers running is %d, want %d (%d before + 1 per worker)", got, before+3, before)
+		t.Errorf("GOMAXPROCS after the workers ended is %d, want %d: a worker's end gives nothing back", got, before+3)
 	}
-	close(release)
-	for _, w := range ws {
-		if err := w.Wait(); err != nil {
-			t.Fatal(err)
-		}
+	if got := run(reserved + 3); got != before+3 {
+		t.Errorf("GOMAXPROCS with the same number of workers again is %d, want %d unchanged", got, before+3)
 	}
-	// Wait's done is closed after releaseP ran (deferred in order).
-	if got := runtime.GOMAXPROCS(0); got != before {
-		t.Errorf("GOMAXPROCS after the workers ended is %d, want %d", got, before)
+	if got := run(reserved + 4); got != before+4 {
+		t.Errorf("GOMAXPROCS with one worker more than ever is %d, want %d", got, before+4)
 	}
 }
