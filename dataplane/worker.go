@@ -101,8 +101,12 @@ func (w *Worker) Wait() error {
 // work: CREATE's kernel round trip p50 18-26 µs against 27-46 µs over 4
 // alternated rounds of 3,000 creates, LOOKUP's 9-10 against 10-15 µs;
 // over 5,000 creates and unlinks the serving process made 404 futex
-// calls against 3,710 and 44,652 context switches against 56,899. An
-// idle P costs nothing; at most CPUs+workers threads run Go code, and
+// calls against 3,710 and 44,652 context switches against 56,899. On
+// the idle machine (load under 2) the round trips did not move: CREATE
+// p50 30.6-41.1 µs with the reservation, 29.4-37.3 µs without it
+// (GOMAXPROCS=2 set), LOOKUP 12.0-16.3 against 11.8-15.5 µs, 3
+// alternated rounds: it is the busy machine it helps. An idle P costs
+// nothing; at most CPUs+workers threads run Go code, and
 // the workers among them are pinned, one per CPU.
 //
 // A GOMAXPROCS set in the environment is the user's choice (and the
