@@ -169,6 +169,53 @@ func topDistance(fd, linear int, exact bool) (int, inodeKey, error) {
 	return 0, inodeKey{}, syscall.EACCES
 }
 
+// mountRootID returns the mount ID of the directory fd's mount if fd is
+// that mount's root directory, else 0 (or if the kernel does not say:
+// STATX_MNT_ID and STATX_ATTR_MOUNT_ROOT are Linux 5.8).
+func mountRootID(fd int) uint64 {
+	var stx unix.Statx_t
+	if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW, unix.STATX_MNT_ID, &stx); err != nil {
+		return 0
+	}
+	if stx.Mask&unix.STATX_MNT_ID == 0 || stx.Attributes_mask&unix.STATX_ATTR_MOUNT_ROOT == 0 || stx.Attributes&unix.STATX_ATTR_MOUNT_ROOT == 0 {
+		return 0
+	}
+	return stx.Mnt_id
+}
+
+// mountID returns the mount ID of fd's mount (0 if unknown).
+func mountID(fd int) uint64 {
+	var stx unix.Statx_t
+	if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW, unix.STATX_MNT_ID, &stx); err != nil || stx.Mask&unix.STATX_MNT_ID == 0 {
+		return 0
+	}
+	return stx.Mnt_id
+}
+
+// beneathMountRoot is beneathRoot for a directory fd other than the root,
+// on the root's mount, when the root is that mount's root directory: the
+// kernel checks every ".." it climbs on a mount that is the bind of a
+// subtree against the mount's root (path_connected, fs/namei.c), failing
+// it with ENOENT when the parent is not the mount's root or beneath it, so
+// a single ".." answers: the parent is beneath the root, hence fd is, or
+// fd was moved outside (EACCES). On a mount of a whole filesystem the
+// kernel does not check, and needs not: every directory of that
+// filesystem is beneath its root. One lookup, whatever the depth (the
+// kernel's check walks the parents once, O(depth) in memory): climbing
+// there cost the kernel that check at every level, about 100 ms a reopen
+// at depth 4,000, which let one user's lookups stall a whole mount.
+func beneathMountRoot(fd int) fs.Errno {
+	up, err := unix.Openat(fd, "..", unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err == syscall.ENOENT {
+		return syscall.EACCES
+	}
+	if err != nil {
+		return errno(err)
+	}
+	unix.Close(up)
+	return fs.OK
+}
+
 // beneathRoot reports OK if the directory fd is the root or below it, and
 // EACCES if the root is not among its ancestors (a directory the host
 // moved out of the share). The answer holds for the tree as it was while
@@ -185,6 +232,12 @@ func (f *FS) beneathRoot(fd int) fs.Errno {
 	var st unix.Stat_t
 	if err := unix.Fstat(cur, &st); err != nil {
 		return errno(err)
+	}
+	if keyOf(&st) == f.root.key {
+		return fs.OK
+	}
+	if f.rootMnt != 0 && mountID(fd) == f.rootMnt {
+		return beneathMountRoot(fd)
 	}
 	for range linearDepth {
 		if keyOf(&st) == f.root.key {

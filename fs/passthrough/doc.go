@@ -24,8 +24,10 @@
 // it with open_by_handle_at, through an O_RDONLY fd of the inode's mount
 // (one per mount under the export). So the fds the FS holds do not grow
 // with the inodes the client remembers. A directory reopened from its
-// handle must still be the root or beneath it (the same walk up ".." that
-// guards ".."): EACCES if the host moved it out of the export. A
+// handle must still be the root or beneath it (the same check that guards
+// "..": a walk up "..", or, when the root is its mount's root as in the
+// namespace sandbox, the kernel's own check of one ".." against the mount):
+// EACCES if the host moved it out of the export. A
 // non-directory is the inode the client looked up, wherever its names are
 // now, as a pinned O_PATH fd would be; one the host deleted is ESTALE.
 // A goroutine started by New (stopped by Close) closes, every 5 s, the

@@ -31,6 +31,12 @@ type FS struct {
 	// (procFd, "N") instead of the path /proc/self/fd/N. Immutable.
 	xattrAt bool
 	root    *inode
+	// rootMnt is the mount ID of the root's mount if the root is that
+	// mount's root directory (a bind mount of the share, as in the
+	// namespace sandbox, or a filesystem mounted there), else 0: then a
+	// directory on that mount is beneath the root exactly when the kernel
+	// finds it connected to the mount (beneathRoot). Immutable.
+	rootMnt uint64
 
 	inodes  inodeTable
 	handles handleTable
@@ -177,6 +183,7 @@ func New(root string, opts Options) (*FS, error) {
 	}
 	f.inodes.budget = f.budget
 	f.root = f.inodes.insertRoot(rootFd, &st)
+	f.rootMnt = mountRootID(rootFd)
 	f.flushless = hostNoFlush(rootFd)
 	f.ptPath = kernelAtLeast(6, 12)
 	if h := f.inodes.fh; h != nil {

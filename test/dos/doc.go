@@ -2,7 +2,8 @@
 // is attacked the way an unprivileged local user or a hostile 9P client
 // would — lock storms, GETLK owner storms, open floods (also of files
 // that end up deleted, and of files a host process holds a lease on),
-// Tflush floods, a client that stops reading —
+// lookups in evicted directories thousands of levels deep, Tflush floods,
+// a client that stops reading —
 // while a second client's stat loop keeps running. The floods assert
 // that the stat loop never stalls for a second, that its p99 stays within
 // 5× the idle p99, that the daemon's fd count and RSS stay under stated

@@ -79,6 +79,9 @@ func child(role string, args []string) int {
 	if role == "createflood" {
 		return openFlood(args[0], args[1], unix.O_CREAT|unix.O_RDWR)
 	}
+	if role == "deepdir" {
+		return deepDirChild(args[0], args[1])
+	}
 	if role == "p9openlock" {
 		return p9OpenLock(args[0], args[1])
 	}
