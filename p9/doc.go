@@ -65,8 +65,9 @@
 // Fids are per connection: unknown fid → EBADF; a newfid already in use →
 // EBADF; more than Options.MaxFids → EMFILE (on a Trusted peer's
 // connection, which may carry many uids' fids, one uid other than 0 holds
-// at most an eighth of them, EMFILE past it, and the last eighth is kept
-// for uid 0, ENFILE: see fid.go). Twalk with no names clones;
+// at most an eighth of them, EMFILE past it, but at least 16 (or all
+// root's reserve leaves), and the last eighth, at least 1, is kept for
+// uid 0, ENFILE: see fid.go). Twalk with no names clones;
 // a walk failing at the first name is Rlerror, at a later name a short
 // Rwalk with newfid not created. An opened fid (Tlopen, Tlcreate) or an
 // xattr fid cannot be walked or opened again (EBADF). Each fid points at a
@@ -129,8 +130,8 @@
 // first check that the name still leads to the fid's inode (ESTALE if it
 // was renamed away), so they never hit another file that took the name.
 //
-// Limits per connection: MaxFids fids (an eighth per uid other than 0
-// on a Trusted peer's), MaxRequests+readAhead request slots
+// Limits per connection: MaxFids fids (an eighth, at least 16, per uid
+// other than 0 on a Trusted peer's), MaxRequests+readAhead request slots
 // of at most 2×msize each, and 16 MiB of xattr buffers held by xattr fids
 // (ENOMEM beyond). There is no 9P authentication (Tauth): who a client is
 // comes from the transport (see Identity).

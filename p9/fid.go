@@ -220,6 +220,22 @@ func (c *conn) addFidXattr(id uint32, uid uint32, root, n *node, st fidState, fh
 // fid's (its Tattach's n_uname, or the identity), which is what a fid
 // acts as; a Trusted peer may name any uid, so this is fairness among
 // the users of an honest client, not a bound against the client.
+//
+// An eighth of a small MaxFids walks nowhere (of 15, 1 fid: the uid's
+// attach), so a uid's share is at least fidShareFloor, and root keeps at
+// least one fid (waitshare.NewFloor). Linux's v9fs keeps a fid per
+// dentry and uid (v9fs_fid_add), made by walking from the parent's, and
+// a dentry pins its parent; with cache=none a user with a file open d
+// directories down holds its attach, a fid per directory of the path and
+// the file's, and one more the open cloned (clone_fid): 16 is a file open
+// 13 directories down. Below 8 × fidShareFloor (128) fewer uids then
+// fill what root leaves (four of 64, where an eighth took seven), and
+// up to 18 fids one uid may take all of it: so small a table is too
+// small to share, but it still bounds the connection.
+
+// fidShareFloor is the fewest fids a uid other than 0 may hold on a
+// connection whose fids are shared (above), root's reserve permitting.
+const fidShareFloor = 16
 
 // fidRefused is the errno of a fid fidShare refused to uid: EMFILE if
 // uid holds its share (the limit is its own: as with RLIMIT_NOFILE, or

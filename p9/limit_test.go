@@ -510,13 +510,13 @@ func TestIdentifyMovesOwner(t *testing.T) {
 
 // TestFidSharePerUid: on a trusted peer's connection (a shared v9fs
 // mount, each user attached with its own n_uname), one uid other than 0
-// holds at most an eighth of MaxFids (EMFILE past it, on Tattach, Twalk
+// holds at most an eighth of MaxFids (128: 16, the floor too) (EMFILE past it, on Tattach, Twalk
 // and Txattrwalk alike), other uids and root still walk, non-root uids
 // together stop at seven eighths (ENFILE), the last eighth is root's,
 // and a clunk gives a uid its fid back. On a peer that is not trusted
 // every fid is its identity's: there MaxFids is that uid's.
 func TestFidSharePerUid(t *testing.T) {
-	const maxFids, share = 64, 8
+	const maxFids, share = 128, 16
 	m := newMemFS("")
 	sock, s := startServer(t, m, &Options{MaxFids: maxFids})
 	r := dialRaw(t, sock)
@@ -528,7 +528,7 @@ func TestFidSharePerUid(t *testing.T) {
 	r.ok(&Tattach{Fid: 1, Afid: NoFid, NUname: 0}, MsgRattach)
 	r.ok(&Tmkdir{Dfid: 1, Name: []byte("d"), Mode: 0o777}, MsgRmkdir)
 
-	// uid 1000 (A): its attach and 7 walks are its share.
+	// uid 1000 (A): its attach and 15 walks are its share.
 	const a = 1000
 	attachAs(100, a)
 	for i := range uint32(share - 1) {
@@ -550,9 +550,9 @@ func TestFidSharePerUid(t *testing.T) {
 	r.ok(walkMsg(100, 107, "d"), MsgRwalk)
 	r.errno("uid 1000's Twalk at its share again", walkMsg(100, 150, "d"), syscall.EMFILE)
 
-	// Non-root uids stop once seven eighths (56) of the fids are taken,
-	// root's 2 included: uid 1001's 6 more, four more uids' 8 each and a
-	// fifth's 6 make 56; the fifth's next gets ENFILE (it holds less
+	// Non-root uids stop once seven eighths (112) of the fids are taken,
+	// root's 2 included: uid 1001's 14 more, four more uids' 16 each and a
+	// fifth's 14 make 112; the fifth's next gets ENFILE (it holds less
 	// than its share: the table is full for it), as does another uid's
 	// Tattach; uid 1000 still gets EMFILE (its own share); root walks
 	// into the last eighth, up to every fid.
@@ -560,7 +560,7 @@ func TestFidSharePerUid(t *testing.T) {
 		r.ok(walkMsg(200, 202+i, "d"), MsgRwalk)
 	}
 	for u := range uint32(5) {
-		base := 300 + 10*u
+		base := 300 + 20*u
 		attachAs(base, 1002+u)
 		walks := uint32(share - 1)
 		if u == 4 {
@@ -574,13 +574,13 @@ func TestFidSharePerUid(t *testing.T) {
 	if n, uids := c.fidShare.Waiting(); n != maxFids-share || uids != 7 {
 		t.Fatalf("%d fids, %d non-root uids, want %d of 7 (and root's)", n, uids, maxFids-share)
 	}
-	r.errno("uid 1006's Twalk in root's reserve", walkMsg(340, 349, "d"), syscall.ENFILE)
+	r.errno("uid 1006's Twalk in root's reserve", walkMsg(380, 399, "d"), syscall.ENFILE)
 	r.errno("a new uid's Tattach in root's reserve", &Tattach{Fid: 400, Afid: NoFid, NUname: 2000}, syscall.ENFILE)
 	r.errno("uid 1000's Twalk in root's reserve", walkMsg(100, 150, "d"), syscall.EMFILE)
 	for i := range uint32(share) {
 		r.ok(walkMsg(1, 500+i, "d"), MsgRwalk)
 	}
-	r.errno("root's Twalk with every fid taken", walkMsg(1, 510), syscall.ENFILE)
+	r.errno("root's Twalk with every fid taken", walkMsg(1, 600), syscall.ENFILE)
 	r.ok(&Tgetattr{Fid: 1, Mask: AttrBasic}, MsgRgetattr)
 
 	// Tversion clunks everything: the counts go with the fids.
@@ -599,5 +599,108 @@ func TestFidSharePerUid(t *testing.T) {
 	for i := range uint32(maxFids - 1) {
 		r2.ok(walkMsg(1, 2+i), MsgRwalk)
 	}
-	r2.errno("an identified peer's Twalk past MaxFids", walkMsg(1, 100), syscall.EMFILE)
+	r2.errno("an identified peer's Twalk past MaxFids", walkMsg(1, 1000), syscall.EMFILE)
+}
+
+// TestFidShareSmall: an eighth of a small MaxFids walks nowhere, so on a
+// trusted peer's connection a uid other than 0 may hold 16 fids, or all
+// root's reserve leaves (waitshare.NewFloor), and root keeps at least
+// one from 2 fids on. At each size a user attaches and walks 4 levels
+// (in place with one fid; to new fids while its share lasts), then
+// EMFILE; other uids take what is left of all but the reserve, then
+// ENFILE; root takes the rest, and nobody takes more than MaxFids. Before
+// (an eighth, at least 1), a user's share below 16 fids was its attach.
+func TestFidShareSmall(t *testing.T) {
+	for _, c := range []struct{ maxFids, share, reserve int }{
+		{1, 1, 0}, {2, 1, 1}, {4, 3, 1}, {8, 7, 1}, {15, 14, 1}, {16, 14, 2}, {64, 16, 8},
+	} {
+		t.Run(fmt.Sprint(c.maxFids), func(t *testing.T) {
+			m := newMemFS("")
+			sock, s := startServer(t, m, &Options{MaxFids: c.maxFids})
+			r := dialRaw(t, sock)
+			r.version(8192)
+			// Root makes d/d/d/d with one fid walking down in place, and
+			// gives it back.
+			r.ok(&Tattach{Fid: 1, Afid: NoFid, NUname: 0}, MsgRattach)
+			for range 4 {
+				r.ok(&Tmkdir{Dfid: 1, Name: []byte("d"), Mode: 0o777}, MsgRmkdir)
+				r.ok(walkMsg(1, 1, "d"), MsgRwalk)
+			}
+			r.ok(&Tclunk{Fid: 1}, MsgRclunk)
+			co := oneConn(t, s)
+			sh := co.fidShare
+			if sh.Slots() != c.maxFids || sh.Share() != c.share || sh.Reserve() != c.reserve {
+				t.Fatalf("fid share: slots %d share %d reserve %d, want %d %d %d",
+					sh.Slots(), sh.Share(), sh.Reserve(), c.maxFids, c.share, c.reserve)
+			}
+			if c.share < min(16, c.maxFids-c.reserve) || c.maxFids >= 2 && c.reserve < 1 {
+				t.Fatalf("share %d, reserve %d of %d fids: want a share of 16 or all but the reserve, and a reserve", c.share, c.reserve, c.maxFids)
+			}
+
+			// uid 1000: its attach, its new fids 4 levels down, then EMFILE;
+			// its attach fid walks 4 levels in place (no new fid) even so.
+			r.ok(&Tattach{Fid: 100, Afid: NoFid, NUname: 1000}, MsgRattach)
+			for i := range uint32(c.share - 1) {
+				r.ok(walkMsg(100, 101+i, "d", "d", "d", "d"), MsgRwalk)
+			}
+			r.errno("uid 1000's Twalk past its share", walkMsg(100, 99, "d"), syscall.EMFILE)
+			r.errno("uid 1000's clone past its share", walkMsg(100, 99), syscall.EMFILE)
+			r.ok(walkMsg(100, 100, "d", "d", "d", "d"), MsgRwalk)
+			r.ok(&Tgetattr{Fid: 100, Mask: AttrBasic}, MsgRgetattr)
+			taken := c.share
+
+			// Other uids take what is left of all but root's reserve: each
+			// its share (then EMFILE) or the rest (then ENFILE); a uid
+			// finding none left gets ENFILE on its Tattach.
+			for u := uint32(1001); ; u++ {
+				base := 1000 * u
+				left := c.maxFids - c.reserve - taken
+				if left == 0 {
+					r.errno(fmt.Sprintf("uid %d's Tattach in root's reserve", u), &Tattach{Fid: base, Afid: NoFid, NUname: u}, syscall.ENFILE)
+					break
+				}
+				got := min(c.share, left)
+				r.ok(&Tattach{Fid: base, Afid: NoFid, NUname: u}, MsgRattach)
+				for i := range uint32(got - 1) {
+					r.ok(walkMsg(base, base+1+i, "d", "d"), MsgRwalk)
+				}
+				want := syscall.ENFILE
+				if got == c.share {
+					want = syscall.EMFILE
+				}
+				r.errno(fmt.Sprintf("uid %d's Twalk past %d fids", u, got), walkMsg(base, base+999, "d"), want)
+				taken += got
+			}
+
+			// Root takes the rest, its reserve at least, and no more.
+			if rest := c.maxFids - taken; rest < c.reserve {
+				t.Fatalf("%d fids left to root, want its reserve %d", rest, c.reserve)
+			}
+			if taken < c.maxFids {
+				r.ok(&Tattach{Fid: 1, Afid: NoFid, NUname: 0}, MsgRattach)
+				taken++
+				for f := uint32(2); taken < c.maxFids; f++ {
+					r.ok(walkMsg(1, f, "d"), MsgRwalk)
+					taken++
+				}
+				r.errno("root's Twalk with every fid taken", walkMsg(1, 999), syscall.ENFILE)
+			} else {
+				r.errno("root's Tattach with every fid taken", &Tattach{Fid: 1, Afid: NoFid, NUname: 0}, syscall.ENFILE)
+			}
+			co.mu.Lock()
+			nfids := co.nfids
+			co.mu.Unlock()
+			if n, _ := sh.Waiting(); n != c.maxFids || nfids != c.maxFids {
+				t.Errorf("%d fids counted, %d in the table, want %d", n, nfids, c.maxFids)
+			}
+			// A clunk of a user's fid gives it back to the table, but with
+			// root holding its reserve that fid is root's (non-root uids
+			// stop at all but the reserve, root's counted).
+			if c.share > 1 && c.reserve > 0 {
+				r.ok(&Tclunk{Fid: 101}, MsgRclunk)
+				r.errno("uid 1000's clone with root in its reserve", walkMsg(100, 101), syscall.ENFILE)
+				r.ok(walkMsg(1, 999), MsgRwalk)
+			}
+		})
+	}
 }

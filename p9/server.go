@@ -78,7 +78,9 @@ type Options struct {
 	// uid other than 0 holds at most an eighth of them (past that its
 	// Tattach/Twalk/Txattrwalk fail with EMFILE), and the last eighth is
 	// kept for uid 0 (others get ENFILE there, as everyone does once all
-	// are taken); see fid.go.
+	// are taken). Below 128 a uid's share is 16 fids even so (all that
+	// root's reserve leaves, up to 18), so that each user can still walk,
+	// and root keeps at least 1 (from 2 fids on); see fid.go.
 	MaxFids int
 	// MaxRequests bounds the requests of one connection served at once
 	// (its workers). The reader reads up to readAhead more into a queue, so
@@ -449,7 +451,7 @@ func (s *Server) newConn(nc net.Conn, p *pendingConn) (*conn, error) {
 		waits:    waitshare.New(s.opts.MaxRequests),
 	}
 	if peer.Trusted {
-		c.fidShare = waitshare.New(s.opts.MaxFids)
+		c.fidShare = waitshare.NewFloor(s.opts.MaxFids, fidShareFloor)
 	}
 	c.msize.Store(s.opts.MaxMsize)
 	s.conns[c] = struct{}{}

@@ -102,6 +102,11 @@ dropped with a log line; the daemon keeps serving everyone else):
                    EMFILE), and other uids stop at seven eighths, the last
                    kept for root (ENFILE), so one user's fids (with cache=loose
                    one per cached dentry) cannot make everyone's walks fail.
+                   Below --max-fids 128 a uid may hold 16 even so (v9fs needs a
+                   fid per directory of a path a user has open), or all but
+                   root's reserve up to 18, and root keeps at least 1: so
+                   fewer users fill the table, and up to 18 one user may
+                   take all that root leaves.
                    A peer that is not trusted acts as one uid: its connection's
                    --max-fids are its own
   requests         --max-requests served at once per connection, 4 more read
@@ -162,7 +167,7 @@ func runP9(args []string) error {
 	rootConns := fl.Int("root-conns", p9.DefaultRootConns, "of --max-conns, how many are kept for root (uid 0): other peers are refused once max-conns − root-conns are open (at most max-conns − 1 are kept); 0: none")
 	handshake := fl.Duration("handshake-timeout", p9.DefaultHandshakeTimeout, "close a connection that has not completed Tversion and Tattach within this long of connecting (an attached connection is never closed for idleness); 0: never")
 	msize := fl.Uint("msize", p9.DefaultMaxMsize, "largest message size to agree on in Tversion (bytes, at least 512)")
-	maxFids := fl.Int("max-fids", p9.DefaultMaxFids, "most fids one connection may hold (EMFILE beyond); on a trusted peer's connection a uid other than 0 holds at most an eighth, and the last eighth is kept for uid 0 (ENFILE)")
+	maxFids := fl.Int("max-fids", p9.DefaultMaxFids, "most fids one connection may hold (EMFILE beyond); on a trusted peer's connection a uid other than 0 holds at most an eighth (at least 16, or all but root's reserve up to 18), and the last eighth (at least 1) is kept for uid 0 (ENFILE)")
 	maxReqs := fl.Int("max-requests", p9.DefaultMaxRequests, "requests of one connection served at once; each holds up to 2×msize of buffers")
 	xattr := fl.Bool("xattr", true, "serve extended attributes to clients; off, the host's POSIX ACLs still count in the server's permission checks of the clients it does not trust when it serves one directory, but not with several shares")
 	readOnly := fl.Bool("read-only", false, "refuse every change with EROFS")

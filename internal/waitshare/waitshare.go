@@ -4,7 +4,8 @@
 // opens that must break a host lease, and p9's connections for the latter.
 // p9 applies the same rule to another bounded slot one uid could take
 // from the others: the fids of a connection that serves several uids
-// (Options.MaxFids, a Counter of that many slots). A leaf: it imports
+// (Options.MaxFids, a Counter of that many slots made by NewFloor: one
+// fid does nothing). A leaf: it imports
 // nothing of the module.
 package waitshare
 
@@ -59,6 +60,27 @@ func New(slots int) *Counter {
 	slots = max(slots, 0)
 	return &Counter{slots: slots, perUid: max(1, slots/Fraction), reserve: slots / Fraction,
 		byUid: make(map[uint32]int)}
+}
+
+// NewFloor returns the count for slots that one uid needs several of
+// at once to do anything: New's rule, except that a uid other than 0
+// may hold at least floor slots (as many as Slots − Reserve when fewer
+// remain: root's reserve comes first), and root keeps at least one slot
+// once there are two. Where slots/Fraction is floor or more the bounds
+// are New's; below, fairness among uids gives way to each uid's being
+// able to work at all: a share of floor lets ⌊(slots − Reserve)/floor⌋
+// uids fill what root leaves (rather than Fraction − 1), and once
+// slots − Reserve is floor or fewer one uid may take all of it. p9 gives the fids of a connection shared by
+// several uids by this rule (a fid per directory of a path a v9fs user
+// has open: one fid walks nowhere).
+func NewFloor(slots, floor int) *Counter {
+	slots = max(slots, 0)
+	reserve := slots / Fraction
+	if reserve == 0 && slots >= 2 {
+		reserve = 1
+	}
+	share := max(1, slots/Fraction, min(floor, slots-reserve))
+	return &Counter{slots: slots, perUid: share, reserve: reserve, byUid: make(map[uint32]int)}
 }
 
 // Slots, Share and Reserve return the bounds: the slots, one non-root

@@ -17,86 +17,114 @@ func TestCounter(t *testing.T) {
 			t.Fatalf("New(%d): slots %d share %d reserve %d, want %d %d %d",
 				c.slots, l.Slots(), l.Share(), l.Reserve(), c.slots, c.share, c.reserve)
 		}
-		// One uid: its share, then refused.
-		for i := range c.share {
-			if !l.Take(65534) {
-				t.Fatalf("%d slots: uid 65534's wait %d refused within its share %d", c.slots, i, c.share)
-			}
+		checkCounter(t, l, c.slots, c.share, c.reserve)
+	}
+}
+
+// TestNewFloor: with a floor of 16 (p9's fids) a uid other than 0 may
+// hold 16 slots, or all that root's reserve leaves when that is fewer,
+// root keeps at least one slot once there are two, and from 128 slots
+// on the bounds are New's; the rule holds as TestCounter's does.
+func TestNewFloor(t *testing.T) {
+	for _, c := range []struct{ slots, share, reserve int }{
+		{1, 1, 0}, {2, 1, 1}, {4, 3, 1}, {8, 7, 1}, {15, 14, 1}, {16, 14, 2},
+		{18, 16, 2}, {64, 16, 8}, {127, 16, 15}, {128, 16, 16}, {1024, 128, 128},
+		{65536, 8192, 8192},
+	} {
+		l := NewFloor(c.slots, 16)
+		if l.Slots() != c.slots || l.Share() != c.share || l.Reserve() != c.reserve {
+			t.Fatalf("NewFloor(%d, 16): slots %d share %d reserve %d, want %d %d %d",
+				c.slots, l.Slots(), l.Share(), l.Reserve(), c.slots, c.share, c.reserve)
 		}
-		if l.Take(65534) {
-			t.Fatalf("%d slots: uid 65534 waits past its share %d", c.slots, c.share)
+		if c.slots <= 1024 {
+			checkCounter(t, l, c.slots, c.share, c.reserve)
 		}
-		// Other uids fill all but the reserve.
-		uid := uint32(1000)
-		for n := c.share; n < c.slots-c.reserve; uid++ {
-			for range c.share {
-				if n == c.slots-c.reserve {
-					break
-				}
-				if !l.Take(uid) {
-					t.Fatalf("%d slots: uid %d refused with %d waiting", c.slots, uid, n)
-				}
-				n++
-			}
-		}
-		if l.Take(uid + 1) {
-			t.Fatalf("%d slots: a new uid waits in root's reserve", c.slots)
-		}
-		// Root takes the reserve, and no more.
-		for i := range c.reserve {
-			if !l.Take(0) {
-				t.Fatalf("%d slots: root's wait %d in the reserve refused", c.slots, i)
-			}
-		}
-		if l.Take(0) {
-			t.Fatalf("%d slots: root waits past the slots", c.slots)
-		}
-		if w, _ := l.Waiting(); w != c.slots {
-			t.Fatalf("%d slots: %d waiting, want every slot", c.slots, w)
-		}
-		// A wait put back frees a slot for its uid only within the rules:
-		// root's for root (non-root still at slots − reserve), 65534's
-		// for 65534.
-		if c.reserve > 0 {
-			l.Put(0)
-			if l.Take(uid + 1) {
-				t.Fatalf("%d slots: root's freed slot went to uid %d", c.slots, uid+1)
-			}
-			if !l.Take(0) {
-				t.Fatalf("%d slots: root refused its freed slot", c.slots)
-			}
-		}
-		// A non-root slot put back while root waits in the reserve stays
-		// free (non-root waits stop at slots − reserve, root's counted);
-		// once root's waits end, it is the uid's again.
-		l.Put(65534)
-		if c.reserve > 0 && l.Take(65534) {
-			t.Fatalf("%d slots: a non-root wait while root's fill the reserve", c.slots)
-		}
-		for range c.reserve {
-			l.Put(0)
-		}
+	}
+}
+
+// checkCounter runs l, fresh, through its bounds: one uid's share, other
+// uids up to all but the reserve, root's reserve, and back to zero.
+func checkCounter(t *testing.T, l *Counter, slots, share, reserve int) {
+	t.Helper()
+	// One uid: its share, then refused.
+	for i := range share {
 		if !l.Take(65534) {
-			t.Fatalf("%d slots: uid 65534 refused after putting one back", c.slots)
+			t.Fatalf("%d slots: uid 65534's wait %d refused within its share %d", slots, i, share)
 		}
-		// Give everything back: the counts empty.
-		for range c.share {
-			l.Put(65534)
-		}
-		for u := uint32(1000); u <= uid; u++ {
-			for {
-				l.mu.Lock()
-				n := l.byUid[u]
-				l.mu.Unlock()
-				if n == 0 {
-					break
-				}
-				l.Put(u)
+	}
+	if l.Take(65534) {
+		t.Fatalf("%d slots: uid 65534 waits past its share %d", slots, share)
+	}
+	// Other uids fill all but the reserve.
+	uid := uint32(1000)
+	for n := share; n < slots-reserve; uid++ {
+		for range share {
+			if n == slots-reserve {
+				break
 			}
+			if !l.Take(uid) {
+				t.Fatalf("%d slots: uid %d refused with %d waiting", slots, uid, n)
+			}
+			n++
 		}
-		if w, u := l.Waiting(); w != 0 || u != 0 {
-			t.Fatalf("%d slots: after every Put %d waits of %d uids counted", c.slots, w, u)
+	}
+	if l.Take(uid + 1) {
+		t.Fatalf("%d slots: a new uid waits in root's reserve", slots)
+	}
+	// Root takes the reserve, and no more.
+	for i := range reserve {
+		if !l.Take(0) {
+			t.Fatalf("%d slots: root's wait %d in the reserve refused", slots, i)
 		}
+	}
+	if l.Take(0) {
+		t.Fatalf("%d slots: root waits past the slots", slots)
+	}
+	if w, _ := l.Waiting(); w != slots {
+		t.Fatalf("%d slots: %d waiting, want every slot", slots, w)
+	}
+	// A wait put back frees a slot for its uid only within the rules:
+	// root's for root (non-root still at slots − reserve), 65534's
+	// for 65534.
+	if reserve > 0 {
+		l.Put(0)
+		if l.Take(uid + 1) {
+			t.Fatalf("%d slots: root's freed slot went to uid %d", slots, uid+1)
+		}
+		if !l.Take(0) {
+			t.Fatalf("%d slots: root refused its freed slot", slots)
+		}
+	}
+	// A non-root slot put back while root waits in the reserve stays
+	// free (non-root waits stop at slots − reserve, root's counted);
+	// once root's waits end, it is the uid's again.
+	l.Put(65534)
+	if reserve > 0 && l.Take(65534) {
+		t.Fatalf("%d slots: a non-root wait while root's fill the reserve", slots)
+	}
+	for range reserve {
+		l.Put(0)
+	}
+	if !l.Take(65534) {
+		t.Fatalf("%d slots: uid 65534 refused after putting one back", slots)
+	}
+	// Give everything back: the counts empty.
+	for range share {
+		l.Put(65534)
+	}
+	for u := uint32(1000); u <= uid; u++ {
+		for {
+			l.mu.Lock()
+			n := l.byUid[u]
+			l.mu.Unlock()
+			if n == 0 {
+				break
+			}
+			l.Put(u)
+		}
+	}
+	if w, u := l.Waiting(); w != 0 || u != 0 {
+		t.Fatalf("%d slots: after every Put %d waits of %d uids counted", slots, w, u)
 	}
 }
 
