@@ -36,7 +36,7 @@ if [ "$(cat $V/a/fa)" != a ]; then result start FAIL "a/fa: $(cat $V/a/fa 2>&1);
 			bad=$((bad+1))
 		fi
 		n=$((n+1))
-		echo $n >/tmp/rn
+		echo $n >/tmp/rn.new && mv /tmp/rn.new /tmp/rn # never read half-written
 	done
 	echo "$n $bad" >/tmp/reader
 ) &
