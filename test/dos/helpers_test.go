@@ -42,7 +42,9 @@ func fastfsd(t *testing.T) string {
 			buildErr = err
 			return
 		}
-		binPath, buildErr = testutil.BuildFastfsd(dir, "fastfsd", nil)
+		// As make build does (CGO_ENABLED=0): a cgo build falls back
+		// to no namespace, and the suite must attack what users run.
+		binPath, buildErr = testutil.BuildFastfsd(dir, "fastfsd", []string{"CGO_ENABLED=0"})
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
