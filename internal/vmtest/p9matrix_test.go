@@ -67,7 +67,11 @@ func TestGuestPosixMatrix9P(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "9p.sock")
 	log := &testutil.Buffer{}
 	// --allow-devices: the matrix makes character and block devices as root.
-	srv := exec.Command(bin, "9p", "--listen", "unix:"+sock, "--shared-dir", dir, "--allow-devices")
+	// --handshake-timeout 0: QEMU's guestfwd chardev connects when the VM
+	// starts, and the guest's Tversion comes only once it has booted and
+	// mounts (10.6 s after in one CI run under load, past the 10 s
+	// default, which closed the connection and left the mount hanging).
+	srv := exec.Command(bin, "9p", "--listen", "unix:"+sock, "--shared-dir", dir, "--allow-devices", "--handshake-timeout", "0")
 	srv.Stdout, srv.Stderr = log, log
 	srv.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := srv.Start(); err != nil {
