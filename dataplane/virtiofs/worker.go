@@ -896,9 +896,30 @@ func (d *Device) serve(s *slot, queue int) uint32 {
 		s.sink.reset(c.Writable(), abi.OutHeaderSize, int(min(wlen-abi.OutHeaderSize, 1<<31)))
 		dst = &s.sink
 	}
+	n := d.handle(s, op, queue, s.in[:inLen], src, dst)
+	if n == 0 {
+		return 0
+	}
+	data := s.req.DataLen()
+	if uint64(n)+uint64(data) > wlen {
+		// The driver gave less room than the reply needs (Linux never
+		// does); answer EIO if at least the header fits.
+		return errReply(c, unique, unix.EIO, wlen)
+	}
+	c.WriteAt(s.req.Out[:n], 0)
+	return uint32(n + data)
+}
+
+// handle runs the engine on the request in (s.in) with src and dst as its
+// WRITE source and READ sink (nil for none), in the device's current
+// session, with s.noWait, counting it in s.obs; what serve and serveCopied
+// share. It returns the reply length in s.req.Out; 0 when there is no
+// reply, s.retry then telling whether the engine left it because it would
+// wait.
+func (d *Device) handle(s *slot, op abi.Opcode, queue int, in []byte, src fs.Source, dst fs.Sink) int {
 	d.session(s, op, queue)
 	r := s.req
-	r.In, r.Src, r.Dst = s.in[:inLen], src, dst
+	r.In, r.Src, r.Dst = in, src, dst
 	r.NoWait, s.retry = s.noWait, false
 	var t0 time.Time
 	if s.obs != nil {
@@ -906,7 +927,7 @@ func (d *Device) serve(s *slot, queue int) uint32 {
 	}
 	n := s.sess.srv.Handle(r)
 	if s.obs != nil && n >= abi.OutHeaderSize {
-		moved := uint64(r.DataLen())
+		moved := uint64(r.DataLen()) // 0 without dst
 		if src != nil {
 			moved = uint64(src.Len())
 		}
@@ -917,16 +938,8 @@ func (d *Device) serve(s *slot, queue int) uint32 {
 	}
 	if n == 0 {
 		s.retry = r.Retry()
-		return 0
 	}
-	data := r.DataLen()
-	if uint64(n)+uint64(data) > wlen {
-		// The driver gave less room than the reply needs (Linux never
-		// does); answer EIO if at least the header fits.
-		return errReply(c, unique, unix.EIO, wlen)
-	}
-	c.WriteAt(r.Out[:n], 0)
-	return uint32(n + data)
+	return n
 }
 
 // serveCopied is serve for a blocking slot, touching no guest memory: the
@@ -947,26 +960,11 @@ func (d *Device) serveCopied(s *slot, queue int) uint32 {
 	if c.ReadableLen() != rlen {
 		return errOut(s, unique, unix.E2BIG, wlen) // longer than its copy (toBlocking sizes it: never)
 	}
-	d.session(s, op, queue)
-	r := s.req
-	r.In, r.Src, r.Dst = s.in[:rlen], nil, nil
-	r.NoWait, s.retry = s.noWait, false
-	var t0 time.Time
-	if s.obs != nil {
-		t0 = time.Now()
-	}
-	n := s.sess.srv.Handle(r)
-	if s.obs != nil && n >= abi.OutHeaderSize {
-		s.obs.Observe(uint32(op), stats.FuseErrno(binary.LittleEndian.Uint32(r.Out[4:8])), 0, time.Since(t0))
-	}
-	if op == abi.OpDestroy {
-		s.sess.destroyed.Store(true)
-	}
+	n := d.handle(s, op, queue, s.in[:rlen], nil, nil)
 	if n == 0 {
-		s.retry = r.Retry()
 		return 0
 	}
-	if uint64(n) > wlen || r.DataLen() != 0 {
+	if uint64(n) > wlen || s.req.DataLen() != 0 {
 		return errOut(s, unique, unix.EIO, wlen)
 	}
 	return uint32(n)
