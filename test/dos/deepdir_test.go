@@ -145,7 +145,7 @@ func TestDeepDirLookups(t *testing.T) {
 }
 
 func deepDirLookups(t *testing.T, sandbox string, depth int) {
-	m := startMountBin(t, fastfsdStatic(t), "--cache", "never", "--inode-fd-cache", "16", "--sandbox", sandbox)
+	m := startMount(t, "--cache", "never", "--inode-fd-cache", "16", "--sandbox", sandbox)
 	deep := filepath.Join(m.src, "deep")
 	if err := os.Mkdir(deep, 0o777); err != nil {
 		t.Fatal(err)

@@ -25,10 +25,6 @@ var (
 	buildOnce sync.Once
 	binPath   string
 	buildErr  error
-
-	staticOnce sync.Once
-	staticPath string
-	staticErr  error
 )
 
 // fastfsd builds ./cmd/fastfsd once per test binary.
@@ -52,28 +48,6 @@ func fastfsd(t *testing.T) string {
 	return binPath
 }
 
-// fastfsdStatic builds ./cmd/fastfsd once per test binary as make build
-// does (CGO_ENABLED=0), so that --sandbox=namespace, the default of
-// fastfsd mount as root, is available: a cgo build falls back to no
-// namespace.
-func fastfsdStatic(t *testing.T) string {
-	t.Helper()
-	testutil.RequireRoot(t)
-	testutil.RequireCommand(t, "go")
-	staticOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "dos-fastfsd-static-")
-		if err != nil {
-			staticErr = err
-			return
-		}
-		staticPath, staticErr = testutil.BuildFastfsd(dir, "fastfsd", []string{"CGO_ENABLED=0"})
-	})
-	if staticErr != nil {
-		t.Fatal(staticErr)
-	}
-	return staticPath
-}
-
 // daemon is one running fastfsd.
 type daemon struct {
 	t       *testing.T
@@ -86,14 +60,8 @@ type daemon struct {
 
 func startDaemon(t *testing.T, args ...string) *daemon {
 	t.Helper()
-	return startDaemonBin(t, fastfsd(t), args...)
-}
-
-// startDaemonBin starts the fastfsd binary bin with args.
-func startDaemonBin(t *testing.T, bin string, args ...string) *daemon {
-	t.Helper()
 	d := &daemon{t: t, out: &testutil.Buffer{}, exited: make(chan struct{})}
-	d.cmd = exec.Command(bin, args...)
+	d.cmd = exec.Command(fastfsd(t), args...)
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -172,13 +140,6 @@ type fuseMount struct {
 
 func startMount(t *testing.T, flags ...string) *fuseMount {
 	t.Helper()
-	return startMountBin(t, "", flags...)
-}
-
-// startMountBin is startMount with the fastfsd binary bin ("": the
-// test's usual build).
-func startMountBin(t *testing.T, bin string, flags ...string) *fuseMount {
-	t.Helper()
 	// The FUSE attacks need the device and flock(1); the 9P ones neither.
 	testutil.RequireDevFuse(t)
 	testutil.RequireCommand(t, "flock")
@@ -191,10 +152,7 @@ func startMountBin(t *testing.T, bin string, flags ...string) *fuseMount {
 	os.Chmod(filepath.Dir(top), 0o755)
 	sharedFile(t, filepath.Join(m.src, "f"))
 	args := append([]string{"mount", "--source", m.src, "--allow-other"}, flags...)
-	if bin == "" {
-		bin = fastfsd(t)
-	}
-	m.daemon = startDaemonBin(t, bin, append(args, m.mnt)...)
+	m.daemon = startDaemon(t, append(args, m.mnt)...)
 	var parent unix.Stat_t
 	unix.Stat(top, &parent)
 	for deadline := time.Now().Add(30 * time.Second); ; {
