@@ -302,9 +302,7 @@ func childBinary(t *testing.T) string {
 // locks available" from flock) rather than queued. The mount keeps
 // serving, every waiter ends (granted or refused), SIGTERM is prompt.
 func TestFlockStormUring(t *testing.T) {
-	if _, err := os.Stat("/sys/module/fuse/parameters/enable_uring"); err != nil {
-		t.Skip("no FUSE over io_uring in this kernel (CONFIG_FUSE_IO_URING, 6.14+): nothing to test")
-	}
+	requireFuseUring(t)
 	m := startMount(t, "--cache", "never", "--uring")
 	stat := statOp(filepath.Join(m.mnt, "f"))
 	idle := measureIdle(t, time.Second, stat)
@@ -418,19 +416,10 @@ func TestLockWaitsPerUid(t *testing.T) {
 // refused (the eighth kept for root); root's blocking flock on that CPU
 // still works.
 func TestLockWaitsPerUidUring(t *testing.T) {
-	if _, err := os.Stat("/sys/module/fuse/parameters/enable_uring"); err != nil {
-		t.Skip("no FUSE over io_uring in this kernel (CONFIG_FUSE_IO_URING, 6.14+): nothing to test")
-	}
+	requireFuseUring(t)
 	testutil.RequireCommand(t, "taskset")
 	const slots, share = 8, 1 // half the 16 entries of a queue; an eighth of them
-	var mask unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &mask); err != nil {
-		t.Fatal(err)
-	}
-	cpu := 0
-	for !mask.IsSet(cpu) {
-		cpu++
-	}
+	cpu := firstCPU(t)
 	pin := strconv.Itoa(cpu)
 	m := startMount(t, "--cache", "never", "--uring")
 	sharedFile(t, filepath.Join(m.src, "g"))

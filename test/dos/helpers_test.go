@@ -300,3 +300,35 @@ func tail(s string, n int) string {
 	}
 	return s
 }
+
+// requireFuseUring skips unless the kernel has FUSE over io_uring.
+func requireFuseUring(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat("/sys/module/fuse/parameters/enable_uring"); err != nil {
+		t.Skip("no FUSE over io_uring in this kernel (CONFIG_FUSE_IO_URING, 6.14+): nothing to test")
+	}
+}
+
+// firstCPU returns the lowest CPU this process may run on.
+func firstCPU(t *testing.T) int {
+	t.Helper()
+	var mask unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &mask); err != nil {
+		t.Fatal(err)
+	}
+	cpu := 0
+	for !mask.IsSet(cpu) {
+		cpu++
+	}
+	return cpu
+}
+
+// unlease gives up the host leases on fds (F_SETLEASE F_UNLCK).
+func unlease(t *testing.T, fds ...int) {
+	t.Helper()
+	for _, fd := range fds {
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_UNLCK); err != nil {
+			t.Fatalf("F_SETLEASE F_UNLCK: %v", err)
+		}
+	}
+}

@@ -119,9 +119,7 @@ func TestLeaseOpenWaits(t *testing.T) { leaseOpenWaits(t) }
 // opens wait on helpers holding their ring entries (root's waits are not
 // capped per uid), not on the queue's worker.
 func TestLeaseOpenWaitsUring(t *testing.T) {
-	if _, err := os.Stat("/sys/module/fuse/parameters/enable_uring"); err != nil {
-		t.Skip("no FUSE over io_uring in this kernel (CONFIG_FUSE_IO_URING, 6.14+): nothing to test")
-	}
+	requireFuseUring(t)
 	leaseOpenWaits(t, "--uring")
 }
 
@@ -141,11 +139,7 @@ func leaseOpenWaits(t *testing.T, flags ...string) {
 	if worst > 500*time.Millisecond {
 		t.Errorf("root's stat took %v while opens waited for host leases, want < 500 ms", worst)
 	}
-	for _, fd := range fds {
-		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_UNLCK); err != nil {
-			t.Fatalf("F_SETLEASE F_UNLCK: %v", err)
-		}
-	}
+	unlease(t, fds...)
 	for range leaseWaiters {
 		select {
 		case err := <-res:
@@ -230,11 +224,7 @@ func TestLeaseWaitsPerUid(t *testing.T) {
 	if worst := statMax(filepath.Join(m.mnt, "f"), 10, 2*time.Second); worst > 500*time.Millisecond {
 		t.Errorf("root's stat took %v while uid %d's share of waits was taken, want < 500 ms", worst, nobody)
 	}
-	for _, fd := range fds {
-		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_UNLCK); err != nil {
-			t.Fatalf("F_SETLEASE F_UNLCK: %v", err)
-		}
-	}
+	unlease(t, fds...)
 	for range share + 1 {
 		select {
 		case o := <-done:
@@ -266,19 +256,10 @@ func TestLeaseWaitsPerUid(t *testing.T) {
 // and nothing watches the host), then made and leased on the host, as a
 // host process racing the client's create would.
 func TestLeaseCreateLongUring(t *testing.T) {
-	if _, err := os.Stat("/sys/module/fuse/parameters/enable_uring"); err != nil {
-		t.Skip("no FUSE over io_uring in this kernel (CONFIG_FUSE_IO_URING, 6.14+): nothing to test")
-	}
+	requireFuseUring(t)
 	testutil.RequireCommand(t, "taskset", "sh")
 	const group = 4242 // the directory's group: the creator's supplementary one
-	var mask unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &mask); err != nil {
-		t.Fatal(err)
-	}
-	cpu := 0
-	for !mask.IsSet(cpu) {
-		cpu++
-	}
+	cpu := firstCPU(t)
 	m := startMount(t, "--cache", "always", "--uring")
 	dir := filepath.Join(m.src, "d")
 	if err := os.Mkdir(dir, 0o770); err != nil {
@@ -384,9 +365,7 @@ measure:
 		t.Fatalf("the create of a leased file returned before the lease was given up: %v %q", err, out.String())
 	default:
 	}
-	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_UNLCK); err != nil {
-		t.Fatalf("F_SETLEASE F_UNLCK: %v", err)
-	}
+	unlease(t, fd)
 	select {
 	case err := <-done:
 		if err != nil {
@@ -583,11 +562,7 @@ func TestPassthroughKeepsReadLease(t *testing.T) {
 	if worst > 500*time.Millisecond {
 		t.Errorf("root's open took %v while write opens waited for host leases, want < 500 ms", worst)
 	}
-	for _, lfd := range lfds {
-		if _, err := unix.FcntlInt(uintptr(lfd), unix.F_SETLEASE, unix.F_UNLCK); err != nil {
-			t.Fatalf("F_SETLEASE F_UNLCK: %v", err)
-		}
-	}
+	unlease(t, lfds...)
 	var wfds []int
 	for range leaseWaiters {
 		select {
