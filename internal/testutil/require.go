@@ -35,20 +35,23 @@ func RequireRoot(t testing.TB) {
 // read-write (loop devices: a block device over a file).
 func RequireLoopDevice(t testing.TB) {
 	t.Helper()
-	f, err := os.OpenFile("/dev/loop-control", os.O_RDWR, 0)
-	if err != nil {
-		skipOrFail(t, fmt.Sprintf("needs loop devices: %v; load the loop module (modprobe loop) and run as root", err))
-		return
-	}
-	f.Close()
+	requireDevice(t, "/dev/loop-control", "loop devices", "loop")
 }
 
 // RequireDevFuse skips unless /dev/fuse can be opened read-write.
 func RequireDevFuse(t testing.TB) {
 	t.Helper()
-	f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
+	requireDevice(t, "/dev/fuse", "/dev/fuse", "fuse")
+}
+
+// requireDevice skips unless the device path can be opened read-write;
+// what names it in the message, module is the kernel module that
+// provides it.
+func requireDevice(t testing.TB, path, what, module string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
-		skipOrFail(t, fmt.Sprintf("needs /dev/fuse: %v; load the fuse module (modprobe fuse) and run as root", err))
+		skipOrFail(t, fmt.Sprintf("needs %s: %v; load the %s module (modprobe %s) and run as root", what, err, module, module))
 		return
 	}
 	f.Close()
