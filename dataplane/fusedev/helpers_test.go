@@ -11,6 +11,7 @@ import (
 	"github.com/fastfsd/fastfsd/fs"
 	"github.com/fastfsd/fastfsd/fuse"
 	"github.com/fastfsd/fastfsd/fuse/abi"
+	"github.com/fastfsd/fastfsd/internal/fusetest"
 	"github.com/fastfsd/fastfsd/internal/stats"
 )
 
@@ -25,14 +26,7 @@ func (w *waitingFS) SetLk(ctx *fs.Context, ino fs.Inode, fh fs.Handle, owner uin
 	if !wait || lk.Type == unix.F_UNLCK {
 		return 0
 	}
-	ch := make(chan struct{})
-	if !ctx.OnInterrupt(func() { close(ch) }) {
-		return syscall.EINTR
-	}
-	defer ctx.StopOnInterrupt()
-	w.entered <- struct{}{}
-	<-ch
-	return syscall.EINTR
+	return fusetest.WaitInterrupted(ctx, w.entered)
 }
 
 // newLockDev is a fake device whose worker serves a waitingFS (entered

@@ -13,6 +13,7 @@ import (
 	"github.com/fastfsd/fastfsd/fs"
 	"github.com/fastfsd/fastfsd/fuse"
 	"github.com/fastfsd/fastfsd/fuse/abi"
+	"github.com/fastfsd/fastfsd/internal/fusetest"
 )
 
 // leasedCreateFS is waitingFS whose CREATEs are of an existing name a
@@ -29,14 +30,7 @@ func (l *leasedCreateFS) Create(ctx *fs.Context, parent fs.Inode, name []byte, m
 		return fs.WouldWait
 	}
 	l.created <- fmt.Sprintf("%s label %s=%d bytes gid %d (%v)", name, ctx.SecLabelName, len(ctx.SecLabel), ctx.SuppGid, ctx.HasSuppGid)
-	ch := make(chan struct{})
-	if !ctx.OnInterrupt(func() { close(ch) }) {
-		return syscall.EINTR
-	}
-	defer ctx.StopOnInterrupt()
-	l.entered <- struct{}{}
-	<-ch
-	return syscall.EINTR
+	return fusetest.WaitInterrupted(ctx, l.entered)
 }
 
 // secctxExt is a FUSE_SECURITY_CTX request extension as the kernel

@@ -9,6 +9,7 @@ import (
 	"github.com/fastfsd/fastfsd/fs"
 	"github.com/fastfsd/fastfsd/fuse"
 	"github.com/fastfsd/fastfsd/fuse/abi"
+	"github.com/fastfsd/fastfsd/internal/fusetest"
 )
 
 // leasedFS is testFS whose opens would wait (as an open breaking a host
@@ -25,14 +26,7 @@ func (l *leasedFS) Open(ctx *fs.Context, ino fs.Inode, flags, openFlags uint32, 
 	if ctx.NoWait {
 		return fs.WouldWait
 	}
-	ch := make(chan struct{})
-	if !ctx.OnInterrupt(func() { close(ch) }) {
-		return syscall.EINTR
-	}
-	defer ctx.StopOnInterrupt()
-	l.entered <- struct{}{}
-	<-ch
-	return syscall.EINTR
+	return fusetest.WaitInterrupted(ctx, l.entered)
 }
 
 // TestRetryOnHelper: an OPEN that would wait on the worker (fs.WouldWait

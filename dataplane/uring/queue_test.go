@@ -14,6 +14,7 @@ import (
 	"github.com/fastfsd/fastfsd/fs"
 	"github.com/fastfsd/fastfsd/fuse"
 	"github.com/fastfsd/fastfsd/fuse/abi"
+	"github.com/fastfsd/fastfsd/internal/fusetest"
 	"github.com/fastfsd/fastfsd/internal/testutil"
 )
 
@@ -34,14 +35,7 @@ func (w *waitingFS) SetLk(ctx *fs.Context, ino fs.Inode, fh fs.Handle, owner uin
 		}
 		return 0
 	}
-	ch := make(chan struct{})
-	if !ctx.OnInterrupt(func() { close(ch) }) {
-		return syscall.EINTR
-	}
-	defer ctx.StopOnInterrupt()
-	w.entered <- struct{}{}
-	<-ch
-	return syscall.EINTR
+	return fusetest.WaitInterrupted(ctx, w.entered)
 }
 
 // Open is an open breaking a host lease: with NoWait it would wait
@@ -50,14 +44,7 @@ func (w *waitingFS) Open(ctx *fs.Context, ino fs.Inode, flags, openFlags uint32,
 	if ctx.NoWait {
 		return fs.WouldWait
 	}
-	ch := make(chan struct{})
-	if !ctx.OnInterrupt(func() { close(ch) }) {
-		return syscall.EINTR
-	}
-	defer ctx.StopOnInterrupt()
-	w.entered <- struct{}{}
-	<-ch
-	return syscall.EINTR
+	return fusetest.WaitInterrupted(ctx, w.entered)
 }
 
 // Create of an existing name is an open breaking a host lease, as Open;

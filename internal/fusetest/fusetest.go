@@ -5,8 +5,10 @@ package fusetest
 
 import (
 	"bytes"
+	"syscall"
 	"testing"
 
+	"github.com/fastfsd/fastfsd/fs"
 	"github.com/fastfsd/fastfsd/fuse"
 	"github.com/fastfsd/fastfsd/fuse/abi"
 )
@@ -52,4 +54,20 @@ func Init(t testing.TB, s *fuse.Server, r *fuse.Request) {
 	if e, _ := Serve(t, s, r, Req(abi.OpInit, 0, Enc(&in, abi.InitInSize))); e != 0 {
 		t.Fatalf("INIT: errno %d", -e)
 	}
+}
+
+// WaitInterrupted is a test filesystem's wait that only an interrupt
+// ends (a FUSE_INTERRUPT, a queue stop, the connection's end): it sends
+// on entered once it waits, then blocks until ctx is interrupted, and
+// answers EINTR. A request that cannot be interrupted answers EINTR at
+// once, without sending on entered.
+func WaitInterrupted(ctx *fs.Context, entered chan<- struct{}) fs.Errno {
+	ch := make(chan struct{})
+	if !ctx.OnInterrupt(func() { close(ch) }) {
+		return syscall.EINTR
+	}
+	defer ctx.StopOnInterrupt()
+	entered <- struct{}{}
+	<-ch
+	return syscall.EINTR
 }
