@@ -74,13 +74,12 @@ func New(slots int) *Counter {
 // several uids by this rule (a fid per directory of a path a v9fs user
 // has open: one fid walks nowhere).
 func NewFloor(slots, floor int) *Counter {
-	slots = max(slots, 0)
-	reserve := slots / Fraction
-	if reserve == 0 && slots >= 2 {
-		reserve = 1
+	l := New(slots)
+	if l.reserve == 0 && l.slots >= 2 {
+		l.reserve = 1
 	}
-	share := max(1, slots/Fraction, min(floor, slots-reserve))
-	return &Counter{slots: slots, perUid: share, reserve: reserve, byUid: make(map[uint32]int)}
+	l.perUid = max(l.perUid, min(floor, l.slots-l.reserve))
+	return l
 }
 
 // Slots, Share and Reserve return the bounds: the slots, one non-root
