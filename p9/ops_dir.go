@@ -73,9 +73,7 @@ func (c *conn) lcreate(r *request, body []byte) fs.Errno {
 	var ent fs.Entry
 	child, fh, e := c.createNode(r, f, dir, &m, flags, &ent)
 	ended = true
-	if child == nil {
-		child = dir // no change of node on failure
-	}
+	// On failure child is nil: endOpen then leaves f's node as it is.
 	if e := c.endOpen(f, child, fidOpenFile, fh, e); e != 0 {
 		return e
 	}
