@@ -89,8 +89,16 @@ func TestLeaseOpenOffWorker(t *testing.T) {
 
 	// A queue stop answers a waiting open.
 	lnode, _ = leasedNode(t, d, q, "l2")
-	open = openReq(lnode, 256<<10)
-	if head, err = q.Add(open); err != nil {
+	stopAnswersWait(t, g, q, openReq(lnode, 256<<10), "OPEN")
+}
+
+// stopAnswersWait adds req, which waits for a host lease, and stops the
+// guest's queues: GET_VRING_BASE must come back within 2 s and req be
+// answered EINTR.
+func stopAnswersWait(t *testing.T, g *vt.Guest, q *vt.GuestQueue, req vt.Buffers, what string) {
+	t.Helper()
+	head, err := q.Add(req)
+	if err != nil {
 		t.Fatal(err)
 	}
 	q.Kick()
@@ -100,10 +108,10 @@ func TestLeaseOpenOffWorker(t *testing.T) {
 		t.Fatal(err)
 	}
 	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("GET_VRING_BASE with an OPEN waiting for a lease took %v", d)
+		t.Errorf("GET_VRING_BASE with a %s waiting for a lease took %v", what, d)
 	}
-	if r := completion(t, q, head, open, "OPEN after stop"); r.hdr.Error != -int32(unix.EINTR) {
-		t.Errorf("OPEN waiting for a lease after stop: error %d, want -EINTR", r.hdr.Error)
+	if r := completion(t, q, head, req, what+" after stop"); r.hdr.Error != -int32(unix.EINTR) {
+		t.Errorf("%s waiting for a lease after stop: error %d, want -EINTR", what, r.hdr.Error)
 	}
 }
 
@@ -200,20 +208,5 @@ func TestLeaseCreateLongOffWorker(t *testing.T) {
 	// A queue stop answers a waiting one.
 	name2 := strings.Repeat("d", 255)
 	leasedNode(t, d, q, name2)
-	create = longCreateReq(name2, 900, 256<<10)
-	if head, err = q.Add(create); err != nil {
-		t.Fatal(err)
-	}
-	q.Kick()
-	time.Sleep(200 * time.Millisecond)
-	start := time.Now()
-	if _, err := g.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("GET_VRING_BASE with a long CREATE waiting for a lease took %v", d)
-	}
-	if r := completion(t, q, head, create, "long CREATE after stop"); r.hdr.Error != -int32(unix.EINTR) {
-		t.Errorf("long CREATE waiting for a lease after stop: error %d, want -EINTR", r.hdr.Error)
-	}
+	stopAnswersWait(t, g, q, longCreateReq(name2, 900, 256<<10), "long CREATE")
 }
