@@ -169,27 +169,15 @@ func topDistance(fd, linear int, exact bool) (int, inodeKey, error) {
 	return 0, inodeKey{}, syscall.EACCES
 }
 
-// mountRootID returns the mount ID of the directory fd's mount if fd is
-// that mount's root directory, else 0 (or if the kernel does not say:
-// STATX_MNT_ID and STATX_ATTR_MOUNT_ROOT are Linux 5.8).
-func mountRootID(fd int) uint64 {
-	var stx unix.Statx_t
-	if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW, unix.STATX_MNT_ID, &stx); err != nil {
-		return 0
-	}
-	if stx.Mask&unix.STATX_MNT_ID == 0 || stx.Attributes_mask&unix.STATX_ATTR_MOUNT_ROOT == 0 || stx.Attributes&unix.STATX_ATTR_MOUNT_ROOT == 0 {
-		return 0
-	}
-	return stx.Mnt_id
-}
-
-// mountID returns the mount ID of fd's mount (0 if unknown).
-func mountID(fd int) uint64 {
+// mountOf returns the mount ID of fd's mount and whether fd is that
+// mount's root directory: 0 and false if the kernel does not say
+// (STATX_MNT_ID and STATX_ATTR_MOUNT_ROOT are Linux 5.8).
+func mountOf(fd int) (id uint64, root bool) {
 	var stx unix.Statx_t
 	if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW, unix.STATX_MNT_ID, &stx); err != nil || stx.Mask&unix.STATX_MNT_ID == 0 {
-		return 0
+		return 0, false
 	}
-	return stx.Mnt_id
+	return stx.Mnt_id, stx.Attributes_mask&stx.Attributes&unix.STATX_ATTR_MOUNT_ROOT != 0
 }
 
 // beneathMountRoot is beneathRoot for a directory fd other than the root,
@@ -236,8 +224,10 @@ func (f *FS) beneathRoot(fd int) fs.Errno {
 	if keyOf(&st) == f.root.key {
 		return fs.OK
 	}
-	if f.rootMnt != 0 && mountID(fd) == f.rootMnt {
-		return beneathMountRoot(fd)
+	if f.rootMnt != 0 {
+		if id, _ := mountOf(fd); id == f.rootMnt {
+			return beneathMountRoot(fd)
+		}
 	}
 	for range linearDepth {
 		if keyOf(&st) == f.root.key {

@@ -183,7 +183,9 @@ func New(root string, opts Options) (*FS, error) {
 	}
 	f.inodes.budget = f.budget
 	f.root = f.inodes.insertRoot(rootFd, &st)
-	f.rootMnt = mountRootID(rootFd)
+	if id, root := mountOf(rootFd); root {
+		f.rootMnt = id
+	}
 	f.flushless = hostNoFlush(rootFd)
 	f.ptPath = kernelAtLeast(6, 12)
 	if h := f.inodes.fh; h != nil {
