@@ -1,6 +1,7 @@
 package passthrough
 
 import (
+	"fmt"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -527,20 +528,8 @@ func kernelAtLeast(major, minor int) bool {
 	if unix.Uname(&u) != nil {
 		return false
 	}
-	rel := unix.ByteSliceToString(u.Release[:])
 	var maj, min int
-	i := 0
-	for ; i < len(rel) && rel[i] >= '0' && rel[i] <= '9'; i++ {
-		maj = maj*10 + int(rel[i]-'0')
-	}
-	if i == 0 || i == len(rel) || rel[i] != '.' {
-		return false
-	}
-	j := i + 1
-	for i = j; i < len(rel) && rel[i] >= '0' && rel[i] <= '9'; i++ {
-		min = min*10 + int(rel[i]-'0')
-	}
-	if i == j {
+	if _, err := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &maj, &min); err != nil {
 		return false
 	}
 	return maj > major || maj == major && min >= minor
