@@ -125,9 +125,15 @@ func lookup(t testing.TB, f *FS, parent fs.Inode, name string) fs.Entry {
 
 func open(t testing.TB, f *FS, ino fs.Inode, flags uint32) fs.Handle {
 	t.Helper()
+	return openAs(t, f, rootCtx, ino, flags)
+}
+
+// openAs is open as the caller ctx.
+func openAs(t testing.TB, f *FS, ctx *fs.Context, ino fs.Inode, flags uint32) fs.Handle {
+	t.Helper()
 	var out fs.OpenOut
-	if e := f.Open(rootCtx, ino, flags, 0, &out); e != 0 {
-		t.Fatalf("Open(%d, %#x): %v", ino, flags, e)
+	if e := f.Open(ctx, ino, flags, 0, &out); e != 0 {
+		t.Fatalf("Open(%d, %#x) as uid %d: %v", ino, flags, ctx.Uid, e)
 	}
 	return out.Handle
 }

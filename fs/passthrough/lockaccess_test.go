@@ -107,11 +107,7 @@ func TestLockUpgrade(t *testing.T) {
 	writeFile(t, join(dir, "f"), "0123456789", 0o666)
 	e := lookup(t, f, fs.RootInode, "f")
 	alice := asUid(1000)
-	var out fs.OpenOut
-	if errno := f.Open(alice, e.Ino, unix.O_RDWR, 0, &out); errno != 0 {
-		t.Fatal(errno)
-	}
-	h := out.Handle
+	h := openAs(t, f, alice, e.Ino, unix.O_RDWR)
 	defer f.Release(alice, e.Ino, h, 0)
 	h2 := open(t, f, e.Ino, unix.O_RDWR)
 	defer f.Release(rootCtx, e.Ino, h2, 0)
@@ -309,11 +305,7 @@ func TestLockReadOnlyFile(t *testing.T) {
 	writeFile(t, join(dir, "ro"), "read only", 0o444)
 	e := lookup(t, f, fs.RootInode, "ro")
 	nobody := asUid(65534)
-	var out fs.OpenOut
-	if errno := f.Open(nobody, e.Ino, unix.O_RDONLY, 0, &out); errno != 0 {
-		t.Fatal(errno)
-	}
-	h := out.Handle
+	h := openAs(t, f, nobody, e.Ino, unix.O_RDONLY)
 	defer f.Release(nobody, e.Ino, h, 0)
 	fds := openFds(t)
 	wantErrno(t, "write lock through a read-only handle", f.SetLk(nobody, e.Ino, h, 1, lockRange(unix.F_WRLCK, 0, 9), false, false), syscall.EBADF)
