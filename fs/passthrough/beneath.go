@@ -212,13 +212,8 @@ func beneathMountRoot(fd int) fs.Errno {
 // tree the host changes meanwhile can only make the deep case miss the
 // root (EACCES), never find it where it is not.
 func (f *FS) beneathRoot(fd int) fs.Errno {
-	cur, err := unix.Dup(fd)
-	if err != nil {
-		return errno(err)
-	}
-	defer func() { unix.Close(cur) }()
 	var st unix.Stat_t
-	if err := unix.Fstat(cur, &st); err != nil {
+	if err := unix.Fstat(fd, &st); err != nil {
 		return errno(err)
 	}
 	if keyOf(&st) == f.root.key {
@@ -229,6 +224,13 @@ func (f *FS) beneathRoot(fd int) fs.Errno {
 			return beneathMountRoot(fd)
 		}
 	}
+	// The climb: cur starts as a dup of fd (st is its stat) and goes up a
+	// level at a time.
+	cur, err := unix.Dup(fd)
+	if err != nil {
+		return errno(err)
+	}
+	defer func() { unix.Close(cur) }()
 	for range linearDepth {
 		if keyOf(&st) == f.root.key {
 			return fs.OK
