@@ -750,34 +750,33 @@ func (w *worker) quiesce() {
 	if w.inflight > 0 && !w.faulted {
 		w.enter() // on failure faulted is set: nothing more is pushed
 	}
-	for i := 0; ; i++ {
-		w.reap()
-		if w.inflight == 0 {
-			return
-		}
-		if w.stopping.Load() || i == 10 {
-			w.interruptInflight()
-		}
-		p := w.pfd[2:3]
-		if _, err := unix.Poll(p, 100); err == nil && p[0].Revents != 0 {
-			drain(w.doneFd, &w.scr)
-		}
-	}
+	w.reapAll(false)
 }
 
 // quiesceViews waits until no helper slot holds a view of guest memory
 // (worker.holding), interrupting them if the wait lasts; blocking slots
 // wait on (a lock wait is not cut short by a memory update).
-func (w *worker) quiesceViews() {
+func (w *worker) quiesceViews() { w.reapAll(true) }
+
+// reapAll reaps until no request is on a helper (views: on a helper
+// slot, worker.holding), interrupting every request in flight if the
+// queue is stopping, and those it waits for after about a second.
+func (w *worker) reapAll(views bool) {
 	for i := 0; ; i++ {
 		w.reap()
-		if w.holding == 0 {
+		left := w.inflight
+		if views {
+			left = w.holding
+		}
+		if left == 0 {
 			return
 		}
 		if w.stopping.Load() {
 			w.interruptInflight()
 		} else if i == 10 {
-			w.interrupt(false) // a lock wait on a helper slot (no blocking slot was free)
+			// views: only the helper slots (a lock wait there, no
+			// blocking slot having been free).
+			w.interrupt(!views)
 		}
 		p := w.pfd[2:3]
 		if _, err := unix.Poll(p, 100); err == nil && p[0].Revents != 0 {
