@@ -241,12 +241,19 @@ func leasedFile(t *testing.T, path string) int {
 // waiting (handed off, wait.go), else fails the test: what does not wait.
 func waitOne(t *testing.T, s *Server, what string) {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Second)
-	for oneConn(t, s).waitCount() != 1 {
+	waitCountIs(t, s, 1, 2*time.Second, what+" does not wait")
+}
+
+// waitCountIs waits up to d for s's only connection to have n requests
+// waiting (handed off, wait.go), else fails the test with msg.
+func waitCountIs(t *testing.T, s *Server, n int, d time.Duration, msg string) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for oneConn(t, s).waitCount() != n {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s does not wait", what)
+			t.Fatalf("%s: %d requests wait after %v, want %d", msg, oneConn(t, s).waitCount(), d, n)
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -332,13 +339,7 @@ func TestLeaseOpenFidFree(t *testing.T) {
 	r.send(20, &Tlopen{Fid: 2, Flags: syscall.O_RDONLY})
 	waitOne(t, s, "the Tlopen of a leased file")
 	r.send(21, &Tlcreate{Fid: 4, Name: []byte("c"), Flags: DotlRdwr, Mode: 0o644})
-	deadline := time.Now().Add(2 * time.Second)
-	for oneConn(t, s).waitCount() != 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("the Tlcreate of an existing leased name does not wait")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitCountIs(t, s, 2, 2*time.Second, "the Tlcreate of an existing leased name does not wait")
 	r.send(22, &Tgetattr{Fid: 2, Mask: AttrBasic})
 	prompt("Tgetattr of the fid being opened by Tlopen", 22, MsgRgetattr)
 	r.send(23, &Tgetattr{Fid: 4, Mask: AttrBasic})
@@ -365,11 +366,7 @@ func TestLeaseOpenFidFree(t *testing.T) {
 		t.Logf("Tclunk of fid %d being opened, and its open's EINTR: %v", c.fid, d)
 	}
 	// Each gives its wait slot back just after its reply (wait.go).
-	for deadline := time.Now().Add(time.Second); oneConn(t, s).waitCount() != 0; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d requests still wait 1 s after their fids were clunked", oneConn(t, s).waitCount())
-		}
-	}
+	waitCountIs(t, s, 0, time.Second, "after their fids were clunked")
 
 	// The leases go; nothing the clunked fids were opening stays open.
 	for _, name := range []string{"a", "c"} {
@@ -434,11 +431,7 @@ func TestOpenFidClunkedLate(t *testing.T) {
 	if _, h := m.outstanding(); h != 0 {
 		t.Errorf("%d handles open after the clunked fid's open completed, want 0", h)
 	}
-	for deadline := time.Now().Add(time.Second); oneConn(t, s).waitCount() != 0; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d requests still wait 1 s after the open's reply", oneConn(t, s).waitCount())
-		}
-	}
+	waitCountIs(t, s, 0, time.Second, "after the open's reply")
 }
 
 // openFds counts this process's open fds.
