@@ -213,7 +213,7 @@ func (c *Conn) Unmount() error {
 		return err
 	}
 	// Find the connection before the mount disappears from mountinfo.
-	connID, idErr := c.connectionID()
+	connID, idErr := c.ConnectionID()
 	err := unmountPath(c.mountpoint, connID, idErr)
 	if err == nil || errors.Is(err, errDetached) {
 		c.unmounted = true
@@ -247,7 +247,7 @@ func unmountPath(mountpoint string, connID uint32, idErr error) error {
 		if idErr != nil {
 			return fmt.Errorf("unmount %s: busy, detached; cannot abort the connection: %w (%w)", mountpoint, idErr, errDetached)
 		}
-		if err := abortConnection(connID); err != nil {
+		if err := AbortConnection(connID); err != nil {
 			return fmt.Errorf("unmount %s: busy, detached: %w (%w)", mountpoint, err, errDetached)
 		}
 		return nil
@@ -255,11 +255,6 @@ func unmountPath(mountpoint string, connID uint32, idErr error) error {
 		return fmt.Errorf("unmount %s: %w; unmount it by hand (umount -l %s)", mountpoint, err, mountpoint)
 	}
 }
-
-// ConnectionID returns the fusectl connection number of the mount (the
-// minor of its st_dev), read from /proc/self/mountinfo without touching
-// the mount. UnmountConnection and ConnectionMounted take it.
-func (c *Conn) ConnectionID() (uint32, error) { return c.connectionID() }
 
 // UnmountConnection is Conn.Unmount for a process that holds no Conn:
 // it unmounts mountpoint as root does (umount2, and if busy a lazy detach
@@ -294,11 +289,6 @@ func ConnectionMounted(mountpoint string, id uint32) (bool, error) {
 	return mounted, err
 }
 
-// AbortConnection aborts FUSE connection id through fusectl (mounting it
-// if nobody has; needs CAP_SYS_ADMIN): pending and future requests fail,
-// the server's reads return ENODEV.
-func AbortConnection(id uint32) error { return abortConnection(id) }
-
 // Abort tears the connection down at once (fusectl abort): pending and
 // future requests fail, reads on the device return ENODEV. The mount
 // stays (every access then fails with ENOTCONN) until Unmount. An
@@ -309,16 +299,17 @@ func (c *Conn) Abort() error {
 		// connection; this one may not be allowed to.
 		return c.unmount()
 	}
-	id, err := c.connectionID()
+	id, err := c.ConnectionID()
 	if err != nil {
 		return err
 	}
-	return abortConnection(id)
+	return AbortConnection(id)
 }
 
-// connectionID finds the fusectl connection number of the mount: the minor
-// of its st_dev as /proc/self/mountinfo shows it ("0:N").
-func (c *Conn) connectionID() (uint32, error) {
+// ConnectionID finds the fusectl connection number of the mount: the minor
+// of its st_dev as /proc/self/mountinfo shows it ("0:N"), read without
+// touching the mount. UnmountConnection and ConnectionMounted take it.
+func (c *Conn) ConnectionID() (uint32, error) {
 	var id uint32
 	found := false
 	err := scanMountinfo(func(fields []string) {
@@ -391,9 +382,11 @@ func unescapeMountinfo(s string) string {
 
 const fusectlDir = "/sys/fs/fuse/connections"
 
-// abortConnection writes to fusectl's abort file of connection id,
-// mounting fusectl first if nobody has.
-func abortConnection(id uint32) error {
+// AbortConnection aborts FUSE connection id: it writes to fusectl's abort
+// file of the connection, mounting fusectl first if nobody has (needs
+// CAP_SYS_ADMIN). Pending and future requests fail, the server's reads
+// return ENODEV.
+func AbortConnection(id uint32) error {
 	path := fmt.Sprintf("%s/%d/abort", fusectlDir, id)
 	if _, err := os.Stat(path); err != nil {
 		// fusectl may simply not be mounted.
