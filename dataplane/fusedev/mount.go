@@ -1,18 +1,17 @@
 package fusedev
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"github.com/fastfsd/fastfsd/fuse"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
 	"github.com/fastfsd/fastfsd/internal/sys"
@@ -280,13 +279,14 @@ func UnmountConnection(mountpoint string, id uint32) error {
 // leaves mountinfo when umount2 detaches it, before the kernel frees its
 // cache.
 func ConnectionMounted(mountpoint string, id uint32) (bool, error) {
-	var mounted bool
-	err := scanMountinfo(func(fields []string) {
-		if unescapeMountinfo(fields[4]) == mountpoint && fields[2] == "0:"+strconv.FormatUint(uint64(id), 10) {
-			mounted = true
-		}
+	mounts, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
+		found := m.Mountpoint == mountpoint && m.Major == 0 && m.Minor == int(id)
+		return !found, found
 	})
-	return mounted, err
+	if err != nil {
+		return false, fmt.Errorf("read mountinfo: %w", err)
+	}
+	return len(mounts) > 0, nil
 }
 
 // Abort tears the connection down at once (fusectl abort): pending and
@@ -310,74 +310,17 @@ func (c *Conn) Abort() error {
 // of its st_dev as /proc/self/mountinfo shows it ("0:N"), read without
 // touching the mount. UnmountConnection and ConnectionMounted take it.
 func (c *Conn) ConnectionID() (uint32, error) {
-	var id uint32
-	found := false
-	err := scanMountinfo(func(fields []string) {
-		// 36 35 0:45 / /mnt/x rw,... - fuse.fastfs src rw,...
-		if unescapeMountinfo(fields[4]) != c.mountpoint {
-			return
-		}
-		sep := slices.Index(fields, "-")
-		if sep < 0 || sep+1 >= len(fields) || !strings.HasPrefix(fields[sep+1], "fuse") {
-			return
-		}
-		_, minor, ok := strings.Cut(fields[2], ":")
-		if !ok {
-			return
-		}
-		v, err := strconv.ParseUint(minor, 10, 32)
-		if err != nil {
-			return
-		}
-		id, found = uint32(v), true // the last match is the top mount
+	// 36 35 0:45 / /mnt/x rw,... - fuse.fastfs src rw,...
+	mounts, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
+		return m.Mountpoint != c.mountpoint || !strings.HasPrefix(m.FSType, "fuse"), false
 	})
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("read mountinfo: %w", err)
 	}
-	if !found {
+	if len(mounts) == 0 {
 		return 0, fmt.Errorf("no FUSE mount at %s in /proc/self/mountinfo", c.mountpoint)
 	}
-	return id, nil
-}
-
-// scanMountinfo calls line with the fields of each line of
-// /proc/self/mountinfo that has at least 10.
-func scanMountinfo(line func(fields []string)) error {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return fmt.Errorf("read mountinfo: %w", err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if fields := strings.Fields(sc.Text()); len(fields) >= 10 {
-			line(fields)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("read mountinfo: %w", err)
-	}
-	return nil
-}
-
-// unescapeMountinfo undoes the octal escapes (\040 for space, …) of
-// mountinfo paths.
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	return uint32(mounts[len(mounts)-1].Minor), nil // the last match is the top mount
 }
 
 const fusectlDir = "/sys/fs/fuse/connections"

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -96,9 +97,13 @@ func isMounted(t *testing.T, mnt string) bool {
 
 // mountRaw mounts a fresh temp dir and serves it with rawServe.
 func mountRaw(t *testing.T, opts MountOptions) (*Conn, chan syscall.Errno) {
+	return mountRawAt(t, t.TempDir(), opts)
+}
+
+// mountRawAt is mountRaw at the directory mnt.
+func mountRawAt(t *testing.T, mnt string, opts MountOptions) (*Conn, chan syscall.Errno) {
 	testutil.RequireRoot(t)
 	testutil.RequireDevFuse(t)
-	mnt := t.TempDir()
 	c, err := Mount(mnt, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -254,11 +259,30 @@ func TestMountErrors(t *testing.T) {
 	}
 }
 
-func TestUnescapeMountinfo(t *testing.T) {
-	for in, want := range map[string]string{`/a\040b`: "/a b", `/plain`: "/plain", `/x\134y`: `/x\y`, `/t\04`: `/t\04`} {
-		if got := unescapeMountinfo(in); got != want {
-			t.Errorf("unescape(%q) = %q, want %q", in, got, want)
-		}
+// A mountpoint with characters mountinfo escapes (space: \040,
+// backslash: \134) is still found by its path.
+func TestConnectionIDEscapedPath(t *testing.T) {
+	mnt := filepath.Join(t.TempDir(), `a b\c`)
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c, done := mountRawAt(t, mnt, MountOptions{})
+	id, err := c.ConnectionID()
+	if err != nil {
+		t.Fatalf("ConnectionID of a mount at %q: %v", mnt, err)
+	}
+	if ok, err := ConnectionMounted(mnt, id); err != nil || !ok {
+		t.Fatalf("ConnectionMounted(%q, %d) = %v, %v; want true", mnt, id, ok, err)
+	}
+	if ok, err := ConnectionMounted(mnt, id+1); err != nil || ok {
+		t.Errorf("ConnectionMounted(%q, %d), another connection = %v, %v; want false", mnt, id+1, ok, err)
+	}
+	if err := c.Unmount(); err != nil {
+		t.Fatal(err)
+	}
+	waitErrno(t, done)
+	if ok, err := ConnectionMounted(mnt, id); err != nil || ok {
+		t.Errorf("ConnectionMounted(%q, %d) after Unmount = %v, %v; want false", mnt, id, ok, err)
 	}
 }
 
