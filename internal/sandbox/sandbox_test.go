@@ -263,23 +263,9 @@ func TestSyscallLists(t *testing.T) {
 // the fastest of many short batches: on a machine shared with other work
 // a long loop measures the other work.
 func benchChild(dir string) int {
-	const batches, n = 100, 2000
-	fastest := func(call func()) float64 {
-		best := 0.0
-		for b := range batches {
-			t0 := time.Now()
-			for range n {
-				call()
-			}
-			if ns := float64(time.Since(t0).Nanoseconds()) / n; b == 0 || ns < best {
-				best = ns
-			}
-		}
-		return best
-	}
 	var st unix.Stat_t
 	timeCalls := func() (getppid, stat float64) {
-		return fastest(func() { unix.Getppid() }), fastest(func() { unix.Stat(dir, &st) })
+		return fastestNs(func() { unix.Getppid() }), fastestNs(func() { unix.Stat(dir, &st) })
 	}
 	runtime.LockOSThread()
 	g0, s0 := timeCalls()
@@ -290,6 +276,24 @@ func benchChild(dir string) int {
 	g1, s1 := timeCalls()
 	fmt.Printf("%f %f %f %f\n", g0, g1, s0, s1)
 	return 0
+}
+
+// fastestNs times 100 batches of 2000 calls of call and returns the
+// fastest batch's ns per call (the least disturbed by other work on a
+// shared machine).
+func fastestNs(call func()) float64 {
+	const batches, n = 100, 2000
+	best := 0.0
+	for b := range batches {
+		t0 := time.Now()
+		for range n {
+			call()
+		}
+		if ns := float64(time.Since(t0).Nanoseconds()) / n; b == 0 || ns < best {
+			best = ns
+		}
+	}
+	return best
 }
 
 // BenchmarkConfinementCost reports what confinement adds to a system call:

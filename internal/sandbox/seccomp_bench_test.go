@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 	"unsafe"
 
 	"golang.org/x/net/bpf"
@@ -86,18 +85,9 @@ func syscallChild(mode string) int {
 		{"read", func() { unix.Read(null, buf) }},
 		{"writev", func() { unix.Writev(null, iov) }},
 	}
-	const batches, n = 100, 2000
 	var out []string
 	for _, c := range calls {
-		ns := make([]float64, batches)
-		for b := range ns {
-			t0 := time.Now()
-			for range n {
-				c.call()
-			}
-			ns[b] = float64(time.Since(t0).Nanoseconds()) / n
-		}
-		out = append(out, fmt.Sprintf("%s %.1f", c.name, slices.Min(ns)))
+		out = append(out, fmt.Sprintf("%s %.1f", c.name, fastestNs(c.call)))
 	}
 	fmt.Println(strings.Join(out, " "))
 	return 0
