@@ -33,35 +33,6 @@ func (l *leasedCreateFS) Create(ctx *fs.Context, parent fs.Inode, name []byte, m
 	return fusetest.WaitInterrupted(ctx, l.entered)
 }
 
-// secctxExt is a FUSE_SECURITY_CTX request extension as the kernel
-// sends it: fuse_secctx_header (nr 1), fuse_secctx, the xattr name, a
-// label of n bytes, padded to 8.
-func secctxExt(name string, n int) []byte {
-	rec := abi.SecctxSize + len(name) + 1 + n
-	size := abi.ExtHeaderSize + (rec+7)&^7
-	b := make([]byte, size)
-	ne := binary.NativeEndian
-	ne.PutUint32(b[0:], uint32(size))
-	ne.PutUint32(b[4:], 1) // nr_secctx
-	ne.PutUint32(b[8:], uint32(n))
-	copy(b[abi.ExtHeaderSize+abi.SecctxSize:], name)
-	for i := range n {
-		b[abi.ExtHeaderSize+abi.SecctxSize+len(name)+1+i] = 'l'
-	}
-	return b
-}
-
-// groupsExt is a FUSE_EXT_GROUPS extension of one group.
-func groupsExt(gid uint32) []byte {
-	b := make([]byte, 16)
-	ne := binary.NativeEndian
-	ne.PutUint32(b[0:], 16)
-	ne.PutUint32(b[4:], abi.ExtGroups)
-	ne.PutUint32(b[8:], 1)
-	ne.PutUint32(b[12:], gid)
-	return b
-}
-
 // TestLargeWaitOnHelper: a wait larger than a helper slot's own copy
 // (helperInMax) still waits on a helper, never on the worker: a CREATE
 // of a 255-byte name with a security label and a supplementary group
@@ -127,8 +98,8 @@ func TestLargeWaitOnHelper(t *testing.T) {
 	name := strings.Repeat("n", 255)
 	const labelName, labelLen = "security.selinux", 1000
 	create := func(uid uint32) int {
-		payload := append([]byte(name+"\x00"), secctxExt(labelName, labelLen)...)
-		payload = append(payload, groupsExt(4242)...)
+		payload := append([]byte(name+"\x00"), fusetest.SecctxExt(labelName, labelLen)...)
+		payload = append(payload, fusetest.GroupsExt(4242)...)
 		n := d.put(uint32(abi.OpCreate), 1, abi.CreateInSize+len(payload))
 		(&abi.CreateIn{Flags: unix.O_WRONLY | unix.O_CREAT, Mode: 0o644}).Marshal(d.req[inHeaderSize:])
 		copy(d.req[inHeaderSize+abi.CreateInSize:], payload)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/fastfsd/fastfsd/dataplane/virtiofs"
 	"github.com/fastfsd/fastfsd/fuse/abi"
+	"github.com/fastfsd/fastfsd/internal/fusetest"
 	vt "github.com/fastfsd/fastfsd/vhostuser/vhostusertest"
 )
 
@@ -122,26 +123,11 @@ func stopAnswersWait(t *testing.T, g *vt.Guest, q *vt.GuestQueue, req vt.Buffers
 // label of labelLen bytes: skipped unread, since the session did not ask
 // for labels) and FUSE_EXT_GROUPS.
 func longCreateReq(name string, labelLen int, off uint64) vt.Buffers {
-	const labelName = "security.selinux"
-	rec := abi.SecctxSize + len(labelName) + 1 + labelLen
-	sec := make([]byte, abi.ExtHeaderSize+(rec+7)&^7)
 	le := binary.LittleEndian
-	le.PutUint32(sec[0:], uint32(len(sec)))
-	le.PutUint32(sec[4:], 1) // nr_secctx
-	le.PutUint32(sec[8:], uint32(labelLen))
-	copy(sec[abi.ExtHeaderSize+abi.SecctxSize:], labelName)
-	for i := range labelLen {
-		sec[abi.ExtHeaderSize+abi.SecctxSize+len(labelName)+1+i] = 'l'
-	}
-	groups := make([]byte, 16)
-	le.PutUint32(groups[0:], 16)
-	le.PutUint32(groups[4:], abi.ExtGroups)
-	le.PutUint32(groups[8:], 1)
-	le.PutUint32(groups[12:], 4242)
 	a := make([]byte, abi.CreateInSize+len(name)+1)
 	(&abi.CreateIn{Flags: unix.O_WRONLY | unix.O_CREAT, Mode: 0o644}).Marshal(a)
 	copy(a[abi.CreateInSize:], name)
-	ext := append(sec, groups...)
+	ext := append(fusetest.SecctxExt("security.selinux", labelLen), fusetest.GroupsExt(4242)...)
 	h := inHeader(abi.OpCreate, 1, len(a)+len(ext))
 	le.PutUint16(h[36:], uint16(len(ext)/8)) // total_extlen
 	return vt.Buffers{In: [][]byte{h, a, ext},

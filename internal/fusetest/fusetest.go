@@ -5,6 +5,7 @@ package fusetest
 
 import (
 	"bytes"
+	"encoding/binary"
 	"syscall"
 	"testing"
 
@@ -70,4 +71,33 @@ func WaitInterrupted(ctx *fs.Context, entered chan<- struct{}) fs.Errno {
 	entered <- struct{}{}
 	<-ch
 	return syscall.EINTR
+}
+
+// SecctxExt is a FUSE_SECURITY_CTX request extension as the kernel
+// sends it: fuse_secctx_header (nr 1), fuse_secctx, the xattr name, a
+// label of n bytes, padded to 8.
+func SecctxExt(name string, n int) []byte {
+	rec := abi.SecctxSize + len(name) + 1 + n
+	size := abi.ExtHeaderSize + (rec+7)&^7
+	b := make([]byte, size)
+	ne := binary.NativeEndian
+	ne.PutUint32(b[0:], uint32(size))
+	ne.PutUint32(b[4:], 1) // nr_secctx
+	ne.PutUint32(b[8:], uint32(n))
+	copy(b[abi.ExtHeaderSize+abi.SecctxSize:], name)
+	for i := range n {
+		b[abi.ExtHeaderSize+abi.SecctxSize+len(name)+1+i] = 'l'
+	}
+	return b
+}
+
+// GroupsExt is a FUSE_EXT_GROUPS extension of one group.
+func GroupsExt(gid uint32) []byte {
+	b := make([]byte, 16)
+	ne := binary.NativeEndian
+	ne.PutUint32(b[0:], 16)
+	ne.PutUint32(b[4:], abi.ExtGroups)
+	ne.PutUint32(b[8:], 1)
+	ne.PutUint32(b[12:], gid)
+	return b
 }
