@@ -47,7 +47,8 @@
 // request has its own slot (chain, engine Request, buffers). Helpers queue
 // their completions; the worker pushes and publishes them (the ring keeps
 // one owner). A blocking slot holds no view of guest memory: the worker
-// copies its request in at hand-off (at most 1 KiB) and its reply out at
+// copies its request in at hand-off (into the slot's 1 KiB, or a wait's
+// larger copy from dataplane.WaitCopies) and its reply out at
 // completion, translating the reply buffers again with the table it holds
 // then (used length 0 if they left guest memory), so a lock wait never
 // holds up a memory update and is not interrupted by one. While a request
