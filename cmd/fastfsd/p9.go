@@ -95,7 +95,8 @@ dropped with a log line; the daemon keeps serving everyone else):
                    accept is closed; an attached one is
                    never closed for being idle (a v9fs mount may idle for
                    hours on its one connection)
-  fids             --max-fids per connection (EMFILE past it). On a connection
+  fids             --max-fids per connection (EMFILE past it; ENFILE on a
+                   trusted peer's connection, below). On a connection
                    of a trusted peer (root's: a v9fs mount, each user attached
                    with its own uid under access=user) one uid other than 0
                    holds at most an eighth (8,192 of the default 65,536; more:
@@ -106,7 +107,8 @@ dropped with a log line; the daemon keeps serving everyone else):
                    fid per directory of a path a user has open), or all but
                    root's reserve up to 18, and root keeps at least 1: so
                    fewer users fill the table, and up to 18 one user may
-                   take all that root leaves.
+                   take all that root leaves (with --max-fids 1, all of it).
+                   A full table answers ENFILE, root's requests included.
                    A peer that is not trusted acts as one uid: its connection's
                    --max-fids are its own
   requests         --max-requests served at once per connection, 4 more read
@@ -167,7 +169,7 @@ func runP9(args []string) error {
 	rootConns := fl.Int("root-conns", p9.DefaultRootConns, "of --max-conns, how many are kept for root (uid 0): other peers are refused once max-conns − root-conns are open (at most max-conns − 1 are kept); 0: none")
 	handshake := fl.Duration("handshake-timeout", p9.DefaultHandshakeTimeout, "close a connection that has not completed Tversion and Tattach within this long of connecting (an attached connection is never closed for idleness); 0: never")
 	msize := fl.Uint("msize", p9.DefaultMaxMsize, "largest message size to agree on in Tversion (bytes, at least 512)")
-	maxFids := fl.Int("max-fids", p9.DefaultMaxFids, "most fids one connection may hold (EMFILE beyond); on a trusted peer's connection a uid other than 0 holds at most an eighth (at least 16, or all but root's reserve up to 18), and the last eighth (at least 1) is kept for uid 0 (ENFILE)")
+	maxFids := fl.Int("max-fids", p9.DefaultMaxFids, "most fids one connection may hold (EMFILE beyond); on a trusted peer's connection a uid other than 0 holds at most an eighth (at least 16, or all but root's reserve up to 18; past its share EMFILE), and the last eighth (at least 1 of 2 or more) is kept for uid 0 (ENFILE, as for a full table)")
 	maxReqs := fl.Int("max-requests", p9.DefaultMaxRequests, "requests of one connection served at once; each holds up to 2×msize of buffers")
 	xattr := fl.Bool("xattr", true, "serve extended attributes to clients; off, the host's POSIX ACLs still count in the server's permission checks of the clients it does not trust when it serves one directory, but not with several shares")
 	readOnly := fl.Bool("read-only", false, "refuse every change with EROFS")
