@@ -138,6 +138,18 @@ func openAs(t testing.TB, f *FS, ctx *fs.Context, ino fs.Inode, flags uint32) fs
 	return out.Handle
 }
 
+// hostOpen opens path with flags (and O_CLOEXEC) as a host process
+// would, not through the FS; the fd is closed when the test ends.
+func hostOpen(t testing.TB, path string, flags int) int {
+	t.Helper()
+	fd, err := unix.Open(path, flags|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	return fd
+}
+
 func hostErrno(err error) syscall.Errno {
 	if err == nil {
 		return 0

@@ -203,11 +203,7 @@ func TestLeasePassthroughFd(t *testing.T) {
 // lease's fd.
 func holdLease(t *testing.T, path string, typ int) int {
 	t.Helper()
-	lfd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(lfd) })
+	lfd := hostOpen(t, path, unix.O_RDONLY)
 	if _, err := unix.FcntlInt(uintptr(lfd), unix.F_SETLEASE, typ); err != nil {
 		t.Skipf("F_SETLEASE %d: %v (needs to own the file or CAP_LEASE)", typ, err)
 	}

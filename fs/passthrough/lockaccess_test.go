@@ -85,11 +85,7 @@ func TestLockKeepsReadLease(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 	// The locks are real: a host write lock on the range is refused.
-	hfd, err := unix.Open(join(dir, "f"), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(hfd)
+	hfd := hostOpen(t, join(dir, "f"), unix.O_RDONLY)
 	probe := unix.Flock_t{Type: unix.F_WRLCK, Whence: unix.SEEK_SET, Start: 0, Len: 1}
 	if err := unix.FcntlFlock(uintptr(hfd), unix.F_OFD_GETLK, &probe); err != nil || probe.Type != unix.F_RDLCK {
 		t.Errorf("host F_OFD_GETLK over the client's read lock: %v, type %d; want F_RDLCK", err, probe.Type)
@@ -111,11 +107,7 @@ func TestLockUpgrade(t *testing.T) {
 	defer f.Release(alice, e.Ino, h, 0)
 	h2 := open(t, f, e.Ino, unix.O_RDWR)
 	defer f.Release(rootCtx, e.Ino, h2, 0)
-	hfd, err := unix.Open(join(dir, "f"), unix.O_RDWR|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(hfd)
+	hfd := hostOpen(t, join(dir, "f"), unix.O_RDWR)
 
 	if errno := f.SetLk(alice, e.Ino, h, 1, lockRange(unix.F_RDLCK, 0, 99), false, false); errno != 0 {
 		t.Fatal(errno)
@@ -242,11 +234,7 @@ func TestLockUpgradeWhileWaiting(t *testing.T) {
 	e := lookup(t, f, fs.RootInode, "f")
 	h := open(t, f, e.Ino, unix.O_RDWR)
 	defer f.Release(rootCtx, e.Ino, h, 0)
-	hfd, err := unix.Open(join(dir, "f"), unix.O_RDWR|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(hfd)
+	hfd := hostOpen(t, join(dir, "f"), unix.O_RDWR)
 	if err := hostLock(hfd, unix.F_WRLCK, 100, 10); err != nil {
 		t.Fatal(err)
 	}
