@@ -63,11 +63,9 @@ type fid struct {
 	refs int32 // guarded by conn.mu
 
 	// opener is the request opening the fid (fidOpening), so that a
-	// Tclunk or Tremove of the fid interrupts its wait; clunked is set
-	// when the fid leaves the table, so that an open that finishes
-	// afterwards answers EINTR. Both guarded by conn.mu.
-	opener  *request
-	clunked bool
+	// Tclunk or Tremove of the fid interrupts its wait. Guarded by
+	// conn.mu.
+	opener *request
 
 	mu sync.Mutex
 	// Guarded by mu.
@@ -274,11 +272,8 @@ func (c *conn) removeFid(id uint32) *fid {
 	c.mu.Lock()
 	f := c.fids[id]
 	delete(c.fids, id)
-	if f != nil {
-		f.clunked = true
-		if f.opener != nil {
-			f.opener.intr.Set()
-		}
+	if f != nil && f.opener != nil {
+		f.opener.intr.Set()
 	}
 	c.mu.Unlock()
 	return f
@@ -304,13 +299,15 @@ func (c *conn) beginOpen(r *request, f *fid, want *node) (*node, fs.Errno) {
 // included) f is walked again and e is returned. On success f becomes st
 // with node n and handle fh; if n is not f's node, f's reference on its
 // old node (the directory of a Tlcreate) moves to n, which the caller
-// referenced. If f was clunked meanwhile the result is installed all the
-// same, so that the fid's last reference releases it, and endOpen
-// returns EINTR: the client gave the fid up while it was being opened.
+// referenced. If f left the table meanwhile (removeFid: a fid never
+// returns to it, and its id may name a new fid by now) the result is
+// installed all the same, so that the fid's last reference releases it,
+// and endOpen returns EINTR: the client gave the fid up while it was
+// being opened.
 func (c *conn) endOpen(f *fid, n *node, st fidState, fh fs.Handle, e fs.Errno) fs.Errno {
 	f.mu.Lock()
 	c.mu.Lock()
-	gone := f.clunked
+	gone := c.fids[f.id] != f
 	f.opener = nil
 	c.mu.Unlock()
 	if e != 0 {
