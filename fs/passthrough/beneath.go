@@ -169,15 +169,22 @@ func topDistance(fd, linear int, exact bool) (int, inodeKey, error) {
 	return 0, inodeKey{}, syscall.EACCES
 }
 
-// mountOf returns the mount ID of fd's mount and whether fd is that
-// mount's root directory: 0 and false if the kernel does not say
-// (STATX_MNT_ID and STATX_ATTR_MOUNT_ROOT are Linux 5.8).
-func mountOf(fd int) (id uint64, root bool) {
+// statMount returns, with one statx, the key of fd's inode, the mount ID
+// of fd's mount and whether fd is that mount's root directory (0 and
+// false if the kernel does not say: STATX_MNT_ID and
+// STATX_ATTR_MOUNT_ROOT are Linux 5.8). The key is keyOf of fd's fstat:
+// stx_dev_major and stx_dev_minor are always filled, and Mkdev encodes
+// them as st_dev.
+func statMount(fd int) (key inodeKey, mnt uint64, mntRoot bool, err error) {
 	var stx unix.Statx_t
-	if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW, unix.STATX_MNT_ID, &stx); err != nil || stx.Mask&unix.STATX_MNT_ID == 0 {
-		return 0, false
+	if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW, unix.STATX_INO|unix.STATX_MNT_ID, &stx); err != nil {
+		return inodeKey{}, 0, false, err
 	}
-	return stx.Mnt_id, stx.Attributes_mask&stx.Attributes&unix.STATX_ATTR_MOUNT_ROOT != 0
+	key = inodeKey{dev: unix.Mkdev(stx.Dev_major, stx.Dev_minor), ino: stx.Ino}
+	if stx.Mask&unix.STATX_MNT_ID == 0 {
+		return key, 0, false, nil
+	}
+	return key, stx.Mnt_id, stx.Attributes_mask&stx.Attributes&unix.STATX_ATTR_MOUNT_ROOT != 0, nil
 }
 
 // beneathMountRoot is beneathRoot for a directory fd other than the root,
@@ -212,27 +219,25 @@ func beneathMountRoot(fd int) fs.Errno {
 // tree the host changes meanwhile can only make the deep case miss the
 // root (EACCES), never find it where it is not.
 func (f *FS) beneathRoot(fd int) fs.Errno {
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
+	key, mnt, _, err := statMount(fd)
+	if err != nil {
 		return errno(err)
 	}
-	if keyOf(&st) == f.root.key {
+	if key == f.root.key {
 		return fs.OK
 	}
-	if f.rootMnt != 0 {
-		if id, _ := mountOf(fd); id == f.rootMnt {
-			return beneathMountRoot(fd)
-		}
+	if f.rootMnt != 0 && mnt == f.rootMnt {
+		return beneathMountRoot(fd)
 	}
-	// The climb: cur starts as a dup of fd (st is its stat) and goes up a
-	// level at a time.
+	// The climb: cur starts as a dup of fd (key is its inode's) and goes
+	// up a level at a time.
 	cur, err := unix.Dup(fd)
 	if err != nil {
 		return errno(err)
 	}
 	defer func() { unix.Close(cur) }()
 	for range linearDepth {
-		if keyOf(&st) == f.root.key {
+		if key == f.root.key {
 			return fs.OK
 		}
 		up, err := unix.Openat(cur, "..", unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
@@ -246,12 +251,12 @@ func (f *FS) beneathRoot(fd int) fs.Errno {
 		}
 		unix.Close(cur)
 		cur = up
-		if keyOf(&ust) == keyOf(&st) { // reached the top without meeting the root
+		if keyOf(&ust) == key { // reached the top without meeting the root
 			return syscall.EACCES
 		}
-		st = ust
+		key = keyOf(&ust)
 	}
-	if keyOf(&st) == f.root.key {
+	if key == f.root.key {
 		return fs.OK
 	}
 	// Deep: cur, linearDepth levels up, is not the root. It may be the

@@ -183,7 +183,7 @@ func New(root string, opts Options) (*FS, error) {
 	}
 	f.inodes.budget = f.budget
 	f.root = f.inodes.insertRoot(rootFd, &st)
-	if id, root := mountOf(rootFd); root {
+	if _, id, root, err := statMount(rootFd); err == nil && root {
 		f.rootMnt = id
 	}
 	f.flushless = hostNoFlush(rootFd)
