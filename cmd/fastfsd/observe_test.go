@@ -22,8 +22,9 @@ import (
 // The --metrics/--pprof tests run a daemon as a child process: this test
 // binary re-executed with FASTFSD_TEST_CHILD=NAME runs subcommand NAME on
 // its arguments and exits with the status main would give.
+// (The unmount helper is dispatched by mount_test.go's init, which every
+// re-executed test binary runs too.)
 func init() {
-	unmountHelperMain() // a mount door's unmount helper (mount_test.go)
 	name := os.Getenv("FASTFSD_TEST_CHILD")
 	if name == "" {
 		return
