@@ -44,15 +44,17 @@
 // into guest memory, splice), never through a Go buffer.
 //
 // With Options.Passthrough, every open of a regular file hands the client
-// the same backing file (OpenOut.PassthroughFd), opened read-only once per
-// inode and closed with the inode's last passthrough handle: the kernel
-// refuses (EIO on open) a second, different backing file for an inode that
-// is open in passthrough mode. That file only names the inode: for each
-// client open the kernel opens a backing file of its own on its path,
-// with that open's flags (so a write open writes, a read-only open cannot)
-// and the daemon's credentials. Read-only, it breaks no host read lease
-// and holds no write access. The transport must likewise register one
-// backing id per inode (package fuse does).
+// the same backing file (OpenOut.PassthroughFd): from Linux 6.12, which
+// registers an O_PATH fd, the inode's own O_PATH fd (nothing is opened);
+// before, a file opened read-only once per inode and closed with the
+// inode's last passthrough handle. The kernel refuses (EIO on open) a
+// second, different backing file for an inode that is open in passthrough
+// mode. That file only names the inode: for each client open the kernel
+// opens a backing file of its own on its path, with that open's flags (so
+// a write open writes, a read-only open cannot) and the daemon's
+// credentials. O_PATH or read-only, it breaks no host read lease and holds
+// no write access. The transport must likewise register one backing id
+// per inode (package fuse does).
 //
 // # Open budget per uid
 //
