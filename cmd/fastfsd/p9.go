@@ -35,7 +35,10 @@ const p9Usage = `usage: fastfsd 9p --listen ADDR --shared-dir DIR [flags]
        fastfsd 9p --listen ADDR --shared-dir NAME=DIR --shared-dir NAME2=DIR2… [flags]
 
 Serves DIR over 9P2000.L until SIGINT or SIGTERM, which stop accepting,
-let the requests being served finish (at most --drain), and exit 0.
+let the requests being served finish (at most --drain), and exit 0. A
+request waiting for a host lease holder to give the file up (a Tlopen,
+Tlcreate or truncating Tsetattr) is not left to finish: it is answered
+EINTR at once.
 
 ADDR is tcp:HOST:PORT, unix:PATH, or the Plan 9 dial form tcp!HOST!PORT or
 unix!PATH. A Linux client mounts it with
@@ -177,7 +180,7 @@ func runP9(args []string) error {
 	fl.BoolFunc("security-label", "not on this door (refused): 9P2000.L sends no security context with a creating request; a label a client sets afterwards with Txattrcreate goes through --xattrmap", func(string) error {
 		return errors.New("not on the 9p door: 9P2000.L carries no security context with Tlcreate/Tmkdir/Tmknod/Tsymlink (labels a client sets with Txattrcreate go through --xattrmap); --security-label is for fastfsd virtiofs and mount")
 	})
-	drain := fl.Duration("drain", 10*time.Second, "on SIGINT/SIGTERM, how long to let running requests finish before closing connections")
+	drain := fl.Duration("drain", 10*time.Second, "on SIGINT/SIGTERM, how long to let running requests finish before closing connections (a request waiting for a host lease holder is answered EINTR at once)")
 	socketGroup := fl.String("socket-group", "", "with --listen unix:PATH, make the socket mode 0660 owned by this group (name or gid), so its members may connect; default mode 0600 (only fastfsd's user)")
 	insecureTCP := fl.Bool("insecure-tcp", false, "allow --listen tcp on an address that is not loopback: network clients are NOT authenticated and act as the uid they name unless --all-squash is given")
 	allSquash := fl.String("all-squash", "", "UID:GID: every client acts as this user and group (no supplementary groups), whatever it names in Tattach; the server checks permissions for it")
