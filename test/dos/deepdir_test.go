@@ -1,7 +1,6 @@
 package dos
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"os"
@@ -156,12 +155,8 @@ func deepDirLookups(t *testing.T, sandbox string, depth int) {
 	self := childBinary(t)
 
 	c := asNobody(m.mnt, self, filepath.Join(m.mnt, "deep"), strconv.Itoa(depth))
-	c.Env = append(os.Environ(), childEnv+"=deepdir")
-	stdin, _ := c.StdinPipe()
-	stdout, _ := c.StdoutPipe()
 	t0 := time.Now()
-	start(t, c)
-	out := bufio.NewReader(stdout)
+	stdin, out := startChild(t, c, "deepdir")
 	if l, _ := out.ReadString('\n'); l != "built\n" {
 		t.Fatalf("attacker: %q", l)
 	}

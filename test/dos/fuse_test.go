@@ -134,6 +134,18 @@ func openFlood(path, count string, flags int) int {
 // page is what the tmpflood role writes into each file.
 var page [4096]byte
 
+// startChild starts c, a command of childBinary, as role with a pipe to
+// its stdin (the roles that wait read it to EOF) and a reader of its
+// stdout (their reports); in its own process group, killed at cleanup.
+func startChild(t *testing.T, c *exec.Cmd, role string) (io.WriteCloser, *bufio.Reader) {
+	t.Helper()
+	c.Env = append(os.Environ(), childEnv+"="+role)
+	stdin, _ := c.StdinPipe()
+	stdout, _ := c.StdoutPipe()
+	start(t, c)
+	return stdin, bufio.NewReader(stdout)
+}
+
 // start starts cmd in its own process group, killed at cleanup.
 func start(t *testing.T, cmd *exec.Cmd) {
 	t.Helper()
@@ -242,11 +254,7 @@ func TestGetlkOwnerStorm(t *testing.T) {
 	idle := measureIdle(t, time.Second, stat)
 	self := childBinary(t)
 	c := asNobody(m.mnt, self, filepath.Join(m.mnt, "f"), strconv.Itoa(owners))
-	c.Env = append(os.Environ(), childEnv+"=getlk")
-	stdin, _ := c.StdinPipe()
-	stdout, _ := c.StdoutPipe()
-	start(t, c)
-	out := bufio.NewReader(stdout)
+	stdin, out := startChild(t, c, "getlk")
 	if l, _ := out.ReadString('\n'); l != "opened\n" {
 		t.Fatalf("child: %q", l)
 	}

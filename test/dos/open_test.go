@@ -1,7 +1,6 @@
 package dos
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"os"
@@ -42,11 +41,8 @@ func startFlood(t *testing.T, self string, uid uint32, dir, path string, n int) 
 func startFloodRole(t *testing.T, self, role string, uid uint32, dir, path string, n int) *flooder {
 	t.Helper()
 	c := asUser(uid, dir, self, path, strconv.Itoa(n))
-	c.Env = append(os.Environ(), childEnv+"="+role)
-	stdin, _ := c.StdinPipe()
-	stdout, _ := c.StdoutPipe()
-	start(t, c)
-	l, _ := bufio.NewReader(stdout).ReadString('\n')
+	stdin, out := startChild(t, c, role)
+	l, _ := out.ReadString('\n')
 	var f flooder
 	if _, err := fmt.Sscanf(l, "opened %d %s", &f.opened, &f.stop); err != nil {
 		t.Fatalf("uid %d flood child: %q", uid, l)

@@ -1,7 +1,6 @@
 package dos
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -317,13 +316,9 @@ func connAttack(t *testing.T, network, role string, n int, latency bool) {
 	baseFds, baseRSS := d.fds(), d.rss()
 	self := childBinary(t)
 	c := asNobody("/", self, network+":"+addr, strconv.Itoa(n))
-	c.Env = append(os.Environ(), childEnv+"="+role)
-	stdin, _ := c.StdinPipe()
-	stdout, _ := c.StdoutPipe()
 	smp := sample(d)
 	p := startProbe(probeOp)
-	start(t, c)
-	out := bufio.NewReader(stdout)
+	stdin, out := startChild(t, c, role)
 	if role == "p9hold" {
 		l, _ := out.ReadString('\n')
 		t.Logf("%s: uid 65534 %s", what, strings.TrimSpace(l))
@@ -424,10 +419,7 @@ func TestP9HoldConnsTCP(t *testing.T) { connAttack(t, "tcp", "p9hold", p9.Defaul
 func floodPhase(t *testing.T, role, network, addr string, d time.Duration, op func() error) (time.Duration, string) {
 	t.Helper()
 	c := asNobody("/", childBinary(t), network+":"+addr, strconv.Itoa(floodGoroutines))
-	c.Env = append(os.Environ(), childEnv+"="+role)
-	stdin, _ := c.StdinPipe()
-	stdout, _ := c.StdoutPipe()
-	start(t, c)
+	stdin, out := startChild(t, c, role)
 	time.Sleep(500 * time.Millisecond)
 	p := startProbe(op)
 	time.Sleep(d)
@@ -436,7 +428,7 @@ func floodPhase(t *testing.T, role, network, addr string, d time.Duration, op fu
 		t.Errorf("%s: root's Tgetattr failed: %v", role, err)
 	}
 	stdin.Close()
-	l, _ := bufio.NewReader(stdout).ReadString('\n')
+	l, _ := out.ReadString('\n')
 	c.Wait()
 	return p99, strings.TrimSpace(l)
 }

@@ -1,7 +1,6 @@
 package dos
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -82,11 +81,9 @@ func p9OpenLock(addr, count string) int {
 func startP9OpenLock(t *testing.T, self, addr string, n int) (opened, locked int, stop string, cmd *exec.Cmd) {
 	t.Helper()
 	cmd = asNobody("/", self, addr, strconv.Itoa(n))
-	cmd.Env = append(os.Environ(), childEnv+"=p9openlock")
-	cmd.StdinPipe() // the child holds what it took until it is killed
-	stdout, _ := cmd.StdoutPipe()
-	start(t, cmd)
-	l, _ := bufio.NewReader(stdout).ReadString('\n')
+	// The child holds what it took until it is killed: stdin stays open.
+	_, out := startChild(t, cmd, "p9openlock")
+	l, _ := out.ReadString('\n')
 	if _, err := fmt.Sscanf(l, "opened %d locked %d %q", &opened, &locked, &stop); err != nil {
 		t.Fatalf("p9openlock child: %q", l)
 	}
