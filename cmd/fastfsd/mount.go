@@ -66,7 +66,7 @@ func runMount(args []string) error {
 	cache := fl.String("cache", "auto", "client caching: auto (names and attributes 1 s, data until the file changes), always (1 day; only this client changes DIR), metadata (names and attributes 1 day, no file data: direct I/O), never (no caching, direct I/O)")
 	allowOther := fl.Bool("allow-other", false, "let users other than the mounting one access the mount (unprivileged: needs user_allow_other in /etc/fuse.conf)")
 	pass := fl.Bool("passthrough", true, "FUSE passthrough: the kernel reads and writes opened regular files directly (needs root and Linux 6.9+; not with --cache=never or metadata)")
-	spliceMode := fl.String("splice", "auto", "data path for READ and WRITE payloads that are not passed through: on (splice through pipes; READs under 32 KiB are copied), off (read/write with buffers), auto (on without --passthrough, where large payloads reach the server; off with it, where requests are mostly small)")
+	spliceMode := fl.String("splice", "auto", "data path for READ and WRITE payloads that are not passed through: on (splice through pipes; READs under 32 KiB are copied), off (read/write with buffers), auto (on without --passthrough, where large payloads reach the server; off with it, where requests are mostly small). With --uring requests arrive in the ring's buffers and are never spliced: on is refused there")
 	xattr := fl.Bool("xattr", true, "serve extended attributes (off: the client stops asking, and stops asking for security.capability before the first write to each file)")
 	locks := fl.Bool("locks", true, "serve POSIX and flock locks on the host files, so that processes on the host see them; off, the kernel keeps the mount's locks itself (exact among the mount's users, unseen on the host) and close(2) costs no FLUSH round trip")
 	fsname := fl.String("fsname", "fastfs", "source name shown in /proc/mounts and df")
@@ -118,6 +118,12 @@ func runMount(args []string) error {
 		sm = fastfs.SpliceOff
 	default:
 		return fmt.Errorf("--splice %q: want auto, on or off", *spliceMode)
+	}
+	if sm == fastfs.SpliceOn && *useUring {
+		// dataplane/uring reads each request from its ring entry's
+		// buffer and answers in it (pread/pwrite, no pipe): splicing
+		// would be asked for and not done.
+		return errors.New("--splice=on with --uring: requests served over io_uring arrive in the ring's own buffers and are never spliced; drop --splice=on (or --uring)")
 	}
 	// given holds the flags on the command line: a default that cannot
 	// apply is dropped quietly, a flag asked for that cannot is refused.
