@@ -43,6 +43,11 @@ type VirtioFSOptions struct {
 	// BusyPoll keeps a queue's worker polling its ring this long after it
 	// ran dry before it sleeps on the VMM's kick (0: sleep at once).
 	BusyPoll time.Duration
+	// AdaptivePoll, without BusyPoll, polls a dry ring for a window each
+	// worker sizes to the guest's pace, up to this maximum (0: off;
+	// fastfsd virtiofs uses virtiofs.DefaultAdaptivePoll, 32 µs). See
+	// virtiofs.Options.AdaptivePoll.
+	AdaptivePoll time.Duration
 	// Helpers is the number of goroutines per queue that serve requests
 	// which may block for long (lock waits, fsync) and large READs and
 	// WRITEs, so that several run at once on one queue (0: all on the
@@ -148,7 +153,7 @@ func newVirtioFS(fsys fs.FileSystem, opts *VirtioFSOptions) (*virtiofs.Device, e
 		return nil, errors.New("fastfs: serve virtio-fs: OneSession and KeepAfterError: choose one (OneSession never awaits another front-end)")
 	}
 	dev, err := virtiofs.New(fsys, virtiofs.Options{Tag: o.Tag, RequestQueues: o.RequestQueues, CPUs: o.CPUs,
-		BusyPoll: o.BusyPoll, Helpers: o.Helpers, Fuse: o.Fuse, Log: logger(o.Log), Stats: o.Stats})
+		BusyPoll: o.BusyPoll, AdaptivePoll: o.AdaptivePoll, Helpers: o.Helpers, Fuse: o.Fuse, Log: logger(o.Log), Stats: o.Stats})
 	if err != nil {
 		return nil, fmt.Errorf("fastfs: serve virtio-fs: %w", err)
 	}

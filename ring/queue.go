@@ -237,6 +237,20 @@ func (q *Queue) Size() uint32 { return q.size }
 // accounted for: complete (or abandon) them first.
 func (q *Queue) Base() uint16 { return q.lastAvail }
 
+// Ready reports whether the driver has made chains available beyond the
+// ones popped, with one load of avail.idx and without asking for a kick
+// (EnableNotify does that): a busy-polling consumer calls it in its loop,
+// so a driver that sees the old avail_event (or NO_NOTIFY) does not kick
+// a consumer that is looking anyway. It also reports true once the ring is
+// broken (Err), so that the caller's next Pop sees it. Only the consumer
+// may call it.
+func (q *Queue) Ready() bool {
+	if q.err != nil || !q.loadAvail() {
+		return true
+	}
+	return q.availSeen != q.lastAvail
+}
+
 // Pending is how many chains the last load of avail.idx showed beyond the
 // ones popped: a lower bound of the driver's queue depth, costing no shared
 // load. Only the consumer may call it.

@@ -827,3 +827,60 @@ func TestChainCopyFrom(t *testing.T) {
 		t.Fatalf("copy: readable %v writable %v", r, w)
 	}
 }
+
+// TestReadyAsksNoKick: Ready sees chains the driver made available, and
+// unlike EnableNotify it neither moves avail_event (EVENT_IDX) nor clears
+// NO_NOTIFY, so a driver adding more while the device polls does not kick.
+func TestReadyAsksNoKick(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		features uint64
+	}{{"event idx", allFeatures}, {"flags", ring.FeatureVersion1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, 8, tc.features, nil)
+			if e.q.Ready() {
+				t.Fatal("Ready on an empty ring")
+			}
+			if e.q.EnableNotify() {
+				t.Fatal("EnableNotify pending on an empty ring")
+			}
+			e.d.Add([]ringtest.Buf{{Addr: e.data(0), Len: 1}})
+			if !e.d.Kick() {
+				t.Fatal("first chain after EnableNotify: the driver must kick")
+			}
+			e.q.DisableNotify() // as the worker does once awake
+			var c ring.Chain
+			if !e.q.Ready() {
+				t.Fatal("Ready missed an available chain")
+			}
+			if ok, err := e.q.Pop(&c); !ok || err != nil {
+				t.Fatalf("Pop = %v, %v", ok, err)
+			}
+			for i := range 3 { // the device polls: Ready, never EnableNotify
+				if e.q.Ready() {
+					t.Fatalf("round %d: Ready with nothing available", i)
+				}
+				e.d.Add([]ringtest.Buf{{Addr: e.data(0), Len: 1}})
+				if e.d.Kick() {
+					t.Fatalf("round %d: the driver was asked to kick a polling device", i)
+				}
+				if !e.q.Ready() {
+					t.Fatalf("round %d: Ready missed an available chain", i)
+				}
+				if ok, err := e.q.Pop(&c); !ok || err != nil {
+					t.Fatalf("round %d: Pop = %v, %v", i, ok, err)
+				}
+			}
+		})
+	}
+	t.Run("broken", func(t *testing.T) {
+		e := newEnv(t, 8, allFeatures, nil)
+		e.d.SetAvailIdx(9)
+		if !e.q.Ready() {
+			t.Fatal("Ready must report a broken ring so that the owner's Pop sees it")
+		}
+		if !errors.Is(e.q.Err(), ring.ErrAvailIndex) {
+			t.Fatalf("Err = %v, want ErrAvailIndex", e.q.Err())
+		}
+	})
+}

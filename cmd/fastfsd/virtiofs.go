@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/fastfsd/fastfsd/dataplane"
+	"github.com/fastfsd/fastfsd/dataplane/virtiofs"
 	"github.com/fastfsd/fastfsd/fastfs"
 	"github.com/fastfsd/fastfsd/fs"
 	"github.com/fastfsd/fastfsd/fs/passthrough"
@@ -118,7 +119,10 @@ flags:
   --cpus LIST|auto|none     pin queue worker i to CPU LIST[i % len] (e.g. 0,1); auto (default):
                             by the CPU plan, one per physical core first, performance cores
                             before efficiency cores, SMT siblings last; none: unpinned
-  --busy-poll DURATION      poll rings this long before sleeping (e.g. 50us)
+  --busy-poll auto|DURATION after a queue runs dry, poll it before sleeping on the kick, without
+                            asking the guest to kick: auto (default) adapts the window to the
+                            guest's pace, 0 to 32us as QEMU's I/O threads do; DURATION: always
+                            that long (e.g. 50us, up to 1s); 0: never poll
   --dax                     offer a DAX window (also -o dax): needs a front-end speaking vhost-user
                             SHMEM (GET_SHMEM_CONFIG, SHMEM_MAP/UNMAP); off by default
   --cache-size SIZE         DAX window size, a multiple of 2M (default 1G; e.g. 512M, 4G)
@@ -186,8 +190,9 @@ type virtiofsConfig struct {
 	cpusNone      bool // --cpus none: queue workers unpinned
 	helpers       int
 	busyPoll      time.Duration
-	dax           bool   // --dax, -o dax (virtiofs_dax.go)
-	cacheSize     uint64 // --cache-size; 0: fastfs.DefaultDAXWindow
+	adaptivePoll  time.Duration // --busy-poll auto (the default)
+	dax           bool          // --dax, -o dax (virtiofs_dax.go)
+	cacheSize     uint64        // --cache-size; 0: fastfs.DefaultDAXWindow
 	keep          bool
 	fileHandles   passthrough.FileHandleMode // --inode-file-handles (inodes.go)
 	fdCache       int                        // --inode-fd-cache
@@ -262,7 +267,7 @@ func parseLevel(s string) (slog.Level, error) {
 // name settings that were adjusted (--cache-size without --dax, --writeback
 // with cache=never).
 func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
-	c := &virtiofsConfig{fd: -1, tag: "fastfs", xattr: true, queues: min(max(runtime.NumCPU(), 1), 16), level: slog.LevelInfo, fileHandles: passthrough.FileHandlesPrefer, maxOpen: -1,
+	c := &virtiofsConfig{fd: -1, tag: "fastfs", xattr: true, queues: min(max(runtime.NumCPU(), 1), 16), level: slog.LevelInfo, fileHandles: passthrough.FileHandlesPrefer, maxOpen: -1, adaptivePoll: virtiofs.DefaultAdaptivePoll,
 		sandbox: sandboxFlags{sandbox: "auto", seccomp: "kill"}}
 	var warns []string
 	applyOpt := func(o string) error {
@@ -477,9 +482,13 @@ func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
 			}
 		case "busy-poll":
 			if v, err = value(); err == nil {
-				c.busyPoll, err = time.ParseDuration(v)
-				if err != nil || c.busyPoll < 0 || c.busyPoll > time.Second {
-					err = fmt.Errorf("--busy-poll %q: want a duration up to 1s, e.g. 50us", v)
+				c.busyPoll, c.adaptivePoll = 0, virtiofs.DefaultAdaptivePoll
+				if v != "auto" {
+					c.adaptivePoll = 0
+					c.busyPoll, err = time.ParseDuration(v)
+					if err != nil || c.busyPoll < 0 || c.busyPoll > time.Second {
+						err = fmt.Errorf("--busy-poll %q: want auto, 0 or a duration up to 1s, e.g. 50us", v)
+					}
 				}
 			}
 		case "keep-listening":
@@ -811,7 +820,7 @@ func runVirtiofs(args []string) error {
 	}
 	log.Info("virtiofs: waiting for the front-end", "socket", where, "shared-dir", c.shares.String(), "request-queues", c.queues)
 	return fastfs.ServeVirtioFSListener(ctx, fsys, ln, &fastfs.VirtioFSOptions{
-		Tag: c.tag, RequestQueues: c.queues, CPUs: c.cpus, BusyPoll: c.busyPoll, Helpers: c.helpers,
+		Tag: c.tag, RequestQueues: c.queues, CPUs: c.cpus, BusyPoll: c.busyPoll, AdaptivePoll: c.adaptivePoll, Helpers: c.helpers,
 		DAXWindow: c.daxWindow(), OneSession: !c.keep, KeepAfterError: c.keep, Stats: set, Log: log,
 		Fuse: fuse.Options{Writeback: c.writeback, Locks: c.locks, NoKillPrivV2: c.noKillpriv,
 			PosixACL: c.policy.posixACL, NoReaddirplus: c.noReaddirplus, SecurityLabel: c.securityLabel},

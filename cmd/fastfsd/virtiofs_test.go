@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fastfsd/fastfsd/dataplane/virtiofs"
 	"github.com/fastfsd/fastfsd/fs/passthrough"
 	"github.com/fastfsd/fastfsd/fuse/abi"
 	vt "github.com/fastfsd/fastfsd/vhostuser/vhostusertest"
@@ -87,8 +88,17 @@ func TestParseVirtiofsArgs(t *testing.T) {
 		{args: "--socket-path=/s --shared-dir=/d --rlimit-nofile lots", err: "--rlimit-nofile"},
 		{args: "-V", check: func(c *virtiofsConfig) bool { return c.version }},
 		{args: "--socket-path=/s --shared-dir=/d --cpus 0,1 --busy-poll 50us --keep-listening", check: func(c *virtiofsConfig) bool {
-			return len(c.cpus) == 2 && c.busyPoll.Microseconds() == 50 && c.keep
+			return len(c.cpus) == 2 && c.busyPoll.Microseconds() == 50 && c.adaptivePoll == 0 && c.keep
 		}},
+		{args: "--socket-path=/s --shared-dir=/d", check: func(c *virtiofsConfig) bool {
+			return c.busyPoll == 0 && c.adaptivePoll == virtiofs.DefaultAdaptivePoll // auto by default
+		}},
+		{args: "--socket-path=/s --shared-dir=/d --busy-poll 50us --busy-poll auto", check: func(c *virtiofsConfig) bool {
+			return c.busyPoll == 0 && c.adaptivePoll == virtiofs.DefaultAdaptivePoll
+		}},
+		{args: "--socket-path=/s --shared-dir=/d --busy-poll 0", check: func(c *virtiofsConfig) bool { return c.busyPoll == 0 && c.adaptivePoll == 0 }},
+		{args: "--socket-path=/s --shared-dir=/d --busy-poll often", err: "want auto, 0 or a duration"},
+		{args: "--socket-path=/s --shared-dir=/d --busy-poll 2s", err: "--busy-poll"},
 		{args: "--socket-path=/s --shared-dir=/d --cpus auto", check: func(c *virtiofsConfig) bool { return c.cpusAuto }},
 		{args: "--socket-path=/s --shared-dir=/d --cpus 0,1 --cpus none", check: func(c *virtiofsConfig) bool { return c.cpusNone && c.cpus == nil }},
 		{args: "--socket-path=/s --shared-dir=/d --cpus 0,x", err: "--cpus"},

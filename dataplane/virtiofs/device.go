@@ -43,8 +43,17 @@ type Options struct {
 	// locked to their own threads but not pinned.
 	CPUs []int
 	// BusyPoll keeps a worker polling its ring this long after it ran dry
-	// before it sleeps on the kick eventfd (0: sleep at once).
+	// before it sleeps on the kick eventfd (0: sleep at once). While it
+	// polls, the driver is not asked to kick.
 	BusyPoll time.Duration
+	// AdaptivePoll, without BusyPoll, lets each worker poll its ring
+	// after it ran dry for a window it sizes from the gaps it sees
+	// between a dry ring and the next request, from 0 up to this maximum
+	// (0: off): a guest that asks again within the window finds the
+	// worker awake, at no kick and no wake-up, and one that does not
+	// shrinks the window back to nothing. QEMU polls its I/O threads'
+	// event loops so by default, up to 32 µs (DefaultAdaptivePoll).
+	AdaptivePoll time.Duration
 	// Helpers is the number of helper goroutines per queue that serve
 	// requests which may block for long (SETLKW, FSYNC, FALLOCATE,
 	// COPY_FILE_RANGE, SYNCFS) and READ/WRITE of 64 KiB or more, so
@@ -111,6 +120,11 @@ type session struct {
 	destroyed atomic.Bool
 }
 
+// DefaultAdaptivePoll is the largest adaptive poll window fastfsd
+// virtiofs uses unless told otherwise (Options.AdaptivePoll): QEMU's
+// default poll-max-ns for its I/O threads.
+const DefaultAdaptivePoll = 32 * time.Microsecond
+
 // New returns a device serving fsys.
 func New(fsys fs.FileSystem, opts Options) (*Device, error) {
 	if opts.Tag == "" || len(opts.Tag) > TagSize {
@@ -127,6 +141,9 @@ func New(fsys fs.FileSystem, opts Options) (*Device, error) {
 	}
 	if opts.MaxQueueSize&(opts.MaxQueueSize-1) != 0 {
 		return nil, fmt.Errorf("virtiofs: max queue size %d is not a power of two", opts.MaxQueueSize)
+	}
+	if opts.BusyPoll < 0 || opts.AdaptivePoll < 0 || opts.BusyPoll > 0 && opts.AdaptivePoll > 0 {
+		return nil, fmt.Errorf("virtiofs: busy poll %v and adaptive poll %v: set at most one, neither negative", opts.BusyPoll, opts.AdaptivePoll)
 	}
 	d := &Device{fsys: fsys, opts: opts, log: opts.Log}
 	if d.log == nil {
