@@ -5,6 +5,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -156,4 +157,54 @@ func TestShrunkBlockingRequest(t *testing.T) {
 	}
 	call(t, q2, getattrReq(node)) // the queue serves on (below the cut)
 	call(t, g.Queues[1], getattrReq(node))
+}
+
+// TestShrunkRingWhilePolling: a ring that faults while its worker polls
+// it in an adaptive window breaks that queue, and the worker gives its
+// poll turn back: the turns are shared by every device of the process
+// (at most NumCPU/2 adaptive pollers), so one kept by a dead worker
+// would stop adaptive polling for every queue for good (on 2 CPUs, the
+// only turn there is).
+func TestShrunkRingWhilePolling(t *testing.T) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	if n := virtiofs.AdaptivePollers(); n != 0 {
+		t.Fatalf("%d adaptive poll turns held before the test", n)
+	}
+	d := newDaemonOpts(t, virtiofs.Options{Tag: "myfs", RequestQueues: 2, AdaptivePoll: 5 * time.Second})
+	g := d.guest(vt.GuestConfig{Size: 16})
+	errFd, err := vt.NewEventfd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(errFd)
+	if err := g.F.SetVringFd(vhostuser.VHOST_USER_SET_VRING_ERR, 2, errFd); err != nil {
+		t.Fatal(err)
+	}
+	session(t, g, "f") // on queue 1: queue 2's worker has served nothing, its window is 0
+	q2 := g.Queues[2]
+	// Each request after a pause longer than the window (and within the
+	// 5 s maximum) doubles queue 2's window: 4 µs after the first, 4 µs
+	// × 2^15 ≈ 131 ms after the 16th, for about 0.3 s of pauses.
+	win := time.Duration(0)
+	for range 16 {
+		time.Sleep(2 * win)
+		call(t, q2, getattrReq(1))
+		win = max(2*win, 4*time.Microsecond)
+	}
+	// The worker now polls the dry ring for ~131 ms: take the ring away
+	// under it.
+	t0 := time.Now()
+	if err := g.Mem.Files[0].Truncate(0); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("ring cut within %v of the last reply; window ~%v", time.Since(t0), win)
+	if ok, err := vt.WaitCall(errFd, 5000); !ok || err != nil {
+		t.Fatalf("queue 2: error eventfd not signalled after its ring faulted: %v", err)
+	}
+	if _, err := g.Stop(); err != nil {
+		t.Fatalf("stopping queues after the fault: %v", err)
+	}
+	if n := virtiofs.AdaptivePollers(); n != 0 {
+		t.Fatalf("%d adaptive poll turns held after every worker stopped (a faulted worker kept its turn)", n)
+	}
 }

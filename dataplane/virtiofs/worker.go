@@ -306,12 +306,8 @@ func (w *worker) loop() error {
 		if w.d.opts.AdaptivePoll > 0 {
 			dry = time.Now()
 		}
-		if win := w.pollWindow(); win > 0 && w.pollTurn() {
-			found := w.poll(time.Now().Add(win))
-			w.endTurn()
-			if found {
-				continue // the window stays as it is: it was long enough
-			}
+		if w.pollDry() {
+			continue // the window stays as it is: it was long enough
 		}
 		if w.q.EnableNotify() {
 			w.adapt(dry)
@@ -863,6 +859,20 @@ func (w *worker) endTurn() {
 	if w.d.opts.BusyPoll == 0 {
 		adaptivePollers.Add(-1)
 	}
+}
+
+// pollDry polls the dry ring for the worker's window (pollWindow), if it
+// has one and may now (pollTurn); true if work arrived (poll). The turn
+// is given back however poll ends: a fault on the ring panics out of it
+// to run, which breaks the queue, and a turn kept by a dead worker would
+// be one fewer for every queue of the process for good.
+func (w *worker) pollDry() bool {
+	win := w.pollWindow()
+	if win <= 0 || !w.pollTurn() {
+		return false
+	}
+	defer w.endTurn()
+	return w.poll(time.Now().Add(win))
 }
 
 // minPollWindow is the adaptive window's first step (QEMU's too).
