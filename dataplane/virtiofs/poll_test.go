@@ -8,11 +8,13 @@ import (
 // TestAdaptWindow: the adaptive poll window doubles (from 4 µs) on a gap
 // it did not cover but the maximum would, stays put on a gap it covered,
 // and halves down to nothing on gaps beyond the maximum; without
-// AdaptivePoll (a zero dry time) it never moves.
+// AdaptivePoll (a zero dry time) it never moves. The gaps are given, not
+// timed, so that a test thread descheduled for a few µs on a loaded
+// machine cannot turn a 20 µs gap into one beyond the 32 µs maximum.
 func TestAdaptWindow(t *testing.T) {
 	w := &worker{d: &Device{opts: Options{AdaptivePoll: 32 * time.Microsecond}}}
 	gap := func(g time.Duration) time.Duration {
-		w.adapt(time.Now().Add(-g))
+		w.adapt(g)
 		return w.window
 	}
 	const us = time.Microsecond
@@ -29,10 +31,21 @@ func TestAdaptWindow(t *testing.T) {
 			t.Fatalf("step %d: 1 ms gaps: window %v, want %v", i, got, want)
 		}
 	}
-	w.adapt(time.Time{})
+	if got := gap(32 * us); got != 4*us {
+		t.Fatalf("a gap of the maximum itself: window %v, want 4µs (grown)", got)
+	}
+	// adaptSince measures the gap from when the ring ran dry: one an hour
+	// ago is beyond the maximum however late this runs.
+	w.adaptSince(time.Now().Add(-time.Hour))
 	if w.window != 0 {
+		t.Fatalf("a gap of an hour left the window at %v, want 0 (halved from 4 µs)", w.window)
+	}
+	w.window = 8 * us
+	w.adaptSince(time.Time{})
+	if w.window != 8*us {
 		t.Fatal("a zero dry time moved the window")
 	}
+	w.window = 0
 	if w.pollWindow() != 0 {
 		t.Fatalf("pollWindow = %v with the adaptive window at 0", w.pollWindow())
 	}

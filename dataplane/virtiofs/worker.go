@@ -310,7 +310,7 @@ func (w *worker) loop() error {
 			continue // the window stays as it is: it was long enough
 		}
 		if w.q.EnableNotify() {
-			w.adapt(dry)
+			w.adaptSince(dry)
 			continue
 		}
 		if w.holding == 0 {
@@ -319,7 +319,7 @@ func (w *worker) loop() error {
 		if w.sleep() {
 			return errStopped
 		}
-		w.adapt(dry)
+		w.adaptSince(dry)
 		// Online again before touching the ring: the table may have been
 		// replaced (and the old one unmapped) while we slept.
 		if !w.enter() {
@@ -805,7 +805,7 @@ func (w *worker) pollWindow() time.Duration {
 	return w.window
 }
 
-// adapt sizes the adaptive poll window from the gap between the ring
+// adaptSince sizes the adaptive poll window from the gap between the ring
 // running dry (dry; zero without Options.AdaptivePoll) and the worker
 // waking for the next request, as QEMU's adaptive polling of its event
 // loops does: a gap the window did not cover but the maximum would
@@ -814,12 +814,17 @@ func (w *worker) pollWindow() time.Duration {
 // polling, and a slow or idle one (a TCG guest's round trip is ~140 µs)
 // costs no CPU. The gap also counts wake-ups for a helper's completion
 // or a stop; they come rarely enough not to matter.
-func (w *worker) adapt(dry time.Time) {
-	if dry.IsZero() {
-		return
+func (w *worker) adaptSince(dry time.Time) {
+	if !dry.IsZero() {
+		w.adapt(time.Since(dry))
 	}
+}
+
+// adapt is adaptSince's sizing for a gap measured (Options.AdaptivePoll
+// set).
+func (w *worker) adapt(gap time.Duration) {
 	maxWin := w.d.opts.AdaptivePoll
-	switch gap := time.Since(dry); {
+	switch {
 	case gap <= w.window:
 	case gap > maxWin:
 		if w.window /= 2; w.window < minPollWindow {
