@@ -3,6 +3,9 @@ package virtiofs
 import (
 	"testing"
 	"time"
+
+	"github.com/fastfsd/fastfsd/ring"
+	"github.com/fastfsd/fastfsd/ring/ringtest"
 )
 
 // TestAdaptWindow: the adaptive poll window doubles (from 4 µs) on a gap
@@ -84,5 +87,78 @@ func TestPollTurns(t *testing.T) {
 	}
 	if got := adaptivePollers.Load(); got != 0 {
 		t.Fatalf("%d turns left after all ended", got)
+	}
+}
+
+// TestAskKickWithdrawn: a worker whose poll window ended asks for a kick
+// (askKick) and finds a chain that came in meanwhile; it serves it and
+// polls again without having slept, and a driver adding chains then must
+// not be asked to kick (without EVENT_IDX: NO_NOTIFY set again). Once the
+// ring is dry askKick lets the worker sleep, and the next chain kicks.
+func TestAskKickWithdrawn(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		features uint64
+	}{{"flags", ring.FeatureVersion1}, {"event idx", ring.FeatureVersion1 | ring.FeatureEventIdx}} {
+		t.Run(tc.name, func(t *testing.T) {
+			g, err := ringtest.NewGuest(8, tc.features, 1<<16, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer g.Close()
+			drv, err := ringtest.NewDriver(g.Table, g.Config)
+			if err != nil {
+				t.Fatal(err)
+			}
+			q, err := ring.New(g.Table, g.Config)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := &worker{q: q}
+			add := func() bool {
+				if _, err := drv.Add([]ringtest.Buf{{Addr: g.Data, Len: 1}}); err != nil {
+					t.Fatal(err)
+				}
+				return drv.Kick()
+			}
+			pop := func() {
+				var c ring.Chain
+				if ok, err := q.Pop(&c); !ok || err != nil {
+					t.Fatalf("Pop = %v, %v", ok, err)
+				}
+				q.Push(c.Head, 0)
+				q.Publish()
+				drv.Used()
+			}
+			if !w.askKick() {
+				t.Fatal("askKick on an empty ring: a chain pending")
+			}
+			if !add() {
+				t.Fatal("the first chain after askKick must kick")
+			}
+			q.DisableNotify() // woken by the kick, as loop does
+			pop()
+			// Polling (Ready asks for nothing): a chain arrives just
+			// before the window ends, without a kick.
+			if add() {
+				t.Fatal("a chain added while the worker polls kicked")
+			}
+			if w.askKick() {
+				t.Fatal("askKick missed the chain that arrived before it")
+			}
+			pop()
+			for i := range 3 { // serving and polling again, awake
+				if add() {
+					t.Fatalf("chain %d after askKick found work: the driver was asked to kick a worker that did not sleep", i)
+				}
+				pop()
+			}
+			if !w.askKick() {
+				t.Fatal("askKick on a dry ring: a chain pending")
+			}
+			if !add() {
+				t.Fatal("a chain added after askKick let the worker sleep did not kick: a lost wake-up")
+			}
+		})
 	}
 }

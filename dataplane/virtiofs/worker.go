@@ -309,7 +309,7 @@ func (w *worker) loop() error {
 		if w.pollDry() {
 			continue // the window stays as it is: it was long enough
 		}
-		if w.q.EnableNotify() {
+		if !w.askKick() {
 			w.adaptSince(dry)
 			continue
 		}
@@ -327,6 +327,22 @@ func (w *worker) loop() error {
 		}
 		w.q.DisableNotify()
 	}
+}
+
+// askKick asks the driver to kick once it adds a chain (EnableNotify),
+// before the worker sleeps; true if the ring is still dry, so that the
+// worker may sleep. Otherwise a chain arrived (or the ring broke) and the
+// worker serves on and polls again without having slept: it withdraws
+// the request (DisableNotify, which without EVENT_IDX sets NO_NOTIFY
+// again) so that a driver adding chains meanwhile does not kick a worker
+// that is looking anyway. With EVENT_IDX avail_event stays behind the
+// chains the worker pops, and the driver kicks at most once more.
+func (w *worker) askKick() bool {
+	if !w.q.EnableNotify() {
+		return true
+	}
+	w.q.DisableNotify()
+	return false
 }
 
 // enter passes a quiescent point of guest memory before each request (an
