@@ -46,7 +46,8 @@ type VirtioFSOptions struct {
 	// AdaptivePoll, without BusyPoll, polls a dry ring for a window each
 	// worker sizes to the guest's pace, up to this maximum (0: off;
 	// fastfsd virtiofs uses virtiofs.DefaultAdaptivePoll, 32 µs). See
-	// virtiofs.Options.AdaptivePoll.
+	// virtiofs.Options.AdaptivePoll. Both set, or either negative, is an
+	// error.
 	AdaptivePoll time.Duration
 	// Helpers is the number of goroutines per queue that serve requests
 	// which may block for long (lock waits, fsync) and large READs and

@@ -53,6 +53,7 @@ type Options struct {
 	// worker awake, at no kick and no wake-up, and one that does not
 	// shrinks the window back to nothing. QEMU polls its I/O threads'
 	// event loops so by default, up to 32 µs (DefaultAdaptivePoll).
+	// New refuses both BusyPoll and AdaptivePoll set, or either negative.
 	AdaptivePoll time.Duration
 	// Helpers is the number of helper goroutines per queue that serve
 	// requests which may block for long (SETLKW, FSYNC, FALLOCATE,

@@ -13,7 +13,9 @@
 // on the request path and nothing is allocated per request.
 //
 // A worker sleeps in poll(2) on its kick eventfd and a private stop eventfd
-// (optionally busy-polling the ring first, Options.BusyPoll), then pops
+// (optionally polling the dry ring first, without asking for a kick: for
+// a fixed window, Options.BusyPoll, or one sized to the guest's pace,
+// Options.AdaptivePoll), then pops
 // every available chain and runs each request to completion: decode, call
 // the filesystem, write the reply, push the used element and publish it,
 // signalling the call eventfd only when ring.Queue.Publish says the driver

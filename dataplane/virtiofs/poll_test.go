@@ -1,12 +1,38 @@
 package virtiofs
 
 import (
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/fastfsd/fastfsd/fs/passthrough"
 	"github.com/fastfsd/fastfsd/ring"
 	"github.com/fastfsd/fastfsd/ring/ringtest"
 )
+
+// TestNewPollOptions: New takes a fixed or an adaptive poll window, or
+// neither, and refuses both at once or a negative one (a window it would
+// otherwise ignore).
+func TestNewPollOptions(t *testing.T) {
+	fsys, err := passthrough.New(t.TempDir(), passthrough.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fsys.Close()
+	const us = time.Microsecond
+	for _, tc := range []struct {
+		busy, adaptive time.Duration
+		ok             bool
+	}{
+		{0, 0, true}, {50 * us, 0, true}, {0, DefaultAdaptivePoll, true},
+		{50 * us, DefaultAdaptivePoll, false}, {-us, 0, false}, {0, -us, false},
+	} {
+		_, err := New(fsys, Options{Tag: "t", BusyPoll: tc.busy, AdaptivePoll: tc.adaptive})
+		if tc.ok != (err == nil) || err != nil && !strings.Contains(err.Error(), "set at most one, neither negative") {
+			t.Errorf("BusyPoll %v, AdaptivePoll %v: err %v, want ok %v", tc.busy, tc.adaptive, err, tc.ok)
+		}
+	}
+}
 
 // TestAdaptWindow: the adaptive poll window doubles (from 4 µs) on a gap
 // it did not cover but the maximum would, stays put on a gap it covered,
