@@ -50,8 +50,9 @@ type Config struct {
 //
 // Shared fields, each in guest memory (the driver is the other party):
 //
-//	avail.idx    driver writes, device loads (acquire) once per batch in Pop
-//	             and in EnableNotify.
+//	avail.idx    driver writes, device loads (acquire) once per batch in Pop,
+//	             in EnableNotify and in Ready (a Pop after Ready reports
+//	             true reads entries under Ready's load).
 //	avail.ring   driver writes before its avail.idx store; device reads each
 //	             entry once, after the avail.idx load.
 //	descriptors  driver writes before its avail.idx store; device reads each
