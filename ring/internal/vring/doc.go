@@ -17,8 +17,12 @@
 //     field's half and writes the other half back with the value it had, so
 //     it never changes a byte outside the field, even one the guest is
 //     writing at the same moment (the CAS then fails and is retried). It
-//     gives up after maxCASAttempts and reports false: a guest hammering the
-//     bytes next to a field can only hurt its own notifications.
+//     gives up after maxCASAttempts and reports false. For avail_event
+//     package ring then reports work pending rather than risk a lost kick,
+//     so a guest that kept the bytes next to it changing (past the used
+//     ring's end) would keep that queue's worker from sleeping: a CPU of
+//     the host's for one of its own vCPUs, spinning. Not seen in a test;
+//     a timed sleep in that case would bound it.
 //   - [Word] is a plain atomic 32-bit access to a whole {flags, idx} header
 //     word that one side owns entirely (the device owns used.flags and
 //     used.idx).
