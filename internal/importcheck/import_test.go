@@ -33,6 +33,7 @@ var rules = []rule{
 	{"perf", []string{mod + "dataplane", mod + "fuse", mod + "vhostuser", mod + "ring", mod + "mem", mod + "p9"}, "perf observes from outside"},
 	{"internal/stats", []string{mod}, "hot-path counters are a leaf"},
 	{"internal/sys", []string{mod}, "raw syscalls are a leaf"},
+	{"internal/proccpu", []string{mod}, "a process tree's CPU time from /proc: a leaf any harness may use"},
 	{"internal/sockfile", []string{mod}, "socket files born private: a leaf any door may use"},
 	{"internal/waitshare", []string{mod}, "the per-uid share of wait slots: a leaf any door may use"},
 	{"internal/sandbox", []string{mod + "dataplane", mod + "fuse", mod + "fs", mod + "p9", mod + "vhostuser", mod + "ring", mod + "mem", mod + "splice", mod + "dax"}, "confinement knows nothing of what it confines"},

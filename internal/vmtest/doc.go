@@ -26,6 +26,11 @@
 //	FASTFS-FIO name=BACKEND/JOB {fio JSON on one line}
 //	FASTFS-DONE rc=N            (the final marker, printed by /init)
 //
+// Any other line (test/guest/fio.sh's FASTFS-JOB and FASTFS-TIMED markers,
+// say) reaches Config.OnLine as it arrives, with each virtio-fs share's
+// back-end PID: fastfs-run reads a back-end's CPU time over a guest step
+// that way.
+//
 // A run fails (Result.Problems) on any FAIL, a missing final marker, a
 // non-zero script status, a timeout, QEMU not exiting after the guest's
 // power-off (a backend that never answers the stop sequence), or a kernel

@@ -101,6 +101,18 @@ type Config struct {
 	ExtraQEMUArgs []string
 	// KernelArgs are appended to the kernel command line.
 	KernelArgs string
+	// OnLine, if set, is called with each console line as it arrives,
+	// before the line is folded into the Result, from the one goroutine
+	// that reads the console (so calls never overlap, and the guest's
+	// output waits while it runs: keep it short). backendPID maps each
+	// virtio-fs share's tag to the PID of the back-end process the host
+	// started for it (shares served by QEMU's virtio-9p are absent); it
+	// is filled before QEMU starts and never written afterwards, so
+	// OnLine may read it freely but must not change it. A timestamped
+	// marker a guest script echoes thus reaches the host within the
+	// serial console's latency (milliseconds), which is what lets the
+	// caller read a back-end's CPU time over one guest step.
+	OnLine func(line string, backendPID map[string]int)
 }
 
 // TestResult is one FASTFS-RESULT line.
@@ -380,6 +392,7 @@ func runOnce(ctx context.Context, cfg Config) (*Result, error) {
 
 	res := &Result{BackendLogs: map[string]string{}}
 	var procs []*proc
+	backendPID := map[string]int{} // share tag → back-end PID, for OnLine
 	defer func() {
 		for _, p := range procs {
 			p.stop(5 * time.Second)
@@ -416,6 +429,7 @@ func runOnce(ctx context.Context, cfg Config) (*Result, error) {
 			return res, err
 		}
 		procs = append(procs, p)
+		backendPID[s.Tag] = p.cmd.Process.Pid
 		if err := waitSocket(sock, p, 15*time.Second); err != nil {
 			return res, fmt.Errorf("%s: %v; its output:\n%s", name, err, p.log.String())
 		}
@@ -453,6 +467,9 @@ func runOnce(ctx context.Context, cfg Config) (*Result, error) {
 		for sc.Scan() {
 			line := strings.TrimRight(sc.Text(), "\r")
 			console.WriteString(line + "\n")
+			if cfg.OnLine != nil {
+				cfg.OnLine(line, backendPID)
+			}
 			if cfg.Console != nil {
 				fmt.Fprintln(cfg.Console, line)
 			}

@@ -12,15 +12,24 @@ import (
 // GuestFigure is one fio job's result from inside a guest: its figure and
 // completion-latency percentiles.
 type GuestFigure struct {
-	Job      string        `json:"job"`
-	Unit     string        `json:"unit"`
-	Value    float64       `json:"value"`
-	LatP50   time.Duration `json:"lat_p50_ns"`
-	LatP99   time.Duration `json:"lat_p99_ns"`
-	LatMean  time.Duration `json:"lat_mean_ns"`
-	Direct   bool          `json:"direct"`
-	Creates  bool          `json:"-"`
-	Original string        `json:"-"`
+	Job     string        `json:"job"`
+	Unit    string        `json:"unit"`
+	Value   float64       `json:"value"`
+	LatP50  time.Duration `json:"lat_p50_ns"`
+	LatP99  time.Duration `json:"lat_p99_ns"`
+	LatMean time.Duration `json:"lat_mean_ns"`
+	Direct  bool          `json:"direct"`
+	// Ops is what fio counted: read plus write total_ios (for the
+	// filecreate and filestat engines one I/O is one file).
+	Ops uint64 `json:"ops"`
+	// BackendCPU is the host back-end's CPU time (utime+stime of its
+	// whole process tree) over this job, when CPUMeasured; a back-end
+	// that is not a separate host process (QEMU's virtio-9p, a server
+	// inside the guest) is not measured.
+	BackendCPU  time.Duration `json:"backend_cpu_ns"`
+	CPUMeasured bool          `json:"backend_cpu_measured"`
+	Creates     bool          `json:"-"`
+	Original    string        `json:"-"`
 }
 
 type fioDir struct {
@@ -67,7 +76,8 @@ func ParseGuestFIO(job string, raw []byte) (GuestFigure, error) {
 	g := GuestFigure{Job: job, Unit: "IOPS", Value: d.IOPS,
 		LatMean: time.Duration(d.ClatNs.Mean),
 		LatP50:  time.Duration(d.ClatNs.Percentile["50.000000"]),
-		LatP99:  time.Duration(d.ClatNs.Percentile["99.000000"])}
+		LatP99:  time.Duration(d.ClatNs.Percentile["99.000000"]),
+		Ops:     j.Read.TotalIO + j.Write.TotalIO}
 	if bs, _ := j.Options["bs"].(string); bs == "1M" {
 		g.Unit, g.Value = "MiB/s", d.BwBytes/(1<<20)
 	}
@@ -89,8 +99,27 @@ type GuestTable struct {
 	Samples  map[string]map[string][]GuestFigure `json:"samples"` // backend → job → every round's figure
 }
 
+// CPUPerOp is the back-end's CPU time per operation of the job; ok is
+// false when it was not measured or fio counted no operations.
+func (g GuestFigure) CPUPerOp() (d time.Duration, ok bool) {
+	if !g.CPUMeasured || g.Ops == 0 {
+		return 0, false
+	}
+	return g.BackendCPU / time.Duration(g.Ops), true
+}
+
 // Add records a FASTFS-FIO line named "backend/job".
 func (t *GuestTable) Add(name string, raw []byte) error {
+	return t.add(name, raw, 0, false)
+}
+
+// AddWithCPU records a FASTFS-FIO line named "backend/job" and the
+// back-end's CPU time measured over that job.
+func (t *GuestTable) AddWithCPU(name string, raw []byte, cpu time.Duration) error {
+	return t.add(name, raw, cpu, true)
+}
+
+func (t *GuestTable) add(name string, raw []byte, cpu time.Duration, measured bool) error {
 	backend, job, ok := strings.Cut(name, "/")
 	if !ok {
 		return fmt.Errorf("fio result name %q: want backend/job", name)
@@ -99,6 +128,7 @@ func (t *GuestTable) Add(name string, raw []byte) error {
 	if err != nil {
 		return err
 	}
+	g.BackendCPU, g.CPUMeasured = cpu, measured
 	if t.Figures == nil {
 		t.Figures = map[string]map[string]GuestFigure{}
 	}
@@ -130,26 +160,7 @@ func (t *GuestTable) Add(name string, raw []byte) error {
 // WriteText prints one row per job: each backend's figure and, for all but
 // the baseline, its ratio to the baseline in the same boot.
 func (t *GuestTable) WriteText(w io.Writer) {
-	jobs := map[string]bool{}
-	for _, m := range t.Figures {
-		for j := range m {
-			jobs[j] = true
-		}
-	}
-	order := []string{"seqread", "seqwrite", "randread", "create", "stat"}
-	var names []string
-	for _, j := range order {
-		if jobs[j] {
-			names = append(names, j)
-			delete(jobs, j)
-		}
-	}
-	var rest []string
-	for j := range jobs {
-		rest = append(rest, j)
-	}
-	sort.Strings(rest)
-	names = append(names, rest...)
+	names := t.jobs()
 	fmt.Fprintf(w, "%-10s %-8s %-8s", "job", "unit", "I/O")
 	for _, b := range t.Backends {
 		fmt.Fprintf(w, " %24s", b)
@@ -193,6 +204,91 @@ func (t *GuestTable) WriteText(w io.Writer) {
 	if t.Baseline != "" {
 		fmt.Fprintf(w, "(x) = ratio to %s in the same boot; medians of %d alternated round(s); under TCG compare ratios only, never absolute speeds\n", t.Baseline, t.rounds())
 	}
+}
+
+// MedianCPUPerOp is the median over rounds of backend's CPU time per
+// operation of job, each round's own ratio (not the CPU of the round
+// whose figure is the median); ok is false if no round was measured.
+func (t *GuestTable) MedianCPUPerOp(backend, job string) (time.Duration, bool) {
+	var v []time.Duration
+	for _, g := range t.Samples[backend][job] {
+		if d, ok := g.CPUPerOp(); ok {
+			v = append(v, d)
+		}
+	}
+	if len(v) == 0 {
+		return 0, false
+	}
+	sort.Slice(v, func(i, j int) bool { return v[i] < v[j] })
+	return v[(len(v)-1)/2], true
+}
+
+// WriteCPU prints, for every job and backend, the back-end's host CPU
+// time per operation (µs/op, median over rounds), with the ratio to
+// baseline's when baseline ("" for none) has a figure for that job.
+// A backend that was not measured prints "—".
+func (t *GuestTable) WriteCPU(w io.Writer, baseline string) {
+	fmt.Fprintf(w, "%-10s %-10s", "job", "unit")
+	for _, b := range t.Backends {
+		fmt.Fprintf(w, " %24s", b)
+	}
+	fmt.Fprintln(w)
+	for _, j := range t.jobs() {
+		fmt.Fprintf(w, "%-10s %-10s", j, "µs/op") // fmt widths count runes
+		base, hasBase := t.MedianCPUPerOp(baseline, j)
+		for _, b := range t.Backends {
+			d, ok := t.MedianCPUPerOp(b, j)
+			fig := fmt.Sprintf("%.1f", float64(d)/float64(time.Microsecond))
+			switch {
+			case !ok:
+				fmt.Fprintf(w, " %24s", "—")
+			case b == baseline || !hasBase || base == 0:
+				fmt.Fprintf(w, " %24s", fig)
+			default:
+				fmt.Fprintf(w, " %15s (%5.2fx)", fig, float64(d)/float64(base))
+			}
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintf(w, `back-end CPU = utime+stime of the back-end's whole host process tree (every
+  thread of it and of its children: fastfsd's sandboxed child, the C virtiofsd's
+  sandbox child) over fio's timed phase: read from /proc when fio's exec_prerun
+  line (after it laid out its files) and fio.sh's line after fio exited reach the
+  host, divided by the job's operations (fio's read+write total_ios; create and
+  stat: one per file, which is tens of FUSE requests with no client caching).
+  File layout is not included; fio's exit is, and whatever the back-end spends
+  between requests (polling, hand-offs, being woken). /proc counts 10 ms ticks.
+  Median over %d round(s) of each round's own figure. — = not measured:
+  virtio-9p's server is QEMU itself (its CPU cannot be told from the vCPUs'),
+  fastfsd-9p runs inside the guest.
+`, t.rounds())
+	if baseline != "" {
+		fmt.Fprintf(w, "(x) = ratio to %s's CPU per operation in the same boot (below 1: less CPU)\n", baseline)
+	}
+}
+
+// jobs lists the jobs in the table: the suite's order, then any other
+// in name order.
+func (t *GuestTable) jobs() []string {
+	jobs := map[string]bool{}
+	for _, m := range t.Figures {
+		for j := range m {
+			jobs[j] = true
+		}
+	}
+	var names []string
+	for _, j := range []string{"seqread", "seqwrite", "randread", "create", "stat"} {
+		if jobs[j] {
+			names = append(names, j)
+			delete(jobs, j)
+		}
+	}
+	var rest []string
+	for j := range jobs {
+		rest = append(rest, j)
+	}
+	sort.Strings(rest)
+	return append(names, rest...)
 }
 
 // I/O modes of a row, as WriteText prints them.
