@@ -2,8 +2,9 @@
 // guest with fastfsd as the vhost-user-fs (virtio-fs) backend for a host
 // directory, runs the fio suite inside the guest with fastfsd's eBPF probe
 // timing every FUSE round trip in the guest kernel, and prints the fio
-// results, the guest-side round-trip latency histograms, and the daemon's
-// own per-opcode statistics scraped from its --metrics endpoint. With
+// results, each host back-end's CPU time per fio operation (cpu.go), the
+// guest-side round-trip latency histograms, and the daemon's own
+// per-opcode statistics scraped from its --metrics endpoint. With
 // -json FILE (and without -compare, where no subject is observed) it also
 // writes run-top.svg beside FILE: each operation's
 // request rate and mean service time in every second of the run, as
@@ -152,8 +153,8 @@ func run(fastfsd, guestBin, fioScript, dir string, queues, rounds, runtime int, 
 	if smoke {
 		cfg.Env = map[string]string{"FASTFS_SMOKE": "1"}
 	}
-	// Each host back-end's CPU time over each fio job (fio.sh's
-	// FASTFS-JOB and FASTFS-FIO lines bracket the job).
+	// Each host back-end's CPU time over each fio job's timed phase
+	// (fio.sh's FASTFS-JOB, FASTFS-TIMED and FASTFS-FIO lines).
 	meter := newCPUMeter(shares, targets)
 	cfg.OnLine = meter.line
 	// Progress: the guest's step lines and results as they come.
