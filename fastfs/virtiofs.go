@@ -25,6 +25,11 @@ const MaxTagSize = virtiofs.TagSize
 // --cache-size): 1 GiB of the guest's physical address space.
 const DefaultDAXWindow = virtiofs.DefaultCacheSize
 
+// DefaultAdaptivePoll is the largest adaptive poll window fastfsd
+// virtiofs uses by default (VirtioFSOptions.AdaptivePoll; --busy-poll
+// auto): 32 µs, QEMU's default poll-max-ns for its I/O threads.
+const DefaultAdaptivePoll = virtiofs.DefaultAdaptivePoll
+
 // VirtioFSOptions say how ServeVirtioFS serves. The zero value (or nil)
 // serves tag "fastfs" on one request queue with the engine's defaults,
 // one front-end after another.
@@ -45,7 +50,7 @@ type VirtioFSOptions struct {
 	BusyPoll time.Duration
 	// AdaptivePoll, without BusyPoll, polls a dry ring for a window each
 	// worker sizes to the guest's pace, up to this maximum (0: off;
-	// fastfsd virtiofs uses virtiofs.DefaultAdaptivePoll, 32 µs). See
+	// fastfsd virtiofs uses DefaultAdaptivePoll, 32 µs). See
 	// virtiofs.Options.AdaptivePoll. Both set, or either negative, is an
 	// error.
 	AdaptivePoll time.Duration

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/fastfsd/fastfsd/dataplane"
-	"github.com/fastfsd/fastfsd/dataplane/virtiofs"
 	"github.com/fastfsd/fastfsd/fastfs"
 	"github.com/fastfsd/fastfsd/fs"
 	"github.com/fastfsd/fastfsd/fs/passthrough"
@@ -267,7 +266,7 @@ func parseLevel(s string) (slog.Level, error) {
 // name settings that were adjusted (--cache-size without --dax, --writeback
 // with cache=never).
 func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
-	c := &virtiofsConfig{fd: -1, tag: "fastfs", xattr: true, queues: min(max(runtime.NumCPU(), 1), 16), level: slog.LevelInfo, fileHandles: passthrough.FileHandlesPrefer, maxOpen: -1, adaptivePoll: virtiofs.DefaultAdaptivePoll,
+	c := &virtiofsConfig{fd: -1, tag: "fastfs", xattr: true, queues: min(max(runtime.NumCPU(), 1), 16), level: slog.LevelInfo, fileHandles: passthrough.FileHandlesPrefer, maxOpen: -1, adaptivePoll: fastfs.DefaultAdaptivePoll,
 		sandbox: sandboxFlags{sandbox: "auto", seccomp: "kill"}}
 	var warns []string
 	applyOpt := func(o string) error {
@@ -482,7 +481,7 @@ func parseVirtiofsArgs(args []string) (*virtiofsConfig, []string, error) {
 			}
 		case "busy-poll":
 			if v, err = value(); err == nil {
-				c.busyPoll, c.adaptivePoll = 0, virtiofs.DefaultAdaptivePoll
+				c.busyPoll, c.adaptivePoll = 0, fastfs.DefaultAdaptivePoll
 				if v != "auto" {
 					c.adaptivePoll = 0
 					c.busyPoll, err = time.ParseDuration(v)

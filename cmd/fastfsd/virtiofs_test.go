@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fastfsd/fastfsd/dataplane/virtiofs"
+	"github.com/fastfsd/fastfsd/fastfs"
 	"github.com/fastfsd/fastfsd/fs/passthrough"
 	"github.com/fastfsd/fastfsd/fuse/abi"
 	vt "github.com/fastfsd/fastfsd/vhostuser/vhostusertest"
@@ -91,10 +91,10 @@ func TestParseVirtiofsArgs(t *testing.T) {
 			return len(c.cpus) == 2 && c.busyPoll.Microseconds() == 50 && c.adaptivePoll == 0 && c.keep
 		}},
 		{args: "--socket-path=/s --shared-dir=/d", check: func(c *virtiofsConfig) bool {
-			return c.busyPoll == 0 && c.adaptivePoll == virtiofs.DefaultAdaptivePoll // auto by default
+			return c.busyPoll == 0 && c.adaptivePoll == fastfs.DefaultAdaptivePoll // auto by default
 		}},
 		{args: "--socket-path=/s --shared-dir=/d --busy-poll 50us --busy-poll auto", check: func(c *virtiofsConfig) bool {
-			return c.busyPoll == 0 && c.adaptivePoll == virtiofs.DefaultAdaptivePoll
+			return c.busyPoll == 0 && c.adaptivePoll == fastfs.DefaultAdaptivePoll
 		}},
 		{args: "--socket-path=/s --shared-dir=/d --busy-poll 0", check: func(c *virtiofsConfig) bool { return c.busyPoll == 0 && c.adaptivePoll == 0 }},
 		{args: "--socket-path=/s --shared-dir=/d --busy-poll often", err: "want auto, 0 or a duration"},
