@@ -55,6 +55,9 @@ type Options struct {
 	// event loops so by default, up to 32 µs (DefaultAdaptivePoll).
 	// New refuses both BusyPoll and AdaptivePoll set, or either negative.
 	AdaptivePoll time.Duration
+	// spinPerRequest replaces the package's spinPerRequest (tests only:
+	// export_test.go).
+	spinPerRequest time.Duration
 	// Helpers is the number of helper goroutines per queue that serve
 	// requests which may block for long (SETLKW, FSYNC, FALLOCATE,
 	// COPY_FILE_RANGE, SYNCFS) and READ/WRITE of 64 KiB or more, so

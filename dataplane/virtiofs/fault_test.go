@@ -170,7 +170,8 @@ func TestShrunkRingWhilePolling(t *testing.T) {
 	if n := virtiofs.AdaptivePollers(); n != 0 {
 		t.Fatalf("%d adaptive poll turns held before the test", n)
 	}
-	d := newDaemonOpts(t, virtiofs.Options{Tag: "myfs", RequestQueues: 2, AdaptivePoll: 5 * time.Second})
+	// One request per pause: let the window grow anyway.
+	d := newDaemonOpts(t, virtiofs.WithSpinPerRequest(virtiofs.Options{Tag: "myfs", RequestQueues: 2, AdaptivePoll: 5 * time.Second}, time.Hour))
 	g := d.guest(vt.GuestConfig{Size: 16})
 	errFd, err := vt.NewEventfd()
 	if err != nil {

@@ -41,7 +41,9 @@ func TestNewPollOptions(t *testing.T) {
 // timed, so that a test thread descheduled for a few µs on a loaded
 // machine cannot turn a 20 µs gap into one beyond the 32 µs maximum.
 func TestAdaptWindow(t *testing.T) {
-	w := &worker{d: &Device{opts: Options{AdaptivePoll: 32 * time.Microsecond}}}
+	// A large last batch: the budget per request served does not bound
+	// the window here (TestAdaptBudget).
+	w := &worker{d: &Device{opts: Options{AdaptivePoll: 32 * time.Microsecond}}, batch: 1000}
 	gap := func(g time.Duration) time.Duration {
 		w.adapt(g)
 		return w.window
@@ -186,5 +188,43 @@ func TestAskKickWithdrawn(t *testing.T) {
 				t.Fatal("a chain added after askKick let the worker sleep did not kick: a lost wake-up")
 			}
 		})
+	}
+}
+
+// TestAdaptBudget: the adaptive window never exceeds spinPerRequest per
+// request the last drain served: one request per gap of 20 µs is never
+// polled for (the spin would cost more than the sleep it saves), one
+// per 3 µs gap is, up to the budget; eight per 20 µs gap are.
+func TestAdaptBudget(t *testing.T) {
+	const us = time.Microsecond
+	w := &worker{d: &Device{opts: Options{AdaptivePoll: 32 * us}}, batch: 1}
+	for range 5 {
+		if w.adapt(20 * us); w.window != 0 {
+			t.Fatalf("one request per 20 µs gap: window %v, want 0", w.window)
+		}
+	}
+	for range 5 {
+		w.adapt(3 * us)
+	}
+	if w.window != spinPerRequest {
+		t.Fatalf("one request per 3 µs gap: window %v, want the budget %v", w.window, spinPerRequest)
+	}
+	w.batch = 8
+	for range 5 {
+		w.adapt(20 * us)
+	}
+	if w.window != 32*us {
+		t.Fatalf("eight requests per 20 µs gap: window %v, want the maximum 32 µs", w.window)
+	}
+	w.batch = 1 // the pace drops to one request per gap
+	if got := w.pollWindow(); got != spinPerRequest {
+		t.Fatalf("after a batch of one the worker would poll %v, want the budget %v", got, spinPerRequest)
+	}
+	if w.adapt(20 * us); w.window != 0 {
+		t.Fatalf("one request per 20 µs gap after eight: window %v, want 0 (cut to the budget, then halved)", w.window)
+	}
+	w.batch = 0 // a wake-up that served nothing counts as one
+	if got := w.pollWindow(); got != 0 {
+		t.Fatalf("pollWindow %v, want 0", got)
 	}
 }

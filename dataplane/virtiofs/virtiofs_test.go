@@ -656,7 +656,10 @@ func TestPollAsksNoKick(t *testing.T) {
 			defer fsys.Close()
 			tc.opts.Tag, tc.opts.RequestQueues = "p", 1
 			tc.opts.Log = slog.New(slog.NewTextHandler(d.log, nil))
-			dev, err := virtiofs.New(fsys, tc.opts)
+			// This driver sends one request per 200 µs gap: let the
+			// window grow to it (adapt's budget per request served is
+			// TestAdaptBudget's).
+			dev, err := virtiofs.New(fsys, virtiofs.WithSpinPerRequest(tc.opts, time.Second))
 			if err != nil {
 				t.Fatal(err)
 			}
