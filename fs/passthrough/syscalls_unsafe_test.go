@@ -57,12 +57,22 @@ func newSyscallCounter(t *testing.T) *syscallCounter {
 	t.Cleanup(func() { unix.Close(fd) })
 	c := &syscallCounter{fd: fd}
 	// The counter must see this thread's calls, or every budget passes.
-	if n := c.count(t, func() {
-		for range 100 {
-			unix.Getppid()
+	// The Go runtime may add one of its own now and then (a preemption
+	// signal's rt_sigreturn: a CI run under GOMAXPROCS=1 saw 104 for
+	// 100), so a few tries may see more; none may see fewer.
+	n := ^uint64(0)
+	for range 5 {
+		n = min(n, c.count(t, func() {
+			for range 100 {
+				unix.Getppid()
+			}
+		}))
+		if n <= 100 {
+			break
 		}
-	}); n != 100 {
-		t.Fatalf("the counter saw %d system calls for 100 getppid", n)
+	}
+	if n != 100 {
+		t.Fatalf("the counter saw %d system calls for 100 getppid (the fewest in 5 tries)", n)
 	}
 	return c
 }
