@@ -7,6 +7,7 @@ import (
 	"unsafe"
 
 	"github.com/fastfsd/fastfsd/internal/testutil"
+	"golang.org/x/sys/unix"
 )
 
 func TestFuseBackingMapSize(t *testing.T) {
@@ -15,17 +16,32 @@ func TestFuseBackingMapSize(t *testing.T) {
 	}
 }
 
+// openDevFuse opens /dev/fuse as a blocking fd that Go's netpoller does
+// not watch (os.OpenFile would add it to the runtime's epoll set). On 6.18
+// polling an unattached /dev/fuse fd can sleep in the kernel
+// (fuse_dev_poll → fuse_get_dev, notably after SYNC_INIT) while holding
+// the epoll set's mutex, and the close's epoll_ctl then waits for ever: a
+// clean-clone CI run hung here for the whole 25-minute timeout with one
+// thread in fuse_get_dev under epoll_wait and one in do_epoll_ctl.
+func openDevFuse() (*os.File, error) {
+	fd, err := unix.Open("/dev/fuse", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), "/dev/fuse"), nil
+}
+
 // An unattached /dev/fuse fd exercises the ioctls' plumbing without a
 // mount: the kernel answers with the errno its checks give for that state.
 func TestFuseIoctlsUnattached(t *testing.T) {
 	testutil.RequireRoot(t)
 	testutil.RequireDevFuse(t)
-	a, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
+	a, err := openDevFuse()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	b, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
+	b, err := openDevFuse()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +67,7 @@ func TestFuseIoctlsUnattached(t *testing.T) {
 func TestFuseIoctlAllocs(t *testing.T) {
 	testutil.RequireRoot(t)
 	testutil.RequireDevFuse(t)
-	a, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
+	a, err := openDevFuse()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +81,7 @@ func TestFuseIoctlAllocs(t *testing.T) {
 func TestFuseSyncInit(t *testing.T) {
 	testutil.RequireRoot(t)
 	testutil.RequireDevFuse(t)
-	a, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
+	a, err := openDevFuse()
 	if err != nil {
 		t.Fatal(err)
 	}
