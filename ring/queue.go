@@ -484,11 +484,9 @@ func (q *Queue) EnableNotify() (pending bool) {
 	// Store→load again: the avail.idx load must follow the store above.
 	// Otherwise: we load the old idx; the driver adds a buffer, reads the
 	// old avail_event / NO_NOTIFY and skips the kick; we sleep forever.
-	// Both are sequentially consistent atomics, so the load comes after.
-	if q.err != nil || !q.loadAvail() {
-		return true
-	}
-	return q.availSeen != q.lastAvail
+	// Both are sequentially consistent atomics, so the load comes after
+	// (Ready's load of avail.idx).
+	return q.Ready()
 }
 
 // DisableNotify tells the driver that kicks are not needed (busy polling).
