@@ -647,23 +647,11 @@ func TestPollAsksNoKick(t *testing.T) {
 		{"off", virtiofs.Options{}, 50, 100},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d := newDaemon(t, 1)
-			d.dev = nil
-			fsys, err := passthrough.New(d.dir, passthrough.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer fsys.Close()
 			tc.opts.Tag, tc.opts.RequestQueues = "p", 1
-			tc.opts.Log = slog.New(slog.NewTextHandler(d.log, nil))
 			// This driver sends one request per 200 µs gap: let the
 			// window grow to it (adapt's budget per request served is
 			// TestAdaptBudget's).
-			dev, err := virtiofs.New(fsys, virtiofs.WithSpinPerRequest(tc.opts, time.Second))
-			if err != nil {
-				t.Fatal(err)
-			}
-			d.b = vhostuser.NewBackend(dev)
+			d := newDaemonOpts(t, virtiofs.WithSpinPerRequest(tc.opts, time.Second))
 			g := d.guest(vt.GuestConfig{})
 			session(t, g, "f")
 			q := g.Queues[1]

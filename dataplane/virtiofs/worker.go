@@ -869,9 +869,10 @@ func (w *worker) adapt(gap time.Duration) {
 // that polling leaves at least half the CPUs to the VMM's vCPU threads,
 // whose requests the pollers wait for. (On this 2-CPU machine, two
 // queues driven by two front-end threads: 0.92–0.96× the GETATTRs per
-// second of two queues that slept with both polling and yielding,
-// 0.98–1.10× with one at a time.) A fixed Options.BusyPoll is what its
-// user asked for and is not limited.
+// second of two queues that slept with both polling and yielding, and
+// 0.92–1.02× over four runs with one at a time: still a cost there;
+// docs/backend-bench.md.) A fixed Options.BusyPoll
+// is what its user asked for and is not limited.
 var adaptivePollers atomic.Int32
 
 var maxAdaptivePollers = int32(max(1, runtime.NumCPU()/2))
@@ -931,9 +932,9 @@ const spinPerRequest = 4 * time.Microsecond
 const minPollWindow = 4 * time.Microsecond
 
 // poll spins on the ring until deadline, yielding the CPU on each turn,
-// without asking the driver for a kick (Queue.Ready: a driver adding buffers meanwhile does not kick,
-// which in a VM saves the guest a VM exit per request); true if work
-// arrived: a chain, a helper's completion, a stop, or a broken ring or
+// without asking the driver for a kick (Queue.Ready: a driver adding
+// buffers meanwhile does not kick, which in a VM saves the guest a VM
+// exit per request); true if work arrived: a chain, a helper's completion, a stop, or a broken ring or
 // memory table (drainRing sees which). It passes a quiescent point of
 // guest memory on each turn (enter), so a memory update does not wait
 // for the window.
