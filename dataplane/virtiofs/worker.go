@@ -868,10 +868,9 @@ func (w *worker) adapt(gap time.Duration) {
 // polling in an adaptive window: at most maxAdaptivePollers at once, so
 // that polling leaves at least half the CPUs to the VMM's vCPU threads,
 // whose requests the pollers wait for. (On this 2-CPU machine, two
-// queues driven by two front-end threads: 0.92–0.96× the GETATTRs per
-// second of two queues that slept with both polling and yielding, and
-// 0.92–1.02× over four runs with one at a time: still a cost there;
-// docs/backend-bench.md.) A fixed Options.BusyPoll
+// queues driven by two front-end threads, GETATTRs per second against
+// two queues that slept: 0.86× with both polling and no yield, 0.92–1.02×
+// over four runs with yields and one at a time; docs/backend-bench.md.) A fixed Options.BusyPoll
 // is what its user asked for and is not limited.
 var adaptivePollers atomic.Int32
 
