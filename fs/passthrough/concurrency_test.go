@@ -14,10 +14,18 @@ import (
 // TestConcurrentLifecycle hammers lookup/forget/getattr/open/read/write/
 // readdirplus on the same names from many goroutines (run with -race).
 // Every lookup is balanced by a forget, so at the end only the root is
-// left and every fd is closed.
+// left and every fd is closed. newTestFS keeps inodes as file handles with
+// the smallest fd cache: "evicted" names 4 times more files than it holds,
+// so lookups find inodes whose fd the cache closed (matched by handle and
+// given the lookup's fd: thousands per run) while others forget them and
+// the cache closes fds again.
 func TestConcurrentLifecycle(t *testing.T) {
+	t.Run("cached", func(t *testing.T) { testConcurrentLifecycle(t, 8) })
+	t.Run("evicted", func(t *testing.T) { testConcurrentLifecycle(t, 4*MinFdCache) })
+}
+
+func testConcurrentLifecycle(t *testing.T, files int) {
 	f, dir := newTestFS(t, Options{})
-	const files = 8
 	for i := range files {
 		writeFile(t, join(dir, fmt.Sprintf("f%d", i)), "0123456789", 0o644)
 	}

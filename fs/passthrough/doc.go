@@ -23,7 +23,12 @@
 // by a request or an open handle; a request that finds it closed reopens
 // it with open_by_handle_at, through an O_RDONLY fd of the inode's mount
 // (one per mount under the export). So the fds the FS holds do not grow
-// with the inodes the client remembers. A directory reopened from its
+// with the inodes the client remembers. An inode whose fd is closed no
+// longer pins its host inode, whose (st_dev, st_ino) the host may give to
+// a new file once it is deleted: a lookup that finds such an inode under
+// its key opens the name and compares file handles, and a different one
+// is a new inode (the old ID answers ESTALE until the client forgets it);
+// the same one gets the lookup's fd back. A directory reopened from its
 // handle must still be the root or beneath it (the same check that guards
 // "..": a walk up "..", or, when the root is its mount's root as in the
 // namespace sandbox, the kernel's own check of one ".." against the mount):

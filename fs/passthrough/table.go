@@ -1,6 +1,7 @@
 package passthrough
 
 import (
+	"bytes"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -265,11 +266,25 @@ func (t *inodeTable) put(in *inode) {
 }
 
 // lookupKey raises the lookup count of the inode with key k, if the table
-// has it, and returns its ID.
+// has it and it is certainly the host inode k names now, and returns its
+// ID. The caller found k by a stat made before the call.
+//
+// A host inode number is reused once its inode is freed, and the table's
+// entry pins its host inode only while its fd is open: one whose fd the
+// cache closed (fdClosed; the sweeper closes those of deleted files) may
+// name a deleted inode whose (dev, ino) now belongs to another file. Such
+// an entry is not matched here (false): the caller opens the name and
+// insert tells the two apart by their file handles. An entry whose fd is
+// open now had its inode alive since it was made (an fd pins it, and a
+// reopen from its handle fails once the inode is gone), so it is the only
+// inode that has had k since then, which includes the caller's stat.
 func (t *inodeTable) lookupKey(k inodeKey) (fs.Inode, bool) {
 	s := t.keyShard(k)
 	s.mu.Lock()
 	in := s.m[k]
+	if in != nil && in.refs.Load()&fdClosed != 0 {
+		in = nil
+	}
 	if in != nil {
 		in.nlookup++
 	}
@@ -280,21 +295,85 @@ func (t *inodeTable) lookupKey(k inodeKey) (fs.Inode, bool) {
 	return in.id, true
 }
 
+// sameInode reports whether in, whose fd the cache closed, is the host
+// inode the O_PATH fd is open on, whose key is in's: their file handles
+// (which carry the inode's generation) are equal. false if fd has no
+// handle: an entry that cannot be told from a new inode is not reused.
+//
+// Preconditions: in.refs carries fdClosed (observed by the caller), so
+// in.fh is written and immutable.
+func sameInode(in *inode, fd int) bool {
+	fh, _, err := unix.NameToHandleAt(fd, "", unix.AT_EMPTY_PATH)
+	return err == nil && fh.Type() == in.fh.Type() && bytes.Equal(fh.Bytes(), in.fh.Bytes())
+}
+
+// adopt gives in, whose fd the cache closed, the O_PATH fd just opened on
+// its host inode (sameInode), as reopen would give it one from its handle;
+// if in's fd is open again meanwhile, fd is closed. It takes ownership of
+// fd.
+//
+// Preconditions: the caller holds a reference on in.
+func (t *inodeTable) adopt(in *inode, fd int) {
+	in.fdMu.Lock()
+	defer in.fdMu.Unlock()
+	if in.refs.Load()&fdClosed == 0 {
+		unix.Close(fd)
+		return
+	}
+	in.fd = fd
+	in.refs.Add(-fdClosed) // publishes fd to users who add after this
+	t.fh.cache.add(in)
+}
+
 // insert adds the inode (fd, st) with lookup count 1, or raises the count
 // of the inode the table already has for st's key and closes fd. It takes
 // ownership of fd either way. With file handles it makes the new inode's
 // handle first; only FileHandlesMandatory makes that an error.
+//
+// The table's inode for st's key is fd's inode if its fd is open (both
+// pinned alive, they cannot share a key otherwise) or, if the cache closed
+// it, if their handles are equal (sameInode); then fd becomes its fd
+// (adopt). If not, that inode is gone on the host and its number was
+// reused: it leaves the key map (unhash) and a new inode is added for fd.
+// The client may still name the old one by its ID, which answers ESTALE
+// until the client forgets it.
 func (t *inodeTable) insert(fd int, st *unix.Stat_t) (fs.Inode, fs.Errno) {
 	k := keyOf(st)
 	s := t.keyShard(k)
-	s.mu.Lock()
-	if in := s.m[k]; in != nil {
-		in.nlookup++
+	for {
+		s.mu.Lock()
+		in := s.m[k]
+		if in == nil {
+			s.mu.Unlock()
+			break
+		}
+		if in.refs.Load()&fdClosed == 0 {
+			in.nlookup++
+			s.mu.Unlock()
+			unix.Close(fd)
+			return in.id, fs.OK
+		}
+		in.refs.Add(1) // held in s.m: not released yet
 		s.mu.Unlock()
-		unix.Close(fd)
-		return in.id, fs.OK
+		same := sameInode(in, fd)
+		s.mu.Lock()
+		if s.m[k] != in { // forgotten or unhashed meanwhile: look again
+			s.mu.Unlock()
+			t.put(in)
+			continue
+		}
+		if same {
+			in.nlookup++
+			s.mu.Unlock()
+			t.adopt(in, fd)
+			t.put(in)
+			return in.id, fs.OK
+		}
+		delete(s.m, k) // unhashed: stays in the ID map until forgotten
+		s.mu.Unlock()
+		t.put(in)
+		break
 	}
-	s.mu.Unlock()
 	in := &inode{
 		key:     k,
 		fd:      fd,
@@ -361,12 +440,20 @@ func (t *inodeTable) forget(id fs.Inode, n uint64) {
 	}
 	s := t.keyShard(in.key)
 	s.mu.Lock()
+	// The ID map says whether in is in the table: an inode insert found
+	// stale is in it but no longer in the key map (unhashed). Only forget
+	// and drop remove from it, both holding in's key shard lock.
+	is := t.idShard(id)
+	is.mu.RLock()
+	inTable := is.m[id] == in
+	is.mu.RUnlock()
 	removed := false
-	if s.m[in.key] == in { // not removed by a racing forget
+	if inTable { // not removed by a racing forget or drop
 		if n >= in.nlookup {
 			in.nlookup = 0
-			delete(s.m, in.key)
-			is := t.idShard(id)
+			if s.m[in.key] == in { // not unhashed
+				delete(s.m, in.key)
+			}
 			is.mu.Lock()
 			delete(is.m, id)
 			is.mu.Unlock()
@@ -397,19 +484,19 @@ func (t *inodeTable) drop(keepRoot bool) {
 	}
 	var root *inode
 	if keepRoot {
-		if root = t.idShard(fs.RootInode).m[fs.RootInode]; root != nil {
-			delete(t.keyShard(root.key).m, root.key) // kept, not released
-		}
+		root = t.idShard(fs.RootInode).m[fs.RootInode]
 	}
-	old := make([]map[inodeKey]*inode, len(t.keys))
-	for i := range t.keys {
-		old[i] = t.keys[i].m
-		t.keys[i].m = make(map[inodeKey]*inode)
-	}
+	// The ID maps hold every inode in the table, unhashed ones too.
+	old := make([]map[fs.Inode]*inode, len(t.ids))
 	for i := range t.ids {
+		old[i] = t.ids[i].m
 		t.ids[i].m = make(map[fs.Inode]*inode)
 	}
+	for i := range t.keys {
+		t.keys[i].m = make(map[inodeKey]*inode)
+	}
 	if root != nil {
+		delete(old[uint64(fs.RootInode)%nShards], fs.RootInode) // kept, not released
 		t.keyShard(root.key).m[root.key] = root
 		t.idShard(root.id).m[root.id] = root
 	}
