@@ -90,6 +90,7 @@ func main() {
 	dur := flag.Duration("duration", time.Second, "time per kind, round, back-end and queue count")
 	ops := flag.Int("ops", 0, "stop each kind after this many operations per queue (0: run for -duration); for smoke runs")
 	depth := flag.Int("depth", 8, "requests in flight per queue")
+	gap := flag.Duration("gap", 0, "pause after each completion before the next request (with -depth 1: a guest's think time between requests; 0: none)")
 	work := flag.String("work", "/tmp/fastfs-backendbench", "working directory (a tmpfs is mounted on its tree/ as root)")
 	out := flag.String("json", "", "also write every run as JSON here")
 	kindSpec := flag.String("kinds", "all", "request kinds to run, comma-separated: getattr, lookup, read4k, read128k, read1m, create, readdirplus (or all)")
@@ -99,13 +100,13 @@ func main() {
 		fmt.Fprintln(os.Stderr, "fastfs-backendbench:", err)
 		os.Exit(2)
 	}
-	if err := run(*backends, *queues, *rounds, *dur, *ops, *depth, *work, *out, os.Stdout); err != nil {
+	if err := run(*backends, *queues, *rounds, *dur, *ops, *depth, *gap, *work, *out, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "fastfs-backendbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(backendSpec, queueSpec string, rounds int, dur time.Duration, ops, depth int, work, jsonOut string, w io.Writer) error {
+func run(backendSpec, queueSpec string, rounds int, dur time.Duration, ops, depth int, gap time.Duration, work, jsonOut string, w io.Writer) error {
 	var bs []backend
 	for _, b := range strings.Split(backendSpec, ";") {
 		name, cmd, ok := strings.Cut(strings.TrimSpace(b), "=")
@@ -162,7 +163,7 @@ func run(backendSpec, queueSpec string, rounds int, dur time.Duration, ops, dept
 			b := bs[(i+r)%len(bs)] // rotate the order each round
 			for _, q := range qs {
 				prefix := fmt.Sprintf("%s-r%d-q%d", b.name, r, q)
-				res, failed := session(b, q, depth, dur, ops, t, tree, work, prefix)
+				res, failed := session(b, q, depth, gap, dur, ops, t, tree, work, prefix)
 				for _, k := range kinds {
 					c := cells[key(b.name, q, k)]
 					if failed != "" {
@@ -188,7 +189,7 @@ func run(backendSpec, queueSpec string, rounds int, dur time.Duration, ops, dept
 		}
 		return a.Queues < b.Queues
 	})
-	writeTable(w, bs, qs, all, rounds, dur, ops, depth)
+	writeTable(w, bs, qs, all, rounds, dur, ops, depth, gap)
 	if jsonOut != "" {
 		b, _ := json.MarshalIndent(all, "", "  ")
 		return os.WriteFile(jsonOut, b, 0o644)
@@ -205,7 +206,7 @@ func orOK(s string) string {
 
 // session starts the back-end, runs every kind on q request queues, and
 // stops it. failed is set when the back-end could not serve q queues.
-func session(b backend, q, depth int, dur time.Duration, ops int, t vhostload.Tree, tree, work, prefix string) (map[vhostload.Kind]vhostload.Result, string) {
+func session(b backend, q, depth int, gap, dur time.Duration, ops int, t vhostload.Tree, tree, work, prefix string) (map[vhostload.Kind]vhostload.Result, string) {
 	sock := filepath.Join(work, b.name+".sock")
 	os.Remove(sock)
 	args := strings.Fields(strings.NewReplacer("{sock}", sock, "{dir}", tree).Replace(b.cmd))
@@ -249,7 +250,7 @@ func session(b backend, q, depth int, dur time.Duration, ops int, t vhostload.Tr
 		}
 		return msg
 	}
-	s, err := vhostload.Connect(vhostload.Config{Socket: sock, Queues: q, Depth: depth, Tree: t, Prefix: prefix, PID: cmd.Process.Pid})
+	s, err := vhostload.Connect(vhostload.Config{Socket: sock, Queues: q, Depth: depth, Gap: gap, Tree: t, Prefix: prefix, PID: cmd.Process.Pid})
 	if err != nil {
 		msg := ""
 		if errors.Is(err, vhostload.ErrQueues) {
@@ -322,7 +323,7 @@ func median(v []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-func writeTable(w io.Writer, bs []backend, qs []int, cells []*cell, rounds int, dur time.Duration, ops, depth int) {
+func writeTable(w io.Writer, bs []backend, qs []int, cells []*cell, rounds int, dur time.Duration, ops, depth int, gap time.Duration) {
 	byKey := map[string]*cell{}
 	for _, c := range cells {
 		byKey[fmt.Sprintf("%s/%d/%s", c.Backend, c.Queues, c.Kind)] = c
@@ -331,7 +332,11 @@ func writeTable(w io.Writer, bs []backend, qs []int, cells []*cell, rounds int, 
 	if ops > 0 {
 		limit = fmt.Sprintf("%d ops per queue per kind", ops)
 	}
-	fmt.Fprintf(w, "vhost-user-fs back-ends without a guest: %d requests in flight per queue, %s, medians of %d alternated rounds.\n", depth, limit, rounds)
+	paced := ""
+	if gap > 0 {
+		paced = fmt.Sprintf(", each sent %v after the completion before it", gap)
+	}
+	fmt.Fprintf(w, "vhost-user-fs back-ends without a guest: %d requests in flight per queue%s, %s, medians of %d alternated rounds.\n", depth, paced, limit, rounds)
 	fmt.Fprintf(w, "Each cell: operations/s, back-end CPU µs per operation (utime+stime). CREATE+RELEASE+FORGET counts one file (three requests) as one operation.\n\n")
 	fmt.Fprintf(w, "| request | queues |")
 	for _, b := range bs {

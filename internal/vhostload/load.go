@@ -135,6 +135,12 @@ type Config struct {
 	// PID is the back-end process whose CPU time (its own and its
 	// descendants') is measured (0: none).
 	PID int
+	// Gap is how long the front-end waits after a completion before it
+	// sends that slot's next request (0: at once), sleeping as a guest's
+	// idle vCPU does: with Depth 1 it paces the queue as a guest that
+	// thinks between requests, so that the back-end's cost of waiting
+	// for each one (its sleeps, wake-ups and any polling) is measured too.
+	Gap time.Duration
 }
 
 // ErrQueues: the back-end offers fewer request queues than asked for.
@@ -516,6 +522,12 @@ func (s *Session) runQueue(q int, kind Kind, deadline time.Time, maxOps int) qre
 		}
 		if stopping && done {
 			continue
+		}
+		if s.cfg.Gap > 0 {
+			// nanosleep, not time.Sleep: the runtime's timers wake
+			// through epoll_pwait, whose timeout is in milliseconds.
+			ts := unix.NsecToTimespec(s.cfg.Gap.Nanoseconds())
+			unix.Nanosleep(&ts, nil)
 		}
 		if err := submit(sl); err != nil {
 			res.err = err
