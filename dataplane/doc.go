@@ -17,7 +17,12 @@
 // never given back: a worker blocked in its read keeps its P,
 // and without a P of its own per worker the runtime would have to take
 // one back from a blocked worker, polling every 20 µs, whenever anything
-// else runs (worker.go says what that cost).
+// else runs (worker.go says what that cost). A worker's goroutine never
+// passes through the Go scheduler by itself (it blocks in system calls
+// and carries on), which the runtime's monitor takes for a goroutine
+// running too long: every loop calls a SchedPoint before it may block,
+// which passes through the scheduler at most once per 5 ms (schedpoint.go
+// says what the monitor did to each request without it).
 //
 // # CPU plan
 //

@@ -508,9 +508,11 @@ func readDev(fd int, buf []byte) (int, syscall.Errno) {
 // loop is the worker's run loop (read/writev or splice path). It returns
 // errStop when the connection ends, another error when the device fails.
 func (w *worker) loop() error {
+	var sched dataplane.SchedPoint
 	for {
 		var n int
 		var e syscall.Errno
+		sched.BeforeBlock() // the last reply went out before this read
 		if w.in != nil {
 			n, e = w.in.SpliceFrom(w.fd, nil, len(w.buf))
 		} else {

@@ -138,6 +138,7 @@ type worker struct {
 	// window is the adaptive poll window (Options.AdaptivePoll; adapt),
 	// worker-owned.
 	window time.Duration
+	sched  dataplane.SchedPoint // passes through the Go scheduler before a sleep
 	// batch is how many requests the last drain served, worker-owned
 	// (adapt's budget).
 	batch uint64
@@ -321,6 +322,9 @@ func (w *worker) loop() error {
 		if w.holding == 0 {
 			w.reader.Exit() // quiescent: hold no view of guest memory while asleep
 		}
+		// Completions are published and a kick asked for: a request that
+		// comes during the pass wakes the sleep at once.
+		w.sched.BeforeBlock()
 		if w.sleep() {
 			return errStopped
 		}
