@@ -26,9 +26,9 @@
 // with the inodes the client remembers. An inode whose fd is closed no
 // longer pins its host inode, whose (st_dev, st_ino) the host may give to
 // a new file once it is deleted: a lookup that finds such an inode under
-// its key opens the name and compares file handles, and a different one
-// is a new inode (the old ID answers ESTALE until the client forgets it);
-// the same one gets the lookup's fd back. A directory reopened from its
+// its key compares the name's file handle with the inode's, and a
+// different one is a new inode (the old ID answers ESTALE until the
+// client forgets it). A directory reopened from its
 // handle must still be the root or beneath it (the same check that guards
 // "..": a walk up "..", or, when the root is its mount's root as in the
 // namespace sandbox, the kernel's own check of one ".." against the mount):

@@ -572,8 +572,9 @@ func TestInodeNumberReused(t *testing.T) {
 // TestInodeStaleKey is TestInodeNumberReused on any filesystem: the table's
 // entry for b's key is made to name another inode (a's, whose fd the cache
 // closed), as the reuse of a freed inode number does. A lookup of b gets a
-// new inode; a, looked up again, is found by its handle and gets its fd
-// back from the lookup's open (no open_by_handle_at later).
+// new inode; c, looked up again, is matched by its handle; a directory
+// whose fd the cache closed, opened again as "..", is matched by its
+// handle and keeps the fd opened (no open_by_handle_at on its next use).
 func TestInodeStaleKey(t *testing.T) {
 	handleModes(t, func(t *testing.T, mode FileHandleMode) {
 		const cache = 16
@@ -621,19 +622,38 @@ func TestInodeStaleKey(t *testing.T) {
 			t.Errorf("b looked up again: inode %d, want %d", again.Ino, b.Ino)
 		}
 
-		// c's entry is its own: the lookup matches it by handle and
-		// gives it the fd it opened.
+		// c's entry is its own: the lookup matches it by the handle of
+		// the name, and opens nothing.
 		if again := lookup(t, f, fs.RootInode, "c"); again.Ino != c.Ino {
 			t.Errorf("c, evicted, looked up again: inode %d, want %d", again.Ino, c.Ino)
 		}
 		in = f.inodes.ref(c.Ino)
 		closed := in.refs.Load()&fdClosed != 0
 		f.inodes.put(in)
-		if closed {
-			t.Errorf("c looked up again: its fd is still closed, want the lookup's")
+		if !closed {
+			t.Errorf("c looked up again: its fd was opened, want it matched by its handle")
 		}
 		if got := f.inodes.nlookupOf(c.Ino); got != 2 {
 			t.Errorf("c's lookup count %d, want 2", got)
+		}
+
+		if err := os.MkdirAll(join(root, "p", "q"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		p := lookup(t, f, fs.RootInode, "p")
+		q := lookup(t, f, p.Ino, "q")
+		evict(t, f, root, cache, p.Ino)
+		if up := lookup(t, f, q.Ino, ".."); up.Ino != p.Ino {
+			t.Errorf("q/.. with p evicted: inode %d, want p's %d", up.Ino, p.Ino)
+		}
+		in = f.inodes.ref(p.Ino)
+		closed = in.refs.Load()&fdClosed != 0
+		f.inodes.put(in)
+		if closed {
+			t.Errorf("p looked up as q/..: its fd is still closed, want the lookup's")
+		}
+		if got := f.inodes.nlookupOf(p.Ino); got != 2 {
+			t.Errorf("p's lookup count %d, want 2", got)
 		}
 	})
 }

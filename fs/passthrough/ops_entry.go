@@ -47,7 +47,7 @@ func (f *FS) lookupName(dir *inode, name []byte, cstr *byte, out *fs.Entry) fs.E
 	if e := sys.Fstatat(dir.fd, cstr, &st, unix.AT_SYMLINK_NOFOLLOW); e != 0 {
 		return e
 	}
-	if id, ok := f.inodes.lookupKey(keyOf(&st)); ok {
+	if id, ok := f.inodes.lookupKey(keyOf(&st), dir.fd, name); ok {
 		f.fillEntry(out, id, &st)
 		return fs.OK
 	}
@@ -90,7 +90,7 @@ func (f *FS) lookupSelf(dir *inode, out *fs.Entry) fs.Errno {
 		f.fillEntry(out, fs.RootInode, &st)
 		return fs.OK
 	}
-	if id, ok := f.inodes.lookupKey(dir.key); ok && id == dir.id {
+	if id, ok := f.inodes.lookupKey(dir.key, -1, nil); ok && id == dir.id {
 		f.fillEntry(out, id, &st)
 		return fs.OK
 	} else if ok {
@@ -379,7 +379,7 @@ func (f *FS) Link(ctx *fs.Context, ino fs.Inode, newParent fs.Inode, newName []b
 	if err := unix.Fstat(in.fd, &st); err != nil {
 		return errno(err)
 	}
-	if id, ok := f.inodes.lookupKey(in.key); ok {
+	if id, ok := f.inodes.lookupKey(in.key, -1, nil); ok {
 		f.fillEntry(out, id, &st)
 		return fs.OK
 	}

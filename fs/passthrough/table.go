@@ -267,44 +267,76 @@ func (t *inodeTable) put(in *inode) {
 
 // lookupKey raises the lookup count of the inode with key k, if the table
 // has it and it is certainly the host inode k names now, and returns its
-// ID. The caller found k by a stat made before the call.
+// ID. The caller found k by a stat of name in the directory dirFd made
+// before the call (dirFd -1: of an inode the caller holds).
 //
 // A host inode number is reused once its inode is freed, and the table's
 // entry pins its host inode only while its fd is open: one whose fd the
 // cache closed (fdClosed; the sweeper closes those of deleted files) may
 // name a deleted inode whose (dev, ino) now belongs to another file. Such
-// an entry is not matched here (false): the caller opens the name and
-// insert tells the two apart by their file handles. An entry whose fd is
-// open now had its inode alive since it was made (an fd pins it, and a
-// reopen from its handle fails once the inode is gone), so it is the only
-// inode that has had k since then, which includes the caller's stat.
-func (t *inodeTable) lookupKey(k inodeKey) (fs.Inode, bool) {
+// an entry is matched only if name's file handle, which carries the
+// inode's generation, is its handle (sameName); otherwise false, and the
+// caller opens the name and insert tells the two apart. An entry whose fd
+// is open, or whose handle name has, names an inode alive now and so
+// alive since the entry was made (an fd pins it; a handle stops opening
+// once its inode is gone): the only inode that had k meanwhile, which
+// includes the caller's stat.
+func (t *inodeTable) lookupKey(k inodeKey, dirFd int, name []byte) (fs.Inode, bool) {
 	s := t.keyShard(k)
 	s.mu.Lock()
 	in := s.m[k]
-	if in != nil && in.refs.Load()&fdClosed != 0 {
-		in = nil
-	}
-	if in != nil {
-		in.nlookup++
-	}
-	s.mu.Unlock()
 	if in == nil {
+		s.mu.Unlock()
 		return 0, false
 	}
+	if in.refs.Load()&fdClosed == 0 {
+		in.nlookup++
+		s.mu.Unlock()
+		return in.id, true
+	}
+	if dirFd < 0 {
+		s.mu.Unlock()
+		return 0, false
+	}
+	in.refs.Add(1) // held in s.m: not released yet
+	s.mu.Unlock()
+	defer t.put(in)
+	if !sameName(in, dirFd, name) {
+		return 0, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m[k] != in { // forgotten or unhashed meanwhile
+		return 0, false
+	}
+	in.nlookup++
 	return in.id, true
+}
+
+// sameName reports whether in, whose fd the cache closed, is the inode
+// name in the directory dirFd names: their file handles are equal. It
+// follows no symlink.
+//
+// Preconditions: in.refs carries fdClosed (observed by the caller), so
+// in.fh is written and immutable.
+func sameName(in *inode, dirFd int, name []byte) bool {
+	fh, _, err := unix.NameToHandleAt(dirFd, string(name), 0)
+	return err == nil && sameHandle(fh, in.fh)
 }
 
 // sameInode reports whether in, whose fd the cache closed, is the host
 // inode the O_PATH fd is open on, whose key is in's: their file handles
-// (which carry the inode's generation) are equal. false if fd has no
-// handle: an entry that cannot be told from a new inode is not reused.
+// are equal. false if fd has no handle: an entry that cannot be told from
+// a new inode is not reused.
 //
-// Preconditions: in.refs carries fdClosed (observed by the caller), so
-// in.fh is written and immutable.
+// Preconditions: as sameName's.
 func sameInode(in *inode, fd int) bool {
 	fh, _, err := unix.NameToHandleAt(fd, "", unix.AT_EMPTY_PATH)
-	return err == nil && fh.Type() == in.fh.Type() && bytes.Equal(fh.Bytes(), in.fh.Bytes())
+	return err == nil && sameHandle(fh, in.fh)
+}
+
+func sameHandle(a, b unix.FileHandle) bool {
+	return a.Type() == b.Type() && bytes.Equal(a.Bytes(), b.Bytes())
 }
 
 // adopt gives in, whose fd the cache closed, the O_PATH fd just opened on
