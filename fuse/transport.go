@@ -14,7 +14,10 @@ import "github.com/fastfsd/fastfsd/fs"
 //
 // Per request the transport sets In (and Src/Dst when it moves data itself),
 // calls Server.Handle, then sends the reply and, for READ with Dst set, the
-// data Dst holds.
+// data Dst holds. A reply the client refuses (it no longer has the
+// request) goes back through Server.NotDelivered before the Request
+// serves its next request, so that the lookups and handles it carried
+// are not kept forever.
 type Request struct {
 	// In is the request as received: fuse_in_header, the op's arguments
 	// and, for WRITE, the payload unless Src is set. A view into the

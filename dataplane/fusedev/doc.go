@@ -66,8 +66,15 @@
 // Unmount uses umount2, and on EBUSY a lazy detach plus an abort through
 // fusectl, so Serve always returns. The caller unmounts before exiting so
 // that no dead mount ("transport endpoint is not connected") is left.
-// ENOENT on a reply means the kernel already ended an interrupted request
-// and is ignored.
+// ENOENT on a reply means the kernel no longer has the request: a
+// FUSE_NOTIFY_RESEND (Conn.NotifyResend) gave it a new unique and sent it
+// again, or the connection was aborted. (A caller killed by a fatal
+// signal does not cause it: the kernel waits out a request the server
+// has read.) The worker then calls fuse.Server.NotDelivered, which gives
+// back to the filesystem the lookups and open handles the reply carried:
+// the kernel will never FORGET or RELEASE them. A reply the kernel refuses
+// otherwise (EINVAL) is given back the same way before the EIO that
+// replaces it.
 //
 // # Serving and using a mount in one process
 //

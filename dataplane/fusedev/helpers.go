@@ -234,7 +234,7 @@ func (p *helperPool) helper() {
 			n = p.call(s)
 		}
 		if n > 0 {
-			sendReply(s.fd, s.id, r.Out[:n], r.In, s.errb[:])
+			sendReply(p.srv, r, s.fd, s.id, r.Out[:n], s.errb[:])
 		}
 		if s.wait {
 			p.waits.Put(s.uid)
@@ -289,22 +289,28 @@ func (p *helperPool) stop(d time.Duration) bool {
 	}
 }
 
-// sendReply writes one reply to fd from a helper (the worker's send is
-// the worker's alone). errb is scratch for an EIO reply if the kernel
-// refuses b.
-func sendReply(fd, id int, b, req []byte, errb []byte) {
+// sendReply writes to fd the reply b that srv made for r, from a helper
+// (the worker's send is the worker's alone). errb is scratch for an EIO
+// reply if the kernel refuses b. A reply the kernel did not take gives
+// back the references it carried (fuse.Server.NotDelivered), as send does.
+func sendReply(srv *fuse.Server, r *fuse.Request, fd, id int, b, errb []byte) {
 	for {
 		_, err := unix.Write(fd, b)
 		switch err {
-		case nil, syscall.ENOENT, syscall.ENODEV, syscall.ECONNABORTED:
-			// Sent; or the request ended (interrupted) or the
-			// connection is gone: nobody waits for the reply.
+		case nil, syscall.ENODEV, syscall.ECONNABORTED:
+			// Sent; or the connection is gone: nobody waits for the reply.
+			return
+		case syscall.ENOENT:
+			// The kernel no longer has the request (resent, or the
+			// connection aborted).
+			srv.NotDelivered(r, b)
 			return
 		case syscall.EINTR:
 			continue
 		default:
 			fmt.Fprintf(os.Stderr, "fastfsd: fusedev worker %d helper: reply of %d bytes refused: %v\n", id, len(b), err)
-			if h, ok := readHdr(req); ok && len(b) != outHeaderSize {
+			srv.NotDelivered(r, b)
+			if h, ok := readHdr(r.In); ok && len(b) != outHeaderSize {
 				putErrReply(errb, h.unique, int32(syscall.EIO))
 				b = errb
 				continue

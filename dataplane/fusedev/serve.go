@@ -646,14 +646,19 @@ func (w *worker) send(b []byte) bool {
 		case syscall.EINTR:
 			continue
 		case syscall.ENOENT:
-			// Interrupted request already ended by the kernel.
+			// The kernel no longer has the request (a FUSE_NOTIFY_RESEND
+			// gave it a new unique, or the connection was aborted): the
+			// references the reply carried never reached it.
+			w.srv.NotDelivered(w.req, b)
 			return false
 		case syscall.ENODEV, syscall.ECONNABORTED:
 			return true
 		default:
 			// The kernel refused the reply (EINVAL: a malformed reply,
-			// an engine bug). The request would hang: answer EIO.
+			// an engine bug). The request would hang: answer EIO, and
+			// give back what the refused reply carried.
 			fmt.Fprintf(os.Stderr, "fastfsd: fusedev worker %d: reply of %d bytes refused: %v\n", w.id, len(b), err)
+			w.srv.NotDelivered(w.req, b)
 			if h, ok := readHdr(w.req.In); ok && len(b) != outHeaderSize {
 				putErrReply(w.errb[:], h.unique, int32(syscall.EIO))
 				b = w.errb[:]

@@ -134,7 +134,10 @@ func (w *worker) sendSpliced(header []byte, dlen int) bool {
 	m, e := w.in.SpliceTo(w.fd, nil, total, 0)
 	switch {
 	case e == syscall.ENOENT:
-		e = 0 // interrupted request already ended
+		// The kernel no longer has the request (resent, or the
+		// connection aborted). Only READ replies leave this way, and
+		// they carry no reference to give back (fuse.Server.NotDelivered).
+		e = 0
 	case e == syscall.ENODEV || e == syscall.ECONNABORTED:
 		w.in.Drain()
 		return true

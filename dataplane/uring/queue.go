@@ -350,6 +350,17 @@ func (q *queue) complete(userData uint64, res int32) {
 		return
 	}
 	if res < 0 {
+		// A COMMIT_AND_FETCH the kernel refused. ENOENT (Linux 6.18
+		// fuse_uring_commit_fetch: the commit_id is not in the queue's
+		// processing list) cannot come from a client: a request the
+		// server holds leaves that list only when committed or when the
+		// connection is aborted (a caller's fatal signal waits out a
+		// request already sent, request_wait_answer; FUSE_NOTIFY_RESEND
+		// resends only /dev/fuse requests, fc->devices), so it ends the
+		// queue like the other errors; the references such a reply
+		// carried go with the connection. A kernel that resends ring
+		// requests would need fuse.Server.NotDelivered here, with the
+		// entry's opcode kept, and the entry registered again.
 		switch syscall.Errno(-res) {
 		case unix.ENOTCONN, unix.ECONNABORTED, unix.ECANCELED, unix.ENODEV:
 			q.done = errConnEnded

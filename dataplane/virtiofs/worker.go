@@ -1072,7 +1072,11 @@ func (d *Device) serve(s *slot, queue int) uint32 {
 // session, with s.noWait, counting it in s.obs; what serve and serveCopied
 // share. It returns the reply length in s.req.Out; 0 when there is no
 // reply, s.retry then telling whether the engine left it because it would
-// wait.
+// wait. Every reply is delivered: the guest driver completes whatever
+// chain the device returns (it has no ENOENT of /dev/fuse for a request
+// it gave up on: a request stays queued until the device answers it), so
+// no reply's lookups or handles are lost and nothing here calls
+// fuse.Server.NotDelivered.
 func (d *Device) handle(s *slot, op abi.Opcode, queue int, in []byte, src fs.Source, dst fs.Sink) int {
 	d.session(s, op, queue)
 	r := s.req
