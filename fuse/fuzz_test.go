@@ -12,7 +12,8 @@ import (
 // recover would hide one, so Panics must stay 0 with a filesystem that
 // never panics); In is not written; the reply fits Out; the header's len
 // equals n (+ DataLen with Dst); errors are header-only and in [-511, 0];
-// the reply echoes the request's unique.
+// the reply echoes the request's unique; NotDelivered of the reply does not
+// panic.
 func FuzzHandle(f *testing.F) {
 	for _, c := range validRequests() {
 		f.Add(c.in, false)
@@ -76,6 +77,12 @@ func FuzzHandle(f *testing.F) {
 		}
 		if noReply(ih.Opcode) {
 			t.Fatalf("%v answered", ih.Opcode)
+		}
+		// The reply, refused by the client, gives back what it carried
+		// (NotDelivered decodes it) without a panic.
+		s.NotDelivered(r, r.Out[:n])
+		if s.Panics() != 0 {
+			t.Fatalf("NotDelivered panicked on the reply to %x", in)
 		}
 	})
 }
