@@ -153,13 +153,7 @@ func deepDirectoryReopen(t *testing.T, bind bool) {
 	for range depth {
 		ino = lookup(t, f, ino, "a").Ino
 	}
-	evict := func() {
-		for i := range 2 * cache {
-			n := fmt.Sprintf("e%d", i)
-			os.Mkdir(join(share, n), 0o755)
-			f.Forget(lookup(t, f, fs.RootInode, n).Ino, 1)
-		}
-	}
+	evict := func() { churn(t, f, share, cache, mkDir) }
 	var out fs.Entry
 	const rounds = 5
 	var took time.Duration

@@ -111,9 +111,13 @@ const (
 )
 
 // fdCache bounds the O_PATH fds of inodes that have a file handle: at
-// most len(slots) of them are open while unused. Replacement is CLOCK
-// (second chance): a slot whose inode was used since the hand last passed
-// is spared once. An inode in use when its slot is taken keeps its fd,
+// most len(slots) of them are open while unused. A new inode takes a free
+// slot while there is one; only a full cache replaces, by CLOCK (second
+// chance): a slot whose inode was used since the hand last passed is
+// spared once. (Running the hand while slots were free evicted live
+// inodes from a nearly empty cache: every inode added and forgotten, a
+// READDIRPLUS entry that did not fit or a created file, moved the hand
+// one slot on, and once round it closed whatever it met.) An inode in use when its slot is taken keeps its fd,
 // marked uncached, until its last user is done (put closes it then), so
 // open fds ≤ cache size + inodes in use by requests or open handles.
 type fdCache struct {
@@ -123,11 +127,29 @@ type fdCache struct {
 	mu sync.Mutex
 	// slots hold cached inodes; nil is free. +checklocks:mu
 	slots []*inode
+	// free is the indices of the nil slots, taken from the end.
+	// +checklocks:mu
+	free []int32
 	// hand is the CLOCK hand. +checklocks:mu
 	hand int
 }
 
-func newFdCache(n int) *fdCache { return &fdCache{slots: make([]*inode, n)} }
+func newFdCache(n int) *fdCache {
+	c := &fdCache{slots: make([]*inode, n), free: make([]int32, n)}
+	for i := range c.free {
+		c.free[i] = int32(n - 1 - i) // slot 0 first
+	}
+	return c
+}
+
+// freeSlot makes slot i nil and free.
+//
+// Preconditions: c.mu is held; slot i holds an inode whose slot field the
+// caller resets.
+func (c *fdCache) freeSlot(i int32) {
+	c.slots[i] = nil
+	c.free = append(c.free, i) // within cap: at most len(slots) are free
+}
 
 // add gives in, whose fd was just opened and which the caller holds (or
 // the table holds, after insert), a slot, taking one from another inode
@@ -139,7 +161,13 @@ func (c *fdCache) add(in *inode) {
 	if in.slot >= 0 {
 		return
 	}
-	// Two sweeps clear every reference bit; the bound also holds when
+	if n := len(c.free); n > 0 {
+		i := c.free[n-1]
+		c.free = c.free[:n-1]
+		c.slots[i], in.slot = in, i
+		return
+	}
+	// Full: two sweeps clear every reference bit; the bound also holds when
 	// users keep setting them meanwhile.
 	i := -1
 	for range 2*len(c.slots) + 1 {
@@ -227,7 +255,7 @@ func (c *fdCache) putIdle(in *inode) {
 func (c *fdCache) remove(in *inode) {
 	c.mu.Lock()
 	if in.slot >= 0 {
-		c.slots[in.slot] = nil
+		c.freeSlot(in.slot)
 		in.slot = -1
 	}
 	in.uncached.Store(false)
@@ -282,7 +310,8 @@ func (c *fdCache) sweepDeleted() int {
 		if unix.Fstat(v.fd, &st) != nil || st.Nlink != 0 {
 			continue
 		}
-		c.slots[i], v.slot = nil, -1
+		c.freeSlot(int32(i))
+		v.slot = -1
 		c.evict(v)
 		n++
 	}

@@ -103,10 +103,7 @@ func testFileHandlesInUseKeepsFd(t *testing.T, mode FileHandleMode) {
 	writeFile(t, join(root, "open"), "data", 0o644)
 	e := lookup(t, f, fs.RootInode, "open")
 	fh := open(t, f, e.Ino, uint32(os.O_RDONLY))
-	for i := range 4 * cache {
-		writeFile(t, join(root, fmt.Sprint(i)), "", 0o644)
-		f.Forget(lookup(t, f, fs.RootInode, fmt.Sprint(i)).Ino, 1)
-	}
+	churn(t, f, root, cache, mkFile(t))
 	if err := os.Remove(join(root, "open")); err != nil {
 		t.Fatal(err)
 	}
@@ -145,11 +142,7 @@ func TestFileHandlesLazy(t *testing.T) {
 			t.Fatalf("after LOOKUP: handle pending %v, made %v", p, h)
 		}
 		f.inodes.put(in)
-		for i := range 2 * cache {
-			n := fmt.Sprint(i)
-			writeFile(t, join(root, n), "", 0o644)
-			f.Forget(lookup(t, f, fs.RootInode, n).Ino, 1)
-		}
+		churn(t, f, root, cache, mkFile(t))
 		if p, h := state(); p || !h {
 			t.Fatalf("after eviction: handle pending %v, made %v; want made", p, h)
 		}
@@ -181,11 +174,7 @@ func TestFileHandlesPreferNoHandleMount(t *testing.T) {
 	t.Cleanup(func() { unix.Unmount(p, unix.MNT_DETACH) })
 	pd := lookup(t, f, fs.RootInode, "proc")
 	ver := lookup(t, f, pd.Ino, "version")
-	for i := range 2 * cache {
-		n := fmt.Sprint(i)
-		writeFile(t, join(root, n), "", 0o644)
-		f.Forget(lookup(t, f, fs.RootInode, n).Ino, 1)
-	}
+	churn(t, f, root, cache, mkFile(t))
 	for _, id := range []fs.Inode{pd.Ino, ver.Ino} {
 		in := f.inodes.ref(id)
 		closed := in.refs.Load()&fdClosed != 0
@@ -230,18 +219,12 @@ func testFileHandlesContainment(t *testing.T, mode FileHandleMode) {
 	in := lookup(t, f, fs.RootInode, "in")
 	sub := lookup(t, f, in.Ino, "sub")
 	stay := lookup(t, f, fs.RootInode, "stay")
-	evict := func() {
-		for i := range 2 * cache {
-			n := fmt.Sprintf("e%d", i)
-			os.Mkdir(join(root, n), 0o755)
-			f.Forget(lookup(t, f, fs.RootInode, n).Ino, 1)
-		}
-	}
+	evict := func() { churn(t, f, root, cache, mkDir) }
 	evict()
 	if err := os.Rename(join(root, "in"), join(outside, "in")); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Rename(join(root, "stay"), join(root, "e0", "stay")); err != nil {
+	if err := os.Rename(join(root, "stay"), join(root, "churn0", "stay")); err != nil {
 		t.Fatal(err)
 	}
 	var a fs.AttrOut
@@ -475,16 +458,36 @@ func TestSweeperStopsAtClose(t *testing.T) {
 	f.Close() // and once more by the test's cleanup
 }
 
-// evict looks up and forgets 2*cache new files in root so that the cache
-// closes the fd of every inode looked up before, and checks that it closed
-// id's.
+// churn fills the fd cache (of size cache), which replaces only when
+// full, with 3*cache other inodes looked up in root and held, so that its
+// hand goes round twice and closes the fd of every unused inode looked up
+// before; then it forgets them. mk makes each name before its lookup.
+func churn(t *testing.T, f *FS, root string, cache int, mk func(path string)) {
+	t.Helper()
+	held := make([]fs.Inode, 0, 3*cache)
+	for i := range 3 * cache {
+		n := fmt.Sprintf("churn%d", i)
+		mk(join(root, n))
+		held = append(held, lookup(t, f, fs.RootInode, n).Ino)
+	}
+	for _, ino := range held {
+		f.Forget(ino, 1)
+	}
+}
+
+func mkFile(t *testing.T) func(string) {
+	return func(p string) { writeFile(t, p, "", 0o644) }
+}
+
+func mkDir(p string) { os.Mkdir(p, 0o755) }
+
+// evict churns the cache (removing the files it made) and checks that it
+// closed id's fd.
 func evict(t *testing.T, f *FS, root string, cache int, id fs.Inode) {
 	t.Helper()
-	for i := range 2 * cache {
-		n := fmt.Sprintf("evict%d", i)
-		writeFile(t, join(root, n), "", 0o644)
-		f.Forget(lookup(t, f, fs.RootInode, n).Ino, 1)
-		os.Remove(join(root, n))
+	churn(t, f, root, cache, mkFile(t))
+	for i := range 3 * cache {
+		os.Remove(join(root, fmt.Sprintf("churn%d", i)))
 	}
 	in := f.inodes.ref(id)
 	defer f.inodes.put(in)
@@ -654,6 +657,74 @@ func TestInodeStaleKey(t *testing.T) {
 		}
 		if got := f.inodes.nlookupOf(p.Ino); got != 2 {
 			t.Errorf("p's lookup count %d, want 2", got)
+		}
+	})
+}
+
+// TestLookupClosedAllocs: a LOOKUP that finds an inode whose fd the cache
+// closed, and matches it by its file handle (sameName), allocates
+// nothing, as the LOOKUP of an inode whose fd is open does
+// (TestHotPathAllocs); READDIRPLUS of a directory larger than the fd
+// cache takes this path for every entry. The fd stays closed.
+func TestLookupClosedAllocs(t *testing.T) {
+	handleModes(t, func(t *testing.T, mode FileHandleMode) {
+		const cache = 16
+		f, root := newHandlesFS(t, mode, cache)
+		writeFile(t, join(root, "a"), "a", 0o644)
+		a := lookup(t, f, fs.RootInode, "a")
+		evict(t, f, root, cache, a.Ino)
+		name := []byte("a")
+		var e fs.Entry
+		n := testing.AllocsPerRun(200, func() {
+			if f.Lookup(rootCtx, fs.RootInode, name, &e) != fs.OK || e.Ino != a.Ino {
+				t.Fatalf("lookup of a: inode %d, want %d", e.Ino, a.Ino)
+			}
+			f.Forget(a.Ino, 1)
+		})
+		if n != 0 {
+			t.Errorf("LOOKUP of an inode whose fd the cache closed: %v allocs per call, want 0", n)
+		}
+		in := f.inodes.ref(a.Ino)
+		defer f.inodes.put(in)
+		if in.refs.Load()&fdClosed == 0 {
+			t.Errorf("the LOOKUPs reopened a's fd: the handle comparison is meant to need none")
+		}
+	})
+}
+
+// TestFdCacheFreeSlotsFirst: inodes added and forgotten one at a time (a
+// READDIRPLUS entry that did not fit, a created file the client forgot)
+// take free slots and give them back; they never close the fd of an inode
+// cached before while the cache is not full. The hand used to move one slot
+// on per inode added, free slots or not, and once round it closed the fds
+// of the inodes still looked up, each then reopened by handle on its next
+// use (and matched by name_to_handle_at on its next LOOKUP).
+func TestFdCacheFreeSlotsFirst(t *testing.T) {
+	handleModes(t, func(t *testing.T, mode FileHandleMode) {
+		const cache = 64
+		f, root := newHandlesFS(t, mode, cache)
+		var live []fs.Inode
+		for i := range 16 {
+			n := fmt.Sprintf("live%d", i)
+			writeFile(t, join(root, n), "", 0o644)
+			live = append(live, lookup(t, f, fs.RootInode, n).Ino)
+		}
+		for i := range 10 * cache {
+			n := fmt.Sprintf("passing%d", i)
+			writeFile(t, join(root, n), "", 0o644)
+			f.Forget(lookup(t, f, fs.RootInode, n).Ino, 1)
+			os.Remove(join(root, n))
+		}
+		closed := 0
+		for _, id := range live {
+			in := f.inodes.ref(id)
+			if in.refs.Load()&fdClosed != 0 {
+				closed++
+			}
+			f.inodes.put(in)
+		}
+		if closed != 0 {
+			t.Errorf("%d of the 16 inodes looked up closed after %d inodes came and went through a %d-slot cache never more than 17 full", closed, 10*cache, cache)
 		}
 	})
 }

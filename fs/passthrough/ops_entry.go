@@ -47,7 +47,7 @@ func (f *FS) lookupName(dir *inode, name []byte, cstr *byte, out *fs.Entry) fs.E
 	if e := sys.Fstatat(dir.fd, cstr, &st, unix.AT_SYMLINK_NOFOLLOW); e != 0 {
 		return e
 	}
-	if id, ok := f.inodes.lookupKey(keyOf(&st), dir.fd, name); ok {
+	if id, ok := f.inodes.lookupKey(keyOf(&st), dir.fd, cstr); ok {
 		f.fillEntry(out, id, &st)
 		return fs.OK
 	}

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fastfsd/fastfsd/fs"
+	"github.com/fastfsd/fastfsd/internal/sys"
 )
 
 // nShards is the number of shards of the inode and handle tables: enough
@@ -267,8 +268,9 @@ func (t *inodeTable) put(in *inode) {
 
 // lookupKey raises the lookup count of the inode with key k, if the table
 // has it and it is certainly the host inode k names now, and returns its
-// ID. The caller found k by a stat of name in the directory dirFd made
-// before the call (dirFd -1: of an inode the caller holds).
+// ID. The caller found k by a stat of name (NUL-terminated) in the
+// directory dirFd made before the call (dirFd -1: of an inode the caller
+// holds; name nil).
 //
 // A host inode number is reused once its inode is freed, and the table's
 // entry pins its host inode only while its fd is open: one whose fd the
@@ -281,7 +283,7 @@ func (t *inodeTable) put(in *inode) {
 // alive since the entry was made (an fd pins it; a handle stops opening
 // once its inode is gone): the only inode that had k meanwhile, which
 // includes the caller's stat.
-func (t *inodeTable) lookupKey(k inodeKey, dirFd int, name []byte) (fs.Inode, bool) {
+func (t *inodeTable) lookupKey(k inodeKey, dirFd int, name *byte) (fs.Inode, bool) {
 	s := t.keyShard(k)
 	s.mu.Lock()
 	in := s.m[k]
@@ -314,14 +316,17 @@ func (t *inodeTable) lookupKey(k inodeKey, dirFd int, name []byte) (fs.Inode, bo
 }
 
 // sameName reports whether in, whose fd the cache closed, is the inode
-// name in the directory dirFd names: their file handles are equal. It
-// follows no symlink.
+// name (NUL-terminated) in the directory dirFd names: their file handles
+// are equal. It follows no symlink.
 //
 // Preconditions: in.refs carries fdClosed (observed by the caller), so
 // in.fh is written and immutable.
-func sameName(in *inode, dirFd int, name []byte) bool {
-	fh, _, err := unix.NameToHandleAt(dirFd, string(name), 0)
-	return err == nil && sameHandle(fh, in.fh)
+func sameName(in *inode, dirFd int, name *byte) bool {
+	var fh sys.FileHandle // on the stack: a LOOKUP allocates nothing
+	if sys.NameToHandleAt(dirFd, name, &fh, 0) != 0 {
+		return false
+	}
+	return uint32(fh.Type) == uint32(in.fh.Type()) && bytes.Equal(fh.F[:fh.Bytes], in.fh.Bytes())
 }
 
 // sameInode reports whether in, whose fd the cache closed, is the host

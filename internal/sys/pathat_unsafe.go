@@ -45,3 +45,26 @@ func Getxattr(path, name *byte, dst []byte) (int, syscall.Errno) {
 	}
 	return int(r), 0
 }
+
+// FileHandle is struct file_handle with room for the largest handle
+// (MAX_HANDLE_SZ, 128 bytes), to be filled in place: x/sys's
+// NameToHandleAt allocates a buffer and a Go string per call.
+type FileHandle struct {
+	Bytes uint32 // f_handle's length: set by NameToHandleAt
+	Type  int32
+	F     [128]byte
+}
+
+// NameToHandleAt is name_to_handle_at(2): it fills h with the handle of
+// name relative to dirfd (flags: AT_EMPTY_PATH, AT_SYMLINK_FOLLOW). The
+// mount id is discarded.
+func NameToHandleAt(dirfd int, name *byte, h *FileHandle, flags int) syscall.Errno {
+	h.Bytes = uint32(len(h.F))
+	var mountID int32
+	_, _, e := unix.Syscall6(unix.SYS_NAME_TO_HANDLE_AT, uintptr(dirfd),
+		uintptr(unsafe.Pointer(name)), uintptr(unsafe.Pointer(h)),
+		uintptr(unsafe.Pointer(&mountID)), uintptr(flags), 0)
+	runtime.KeepAlive(name)
+	runtime.KeepAlive(h)
+	return e
+}
