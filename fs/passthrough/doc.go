@@ -19,7 +19,7 @@
 // (name_to_handle_at: made at LOOKUP under mandatory, and under prefer only
 // when the cache first closes the inode's fd, so that an inode forgotten
 // while cached never costs one) and its O_PATH fd is open only while the inode is in
-// a bounded CLOCK cache (Options.FdCache, AutoFdCache by default) or in use
+// a bounded cache (Options.FdCache, AutoFdCache by default; CLOCK replacement once it is full) or in use
 // by a request or an open handle; a request that finds it closed reopens
 // it with open_by_handle_at, through an O_RDONLY fd of the inode's mount
 // (one per mount under the export). So the fds the FS holds do not grow
