@@ -18,8 +18,9 @@ import (
 //   - SQ: the worker writes SQEs and the index array, then publishes them
 //     with a release store of *sqTail (atomic.StoreUint32); the kernel
 //     pairs it with an acquire load (smp_load_acquire(&rings->sq.tail)).
-//     The kernel advances *sqHead; the worker only needs it to know how
-//     many slots are free, read with an acquire load.
+//     The kernel advances *sqHead (inside io_uring_enter: no SQPOLL); the
+//     worker reads it with an acquire load to know how many slots are
+//     free and how many published SQEs the kernel has not consumed yet.
 //   - CQ: the kernel writes CQEs then publishes *cqTail with a release
 //     store; the worker reads it with an acquire load (atomic.LoadUint32)
 //     before reading the CQEs, and hands the slots back with a release
@@ -35,7 +36,6 @@ type ring struct {
 	sqArray                []uint32
 	sqEntries              uint32
 	sqLocalTail            uint32 // next SQ slot the worker fills (not yet published)
-	sqPublished            uint32 // tail last published to the kernel
 
 	cqHead, cqTail, cqMask *uint32
 	cqes                   []byte
@@ -83,7 +83,6 @@ func newRing(entries uint32) (*ring, error) {
 	r.cqHead, r.cqTail, r.cqMask = u32(r.cqMem, p.CqOff.Head), u32(r.cqMem, p.CqOff.Tail), u32(r.cqMem, p.CqOff.RingMask)
 	r.cqes = r.cqMem[p.CqOff.Cqes : p.CqOff.Cqes+p.CqEntries*sys.IoUringCqeSize]
 	r.sqLocalTail = atomic.LoadUint32(r.sqTail)
-	r.sqPublished = r.sqLocalTail
 	return r, nil
 }
 
@@ -105,21 +104,27 @@ func (r *ring) nextSQE() []byte {
 // until at least minComplete CQEs are ready. EINTR is retried: the call is
 // idempotent once the tail is published (the kernel consumes what it has
 // not yet consumed).
+//
+// What to submit is every published SQE the kernel has not consumed
+// (tail - *sqHead, read with an acquire load), not only the new ones:
+// without SQPOLL the kernel consumes SQEs only inside io_uring_enter, and
+// it may stop short (at the first SQE that fails to submit, or on
+// EAGAIN/EBUSY); the ones it left are counted by the next call, which
+// would otherwise ask for none of them and wait for completions that
+// never come.
 func (r *ring) submitAndWait(minComplete uint32) error {
-	toSubmit := r.sqLocalTail - r.sqPublished
 	atomic.StoreUint32(r.sqTail, r.sqLocalTail) // release: SQEs before tail
-	r.sqPublished = r.sqLocalTail
 	flags := uint32(0)
 	if minComplete > 0 {
 		flags |= sys.IoringEnterGetevents
 	}
 	for {
+		toSubmit := r.sqLocalTail - atomic.LoadUint32(r.sqHead)
 		n, errno := sys.IoUringEnter(r.fd, toSubmit, minComplete, flags)
 		switch errno {
 		case 0:
-			toSubmit -= min(uint32(n), toSubmit)
-			if toSubmit == 0 || minComplete > 0 {
-				return nil
+			if uint32(n) >= toSubmit || minComplete > 0 || n == 0 {
+				return nil // n == 0: the kernel took none; the next call tries again
 			}
 		case syscall.EINTR:
 		case syscall.EAGAIN, syscall.EBUSY:
