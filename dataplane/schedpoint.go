@@ -32,9 +32,13 @@ import (
 // The pass is a runtime.Gosched of a goroutine locked to its thread: the
 // thread hands its P on, another thread finds the goroutine and hands a P
 // back to this thread (two wake-ups; tens of µs on the VM), so it is done
-// before blocking, when the worker has nothing to serve, and at most once
-// per SchedPointEvery. A worker that is never idle is preempted by the
-// runtime as any goroutine is.
+// at most once per SchedPointEvery, after the worker has sent what it
+// owes, before a call that may block. virtio-fs passes only when its ring
+// is dry; /dev/fuse and io_uring cannot know before their read whether a
+// request waits, so one may wait for the pass (at most one pass in 5 ms).
+// The thread is the same after the pass: the runtime runs a locked
+// goroutine only on its own thread (fsuid and affinity stay). A worker
+// that never blocks is preempted by the runtime as any goroutine is.
 //
 // The zero value is ready to use; a SchedPoint belongs to one worker.
 type SchedPoint struct {
