@@ -176,11 +176,7 @@ func (c *fdCache) add(in *inode) {
 		if c.hand == len(c.slots) {
 			c.hand = 0
 		}
-		v := c.slots[j]
-		if v == nil {
-			c.slots[j], in.slot = in, int32(j)
-			return
-		}
+		v := c.slots[j] // not nil: a nil slot is on the free list
 		if !v.used.Load() {
 			i = j
 			break

@@ -322,12 +322,11 @@ func (t *inodeTable) lookupKey(k inodeKey, dirFd int, name *byte) (fs.Inode, boo
 // Preconditions: in.refs carries fdClosed (observed by the caller), so
 // in.fh is written and immutable.
 func sameName(in *inode, dirFd int, name *byte) bool {
-	var fh sys.FileHandle // on the stack: a LOOKUP allocates nothing
-	if sys.NameToHandleAt(dirFd, name, &fh, 0) != 0 {
-		return false
-	}
-	return uint32(fh.Type) == uint32(in.fh.Type()) && bytes.Equal(fh.F[:fh.Bytes], in.fh.Bytes())
+	return handleIs(in, dirFd, name, 0)
 }
+
+// emptyPath is "" for *at calls with AT_EMPTY_PATH.
+var emptyPath = [1]byte{}
 
 // sameInode reports whether in, whose fd the cache closed, is the host
 // inode the O_PATH fd is open on, whose key is in's: their file handles
@@ -336,12 +335,17 @@ func sameName(in *inode, dirFd int, name *byte) bool {
 //
 // Preconditions: as sameName's.
 func sameInode(in *inode, fd int) bool {
-	fh, _, err := unix.NameToHandleAt(fd, "", unix.AT_EMPTY_PATH)
-	return err == nil && sameHandle(fh, in.fh)
+	return handleIs(in, fd, &emptyPath[0], unix.AT_EMPTY_PATH)
 }
 
-func sameHandle(a, b unix.FileHandle) bool {
-	return a.Type() == b.Type() && bytes.Equal(a.Bytes(), b.Bytes())
+// handleIs reports whether name_to_handle_at(dirFd, name, flags) names
+// in's handle. The handle is made on the stack: nothing is allocated.
+func handleIs(in *inode, dirFd int, name *byte, flags int) bool {
+	var fh sys.FileHandle
+	if sys.NameToHandleAt(dirFd, name, &fh, flags) != 0 {
+		return false
+	}
+	return uint32(fh.Type) == uint32(in.fh.Type()) && bytes.Equal(fh.F[:fh.Bytes], in.fh.Bytes())
 }
 
 // adopt gives in, whose fd the cache closed, the O_PATH fd just opened on
