@@ -489,11 +489,16 @@ func evict(t *testing.T, f *FS, root string, cache int, id fs.Inode) {
 	for i := range 3 * cache {
 		os.Remove(join(root, fmt.Sprintf("churn%d", i)))
 	}
-	in := f.inodes.ref(id)
-	defer f.inodes.put(in)
-	if in.refs.Load()&fdClosed == 0 {
+	if !fdClosedOf(f, id) {
 		t.Fatalf("inode %d: evicted and unused, but its fd is open", id)
 	}
+}
+
+// fdClosedOf reports whether the cache closed the fd of inode id.
+func fdClosedOf(f *FS, id fs.Inode) bool {
+	in := f.inodes.ref(id)
+	defer f.inodes.put(in)
+	return in.refs.Load()&fdClosed != 0
 }
 
 // TestInodeNumberReused: the host frees an inode whose fd the cache closed
@@ -630,10 +635,7 @@ func TestInodeStaleKey(t *testing.T) {
 		if again := lookup(t, f, fs.RootInode, "c"); again.Ino != c.Ino {
 			t.Errorf("c, evicted, looked up again: inode %d, want %d", again.Ino, c.Ino)
 		}
-		in = f.inodes.ref(c.Ino)
-		closed := in.refs.Load()&fdClosed != 0
-		f.inodes.put(in)
-		if !closed {
+		if !fdClosedOf(f, c.Ino) {
 			t.Errorf("c looked up again: its fd was opened, want it matched by its handle")
 		}
 		if got := f.inodes.nlookupOf(c.Ino); got != 2 {
@@ -649,10 +651,7 @@ func TestInodeStaleKey(t *testing.T) {
 		if up := lookup(t, f, q.Ino, ".."); up.Ino != p.Ino {
 			t.Errorf("q/.. with p evicted: inode %d, want p's %d", up.Ino, p.Ino)
 		}
-		in = f.inodes.ref(p.Ino)
-		closed = in.refs.Load()&fdClosed != 0
-		f.inodes.put(in)
-		if closed {
+		if fdClosedOf(f, p.Ino) {
 			t.Errorf("p looked up as q/..: its fd is still closed, want the lookup's")
 		}
 		if got := f.inodes.nlookupOf(p.Ino); got != 2 {
@@ -684,9 +683,7 @@ func TestLookupClosedAllocs(t *testing.T) {
 		if n != 0 {
 			t.Errorf("LOOKUP of an inode whose fd the cache closed: %v allocs per call, want 0", n)
 		}
-		in := f.inodes.ref(a.Ino)
-		defer f.inodes.put(in)
-		if in.refs.Load()&fdClosed == 0 {
+		if !fdClosedOf(f, a.Ino) {
 			t.Errorf("the LOOKUPs reopened a's fd: the handle comparison is meant to need none")
 		}
 	})
@@ -717,11 +714,9 @@ func TestFdCacheFreeSlotsFirst(t *testing.T) {
 		}
 		closed := 0
 		for _, id := range live {
-			in := f.inodes.ref(id)
-			if in.refs.Load()&fdClosed != 0 {
+			if fdClosedOf(f, id) {
 				closed++
 			}
-			f.inodes.put(in)
 		}
 		if closed != 0 {
 			t.Errorf("%d of the 16 inodes looked up closed after %d inodes came and went through a %d-slot cache never more than 17 full", closed, 10*cache, cache)
