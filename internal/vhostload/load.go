@@ -17,13 +17,13 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"runtime"
 	"strconv"
 	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/fastfsd/fastfsd/dataplane"
 	"github.com/fastfsd/fastfsd/fuse/abi"
 	"github.com/fastfsd/fastfsd/internal/proccpu"
 	"github.com/fastfsd/fastfsd/ring/ringtest"
@@ -471,17 +471,15 @@ func (s *Session) runQueue(q int, kind Kind, deadline time.Time, maxOps int) qre
 	gq.Kick()
 	inflight := len(slots)
 	stopping := false
-	var passed time.Time
+	var sched dataplane.SchedPoint
 	for inflight > 0 {
-		// Through the Go scheduler every 5 ms, as the back-end's workers
-		// do (dataplane.SchedPoint says why): without it the runtime's
-		// monitor keeps taking this goroutine's P at each sleep, and the
-		// load generator burns CPU the back-end is measured beside (a
-		// quarter of a CPU with -depth 1 -gap 100us), which a VMM does not.
-		if time.Since(passed) >= 5*time.Millisecond {
-			runtime.Gosched()
-			passed = time.Now()
-		}
+		// Through the Go scheduler now and then, as the back-end's
+		// workers do (dataplane.SchedPoint says why): without it the
+		// runtime's monitor keeps taking this goroutine's P at each
+		// sleep, and the load generator burns CPU the back-end is
+		// measured beside (a quarter of a CPU with -depth 1 -gap 100us),
+		// which a VMM does not.
+		sched.BeforeBlock()
 		id, n, err := gq.Wait()
 		if err != nil {
 			res.err = fmt.Errorf("vhostload: queue %d, %v: %w", q+1, kind, err)
