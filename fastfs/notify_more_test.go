@@ -238,18 +238,7 @@ func TestResend(t *testing.T) {
 	s := &slowFS{entered: make(chan struct{}), release: make(chan struct{})}
 	v := []byte("x")
 	s.content.Store(&v)
-	mnt := t.TempDir()
-	m, err := fastfs.Mount(context.Background(), s, mnt, &fastfs.MountOptions{Workers: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	released := false
-	defer func() {
-		if !released {
-			close(s.release)
-		}
-		m.Unmount()
-	}()
+	mnt, m, release := mountHolding(t, s, s.release)
 	type result struct {
 		s   string
 		err error
@@ -259,17 +248,7 @@ func TestResend(t *testing.T) {
 		got, err := readAll(filepath.Join(mnt, "slow"))
 		done <- result{got, err}
 	}()
-	select {
-	case <-s.entered:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the READ did not reach the filesystem within 5 s")
-	}
-	if err := m.Resend(); err != nil {
-		if errors.Is(err, syscall.EINVAL) {
-			t.Skipf("Resend: %v: this kernel lacks FUSE_NOTIFY_RESEND (Linux 6.9)", err)
-		}
-		t.Fatalf("Resend: %v", err)
-	}
+	resendHeld(t, m, s.entered, "the READ")
 	select {
 	case r := <-done:
 		if r.err != nil || r.s != "slow\n" {
@@ -281,8 +260,47 @@ func TestResend(t *testing.T) {
 	if n := s.slow.Load(); n != 2 {
 		t.Errorf("%d READs of the file reached the filesystem, want 2 (the first, blocked, and the resent copy)", n)
 	}
-	close(s.release) // the first copy's answer is refused by the kernel
-	released = true
+	release() // the first copy's answer is refused by the kernel
+}
+
+// mountHolding mounts f with two workers, one to hold a request the
+// filesystem blocks until rel is closed and one to serve its resent copy,
+// and returns the mount point, the mount and release, which closes rel
+// (once; the test's cleanup closes it if the test did not, before the
+// unmount).
+func mountHolding(t *testing.T, f fs.FileSystem, rel chan struct{}) (string, *fastfs.Mounted, func()) {
+	t.Helper()
+	mnt := t.TempDir()
+	m, err := fastfs.Mount(context.Background(), f, mnt, &fastfs.MountOptions{Workers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	release := func() { once.Do(func() { close(rel) }) }
+	t.Cleanup(func() {
+		release()
+		m.Unmount()
+	})
+	return mnt, m, release
+}
+
+// resendHeld waits until what, held by the filesystem, has reached it
+// (entered is closed), then has the kernel send every request in flight
+// again (Mounted.Resend); it skips where the kernel lacks
+// FUSE_NOTIFY_RESEND.
+func resendHeld(t *testing.T, m *fastfs.Mounted, entered <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-entered:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s did not reach the filesystem within 5 s", what)
+	}
+	if err := m.Resend(); err != nil {
+		if errors.Is(err, syscall.EINVAL) {
+			t.Skipf("Resend: %v: this kernel lacks FUSE_NOTIFY_RESEND (Linux 6.9)", err)
+		}
+		t.Fatalf("Resend: %v", err)
+	}
 }
 
 // forgetFS records FORGETs.

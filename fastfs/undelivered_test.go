@@ -1,8 +1,6 @@
 package fastfs_test
 
 import (
-	"context"
-	"errors"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -11,7 +9,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/fastfsd/fastfsd/fastfs"
 	"github.com/fastfsd/fastfsd/fs"
 	"github.com/fastfsd/fastfsd/internal/testutil"
 )
@@ -148,20 +145,7 @@ func TestResendGivesBackReferences(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			f := newRefFS(c.name)
-			mnt := t.TempDir()
-			// Two workers: one holds the first copy, the other serves
-			// the resent one.
-			m, err := fastfs.Mount(context.Background(), f, mnt, &fastfs.MountOptions{Workers: 2})
-			if err != nil {
-				t.Fatal(err)
-			}
-			released := false
-			defer func() {
-				if !released {
-					close(f.release)
-				}
-				m.Unmount()
-			}()
+			mnt, m, release := mountHolding(t, f, f.release)
 			type result struct {
 				fd  int
 				err error
@@ -171,17 +155,7 @@ func TestResendGivesBackReferences(t *testing.T) {
 				fd, err := c.do(filepath.Join(mnt, c.name))
 				done <- result{fd, err}
 			}()
-			select {
-			case <-f.entered:
-			case <-time.After(5 * time.Second):
-				t.Fatal("the request did not reach the filesystem within 5 s")
-			}
-			if err := m.Resend(); err != nil {
-				if errors.Is(err, syscall.EINVAL) {
-					t.Skipf("Resend: %v: this kernel lacks FUSE_NOTIFY_RESEND (Linux 6.9)", err)
-				}
-				t.Fatalf("Resend: %v", err)
-			}
+			resendHeld(t, m, f.entered, "the request")
 			var r result
 			select {
 			case r = <-done:
@@ -194,8 +168,7 @@ func TestResendGivesBackReferences(t *testing.T) {
 			if r.fd >= 0 {
 				defer unix.Close(r.fd)
 			}
-			close(f.release) // the first copy's reply: refused by the kernel
-			released = true
+			release() // the first copy's reply: refused by the kernel
 			var n int64
 			var open, served int
 			for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
