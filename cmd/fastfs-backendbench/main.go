@@ -134,6 +134,12 @@ func run(backendSpec, queueSpec string, rounds int, dur time.Duration, ops, dept
 	if rounds < 1 {
 		return fmt.Errorf("-rounds %d: want at least 1", rounds)
 	}
+	if depth < 1 {
+		return fmt.Errorf("-depth %d: want at least 1 request in flight per queue", depth)
+	}
+	if gap < 0 {
+		return fmt.Errorf("-gap %v: want 0 (no pause) or a positive pause", gap)
+	}
 	tree := filepath.Join(work, "tree")
 	if err := os.MkdirAll(tree, 0o755); err != nil {
 		return err

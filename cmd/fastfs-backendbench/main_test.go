@@ -1,8 +1,11 @@
 package main
 
 import (
+	"io"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/fastfsd/fastfsd/internal/vhostload"
 )
@@ -24,6 +27,27 @@ func TestParseKinds(t *testing.T) {
 	for _, bad := range []string{"", "stat", "getattr,", "read"} {
 		if got, err := parseKinds(bad); err == nil {
 			t.Errorf("parseKinds(%q) = %v, no error", bad, got)
+		}
+	}
+}
+
+// TestRunRefusesBadFlags: -rounds, -depth and -gap out of range fail
+// before anything is started, instead of being replaced by a default
+// (vhostload takes a depth of 0 for 8) or ignored (a negative gap).
+func TestRunRefusesBadFlags(t *testing.T) {
+	for _, c := range []struct {
+		name          string
+		rounds, depth int
+		gap           time.Duration
+	}{
+		{"-rounds", 0, 8, 0},
+		{"-depth", 1, 0, 0},
+		{"-depth", 1, -3, 0},
+		{"-gap", 1, 1, -time.Microsecond},
+	} {
+		err := run("x=/bin/true", "1", c.rounds, time.Second, 0, c.depth, c.gap, t.TempDir(), "", io.Discard)
+		if err == nil || !strings.Contains(err.Error(), c.name) {
+			t.Errorf("rounds %d, depth %d, gap %v: %v, want a %s error", c.rounds, c.depth, c.gap, err, c.name)
 		}
 	}
 }
