@@ -24,10 +24,11 @@ import (
 // the 2-CPU VM (fastfs-backendbench, fastfsd's virtio-fs, one GETATTR in
 // flight, sent 100 µs after the previous completion, as a guest that
 // thinks between requests): sysmon woke about 9,800 times a second and
-// used 97 ms of CPU a second against the worker's 106 ms; the back-end
-// spent 43.5 µs of CPU per GETATTR. With the worker passing through the
-// scheduler every 5 ms, sysmon used 1.3 ms a second, the worker 50 ms,
-// and a GETATTR 12.3 µs (the C virtiofsd, same run conditions: 8–14 µs).
+// used 97 ms of CPU a second against the worker's 106 ms. With the worker
+// passing through the scheduler every 5 ms, sysmon used 1.3 ms a second.
+// Per GETATTR the back-end spent 42.0 µs of CPU before and 20.4 µs after,
+// the C virtiofsd 10.9 µs (5 alternated rounds of the three in one run;
+// docs/backend-bench.md has the other request kinds).
 //
 // The pass is a runtime.Gosched of a goroutine locked to its thread: the
 // thread hands its P on, another thread finds the goroutine and hands a P
