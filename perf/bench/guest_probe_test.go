@@ -33,8 +33,13 @@ func TestGuestProbe(t *testing.T) {
 	}
 	const n = 400
 	backend := vmtest.Fastfsd(host, "--cache", "never")
+	// One vCPU: the probe enables tracepoints, which patches kernel text
+	// (text_poke_bp) that, under TCG, another vCPU was seen executing
+	// mid-patch (a call to address 0 from __fuse_simple_request); with one
+	// vCPU nothing runs the text while it changes.
 	res := vmtest.RunT(t, vmtest.Config{
 		Kernel: k,
+		CPUs:   1,
 		Files:  []vmtest.File{{Host: guest, Guest: "/bin/fastfsd", Mode: 0o755}},
 		Shares: []vmtest.Share{{Tag: "fastfs", Dir: t.TempDir(), Backend: &backend, Queues: 1, GuestPath: "/mnt/fastfs"}},
 		Script: `
