@@ -18,6 +18,9 @@ type Subject struct {
 	// Start prepares the subject and returns the directory to run the
 	// workloads in, and a stop function. It is called once per Run.
 	Start func(ctx context.Context) (dir string, stop func() error, err error)
+	// MetaOnly: the subject keeps no file data (fastfs-nullfuse), so only
+	// the metadata jobs run on it; its fio rows say so.
+	MetaOnly bool
 }
 
 // Config is one benchmark run.
@@ -90,6 +93,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			Median: map[string]float64{}, Ratio: map[string]float64{}, Err: map[string]string{}}
 		for name, e := range startErr {
 			row.Err[name] = e
+		}
+		for _, s := range cfg.Subjects {
+			if s.MetaOnly && job.Meta == nil && row.Err[s.Name] == "" {
+				row.Err[s.Name] = "not run: keeps no file data"
+			}
 		}
 		for r := 0; r < rounds; r++ {
 			// Each round starts one subject later than the one before,

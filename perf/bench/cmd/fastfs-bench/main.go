@@ -25,6 +25,7 @@ func main() {
 	fastfsdArgs := flag.String("fastfsd-flags", "", "extra flags for fastfsd mount (e.g. --passthrough=false)")
 	variants := flag.String("variants", "", "measure several fastfsd configurations instead of one: NAME=FLAGS;NAME=FLAGS (e.g. 'devfuse=--passthrough=false;uring=--passthrough=false --uring'); NAME=bin:PATH FLAGS runs another fastfsd build (a baseline)")
 	gofuse := flag.String("gofuse", "bin/peers/gofuse-loopback", "go-fuse's loopback (make peers: bin/peers/gofuse-loopback, which takes -passthrough); measured with passthrough and without; empty to skip the peer")
+	nullfuse := flag.String("nullfuse", "bin/fastfs-nullfuse", "the FUSE server that does no work (make build), measured as the floor under every FUSE subject's metadata rows (\"fuse-floor\"); empty, or a binary that is not there, skips it")
 	work := flag.String("work", "/tmp/fastfs-bench", "working directory (tmpfs and FUSE mounts go under it; mounts left there by a killed run are detached at start)")
 	out := flag.String("out", "out/bench", "where to write bench.json, bench.svg and bench.txt")
 	rounds := flag.Int("rounds", 3, "alternated rounds per job (medians over them)")
@@ -95,6 +96,16 @@ func main() {
 			defer unix.Unmount(gsrc, unix.MNT_DETACH)
 			gmnt := filepath.Join(*work, "mnt-"+g.name)
 			subjects = append(subjects, bench.FUSEDaemon(g.name, gmnt, *gofuse, "-q", "-directmount", g.pass, gmnt, gsrc))
+		}
+	}
+	if *nullfuse != "" {
+		if _, err := os.Stat(*nullfuse); err == nil {
+			nmnt := filepath.Join(*work, "mnt-fuse-floor")
+			floor := bench.FUSEDaemon("fuse-floor", nmnt, *nullfuse, nmnt)
+			floor.MetaOnly = true
+			subjects = append(subjects, floor)
+		} else {
+			fmt.Fprintf(os.Stderr, "fastfs-bench: no %s (make build): the fuse-floor subject is skipped\n", *nullfuse)
 		}
 	}
 	var suite []bench.Job

@@ -1,0 +1,511 @@
+// Command fastfs-nullfuse is the floor under every FUSE server's metadata
+// figures on a machine: a /dev/fuse server that keeps its namespace in a
+// map and does no other work, so that what a client measures through it
+// is the kernel's FUSE round trips and the scheduler's wake-ups alone.
+//
+//	fastfs-nullfuse [-threads N] MOUNTPOINT
+//
+// It answers each request in a few hundred nanoseconds with no system
+// call but the read of the request and the write of the reply, and asks
+// the kernel for what `fastfsd mount` asks by default that changes which
+// requests a client's operation sends (default_permissions, 1 s entry and
+// attribute validity, FLUSH on close, READDIRPLUS not offered), so that
+// an operation costs it the same round trips as fastfsd (the create of
+// an empty file: LOOKUP, CREATE, FLUSH, RELEASE and the directory's
+// GETATTR; docs/roundtrips.md). File data is not kept: a WRITE only
+// moves the size, a READ returns zeros. What it serves is enough for
+// fastfs-bench's metadata jobs (create, stat, unlink, untar) and nothing
+// more; it is a measuring instrument, not a filesystem.
+//
+// One thread per -threads reads /dev/fuse (default 1: the least waking a
+// server can do). The mount is removed on SIGINT/SIGTERM. Root only.
+package main
+
+import (
+	"encoding/binary"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+var le = binary.LittleEndian
+
+// Request opcodes and sizes served (include/uapi/linux/fuse.h).
+const (
+	opLookup      = 1
+	opForget      = 2
+	opGetattr     = 3
+	opSetattr     = 4
+	opReadlink    = 5
+	opSymlink     = 6
+	opMknod       = 8
+	opMkdir       = 9
+	opUnlink      = 10
+	opRmdir       = 11
+	opRename      = 12
+	opLink        = 13
+	opOpen        = 14
+	opRead        = 15
+	opWrite       = 16
+	opStatfs      = 17
+	opRelease     = 18
+	opFsync       = 20
+	opSetxattr    = 21
+	opGetxattr    = 22
+	opListxattr   = 23
+	opRemovexattr = 24
+	opFlush       = 25
+	opInit        = 26
+	opOpendir     = 27
+	opReaddir     = 28
+	opReleasedir  = 29
+	opFsyncdir    = 30
+	opAccess      = 34
+	opCreate      = 35
+	opInterrupt   = 36
+	opDestroy     = 38
+	opBatchForget = 42
+	opRename2     = 45
+
+	inHeader  = 40
+	outHeader = 16
+	attrSize  = 88
+	entryOut  = 40 + attrSize // fuse_entry_out
+	attrOut   = 16 + attrSize // fuse_attr_out
+	openOut   = 16
+
+	fattrMode  = 1 << 0
+	fattrSize  = 1 << 3
+	fattrAtime = 1 << 4
+	fattrMtime = 1 << 5
+
+	// What INIT asks for: async reads, O_TRUNC in OPEN, writes above 4 KiB.
+	initFlags = 1<<0 | 1<<3 | 1<<5
+	maxWrite  = 128 << 10
+)
+
+type node struct {
+	mode     uint32
+	nlink    uint32
+	size     uint64
+	mtime    int64
+	target   string            // a symlink's
+	children map[string]uint64 // a directory's; nil otherwise
+}
+
+type server struct {
+	mu       sync.Mutex
+	nodes    map[uint64]*node
+	next     uint64
+	listings map[uint64][]dirent // by OPENDIR handle: the directory as it was then
+	nextFh   uint64
+}
+
+type dirent struct {
+	name string
+	ino  uint64
+	typ  uint32
+}
+
+func newServer() *server {
+	now := time.Now().Unix()
+	return &server{
+		nodes:    map[uint64]*node{1: {mode: unix.S_IFDIR | 0o755, nlink: 2, mtime: now, children: map[string]uint64{}}},
+		next:     2,
+		listings: map[uint64][]dirent{},
+		nextFh:   1,
+	}
+}
+
+func putAttr(b []byte, ino uint64, n *node) {
+	clear(b[:attrSize])
+	le.PutUint64(b[0:], ino)
+	le.PutUint64(b[8:], n.size)
+	le.PutUint64(b[16:], (n.size+511)/512)
+	le.PutUint64(b[24:], uint64(n.mtime))
+	le.PutUint64(b[32:], uint64(n.mtime))
+	le.PutUint64(b[40:], uint64(n.mtime))
+	le.PutUint32(b[60:], n.mode)
+	le.PutUint32(b[64:], n.nlink)
+	le.PutUint32(b[84-4:], 4096) // blksize
+}
+
+// entry writes a fuse_entry_out for ino, valid 1 s, and returns its size.
+func (s *server) entry(out []byte, ino uint64) int {
+	le.PutUint64(out[0:], ino)
+	le.PutUint64(out[8:], 0)  // generation
+	le.PutUint64(out[16:], 1) // entry_valid
+	le.PutUint64(out[24:], 1) // attr_valid
+	le.PutUint32(out[32:], 0)
+	le.PutUint32(out[36:], 0)
+	putAttr(out[40:], ino, s.nodes[ino])
+	return entryOut
+}
+
+func name(b []byte) string {
+	for i, c := range b {
+		if c == 0 {
+			return string(b[:i])
+		}
+	}
+	return string(b)
+}
+
+// add makes a node named nm in dir; EEXIST if the name is taken.
+func (s *server) add(dir uint64, nm string, n *node) (uint64, syscall.Errno) {
+	d := s.nodes[dir]
+	if d == nil || d.children == nil {
+		return 0, unix.ENOTDIR
+	}
+	if _, ok := d.children[nm]; ok {
+		return 0, unix.EEXIST
+	}
+	ino := s.next
+	s.next++
+	n.mtime = time.Now().Unix()
+	s.nodes[ino] = n
+	d.children[nm] = ino
+	d.mtime = n.mtime
+	if n.children != nil {
+		d.nlink++
+	}
+	return ino, 0
+}
+
+func (s *server) remove(dir uint64, nm string, wantDir bool) syscall.Errno {
+	d := s.nodes[dir]
+	if d == nil || d.children == nil {
+		return unix.ENOTDIR
+	}
+	ino, ok := d.children[nm]
+	if !ok {
+		return unix.ENOENT
+	}
+	n := s.nodes[ino]
+	switch {
+	case wantDir && n.children == nil:
+		return unix.ENOTDIR
+	case wantDir && len(n.children) > 0:
+		return unix.ENOTEMPTY
+	case !wantDir && n.children != nil:
+		return unix.EISDIR
+	}
+	delete(d.children, nm)
+	d.mtime = time.Now().Unix()
+	if n.children != nil {
+		d.nlink--
+	}
+	if n.nlink--; n.nlink == 0 || n.children != nil {
+		delete(s.nodes, ino) // a later request on it answers ENOENT
+	}
+	return 0
+}
+
+// handle serves the request in req, writing the reply body after the
+// header in out; it returns the body's length, an errno, and false for
+// a request that gets no reply.
+func (s *server) handle(req, out []byte) (int, syscall.Errno, bool) {
+	op := le.Uint32(req[4:])
+	nodeid := le.Uint64(req[16:])
+	in := req[inHeader:]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.nodes[nodeid]
+	switch op {
+	case opForget, opBatchForget, opInterrupt:
+		return 0, 0, false
+	case opInit:
+		clear(out[:64])
+		le.PutUint32(out[0:], 7)
+		le.PutUint32(out[4:], 31)
+		le.PutUint32(out[8:], le.Uint32(in[8:])) // max_readahead
+		le.PutUint32(out[12:], initFlags&le.Uint32(in[12:]))
+		le.PutUint16(out[16:], 16) // max_background
+		le.PutUint16(out[18:], 12) // congestion_threshold
+		le.PutUint32(out[20:], maxWrite)
+		le.PutUint32(out[24:], 1) // time_gran
+		return 64, 0, true
+	case opDestroy, opStatfs:
+		if op == opStatfs {
+			clear(out[:80])
+			le.PutUint32(out[40:], 4096) // bsize
+			le.PutUint32(out[44:], 255)  // namelen
+			return 80, 0, true
+		}
+		return 0, 0, true
+	}
+	if n == nil {
+		return 0, unix.ENOENT, true
+	}
+	switch op {
+	case opLookup:
+		if n.children == nil {
+			return 0, unix.ENOTDIR, true
+		}
+		ino, ok := n.children[name(in)]
+		if !ok {
+			return 0, unix.ENOENT, true
+		}
+		return s.entry(out, ino), 0, true
+	case opGetattr, opSetattr:
+		if op == opSetattr {
+			valid := le.Uint32(in[0:])
+			if valid&fattrMode != 0 {
+				n.mode = n.mode&unix.S_IFMT | le.Uint32(in[68:])&0o7777
+			}
+			if valid&fattrSize != 0 {
+				n.size = le.Uint64(in[16:])
+			}
+			if valid&(fattrMtime|fattrAtime) != 0 {
+				n.mtime = time.Now().Unix()
+			}
+		}
+		clear(out[:16])
+		le.PutUint64(out[0:], 1) // attr_valid
+		putAttr(out[16:], nodeid, n)
+		return attrOut, 0, true
+	case opReadlink:
+		if n.mode&unix.S_IFMT != unix.S_IFLNK {
+			return 0, unix.EINVAL, true
+		}
+		return copy(out, n.target), 0, true
+	case opMkdir, opMknod, opSymlink:
+		nn := &node{nlink: 1}
+		var nm string
+		switch op {
+		case opMkdir:
+			nn.mode, nn.nlink, nn.children = unix.S_IFDIR|le.Uint32(in[0:])&^le.Uint32(in[4:])&0o7777, 2, map[string]uint64{}
+			nm = name(in[8:])
+		case opMknod:
+			nn.mode = le.Uint32(in[0:]) &^ (le.Uint32(in[8:]) & 0o7777)
+			nm = name(in[16:])
+		case opSymlink:
+			nm = name(in)
+			nn.mode, nn.target = unix.S_IFLNK|0o777, name(in[len(nm)+1:])
+			nn.size = uint64(len(nn.target))
+		}
+		ino, e := s.add(nodeid, nm, nn)
+		if e != 0 {
+			return 0, e, true
+		}
+		return s.entry(out, ino), 0, true
+	case opCreate:
+		mode := unix.S_IFREG | le.Uint32(in[4:])&^le.Uint32(in[8:])&0o7777
+		ino, e := s.add(nodeid, name(in[16:]), &node{mode: mode, nlink: 1})
+		if e != 0 {
+			return 0, e, true
+		}
+		k := s.entry(out, ino)
+		clear(out[k : k+openOut])
+		return k + openOut, 0, true
+	case opUnlink, opRmdir:
+		return 0, s.remove(nodeid, name(in), op == opRmdir), true
+	case opOpen:
+		clear(out[:openOut])
+		return openOut, 0, true
+	case opOpendir:
+		if n.children == nil {
+			return 0, unix.ENOTDIR, true
+		}
+		l := []dirent{{".", nodeid, unix.DT_DIR}, {"..", nodeid, unix.DT_DIR}}
+		for nm, ino := range n.children {
+			l = append(l, dirent{nm, ino, s.nodes[ino].mode >> 12})
+		}
+		fh := s.nextFh
+		s.nextFh++
+		s.listings[fh] = l
+		clear(out[:openOut])
+		le.PutUint64(out[0:], fh)
+		return openOut, 0, true
+	case opReleasedir:
+		delete(s.listings, le.Uint64(in[0:]))
+		return 0, 0, true
+	case opRelease, opFlush, opFsync, opFsyncdir, opAccess, opSetxattr:
+		return 0, 0, true
+	case opGetxattr, opListxattr, opRemovexattr:
+		if op == opListxattr && le.Uint32(in[0:]) == 0 {
+			clear(out[:8]) // size 0: no names
+			return 8, 0, true
+		}
+		if op == opListxattr {
+			return 0, 0, true
+		}
+		return 0, unix.ENODATA, true
+	case opWrite:
+		off, size := le.Uint64(in[8:]), le.Uint32(in[16:])
+		n.size = max(n.size, off+uint64(size))
+		clear(out[:8])
+		le.PutUint32(out[0:], size)
+		return 8, 0, true
+	case opRead:
+		off, size := le.Uint64(in[8:]), uint64(le.Uint32(in[16:]))
+		if n.children != nil {
+			return 0, unix.EISDIR, true
+		}
+		if off >= n.size {
+			return 0, 0, true
+		}
+		k := min(size, n.size-off, uint64(len(out)))
+		clear(out[:k])
+		return int(k), 0, true
+	case opReaddir:
+		return readdir(s.listings[le.Uint64(in[0:])], le.Uint64(in[8:]), int(le.Uint32(in[16:])), out), 0, true
+	case opRename, opRename2:
+		// rename and rename2 without flags: 8 and 16 bytes, then two names.
+		hdr := 8
+		if op == opRename2 {
+			if le.Uint32(in[8:]) != 0 {
+				return 0, unix.EINVAL, true
+			}
+			hdr = 16
+		}
+		newdir := le.Uint64(in[0:])
+		from := name(in[hdr:])
+		to := name(in[hdr+len(from)+1:])
+		d, nd := n, s.nodes[newdir]
+		if d.children == nil || nd == nil || nd.children == nil {
+			return 0, unix.ENOTDIR, true
+		}
+		ino, ok := d.children[from]
+		if !ok {
+			return 0, unix.ENOENT, true
+		}
+		if old, ok := nd.children[to]; ok && old != ino {
+			if e := s.remove(newdir, to, s.nodes[old].children != nil); e != 0 {
+				return 0, e, true
+			}
+		}
+		delete(d.children, from)
+		nd.children[to] = ino
+		return 0, 0, true
+	case opLink:
+		ino := le.Uint64(in[0:])
+		t := s.nodes[ino]
+		if t == nil || t.children != nil {
+			return 0, unix.EPERM, true
+		}
+		if n.children == nil {
+			return 0, unix.ENOTDIR, true
+		}
+		nm := name(in[8:])
+		if _, ok := n.children[nm]; ok {
+			return 0, unix.EEXIST, true
+		}
+		n.children[nm] = ino
+		t.nlink++
+		return s.entry(out, ino), 0, true
+	}
+	return 0, unix.ENOSYS, true
+}
+
+// readdir writes the entries of listing l from index off on, as many
+// as fit in size bytes.
+func readdir(l []dirent, off uint64, size int, out []byte) int {
+	size = min(size, len(out))
+	at := 0
+	for i := off; i < uint64(len(l)); i++ {
+		e := l[i]
+		rec := (24 + len(e.name) + 7) &^ 7
+		if at+rec > size {
+			break
+		}
+		clear(out[at : at+rec])
+		le.PutUint64(out[at:], e.ino)
+		le.PutUint64(out[at+8:], i+1)
+		le.PutUint32(out[at+16:], uint32(len(e.name)))
+		le.PutUint32(out[at+20:], e.typ)
+		copy(out[at+24:], e.name)
+		at += rec
+	}
+	return at
+}
+
+// serve reads requests from fd and answers them until the mount goes.
+func (s *server) serve(fd int) error {
+	runtime.LockOSThread()
+	req := make([]byte, maxWrite+64<<10)
+	out := make([]byte, maxWrite+outHeader)
+	for {
+		k, err := unix.Read(fd, req)
+		switch err {
+		case nil:
+		case unix.EINTR, unix.EAGAIN, unix.ENOENT:
+			continue // ENOENT: the request was interrupted before we read it
+		case unix.ENODEV:
+			return nil // unmounted
+		default:
+			return fmt.Errorf("read /dev/fuse: %w", err)
+		}
+		if k < inHeader {
+			return fmt.Errorf("read /dev/fuse: %d-byte request", k)
+		}
+		body, e, reply := s.handle(req[:k], out[outHeader:])
+		if !reply {
+			continue
+		}
+		if e != 0 {
+			body = 0
+		}
+		le.PutUint32(out[0:], uint32(outHeader+body))
+		le.PutUint32(out[4:], uint32(-int32(e)))
+		le.PutUint64(out[8:], le.Uint64(req[8:]))
+		if _, err := unix.Write(fd, out[:outHeader+body]); err != nil && err != unix.ENOENT {
+			return fmt.Errorf("write /dev/fuse: %w", err)
+		}
+	}
+}
+
+// mount mounts a fuse.nullfuse filesystem on mnt and returns its
+// /dev/fuse fd.
+func mount(mnt string) (int, error) {
+	fd, err := unix.Open("/dev/fuse", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open /dev/fuse: %w", err)
+	}
+	opts := fmt.Sprintf("fd=%d,rootmode=40000,user_id=0,group_id=0,default_permissions,allow_other", fd)
+	if err := unix.Mount("nullfuse", mnt, "fuse.nullfuse", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("mount on %s: %w (run as root)", mnt, err)
+	}
+	return fd, nil
+}
+
+func main() {
+	threads := flag.Int("threads", 1, "threads reading /dev/fuse")
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: fastfs-nullfuse [-threads N] MOUNTPOINT\n\n"+
+			"A FUSE server that does no work: the floor under any server's metadata figures here.\n\n")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	if flag.NArg() != 1 || *threads < 1 {
+		flag.Usage()
+		os.Exit(2)
+	}
+	mnt := flag.Arg(0)
+	fd, err := mount(mnt)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fastfs-nullfuse:", err)
+		os.Exit(1)
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, unix.SIGINT, unix.SIGTERM)
+	go func() { <-sig; unix.Unmount(mnt, unix.MNT_DETACH) }()
+	s := newServer()
+	errs := make(chan error, *threads)
+	for range *threads {
+		go func() { errs <- s.serve(fd) }()
+	}
+	if err := <-errs; err != nil {
+		unix.Unmount(mnt, unix.MNT_DETACH)
+		fmt.Fprintln(os.Stderr, "fastfs-nullfuse:", err)
+		os.Exit(1)
+	}
+}
