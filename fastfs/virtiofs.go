@@ -27,7 +27,7 @@ const DefaultDAXWindow = virtiofs.DefaultCacheSize
 
 // DefaultAdaptivePoll is the largest adaptive poll window fastfsd
 // virtiofs uses by default (VirtioFSOptions.AdaptivePoll; --busy-poll
-// auto): 32 µs, QEMU's default poll-max-ns for its I/O threads.
+// auto): 64 µs, twice QEMU's default poll-max-ns for its I/O threads.
 const DefaultAdaptivePoll = virtiofs.DefaultAdaptivePoll
 
 // VirtioFSOptions say how ServeVirtioFS serves. The zero value (or nil)
@@ -50,7 +50,7 @@ type VirtioFSOptions struct {
 	BusyPoll time.Duration
 	// AdaptivePoll, without BusyPoll, polls a dry ring for a window each
 	// worker sizes to the guest's pace, up to this maximum (0: off;
-	// fastfsd virtiofs uses DefaultAdaptivePoll, 32 µs). See
+	// fastfsd virtiofs uses DefaultAdaptivePoll, 64 µs). See
 	// virtiofs.Options.AdaptivePoll. Both set, or either negative, is an
 	// error.
 	AdaptivePoll time.Duration

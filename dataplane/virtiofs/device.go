@@ -52,7 +52,8 @@ type Options struct {
 	// (0: off): a guest that asks again within the window finds the
 	// worker awake, at no kick and no wake-up, and one that does not
 	// shrinks the window back to nothing. QEMU polls its I/O threads'
-	// event loops so by default, up to 32 µs (DefaultAdaptivePoll).
+	// event loops so by default, up to 32 µs; fastfsd up to 64 µs
+	// (DefaultAdaptivePoll).
 	// New refuses both BusyPoll and AdaptivePoll set, or either negative.
 	AdaptivePoll time.Duration
 	// spinPerRequest replaces the package's spinPerRequest (tests only:
@@ -125,9 +126,16 @@ type session struct {
 }
 
 // DefaultAdaptivePoll is the largest adaptive poll window fastfsd
-// virtiofs uses unless told otherwise (Options.AdaptivePoll): QEMU's
-// default poll-max-ns for its I/O threads.
-const DefaultAdaptivePoll = 32 * time.Microsecond
+// virtiofs uses unless told otherwise (Options.AdaptivePoll): twice
+// QEMU's default poll-max-ns for its I/O threads (32 µs), because a
+// driver that keeps several requests in flight answers a batch of
+// completions in 30–60 µs on this 2-vCPU machine (its wake-up alone
+// costs ~10–20 µs), which 32 µs missed: with 64 µs (and spinPerRequest
+// 8 µs) fastfs-backendbench's 1-queue GETATTRs at 8 in flight went 3.7×
+// per second at half the CPU per request, LOOKUPs 2.3×, 4 KiB READs
+// 1.24×, creates 1.32× (5 alternated rounds; docs/backend-bench.md),
+// and one request at a time did not move (0.95–1.06×).
+const DefaultAdaptivePoll = 64 * time.Microsecond
 
 // New returns a device serving fsys.
 func New(fsys fs.FileSystem, opts Options) (*Device, error) {

@@ -194,7 +194,8 @@ func TestAskKickWithdrawn(t *testing.T) {
 // TestAdaptBudget: the adaptive window never exceeds spinPerRequest per
 // request the last drain served: one request per gap of 20 µs is never
 // polled for (the spin would cost more than the sleep it saves), one
-// per 3 µs gap is, up to the budget; eight per 20 µs gap are.
+// per gap just under the budget is, up to the budget; eight per 20 µs
+// gap are.
 func TestAdaptBudget(t *testing.T) {
 	const us = time.Microsecond
 	w := &worker{d: &Device{opts: Options{AdaptivePoll: 32 * us}}, batch: 1}
@@ -204,10 +205,10 @@ func TestAdaptBudget(t *testing.T) {
 		}
 	}
 	for range 5 {
-		w.adapt(3 * us)
+		w.adapt(spinPerRequest - us)
 	}
 	if w.window != spinPerRequest {
-		t.Fatalf("one request per 3 µs gap: window %v, want the budget %v", w.window, spinPerRequest)
+		t.Fatalf("one request per %v gap: window %v, want the budget %v", spinPerRequest-us, w.window, spinPerRequest)
 	}
 	w.batch = 8
 	for range 5 {
@@ -220,8 +221,9 @@ func TestAdaptBudget(t *testing.T) {
 	if got := w.pollWindow(); got != spinPerRequest {
 		t.Fatalf("after a batch of one the worker would poll %v, want the budget %v", got, spinPerRequest)
 	}
+	w.adapt(20 * us) // cut to the budget, then halved
 	if w.adapt(20 * us); w.window != 0 {
-		t.Fatalf("one request per 20 µs gap after eight: window %v, want 0 (cut to the budget, then halved)", w.window)
+		t.Fatalf("two gaps of 20 µs for one request each after eight: window %v, want 0 (cut to the budget, then halved twice)", w.window)
 	}
 	w.batch = 0 // a wake-up that served nothing counts as one
 	if got := w.pollWindow(); got != 0 {

@@ -925,11 +925,15 @@ func (w *worker) budget() time.Duration {
 
 // spinPerRequest bounds the adaptive window per request served in the
 // batch before it (adapt): about what a sleep and a wake-up of the worker
-// cost in CPU on this machine (ppoll, two context switches: 5–7 µs), so
-// that polling pays for itself. Measured with fastfs-backendbench, one
-// request in flight (-depth 1), GETATTR: 17.1 µs of CPU per request
-// with a 32 µs window and no such bound, 9.9 µs without polling.
-const spinPerRequest = 4 * time.Microsecond
+// cost in CPU on this machine (ppoll, two context switches and the
+// kick's eventfd write on the other side: 5–10 µs), so that polling pays
+// for itself. Measured with fastfs-backendbench, one request in flight
+// (-depth 1), GETATTR: 17.1 µs of CPU per request with a 32 µs window
+// and no such bound, 9.9 µs without polling; with this bound at 8 µs (4
+// before) one request at a time costs what it did (0.95–1.06× over
+// GETATTR, LOOKUP, 4 KiB READ and create, 5 rounds), and eight in
+// flight reach DefaultAdaptivePoll's 64 µs window.
+const spinPerRequest = 8 * time.Microsecond
 
 // minPollWindow is the adaptive window's first step (QEMU's too).
 const minPollWindow = 4 * time.Microsecond
