@@ -78,3 +78,32 @@ func TestUnmount(t *testing.T) {
 		t.Errorf("Wait after an outside unmount: %v", err)
 	}
 }
+
+// TestMountIOUring mounts with IOUring and checks the mount serves: the
+// engine refuses to go on over /dev/fuse when INIT did not agree on
+// io_uring (fusedev), so a mount whose kernel was not offering it fails
+// here. On a machine where enable_uring is still off (a fresh boot) this
+// is the test that catches the parameter being turned on after the
+// mount, which the kernel's INIT of that mount no longer sees.
+func TestMountIOUring(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireDevFuse(t)
+	mnt := t.TempDir()
+	m, err := fastfs.Mount(context.Background(), helloFS{}, mnt, &fastfs.MountOptions{Workers: 1, IOUring: true})
+	if err != nil {
+		if testutil.Strict() {
+			t.Fatalf("FUSE over io_uring unavailable (strict mode): %v", err)
+		}
+		t.Skip(err)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(mnt+"/hello", &st); err != nil || st.Size != int64(len(greeting)) {
+		t.Errorf("stat hello over io_uring: %v (size %d)", err, st.Size)
+	}
+	if err := m.Unmount(); err != nil {
+		t.Errorf("Unmount: %v", err)
+	}
+	if err := m.Wait(); err != nil {
+		t.Errorf("serving over io_uring ended with %v", err)
+	}
+}

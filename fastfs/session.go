@@ -67,6 +67,14 @@ func Open(mountpoint string, opts *MountOptions) (*Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fastfs: mount %s: %w", mountpoint, err)
 	}
+	// Before the mount: the kernel decides what its INIT offers when the
+	// filesystem is mounted (fuse_fill_super queues it), so a parameter
+	// turned on after the mount leaves that mount without io_uring.
+	if o.IOUring && !uring.Enabled() {
+		if err := uring.Enable(); err != nil {
+			return nil, fmt.Errorf("fastfs: mount %s: IOUring: %w", mountpoint, err)
+		}
+	}
 	conn, err := fusedev.Mount(mountpoint, fusedev.MountOptions{
 		Source:             o.FSName,
 		AllowOther:         o.AllowOther,
@@ -74,13 +82,6 @@ func Open(mountpoint string, opts *MountOptions) (*Session, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("fastfs: %w", err)
-	}
-	if o.IOUring && !uring.Enabled() {
-		if err := uring.Enable(); err != nil {
-			conn.Unmount()
-			conn.Close()
-			return nil, fmt.Errorf("fastfs: mount %s: IOUring: %w", mountpoint, err)
-		}
 	}
 	return &Session{conn: conn, o: o}, nil
 }

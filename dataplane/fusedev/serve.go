@@ -282,6 +282,16 @@ func (c *Conn) serve(ctx context.Context, srv *fuse.Server, opts ServeOptions) e
 		c.Unmount()
 		return fmt.Errorf("serve %s: the engine agreed max_write %d but buffers are sized for %d; set the same MaxWrite in fuse.Options and fusedev.ServeOptions", c.mountpoint, ini.maxWrite, opts.MaxWrite)
 	}
+	if opts.IOUring && ini.kernelFlags&ini.replyFlags&uint64(abi.InitOverIoUring) == 0 {
+		// Serving on /dev/fuse instead would be a flag accepted and
+		// ignored: the user asked for the rings.
+		c.Unmount()
+		why := "the engine did not select it"
+		if ini.kernelFlags&uint64(abi.InitOverIoUring) == 0 {
+			why = "the kernel did not offer it (was the fuse module's enable_uring turned off before the mount? " + uring.EnableParam + ")"
+		}
+		return fmt.Errorf("serve %s: FUSE over io_uring asked for, but not agreed in INIT: %s; serve without it, or turn it on before mounting", c.mountpoint, why)
+	}
 	spliceRead, spliceWrite := false, false
 	if opts.Splice == SpliceOn {
 		// Offered by the kernel and selected by the engine.
