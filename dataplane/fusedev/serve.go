@@ -66,10 +66,12 @@ type ServeOptions struct {
 	// costs one branch per request.
 	Stats *stats.Set
 	// IOUring offers FUSE over io_uring (the kernel offers it when the fuse
-	// module's enable_uring parameter is on). When INIT agrees on it,
-	// dataplane/uring serves requests on one ring per CPU queue, and the
-	// /dev/fuse workers keep serving what still comes through the device:
-	// FORGET, INTERRUPT, and requests sent before every queue registered.
+	// module's enable_uring parameter was on when the filesystem was
+	// mounted). When INIT agrees on it, dataplane/uring serves requests on
+	// one ring per CPU queue, and the /dev/fuse workers keep serving what
+	// still comes through the device: FORGET, INTERRUPT, and requests sent
+	// before every queue registered. When INIT does not, Serve unmounts
+	// and fails rather than serve on /dev/fuse what was asked for rings.
 	IOUring bool
 	// IOUringDepth is the number of ring entries per queue (0: 16). Half
 	// of them may hold lock waits, a uid other than 0 an eighth of those
