@@ -96,7 +96,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		for _, s := range cfg.Subjects {
 			if s.MetaOnly && job.Meta == nil && row.Err[s.Name] == "" {
-				row.Err[s.Name] = "not run: keeps no file data"
+				row.Err[s.Name] = notRun
 			}
 		}
 		for r := 0; r < rounds; r++ {
@@ -163,6 +163,10 @@ func median(xs []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
+// notRun is the Err of a MetaOnly subject's fio rows: no figure, and
+// no error either (WriteTable prints "not run").
+const notRun = "not run: keeps no file data"
+
 // WriteTable prints medians with each subject's ratio to the baseline.
 func (r *Result) WriteTable(w io.Writer) {
 	fmt.Fprintf(w, "%-20s %-8s", "job", "unit")
@@ -175,6 +179,8 @@ func (r *Result) WriteTable(w io.Writer) {
 		for _, s := range r.Subjects {
 			m, ok := row.Median[s]
 			switch {
+			case !ok && row.Err[s] == notRun:
+				fmt.Fprintf(w, " %22s", "not run")
 			case !ok:
 				fmt.Fprintf(w, " %22s", "error")
 			case s == r.Baseline:
@@ -188,7 +194,9 @@ func (r *Result) WriteTable(w io.Writer) {
 	fmt.Fprintf(w, "medians of alternated rounds; (x) = ratio to %s in the same run\n", r.Baseline)
 	for _, row := range r.Rows {
 		for s, e := range row.Err {
-			fmt.Fprintf(w, "error: %s on %s: %s\n", row.Job, s, e)
+			if e != notRun {
+				fmt.Fprintf(w, "error: %s on %s: %s\n", row.Job, s, e)
+			}
 		}
 	}
 }
