@@ -42,6 +42,10 @@ func (r *Result) WriteSVG(w io.Writer) error {
 		for si, s := range r.Subjects {
 			ratio, ok := row.Ratio[s]
 			y := y0 + si*14
+			if !ok && row.Err[s] == notRun {
+				p(`<text x="%d" y="%d" fill="#888">not run</text>`+"\n", left+4, y+10)
+				continue
+			}
 			if !ok {
 				p(`<text x="%d" y="%d" fill="#d62728">error</text>`+"\n", left+4, y+10)
 				continue
