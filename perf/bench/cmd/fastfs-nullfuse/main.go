@@ -6,22 +6,28 @@
 //	fastfs-nullfuse [-threads N] MOUNTPOINT
 //
 // It answers each request in a few hundred nanoseconds with no system
-// call but the read of the request and the write of the reply, and asks
-// the kernel for what `fastfsd mount` asks by default that changes which
-// requests a client's operation sends (default_permissions, 1 s entry and
-// attribute validity, FLUSH on close, READDIRPLUS not offered), so that
-// an operation costs it the same round trips as fastfsd (the create of
-// an empty file: LOOKUP, CREATE, FLUSH, RELEASE and the directory's
-// GETATTR; docs/roundtrips.md). File data is not kept: a WRITE only
-// moves the size, a READ returns zeros. What it serves is enough for
-// fastfs-bench's metadata jobs (create, stat, unlink, untar) and nothing
-// more; it is a measuring instrument, not a filesystem.
+// call but the read of the request and the write of the reply. For what
+// fastfs-bench's metadata jobs do as root (create, stat, unlink, untar)
+// it costs the kernel the round trips `fastfsd mount` costs with its
+// defaults (the create of an empty file: LOOKUP, CREATE, FLUSH, RELEASE
+// and the directory's GETATTR; docs/roundtrips.md): it asks for
+// default_permissions and 1 s entry and attribute validity, answers no
+// open with FOPEN_NOFLUSH, and answers GETXATTR (security.capability
+// before a file's first write) with ENODATA. It does not offer what those
+// jobs do not use and fastfsd does: READDIRPLUS (a listing followed by a
+// stat of each entry costs it one LOOKUP per entry), POSIX ACLs (a
+// non-owner's create costs it two GETXATTRs fewer), passthrough, locks.
+// File data is not kept: a WRITE only moves the size, a READ returns
+// zeros. Nodes live until they are unlinked and forgotten. It is a
+// measuring instrument, not a filesystem: a request it cannot parse gets
+// EIO.
 //
 // One thread per -threads reads /dev/fuse (default 1: the least waking a
 // server can do). The mount is removed on SIGINT/SIGTERM. Root only.
 package main
 
 import (
+	"bytes"
 	"encoding/binary"
 	"flag"
 	"fmt"
@@ -93,7 +99,8 @@ const (
 
 type node struct {
 	mode     uint32
-	nlink    uint32
+	nlink    uint32 // 0 once unlinked (a directory: removed)
+	lookups  uint64 // entry replies the kernel has not forgotten
 	size     uint64
 	mtime    int64
 	target   string            // a symlink's
@@ -145,7 +152,9 @@ func (s *server) entry(out []byte, ino uint64) int {
 	le.PutUint64(out[24:], 1) // attr_valid
 	le.PutUint32(out[32:], 0)
 	le.PutUint32(out[36:], 0)
-	putAttr(out[40:], ino, s.nodes[ino])
+	n := s.nodes[ino]
+	n.lookups++
+	putAttr(out[40:], ino, n)
 	return entryOut
 }
 
@@ -163,6 +172,9 @@ func (s *server) add(dir uint64, nm string, n *node) (uint64, syscall.Errno) {
 	d := s.nodes[dir]
 	if d == nil || d.children == nil {
 		return 0, unix.ENOTDIR
+	}
+	if d.nlink == 0 {
+		return 0, unix.ENOENT // a removed directory
 	}
 	if _, ok := d.children[nm]; ok {
 		return 0, unix.EEXIST
@@ -201,11 +213,42 @@ func (s *server) remove(dir uint64, nm string, wantDir bool) syscall.Errno {
 	d.mtime = time.Now().Unix()
 	if n.children != nil {
 		d.nlink--
+		n.nlink = 0
+	} else {
+		n.nlink--
 	}
-	if n.nlink--; n.nlink == 0 || n.children != nil {
-		delete(s.nodes, ino) // a later request on it answers ENOENT
-	}
+	s.release(ino)
 	return 0
+}
+
+// forget drops k of ino's lookups (FORGET, BATCH_FORGET).
+func (s *server) forget(ino, k uint64) {
+	if n := s.nodes[ino]; n != nil {
+		n.lookups -= min(k, n.lookups)
+		s.release(ino)
+	}
+}
+
+// release frees ino once it is unlinked and the kernel forgot it: open
+// files and the kernel's inode keep it until then (fstat after unlink).
+func (s *server) release(ino uint64) {
+	if n := s.nodes[ino]; n != nil && ino != 1 && n.nlink == 0 && n.lookups == 0 {
+		delete(s.nodes, ino)
+	}
+}
+
+// twoNames splits the NUL-terminated names of RENAME, RENAME2 and
+// SYMLINK; ok is false if b does not hold two.
+func twoNames(b []byte) (a, c string, ok bool) {
+	i := bytes.IndexByte(b, 0)
+	if i < 0 {
+		return "", "", false
+	}
+	j := bytes.IndexByte(b[i+1:], 0)
+	if j < 0 {
+		return "", "", false
+	}
+	return string(b[:i]), string(b[i+1 : i+1+j]), true
 }
 
 // handle serves the request in req, writing the reply body after the
@@ -219,8 +262,22 @@ func (s *server) handle(req, out []byte) (int, syscall.Errno, bool) {
 	defer s.mu.Unlock()
 	n := s.nodes[nodeid]
 	switch op {
-	case opForget, opBatchForget, opInterrupt:
+	case opForget:
+		s.forget(nodeid, le.Uint64(in[0:]))
 		return 0, 0, false
+	case opBatchForget:
+		count := int(le.Uint32(in[0:]))
+		for i := 0; i < count && 8+16*(i+1) <= len(in); i++ {
+			s.forget(le.Uint64(in[8+16*i:]), le.Uint64(in[8+16*i+8:]))
+		}
+		return 0, 0, false
+	case opInterrupt:
+		return 0, 0, false
+	case opRelease, opFlush, opFsync, opFsyncdir:
+		return 0, 0, true // by handle: the node may be unlinked
+	case opReleasedir:
+		delete(s.listings, le.Uint64(in[0:]))
+		return 0, 0, true
 	case opInit:
 		clear(out[:64])
 		le.PutUint32(out[0:], 7)
@@ -287,9 +344,11 @@ func (s *server) handle(req, out []byte) (int, syscall.Errno, bool) {
 			nn.mode = le.Uint32(in[0:]) &^ (le.Uint32(in[8:]) & 0o7777)
 			nm = name(in[16:])
 		case opSymlink:
-			nm = name(in)
-			nn.mode, nn.target = unix.S_IFLNK|0o777, name(in[len(nm)+1:])
-			nn.size = uint64(len(nn.target))
+			var ok bool
+			if nm, nn.target, ok = twoNames(in); !ok {
+				return 0, unix.EIO, true
+			}
+			nn.mode, nn.size = unix.S_IFLNK|0o777, uint64(len(nn.target))
 		}
 		ino, e := s.add(nodeid, nm, nn)
 		if e != 0 {
@@ -308,6 +367,9 @@ func (s *server) handle(req, out []byte) (int, syscall.Errno, bool) {
 	case opUnlink, opRmdir:
 		return 0, s.remove(nodeid, name(in), op == opRmdir), true
 	case opOpen:
+		if le.Uint32(in[0:])&unix.O_TRUNC != 0 { // ATOMIC_O_TRUNC: no SETATTR follows
+			n.size = 0
+		}
 		clear(out[:openOut])
 		return openOut, 0, true
 	case opOpendir:
@@ -324,10 +386,7 @@ func (s *server) handle(req, out []byte) (int, syscall.Errno, bool) {
 		clear(out[:openOut])
 		le.PutUint64(out[0:], fh)
 		return openOut, 0, true
-	case opReleasedir:
-		delete(s.listings, le.Uint64(in[0:]))
-		return 0, 0, true
-	case opRelease, opFlush, opFsync, opFsyncdir, opAccess, opSetxattr:
+	case opAccess, opSetxattr:
 		return 0, 0, true
 	case opGetxattr, opListxattr, opRemovexattr:
 		if op == opListxattr && le.Uint32(in[0:]) == 0 {
@@ -358,17 +417,20 @@ func (s *server) handle(req, out []byte) (int, syscall.Errno, bool) {
 	case opReaddir:
 		return readdir(s.listings[le.Uint64(in[0:])], le.Uint64(in[8:]), int(le.Uint32(in[16:])), out), 0, true
 	case opRename, opRename2:
-		// rename and rename2 without flags: 8 and 16 bytes, then two names.
-		hdr := 8
+		// rename_in (8 bytes) and rename2_in (16: flags at 8), then two
+		// names. Of rename2's flags only RENAME_NOREPLACE is served.
+		hdr, flags := 8, uint32(0)
 		if op == opRename2 {
-			if le.Uint32(in[8:]) != 0 {
+			hdr, flags = 16, le.Uint32(in[8:])
+			if flags&^unix.RENAME_NOREPLACE != 0 {
 				return 0, unix.EINVAL, true
 			}
-			hdr = 16
+		}
+		from, to, ok := twoNames(in[hdr:])
+		if !ok {
+			return 0, unix.EIO, true
 		}
 		newdir := le.Uint64(in[0:])
-		from := name(in[hdr:])
-		to := name(in[hdr+len(from)+1:])
 		d, nd := n, s.nodes[newdir]
 		if d.children == nil || nd == nil || nd.children == nil {
 			return 0, unix.ENOTDIR, true
@@ -378,12 +440,19 @@ func (s *server) handle(req, out []byte) (int, syscall.Errno, bool) {
 			return 0, unix.ENOENT, true
 		}
 		if old, ok := nd.children[to]; ok && old != ino {
+			if flags&unix.RENAME_NOREPLACE != 0 {
+				return 0, unix.EEXIST, true
+			}
 			if e := s.remove(newdir, to, s.nodes[old].children != nil); e != 0 {
 				return 0, e, true
 			}
 		}
 		delete(d.children, from)
 		nd.children[to] = ino
+		if s.nodes[ino].children != nil && d != nd {
+			d.nlink--
+			nd.nlink++
+		}
 		return 0, 0, true
 	case opLink:
 		ino := le.Uint64(in[0:])
@@ -403,6 +472,18 @@ func (s *server) handle(req, out []byte) (int, syscall.Errno, bool) {
 		return s.entry(out, ino), 0, true
 	}
 	return 0, unix.ENOSYS, true
+}
+
+// handleOrEIO is handle, answering EIO to a request too short for what
+// it parses (an index out of range) instead of ending the process and
+// leaving a dead mount.
+func (s *server) handleOrEIO(req, out []byte) (n int, e syscall.Errno, reply bool) {
+	defer func() {
+		if recover() != nil {
+			n, e, reply = 0, unix.EIO, true
+		}
+	}()
+	return s.handle(req, out)
 }
 
 // readdir writes the entries of listing l from index off on, as many
@@ -446,7 +527,7 @@ func (s *server) serve(fd int) error {
 		if k < inHeader {
 			return fmt.Errorf("read /dev/fuse: %d-byte request", k)
 		}
-		body, e, reply := s.handle(req[:k], out[outHeader:])
+		body, e, reply := s.handleOrEIO(req[:k], out[outHeader:])
 		if !reply {
 			continue
 		}

@@ -18,6 +18,7 @@ import (
 func TestServes(t *testing.T) {
 	testutil.RequireRoot(t)
 	testutil.RequireDevFuse(t)
+	defer unix.Umask(unix.Umask(0o022)) // the modes below
 	mnt := t.TempDir()
 	fd, err := mount(mnt)
 	if err != nil {
@@ -79,6 +80,33 @@ func TestServes(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(mnt, "sym")); err != nil || fi.Size() != 1 {
 		t.Errorf("stat through the symlink: %v %v, want the 1-byte file", fi, err)
 	}
+	// O_TRUNC (ATOMIC_O_TRUNC: the OPEN carries it), RENAME_NOREPLACE,
+	// and a file unlinked while open, which stays until closed.
+	f6 := filepath.Join(d, "f00006")
+	if f, err := os.OpenFile(f6, os.O_WRONLY|os.O_TRUNC, 0); err != nil {
+		t.Fatal(err)
+	} else if fi, err := f.Stat(); err != nil || fi.Size() != 0 {
+		t.Errorf("after open(O_TRUNC): %v %v, want 0 bytes", fi, err)
+		f.Close()
+	} else {
+		f.Close()
+	}
+	if err := unix.Renameat2(unix.AT_FDCWD, filepath.Join(d, "f00002"), unix.AT_FDCWD, filepath.Join(d, "f00003"), unix.RENAME_NOREPLACE); err != unix.EEXIST {
+		t.Errorf("renameat2(RENAME_NOREPLACE) onto an existing name: %v, want EEXIST", err)
+	}
+	f, err := os.OpenFile(filepath.Join(d, "f00005"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(d, "f00005")); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := f.Stat(); err != nil || fi.Size() != 5 {
+		t.Errorf("fstat of an open, unlinked file: %v %v, want its 5 bytes", fi, err)
+	}
+	if err := f.Close(); err != nil {
+		t.Errorf("close of an open, unlinked file: %v", err)
+	}
 	if err := os.Remove(d); err == nil {
 		t.Error("rmdir of a full directory succeeded")
 	}
@@ -89,5 +117,38 @@ func TestServes(t *testing.T) {
 	}
 	if left, err := testutil.ReadDir(mnt); err != nil || len(left) != 0 {
 		t.Errorf("after removing everything the root lists %q (%v)", left, err)
+	}
+}
+
+// TestShortRequests: a request too short for what its opcode carries
+// gets an answer (EIO where parsing it ran off its end), not a panic that
+// would end the server and leave a dead mount; and the server serves on.
+func TestShortRequests(t *testing.T) {
+	s := newServer()
+	out := make([]byte, maxWrite+outHeader)
+	req := func(op uint32, body string) []byte {
+		r := make([]byte, inHeader+len(body))
+		le.PutUint32(r[0:], uint32(len(r)))
+		le.PutUint32(r[4:], op)
+		le.PutUint64(r[16:], 1) // the root
+		copy(r[inHeader:], body)
+		return r
+	}
+	eio := 0
+	for _, op := range []uint32{opLookup, opSetattr, opSymlink, opMkdir, opMknod, opCreate, opRename, opRename2, opLink, opRead, opWrite, opReaddir, opForget, opBatchForget, opOpen, opGetxattr, opListxattr, opInit} {
+		if _, e, _ := s.handleOrEIO(req(op, "ab"), out); e == unix.EIO {
+			eio++
+		}
+	}
+	if eio == 0 {
+		t.Error("no 2-byte body ran off its end: the test no longer tests the guard")
+	}
+	mkdir := req(opMkdir, "\x00\x00\x00\x00\x00\x00\x00\x00d\x00")
+	le.PutUint32(mkdir[inHeader:], 0o755)
+	if n, e, _ := s.handleOrEIO(mkdir, out); e != 0 || n != entryOut {
+		t.Fatalf("MKDIR after the short requests: %d bytes, errno %v", n, e)
+	}
+	if n, e, _ := s.handleOrEIO(req(opLookup, "d\x00"), out); e != 0 || n != entryOut {
+		t.Fatalf("LOOKUP after the short requests: %d bytes, errno %v", n, e)
 	}
 }
