@@ -59,6 +59,13 @@ func checkMountOptions(opts *MountOptions) (MountOptions, error) {
 	return o, nil
 }
 
+// What Open calls, replaced by a test that checks their order.
+var (
+	uringEnabled = uring.Enabled
+	uringEnable  = uring.Enable
+	mountFUSE    = fusedev.Mount
+)
+
 // Open mounts a filesystem at mountpoint through /dev/fuse, as Mount
 // does, but serves nothing yet: see Session. With opts.IOUring, it turns
 // the fuse module's enable_uring parameter on if it is off (root).
@@ -70,12 +77,17 @@ func Open(mountpoint string, opts *MountOptions) (*Session, error) {
 	// Before the mount: the kernel decides what its INIT offers when the
 	// filesystem is mounted (fuse_fill_super queues it), so a parameter
 	// turned on after the mount leaves that mount without io_uring.
-	if o.IOUring && !uring.Enabled() {
-		if err := uring.Enable(); err != nil {
+	if o.IOUring && !uringEnabled() {
+		// Opening /dev/fuse loads the fuse module where it is one and not
+		// loaded yet, and with it the parameter.
+		if fd, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0); err == nil {
+			fd.Close()
+		}
+		if err := uringEnable(); err != nil {
 			return nil, fmt.Errorf("fastfs: mount %s: IOUring: %w", mountpoint, err)
 		}
 	}
-	conn, err := fusedev.Mount(mountpoint, fusedev.MountOptions{
+	conn, err := mountFUSE(mountpoint, fusedev.MountOptions{
 		Source:             o.FSName,
 		AllowOther:         o.AllowOther,
 		DefaultPermissions: true,

@@ -120,8 +120,8 @@ flags:
                             before efficiency cores, SMT siblings last; none: unpinned
   --busy-poll auto|DURATION after a queue runs dry, poll it before sleeping on the kick, without
                             asking the guest to kick: auto (default) adapts the window to the
-                            guest's pace, 0 to 64us as QEMU's I/O threads do (theirs: 32us); DURATION: always
-                            that long (e.g. 50us, up to 1s); 0: never poll
+                            guest's pace, 0 to 64us, as QEMU's I/O threads do theirs (0 to 32us);
+                            DURATION: always that long (e.g. 50us, up to 1s); 0: never poll
   --dax                     offer a DAX window (also -o dax): needs a front-end speaking vhost-user
                             SHMEM (GET_SHMEM_CONFIG, SHMEM_MAP/UNMAP); off by default
   --cache-size SIZE         DAX window size, a multiple of 2M (default 1G; e.g. 512M, 4G)

@@ -36,25 +36,11 @@ func requireURing(t *testing.T) {
 func TestServeIOUring(t *testing.T) {
 	requireURing(t)
 	set := stats.Default.NewSet("fuse-uring-test", func(op uint32) string { return abi.Opcode(op).String() })
-	var s *served
-	// The kernel may not offer OVER_IO_URING on the first mount after the
-	// parameter flips; a second mount sees it.
-	for attempt := 0; ; attempt++ {
-		s = serveTest(t, ServeOptions{Workers: 1, Splice: SpliceOff, IOUring: true, Stats: set})
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			if srv := s.c.Server(); (srv != nil && agreedOK(srv)) || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		if srv := s.c.Server(); srv != nil && agreedURing(srv) {
-			break
-		}
-		if attempt == 1 {
-			t.Fatal("INIT did not agree OVER_IO_URING with enable_uring on")
-		}
-	}
+	// requireURing turned the parameter on before this mount, so its
+	// INIT offers io_uring (fusedev refuses to serve a mount whose INIT
+	// did not agree on it).
+	s := serveTest(t, ServeOptions{Workers: 1, Splice: SpliceOff, IOUring: true, Stats: set})
+	waitURing(t, s)
 	// Give the queues time to register every entry: until then requests
 	// still come through /dev/fuse.
 	time.Sleep(200 * time.Millisecond)
@@ -84,6 +70,22 @@ func TestServeIOUring(t *testing.T) {
 
 func agreedOK(srv *fuse.Server) bool { _, ok := srv.Agreed(); return ok }
 
+// waitURing waits (up to 5 s) for s's INIT and fails the test unless it
+// agreed on io_uring.
+func waitURing(t *testing.T, s *served) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if srv := s.c.Server(); (srv != nil && agreedOK(srv)) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if srv := s.c.Server(); srv == nil || !agreedURing(srv) {
+		t.Fatal("INIT did not agree OVER_IO_URING with enable_uring on")
+	}
+}
+
 func agreedURing(srv *fuse.Server) bool {
 	ag, ok := srv.Agreed()
 	return ok && ag.Flags&abi.InitOverIoUring != 0
@@ -95,23 +97,8 @@ func agreedURing(srv *fuse.Server) bool {
 // put in the page cache comes back.
 func TestNotifyIOUring(t *testing.T) {
 	requireURing(t)
-	var s *served
-	for attempt := 0; ; attempt++ {
-		s = serveTest(t, ServeOptions{Workers: 1, Splice: SpliceOff, IOUring: true})
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			if srv := s.c.Server(); (srv != nil && agreedOK(srv)) || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		if srv := s.c.Server(); srv != nil && agreedURing(srv) {
-			break
-		}
-		if attempt == 1 {
-			t.Fatal("INIT did not agree OVER_IO_URING with enable_uring on")
-		}
-	}
+	s := serveTest(t, ServeOptions{Workers: 1, Splice: SpliceOff, IOUring: true})
+	waitURing(t, s)
 	time.Sleep(200 * time.Millisecond) // the queues register their entries
 	var st unix.Stat_t
 	if err := unix.Stat(filepath.Join(s.mnt, "hello"), &st); err != nil {

@@ -131,10 +131,12 @@ type session struct {
 // driver that keeps several requests in flight answers a batch of
 // completions in 30–60 µs on this 2-vCPU machine (its wake-up alone
 // costs ~10–20 µs), which 32 µs missed: with 64 µs (and spinPerRequest
-// 8 µs) fastfs-backendbench's 1-queue GETATTRs at 8 in flight went 3.7×
-// per second at half the CPU per request, LOOKUPs 2.3×, 4 KiB READs
-// 1.24×, creates 1.32× (5 alternated rounds; docs/backend-bench.md),
-// and one request at a time did not move (0.95–1.06×).
+// 8 µs) fastfs-backendbench's 1-queue GETATTRs at 8 in flight went 3.79×
+// per second at 1.94× less CPU per request, LOOKUPs 2.40×, 4 KiB READs
+// 1.28×, creates 1.26× (5 alternated rounds, docs/backend-bench.md's
+// table), one request at a time did not move (0.95–1.06×), and 2 queues
+// moved by 0.90–1.03× (4 KiB READs 0.90, within those rows' 2× spread
+// between rounds on 2 vCPUs).
 const DefaultAdaptivePoll = 64 * time.Microsecond
 
 // New returns a device serving fsys.

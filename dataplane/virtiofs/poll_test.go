@@ -194,11 +194,11 @@ func TestAskKickWithdrawn(t *testing.T) {
 // TestAdaptBudget: the adaptive window never exceeds spinPerRequest per
 // request the last drain served: one request per gap of 20 µs is never
 // polled for (the spin would cost more than the sleep it saves), one
-// per gap just under the budget is, up to the budget; eight per 20 µs
-// gap are.
+// per gap just under the budget is, up to the budget; four per 30 µs
+// gap are, up to theirs, and eight per 50 µs gap up to the maximum.
 func TestAdaptBudget(t *testing.T) {
 	const us = time.Microsecond
-	w := &worker{d: &Device{opts: Options{AdaptivePoll: 32 * us}}, batch: 1}
+	w := &worker{d: &Device{opts: Options{AdaptivePoll: DefaultAdaptivePoll}}, batch: 1}
 	for range 5 {
 		if w.adapt(20 * us); w.window != 0 {
 			t.Fatalf("one request per 20 µs gap: window %v, want 0", w.window)
@@ -210,12 +210,22 @@ func TestAdaptBudget(t *testing.T) {
 	if w.window != spinPerRequest {
 		t.Fatalf("one request per %v gap: window %v, want the budget %v", spinPerRequest-us, w.window, spinPerRequest)
 	}
+	// Four requests per gap grow the window to their budget, eight to
+	// the maximum, DefaultAdaptivePoll (a driver answering a batch in
+	// 30–60 µs, which a 32 µs maximum missed).
+	w.batch = 4
+	for range 5 {
+		w.adapt(30 * us)
+	}
+	if w.window != 4*spinPerRequest {
+		t.Fatalf("four requests per 30 µs gap: window %v, want their budget %v", w.window, 4*spinPerRequest)
+	}
 	w.batch = 8
 	for range 5 {
-		w.adapt(20 * us)
+		w.adapt(50 * us)
 	}
-	if w.window != 32*us {
-		t.Fatalf("eight requests per 20 µs gap: window %v, want the maximum 32 µs", w.window)
+	if w.window != DefaultAdaptivePoll || DefaultAdaptivePoll != 8*spinPerRequest {
+		t.Fatalf("eight requests per 50 µs gap: window %v, want the maximum %v (eight requests' budget)", w.window, DefaultAdaptivePoll)
 	}
 	w.batch = 1 // the pace drops to one request per gap
 	if got := w.pollWindow(); got != spinPerRequest {

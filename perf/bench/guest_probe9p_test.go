@@ -30,10 +30,10 @@ func TestGuestProbe9P(t *testing.T) {
 		t.Fatal(err)
 	}
 	const n = 200
-	// One vCPU: the probe enables tracepoints, which patches kernel text
-	// (text_poke_bp) that, under TCG, another vCPU was seen executing
-	// mid-patch (a call to address 0 from __fuse_simple_request); with one
-	// vCPU nothing runs the text while it changes.
+	// One vCPU, a TCG workaround as in TestGuestProbe: enabling the 9P
+	// tracepoints patches kernel text, which text_poke_bp makes safe on
+	// real CPUs, but a TCG guest once crashed on another vCPU right after
+	// the FUSE probe did so; with one vCPU no other CPU runs that text.
 	res := vmtest.RunT(t, vmtest.Config{
 		Kernel: k,
 		CPUs:   1,

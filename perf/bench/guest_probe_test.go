@@ -33,10 +33,12 @@ func TestGuestProbe(t *testing.T) {
 	}
 	const n = 400
 	backend := vmtest.Fastfsd(host, "--cache", "never")
-	// One vCPU: the probe enables tracepoints, which patches kernel text
-	// (text_poke_bp) that, under TCG, another vCPU was seen executing
-	// mid-patch (a call to address 0 from __fuse_simple_request); with one
-	// vCPU nothing runs the text while it changes.
+	// One vCPU, a TCG workaround: enabling the probe's tracepoints
+	// patches kernel text. text_poke_bp makes that safe on real CPUs, yet
+	// a TCG guest once called address 0 from __fuse_simple_request on the
+	// other vCPU right after (QEMU's cross-vCPU handling of modified code,
+	// or a bug not found); with one vCPU no other CPU runs that text. The
+	// guests of internal/vmtest and make run keep 2 vCPUs.
 	res := vmtest.RunT(t, vmtest.Config{
 		Kernel: k,
 		CPUs:   1,
