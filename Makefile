@@ -21,7 +21,7 @@ build: ## Build fastfsd (static, CGO_ENABLED=0: the namespace sandbox needs it; 
 	$(GO) build -o $(BIN)/fastfs-run ./perf/bench/cmd/fastfs-run
 	$(GO) build -o $(BIN)/fastfs-bench ./perf/bench/cmd/fastfs-bench
 	$(GO) build -o $(BIN)/fastfs-backendbench ./cmd/fastfs-backendbench
-	$(GO) build -o $(BIN)/fastfs-nullfuse ./perf/bench/cmd/fastfs-nullfuse
+	$(GO) build -o $(BIN)/fastfs-nullfuse ./cmd/fastfs-nullfuse
 	GOARCH=arm64 $(GO) vet ./... >/dev/null
 
 peers: ## Build the peers measured against (go-fuse loopback and virtio-fs) into bin/peers/.

@@ -39,61 +39,15 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fastfsd/fastfsd/fuse/abi"
 )
 
 var le = binary.LittleEndian
 
-// Request opcodes and sizes served (include/uapi/linux/fuse.h).
+// What INIT asks for: async reads, O_TRUNC in OPEN, writes above 4 KiB.
 const (
-	opLookup      = 1
-	opForget      = 2
-	opGetattr     = 3
-	opSetattr     = 4
-	opReadlink    = 5
-	opSymlink     = 6
-	opMknod       = 8
-	opMkdir       = 9
-	opUnlink      = 10
-	opRmdir       = 11
-	opRename      = 12
-	opLink        = 13
-	opOpen        = 14
-	opRead        = 15
-	opWrite       = 16
-	opStatfs      = 17
-	opRelease     = 18
-	opFsync       = 20
-	opSetxattr    = 21
-	opGetxattr    = 22
-	opListxattr   = 23
-	opRemovexattr = 24
-	opFlush       = 25
-	opInit        = 26
-	opOpendir     = 27
-	opReaddir     = 28
-	opReleasedir  = 29
-	opFsyncdir    = 30
-	opAccess      = 34
-	opCreate      = 35
-	opInterrupt   = 36
-	opDestroy     = 38
-	opBatchForget = 42
-	opRename2     = 45
-
-	inHeader  = 40
-	outHeader = 16
-	attrSize  = 88
-	entryOut  = 40 + attrSize // fuse_entry_out
-	attrOut   = 16 + attrSize // fuse_attr_out
-	openOut   = 16
-
-	fattrMode  = 1 << 0
-	fattrSize  = 1 << 3
-	fattrAtime = 1 << 4
-	fattrMtime = 1 << 5
-
-	// What INIT asks for: async reads, O_TRUNC in OPEN, writes above 4 KiB.
-	initFlags = 1<<0 | 1<<3 | 1<<5
+	initFlags = abi.InitAsyncRead | abi.InitAtomicOTrunc | abi.InitBigWrites
 	maxWrite  = 128 << 10
 )
 
@@ -131,31 +85,19 @@ func newServer() *server {
 	}
 }
 
-func putAttr(b []byte, ino uint64, n *node) {
-	clear(b[:attrSize])
-	le.PutUint64(b[0:], ino)
-	le.PutUint64(b[8:], n.size)
-	le.PutUint64(b[16:], (n.size+511)/512)
-	le.PutUint64(b[24:], uint64(n.mtime))
-	le.PutUint64(b[32:], uint64(n.mtime))
-	le.PutUint64(b[40:], uint64(n.mtime))
-	le.PutUint32(b[60:], n.mode)
-	le.PutUint32(b[64:], n.nlink)
-	le.PutUint32(b[84-4:], 4096) // blksize
+func attrOf(ino uint64, n *node) abi.Attr {
+	t := uint64(n.mtime)
+	return abi.Attr{Ino: ino, Size: n.size, Blocks: (n.size + 511) / 512, Atime: t, Mtime: t, Ctime: t,
+		Mode: n.mode, Nlink: n.nlink, Blksize: 4096}
 }
 
 // entry writes a fuse_entry_out for ino, valid 1 s, and returns its size.
 func (s *server) entry(out []byte, ino uint64) int {
-	le.PutUint64(out[0:], ino)
-	le.PutUint64(out[8:], 0)  // generation
-	le.PutUint64(out[16:], 1) // entry_valid
-	le.PutUint64(out[24:], 1) // attr_valid
-	le.PutUint32(out[32:], 0)
-	le.PutUint32(out[36:], 0)
 	n := s.nodes[ino]
 	n.lookups++
-	putAttr(out[40:], ino, n)
-	return entryOut
+	e := abi.EntryOut{NodeID: ino, EntryValid: 1, AttrValid: 1, Attr: attrOf(ino, n)}
+	e.Marshal(out)
+	return abi.EntryOutSize
 }
 
 func name(b []byte) string {
@@ -255,42 +197,38 @@ func twoNames(b []byte) (a, c string, ok bool) {
 // header in out; it returns the body's length, an errno, and false for
 // a request that gets no reply.
 func (s *server) handle(req, out []byte) (int, syscall.Errno, bool) {
-	op := le.Uint32(req[4:])
+	op := abi.Opcode(le.Uint32(req[4:]))
 	nodeid := le.Uint64(req[16:])
-	in := req[inHeader:]
+	in := req[abi.InHeaderSize:]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := s.nodes[nodeid]
 	switch op {
-	case opForget:
+	case abi.OpForget:
 		s.forget(nodeid, le.Uint64(in[0:]))
 		return 0, 0, false
-	case opBatchForget:
+	case abi.OpBatchForget:
 		count := int(le.Uint32(in[0:]))
 		for i := 0; i < count && 8+16*(i+1) <= len(in); i++ {
 			s.forget(le.Uint64(in[8+16*i:]), le.Uint64(in[8+16*i+8:]))
 		}
 		return 0, 0, false
-	case opInterrupt:
+	case abi.OpInterrupt:
 		return 0, 0, false
-	case opRelease, opFlush, opFsync, opFsyncdir:
+	case abi.OpRelease, abi.OpFlush, abi.OpFsync, abi.OpFsyncdir:
 		return 0, 0, true // by handle: the node may be unlinked
-	case opReleasedir:
+	case abi.OpReleasedir:
 		delete(s.listings, le.Uint64(in[0:]))
 		return 0, 0, true
-	case opInit:
-		clear(out[:64])
-		le.PutUint32(out[0:], 7)
-		le.PutUint32(out[4:], 31)
-		le.PutUint32(out[8:], le.Uint32(in[8:])) // max_readahead
-		le.PutUint32(out[12:], initFlags&le.Uint32(in[12:]))
-		le.PutUint16(out[16:], 16) // max_background
-		le.PutUint16(out[18:], 12) // congestion_threshold
-		le.PutUint32(out[20:], maxWrite)
-		le.PutUint32(out[24:], 1) // time_gran
-		return 64, 0, true
-	case opDestroy, opStatfs:
-		if op == opStatfs {
+	case abi.OpInit:
+		var ini abi.InitIn
+		ini.Unmarshal(in)
+		o := abi.InitOut{Major: 7, Minor: 31, MaxReadahead: ini.MaxReadahead, Flags: uint32(initFlags) & ini.Flags,
+			MaxBackground: 16, CongestionThreshold: 12, MaxWrite: maxWrite, TimeGran: 1}
+		o.Marshal(out)
+		return abi.InitOutSize, 0, true
+	case abi.OpDestroy, abi.OpStatfs:
+		if op == abi.OpStatfs {
 			clear(out[:80])
 			le.PutUint32(out[40:], 4096) // bsize
 			le.PutUint32(out[44:], 255)  // namelen
@@ -302,7 +240,7 @@ func (s *server) handle(req, out []byte) (int, syscall.Errno, bool) {
 		return 0, unix.ENOENT, true
 	}
 	switch op {
-	case opLookup:
+	case abi.OpLookup:
 		if n.children == nil {
 			return 0, unix.ENOTDIR, true
 		}
@@ -311,39 +249,38 @@ func (s *server) handle(req, out []byte) (int, syscall.Errno, bool) {
 			return 0, unix.ENOENT, true
 		}
 		return s.entry(out, ino), 0, true
-	case opGetattr, opSetattr:
-		if op == opSetattr {
-			valid := le.Uint32(in[0:])
-			if valid&fattrMode != 0 {
+	case abi.OpGetattr, abi.OpSetattr:
+		if op == abi.OpSetattr {
+			valid := abi.SetattrValid(le.Uint32(in[0:]))
+			if valid&abi.FattrMode != 0 {
 				n.mode = n.mode&unix.S_IFMT | le.Uint32(in[68:])&0o7777
 			}
-			if valid&fattrSize != 0 {
+			if valid&abi.FattrSize != 0 {
 				n.size = le.Uint64(in[16:])
 			}
-			if valid&(fattrMtime|fattrAtime) != 0 {
+			if valid&(abi.FattrMtime|abi.FattrAtime) != 0 {
 				n.mtime = time.Now().Unix()
 			}
 		}
-		clear(out[:16])
-		le.PutUint64(out[0:], 1) // attr_valid
-		putAttr(out[16:], nodeid, n)
-		return attrOut, 0, true
-	case opReadlink:
+		o := abi.AttrOut{AttrValid: 1, Attr: attrOf(nodeid, n)}
+		o.Marshal(out)
+		return abi.AttrOutSize, 0, true
+	case abi.OpReadlink:
 		if n.mode&unix.S_IFMT != unix.S_IFLNK {
 			return 0, unix.EINVAL, true
 		}
 		return copy(out, n.target), 0, true
-	case opMkdir, opMknod, opSymlink:
+	case abi.OpMkdir, abi.OpMknod, abi.OpSymlink:
 		nn := &node{nlink: 1}
 		var nm string
 		switch op {
-		case opMkdir:
+		case abi.OpMkdir:
 			nn.mode, nn.nlink, nn.children = unix.S_IFDIR|le.Uint32(in[0:])&^le.Uint32(in[4:])&0o7777, 2, map[string]uint64{}
 			nm = name(in[8:])
-		case opMknod:
+		case abi.OpMknod:
 			nn.mode = le.Uint32(in[0:]) &^ (le.Uint32(in[8:]) & 0o7777)
 			nm = name(in[16:])
-		case opSymlink:
+		case abi.OpSymlink:
 			var ok bool
 			if nm, nn.target, ok = twoNames(in); !ok {
 				return 0, unix.EIO, true
@@ -355,24 +292,24 @@ func (s *server) handle(req, out []byte) (int, syscall.Errno, bool) {
 			return 0, e, true
 		}
 		return s.entry(out, ino), 0, true
-	case opCreate:
+	case abi.OpCreate:
 		mode := unix.S_IFREG | le.Uint32(in[4:])&^le.Uint32(in[8:])&0o7777
 		ino, e := s.add(nodeid, name(in[16:]), &node{mode: mode, nlink: 1})
 		if e != 0 {
 			return 0, e, true
 		}
 		k := s.entry(out, ino)
-		clear(out[k : k+openOut])
-		return k + openOut, 0, true
-	case opUnlink, opRmdir:
-		return 0, s.remove(nodeid, name(in), op == opRmdir), true
-	case opOpen:
+		clear(out[k : k+abi.OpenOutSize])
+		return k + abi.OpenOutSize, 0, true
+	case abi.OpUnlink, abi.OpRmdir:
+		return 0, s.remove(nodeid, name(in), op == abi.OpRmdir), true
+	case abi.OpOpen:
 		if le.Uint32(in[0:])&unix.O_TRUNC != 0 { // ATOMIC_O_TRUNC: no SETATTR follows
 			n.size = 0
 		}
-		clear(out[:openOut])
-		return openOut, 0, true
-	case opOpendir:
+		clear(out[:abi.OpenOutSize])
+		return abi.OpenOutSize, 0, true
+	case abi.OpOpendir:
 		if n.children == nil {
 			return 0, unix.ENOTDIR, true
 		}
@@ -383,27 +320,27 @@ func (s *server) handle(req, out []byte) (int, syscall.Errno, bool) {
 		fh := s.nextFh
 		s.nextFh++
 		s.listings[fh] = l
-		clear(out[:openOut])
+		clear(out[:abi.OpenOutSize])
 		le.PutUint64(out[0:], fh)
-		return openOut, 0, true
-	case opAccess, opSetxattr:
+		return abi.OpenOutSize, 0, true
+	case abi.OpAccess, abi.OpSetxattr:
 		return 0, 0, true
-	case opGetxattr, opListxattr, opRemovexattr:
-		if op == opListxattr && le.Uint32(in[0:]) == 0 {
+	case abi.OpGetxattr, abi.OpListxattr, abi.OpRemovexattr:
+		if op == abi.OpListxattr && le.Uint32(in[0:]) == 0 {
 			clear(out[:8]) // size 0: no names
 			return 8, 0, true
 		}
-		if op == opListxattr {
+		if op == abi.OpListxattr {
 			return 0, 0, true
 		}
 		return 0, unix.ENODATA, true
-	case opWrite:
+	case abi.OpWrite:
 		off, size := le.Uint64(in[8:]), le.Uint32(in[16:])
 		n.size = max(n.size, off+uint64(size))
 		clear(out[:8])
 		le.PutUint32(out[0:], size)
 		return 8, 0, true
-	case opRead:
+	case abi.OpRead:
 		off, size := le.Uint64(in[8:]), uint64(le.Uint32(in[16:]))
 		if n.children != nil {
 			return 0, unix.EISDIR, true
@@ -414,13 +351,13 @@ func (s *server) handle(req, out []byte) (int, syscall.Errno, bool) {
 		k := min(size, n.size-off, uint64(len(out)))
 		clear(out[:k])
 		return int(k), 0, true
-	case opReaddir:
+	case abi.OpReaddir:
 		return readdir(s.listings[le.Uint64(in[0:])], le.Uint64(in[8:]), int(le.Uint32(in[16:])), out), 0, true
-	case opRename, opRename2:
+	case abi.OpRename, abi.OpRename2:
 		// rename_in (8 bytes) and rename2_in (16: flags at 8), then two
 		// names. Of rename2's flags only RENAME_NOREPLACE is served.
 		hdr, flags := 8, uint32(0)
-		if op == opRename2 {
+		if op == abi.OpRename2 {
 			hdr, flags = 16, le.Uint32(in[8:])
 			if flags&^unix.RENAME_NOREPLACE != 0 {
 				return 0, unix.EINVAL, true
@@ -454,7 +391,7 @@ func (s *server) handle(req, out []byte) (int, syscall.Errno, bool) {
 			nd.nlink++
 		}
 		return 0, 0, true
-	case opLink:
+	case abi.OpLink:
 		ino := le.Uint64(in[0:])
 		t := s.nodes[ino]
 		if t == nil || t.children != nil {
@@ -512,7 +449,7 @@ func readdir(l []dirent, off uint64, size int, out []byte) int {
 func (s *server) serve(fd int) error {
 	runtime.LockOSThread()
 	req := make([]byte, maxWrite+64<<10)
-	out := make([]byte, maxWrite+outHeader)
+	out := make([]byte, maxWrite+abi.OutHeaderSize)
 	for {
 		k, err := unix.Read(fd, req)
 		switch err {
@@ -524,20 +461,20 @@ func (s *server) serve(fd int) error {
 		default:
 			return fmt.Errorf("read /dev/fuse: %w", err)
 		}
-		if k < inHeader {
+		if k < abi.InHeaderSize {
 			return fmt.Errorf("read /dev/fuse: %d-byte request", k)
 		}
-		body, e, reply := s.handleOrEIO(req[:k], out[outHeader:])
+		body, e, reply := s.handleOrEIO(req[:k], out[abi.OutHeaderSize:])
 		if !reply {
 			continue
 		}
 		if e != 0 {
 			body = 0
 		}
-		le.PutUint32(out[0:], uint32(outHeader+body))
+		le.PutUint32(out[0:], uint32(abi.OutHeaderSize+body))
 		le.PutUint32(out[4:], uint32(-int32(e)))
 		le.PutUint64(out[8:], le.Uint64(req[8:]))
-		if _, err := unix.Write(fd, out[:outHeader+body]); err != nil && err != unix.ENOENT {
+		if _, err := unix.Write(fd, out[:abi.OutHeaderSize+body]); err != nil && err != unix.ENOENT {
 			return fmt.Errorf("write /dev/fuse: %w", err)
 		}
 	}

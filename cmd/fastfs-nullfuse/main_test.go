@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/fastfsd/fastfsd/fuse/abi"
 	"github.com/fastfsd/fastfsd/internal/testutil"
 	"golang.org/x/sys/unix"
 )
@@ -125,17 +126,17 @@ func TestServes(t *testing.T) {
 // would end the server and leave a dead mount; and the server serves on.
 func TestShortRequests(t *testing.T) {
 	s := newServer()
-	out := make([]byte, maxWrite+outHeader)
-	req := func(op uint32, body string) []byte {
-		r := make([]byte, inHeader+len(body))
+	out := make([]byte, maxWrite+abi.OutHeaderSize)
+	req := func(op abi.Opcode, body string) []byte {
+		r := make([]byte, abi.InHeaderSize+len(body))
 		le.PutUint32(r[0:], uint32(len(r)))
-		le.PutUint32(r[4:], op)
+		le.PutUint32(r[4:], uint32(op))
 		le.PutUint64(r[16:], 1) // the root
-		copy(r[inHeader:], body)
+		copy(r[abi.InHeaderSize:], body)
 		return r
 	}
 	eio := 0
-	for _, op := range []uint32{opLookup, opSetattr, opSymlink, opMkdir, opMknod, opCreate, opRename, opRename2, opLink, opRead, opWrite, opReaddir, opForget, opBatchForget, opOpen, opGetxattr, opListxattr, opInit} {
+	for _, op := range []abi.Opcode{abi.OpLookup, abi.OpSetattr, abi.OpSymlink, abi.OpMkdir, abi.OpMknod, abi.OpCreate, abi.OpRename, abi.OpRename2, abi.OpLink, abi.OpRead, abi.OpWrite, abi.OpReaddir, abi.OpForget, abi.OpBatchForget, abi.OpOpen, abi.OpGetxattr, abi.OpListxattr, abi.OpInit} {
 		if _, e, _ := s.handleOrEIO(req(op, "ab"), out); e == unix.EIO {
 			eio++
 		}
@@ -143,12 +144,12 @@ func TestShortRequests(t *testing.T) {
 	if eio == 0 {
 		t.Error("no 2-byte body ran off its end: the test no longer tests the guard")
 	}
-	mkdir := req(opMkdir, "\x00\x00\x00\x00\x00\x00\x00\x00d\x00")
-	le.PutUint32(mkdir[inHeader:], 0o755)
-	if n, e, _ := s.handleOrEIO(mkdir, out); e != 0 || n != entryOut {
+	mkdir := req(abi.OpMkdir, "\x00\x00\x00\x00\x00\x00\x00\x00d\x00")
+	le.PutUint32(mkdir[abi.InHeaderSize:], 0o755)
+	if n, e, _ := s.handleOrEIO(mkdir, out); e != 0 || n != abi.EntryOutSize {
 		t.Fatalf("MKDIR after the short requests: %d bytes, errno %v", n, e)
 	}
-	if n, e, _ := s.handleOrEIO(req(opLookup, "d\x00"), out); e != 0 || n != entryOut {
+	if n, e, _ := s.handleOrEIO(req(abi.OpLookup, "d\x00"), out); e != 0 || n != abi.EntryOutSize {
 		t.Fatalf("LOOKUP after the short requests: %d bytes, errno %v", n, e)
 	}
 }
