@@ -78,11 +78,6 @@ func Open(mountpoint string, opts *MountOptions) (*Session, error) {
 	// filesystem is mounted (fuse_fill_super queues it), so a parameter
 	// turned on after the mount leaves that mount without io_uring.
 	if o.IOUring && !uringEnabled() {
-		// Opening /dev/fuse loads the fuse module where it is one and not
-		// loaded yet, and with it the parameter.
-		if fd, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0); err == nil {
-			fd.Close()
-		}
 		if err := uringEnable(); err != nil {
 			return nil, fmt.Errorf("fastfs: mount %s: IOUring: %w", mountpoint, err)
 		}

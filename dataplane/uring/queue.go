@@ -28,8 +28,13 @@ func Enabled() bool {
 	return err == nil && strings.TrimSpace(string(b)) == "Y"
 }
 
-// Enable turns the kernel's enable_uring parameter on (root only).
+// Enable turns the kernel's enable_uring parameter on (root only). It
+// opens /dev/fuse first, which loads the fuse module where it is one and
+// not loaded yet: the parameter exists only once it is.
 func Enable() error {
+	if f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0); err == nil {
+		f.Close()
+	}
 	if err := os.WriteFile(EnableParam, []byte("Y"), 0); err != nil {
 		return fmt.Errorf("enable FUSE over io_uring: %w; needs root and a kernel built with CONFIG_FUSE_IO_URING (6.14+)", err)
 	}
