@@ -3,6 +3,7 @@ package fastfs_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"syscall"
 	"testing"
@@ -45,9 +46,8 @@ func TestUnmount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var st syscall.Stat_t
-	if err := syscall.Stat(mnt+"/hello", &st); err != nil || st.Size != int64(len(greeting)) {
-		t.Fatalf("stat hello: %v (size %d)", err, st.Size)
+	if err := statHello(mnt); err != nil {
+		t.Fatal(err)
 	}
 	if err := m.Unmount(); err != nil {
 		t.Fatalf("Unmount: %v", err)
@@ -55,6 +55,7 @@ func TestUnmount(t *testing.T) {
 	if err := m.Unmount(); err != nil {
 		t.Fatalf("second Unmount: %v", err)
 	}
+	var st syscall.Stat_t
 	if err := syscall.Stat(mnt+"/hello", &st); !errors.Is(err, syscall.ENOENT) {
 		t.Fatalf("stat hello after Unmount: %v, want ENOENT", err)
 	}
@@ -96,9 +97,8 @@ func TestMountIOUring(t *testing.T) {
 		}
 		t.Skip(err)
 	}
-	var st syscall.Stat_t
-	if err := syscall.Stat(mnt+"/hello", &st); err != nil || st.Size != int64(len(greeting)) {
-		t.Errorf("stat hello over io_uring: %v (size %d)", err, st.Size)
+	if err := statHello(mnt); err != nil {
+		t.Errorf("over io_uring: %v", err)
 	}
 	if err := m.Unmount(); err != nil {
 		t.Errorf("Unmount: %v", err)
@@ -106,4 +106,14 @@ func TestMountIOUring(t *testing.T) {
 	if err := m.Wait(); err != nil {
 		t.Errorf("serving over io_uring ended with %v", err)
 	}
+}
+
+// statHello stats helloFS's file through the mount at mnt: nil if it is
+// there with the greeting's size.
+func statHello(mnt string) error {
+	var st syscall.Stat_t
+	if err := syscall.Stat(mnt+"/hello", &st); err != nil || st.Size != int64(len(greeting)) {
+		return fmt.Errorf("stat hello: %v (size %d)", err, st.Size)
+	}
+	return nil
 }

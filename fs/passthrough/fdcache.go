@@ -117,9 +117,10 @@ const (
 // spared once. (Running the hand while slots were free evicted live
 // inodes from a nearly empty cache: every inode added and forgotten, a
 // READDIRPLUS entry that did not fit or a created file, moved the hand
-// one slot on, and once round it closed whatever it met.) An inode in use when its slot is taken keeps its fd,
-// marked uncached, until its last user is done (put closes it then), so
-// open fds ≤ cache size + inodes in use by requests or open handles.
+// one slot on, and once round it closed whatever it met.) An inode in use
+// when its slot is taken keeps its fd, marked uncached, until its last
+// user is done (put closes it then), so open fds ≤ cache size + inodes in
+// use by requests or open handles.
 type fdCache struct {
 	// h makes the handles of inodes whose handle is pending. Immutable.
 	h *handles

@@ -494,6 +494,17 @@ func evict(t *testing.T, f *FS, root string, cache int, id fs.Inode) {
 	}
 }
 
+// closedFile makes the file name (holding its name) under root, looks it
+// up in f, whose fd cache holds cache fds, and has the cache close its fd
+// (evict).
+func closedFile(t *testing.T, f *FS, root string, cache int, name string) fs.Entry {
+	t.Helper()
+	writeFile(t, join(root, name), name, 0o644)
+	e := lookup(t, f, fs.RootInode, name)
+	evict(t, f, root, cache, e.Ino)
+	return e
+}
+
 // fdClosedOf reports whether the cache closed the fd of inode id.
 func fdClosedOf(f *FS, id fs.Inode) bool {
 	in := f.inodes.ref(id)
@@ -514,9 +525,7 @@ func TestInodeNumberReused(t *testing.T) {
 	handleModes(t, func(t *testing.T, mode FileHandleMode) {
 		const cache = 16
 		f, root := newHandlesFS(t, mode, cache)
-		writeFile(t, join(root, "old"), "old", 0o644)
-		old := lookup(t, f, fs.RootInode, "old")
-		evict(t, f, root, cache, old.Ino)
+		old := closedFile(t, f, root, cache, "old")
 		var st unix.Stat_t
 		if err := unix.Stat(join(root, "old"), &st); err != nil {
 			t.Fatal(err)
@@ -669,9 +678,7 @@ func TestLookupClosedAllocs(t *testing.T) {
 	handleModes(t, func(t *testing.T, mode FileHandleMode) {
 		const cache = 16
 		f, root := newHandlesFS(t, mode, cache)
-		writeFile(t, join(root, "a"), "a", 0o644)
-		a := lookup(t, f, fs.RootInode, "a")
-		evict(t, f, root, cache, a.Ino)
+		a := closedFile(t, f, root, cache, "a")
 		name := []byte("a")
 		var e fs.Entry
 		n := testing.AllocsPerRun(200, func() {
