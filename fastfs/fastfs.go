@@ -41,10 +41,12 @@ type MountOptions struct {
 	// through move between the kernel and the filesystem (default
 	// SpliceAuto).
 	Splice SpliceMode
-	// IOUring serves FUSE over io_uring (Linux 6.14+) when the kernel
-	// agrees to it in INIT: one ring per CPU queue, one system call per
-	// batch of requests. Open (and Mount) turn the fuse module's
-	// enable_uring parameter on if it is off, which needs root. A lock
+	// IOUring serves FUSE over io_uring (Linux 6.14+): one ring per CPU
+	// queue, one system call per batch of requests. Open (and Mount) turn
+	// the fuse module's enable_uring parameter on if it is off, which
+	// needs root, before mounting; if INIT still does not agree on it,
+	// serving ends with an error (the mount is removed) rather than going
+	// on over /dev/fuse. A lock
 	// wait holds its ring entry: a CPU's queue holds at most 8, at most
 	// one per uid other than 0, the last kept for root; past them a lock
 	// wait is refused with ENOLCK (/dev/fuse lets 128 per uid wait). An

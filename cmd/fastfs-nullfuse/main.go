@@ -485,7 +485,7 @@ func (s *server) serve(fd int) error {
 func mount(mnt string) (int, error) {
 	fd, err := unix.Open("/dev/fuse", unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return -1, fmt.Errorf("open /dev/fuse: %w", err)
+		return -1, fmt.Errorf("open /dev/fuse: %w (run as root)", err)
 	}
 	opts := fmt.Sprintf("fd=%d,rootmode=40000,user_id=0,group_id=0,default_permissions,allow_other", fd)
 	if err := unix.Mount("nullfuse", mnt, "fuse.nullfuse", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
