@@ -129,8 +129,9 @@ type session struct {
 // virtiofs uses unless told otherwise (Options.AdaptivePoll): twice
 // QEMU's default poll-max-ns for its I/O threads (32 µs), because a
 // driver that keeps several requests in flight answers a batch of
-// completions in 30–60 µs on this 2-vCPU machine (its wake-up alone
-// costs ~10–20 µs), which 32 µs missed: with 64 µs (and spinPerRequest
+// completions later than 32 µs on this 2-vCPU machine (its wake-up alone
+// costs ~10–20 µs; not timed directly, but 64 µs catches what 32 µs
+// missed): with 64 µs (and spinPerRequest
 // 8 µs) fastfs-backendbench's 1-queue GETATTRs at 8 in flight went 3.79×
 // per second at 1.94× less CPU per request, LOOKUPs 2.40×, 4 KiB READs
 // 1.28×, creates 1.26× (5 alternated rounds, docs/backend-bench.md's
