@@ -211,8 +211,8 @@ func TestAdaptBudget(t *testing.T) {
 		t.Fatalf("one request per %v gap: window %v, want the budget %v", spinPerRequest-us, w.window, spinPerRequest)
 	}
 	// Four requests per gap grow the window to their budget, eight to
-	// the maximum, DefaultAdaptivePoll (a driver answering a batch in
-	// 30–60 µs, which a 32 µs maximum missed).
+	// the maximum, DefaultAdaptivePoll (a driver answering a batch later
+	// than a 32 µs maximum waits).
 	w.batch = 4
 	for range 5 {
 		w.adapt(30 * us)
