@@ -240,3 +240,49 @@ func TestAdaptBudget(t *testing.T) {
 		t.Fatalf("pollWindow %v, want 0", got)
 	}
 }
+
+// TestBusyPass: a worker whose ring never runs dry passes through the
+// scheduler after busyPassWork units of work (one per request, one more
+// per 32 KiB of its buffers): after 64 small requests, after 2 of 1 MiB,
+// and not before.
+func TestBusyPass(t *testing.T) {
+	g, err := ringtest.NewGuest(8, ring.FeatureVersion1, 2<<20, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	drv, err := ringtest.NewDriver(g.Table, g.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := ring.New(g.Table, g.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve := func(w *worker, n int, size uint32) (passedAt int) {
+		for i := 1; i <= n; i++ {
+			if _, err := drv.Add([]ringtest.Buf{{Addr: g.Data, Len: 40}, {Addr: g.Data + 4096, Len: size, Write: true}}); err != nil {
+				t.Fatal(err)
+			}
+			drv.Kick() // publishes the chain
+			var c ring.Chain
+			if ok, err := q.Pop(&c); !ok || err != nil {
+				t.Fatalf("Pop = %v, %v", ok, err)
+			}
+			q.Push(c.Head, 0)
+			q.Publish()
+			drv.Used()
+			w.busyPass(&c)
+			if passedAt == 0 && !w.sched.Due() {
+				passedAt = i
+			}
+		}
+		return passedAt
+	}
+	if at := serve(&worker{q: q}, 100, 16); at != busyPassWork {
+		t.Errorf("small requests: passed after %d, want %d", at, busyPassWork)
+	}
+	if at := serve(&worker{q: q}, 4, 1<<20); at != 2 {
+		t.Errorf("1 MiB READs: passed after %d, want 2", at)
+	}
+}
