@@ -20,7 +20,8 @@
 // else runs (worker.go says what that cost). A worker's goroutine never
 // passes through the Go scheduler by itself (it blocks in system calls
 // and carries on), which the runtime's monitor takes for a goroutine
-// running too long: every loop calls a SchedPoint before it may block,
+// running too long: every loop calls a SchedPoint before it may block
+// (and virtio-fs, whose ring need never run dry, between requests too),
 // which passes through the scheduler at most once per 5 ms (schedpoint.go
 // says what the monitor did to each request without it).
 //
