@@ -43,18 +43,11 @@ import (
 // goroutine only on its own thread (fsuid and affinity stay). A worker
 // that never blocks is preempted by the runtime as any goroutine is.
 //
-// A busy worker needs the passes as much: its requests' own system calls
-// (a 1 MiB preadv into guest memory takes ~230 µs here) are the blocking
-// calls sysmon finds it in. fastfsd's virtio-fs serving 1 MiB READs at 8
-// in flight, its ring never dry, passed nowhere: sysmon used 10 % of a
-// CPU (40 of the worker's 401 ticks over 4 s), the 10 % more CPU per READ
-// than the C virtiofsd that fastfs-backendbench reported.
-//
 // A busy worker needs the passes as much: the long system calls of its
 // requests (a 1 MiB preadv into guest memory: ~230 µs here) are where the
 // monitor finds it. fastfsd's virtio-fs serving 1 MiB READs at 8 in
 // flight, its ring never dry, passed nowhere, and the monitor thread used
-// 10 % of a CPU beside the worker's 100 % (virtiofs busyPass).
+// 8–10 % of a CPU beside the worker's 100 % (virtiofs busyPass).
 //
 // The zero value is ready to use; a SchedPoint belongs to one worker.
 type SchedPoint struct {
