@@ -129,19 +129,7 @@ func TestAskKickWithdrawn(t *testing.T) {
 		features uint64
 	}{{"flags", ring.FeatureVersion1}, {"event idx", ring.FeatureVersion1 | ring.FeatureEventIdx}} {
 		t.Run(tc.name, func(t *testing.T) {
-			g, err := ringtest.NewGuest(8, tc.features, 1<<16, true)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer g.Close()
-			drv, err := ringtest.NewDriver(g.Table, g.Config)
-			if err != nil {
-				t.Fatal(err)
-			}
-			q, err := ring.New(g.Table, g.Config)
-			if err != nil {
-				t.Fatal(err)
-			}
+			g, drv, q := testRing(t, tc.features, 1<<16)
 			w := &worker{q: q}
 			add := func() bool {
 				if _, err := drv.Add([]ringtest.Buf{{Addr: g.Data, Len: 1}}); err != nil {
@@ -149,15 +137,7 @@ func TestAskKickWithdrawn(t *testing.T) {
 				}
 				return drv.Kick()
 			}
-			pop := func() {
-				var c ring.Chain
-				if ok, err := q.Pop(&c); !ok || err != nil {
-					t.Fatalf("Pop = %v, %v", ok, err)
-				}
-				q.Push(c.Head, 0)
-				q.Publish()
-				drv.Used()
-			}
+			pop := func() { serveOne(t, q, drv) }
 			if !w.askKick() {
 				t.Fatal("askKick on an empty ring: a chain pending")
 			}
@@ -246,32 +226,14 @@ func TestAdaptBudget(t *testing.T) {
 // per 32 KiB of its buffers): after 64 small requests, after 2 of 1 MiB,
 // and not before.
 func TestBusyPass(t *testing.T) {
-	g, err := ringtest.NewGuest(8, ring.FeatureVersion1, 2<<20, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
-	drv, err := ringtest.NewDriver(g.Table, g.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q, err := ring.New(g.Table, g.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
+	g, drv, q := testRing(t, ring.FeatureVersion1, 2<<20)
 	serve := func(w *worker, n int, size uint32) (passedAt int) {
 		for i := 1; i <= n; i++ {
 			if _, err := drv.Add([]ringtest.Buf{{Addr: g.Data, Len: 40}, {Addr: g.Data + 4096, Len: size, Write: true}}); err != nil {
 				t.Fatal(err)
 			}
 			drv.Kick() // publishes the chain
-			var c ring.Chain
-			if ok, err := q.Pop(&c); !ok || err != nil {
-				t.Fatalf("Pop = %v, %v", ok, err)
-			}
-			q.Push(c.Head, 0)
-			q.Publish()
-			drv.Used()
+			c := serveOne(t, q, drv)
 			w.busyPass(&c)
 			if passedAt == 0 && !w.sched.Due() {
 				passedAt = i
@@ -285,4 +247,39 @@ func TestBusyPass(t *testing.T) {
 	if at := serve(&worker{q: q}, 4, 1<<20); at != 2 {
 		t.Errorf("1 MiB READs: passed after %d, want 2", at)
 	}
+}
+
+// testRing makes a guest of 8 ring entries and dataLen bytes of buffers
+// (Go memory), its driver, and the device's queue on it; the guest is
+// closed when the test ends.
+func testRing(t *testing.T, features uint64, dataLen uint64) (*ringtest.Guest, *ringtest.Driver, *ring.Queue) {
+	t.Helper()
+	g, err := ringtest.NewGuest(8, features, dataLen, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	drv, err := ringtest.NewDriver(g.Table, g.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := ring.New(g.Table, g.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g, drv, q
+}
+
+// serveOne pops the chain the driver added, completes it empty, and has
+// the driver take the completion; it returns the chain.
+func serveOne(t *testing.T, q *ring.Queue, drv *ringtest.Driver) ring.Chain {
+	t.Helper()
+	var c ring.Chain
+	if ok, err := q.Pop(&c); !ok || err != nil {
+		t.Fatalf("Pop = %v, %v", ok, err)
+	}
+	q.Push(c.Head, 0)
+	q.Publish()
+	drv.Used()
+	return c
 }
