@@ -478,8 +478,8 @@ func (w *worker) drainRing() (stop, ok bool) {
 // ring that never runs dry has no sleep to pass before, and without the
 // passes the runtime's monitor takes the worker's P at each long system
 // call: fastfsd serving 1 MiB READs at 8 in flight spent 8–10 % of a CPU
-// in the monitor, the 8–10 % more CPU per READ than the C virtiofsd that
-// fastfs-backendbench showed. Work is one unit per request and one more per
+// in the monitor, while fastfs-backendbench showed it using 3–14 % more
+// CPU per READ than the C virtiofsd (six runs). Work is one unit per request and one more per
 // 32 KiB of its buffers, so the clock is read every 64 small requests
 // and every other 1 MiB READ: reading it after every request (60-90 ns)
 // served GETATTRs at 8 in flight at half the rate, for reasons of the
